@@ -1,0 +1,94 @@
+"""Share links: a content hash plus where to meet peers for it (sans-IO).
+
+    p2p://<64 hex digits>?signal=<url>[&signal=<url>...][&name=<file name>][&token=<secret>]
+
+Like a magnet link, a link is everything `p2p fetch` needs. Query values are
+percent-encoded (RFC 3986). A bare content hash is accepted wherever a link is, with the
+signaling URL taken from --signal / P2P_SIGNAL / the default. A player page URL
+`http(s)://host[:port]/watch/<hash>` is accepted too: its origin is the signaling server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, quote, urlsplit
+
+from .errors import InvalidLink
+from .manifest import HASH_LEN, parse_content_id
+
+SCHEME = "p2p"
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the user asked for: a content hash and optional rendezvous details."""
+
+    content_hash: bytes
+    "SHA-256 of the manifest."
+    signals: tuple[str, ...] = field(default_factory=tuple)
+    "Signaling server URLs carried by the link, in preference order (may be empty)."
+    name: str | None = None
+    "Suggested file name (informational; the verified manifest decides)."
+    token: str | None = None
+    "Signaling access token, if the server needs one."
+
+    @property
+    def content_id(self) -> str:
+        return self.content_hash.hex()
+
+
+def _check_signal_url(url: str, original: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
+        raise InvalidLink(
+            f"link {original!r} has signaling URL {url!r}; expected http(s):// or ws(s)://"
+        )
+    return url
+
+
+def make_link(
+    content_hash: bytes, signals: list[str] | tuple[str, ...], name: str | None = None,
+    token: str | None = None,
+) -> str:
+    query = [f"signal={quote(s, safe='')}" for s in signals]
+    if name:
+        query.append(f"name={quote(name, safe='')}")
+    if token:
+        query.append(f"token={quote(token, safe='')}")
+    return f"{SCHEME}://{content_hash.hex()}" + ("?" + "&".join(query) if query else "")
+
+
+def parse_target(text: str) -> Target:
+    """Parse a link, a watch URL or a bare content hash. Raises `InvalidLink`/`InvalidHash`."""
+    t = text.strip()
+    if _HEX64.match(t):
+        return Target(parse_content_id(t))
+    if "://" not in t:
+        if len(t) == 2 * HASH_LEN or t.isalnum():
+            return Target(parse_content_id(t))  # raises InvalidHash with a precise message
+        raise InvalidLink(
+            f"{text!r} is neither a content hash (64 hex digits) nor a p2p:// link"
+        )
+    try:
+        parts = urlsplit(t)
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+    except ValueError as e:
+        raise InvalidLink(f"{text!r} is not a valid link: {e}") from None
+    if parts.scheme == SCHEME:
+        if not _HEX64.match(parts.netloc):
+            raise InvalidLink(f"link {text!r} does not carry a 64-hex-digit content hash")
+        signals = tuple(_check_signal_url(s, text) for s in query.get("signal", []) if s)
+        name = (query.get("name") or [None])[0] or None
+        token = (query.get("token") or [None])[0] or None
+        return Target(bytes.fromhex(parts.netloc), signals, name, token)
+    if parts.scheme in ("http", "https"):
+        m = re.match(r"^/watch/([0-9a-fA-F]{64})/?$", parts.path)
+        if m and parts.netloc:
+            token = (query.get("token") or [None])[0] or None
+            origin = f"{parts.scheme}://{parts.netloc}"
+            return Target(bytes.fromhex(m.group(1)), (origin,), None, token)
+    raise InvalidLink(
+        f"{text!r} is not a p2p link: expected p2p://<hash>?signal=<url> or a bare hash"
+    )

@@ -1,0 +1,231 @@
+"""The manifest: what a piece of content is, and the hash that names it (sans-IO).
+
+A file is cut into fixed-size pieces, each hashed with SHA-256. The manifest lists the
+file's name, size, piece size and piece hashes in one canonical byte encoding; the
+SHA-256 of those bytes is the *content hash* users type and share. docs/PROTOCOL.md is
+the normative description; this module is its reference implementation.
+
+Layout (all integers big-endian)::
+
+    offset  size  field
+    0       4     magic  b"P2PM"
+    4       1     format version (1)
+    5       1     log2(piece size), 14..24  (16 KiB .. 16 MiB)
+    6       2     name length N in bytes, 1..255
+    8       N     file name, UTF-8
+    8+N     8     file size in bytes
+    16+N    32*P  SHA-256 of each piece, P = ceil(size / piece size)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import unicodedata
+from dataclasses import dataclass
+from functools import cached_property
+
+from .errors import InvalidHash, ManifestError, ManifestHashMismatch, PieceHashMismatch
+
+MAGIC = b"P2PM"
+FORMAT_VERSION = 1
+HASH_LEN = 32
+MIN_PIECE_LOG2 = 14  # 16 KiB: small enough that a 1-byte change re-sends little
+MAX_PIECE_LOG2 = 24  # 16 MiB: bounds the memory one unverified piece can hold
+TARGET_PIECES = 1024  # keeps the piece list (32 KiB of hashes) small until pieces hit 16 MiB
+MAX_NAME_BYTES = 255  # the usual file-system limit for one path component
+MAX_SIZE = 1 << 50  # 1 PiB: bounds the piece list a manifest can claim
+_HEADER = struct.Struct(">4sBBH")
+_SIZE = struct.Struct(">Q")
+
+
+def piece_size_for(size: int) -> int:
+    """The piece size for a file of `size` bytes.
+
+    The smallest power of two that keeps the file within TARGET_PIECES pieces, clamped to
+    16 KiB .. 16 MiB: 64 MiB -> 64 KiB pieces, 1 GiB -> 1 MiB, 16 GiB and up -> 16 MiB.
+    """
+    if size < 0:
+        raise ValueError("size must be >= 0")
+    wanted = -(-size // TARGET_PIECES)  # ceil
+    log2 = max(MIN_PIECE_LOG2, (wanted - 1).bit_length())
+    return 1 << min(log2, MAX_PIECE_LOG2)
+
+
+def piece_count_for(size: int, piece_size: int) -> int:
+    return -(-size // piece_size)
+
+
+def check_name(name: str) -> None:
+    """Reject names that are unsafe to create in the current directory."""
+    if not name:
+        raise ManifestError("manifest has an empty file name")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise ManifestError(f"manifest file name is longer than {MAX_NAME_BYTES} bytes")
+    if name in (".", ".."):
+        raise ManifestError(f"manifest file name {name!r} is not a file name")
+    for ch in name:
+        if ch in "/\\" or unicodedata.category(ch) in ("Cc", "Cs"):
+            raise ManifestError(
+                f"manifest file name {name!r} contains a path separator or control character"
+            )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The description of one file. Build with `Manifest.create`, parse with `decode`."""
+
+    name: str
+    "File name, a single safe path component."
+    size: int
+    "File size in bytes."
+    piece_size: int
+    "Piece size in bytes, a power of two in 16 KiB .. 16 MiB."
+    piece_hashes: tuple[bytes, ...]
+    "SHA-256 digest of each piece, in order."
+    version: int = FORMAT_VERSION
+    "Manifest format version."
+
+    @classmethod
+    def create(cls, name: str, size: int, piece_size: int, piece_hashes: list[bytes]) -> Manifest:
+        m = cls(name=name, size=size, piece_size=piece_size, piece_hashes=tuple(piece_hashes))
+        m.validate()
+        return m
+
+    def validate(self) -> None:
+        if self.version != FORMAT_VERSION:
+            raise ManifestError(f"unsupported manifest version {self.version}")
+        check_name(self.name)
+        log2 = self.piece_size.bit_length() - 1
+        if self.piece_size != 1 << log2 or not MIN_PIECE_LOG2 <= log2 <= MAX_PIECE_LOG2:
+            raise ManifestError(f"piece size {self.piece_size} is not a power of two in range")
+        if not 0 <= self.size <= MAX_SIZE:
+            raise ManifestError(f"file size {self.size} out of range")
+        if len(self.piece_hashes) != piece_count_for(self.size, self.piece_size):
+            raise ManifestError(
+                f"manifest lists {len(self.piece_hashes)} pieces but a file of {self.size} bytes "
+                f"has {piece_count_for(self.size, self.piece_size)}"
+            )
+        if any(len(h) != HASH_LEN for h in self.piece_hashes):
+            raise ManifestError("piece hash of wrong length")
+
+    # -- geometry --------------------------------------------------------------------------
+
+    @property
+    def piece_count(self) -> int:
+        return len(self.piece_hashes)
+
+    def piece_offset(self, index: int) -> int:
+        return index * self.piece_size
+
+    def piece_length(self, index: int) -> int:
+        if not 0 <= index < self.piece_count:
+            raise IndexError(index)
+        return min(self.piece_size, self.size - index * self.piece_size)
+
+    def pieces_for_range(self, start: int, end: int) -> range:
+        """Indices of the pieces covering bytes [start, end)."""
+        if end <= start:
+            return range(0)
+        return range(start // self.piece_size, (end - 1) // self.piece_size + 1)
+
+    # -- verification ----------------------------------------------------------------------
+
+    def piece_ok(self, index: int, data: bytes | bytearray | memoryview) -> bool:
+        return (
+            0 <= index < self.piece_count
+            and len(data) == self.piece_length(index)
+            and hashlib.sha256(data).digest() == self.piece_hashes[index]
+        )
+
+    def verify_piece(self, index: int, data: bytes | bytearray | memoryview) -> None:
+        if not self.piece_ok(index, data):
+            raise PieceHashMismatch(f"piece {index} does not match its SHA-256 in the manifest")
+
+    # -- encoding --------------------------------------------------------------------------
+
+    @cached_property
+    def encoded(self) -> bytes:
+        name = self.name.encode("utf-8")
+        log2 = self.piece_size.bit_length() - 1
+        return b"".join(
+            (
+                _HEADER.pack(MAGIC, self.version, log2, len(name)),
+                name,
+                _SIZE.pack(self.size),
+                *self.piece_hashes,
+            )
+        )
+
+    def encode(self) -> bytes:
+        return self.encoded
+
+    @cached_property
+    def content_hash(self) -> bytes:
+        return hashlib.sha256(self.encoded).digest()
+
+    @property
+    def content_id(self) -> str:
+        """The content hash as users see it: 64 lowercase hex digits."""
+        return self.content_hash.hex()
+
+
+def max_encoded_size() -> int:
+    pieces = piece_count_for(MAX_SIZE, 1 << MAX_PIECE_LOG2)
+    return _HEADER.size + MAX_NAME_BYTES + _SIZE.size + HASH_LEN * pieces
+
+
+def decode(data: bytes | bytearray | memoryview) -> Manifest:
+    """Parse manifest bytes. Raises only `ManifestError` on bad input."""
+    data = bytes(data)
+    if len(data) < _HEADER.size:
+        raise ManifestError("manifest is truncated")
+    magic, version, log2, name_len = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ManifestError("not a p2p manifest (bad magic)")
+    if version != FORMAT_VERSION:
+        raise ManifestError(f"unsupported manifest version {version}; upgrade p2p")
+    if not MIN_PIECE_LOG2 <= log2 <= MAX_PIECE_LOG2:
+        raise ManifestError(f"piece size 2^{log2} out of range")
+    pos = _HEADER.size
+    if not 1 <= name_len <= MAX_NAME_BYTES or len(data) < pos + name_len + _SIZE.size:
+        raise ManifestError("manifest is truncated or has a bad name length")
+    try:
+        name = data[pos : pos + name_len].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ManifestError("manifest file name is not UTF-8") from None
+    pos += name_len
+    (size,) = _SIZE.unpack_from(data, pos)
+    pos += _SIZE.size
+    if size > MAX_SIZE:
+        raise ManifestError(f"file size {size} out of range")
+    piece_size = 1 << log2
+    count = piece_count_for(size, piece_size)
+    if len(data) - pos != HASH_LEN * count:
+        raise ManifestError(
+            f"manifest has {len(data) - pos} bytes of piece hashes, expected {HASH_LEN * count}"
+        )
+    hashes = tuple(data[pos + i * HASH_LEN : pos + (i + 1) * HASH_LEN] for i in range(count))
+    m = Manifest(name=name, size=size, piece_size=piece_size, piece_hashes=hashes)
+    m.validate()
+    return m
+
+
+def decode_verified(data: bytes | bytearray | memoryview, content_hash: bytes) -> Manifest:
+    """Parse manifest bytes received from a peer, checking they name `content_hash`."""
+    if hashlib.sha256(data).digest() != content_hash:
+        raise ManifestHashMismatch("manifest does not hash to the requested content hash")
+    return decode(data)
+
+
+def parse_content_id(text: str) -> bytes:
+    """A content hash typed by a user: 64 hex digits, any case."""
+    t = text.strip()
+    if len(t) != 2 * HASH_LEN:
+        raise InvalidHash(
+            f"{text!r} is not a content hash: expected {2 * HASH_LEN} hex digits, got {len(t)}"
+        )
+    try:
+        return bytes.fromhex(t)
+    except ValueError:
+        raise InvalidHash(f"{text!r} is not a content hash: it has non-hex characters") from None
