@@ -1,13 +1,101 @@
-"""`p2p seed`: coming with its own issue."""
+"""`p2p seed FILE`: share a file; prints the link on stdout and serves until Ctrl-C."""
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
 
-from p2pcli.errors import UsageError
+from cli.common import (
+    IceHostOpt,
+    IceServerOpt,
+    JsonOpt,
+    QuietOpt,
+    SignalOpt,
+    TokenOpt,
+    VerboseOpt,
+    parse_rate,
+    setup_logging,
+    split_urls,
+    swarm_config,
+)
+from cli.output import Reporter
+from p2pcli import runner
+from p2pcli.seed import DEFAULT_EMBEDDED_PORT, SeedOptions, seed
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("seed", help="Not available yet in this version.")
-    def _seed() -> None:
-        raise UsageError("'p2p seed' is not implemented yet in this version")
+    @app.command("seed")
+    def seed_cmd(
+        file: Annotated[str, typer.Argument(help="The file to share.", show_default=False)],
+        signal: SignalOpt = None,
+        max_upload_rate: Annotated[
+            str | None,
+            typer.Option(
+                "--max-upload-rate",
+                envvar="P2P_MAX_UPLOAD_RATE",
+                help="Upload limit over all peers, bytes/s with k/M/G suffixes (e.g. 500k).",
+                show_default=False,
+            ),
+        ] = None,
+        port: Annotated[
+            int,
+            typer.Option(
+                "--port",
+                envvar="P2P_SIGNAL_PORT",
+                help="Port of the embedded signaling server (used when no --signal is given); "
+                "the next free port is taken if it is busy.",
+            ),
+        ] = DEFAULT_EMBEDDED_PORT,
+        public_host: Annotated[
+            str | None,
+            typer.Option(
+                "--public-host",
+                envvar="P2P_PUBLIC_HOST",
+                help="Address put in the link for the embedded signaling server. "
+                "Default: the first --ice-host, else this machine's first LAN address.",
+                show_default=False,
+            ),
+        ] = None,
+        ice_server: IceServerOpt = None,
+        ice_host: IceHostOpt = None,
+        token: TokenOpt = None,
+        quiet: QuietOpt = False,
+        json: JsonOpt = False,
+        verbose: VerboseOpt = False,
+    ) -> None:
+        """Share FILE: hash it, print a link, and serve its pieces to every peer until Ctrl-C.
+
+        With no --signal (or P2P_SIGNAL), a signaling server starts inside this process and
+        the link points at it, so this command alone shares a file on your network.
+        """
+        setup_logging(verbose)
+        urls = split_urls(signal)
+        config = swarm_config(
+            urls, ice_server, ice_host, token, max_upload_rate=parse_rate(max_upload_rate)
+        )
+        reporter = Reporter(quiet=quiet, json=json)
+
+        def emit(ev: dict) -> None:
+            if ev["event"] == "seeding" and "link" in ev:
+                # The link is this command's output: one line on stdout for scripts.
+                sys.stdout.write(ev["link"] + "\n")
+                sys.stdout.flush()
+            reporter(ev)
+
+        from p2pcli.ice import host_addresses
+
+        opts = SeedOptions(
+            path=file,
+            embedded_signal=not urls,
+            signal_port=port,
+            public_host=public_host or (host_addresses() or (None,))[0],
+        )
+        try:
+            runner.run(
+                lambda: seed(opts, config, emit, reporter.hashing),
+                "stopped seeding",
+            )
+        finally:
+            reporter.close()

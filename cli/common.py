@@ -1,0 +1,109 @@
+"""Options shared by the commands that join a swarm, and turning them into a SwarmConfig."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from p2pcli.ice import parse_host_addresses, parse_ice_servers, set_host_addresses
+from p2pcli.swarm import SwarmConfig
+
+SignalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--signal",
+        envvar="P2P_SIGNAL",
+        help="Signaling server URL (http(s):// or ws(s)://); several separated by commas.",
+        show_default=False,
+    ),
+]
+IceServerOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ice-server",
+        envvar="P2P_ICE_SERVERS",
+        help="STUN/TURN server: stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]. Repeatable. "
+        "Default: none (direct connections only).",
+        show_default=False,
+    ),
+]
+IceHostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ice-host",
+        envvar="P2P_ICE_HOST",
+        help="Local IP address to offer to peers as an ICE host candidate. Repeatable or "
+        "comma-separated. Default: every non-loopback interface. Use 127.0.0.1 for peers "
+        "on the same machine.",
+        show_default=False,
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", envvar="P2P_TOKEN", help="Signaling server access token.",
+                 show_default=False),
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress or status output on stderr.")
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Write events as NDJSON lines on stderr.")
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log debugging details on stderr.")
+]
+
+
+def swarm_config(
+    signal: list[str],
+    ice_server: list[str] | None,
+    ice_host: list[str] | None,
+    token: str | None,
+    **kwargs,
+) -> SwarmConfig:
+    hosts = parse_host_addresses(ice_host or [])
+    set_host_addresses(hosts or None)
+    return SwarmConfig(
+        signal_urls=signal,
+        ice_servers=parse_ice_servers(ice_server or []),
+        token=token,
+        **kwargs,
+    )
+
+
+def split_urls(value: str | None) -> list[str]:
+    return [u.strip() for u in (value or "").split(",") if u.strip()]
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.ERROR,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        # aioice/aiortc log connection noise at WARNING for ordinary peer churn.
+        for name in ("aioice", "aiortc", "socketio", "engineio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+def parse_rate(text: str | None) -> float | None:
+    """'500k', '2M', '1.5MiB', '800000' -> bytes per second (None/'0': unlimited)."""
+    if text is None:
+        return None
+    t = text.strip().lower().removesuffix("/s").removesuffix("b")
+    num = t.rstrip("kmgi")
+    unit = t[len(num) :]
+    try:
+        value = float(num) * _UNITS[unit]
+    except (ValueError, KeyError):
+        from p2pcli.errors import UsageError
+
+        raise UsageError(
+            f"--max-upload-rate {text!r}: expected bytes per second like 500k, 2M or 1MiB"
+        ) from None
+    return value or None

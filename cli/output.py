@@ -1,0 +1,166 @@
+"""How commands talk to people: rich progress on stderr, NDJSON events, or nothing.
+
+The core emits plain dict events; this module is the only place that turns them into text.
+stdout is never touched here: it belongs to content (`fetch`) and links (`seed`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+class Reporter:
+    """Receives core events; renders them for humans (default), as NDJSON, or not at all."""
+
+    def __init__(self, *, quiet: bool = False, json: bool = False) -> None:
+        self.quiet = quiet
+        self.json = json
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+        self.hash_task: TaskID | None = None
+        self._last_status = 0.0
+        self.started = time.monotonic()
+
+    # -- plumbing
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        if self.json:
+            ev = {"t": round(time.monotonic() - self.started, 3), **ev}
+            sys.stderr.buffer.write(orjson.dumps(ev) + b"\n")
+            sys.stderr.buffer.flush()
+            return
+        if self.quiet:
+            return
+        handler = getattr(self, "on_" + ev["event"].replace("-", "_"), None)
+        if handler is not None:
+            handler(ev)
+
+    def line(self, text: str) -> None:
+        if not self.quiet and not self.json:
+            self.console.print(text)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def _bar(self) -> Progress:
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(binary_units=False),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[extra]}"),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+        return self.progress
+
+    # -- hashing (seed)
+
+    def hashing(self, done: int, total: int) -> None:
+        if self.quiet or self.json:
+            return
+        bar = self._bar()
+        if self.hash_task is None:
+            self.hash_task = bar.add_task("hashing", total=total, extra="")
+        bar.update(self.hash_task, completed=done)
+
+    def on_hashed(self, ev: dict[str, Any]) -> None:
+        self.close()
+        self.hash_task = None
+        self.line(
+            f"[bold]{ev['name']}[/] {human_bytes(ev['size'])}, {ev['pieces']} pieces of "
+            f"{human_bytes(ev['piece_size'])}"
+        )
+
+    def on_signal_server(self, ev: dict[str, Any]) -> None:
+        self.line(f"signaling server running at {ev['url']} (embedded)")
+
+    def on_seeding(self, ev: dict[str, Any]) -> None:
+        if "link" in ev:
+            self.line(f"hash: [bold]{ev['hash']}[/]")
+            self.line("On the other machine run:")
+            self.line(f"  [bold green]{ev['command']}[/]")
+            self.line("Serving; press Ctrl-C to stop.")
+        else:
+            self.line("download complete; seeding until Ctrl-C")
+
+    def on_status(self, ev: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self._last_status < 5 and ev["rate"] == 0:
+            return
+        self._last_status = now
+        self.console.print(
+            f"peers {ev['peers']}  sent {human_bytes(ev['sent'])}  "
+            f"upload {human_bytes(ev['rate'])}/s",
+            end="\r" if self.console.is_terminal else "\n",
+        )
+
+    # -- fetch
+
+    def on_signaling_connected(self, ev: dict[str, Any]) -> None:
+        self.line(f"looking for peers via {ev['url']} ...")
+
+    def on_manifest(self, ev: dict[str, Any]) -> None:
+        self.line(f"[bold]{ev['name']}[/] {human_bytes(ev['size'])} in {ev['pieces']} pieces")
+        bar = self._bar()
+        self.task = bar.add_task("fetch", total=ev["size"], extra="")
+
+    def on_resume(self, ev: dict[str, Any]) -> None:
+        self.line(f"resuming: {ev['pieces']} verified pieces already on disk")
+
+    def on_progress(self, ev: dict[str, Any]) -> None:
+        if self.progress is not None and self.task is not None and "have" in ev:
+            self.progress.update(
+                self.task, completed=ev["have"], extra=f"{ev['peers']} peers"
+            )
+
+    def on_warning(self, ev: dict[str, Any]) -> None:
+        self.line(f"[yellow]warning:[/] {ev['message']}")
+
+    def on_manifest_rejected(self, ev: dict[str, Any]) -> None:
+        self.line(f"[yellow]warning:[/] peer {ev['peer']} sent a bad manifest: {ev['reason']}")
+
+    def on_piece_rejected(self, ev: dict[str, Any]) -> None:
+        self.line(f"[yellow]warning:[/] piece {ev['piece']} failed verification; fetching it again")
+
+    def on_done(self, ev: dict[str, Any]) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(self.task, completed=ev["size"])
+        self.close()
+        where = "" if ev["path"] == "-" else f" -> {ev['path']}"
+        self.line(
+            f"[bold green]done[/]: {ev['name']}{where}, {human_bytes(ev['size'])} verified "
+            f"in {ev['seconds']:.1f}s from {len(ev['peers'])} peer(s)"
+        )
+
+    def on_reader_gone(self, ev: dict[str, Any]) -> None:
+        self.close()
+        self.line("output closed by the reader; stopping")

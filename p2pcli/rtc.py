@@ -1,0 +1,189 @@
+"""Thin asyncio adapter around aiortc: one peer connection carrying one data channel.
+
+It knows nothing of pieces or manifests: it moves whole binary messages, applies
+back-pressure through `bufferedAmount` / `bufferedamountlow`, and reports when the link
+is gone. SDP and ICE candidates travel as plain dicts (the browser's JSON shapes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import candidate_from_sdp
+
+from .ice import rtc_configuration
+from .wire import CHANNEL_LABEL, CHANNEL_PROTOCOL
+
+log = logging.getLogger(__name__)
+
+# Keep at most this much queued in the SCTP send buffer per peer: enough to fill a fast
+# link between two bufferedamountlow events, small enough to bound memory per peer.
+HIGH_WATER = 2 * 1024 * 1024
+LOW_WATER = 512 * 1024
+
+
+class LinkClosed(Exception):
+    """The data channel or the peer connection went away."""
+
+
+class PeerLink:
+    """A data channel with awaitable back-pressure; messages go to `on_message`."""
+
+    def __init__(self, pc: RTCPeerConnection, ice_servers: list | None = None) -> None:
+        self.pc = pc
+        self.channel: RTCDataChannel | None = None
+        self.opened = asyncio.Event()
+        self.closed = asyncio.Event()
+        self._low = asyncio.Event()
+        self._on_message: Callable[[bytes | str], None] | None = None
+        self._early: list[bytes | str] = []  # arrived before anyone listened
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+        @pc.on("connectionstatechange")
+        def _state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                self._set_closed()
+
+    @property
+    def on_message(self) -> Callable[[bytes | str], None] | None:
+        return self._on_message
+
+    @on_message.setter
+    def on_message(self, handler: Callable[[bytes | str], None]) -> None:
+        # Messages can arrive between 'open' and the moment the caller attaches a handler.
+        self._on_message = handler
+        early, self._early = self._early, []
+        for m in early:
+            handler(m)
+
+    # -- setup -----------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, ice_servers: list | None = None) -> PeerLink:
+        return cls(RTCPeerConnection(rtc_configuration(ice_servers)))
+
+    async def make_offer(self) -> dict:
+        """Offerer side: open the channel and return the offer (all candidates included)."""
+        self._attach(
+            self.pc.createDataChannel(CHANNEL_LABEL, ordered=True, protocol=CHANNEL_PROTOCOL)
+        )
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        d = self.pc.localDescription
+        return {"type": d.type, "sdp": d.sdp}
+
+    async def accept_answer(self, answer: dict) -> None:
+        await self.pc.setRemoteDescription(_description(answer, "answer"))
+
+    async def answer_offer(self, offer: dict) -> dict:
+        """Answerer side: take the offer, wait for the remote's channel, return the answer."""
+
+        @self.pc.on("datachannel")
+        def _on_channel(channel: RTCDataChannel) -> None:
+            if self.channel is None and channel.label == CHANNEL_LABEL:
+                self._attach(channel)
+                # The channel is already open when announced on the answering side.
+                self.opened.set()
+
+        await self.pc.setRemoteDescription(_description(offer, "offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        d = self.pc.localDescription
+        return {"type": d.type, "sdp": d.sdp}
+
+    async def add_candidate(self, cand: dict | None) -> None:
+        """A trickled candidate from a browser (`None` or empty: end of candidates)."""
+        if not cand or not cand.get("candidate"):
+            return
+        text = cand["candidate"]
+        if text.startswith("candidate:"):
+            text = text[len("candidate:") :]
+        candidate = candidate_from_sdp(text)
+        candidate.sdpMid = cand.get("sdpMid")
+        candidate.sdpMLineIndex = cand.get("sdpMLineIndex")
+        await self.pc.addIceCandidate(candidate)
+
+    def _attach(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        channel.bufferedAmountLowThreshold = LOW_WATER
+
+        @channel.on("open")
+        def _open() -> None:
+            self.opened.set()
+
+        @channel.on("close")
+        def _close() -> None:
+            self._set_closed()
+
+        @channel.on("bufferedamountlow")
+        def _low() -> None:
+            self._low.set()
+
+        @channel.on("message")
+        def _message(message: bytes | str) -> None:
+            self.bytes_received += len(message)
+            if self._on_message is None:
+                self._early.append(message)
+            else:
+                self._on_message(message)
+
+        if channel.readyState == "open":
+            self.opened.set()
+
+    def _set_closed(self) -> None:
+        self.closed.set()
+        self.opened.set()  # wake anyone waiting for open; they check `closed`
+        self._low.set()
+
+    # -- data ------------------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        return self.channel.bufferedAmount if self.channel else 0
+
+    def send_nowait(self, data: bytes) -> None:
+        """Queue a small control message; callers of bulk data use `send`."""
+        if self.closed.is_set() or self.channel is None or self.channel.readyState != "open":
+            raise LinkClosed("data channel is closed")
+        self.channel.send(data)
+        self.bytes_sent += len(data)
+
+    async def send(self, data: bytes) -> None:
+        """Queue a message, first waiting while the send buffer is above the high-water mark."""
+        while self.buffered > HIGH_WATER:
+            self._low.clear()
+            if self.buffered <= LOW_WATER or self.closed.is_set():
+                break
+            await self._low.wait()
+        self.send_nowait(data)
+
+    async def wait_open(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.opened.wait(), timeout)
+        return self.opened.is_set() and not self.closed.is_set()
+
+    async def close(self) -> None:
+        self._set_closed()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+
+    def candidate_pair_kind(self) -> str | None:
+        """'host', 'srflx' or 'relay' for the nominated pair's local side, if known."""
+        try:
+            transport = self.pc.sctp.transport.transport  # type: ignore[union-attr]
+            pair = transport._connection._nominated.get(1)  # aioice internals
+            return pair.local_candidate.type if pair else None
+        except AttributeError:
+            return None
+
+
+def _description(d: dict, expected: str) -> RTCSessionDescription:
+    if not isinstance(d, dict) or d.get("type") != expected or not isinstance(d.get("sdp"), str):
+        raise ValueError(f"malformed {expected} description")
+    return RTCSessionDescription(sdp=d["sdp"], type=d["type"])
+
+
+Send = Callable[[bytes], Awaitable[None]]

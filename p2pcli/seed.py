@@ -1,0 +1,127 @@
+"""`seed`: hash a file, announce it, and serve its pieces until stopped.
+
+With no signaling URL configured, the seeder runs the signaling server inside its own
+process (the same code as `p2p serve-signal`) and puts that server's address in the link,
+so `p2p seed FILE` alone is enough to share a file on a LAN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import ifaddr
+
+from .hashing import Progress, hash_file, open_for_seeding
+from .link import make_link
+from .store import SeedFile
+from .swarm import EventSink, Swarm, SwarmConfig
+
+DEFAULT_EMBEDDED_PORT = 8080
+
+
+@dataclass
+class SeedOptions:
+    path: str
+    "File to share."
+    embedded_signal: bool = False
+    "Start a signaling server in this process (no --signal given)."
+    signal_port: int = DEFAULT_EMBEDDED_PORT
+    "Port of the embedded server; the next free one is used when taken (0: any)."
+    public_host: str | None = None
+    "Address other machines use to reach the embedded server (default: first LAN address)."
+
+
+def lan_address(prefer: tuple[str, ...] = ()) -> str:
+    """The address to print in links: a chosen one, else the first non-loopback IPv4."""
+    if prefer:
+        return prefer[0]
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str):
+                addr = ipaddress.ip_address(ip.ip)
+                if not addr.is_loopback and not addr.is_link_local:
+                    return ip.ip
+    return "127.0.0.1"
+
+
+async def _start_embedded(port: int):
+    from .signaling.server import start_signal_server
+
+    last: OSError | None = None
+    for candidate in [port, *range(port + 1, port + 10), 0] if port else [0]:
+        try:
+            return await start_signal_server("0.0.0.0", candidate)
+        except OSError as e:  # port in use: try the next one
+            last = e
+    raise OSError(f"no free port for the embedded signaling server ({last})")
+
+
+async def seed(
+    opts: SeedOptions, config: SwarmConfig, emit: EventSink, progress: Progress | None = None
+) -> None:
+    """Serve `opts.path` until cancelled (Ctrl-C) or the file changes on disk."""
+    open_for_seeding(opts.path)  # fail fast, before any server starts
+    started = time.monotonic()
+    manifest = await asyncio.to_thread(hash_file, opts.path, progress)
+    emit(
+        {
+            "event": "hashed",
+            "name": manifest.name,
+            "size": manifest.size,
+            "pieces": manifest.piece_count,
+            "piece_size": manifest.piece_size,
+            "hash": manifest.content_id,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )
+    server = None
+    if opts.embedded_signal:
+        server = await _start_embedded(opts.signal_port)
+        host = opts.public_host or lan_address()
+        config.signal_urls = [f"http://{_host_for_url(host)}:{server.port}"]
+        emit({"event": "signal-server", "url": config.signal_urls[0], "port": server.port})
+    source = SeedFile(open_for_seeding(opts.path)[0], manifest)
+    swarm = Swarm(manifest.content_hash, config, emit, manifest=manifest, source=source)
+    try:
+        await swarm.start()
+        link = make_link(manifest.content_hash, config.signal_urls, manifest.name, config.token)
+        emit(
+            {
+                "event": "seeding",
+                "hash": manifest.content_id,
+                "link": link,
+                "command": f"p2p fetch '{link}'",
+            }
+        )
+        reporter = asyncio.ensure_future(_report(swarm))
+        try:
+            await swarm.fatal_event.wait()
+        finally:
+            reporter.cancel()
+        assert swarm.fatal is not None
+        raise swarm.fatal
+    finally:
+        await swarm.close()
+        source.close()
+        if server is not None:
+            await server.close()
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def _report(swarm: Swarm) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        ev: dict[str, Any] = {
+            "event": "status",
+            "peers": len(swarm.usable_peers),
+            "sent": swarm.bytes_up,
+            "rate": round(swarm.up_rate.value),
+        }
+        swarm.emit(ev)

@@ -1,0 +1,683 @@
+"""The swarm: every peer connection for one content hash, and what flows over them.
+
+One `Swarm` serves pieces it has and, when downloading, asks every connected peer for
+pieces at once. Decisions come from the sans-IO parts (`wire.PeerProtocol` validates each
+peer, `picker.Picker` chooses requests); this module wires them to aiortc links, the
+signaling client and the piece files, and reports what happens as events.
+
+Signaling flow: a peer that joins gets `peer-list` and sends an offer to each listed peer;
+peers already present answer. aiortc puts every candidate in its SDP, so one offer/answer
+round trip connects two CLI peers; trickled candidates from browsers are added as they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import wire
+from .errors import NoPeers, P2PError, Unverifiable
+from .manifest import Manifest, decode_verified
+from .picker import Picker
+from .rtc import LinkClosed, PeerLink
+from .signaling.client import SignalHandlers, SignalingClient
+from .store import PartFile, SeedFile, SourceChanged
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[dict[str, Any]], None]
+MAX_MANIFEST = 16 * 1024 * 1024  # bytes; a 16 MiB piece list already describes > 8 TiB
+MAX_QUEUED_REQUESTS = 512  # per peer; more is a flood and drops the peer
+MIN_SLOTS, MAX_SLOTS, START_SLOTS = 2, 48, 8
+BAD_PIECE_STRIKES = 3  # shared blame for a bad piece before a peer is dropped
+
+
+@dataclass
+class SwarmConfig:
+    signal_urls: list[str]
+    "Signaling servers, in order of preference."
+    ice_servers: list = field(default_factory=list)
+    "RTCIceServer list; empty means host candidates only."
+    token: str | None = None
+    "Signaling access token."
+    retries: int = 3
+    "Attempts to reach the signaling server."
+    timeout: float = 10.0
+    "Seconds to wait for a usable peer before giving up."
+    max_peers: int = 32
+    "Connections kept at once."
+    max_upload_rate: float | None = None
+    "Bytes per second summed over all peers (None: unlimited)."
+    connect_timeout: float = 15.0
+    "Seconds for one WebRTC connection to open."
+
+
+class RateLimiter:
+    """Token bucket shared by every upload of a process."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self._tokens = 0.0
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self, n: int) -> None:
+        if not self.rate:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            burst = max(self.rate / 4, n)
+            self._tokens = min(burst, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= n
+            if self._tokens < 0:
+                await asyncio.sleep(-self._tokens / self.rate)
+
+
+class Rate:
+    """Exponentially weighted bytes per second, for progress and request pipelining."""
+
+    def __init__(self, half_life: float = 2.0) -> None:
+        self.half_life = half_life
+        self.value = 0.0
+        self._pending = 0
+        self._last = time.monotonic()
+
+    def add(self, n: int) -> None:
+        self._pending += n
+
+    def update(self, now: float) -> float:
+        dt = now - self._last
+        if dt >= 0.25:
+            inst = self._pending / dt
+            w = 0.5 ** (dt / self.half_life)
+            self.value = w * self.value + (1 - w) * inst
+            self._pending = 0
+            self._last = now
+        return self.value
+
+
+class PeerSession:
+    """One connected peer: its link, its protocol state and what it has."""
+
+    def __init__(self, swarm: Swarm, sig_id: str, link: PeerLink, offerer: bool) -> None:
+        self.swarm = swarm
+        self.sig_id = sig_id
+        self.link = link
+        self.offerer = offerer
+        self.proto = wire.PeerProtocol(swarm.content_hash, swarm.peer_id)
+        self.has_all = False
+        self.pieces: set[int] = set()
+        self.pending_bitfield: bytes | None = None
+        self.announced_to_picker = False
+        self.manifest_buf = bytearray()
+        self.manifest_unavailable = False
+        self.serve_queue: deque[tuple[int, int, int]] = deque()
+        self.serve_wakeup = asyncio.Event()
+        self.bytes_down = 0
+        self.bytes_up = 0
+        self.rate = Rate()
+        self.slots = START_SLOTS
+        self.strikes = 0
+        self.dropped: str | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.connected_at = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.proto.remote is not None and not self.link.closed.is_set()
+
+    def has(self, piece: int) -> bool:
+        return self.has_all or piece in self.pieces
+
+    def send(self, data: bytes | None) -> None:
+        if data is None:
+            return
+        with contextlib.suppress(LinkClosed):
+            self.link.send_nowait(data)
+
+
+class Swarm:
+    """All peers for one content hash. Seeding: give `manifest` and `source`."""
+
+    def __init__(
+        self,
+        content_hash: bytes,
+        config: SwarmConfig,
+        emit: EventSink,
+        *,
+        manifest: Manifest | None = None,
+        source: SeedFile | PartFile | None = None,
+    ) -> None:
+        self.content_hash = content_hash
+        self.content_id = content_hash.hex()
+        self.config = config
+        self.emit = emit
+        self.peer_id = os.urandom(16)
+        self.manifest = manifest
+        self.source = source
+        self.picker: Picker | None = None
+        self.sessions: dict[str, PeerSession] = {}
+        self.banned: set[str] = set()
+        self.banned_ids: set[bytes] = set()
+        self.limiter = RateLimiter(config.max_upload_rate)
+        self.signal: SignalingClient | None = None
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.up_rate = Rate()
+        self.down_rate = Rate()
+        self.rejections = 0  # bad manifests and bad pieces seen
+        self.manifest_ready = asyncio.Event()
+        self.piece_done = asyncio.Event()  # pulsed when a piece is verified
+        self.complete = asyncio.Event()
+        self.fatal: P2PError | None = None
+        self.fatal_event = asyncio.Event()
+        self.last_peer_time = time.monotonic()
+        self._buffers: dict[int, bytearray] = {}
+        self._contributors: dict[int, set[str]] = {}
+        self._bg: set[asyncio.Task] = set()
+        self._verifying: set[int] = set()
+        self.on_manifest: Callable[[Manifest], Any] | None = None  # async hook: open a store
+        self.per_peer_received: dict[str, int] = {}
+        self.started = time.monotonic()
+        self.accepting = True  # False once a finished download stops serving
+        if manifest is not None:
+            self.manifest_ready.set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        handlers = SignalHandlers(
+            peer_list=self._on_peer_list,
+            new_peer=lambda p: None,
+            peer_left=self._on_peer_left,
+            signal=self._on_signal,
+        )
+        self.signal = SignalingClient(
+            self.config.signal_urls,
+            handlers,
+            token=self.config.token,
+            retries=self.config.retries,
+            timeout=self.config.timeout,
+        )
+        await self.signal.connect()
+        self.emit({"event": "signaling-connected", "url": self.signal.url})
+        await self.signal.announce(self.content_id, self.peer_id.hex())
+        self._spawn(self._ticker())
+
+    async def close(self) -> None:
+        if self.signal:
+            await self.signal.close()
+        for s in list(self.sessions.values()):
+            await self._drop(s, None)
+        for t in list(self._bg):
+            t.cancel()
+        await asyncio.gather(*self._bg, return_exceptions=True)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._bg.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, P2PError):
+            self._fail(exc)
+        elif exc is not None:
+            log.error("internal task failed", exc_info=exc)
+            self._fail(P2PError(f"internal error: {exc!r}", exit_code=1))
+
+    def _fail(self, err: P2PError) -> None:
+        if self.fatal is None:
+            self.fatal = err
+        self.fatal_event.set()
+
+    @property
+    def usable_peers(self) -> list[PeerSession]:
+        return [s for s in self.sessions.values() if s.ready]
+
+    # -- signaling -------------------------------------------------------------------------
+
+    async def _on_peer_list(self, peers: list[str]) -> None:
+        for p in peers:
+            self._maybe_connect(p)
+
+    def _maybe_connect(self, sig_id: str) -> None:
+        own = self.signal.sid if self.signal else None
+        if sig_id == own or sig_id in self.sessions or sig_id in self.banned:
+            return
+        if not self.accepting:
+            return
+        if len(self.sessions) >= self.config.max_peers:
+            return
+        link = PeerLink.create(self.config.ice_servers)
+        s = PeerSession(self, sig_id, link, offerer=True)
+        self.sessions[sig_id] = s
+        self._spawn(self._run_offer(s))
+
+    async def _on_peer_left(self, sig_id: str) -> None:
+        s = self.sessions.get(sig_id)
+        # Once connected, WebRTC no longer needs the server: keep the link.
+        if s is not None and not s.ready and not s.link.opened.is_set():
+            await self._drop(s, None)
+
+    async def _on_signal(self, kind: str, sig_id: str, data: dict) -> None:
+        if data.get("hash") not in (None, self.content_id):
+            return
+        try:
+            if kind == "offer":
+                if sig_id in self.banned or len(self.sessions) >= self.config.max_peers:
+                    return
+                old = self.sessions.get(sig_id)
+                if old is not None:
+                    await self._drop(old, None)  # the peer restarted its side
+                s = PeerSession(self, sig_id, PeerLink.create(self.config.ice_servers), False)
+                self.sessions[sig_id] = s
+                self._spawn(self._run_answer(s, data.get("offer") or data.get("sdp")))
+            elif kind == "answer":
+                s = self.sessions.get(sig_id)
+                if s is not None and s.offerer:
+                    await s.link.accept_answer(data.get("answer") or data.get("sdp"))
+            elif kind == "ice-candidate":
+                s = self.sessions.get(sig_id)
+                if s is not None:
+                    await s.link.add_candidate(data.get("candidate"))
+        except (ValueError, TypeError, AttributeError) as e:
+            log.info("bad %s from %s: %s", kind, sig_id, e)
+            s = self.sessions.get(sig_id)
+            if s is not None:
+                await self._drop(s, f"bad {kind}: {e}")
+
+    async def _run_offer(self, s: PeerSession) -> None:
+        assert self.signal is not None
+        offer = await s.link.make_offer()
+        await self.signal.send("offer", s.sig_id, {"hash": self.content_id, "offer": offer})
+        await self._run_session(s)
+
+    async def _run_answer(self, s: PeerSession, offer: Any) -> None:
+        assert self.signal is not None
+        if not isinstance(offer, dict):
+            await self._drop(s, "offer without a session description")
+            return
+        try:
+            answer = await s.link.answer_offer(offer)
+        except ValueError as e:
+            await self._drop(s, f"bad offer: {e}")
+            return
+        await self.signal.send("answer", s.sig_id, {"hash": self.content_id, "answer": answer})
+        await self._run_session(s)
+
+    # -- one peer --------------------------------------------------------------------------
+
+    async def _run_session(self, s: PeerSession) -> None:
+        if not await s.link.wait_open(self.config.connect_timeout):
+            await self._drop(s, None if s.link.closed.is_set() else "connection timed out")
+            return
+        s.connected_at = time.monotonic()
+        s.link.on_message = lambda m: self._on_message(s, m)
+        s.send(s.proto.handshake())
+        s.tasks.append(self._spawn(self._serve_loop(s)))
+        await s.link.closed.wait()
+        await self._drop(s, s.dropped)
+
+    async def _drop(self, s: PeerSession, reason: str | None, *, ban: bool = False) -> None:
+        if self.sessions.get(s.sig_id) is not s:
+            return
+        del self.sessions[s.sig_id]
+        if reason and s.dropped is None:
+            s.dropped = reason
+        if ban:
+            self.banned.add(s.sig_id)
+            if s.proto.remote:
+                self.banned_ids.add(s.proto.remote.peer_id)
+        if reason and not s.link.closed.is_set():
+            s.send(wire.encode_close(reason))
+        if self.picker is not None and s.announced_to_picker:
+            self.picker.remove_peer(s.sig_id, None if s.has_all else s.pieces)
+        for t in s.tasks:
+            t.cancel()
+        await s.link.close()
+        if s.proto.remote is not None:
+            ev: dict[str, Any] = {
+                "event": "peer-left",
+                "peer": s.sig_id,
+                "received": s.bytes_down,
+                "sent": s.bytes_up,
+            }
+            if reason:
+                ev["reason"] = reason
+            self.emit(ev)
+        if reason and ban:
+            self.emit({"event": "warning", "message": f"dropped peer {s.sig_id}: {reason}"})
+        self._refill_all()
+
+    def _on_message(self, s: PeerSession, data: bytes | str) -> None:
+        if s.sig_id not in self.sessions:
+            return
+        try:
+            if isinstance(data, str):
+                raise wire.ProtocolError("text message on the binary protocol channel")
+            ev = s.proto.receive(data)
+            self._handle(s, ev)
+        except wire.ProtocolError as e:
+            self._spawn(self._drop(s, f"protocol error: {e}", ban=True))
+
+    def _handle(self, s: PeerSession, ev: wire.Event) -> None:
+        if isinstance(ev, wire.BlockReceived):
+            self._on_block(s, ev)
+        elif isinstance(ev, wire.BlockRequested):
+            if self.source is None or self.picker_has_not(ev.piece):
+                s.send(wire.encode_reject(ev.piece, ev.offset, ev.length))
+                return
+            if len(s.serve_queue) >= MAX_QUEUED_REQUESTS:
+                raise wire.ProtocolError("request flood")
+            s.serve_queue.append((ev.piece, ev.offset, ev.length))
+            s.serve_wakeup.set()
+        elif isinstance(ev, wire.BlockCancelled):
+            with contextlib.suppress(ValueError):
+                s.serve_queue.remove((ev.piece, ev.offset, ev.length))
+        elif isinstance(ev, wire.BlockRejected):
+            if self.picker is not None:
+                self.picker.on_reject(s.sig_id, (ev.piece, ev.offset, ev.length))
+                # It told us it has the piece and then refused: stop asking it for that one.
+                s.pieces.discard(ev.piece)
+                self._refill(s)
+        elif isinstance(ev, wire.HaveReceived):
+            if ev.piece not in s.pieces and not s.has_all:
+                s.pieces.add(ev.piece)
+                if self.picker is not None and s.announced_to_picker:
+                    self.picker.peer_has(ev.piece)
+                    self._refill(s)
+        elif isinstance(ev, wire.BitfieldReceived | wire.HaveAllReceived):
+            if isinstance(ev, wire.HaveAllReceived):
+                s.has_all = True
+            else:
+                s.pending_bitfield = ev.bits
+            if self.manifest is None:
+                if s.manifest_unavailable or not s.manifest_buf:
+                    self._request_manifest(s)
+            else:
+                self._attach_to_picker(s)
+        elif isinstance(ev, wire.Handshake):
+            if ev.peer_id == self.peer_id or ev.peer_id in self.banned_ids:
+                raise wire.ProtocolError("connected to ourselves or to a dropped peer")
+            self.last_peer_time = time.monotonic()
+            self.emit(
+                {
+                    "event": "peer-joined",
+                    "peer": s.sig_id,
+                    "connection": s.link.candidate_pair_kind() or "unknown",
+                }
+            )
+            if self.manifest is not None:
+                s.proto.set_geometry(self._geometry())
+                self._send_availability(s)
+            else:
+                self._request_manifest(s)
+        elif isinstance(ev, wire.ManifestRequested):
+            if self.manifest is None:
+                s.send(wire.encode_manifest_data(0, ev.offset, b""))
+            else:
+                enc = self.manifest.encoded
+                chunk = enc[ev.offset : ev.offset + ev.length]
+                s.send(wire.encode_manifest_data(len(enc), ev.offset, chunk))
+        elif isinstance(ev, wire.ManifestData):
+            self._on_manifest_data(s, ev)
+        elif isinstance(ev, wire.Closed):
+            s.dropped = s.dropped or f"peer closed: {ev.reason}"
+            self._spawn(self._drop(s, None))
+
+    def picker_has_not(self, piece: int) -> bool:
+        if self.picker is None:
+            return self.manifest is None
+        return not self.picker.have[piece]
+
+    # -- manifest --------------------------------------------------------------------------
+
+    def _request_manifest(self, s: PeerSession) -> None:
+        if self.manifest is not None or s.proto.manifest_wanted is not None:
+            return
+        s.manifest_unavailable = False
+        s.send(s.proto.send_manifest_request(len(s.manifest_buf), wire.MANIFEST_CHUNK))
+
+    def _on_manifest_data(self, s: PeerSession, ev: wire.ManifestData) -> None:
+        if self.manifest is not None:
+            return
+        if ev.total == 0:
+            s.manifest_unavailable = True  # it has no manifest yet; its bitfield will say
+            s.manifest_buf.clear()
+            return
+        if ev.total > MAX_MANIFEST:
+            raise wire.ProtocolError(f"manifest of {ev.total} bytes is too large")
+        s.manifest_buf += ev.data
+        if len(s.manifest_buf) < ev.total:
+            self._request_manifest(s)
+            return
+        try:
+            m = decode_verified(bytes(s.manifest_buf), self.content_hash)
+        except P2PError as e:
+            self.rejections += 1
+            self.emit({"event": "manifest-rejected", "peer": s.sig_id, "reason": e.message})
+            raise wire.ProtocolError(f"sent a bad manifest: {e.message}") from None
+        self._spawn(self._set_manifest(m, s.sig_id))
+
+    async def _set_manifest(self, m: Manifest, from_peer: str) -> None:
+        if self.manifest is not None:
+            return
+        self.manifest = m
+        self.emit(
+            {
+                "event": "manifest",
+                "peer": from_peer,
+                "name": m.name,
+                "size": m.size,
+                "piece_size": m.piece_size,
+                "pieces": m.piece_count,
+            }
+        )
+        if self.on_manifest is not None:
+            await self.on_manifest(m)  # opens the store and the picker
+        self.manifest_ready.set()
+        for s in list(self.sessions.values()):
+            if s.proto.remote is not None:
+                s.proto.set_geometry(self._geometry())
+                self._send_availability(s)
+                if s.proto.remote_bitfield_seen:
+                    self._attach_to_picker(s)
+        self._refill_all()
+
+    def _geometry(self) -> wire.Geometry:
+        m = self.manifest
+        assert m is not None
+        return wire.Geometry(m.piece_count, m.piece_size, m.size)
+
+    def _send_availability(self, s: PeerSession) -> None:
+        if self.picker is None:
+            s.send(wire.encode_have_all())  # a seeder has everything
+        elif self.picker.complete:
+            s.send(wire.encode_have_all())
+        else:
+            have = {i for i, h in enumerate(self.picker.have) if h}
+            s.send(wire.encode_bitfield(wire.bitfield_from(have, self.picker.count)))
+
+    def _attach_to_picker(self, s: PeerSession) -> None:
+        if self.picker is None or s.announced_to_picker:
+            return
+        if s.pending_bitfield is not None and not s.has_all:
+            try:
+                s.pieces |= wire.bitfield_pieces(s.pending_bitfield, self.picker.count)
+            except wire.ProtocolError as e:
+                self._spawn(self._drop(s, f"protocol error: {e}", ban=True))
+                return
+            s.pending_bitfield = None
+        s.announced_to_picker = True
+        self.picker.add_peer(s.sig_id, None if s.has_all else set(s.pieces))
+        self._refill(s)
+
+    # -- downloading -----------------------------------------------------------------------
+
+    def _refill_all(self) -> None:
+        for s in list(self.sessions.values()):
+            self._refill(s)
+
+    def _refill(self, s: PeerSession) -> None:
+        p = self.picker
+        if p is None or p.complete or not s.announced_to_picker or not s.ready:
+            return
+        free = s.slots - p.in_flight(s.sig_id)
+        if free <= 0:
+            return
+        for piece, offset, length in p.pick(
+            s.sig_id, None if s.has_all else s.has, free, time.monotonic()
+        ):
+            s.send(s.proto.send_request(piece, offset, length))
+
+    def _on_block(self, s: PeerSession, ev: wire.BlockReceived) -> None:
+        p = self.picker
+        n = len(ev.data)
+        s.bytes_down += n
+        s.rate.add(n)
+        self.bytes_down += n
+        self.down_rate.add(n)
+        self.per_peer_received[s.sig_id] = self.per_peer_received.get(s.sig_id, 0) + n
+        if p is None or self.manifest is None:
+            return
+        block = (ev.piece, ev.offset, n)
+        complete, dups = p.on_block(s.sig_id, block)
+        for other, dblock in dups:
+            o = self.sessions.get(other)
+            if o is not None:
+                o.send(o.proto.send_cancel(*dblock))
+        if ev.piece in self._buffers or not p.have[ev.piece]:
+            buf = self._buffers.get(ev.piece)
+            if buf is None:
+                buf = self._buffers[ev.piece] = bytearray(self.manifest.piece_length(ev.piece))
+            buf[ev.offset : ev.offset + n] = ev.data
+            self._contributors.setdefault(ev.piece, set()).add(s.sig_id)
+        if complete:
+            data = self._buffers.pop(ev.piece)
+            peers = self._contributors.pop(ev.piece, set())
+            self._verifying.add(ev.piece)
+            self._spawn(self._verify(ev.piece, bytes(data), peers))
+        self._refill(s)
+
+    async def _verify(self, piece: int, data: bytes, peers: set[str]) -> None:
+        m, p, store = self.manifest, self.picker, self.source
+        assert m is not None and p is not None and isinstance(store, PartFile)
+        try:
+            ok = await asyncio.to_thread(m.piece_ok, piece, data)
+            if ok:
+                await asyncio.to_thread(store.write_piece, piece, data)
+        finally:
+            self._verifying.discard(piece)
+        if not ok:
+            self.rejections += 1
+            p.on_piece_failed(piece)
+            self.emit({"event": "piece-rejected", "piece": piece, "peers": sorted(peers)})
+            for sig in peers:
+                s = self.sessions.get(sig)
+                if s is None:
+                    continue
+                s.strikes += BAD_PIECE_STRIKES if len(peers) == 1 else 1
+                if s.strikes >= BAD_PIECE_STRIKES:
+                    await self._drop(s, f"sent corrupt data for piece {piece}", ban=True)
+            self._refill_all()
+            return
+        p.on_piece_verified(piece)
+        self.emit({"event": "piece-verified", "piece": piece, "peers": sorted(peers)})
+        for s in list(self.sessions.values()):
+            if s.ready and s.proto.geometry is not None and not s.has_all:
+                s.send(wire.encode_have(piece))
+        self.piece_done.set()
+        self.piece_done.clear()
+        if p.complete:
+            self.complete.set()
+        self._refill_all()
+
+    # -- serving ---------------------------------------------------------------------------
+
+    async def _serve_loop(self, s: PeerSession) -> None:
+        while True:
+            if not s.serve_queue:
+                s.serve_wakeup.clear()
+                await s.serve_wakeup.wait()
+                continue
+            piece, offset, length = s.serve_queue.popleft()
+            src = self.source
+            if src is None:
+                continue
+            try:
+                cached = src.cache.get(piece) if isinstance(src, SeedFile) else None
+                if cached is not None:
+                    data = cached[offset : offset + length]
+                else:
+                    data = await asyncio.to_thread(src.read_block, piece, offset, length)
+            except SourceChanged as e:
+                self._fail(e)
+                return
+            except OSError as e:
+                log.warning("read failed: %s", e)
+                s.send(wire.encode_reject(piece, offset, length))
+                continue
+            await self.limiter.take(length)
+            try:
+                await s.link.send(wire.encode_piece_header(piece, offset) + data)
+            except LinkClosed:
+                return
+            s.bytes_up += length
+            self.bytes_up += length
+            self.up_rate.add(length)
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            self.up_rate.update(now)
+            self.down_rate.update(now)
+            p = self.picker
+            for s in list(self.sessions.values()):
+                r = s.rate.update(now)
+                if p is not None and self.manifest is not None:
+                    # Keep about one second of data in flight per peer.
+                    block = p.block_size
+                    s.slots = max(MIN_SLOTS, min(MAX_SLOTS, int(r / block) + 2))
+            if self.usable_peers:
+                self.last_peer_time = now
+            if p is not None and not p.complete:
+                for sig, block in p.expired(now):
+                    s = self.sessions.get(sig)
+                    if s is not None:
+                        s.send(s.proto.send_cancel(*block))
+                        s.slots = MIN_SLOTS
+                self._refill_all()
+
+
+def no_peers_error(swarm: Swarm, timeout: float) -> P2PError:
+    """The error for a download that found nobody usable within `timeout`."""
+    if swarm.rejections:
+        return Unverifiable(
+            "every peer sent data that failed verification; the link may be wrong, "
+            "or ask the sender to seed again"
+        )
+    if swarm.manifest is None:
+        return NoPeers(
+            f"no peer has {swarm.content_id[:16]}... (waited {timeout:g}s); check the hash/link "
+            "and that a seeder is running on the same signaling server"
+        )
+    return NoPeers(
+        f"all peers left and none came back within {timeout:g}s; the partial download is kept, "
+        "run the same command again to resume"
+    )

@@ -1,0 +1,442 @@
+"""The peer wire protocol (sans-IO): message codec and the per-peer state machine.
+
+Every message is one binary data-channel message: a type byte, then fixed big-endian
+fields, then (for data messages) a payload. docs/PROTOCOL.md is the normative description.
+
+`PeerProtocol` takes received bytes and returns events; it builds the bytes to send. It
+tracks what this side asked for, so a peer cannot push data nobody requested, and raises
+`ProtocolError` (a reason suitable for a log line) on anything malformed or out of turn.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+PROTOCOL_VERSION = 1
+MAGIC = b"P2PW"
+CHANNEL_LABEL = "p2p"
+CHANNEL_PROTOCOL = "p2p/1"
+
+# Chromium and aiortc advertise 256 KiB as max-message-size; peers that advertise nothing
+# get 64 KiB (RFC 8841). A PIECE header is 9 bytes, so the largest power-of-two block that
+# fits either limit is half of it.
+DEFAULT_MAX_BLOCK = 128 * 1024
+MIN_MAX_BLOCK = 16 * 1024
+MAX_BLOCK_LIMIT = 256 * 1024 - 64  # nobody may ask for more than fits a 256 KiB message
+MAX_REASON = 512
+MANIFEST_CHUNK = 64 * 1024 - 64
+
+
+class MsgType:
+    HANDSHAKE = 0x01
+    CLOSE = 0x02
+    MANIFEST_REQUEST = 0x03
+    MANIFEST_DATA = 0x04
+    BITFIELD = 0x05
+    HAVE_ALL = 0x06
+    HAVE = 0x07
+    REQUEST = 0x08
+    PIECE = 0x09
+    CANCEL = 0x0A
+    REJECT = 0x0B
+
+
+class ProtocolError(Exception):
+    """The remote peer broke the protocol; drop it with this reason."""
+
+
+# -- events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Handshake:
+    version: int
+    "Remote protocol version."
+    content_hash: bytes
+    "Content the remote peer is talking about."
+    peer_id: bytes
+    "Remote's random 16-byte id (detects connecting to ourselves)."
+    max_block: int
+    "Largest PIECE payload the remote wants to receive."
+
+
+@dataclass(frozen=True)
+class Closed:
+    reason: str
+    "Why the remote closed the conversation."
+
+
+@dataclass(frozen=True)
+class ManifestRequested:
+    offset: int
+    "First manifest byte wanted."
+    length: int
+    "How many bytes wanted."
+
+
+@dataclass(frozen=True)
+class ManifestData:
+    total: int
+    "Size of the whole manifest."
+    offset: int
+    "Where `data` starts in the manifest."
+    data: bytes
+    "A slice of the manifest bytes."
+
+
+@dataclass(frozen=True)
+class BitfieldReceived:
+    bits: bytes
+    "One bit per piece, most significant bit of byte 0 is piece 0."
+
+
+@dataclass(frozen=True)
+class HaveAllReceived:
+    """The remote has every piece."""
+
+
+@dataclass(frozen=True)
+class HaveReceived:
+    piece: int
+    "A piece the remote now has."
+
+
+@dataclass(frozen=True)
+class BlockRequested:
+    piece: int
+    "Piece index."
+    offset: int
+    "Offset in the piece."
+    length: int
+    "Block length."
+
+
+@dataclass(frozen=True)
+class BlockReceived:
+    piece: int
+    "Piece index."
+    offset: int
+    "Offset in the piece."
+    data: bytes
+    "Block bytes (unverified: the piece is checked when complete)."
+
+
+@dataclass(frozen=True)
+class BlockCancelled:
+    piece: int
+    "Piece index."
+    offset: int
+    "Offset in the piece."
+    length: int
+    "Block length."
+
+
+@dataclass(frozen=True)
+class BlockRejected:
+    piece: int
+    "Piece index."
+    offset: int
+    "Offset in the piece."
+    length: int
+    "Block length."
+
+
+Event = (
+    Handshake
+    | Closed
+    | ManifestRequested
+    | ManifestData
+    | BitfieldReceived
+    | HaveAllReceived
+    | HaveReceived
+    | BlockRequested
+    | BlockReceived
+    | BlockCancelled
+    | BlockRejected
+)
+
+_HANDSHAKE = struct.Struct(">B4sB32s16sI")
+_U32 = struct.Struct(">BI")
+_U32x2 = struct.Struct(">BII")
+_U32x3 = struct.Struct(">BIII")
+Block = tuple[int, int, int]  # piece, offset, length
+
+
+# -- encoders (pure) -----------------------------------------------------------------------
+
+
+def encode_handshake(content_hash: bytes, peer_id: bytes, max_block: int) -> bytes:
+    return _HANDSHAKE.pack(
+        MsgType.HANDSHAKE, MAGIC, PROTOCOL_VERSION, content_hash, peer_id, max_block
+    )
+
+
+def encode_close(reason: str) -> bytes:
+    return bytes([MsgType.CLOSE]) + reason.encode("utf-8")[:MAX_REASON]
+
+
+def encode_manifest_request(offset: int, length: int) -> bytes:
+    return _U32x2.pack(MsgType.MANIFEST_REQUEST, offset, length)
+
+
+def encode_manifest_data(total: int, offset: int, data: bytes) -> bytes:
+    return _U32x2.pack(MsgType.MANIFEST_DATA, total, offset) + data
+
+
+def encode_bitfield(bits: bytes) -> bytes:
+    return bytes([MsgType.BITFIELD]) + bits
+
+
+def encode_have_all() -> bytes:
+    return bytes([MsgType.HAVE_ALL])
+
+
+def encode_have(piece: int) -> bytes:
+    return _U32.pack(MsgType.HAVE, piece)
+
+
+def encode_request(piece: int, offset: int, length: int) -> bytes:
+    return _U32x3.pack(MsgType.REQUEST, piece, offset, length)
+
+
+def encode_piece_header(piece: int, offset: int) -> bytes:
+    return _U32x2.pack(MsgType.PIECE, piece, offset)
+
+
+def encode_cancel(piece: int, offset: int, length: int) -> bytes:
+    return _U32x3.pack(MsgType.CANCEL, piece, offset, length)
+
+
+def encode_reject(piece: int, offset: int, length: int) -> bytes:
+    return _U32x3.pack(MsgType.REJECT, piece, offset, length)
+
+
+def decode(data: bytes) -> Event:
+    """Decode one message without context. Raises only `ProtocolError`."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError("text message on the binary protocol channel")
+    data = bytes(data)
+    if not data:
+        raise ProtocolError("empty message")
+    t = data[0]
+    try:
+        if t == MsgType.HANDSHAKE:
+            if len(data) != _HANDSHAKE.size:
+                raise ProtocolError(f"handshake of {len(data)} bytes, expected {_HANDSHAKE.size}")
+            _, magic, version, content_hash, peer_id, max_block = _HANDSHAKE.unpack(data)
+            if magic != MAGIC:
+                raise ProtocolError("not a p2p peer (bad handshake magic)")
+            return Handshake(version, content_hash, peer_id, max_block)
+        if t == MsgType.CLOSE:
+            return Closed(data[1 : 1 + MAX_REASON].decode("utf-8", "replace"))
+        if t == MsgType.MANIFEST_REQUEST:
+            _, offset, length = _exact(_U32x2, data)
+            return ManifestRequested(offset, length)
+        if t == MsgType.MANIFEST_DATA:
+            _, total, offset = _U32x2.unpack_from(data)
+            return ManifestData(total, offset, data[_U32x2.size :])
+        if t == MsgType.BITFIELD:
+            return BitfieldReceived(data[1:])
+        if t == MsgType.HAVE_ALL:
+            if len(data) != 1:
+                raise ProtocolError("HAVE_ALL with a payload")
+            return HaveAllReceived()
+        if t == MsgType.HAVE:
+            return HaveReceived(_exact(_U32, data)[1])
+        if t == MsgType.REQUEST:
+            _, p, o, n = _exact(_U32x3, data)
+            return BlockRequested(p, o, n)
+        if t == MsgType.PIECE:
+            _, p, o = _U32x2.unpack_from(data)
+            return BlockReceived(p, o, data[_U32x2.size :])
+        if t == MsgType.CANCEL:
+            _, p, o, n = _exact(_U32x3, data)
+            return BlockCancelled(p, o, n)
+        if t == MsgType.REJECT:
+            _, p, o, n = _exact(_U32x3, data)
+            return BlockRejected(p, o, n)
+    except struct.error:
+        raise ProtocolError(f"truncated message of type {t:#04x}") from None
+    raise ProtocolError(f"unknown message type {t:#04x}")
+
+
+def _exact(s: struct.Struct, data: bytes) -> tuple[int, ...]:
+    if len(data) != s.size:
+        raise ProtocolError(f"message of type {data[0]:#04x} has {len(data)} bytes, not {s.size}")
+    return s.unpack(data)
+
+
+# -- bitfields -----------------------------------------------------------------------------
+
+
+def bitfield_bytes(count: int) -> int:
+    return (count + 7) // 8
+
+
+def bitfield_from(have: set[int] | list[bool], count: int) -> bytes:
+    out = bytearray(bitfield_bytes(count))
+    indices = have if isinstance(have, set) else (i for i, h in enumerate(have) if h)
+    for i in indices:
+        out[i >> 3] |= 0x80 >> (i & 7)
+    return bytes(out)
+
+
+def bitfield_pieces(bits: bytes, count: int) -> set[int]:
+    """Pieces set in a bitfield; spare bits must be zero and the length exact."""
+    if len(bits) != bitfield_bytes(count):
+        raise ProtocolError(f"bitfield of {len(bits)} bytes for {count} pieces")
+    out = {i for i in range(count) if bits[i >> 3] & (0x80 >> (i & 7))}
+    if count % 8 and bits and bits[-1] & (0xFF >> (count % 8)):
+        raise ProtocolError("bitfield has spare bits set")
+    return out
+
+
+# -- state machine -------------------------------------------------------------------------
+
+
+@dataclass
+class Geometry:
+    """What the protocol needs to know of the content to validate messages."""
+
+    piece_count: int
+    piece_size: int
+    size: int
+
+    def piece_length(self, piece: int) -> int:
+        return min(self.piece_size, self.size - piece * self.piece_size)
+
+
+class PeerProtocol:
+    """One conversation with one remote peer about one content hash.
+
+    Call `receive()` with each incoming message; it returns events and raises
+    `ProtocolError` when the peer misbehaves. Use the `send_*` methods to build outgoing
+    messages: they record what we asked for, which `receive()` then holds the peer to.
+    """
+
+    def __init__(self, content_hash: bytes, peer_id: bytes, max_block: int = DEFAULT_MAX_BLOCK):
+        self.content_hash = content_hash
+        self.peer_id = peer_id
+        self.max_block = max_block
+        self.remote: Handshake | None = None
+        self.geometry: Geometry | None = None
+        self.manifest_size: int | None = None
+        self.outstanding: set[Block] = set()  # requests we sent, not yet answered
+        self.cancelled: set[Block] = set()  # cancelled by us; data may still arrive
+        self.manifest_wanted: tuple[int, int] | None = None
+        self.remote_bitfield_seen = False
+        self.closed = False
+
+    # -- outgoing
+
+    def handshake(self) -> bytes:
+        return encode_handshake(self.content_hash, self.peer_id, self.max_block)
+
+    def send_manifest_request(self, offset: int, length: int) -> bytes:
+        self.manifest_wanted = (offset, length)
+        return encode_manifest_request(offset, length)
+
+    def send_request(self, piece: int, offset: int, length: int) -> bytes:
+        if self.remote is not None and length > self.max_block:
+            raise ValueError("block longer than we advertised")
+        self.outstanding.add((piece, offset, length))
+        return encode_request(piece, offset, length)
+
+    def send_cancel(self, piece: int, offset: int, length: int) -> bytes | None:
+        block = (piece, offset, length)
+        if block not in self.outstanding:
+            return None
+        self.outstanding.discard(block)
+        self.cancelled.add(block)
+        return encode_cancel(piece, offset, length)
+
+    def piece_message_limit(self) -> int:
+        """The largest block the remote accepts from us."""
+        return self.remote.max_block if self.remote else MIN_MAX_BLOCK
+
+    # -- context
+
+    def set_geometry(self, geometry: Geometry) -> None:
+        self.geometry = geometry
+
+    # -- incoming
+
+    def receive(self, data: bytes) -> Event:
+        if self.closed:
+            raise ProtocolError("message after close")
+        ev = decode(data)
+        if self.remote is None:
+            if not isinstance(ev, Handshake):
+                if isinstance(ev, Closed):
+                    self.closed = True
+                    return ev
+                raise ProtocolError("first message was not a handshake")
+            if ev.version != PROTOCOL_VERSION:
+                raise ProtocolError(f"peer speaks protocol version {ev.version}, we speak 1")
+            if ev.content_hash != self.content_hash:
+                raise ProtocolError("peer is sharing different content (content hash mismatch)")
+            if not MIN_MAX_BLOCK <= ev.max_block <= MAX_BLOCK_LIMIT:
+                raise ProtocolError(f"peer advertised block size {ev.max_block} out of range")
+            self.remote = ev
+            return ev
+        if isinstance(ev, Handshake):
+            raise ProtocolError("second handshake")
+        if isinstance(ev, Closed):
+            self.closed = True
+        elif isinstance(ev, ManifestRequested):
+            if ev.length == 0 or ev.length > MANIFEST_CHUNK:
+                raise ProtocolError(f"manifest request of {ev.length} bytes")
+        elif isinstance(ev, ManifestData):
+            self._check_manifest_data(ev)
+        elif isinstance(ev, BitfieldReceived | HaveAllReceived):
+            if self.remote_bitfield_seen:
+                raise ProtocolError("second bitfield")
+            self.remote_bitfield_seen = True
+            if isinstance(ev, BitfieldReceived) and self.geometry is not None:
+                bitfield_pieces(ev.bits, self.geometry.piece_count)
+        elif isinstance(ev, HaveReceived):
+            if self.geometry is not None and ev.piece >= self.geometry.piece_count:
+                raise ProtocolError(f"HAVE for piece {ev.piece} beyond the last piece")
+        elif isinstance(ev, BlockRequested | BlockCancelled):
+            self._check_block(ev.piece, ev.offset, ev.length, limit=self.piece_message_limit())
+        elif isinstance(ev, BlockReceived):
+            block = (ev.piece, ev.offset, len(ev.data))
+            if block in self.outstanding:
+                self.outstanding.discard(block)
+            elif block in self.cancelled:
+                self.cancelled.discard(block)
+            else:
+                raise ProtocolError(
+                    f"unrequested data for piece {ev.piece} offset {ev.offset} "
+                    f"({len(ev.data)} bytes)"
+                )
+        elif isinstance(ev, BlockRejected):
+            block = (ev.piece, ev.offset, ev.length)
+            if block not in self.outstanding and block not in self.cancelled:
+                raise ProtocolError("reject for a block we did not request")
+            self.outstanding.discard(block)
+            self.cancelled.discard(block)
+        return ev
+
+    def _check_block(self, piece: int, offset: int, length: int, *, limit: int) -> None:
+        g = self.geometry
+        if g is None:
+            raise ProtocolError("block message before the content is known")
+        if piece >= g.piece_count:
+            raise ProtocolError(f"block of piece {piece}, beyond the last piece")
+        if length == 0 or length > limit:
+            raise ProtocolError(f"block of {length} bytes (limit {limit})")
+        if offset + length > g.piece_length(piece):
+            raise ProtocolError(f"block {offset}+{length} runs past the end of piece {piece}")
+
+    def _check_manifest_data(self, ev: ManifestData) -> None:
+        if self.manifest_wanted is None:
+            raise ProtocolError("manifest data nobody asked for")
+        offset, length = self.manifest_wanted
+        if self.manifest_size is not None and ev.total != self.manifest_size:
+            raise ProtocolError("manifest size changed between chunks")
+        if ev.offset != offset or len(ev.data) != min(length, max(ev.total - offset, 0)):
+            raise ProtocolError("manifest data does not match the request")
+        self.manifest_size = ev.total
+        self.manifest_wanted = None
