@@ -208,7 +208,7 @@ class Swarm:
             timeout=self.config.timeout,
         )
         await self.signal.connect()
-        self.emit({"event": "signaling-connected", "url": self.signal.url})
+        self.emit({"event": "signaling-connected", "url": self.signal.url, "peer": self.signal.sid})
         await self.signal.announce(self.content_id, self.peer_id.hex())
         self._spawn(self._ticker())
 
@@ -325,8 +325,8 @@ class Swarm:
             await self._drop(s, None if s.link.closed.is_set() else "connection timed out")
             return
         s.connected_at = time.monotonic()
+        s.send(s.proto.handshake())  # first: attaching the handler may answer early messages
         s.link.on_message = lambda m: self._on_message(s, m)
-        s.send(s.proto.handshake())
         s.tasks.append(self._spawn(self._serve_loop(s)))
         await s.link.closed.wait()
         await self._drop(s, s.dropped)

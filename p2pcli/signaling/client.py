@@ -62,6 +62,7 @@ class SignalingClient:
         self.urls = [normalize_url(u) for u in self.urls]
         self.sio = socketio.AsyncClient(
             reconnection=True,
+            handle_sigint=False,  # our runner turns Ctrl-C into a clean, resumable stop
             reconnection_delay=0.5,
             reconnection_delay_max=5,
             randomization_factor=0.5,

@@ -1,0 +1,215 @@
+"""Fixtures that run the real `p2p` processes on loopback and always stop them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+P2P = str(BIN / "p2p")
+LOOPBACK = ["--ice-host", "127.0.0.1"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port}")
+
+
+class Proc:
+    """A started process whose output goes to files, readable while it runs."""
+
+    def __init__(self, args: list[str], workdir: Path, name: str, env: dict | None = None,
+                 stdout=None, **kw) -> None:
+        self.args = args
+        self.name = name
+        self.out_path = workdir / f"{name}.out"
+        self.err_path = workdir / f"{name}.err"
+        self._out = open(self.out_path, "wb") if stdout is None else None
+        self._err = open(self.err_path, "wb")
+        self.p = subprocess.Popen(
+            args,
+            stdout=self._out if stdout is None else stdout,
+            stderr=self._err,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+            **kw,
+        )
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def events(self) -> list[dict]:
+        out = []
+        for line in self.stderr.splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(line))
+        return out
+
+    def wait_for(self, pred, timeout: float = 30.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            v = pred(self)
+            if v:
+                return v
+            if self.p.poll() is not None:
+                v = pred(self)
+                if v:
+                    return v
+                raise AssertionError(
+                    f"{self.name} exited {self.p.returncode} before {what}:\n{self.stderr[-3000:]}"
+                )
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: timed out waiting for {what}:\n{self.stderr[-3000:]}")
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"{self.name} did not exit in {timeout}s:\n{self.stderr[-3000:]}"
+            ) from None
+
+    def signal(self, sig: int) -> None:
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, sig)
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGTERM)
+                self.p.wait(5)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait(5)
+        for f in (self._out, self._err):
+            if f:
+                f.close()
+
+
+class Procs:
+    def __init__(self, workdir: Path, env: dict) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.all: list[Proc] = []
+
+    def start(self, args: list[str], name: str, **kw) -> Proc:
+        p = Proc(args, self.workdir, name, env=kw.pop("env", self.env), **kw)
+        self.all.append(p)
+        return p
+
+    def p2p(self, *args: str, name: str, **kw) -> Proc:
+        return self.start([P2P, *args], name, **kw)
+
+    def serve_signal(self, name: str = "signal") -> str:
+        port = free_port()
+        self.p2p("serve-signal", "--host", "127.0.0.1", "--port", str(port), name=name)
+        wait_port(port)
+        return f"http://127.0.0.1:{port}"
+
+    def reference_signal(self, name: str = "refsignal") -> str:
+        port = free_port()
+        script = ROOT / "tests" / "helpers" / "reference_signal_server.py"
+        self.start([sys.executable, str(script), str(port)], name)
+        wait_port(port)
+        return f"http://127.0.0.1:{port}"
+
+    def seed(
+        self, path: Path, signal_url: str | None, *extra: str, name: str = "seed"
+    ) -> tuple[Proc, str]:
+        args = ["seed", str(path), *LOOPBACK, "--json", *extra]
+        if signal_url:
+            args += ["--signal", signal_url]
+        p = self.p2p(*args, name=name)
+        link = p.wait_for(lambda p: p.stdout.strip().splitlines()[0] if p.stdout.strip() else None,
+                          60, "the link")
+        return p, link
+
+    def fetch(self, link: str, *extra: str, name: str = "fetch", **kw) -> Proc:
+        return self.p2p("fetch", link, *LOOPBACK, "--json", *extra, name=name, **kw)
+
+    def stop_all(self) -> None:
+        for p in reversed(self.all):
+            p.kill()
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    env = dict(os.environ)
+    env["P2P_CACHE_DIR"] = str(tmp_path / "cache")
+    env.pop("P2P_SIGNAL", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    ps = Procs(tmp_path, env)
+    try:
+        yield ps
+    finally:
+        ps.stop_all()
+
+
+@pytest.fixture
+def signal_url(procs: Procs) -> str:
+    # P2P_TEST_SIGNAL=reference runs the suite through the design note's reference server.
+    if os.environ.get("P2P_TEST_SIGNAL") == "reference":
+        return procs.reference_signal()
+    return procs.serve_signal()
+
+
+def make_file(path: Path, size: int, seed: int = 1) -> Path:
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 1 << 20)
+            f.write(rng.randbytes(n))
+            left -= n
+    return path
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed; run scripts/test-all, which installs it")
+    return path
