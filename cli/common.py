@@ -51,6 +51,15 @@ QuietOpt = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Write events as NDJSON lines on stderr.")
 ]
+MaxPeersOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-peers",
+        envvar="P2P_MAX_PEERS",
+        min=1,
+        help="Most peer connections kept at once.",
+    ),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Log debugging details on stderr.")
 ]

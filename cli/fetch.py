@@ -11,6 +11,7 @@ from cli.common import (
     IceHostOpt,
     IceServerOpt,
     JsonOpt,
+    MaxPeersOpt,
     QuietOpt,
     SignalOpt,
     TokenOpt,
@@ -69,6 +70,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--seed-after", help="Keep seeding after the download completes."),
         ] = False,
+        max_peers: MaxPeersOpt = 32,
         ice_server: IceServerOpt = None,
         ice_host: IceHostOpt = None,
         token: TokenOpt = None,
@@ -90,6 +92,7 @@ def register(app: typer.Typer) -> None:
             token or t.token,
             timeout=timeout,
             retries=retries,
+            max_peers=max_peers,
         )
         opts = FetchOptions(
             output=output,

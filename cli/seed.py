@@ -11,6 +11,7 @@ from cli.common import (
     IceHostOpt,
     IceServerOpt,
     JsonOpt,
+    MaxPeersOpt,
     QuietOpt,
     SignalOpt,
     TokenOpt,
@@ -58,6 +59,7 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        max_peers: MaxPeersOpt = 128,
         ice_server: IceServerOpt = None,
         ice_host: IceHostOpt = None,
         token: TokenOpt = None,
@@ -73,7 +75,12 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         urls = split_urls(signal)
         config = swarm_config(
-            urls, ice_server, ice_host, token, max_upload_rate=parse_rate(max_upload_rate)
+            urls,
+            ice_server,
+            ice_host,
+            token,
+            max_upload_rate=parse_rate(max_upload_rate),
+            max_peers=max_peers,
         )
         reporter = Reporter(quiet=quiet, json=json)
 

@@ -211,6 +211,11 @@ class Picker:
         st.in_flight[b].clear()
         return st.n_received == st.n_blocks, cancels
 
+    def block_needed(self, piece: int, offset: int) -> bool:
+        """Whether a block arriving now would be new data (not a duplicate or a late copy)."""
+        st = self._active.get(piece)
+        return st is not None and not st.received[offset // self.block_size]
+
     def is_expected(self, peer: Peer, block: Block) -> bool:
         piece, offset, _ = block
         return (piece, offset // self.block_size) in self._peer_blocks.get(peer, {})

@@ -554,12 +554,13 @@ class Swarm:
         if p is None or self.manifest is None:
             return
         block = (ev.piece, ev.offset, n)
+        new = p.block_needed(ev.piece, ev.offset)  # not a late or end-game duplicate
         complete, dups = p.on_block(s.sig_id, block)
         for other, dblock in dups:
             o = self.sessions.get(other)
             if o is not None:
                 o.send(o.proto.send_cancel(*dblock))
-        if ev.piece in self._buffers or not p.have[ev.piece]:
+        if new:
             buf = self._buffers.get(ev.piece)
             if buf is None:
                 buf = self._buffers[ev.piece] = bytearray(self.manifest.piece_length(ev.piece))
