@@ -20,6 +20,7 @@ Layout (all integers big-endian)::
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 import unicodedata
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ MAX_NAME_BYTES = 255  # the usual file-system limit for one path component
 MAX_SIZE = 1 << 50  # 1 PiB: bounds the piece list a manifest can claim
 _HEADER = struct.Struct(">4sBBH")
 _SIZE = struct.Struct(">Q")
+_HEX = re.compile(r"[0-9a-fA-F]*")
 
 
 def piece_size_for(size: int) -> int:
@@ -97,7 +99,8 @@ class Manifest:
             raise ManifestError(f"unsupported manifest version {self.version}")
         check_name(self.name)
         log2 = self.piece_size.bit_length() - 1
-        if self.piece_size != 1 << log2 or not MIN_PIECE_LOG2 <= log2 <= MAX_PIECE_LOG2:
+        # Range first: a piece size of 0 gives log2 -1, and 1 << -1 raises ValueError.
+        if not MIN_PIECE_LOG2 <= log2 <= MAX_PIECE_LOG2 or self.piece_size != 1 << log2:
             raise ManifestError(f"piece size {self.piece_size} is not a power of two in range")
         if not 0 <= self.size <= MAX_SIZE:
             raise ManifestError(f"file size {self.size} out of range")
@@ -225,7 +228,7 @@ def parse_content_id(text: str) -> bytes:
         raise InvalidHash(
             f"{text!r} is not a content hash: expected {2 * HASH_LEN} hex digits, got {len(t)}"
         )
-    try:
-        return bytes.fromhex(t)
-    except ValueError:
-        raise InvalidHash(f"{text!r} is not a content hash: it has non-hex characters") from None
+    # Not bytes.fromhex alone: it skips inner whitespace, so 64 characters could be 31 bytes.
+    if not _HEX.fullmatch(t):
+        raise InvalidHash(f"{text!r} is not a content hash: it has non-hex characters")
+    return bytes.fromhex(t)
