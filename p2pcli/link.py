@@ -40,8 +40,11 @@ class Target:
 
 
 def _check_signal_url(url: str, original: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. "http://[": an unclosed IPv6 bracket
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
         raise InvalidLink(
             f"link {original!r} has signaling URL {url!r}; expected http(s):// or ws(s)://"
         )
