@@ -19,7 +19,8 @@ from .manifest import Manifest, decode, piece_size_for
 Progress = Callable[[int, int], None]
 """Called as progress(bytes_done, bytes_total) while hashing."""
 
-_READ_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 20  # amortises syscalls, and stays in L2 cache between read and hash
+_PROGRESS_EVERY = 8 << 20  # ~200 calls/s at 1.6 GB/s: smooth for a 10 Hz bar, ~free to make
 
 
 def cache_dir() -> Path:
@@ -57,24 +58,41 @@ def open_for_seeding(path: str | os.PathLike[str]) -> tuple[Path, os.stat_result
 def hash_pieces(
     fileobj, size: int, piece_size: int, progress: Progress | None = None
 ) -> list[bytes]:
-    """SHA-256 of each piece of an open binary file."""
+    """SHA-256 of each piece of an open binary file, reading exactly `size` bytes.
+
+    Reads are `_READ_CHUNK` bytes whatever the piece size: small pieces share one read
+    (one read per 16 KiB piece cost ~10% more CPU), large ones are hashed incrementally
+    (a whole 16 MiB piece would fall out of cache between read and hash). Progress is
+    reported every `_PROGRESS_EVERY` bytes and always once at the end, even for 0 bytes.
+    """
     hashes: list[bytes] = []
-    buf = bytearray(min(piece_size, _READ_CHUNK))
+    buf = bytearray(min(size, _READ_CHUNK))
     view = memoryview(buf)
-    done = 0
+    h = hashlib.sha256()
+    filled = 0  # bytes of the current piece already fed to h
+    done = reported = 0
     while done < size:
-        h = hashlib.sha256()
-        left = min(piece_size, size - done)
-        while left:
-            n = fileobj.readinto(view[: min(left, len(buf))])
-            if not n:
-                raise UsageError("file shrank while it was being hashed; try again")
-            h.update(view[:n])
-            left -= n
-            done += n
-            if progress:
-                progress(done, size)
+        n = fileobj.readinto(view[: min(len(buf), size - done)])
+        if not n:
+            raise UsageError("file shrank while it was being hashed; try again")
+        pos = 0
+        while pos < n:
+            take = min(piece_size - filled, n - pos)
+            h.update(view[pos : pos + take])
+            pos += take
+            filled += take
+            if filled == piece_size:
+                hashes.append(h.digest())
+                h = hashlib.sha256()
+                filled = 0
+        done += n
+        if progress and done - reported >= _PROGRESS_EVERY and done < size:
+            progress(done, size)
+            reported = done
+    if filled:
         hashes.append(h.digest())
+    if progress:
+        progress(size, size)
     return hashes
 
 

@@ -1,0 +1,341 @@
+"""Hashing a file into its manifest, with progress and an on-disk cache (p2pcli.hashing).
+
+Expected piece hashes are computed here with plain hashlib over slices of the file's bytes,
+independently of the code under test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pcli import hashing
+from p2pcli.errors import ExitCode, UsageError
+from p2pcli.hashing import cache_dir, hash_file, hash_pieces
+from p2pcli.manifest import Manifest, decode, piece_size_for
+
+KiB = 1 << 10
+MiB = 1 << 20
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own cache directory; the user's cache is never touched."""
+    d = tmp_path / "cache"
+    monkeypatch.setenv("P2P_CACHE_DIR", str(d))
+    return d
+
+
+def expected_hashes(data: bytes, piece_size: int) -> list[bytes]:
+    return [
+        hashlib.sha256(data[i : i + piece_size]).digest() for i in range(0, len(data), piece_size)
+    ]
+
+
+def pseudo_random(n: int, seed: int = 0) -> bytes:
+    """Deterministic bytes with no repeating pattern (so swapped pieces would be noticed)."""
+    out = bytearray()
+    counter = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 32  # 1 KiB blocks
+        counter += 1
+    return bytes(out[:n])
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+class Recorder:
+    """A progress callback that remembers every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def __call__(self, done: int, total: int) -> None:
+        self.calls.append((done, total))
+
+
+# -- what gets hashed ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, 16 * KiB - 1, 16 * KiB, 16 * KiB + 1, 3 * MiB + 5, 16 * MiB + 1],
+    ids=lambda n: f"{n}B",
+)
+def test_hash_file_matches_hashlib(tmp_path: Path, size: int) -> None:
+    data = pseudo_random(size)
+    path = write(tmp_path / "video.mkv", data)
+    m = hash_file(path, use_cache=False)
+    piece_size = piece_size_for(size)
+    assert m == Manifest.create("video.mkv", size, piece_size, expected_hashes(data, piece_size))
+    # 16 MiB + 1 is the first size whose pieces (32 KiB) are bigger than the minimum.
+    assert piece_size == (32 * KiB if size > 16 * MiB else 16 * KiB)
+
+
+def test_name_defaults_to_the_file_name_and_can_be_overridden(tmp_path: Path) -> None:
+    path = write(tmp_path / "holiday vidéo.mkv", b"x")
+    assert hash_file(path).name == "holiday vidéo.mkv"
+    assert hash_file(path, name="other.mkv").name == "other.mkv"
+
+
+def test_relative_path_and_tilde_are_resolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "f.bin", b"abc")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert hash_file("f.bin") == hash_file("~/f.bin") == hash_file(tmp_path / "f.bin")
+
+
+@pytest.mark.parametrize("piece_size", [16 * KiB, 64 * KiB, MiB, 4 * MiB, 16 * MiB])
+def test_hash_pieces_matches_hashlib_for_every_piece_size(piece_size: int) -> None:
+    # Piece sizes both below and above any internal read size, with a short last piece.
+    data = pseudo_random(2 * piece_size + 12345)
+    assert hash_pieces(io.BytesIO(data), len(data), piece_size) == expected_hashes(data, piece_size)
+
+
+class Trickle(io.RawIOBase):
+    """A file that returns at most `most` bytes per read, as pipes and network mounts may."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.most = most
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        n = min(len(b), self.most, len(self.data) - self.pos)
+        b[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 100 * KiB),
+    st.sampled_from([1, 1000, 16 * KiB - 1, 16 * KiB, 100 * KiB]),
+    st.sampled_from([16 * KiB, 32 * KiB]),
+)
+def test_hash_pieces_survives_short_reads(size: int, most: int, piece_size: int) -> None:
+    data = pseudo_random(size, seed=size)
+    got = hash_pieces(Trickle(data, most), size, piece_size)
+    assert got == expected_hashes(data, piece_size)
+
+
+def test_hash_pieces_reads_no_further_than_size() -> None:
+    f = io.BytesIO(b"a" * 100 + b"appended after stat")
+    assert hash_pieces(f, 100, 16 * KiB) == [hashlib.sha256(b"a" * 100).digest()]
+
+
+def test_file_that_shrinks_while_hashing_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="shrank"):
+        hash_pieces(io.BytesIO(b"a" * 100), 200, 16 * KiB)
+
+
+# -- progress ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 16 * KiB, 40 * MiB + 3], ids=lambda n: f"{n}B")
+def test_progress_rises_to_the_total(tmp_path: Path, size: int) -> None:
+    path = write(tmp_path / "f", pseudo_random(size))
+    rec = Recorder()
+    hash_file(path, rec, use_cache=False)
+    assert rec.calls, "progress is reported at least once, even for an empty file"
+    assert rec.calls[-1] == (size, size)
+    assert all(total == size for _, total in rec.calls)
+    done = [d for d, _ in rec.calls]
+    assert done == sorted(done) and all(0 <= d <= size for d in done)
+
+
+def test_progress_is_throttled(tmp_path: Path) -> None:
+    # A callback per piece would cost a rich redraw every 16 KiB; a few dozen calls suffice.
+    path = write(tmp_path / "f", pseudo_random(40 * MiB))
+    rec = Recorder()
+    hash_file(path, rec, use_cache=False)
+    assert 2 <= len(rec.calls) <= 64
+
+
+# -- the cache -----------------------------------------------------------------------------
+
+
+class CountingHashPieces:
+    """Stands in for hashing.hash_pieces and counts how often the file is really read."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs) -> list[bytes]:
+        self.calls += 1
+        return hash_pieces(*args, **kwargs)
+
+
+@pytest.fixture
+def counting(monkeypatch: pytest.MonkeyPatch) -> CountingHashPieces:
+    counter = CountingHashPieces()
+    monkeypatch.setattr(hashing, "hash_pieces", counter)
+    return counter
+
+
+def test_cache_dir_follows_p2p_cache_dir(cache: Path) -> None:
+    assert cache_dir() == cache
+
+
+def test_second_call_is_served_from_the_cache(
+    tmp_path: Path, cache: Path, counting: CountingHashPieces
+) -> None:
+    path = write(tmp_path / "f", pseudo_random(100 * KiB))
+    first = hash_file(path)
+    assert counting.calls == 1
+    [entry] = cache.iterdir()
+    assert decode(entry.read_bytes()) == first
+
+    rec = Recorder()
+    second = hash_file(path, rec)
+    assert counting.calls == 1, "an unchanged file is not read again"
+    assert second == first
+    assert rec.calls == [(100 * KiB, 100 * KiB)], "a cache hit still completes the progress bar"
+
+
+def test_cache_is_invalidated_when_mtime_changes(
+    tmp_path: Path, counting: CountingHashPieces
+) -> None:
+    path = write(tmp_path / "f", b"before")
+    first = hash_file(path)
+    st = path.stat()
+    path.write_bytes(b"after!")  # same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    second = hash_file(path)
+    assert counting.calls == 2
+    assert second.piece_hashes == (hashlib.sha256(b"after!").digest(),)
+    assert second.content_hash != first.content_hash
+
+
+def test_touching_a_file_rehashes_it(tmp_path: Path, counting: CountingHashPieces) -> None:
+    path = write(tmp_path / "f", b"same bytes")
+    first = hash_file(path)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert hash_file(path) == first
+    assert counting.calls == 2
+
+
+def test_replacing_a_file_rehashes_it(tmp_path: Path, counting: CountingHashPieces) -> None:
+    path = write(tmp_path / "f", b"old")
+    st = path.stat()
+    hash_file(path)
+    new = write(tmp_path / "f.new", b"new")
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size and mtime, new inode
+    os.replace(new, path)
+    assert hash_file(path).piece_hashes == (hashlib.sha256(b"new").digest(),)
+    assert counting.calls == 2
+
+
+def test_cache_entry_is_per_name(tmp_path: Path, counting: CountingHashPieces) -> None:
+    path = write(tmp_path / "f", b"x")
+    hash_file(path)
+    assert hash_file(path, name="shown.bin").name == "shown.bin"
+    assert counting.calls == 2
+
+
+def test_use_cache_false_neither_reads_nor_writes_the_cache(
+    tmp_path: Path, cache: Path, counting: CountingHashPieces
+) -> None:
+    path = write(tmp_path / "f", b"x")
+    hash_file(path, use_cache=False)
+    assert not cache.exists()
+    hash_file(path)
+    hash_file(path, use_cache=False)
+    assert counting.calls == 3
+
+
+def test_corrupt_cache_entry_is_ignored(
+    tmp_path: Path, cache: Path, counting: CountingHashPieces
+) -> None:
+    path = write(tmp_path / "f", b"x")
+    good = hash_file(path)
+    [entry] = cache.iterdir()
+    entry.write_bytes(b"garbage")
+    assert hash_file(path) == good
+    assert counting.calls == 2
+    assert decode(entry.read_bytes()) == good, "the entry is rewritten"
+
+
+def test_unwritable_cache_only_costs_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counting: CountingHashPieces
+) -> None:
+    blocker = write(tmp_path / "not-a-dir", b"")
+    monkeypatch.setenv("P2P_CACHE_DIR", str(blocker / "cache"))
+    path = write(tmp_path / "f", b"x")
+    assert hash_file(path) == hash_file(path)
+    assert counting.calls == 2
+
+
+# -- files that cannot be shared -----------------------------------------------------------
+
+
+def assert_usage_error(path: os.PathLike[str] | str, message: str) -> None:
+    with pytest.raises(UsageError, match=message) as e:
+        hash_file(path)
+    assert e.value.exit_code == ExitCode.USAGE
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert_usage_error(tmp_path / "nope.mkv", "no such file")
+
+
+def test_dangling_symlink(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    assert_usage_error(tmp_path / "link", "no such file")
+
+
+def test_directory(tmp_path: Path) -> None:
+    assert_usage_error(tmp_path, "is a directory")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    # Opening a FIFO with no writer would hang; it must be refused before any open().
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert_usage_error(fifo, "not a regular file")
+
+
+def test_character_device_is_refused() -> None:
+    assert_usage_error("/dev/null", "not a regular file")
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any file"
+)
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "secret", b"x")
+    path.chmod(0)
+    assert_usage_error(path, "permission denied")
+
+
+def test_unreadable_file_even_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root bypasses permission bits, so simulate what an ordinary user would see.
+    path = write(tmp_path / "secret", b"x")
+    monkeypatch.setattr(hashing.os, "access", lambda p, mode: False)
+    assert_usage_error(path, "permission denied")
+
+
+def test_read_error_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path / "f", b"x")
+
+    def failing(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(hashing, "hash_pieces", failing)
+    assert_usage_error(path, "read failed")
