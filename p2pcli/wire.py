@@ -173,7 +173,10 @@ def encode_handshake(content_hash: bytes, peer_id: bytes, max_block: int) -> byt
 
 
 def encode_close(reason: str) -> bytes:
-    return bytes([MsgType.CLOSE]) + reason.encode("utf-8")[:MAX_REASON]
+    # Cut at a character boundary (the reason must stay valid UTF-8), and survive lone
+    # surrogates: reasons quote error messages, which can quote remote input.
+    raw = reason.encode("utf-8", "replace")[:MAX_REASON]
+    return bytes([MsgType.CLOSE]) + raw.decode("utf-8", "ignore").encode("utf-8")
 
 
 def encode_manifest_request(offset: int, length: int) -> bytes:
@@ -438,5 +441,6 @@ class PeerProtocol:
             raise ProtocolError("manifest size changed between chunks")
         if ev.offset != offset or len(ev.data) != min(length, max(ev.total - offset, 0)):
             raise ProtocolError("manifest data does not match the request")
-        self.manifest_size = ev.total
+        # total = 0 is "I don't have it yet", not a size: the peer may answer for real later.
+        self.manifest_size = ev.total or None
         self.manifest_wanted = None
