@@ -1,0 +1,145 @@
+"""A leaner engine.io WebSocket transport for python-engineio's asyncio server (aiohttp).
+
+Why: python-engineio (4.x, on Python 3.11) spends more CPU moving a small message than
+the signaling server spends handling it. Per received frame it starts a task and an
+``asyncio.wait_for``; per sent frame it goes through a queue and wakes a writer task
+that waits on it with another ``wait_for``. Measured with benchmarks/signal_load.py,
+that is most of the server's CPU per relayed message.
+
+What: `FastSocket` is engine.io's `AsyncSocket` with three things done more directly
+once a session is on WebSocket (connected straight over WebSocket, or upgraded from
+long-polling):
+
+- reading: one loop on aiohttp's ``receive()``, no task or timer per frame (a dead
+  client is still found: engine.io's service task checks every socket's ping timeout
+  and closes it, which ends this loop);
+- writing: frames go straight to the WebSocket; the queue only holds what was sent
+  before the switch and is flushed first, so order is kept;
+- Socket.IO events without an ack id on the main namespace (``42["event",...]``, which
+  is every relayed message) are offered to a ``fast_event`` callback before engine.io
+  and python-socketio decode and dispatch them; it returns False to decline.
+
+Everything else (handshake, long-polling, pings, close, acks, other namespaces) is
+engine.io's own code. The socket is switched to this class right after engine.io makes
+it (see server.py), which is why this depends on engine.io internals; pyproject.toml
+pins python-engineio to the 4.x series this was written against, and the signaling
+tests run every event over both transports through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from engineio import async_socket, exceptions, packet
+
+#: ``fast_event(eio_sid, text) -> handled``; text is a whole ``42["event",...]`` frame.
+FastEvent = Callable[[str, str], Awaitable[bool]]
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+class FastSocket(async_socket.AsyncSocket):
+    """engine.io session whose WebSocket I/O is done directly (see the module doc)."""
+
+    # Class attributes, so instances switched from AsyncSocket start with them.
+    _ws: web.WebSocketResponse | None = None
+    fast_event: FastEvent | None = None
+
+    async def send(self, pkt: packet.Packet) -> None:
+        ws = self._ws
+        if ws is None:
+            await super().send(pkt)
+            return
+        if not await self.check_ping_timeout():
+            return
+        data = pkt.encode()
+        try:
+            if isinstance(data, str):
+                await ws.send_str(data)
+            else:
+                await ws.send_bytes(data)
+        except ConnectionError:
+            pass  # the read loop sees the connection go and cleans up
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        await super().close(wait=wait, abort=abort, reason=reason)
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            # Ends the read loop. In the background: aiohttp waits for the client's
+            # close frame, and the caller (often engine.io's service task) must not.
+            task = asyncio.ensure_future(ws.close())
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+
+    async def _websocket_handler(self, ws: Any) -> None:
+        """Run the session over WebSocket until either side closes it."""
+        sock: web.WebSocketResponse = ws.response
+        if self.connected:
+            # Upgrade from long-polling: "2probe" -> "3probe", end the pending poll,
+            # then "5". Packets sent meanwhile stay queued; they are flushed below.
+            self.upgrading = True
+            if await _next_text(sock) != "2probe":
+                self.upgrading = False
+                return
+            await sock.send_str("3probe")
+            await self.queue.put(packet.Packet(packet.NOOP))
+            if await _next_text(sock) != "5":
+                self.upgrading = False
+                return
+            self.upgrading = False
+        else:
+            self.connected = True
+        self.upgraded = True
+
+        # Hand writing over from the queue to direct sends. The check that the queue is
+        # empty and the switch happen with no await between them, so nothing sent
+        # meanwhile can overtake what was queued.
+        while not self.queue.empty():
+            pkt = self.queue.get_nowait()
+            self.queue.task_done()
+            if pkt is None:
+                return
+            data = pkt.encode()
+            if isinstance(data, str):
+                await sock.send_str(data)
+            else:
+                await sock.send_bytes(data)
+        self._ws = sock
+        try:
+            await self._read_loop(sock)
+        finally:
+            self._ws = None
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+            await sock.close()
+
+    async def _read_loop(self, sock: web.WebSocketResponse) -> None:
+        fast = self.fast_event
+        while not self.closed:
+            msg = await sock.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT:
+                data = msg.data
+                if fast is not None and data.startswith('42["') and await fast(self.sid, data):
+                    continue
+            elif kind is WSMsgType.BINARY:
+                data = msg.data
+            else:  # CLOSE, CLOSING, CLOSED, ERROR (including frames over max_msg_size)
+                return
+            try:
+                await self.receive(packet.Packet(encoded_packet=data))
+            except exceptions.UnknownPacketError:
+                pass
+            except exceptions.SocketIsClosedError:
+                return
+            except Exception:
+                # Same policy as engine.io's own loop: a bad packet is logged (rate
+                # limited, see server.py) and the connection goes on.
+                self.server.logger.exception("Unknown receive error")
+
+
+async def _next_text(sock: web.WebSocketResponse) -> str | None:
+    msg = await sock.receive()
+    return msg.data if msg.type is WSMsgType.TEXT else None

@@ -1,0 +1,594 @@
+"""The signaling server: python-socketio and a plain-WebSocket endpoint on one aiohttp app.
+
+A thin adapter around `Rooms` (rooms.py) and the validators (schema.py): it moves events
+between sockets and that state and holds no rule of its own. Two transports share one
+`Rooms`, so a Socket.IO peer and a /ws peer meet in the same room and signal each other.
+
+Relaying is the hot path, so it avoids python-socketio's generic emit (which builds a
+packet object, looks the sid up as a room and starts a task per recipient): it encodes
+the Socket.IO EVENT frame once with orjson and hands it to engine.io's documented
+``send(sid, data)``. The wire format is the Socket.IO v5 protocol's: ``2["event",{...}]``.
+
+docs/SIGNALING.md is the protocol this implements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json as stdlib_json
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+import socketio
+from aiohttp import WSMsgType, web
+from engineio import async_socket as eio_async_socket
+from engineio.async_drivers import aiohttp as eio_aiohttp
+
+from .eio_websocket import FastEvent, FastSocket
+from .rooms import Rooms, new_peer_id
+from .schema import (
+    RELAY_EVENTS,
+    ErrorCode,
+    SignalSchemaError,
+    check_size,
+    parse_announce,
+    parse_relay,
+    parse_ws_frame,
+)
+
+#: ``log({"event": name, ...})``: how the server reports what happens, for the CLI to
+#: render as text or NDJSON (the same shape as the swarm's events). Called for lifecycle
+#: events only, never per message.
+SignalLog = Callable[[dict[str, Any]], None]
+
+#: Largest engine.io packet / WebSocket frame read at all; bigger ones close the
+#: connection. Between schema.MAX_MESSAGE_BYTES and this, a message gets an error event.
+MAX_FRAME_BYTES: Final = 1024 * 1024
+
+#: A /ws peer whose unsent output grows past this is not reading: it is disconnected
+#: rather than allowed to make senders wait (see `_WsPeer.send`).
+WS_MAX_BUFFERED: Final = 1024 * 1024
+
+OK: Final[dict[str, object]] = {"ok": True}
+
+#: Key under which make_app() stores the hub, for routes other modules add.
+HUB_KEY: Final = web.AppKey("p2p_signal_hub", "SignalHub")
+
+
+def _no_log(event: dict[str, Any]) -> None:
+    pass
+
+
+class OrjsonCodec:
+    """The ``json`` module python-socketio and engine.io use, backed by orjson.
+
+    They call ``dumps(obj, separators=...)`` and ``loads(text)``. orjson refuses a few
+    things the standard library accepts (non-string keys, integers over 64 bits); those
+    fall back to it rather than fail. Note engine.io installs this process-wide (it is a
+    class attribute of its Packet), so Socket.IO clients in the same process use it too;
+    it is a drop-in replacement, so they are none the worse.
+    """
+
+    @staticmethod
+    def dumps(obj: object, **kwargs: object) -> str:
+        try:
+            return orjson.dumps(obj).decode()
+        except TypeError:
+            return stdlib_json.dumps(obj, separators=(",", ":"))
+
+    @staticmethod
+    def loads(text: str | bytes, **kwargs: object) -> object:
+        return orjson.loads(text)
+
+
+class _EioWebSocket(eio_aiohttp.WebSocket):
+    """engine.io's aiohttp WebSocket wrapper, without per-message deflate.
+
+    aiohttp's WebSocketResponse accepts permessage-deflate whenever a client offers it,
+    and browsers and Node's client always do; compressing every ~200-byte signaling
+    message costs far more CPU than the bytes it saves (Node's server has it off by
+    default for the same reason).
+    """
+
+    response: web.WebSocketResponse
+
+    async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
+        request = environ["aiohttp.request"]
+        self.response = self._sock = web.WebSocketResponse(
+            max_msg_size=self.server.max_http_buffer_size, compress=False
+        )
+        await self._sock.prepare(request)
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
+
+    async def send(self, message: str | bytes) -> None:
+        if isinstance(message, str):
+            await self._sock.send_str(message)
+        else:
+            await self._sock.send_bytes(message)
+
+
+class _SocketIOServer(socketio.AsyncServer):
+    """python-socketio's server, with each engine.io session switched to `FastSocket`.
+
+    engine.io creates the session object itself and then reports the connection here,
+    before any WebSocket traffic; that is the one place to switch its class (a subclass
+    that adds no state, so the switch is safe).
+    """
+
+    fast_event: FastEvent | None = None
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        result = await super()._handle_eio_connect(eio_sid, environ)
+        sock = self.eio.sockets.get(eio_sid)
+        if type(sock) is eio_async_socket.AsyncSocket:
+            sock.__class__ = FastSocket
+            sock.fast_event = self.fast_event
+        return result
+
+
+class _LogBridge(logging.Handler):
+    """Route python-socketio/engine.io errors to `SignalLog`, a few per minute at most.
+
+    They log a traceback for every malformed packet a client sends; a client must not be
+    able to flood the server's log (or break its NDJSON) that way.
+    """
+
+    def __init__(self, log: SignalLog, per_minute: int = 10) -> None:
+        super().__init__(logging.ERROR)
+        self._log = log
+        self._per_minute = per_minute
+        self._window = 0.0
+        self._count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        if now - self._window > 60:
+            self._window, self._count = now, 0
+        self._count += 1
+        if self._count <= self._per_minute:
+            self._log(
+                {
+                    "event": "library-error",
+                    "source": record.name,
+                    "message": record.getMessage()[:300],
+                }
+            )
+
+
+def _library_logger(name: str, log: SignalLog) -> logging.Logger:
+    # A private Logger (not from logging.getLogger) so two servers in one process, or
+    # the user's logging config, do not share handlers with ours.
+    logger = logging.Logger(name, logging.ERROR)
+    logger.addHandler(_LogBridge(log))
+    logger.propagate = False
+    return logger
+
+
+@dataclass(slots=True)
+class _WsPeer:
+    """A /ws connection."""
+
+    ws: web.WebSocketResponse
+    transport: asyncio.BaseTransport | None
+
+    async def send(self, text: str) -> None:
+        # Never wait for a peer that does not read: awaiting its drain would stall the
+        # sender's own read loop. Over the limit it is cut off and cleaned up like any
+        # other disconnect.
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.ws.closed:
+            return
+        if isinstance(transport, asyncio.WriteTransport) and (
+            transport.get_write_buffer_size() > WS_MAX_BUFFERED
+        ):
+            transport.abort()
+            return
+        await self.ws.send_str(text)
+
+
+@dataclass
+class SignalHub:
+    """Connections of both transports, bound to one `Rooms`."""
+
+    cors_origins: Sequence[str] | None = None
+    log: SignalLog = _no_log
+    rooms: Rooms = field(default_factory=Rooms)
+    started: float = field(default_factory=time.monotonic)
+    async_mode: str = "aiohttp"
+    """python-socketio's async mode; "asgi" only serves benchmarks/signal_asgi_server.py."""
+    fast_websocket: bool = True
+    """Use `FastSocket` for WebSocket sessions (aiohttp mode only)."""
+
+    def __post_init__(self) -> None:
+        origins: str | list[str] = "*" if not self.cors_origins else list(self.cors_origins)
+        fast = self.fast_websocket and self.async_mode == "aiohttp"
+        self.sio = (_SocketIOServer if fast else socketio.AsyncServer)(
+            async_mode=self.async_mode,
+            cors_allowed_origins=origins,
+            json=OrjsonCodec,
+            # Handlers never block, so run them inline: a task per event costs more
+            # than the handler itself.
+            async_handlers=False,
+            max_http_buffer_size=MAX_FRAME_BYTES,
+            logger=_library_logger("p2pcli.signaling.socketio", self.log),
+            engineio_logger=_library_logger("p2pcli.signaling.engineio", self.log),
+        )
+        if self.async_mode == "aiohttp":
+            # engine.io picks its WebSocket class from this per-server table; swap in
+            # ours (a copy, so other engine.io servers in the process keep theirs).
+            self.sio.eio._async = {**self.sio.eio._async, "websocket": _EioWebSocket}
+        if fast:
+            self.sio.fast_event = self._sio_fast_event
+        self._eio_sids: dict[str, str] = {}  # Socket.IO sid -> engine.io sid
+        self._sids: dict[str, str] = {}  # engine.io sid -> Socket.IO sid (namespace "/")
+        self._ws: dict[str, _WsPeer] = {}
+        self._register()
+
+    # -- Socket.IO ---------------------------------------------------------------------
+
+    def _register(self) -> None:
+        sio = self.sio
+        sio.on("connect", self._sio_connect)
+        sio.on("disconnect", self._sio_disconnect)
+        sio.on("announce", self._sio_announce)
+        for event in RELAY_EVENTS:
+            sio.on(event, self._sio_relay_handler(event))
+        sio.on("*", self._sio_unknown)
+
+    async def _sio_connect(self, sid: str, environ: dict, auth: object = None) -> None:
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        self._eio_sids[sid] = eio_sid
+        self._sids[eio_sid] = sid
+        self.rooms.connect(sid, "socket.io")
+
+    async def _sio_disconnect(self, sid: str, reason: object = None) -> None:
+        eio_sid = self._eio_sids.pop(sid, None)
+        if eio_sid is not None:
+            self._sids.pop(eio_sid, None)
+        await self._gone(sid)
+
+    async def _sio_fast_event(self, eio_sid: str, text: str) -> bool:
+        """Handle a relayed message straight from its frame (see eio_websocket.py).
+
+        Declines (returns False) anything python-socketio should see instead: a session
+        not (yet) connected to the main namespace, or a frame that is not a relay event.
+        """
+        sid = self._sids.get(eio_sid)
+        if sid is None:
+            return False
+        try:
+            frame = orjson.loads(text[2:])
+        except orjson.JSONDecodeError:
+            return False
+        if type(frame) is not list or not frame or frame[0] not in RELAY_EVENTS:
+            return False
+        await self._relay(sid, frame[0], frame[1] if len(frame) > 1 else None)
+        return True
+
+    async def _sio_announce(self, sid: str, *args: object) -> dict[str, object]:
+        return await self._announce(sid, args[0] if args else None)
+
+    def _sio_relay_handler(self, event: str) -> Callable[..., Any]:
+        async def handler(sid: str, *args: object) -> dict[str, object]:
+            return await self._relay(sid, event, args[0] if args else None)
+
+        return handler
+
+    async def _sio_unknown(self, event: str, sid: str, *args: object) -> dict[str, object]:
+        # The reference server ignores events it does not know, and so do we (no error
+        # event); a client that asked for an acknowledgement is told why.
+        return {
+            "ok": False,
+            "code": ErrorCode.UNKNOWN_EVENT,
+            "error": f"unknown event {event!r}",
+        }
+
+    # -- /ws -----------------------------------------------------------------------------
+
+    async def ws_handler(self, request: web.Request) -> web.StreamResponse:
+        """The plain-WebSocket transport (design note "Opción 3"), at /ws and /."""
+        if not self._origin_allowed(request):
+            raise web.HTTPForbidden(text="origin not allowed\n")
+        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_FRAME_BYTES, heartbeat=25)
+        await ws.prepare(request)
+        transport = request.transport
+        if isinstance(transport, asyncio.WriteTransport):
+            # Above WS_MAX_BUFFERED we disconnect; until then aiohttp must never pause
+            # the writer (which would block the sender), so its high-water mark is above.
+            transport.set_write_buffer_limits(high=4 * WS_MAX_BUFFERED)
+        peer_id = new_peer_id()
+        peer = _WsPeer(ws, transport)
+        self._ws[peer_id] = peer
+        self.rooms.connect(peer_id, "ws")
+        try:
+            # Tell the client its id, as Socket.IO's handshake does (socket.id).
+            await peer.send(orjson.dumps({"type": "welcome", "peerId": peer_id}).decode())
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
+                    await self._ws_frame(peer_id, peer, msg.data)
+        finally:
+            self._ws.pop(peer_id, None)
+            await self._gone(peer_id)
+        return ws
+
+    async def _ws_frame(self, peer_id: str, peer: _WsPeer, frame: str | bytes) -> None:
+        try:
+            msg = parse_ws_frame(frame)
+        except SignalSchemaError as e:
+            await self._refuse(peer_id, None, e)
+            return
+        kind = msg.type
+        if kind in RELAY_EVENTS:
+            result = await self._relay(peer_id, kind, msg.data)
+        elif kind == "announce":
+            result = await self._announce(peer_id, msg.data)
+        else:
+            result = await self._refuse(
+                peer_id,
+                kind,
+                SignalSchemaError(ErrorCode.UNKNOWN_EVENT, f"unknown type {kind!r}"),
+            )
+        if msg.ack is not None:
+            await peer.send(orjson.dumps({"type": "ack", "ack": msg.ack, **result}).decode())
+
+    def _origin_allowed(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        return not origin or not self.cors_origins or origin in self.cors_origins
+
+    # -- the events, whatever the transport ----------------------------------------------
+
+    async def _announce(self, sender: str, data: object) -> dict[str, object]:
+        try:
+            room = parse_announce(data)
+            joined = self.rooms.announce(sender, room)
+        except SignalSchemaError as e:
+            return await self._refuse(sender, "announce", e)
+        # `hash` is an extension: a client in several rooms can tell which one is meant.
+        await self._send(sender, "peer-list", {"peers": joined.peers, "hash": room})
+        if joined.notify:
+            news = {"peerId": sender, "hash": room}
+            for other in joined.notify:
+                await self._send(other, "new-peer", news)
+        return {"ok": True, "peers": joined.peers}
+
+    async def _relay(self, sender: str, event: str, data: object) -> dict[str, object]:
+        try:
+            relay = parse_relay(event, data)
+            out = self.rooms.route(sender, relay)
+            await self._deliver(relay.target, event, out)
+        except SignalSchemaError as e:
+            return await self._refuse(sender, event, e)
+        self.rooms.stats.relayed += 1
+        return OK
+
+    async def _deliver(self, target: str, event: str, payload: dict[str, object]) -> None:
+        """Send a relayed message, refusing it (to the sender) if it is too big."""
+        eio_sid = self._eio_sids.get(target)
+        if eio_sid is not None:
+            body = orjson.dumps(payload)
+            check_size(event, len(body))
+            await self.sio.eio.send(eio_sid, f'2["{event}",{body.decode()}]')
+            return
+        peer = self._ws.get(target)
+        if peer is not None:
+            # On /ws the event name travels in `type` (overwriting a payload field of
+            # that name, see docs/SIGNALING.md).
+            payload["type"] = event
+            body = orjson.dumps(payload)
+            check_size(event, len(body))
+            await peer.send(body.decode())
+
+    async def _send(self, peer_id: str, event: str, payload: dict[str, object]) -> None:
+        """Send a server-made event (peer-list, new-peer, peer-left, error)."""
+        eio_sid = self._eio_sids.get(peer_id)
+        if eio_sid is not None:
+            text = OrjsonCodec.dumps(payload)
+            await self.sio.eio.send(eio_sid, f'2["{event}",{text}]')
+            return
+        peer = self._ws.get(peer_id)
+        if peer is not None:
+            await peer.send(OrjsonCodec.dumps({"type": event, **payload}))
+
+    async def _refuse(
+        self, peer_id: str, event: str | None, error: SignalSchemaError
+    ) -> dict[str, object]:
+        """Answer bad input with an `error` event; return the negative acknowledgement."""
+        self.rooms.stats.errors += 1
+        body: dict[str, object] = {"message": error.message, "code": error.code}
+        if event is not None:
+            body["event"] = event
+        await self._send(peer_id, "error", body)
+        return {"ok": False, "code": error.code, "error": error.message}
+
+    async def _gone(self, peer_id: str) -> None:
+        left = {"peerId": peer_id}
+        for other in self.rooms.disconnect(peer_id):
+            await self._send(other, "peer-left", left)
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        return self.rooms.snapshot(time.monotonic() - self.started)
+
+    async def close_all(self) -> None:
+        """Disconnect every client (server shutdown)."""
+        for peer in list(self._ws.values()):
+            with contextlib.suppress(Exception):
+                await peer.ws.close(code=1001, message=b"server shutting down")
+        # engine.io waits for each client's queue to drain; a polling client that never
+        # polls again must not hold the shutdown up.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.sio.eio.disconnect(), timeout=2)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.sio.shutdown(), timeout=2)
+
+
+def _json_response(request: web.Request, hub: SignalHub, body: object) -> web.Response:
+    headers = {}
+    origin = request.headers.get("Origin")
+    if origin and hub._origin_allowed(request):
+        headers["Access-Control-Allow-Origin"] = origin
+    return web.Response(
+        body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
+
+
+def make_app(
+    hub: SignalHub | None = None,
+    *,
+    cors_origins: Sequence[str] | None = None,
+    log: SignalLog = _no_log,
+) -> web.Application:
+    """The aiohttp application: Socket.IO at /socket.io/, /ws, /healthz, /stats.
+
+    Other modules may add routes to it (``app[HUB_KEY]`` is the hub) before it runs.
+    """
+    hub = hub or SignalHub(cors_origins=cors_origins, log=log)
+    app = web.Application()
+    app[HUB_KEY] = hub
+    hub.sio.attach(app)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return _json_response(request, hub, {"ok": True})
+
+    async def stats(request: web.Request) -> web.Response:
+        return _json_response(request, hub, hub.stats())
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        # "Opción 3" clients connect to the bare ws://host:port; serve them here too.
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await hub.ws_handler(request)
+        return web.Response(
+            text="p2p signaling server: Socket.IO at /socket.io/, WebSocket at /ws, "
+            "GET /stats, GET /healthz\n"
+        )
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/ws", hub.ws_handler)
+    app.router.add_get("/", index)
+
+    async def on_shutdown(app: web.Application) -> None:
+        await hub.close_all()
+
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+@dataclass
+class SignalServer:
+    """A running signaling server (see `start_signal_server`)."""
+
+    host: str
+    port: int
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def hub(self) -> SignalHub:
+        return self.app[HUB_KEY]
+
+    @property
+    def url(self) -> str:
+        """A URL clients on this machine can use (a wildcard bind becomes loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        """Disconnect every client and stop listening."""
+        await self.runner.cleanup()
+
+
+async def start_signal_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    cors_origins: Sequence[str] | None = None,
+    log: SignalLog = _no_log,
+    app: web.Application | None = None,
+) -> SignalServer:
+    """Start serving in the running event loop; `port` 0 picks a free port.
+
+    `app` lets a caller pass a `make_app()` result it added routes to. The caller must
+    ``await server.close()``. Raises OSError when the address cannot be bound.
+    """
+    app = app if app is not None else make_app(cors_origins=cors_origins, log=log)
+    # Open sockets are closed by on_shutdown; nothing else should keep shutdown waiting.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_port = port
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            bound_port = int(address[1])
+            break
+    server = SignalServer(host, bound_port, app, runner)
+    log({"event": "listening", "url": server.url, "host": host, "port": bound_port})
+    return server
+
+
+def run_signal_server(
+    host: str = "0.0.0.0",
+    port: int = 8080,
+    *,
+    cors_origins: Sequence[str] | None = None,
+    log: SignalLog = _no_log,
+) -> None:
+    """Serve until SIGINT or SIGTERM, then disconnect everyone and return.
+
+    Uses uvloop when it is installed. Raises OSError when the address cannot be bound.
+    """
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # Windows
+                loop.add_signal_handler(sig, stop.set)
+        server = await start_signal_server(host, port, cors_origins=cors_origins, log=log)
+        try:
+            await stop.wait()
+            log({"event": "stopping", "stats": server.hub.stats()})
+        finally:
+            await server.close()
+        log({"event": "stopped"})
+
+    run_event_loop(main())
+
+
+def run_event_loop(main: Any) -> None:
+    """``asyncio.run`` on uvloop when it is importable (it is a dependency off Windows)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+__all__ = [
+    "HUB_KEY",
+    "OrjsonCodec",
+    "SignalHub",
+    "SignalLog",
+    "SignalServer",
+    "make_app",
+    "run_event_loop",
+    "run_signal_server",
+    "start_signal_server",
+]
