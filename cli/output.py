@@ -138,9 +138,21 @@ class Reporter:
 
     def on_progress(self, ev: dict[str, Any]) -> None:
         if self.progress is not None and self.task is not None and "have" in ev:
-            self.progress.update(
-                self.task, completed=ev["have"], extra=f"{ev['peers']} peers"
-            )
+            extra = f"{ev['peers']} peers"
+            if "buffer_ahead" in ev:
+                extra += f", buffer {human_bytes(ev['buffer_ahead'])} ahead"
+            self.progress.update(self.task, completed=ev["have"], extra=extra)
+
+    # -- stream
+
+    def on_serving(self, ev: dict[str, Any]) -> None:
+        self.line(f"streaming at [bold]{ev['url']}[/]")
+
+    def on_player_started(self, ev: dict[str, Any]) -> None:
+        self.line(f"started {ev['player']}")
+
+    def on_player_exited(self, ev: dict[str, Any]) -> None:
+        self.line(f"player exited (code {ev['code']})")
 
     def on_warning(self, ev: dict[str, Any]) -> None:
         self.line(f"[yellow]warning:[/] {ev['message']}")

@@ -1,13 +1,127 @@
-"""`p2p stream`: coming with its own issue."""
+"""`p2p stream HASH_OR_LINK`: play while downloading, with seeking, through local HTTP."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from p2pcli.errors import UsageError
+from cli.common import (
+    IceHostOpt,
+    IceServerOpt,
+    JsonOpt,
+    MaxPeersOpt,
+    QuietOpt,
+    SignalOpt,
+    TokenOpt,
+    VerboseOpt,
+    setup_logging,
+    split_urls,
+    swarm_config,
+)
+from cli.output import Reporter
+from p2pcli import runner
+from p2pcli.link import parse_target
+from p2pcli.signaling.client import DEFAULT_SIGNAL
+from p2pcli.stream import StreamOptions, stream
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("stream", help="Not available yet in this version.")
-    def _stream() -> None:
-        raise UsageError("'p2p stream' is not implemented yet in this version")
+    @app.command("stream")
+    def stream_cmd(
+        target: Annotated[
+            str,
+            typer.Argument(
+                metavar="HASH_OR_LINK",
+                help="A p2p:// link printed by 'p2p seed', or a bare 64-hex-digit content hash.",
+                show_default=False,
+            ),
+        ],
+        player: Annotated[
+            str | None,
+            typer.Option(
+                "--player",
+                envvar="P2P_PLAYER",
+                help="mpv, vlc, ffplay, or none (print the URL for any player or browser). "
+                "Default: the first of mpv, vlc, ffplay installed.",
+                show_default=False,
+            ),
+        ] = None,
+        player_arg: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--player-arg",
+                help="Extra argument for the player (repeatable), e.g. --player-arg=--fs.",
+                show_default=False,
+            ),
+        ] = None,
+        port: Annotated[
+            int,
+            typer.Option("--port", envvar="P2P_STREAM_PORT",
+                         help="Local HTTP port on 127.0.0.1 (0: any free port)."),
+        ] = 0,
+        output: Annotated[
+            str | None,
+            typer.Option(
+                "--output", "-o",
+                help="Where the download is kept (default: the sender's file name here).",
+                show_default=False,
+            ),
+        ] = None,
+        keep_seeding: Annotated[
+            bool,
+            typer.Option("--keep-seeding",
+                         help="Keep downloading and seeding after the player exits."),
+        ] = False,
+        force: Annotated[
+            bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")
+        ] = False,
+        signal: SignalOpt = None,
+        timeout: Annotated[
+            float,
+            typer.Option("--timeout", envvar="P2P_TIMEOUT",
+                         help="Seconds to wait for a usable peer."),
+        ] = 10.0,
+        retries: Annotated[
+            int,
+            typer.Option("--retries", envvar="P2P_RETRIES",
+                         help="Attempts to reach the signaling server."),
+        ] = 3,
+        max_peers: MaxPeersOpt = 32,
+        ice_server: IceServerOpt = None,
+        ice_host: IceHostOpt = None,
+        token: TokenOpt = None,
+        quiet: QuietOpt = False,
+        json: JsonOpt = False,
+        verbose: VerboseOpt = False,
+    ) -> None:
+        """Play HASH_OR_LINK while it downloads; seeking re-orders the download.
+
+        Serves the content on http://127.0.0.1:PORT/ as it arrives (byte ranges, verified
+        bytes only) and starts a player on it. mpv is followed through its IPC socket, so
+        the read-ahead tracks what is on screen. Stops when the player exits.
+        """
+        setup_logging(verbose)
+        t = parse_target(target)
+        urls = split_urls(signal) or list(t.signals) or [DEFAULT_SIGNAL]
+        config = swarm_config(
+            urls, ice_server, ice_host, token or t.token,
+            timeout=timeout, retries=retries, max_peers=max_peers,
+        )
+        opts = StreamOptions(
+            player=player,
+            port=port,
+            output=output,
+            force=force,
+            keep_seeding=keep_seeding,
+            player_args=list(player_arg or []),
+            show_player_output=not (quiet or json),
+        )
+        reporter = Reporter(quiet=quiet, json=json)
+        try:
+            runner.run(
+                lambda: stream(t, config, opts, reporter),
+                "interrupted; the partial download is kept: run the same command to resume",
+            )
+        finally:
+            reporter.close()

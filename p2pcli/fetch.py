@@ -53,11 +53,16 @@ class ReaderGone(Exception):
 class Download:
     """Opens the store once the manifest is known and writes in-order output for pipes."""
 
-    def __init__(self, swarm: Swarm, opts: FetchOptions, emit: EventSink) -> None:
+    def __init__(
+        self, swarm: Swarm, opts: FetchOptions, emit: EventSink, *, stream: bool = False
+    ) -> None:
         self.swarm = swarm
         self.opts = opts
         self.emit = emit
-        self.to_stdout = opts.output == "-" or (opts.output is None and not opts.stdout_is_tty)
+        self.stream = stream  # `p2p stream`: in-order by default, a player's ranges first
+        self.to_stdout = not stream and (
+            opts.output == "-" or (opts.output is None and not opts.stdout_is_tty)
+        )
         self.final: Path | None = None
         self.store: PartFile | None = None
         self.spool_dir: str | None = None
@@ -90,9 +95,10 @@ class Download:
         picker = Picker(
             lengths,
             min(m.piece_size, DEFAULT_MAX_BLOCK),
-            sequential=self.to_stdout,
+            sequential=self.to_stdout or self.stream,
             window=window,
         )
+        picker.strict_priority = self.stream
         for i in found:
             picker.mark_have(i)
         if found:

@@ -76,6 +76,7 @@ class Picker:
         self._peer_blocks: dict[Peer, dict[tuple[int, int], float]] = {}
         self.cursor = 0  # sequential: the first piece not yet consumed downstream
         self.priority: list[int] = []  # pieces wanted first, in order (streaming)
+        self.strict_priority = False  # while priority pieces are missing, pick nothing else
         self._order: list[int] | None = None
 
     # -- state from the swarm --------------------------------------------------------------
@@ -159,13 +160,19 @@ class Picker:
                     return True
             return False
 
-        candidates = self._candidates()
-        for endgame in (False, True):
+        urgent = [p for p in self.priority if not self.have[p]]
+        if urgent and self.strict_priority:
+            # A player is waiting: spend no bandwidth elsewhere until its pieces are in.
+            order = urgent
+        else:
             # Pieces already started come first: finishing them frees memory sooner.
-            for piece in [*self.priority, *self._active.keys(), *candidates]:
+            order = [*urgent, *self._active.keys(), *self._candidates()]
+        prioritized = set(urgent)
+        for endgame in (False, True):
+            for piece in order:
                 if self.have[piece] or not (has is None or has(piece)):
                     continue
-                if not self._in_window(piece) and piece not in self.priority:
+                if piece not in prioritized and not self._in_window(piece):
                     continue
                 if take(piece, endgame):
                     return out
@@ -210,6 +217,9 @@ class Picker:
                 cancels.append((other, self._block(piece, b)))
         st.in_flight[b].clear()
         return st.n_received == st.n_blocks, cancels
+
+    def in_flight_blocks(self, peer: Peer) -> list[Block]:
+        return [self._block(piece, b) for piece, b in self._peer_blocks.get(peer, {})]
 
     def block_needed(self, piece: int, offset: int) -> bool:
         """Whether a block arriving now would be new data (not a duplicate or a late copy)."""

@@ -525,6 +525,21 @@ class Swarm:
         self.picker.add_peer(s.sig_id, None if s.has_all else set(s.pieces))
         self._refill(s)
 
+    def set_priority(self, pieces: list[int]) -> None:
+        """Put these pieces first (streaming); cancel requests nobody needs any more."""
+        p = self.picker
+        if p is None:
+            return
+        p.set_priority(pieces)
+        urgent = {x for x in pieces if not p.have[x]}
+        if urgent and p.strict_priority:
+            for s in list(self.sessions.values()):
+                for block in p.in_flight_blocks(s.sig_id):
+                    if block[0] not in urgent:
+                        s.send(s.proto.send_cancel(*block))
+                        p.on_reject(s.sig_id, block)
+        self._refill_all()
+
     # -- downloading -----------------------------------------------------------------------
 
     def _refill_all(self) -> None:

@@ -1,0 +1,336 @@
+"""`stream`: serve content over local HTTP while it downloads, and play it.
+
+An aiohttp server on 127.0.0.1 answers GET/HEAD with byte ranges; each response waits for
+the verified pieces under it and never sends an unverified byte. The pieces under open
+responses come first, then a read-ahead window (readahead.py), then the rest in order; a
+new range (a seek) re-prioritises at once and cancels requests nobody needs any more.
+The download itself is fetch's `.part` file, so an interrupted stream resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import itertools
+import mimetypes
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .errors import UsageError
+from .fetch import Download, FetchOptions
+from .httprange import MalformedRange, RangeNotSatisfiable, parse_range
+from .link import Target
+from .player import MpvIpc, find_player, ipc_path, player_command
+from .readahead import PlayerState, ReadAhead, Reader
+from .swarm import EventSink, Swarm, SwarmConfig, no_peers_error
+
+mimetypes.add_type("video/x-matroska", ".mkv")
+mimetypes.add_type("video/webm", ".webm")
+mimetypes.add_type("video/mp4", ".mp4")
+SEND_CHUNK = 256 * 1024
+
+
+@dataclass
+class StreamOptions:
+    player: str | None = None
+    "mpv, vlc, ffplay, none, or None for the first one installed."
+    port: int = 0
+    "HTTP port on 127.0.0.1 (0: any free port)."
+    output: str | None = None
+    "Where the download is kept (default: the sender's file name)."
+    force: bool = False
+    "Overwrite an existing output file."
+    keep_seeding: bool = False
+    "Keep downloading and seeding after the player exits."
+    player_args: list[str] = field(default_factory=list)
+    "Extra arguments for the player."
+    show_player_output: bool = True
+    "Let the player write to our stderr (off with --quiet/--json)."
+
+
+class Streamer:
+    def __init__(self, swarm: Swarm, dl: Download, emit: EventSink) -> None:
+        self.swarm = swarm
+        self.dl = dl
+        self.emit = emit
+        self.readers: set[Reader] = set()
+        self._serial = itertools.count()
+        self.readahead: ReadAhead | None = None
+        self.player = PlayerState()
+        self.mpv: MpvIpc | None = None
+        self._last_priority: list[int] = []
+        self.bytes_served = 0
+        self.first_byte_at: float | None = None
+        self.started = time.monotonic()
+
+    # -- priorities ------------------------------------------------------------------------
+
+    def on_player_change(self) -> None:
+        st = self.mpv.state if self.mpv else None
+        m = self.swarm.manifest
+        if st is None or m is None or self.readahead is None:
+            return
+        self.player.paused = st.paused
+        if st.duration:
+            self.player.duration = st.duration
+            self.readahead.observe_bitrate(m.size / st.duration)
+            if st.time_pos is not None:
+                self.player.play_pos = int(min(1.0, st.time_pos / st.duration) * m.size)
+        self.reprioritize()
+
+    def reprioritize(self) -> None:
+        if self.readahead is None or self.swarm.picker is None:
+            return
+        prio = self.readahead.priority(list(self.readers), self.player)
+        if prio != self._last_priority:
+            self._last_priority = prio
+            self.swarm.set_priority(prio)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        swarm = self.swarm
+        try:
+            await asyncio.wait_for(swarm.manifest_ready.wait(), swarm.config.timeout * 3)
+        except TimeoutError:
+            return web.Response(status=503, text="content not found yet; try again\n")
+        m = swarm.manifest
+        assert m is not None
+        ctype = mimetypes.guess_type(m.name)[0] or "application/octet-stream"
+        headers = {"Accept-Ranges": "bytes", "Content-Type": ctype}
+        try:
+            rng = parse_range(request.headers.get("Range"), m.size)
+        except MalformedRange as e:
+            self.emit({"event": "http", "method": request.method, "status": 400, "error": str(e)})
+            return web.Response(status=400, text=f"{e}\n", headers={"Accept-Ranges": "bytes"})
+        except RangeNotSatisfiable as e:
+            self.emit({"event": "http", "method": request.method, "status": 416, "error": str(e)})
+            return web.Response(
+                status=416, headers={"Content-Range": f"bytes */{m.size}", "Accept-Ranges": "bytes"}
+            )
+        start, end = (rng.start, rng.end) if rng else (0, m.size)
+        headers["Content-Length"] = str(end - start)
+        status = 206 if rng else 200
+        if rng:
+            headers["Content-Range"] = rng.content_range(m.size)
+        self.emit(
+            {
+                "event": "http",
+                "method": request.method,
+                "status": status,
+                "range": [start, end],
+                "verified": swarm.picker.n_have if swarm.picker else 0,
+            }
+        )
+        resp = web.StreamResponse(status=status, headers=headers)
+        await resp.prepare(request)
+        if request.method == "HEAD" or start == end:
+            await resp.write_eof()
+            return resp
+        reader = Reader(pos=start, end=end, serial=next(self._serial))
+        self.readers.add(reader)
+        self.reprioritize()
+        try:
+            await self._send_range(resp, reader)
+            await resp.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            self.readers.discard(reader)
+            self.reprioritize()
+        return resp
+
+    async def _send_range(self, resp: web.StreamResponse, reader: Reader) -> None:
+        swarm, dl = self.swarm, self.dl
+        m, p, store = swarm.manifest, swarm.picker, dl.store
+        assert m is not None and p is not None and store is not None
+        while reader.pos < reader.end:
+            piece = reader.pos // m.piece_size
+            while not p.have[piece]:
+                if swarm.fatal_event.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(swarm.piece_done.wait(), 0.5)
+            piece_end = min(reader.end, m.piece_offset(piece) + m.piece_length(piece))
+            n = min(piece_end - reader.pos, SEND_CHUNK)
+            off = reader.pos - m.piece_offset(piece)
+            data = await asyncio.to_thread(store.read_block, piece, off, n)
+            await resp.write(data)
+            if self.first_byte_at is None:
+                self.first_byte_at = time.monotonic()
+                self.emit(
+                    {"event": "first-byte", "seconds": round(self.first_byte_at - self.started, 3)}
+                )
+            reader.pos += n
+            self.bytes_served += n
+            if reader.pos // m.piece_size != piece:
+                self.reprioritize()
+
+    def buffer_ahead(self) -> int:
+        """Verified bytes in a row from the play position (or the newest read)."""
+        m, p = self.swarm.manifest, self.swarm.picker
+        if m is None or p is None:
+            return 0
+        pos = self.player.play_pos
+        if pos is None:
+            newest = max(self.readers, key=lambda r: r.serial, default=None)
+            pos = newest.pos if newest else 0
+        piece = pos // m.piece_size if m.piece_size else 0
+        ahead = 0
+        while piece < p.count and p.have[piece]:
+            ahead += m.piece_length(piece)
+            piece += 1
+        return max(0, ahead - (pos - (pos // m.piece_size) * m.piece_size))
+
+
+async def _start_http(app: web.Application, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        if e.errno == errno.EADDRINUSE:
+            raise UsageError(
+                f"port {port} is in use; choose another with --port (0 picks a free one)"
+            ) from None
+        raise UsageError(f"cannot listen on 127.0.0.1:{port} ({e.strerror})") from None
+    server = site._server  # aiohttp keeps the bound socket here
+    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port
+    return runner, bound
+
+
+async def stream(
+    target: Target, config: SwarmConfig, opts: StreamOptions, emit: EventSink
+) -> dict[str, Any]:
+    player = None if opts.player == "none" else find_player(opts.player)  # fail fast
+    swarm = Swarm(target.content_hash, config, emit)
+    dl = Download(
+        swarm, FetchOptions(output=opts.output, force=opts.force, stdout_is_tty=True), emit,
+        stream=True,
+    )
+    dl.check_output_early()
+    st = Streamer(swarm, dl, emit)
+
+    async def on_manifest(m) -> None:
+        await dl.open_store(m)
+        st.readahead = ReadAhead(m.size, m.piece_size)
+
+    swarm.on_manifest = on_manifest
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", st.handle)
+    app.router.add_route("HEAD", "/{tail:.*}", st.handle)
+    runner, port = await _start_http(app, opts.port)
+    tasks: list[asyncio.Task] = []
+    proc: asyncio.subprocess.Process | None = None
+    ipc: str | None = None
+    finished = False
+    try:
+        await swarm.start()
+        swarm.last_peer_time = time.monotonic()
+        while not swarm.manifest_ready.is_set():
+            if swarm.fatal is not None:
+                raise swarm.fatal
+            if not swarm.usable_peers and time.monotonic() - swarm.last_peer_time > config.timeout:
+                raise no_peers_error(swarm, config.timeout)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(swarm.manifest_ready.wait(), 0.5)
+        m = swarm.manifest
+        assert m is not None
+        url = f"http://127.0.0.1:{port}/{_url_name(m.name)}"
+        emit({"event": "serving", "url": url, "name": m.name, "size": m.size})
+        if player is None:
+            sys.stdout.write(url + "\n")
+            sys.stdout.flush()
+        else:
+            name, path = player
+            if name == "mpv":
+                ipc = ipc_path()
+                st.mpv = MpvIpc(ipc)
+                st.mpv.state.listeners.append(st.on_player_change)
+                tasks.append(asyncio.ensure_future(st.mpv.run()))
+            cmd = player_command(name, path, url, ipc, opts.player_args)
+            out = None if opts.show_player_output else asyncio.subprocess.DEVNULL
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdin=asyncio.subprocess.DEVNULL,
+                stdout=sys.stderr.fileno() if out is None else out, stderr=out,
+            )
+            emit({"event": "player-started", "player": name, "pid": proc.pid})
+        tasks.append(asyncio.ensure_future(_report(st)))
+        player_wait = asyncio.ensure_future(proc.wait()) if proc else None
+        while True:
+            if swarm.fatal is not None:
+                raise swarm.fatal
+            if swarm.complete.is_set() and not finished:
+                finished = True
+                assert dl.store is not None
+                await asyncio.to_thread(dl.store.finish, dl.final, force=opts.force)
+                emit({"event": "done", "name": m.name, "size": m.size, "path": str(dl.final),
+                      "received": swarm.bytes_down, "peers": dict(swarm.per_peer_received)})
+            if player_wait is not None and player_wait.done():
+                emit({"event": "player-exited", "code": player_wait.result()})
+                player_wait = None
+                if not opts.keep_seeding:
+                    break
+            if not finished and not swarm.usable_peers and (
+                time.monotonic() - swarm.last_peer_time > config.timeout
+            ):
+                raise no_peers_error(swarm, config.timeout)
+            waits = [asyncio.ensure_future(swarm.fatal_event.wait()),
+                     asyncio.ensure_future(swarm.complete.wait())]
+            if player_wait is not None:
+                waits.append(player_wait)
+            _, pending = await asyncio.wait(waits, timeout=0.5, return_when="FIRST_COMPLETED")
+            for t in pending:
+                if t is not player_wait:
+                    t.cancel()
+        return {"event": "stream-ended", "served": st.bytes_served}
+    finally:
+        for t in tasks:
+            t.cancel()
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+        if ipc:
+            shutil.rmtree(os.path.dirname(ipc), ignore_errors=True)
+        swarm.accepting = False
+        await swarm.close()
+        await runner.cleanup()
+        dl.cleanup()
+
+
+def _url_name(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+async def _report(st: Streamer) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        swarm = st.swarm
+        m, p = swarm.manifest, swarm.picker
+        ev: dict[str, Any] = {
+            "event": "progress",
+            "peers": len(swarm.usable_peers),
+            "received": swarm.bytes_down,
+            "rate": round(swarm.down_rate.value),
+            "served": st.bytes_served,
+            "buffer_ahead": st.buffer_ahead(),
+        }
+        if m is not None and p is not None:
+            ev.update(size=m.size, pieces=p.count, verified=p.n_have,
+                      have=sum(m.piece_length(i) for i in range(p.count) if p.have[i]))
+        if st.player.play_pos is not None:
+            ev.update(play_pos=st.player.play_pos, paused=st.player.paused)
+        swarm.emit(ev)
