@@ -1,0 +1,214 @@
+"""Start-up and seek latency: `p2p stream` beside `p2p fetch | player` in the same run.
+
+Two 60 s test videos are seeded on loopback: an MP4 with its index (moov) at the end, the
+hard case for streaming, and the same with `-movflags faststart` (index first). A pipe
+cannot seek back, so `fetch | player` cannot play the first at all ("fails" below).
+Each figure is measured from the moment the client process is started:
+
+  stream   first_byte   `p2p stream --player none` started -> first byte of a GET /
+           first_frame  ... -> ffprobe has decoded the first video frame from the URL
+           seek_80      a fresh stream -> ffprobe has decoded a frame at 80% of the duration
+  pipe     first_byte   `p2p fetch -o -` started -> first byte on its stdout
+           first_frame  `p2p fetch -o - | ffprobe -` -> first video frame decoded
+           seek_80      `p2p fetch -o - | ffprobe -read_intervals 80%` (a pipe cannot seek,
+                        so the player reads everything before 80%)
+
+Every figure is the median of --runs runs (default 3). Loopback only; every process is
+stopped.    python benchmarks/stream.py [--duration 60] [--runs 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+P2P = str(Path(sys.executable).parent / "p2p")
+LOOP = ["--ice-host", "127.0.0.1"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def popen(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.DEVNULL)
+    return subprocess.Popen(args, cwd=cwd, start_new_session=True, stdin=subprocess.DEVNULL, **kw)
+
+
+def first_frame_cmd(src: str, at: float | None) -> list[str]:
+    interval = f"{at}%+#1" if at is not None else "%+#1"
+    return ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "frame=pts_time",
+            "-of", "csv=p=0", "-read_intervals", interval, src]
+
+
+def start_stream(link: str, cwd: Path) -> tuple[subprocess.Popen, str, float]:
+    t0 = time.monotonic()
+    p = popen([P2P, "stream", link, *LOOP, "--player", "none", "--quiet", "--force"], cwd)
+    assert p.stdout is not None
+    url = p.stdout.readline().decode().strip()
+    if not url:
+        raise RuntimeError("stream printed no URL")
+    return p, url, t0
+
+
+def stream_first_byte(link: str, cwd: Path) -> float:
+    p, url, t0 = start_stream(link, cwd)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            r.read(1)
+        return time.monotonic() - t0
+    finally:
+        kill(p)
+        _clean(cwd)
+
+
+def stream_frame(link: str, cwd: Path, duration: float, at: float | None) -> float:
+    p, url, t0 = start_stream(link, cwd)
+    try:
+        seek = duration * at / 100 if at is not None else None
+        cmd = first_frame_cmd(url, None)
+        if seek is not None:
+            cmd[cmd.index("%+#1")] = f"{seek}%+#1"
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if out.returncode != 0 or not out.stdout.strip():
+            raise RuntimeError(f"ffprobe failed: {out.stderr}")
+        return time.monotonic() - t0
+    finally:
+        kill(p)
+        _clean(cwd)
+
+
+def pipe_first_byte(link: str, cwd: Path) -> float:
+    t0 = time.monotonic()
+    p = popen([P2P, "fetch", link, *LOOP, "-o", "-", "--quiet"], cwd)
+    try:
+        assert p.stdout is not None
+        p.stdout.read(1)
+        return time.monotonic() - t0
+    finally:
+        kill(p)
+
+
+def pipe_frame(link: str, cwd: Path, duration: float, at: float | None) -> float:
+    t0 = time.monotonic()
+    p = popen([P2P, "fetch", link, *LOOP, "-o", "-", "--quiet"], cwd)
+    try:
+        cmd = first_frame_cmd("-", None)
+        if at is not None:
+            cmd[cmd.index("%+#1")] = f"{duration * at / 100}%+#1"
+        out = subprocess.run(cmd, stdin=p.stdout, capture_output=True, text=True, timeout=300)
+        if out.returncode != 0 or not out.stdout.strip():
+            raise RuntimeError(f"ffprobe failed: {out.stderr}")
+        return time.monotonic() - t0
+    finally:
+        kill(p)
+
+
+def _clean(cwd: Path) -> None:
+    for f in cwd.glob("movie*.mp4*"):
+        f.unlink()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=60.0, help="test video length, seconds")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    for tool in ("ffmpeg", "ffprobe"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is required (apt-get install ffmpeg)")
+    work = Path(tempfile.mkdtemp(prefix="p2p-streambench-"))
+    seeddir, cwd = work / "seed", work / "client"
+    seeddir.mkdir()
+    cwd.mkdir()
+    env = {**os.environ, "P2P_CACHE_DIR": str(work / "cache")}
+    procs: list[subprocess.Popen] = []
+    try:
+        movie = seeddir / "movie.mp4"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+             f"testsrc2=duration={args.duration}:size=1280x720:rate=25,noise=alls=10:allf=t",
+             "-f", "lavfi", "-i", f"sine=frequency=440:duration={args.duration}",
+             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-b:v", "4M",
+             "-c:a", "aac", "-shortest", str(movie)], check=True, timeout=600)
+        fast = seeddir / "movie-faststart.mp4"
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(movie), "-c", "copy",
+                        "-movflags", "faststart", str(fast)], check=True, timeout=120)
+        port = free_port()
+        procs.append(popen([P2P, "serve-signal", "--host", "127.0.0.1", "--port", str(port),
+                            "--quiet"], work, env=env))
+        time.sleep(1)
+        links = {}
+        for key, path in (("moov-end", movie), ("faststart", fast)):
+            seed = popen([P2P, "seed", str(path), "--signal", f"http://127.0.0.1:{port}", *LOOP,
+                          "--quiet"], work, env=env)
+            procs.append(seed)
+            assert seed.stdout is not None
+            links[key] = seed.stdout.readline().decode().strip()
+        d = args.duration
+        measures = {}
+        for key, link in links.items():
+            measures[f"stream/{key}"] = {
+                "first_byte": lambda link=link: stream_first_byte(link, cwd),
+                "first_frame": lambda link=link: stream_frame(link, cwd, d, None),
+                "seek_80": lambda link=link: stream_frame(link, cwd, d, 80),
+            }
+            measures[f"pipe/{key}"] = {
+                "first_byte": lambda link=link: pipe_first_byte(link, cwd),
+                "first_frame": lambda link=link: pipe_frame(link, cwd, d, None),
+                "seek_80": lambda link=link: pipe_frame(link, cwd, d, 80),
+            }
+        results: dict[str, dict[str, float | str]] = {}
+        for mode, ms in measures.items():
+            results[mode] = {}
+            for name, fn in ms.items():
+                try:
+                    runs = [fn() for _ in range(args.runs)]
+                except RuntimeError:
+                    results[mode][name] = "fails"
+                    print(f"{mode} {name}: fails", file=sys.stderr, flush=True)
+                    continue
+                results[mode][name] = round(statistics.median(runs), 3)
+                print(f"{mode} {name}: {runs}", file=sys.stderr, flush=True)
+        size = movie.stat().st_size
+    finally:
+        for p in procs:
+            kill(p)
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"video_bytes": size, "duration_s": args.duration, **results}, indent=2))
+        return
+    print(f"{args.duration:.0f} s video, {size / 1e6:.1f} MB; "
+          f"median of {args.runs} runs, seconds from client start")
+    print(f"{'':18}{'first_byte':>12}{'first_frame':>13}{'seek_80':>10}")
+    for mode, r in results.items():
+        print(f"{mode:18}{r['first_byte']:>12}{r['first_frame']:>13}{r['seek_80']:>10}")
+
+
+if __name__ == "__main__":
+    main()
