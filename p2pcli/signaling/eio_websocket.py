@@ -19,8 +19,20 @@ long-polling):
   is every relayed message) are offered to a ``fast_event`` callback before engine.io
   and python-socketio decode and dispatch them; it returns False to decline.
 
-Everything else (handshake, long-polling, pings, close, acks, other namespaces) is
-engine.io's own code. The socket is switched to this class right after engine.io makes
+Fixes to long-polling sessions ride along:
+
+- python-engineio (client and server) refuses a payload of more than 16 packets,
+  dropping all of them; yet both of its sides batch everything queued into one payload.
+  A burst of ICE candidates is enough: the server logged a traceback and lost the POST,
+  and a python-socketio client that was sent 17 messages at once dropped its connection.
+  We accept up to `MAX_POST_PACKETS` per POST (the body size stays bounded by
+  ``max_http_buffer_size``) and answer each GET with at most `MAX_POLL_PACKETS`, the
+  rest waiting for the next GET.
+- When a polling client says goodbye, engine.io leaves its pending GET hanging until
+  the ping timeout, so the client's ``disconnect()`` takes ~30 s. We end that GET.
+
+Everything else (handshake, pings, close, acks, other namespaces) is engine.io's own
+code. The socket is switched to this class right after engine.io makes
 it (see server.py), which is why this depends on engine.io internals; pyproject.toml
 pins python-engineio to the 4.x series this was written against, and the signaling
 tests run every event over both transports through it.
@@ -29,11 +41,18 @@ tests run every event over both transports through it.
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from engineio import async_socket, exceptions, packet
+
+#: Packets one long-polling POST may carry (engine.io's own limit is 16).
+MAX_POST_PACKETS = 1024
+
+#: Packets sent in one long-polling GET response: what python-engineio clients accept.
+MAX_POLL_PACKETS = 16
 
 #: ``fast_event(eio_sid, text) -> handled``; text is a whole ``42["event",...]`` frame.
 FastEvent = Callable[[str, str], Awaitable[bool]]
@@ -65,7 +84,12 @@ class FastSocket(async_socket.AsyncSocket):
             pass  # the read loop sees the connection go and cleans up
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        was_open = not self.closed and not self.closing
         await super().close(wait=wait, abort=abort, reason=reason)
+        if was_open and abort and not self.upgraded:
+            # Answer a long-poll that may be waiting, rather than leave the client's
+            # disconnect waiting for it to time out. NOOP is ignored by every client.
+            self.queue.put_nowait(packet.Packet(packet.NOOP))
         ws = self._ws
         if ws is not None and not ws.closed:
             # Ends the read loop. In the background: aiohttp waits for the client's
@@ -73,6 +97,61 @@ class FastSocket(async_socket.AsyncSocket):
             task = asyncio.ensure_future(ws.close())
             _background.add(task)
             task.add_done_callback(_background.discard)
+
+    async def poll(self) -> list[packet.Packet]:
+        """Wait for packets for a long-polling GET; at most `MAX_POLL_PACKETS` of them."""
+        timeout = self.server.ping_interval + self.server.ping_timeout
+        try:
+            first = await asyncio.wait_for(self.queue.get(), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            raise exceptions.QueueEmpty() from None
+        self.queue.task_done()
+        if first is None:
+            return []
+        packets = [first]
+        while len(packets) < MAX_POLL_PACKETS:
+            try:
+                pkt = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            self.queue.task_done()
+            if pkt is None:  # closing: leave the marker for the next poll
+                self.queue.put_nowait(None)
+                break
+            packets.append(pkt)
+        return packets
+
+    async def handle_post_request(self, environ: dict[str, Any]) -> None:
+        """Take the packets of a long-polling POST (engine.io's, with the limits above)."""
+        length = int(environ.get("CONTENT_LENGTH", "0"))
+        if length > self.server.max_http_buffer_size:
+            raise exceptions.ContentTooLongError()
+        body = (await environ["wsgi.input"].read(length)).decode("utf-8")
+        if body.startswith("d="):  # JSONP
+            body = urllib.parse.parse_qs(body)["d"][0]
+        encoded = body.split("\x1e") if body else []
+        if len(encoded) > MAX_POST_PACKETS:
+            raise exceptions.ContentTooLongError()
+        fast = self.fast_event
+        for text in encoded:
+            if fast is not None and text.startswith('42["') and await fast(self.sid, text):
+                continue
+            if not await self._receive_encoded(text):
+                return
+
+    async def _receive_encoded(self, data: str | bytes) -> bool:
+        """Decode and handle one packet; False when the session is closed."""
+        try:
+            await self.receive(packet.Packet(encoded_packet=data))
+        except exceptions.UnknownPacketError:
+            pass
+        except exceptions.SocketIsClosedError:
+            return False
+        except Exception:
+            # Same policy as engine.io's own loop: a bad packet is logged (rate limited,
+            # see server.py) and the connection goes on.
+            self.server.logger.exception("Unknown receive error")
+        return True
 
     async def _websocket_handler(self, ws: Any) -> None:
         """Run the session over WebSocket until either side closes it."""
@@ -128,16 +207,8 @@ class FastSocket(async_socket.AsyncSocket):
                 data = msg.data
             else:  # CLOSE, CLOSING, CLOSED, ERROR (including frames over max_msg_size)
                 return
-            try:
-                await self.receive(packet.Packet(encoded_packet=data))
-            except exceptions.UnknownPacketError:
-                pass
-            except exceptions.SocketIsClosedError:
+            if not await self._receive_encoded(data):
                 return
-            except Exception:
-                # Same policy as engine.io's own loop: a bad packet is logged (rate
-                # limited, see server.py) and the connection goes on.
-                self.server.logger.exception("Unknown receive error")
 
 
 async def _next_text(sock: web.WebSocketResponse) -> str | None:

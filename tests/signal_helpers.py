@@ -1,0 +1,265 @@
+"""Helpers for the signaling tests: a real `p2p serve-signal` process and scripted peers.
+
+Test modules load the fixtures (signal_server, signal_peers) with
+
+    pytest_plugins = ["signal_helpers"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+
+ROOT = Path(__file__).resolve().parent.parent
+P2P = str(Path(sys.executable).parent / "p2p")
+JS_DIR = ROOT / "tests" / "js"
+EVENTS = ("peer-list", "new-peer", "peer-left", "offer", "answer", "ice-candidate", "error")
+WAIT = 10.0  # seconds any single expected event may take; generous for a loaded machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SignalProcess:
+    """`p2p serve-signal` on a free loopback port, logging NDJSON to a file."""
+
+    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.err_path = workdir / f"serve-signal-{self.port}.err"
+        self._err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen(
+            [P2P, "serve-signal", "--host", "127.0.0.1", "--port", str(self.port), "--json",
+             *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            env=env,
+            start_new_session=True,
+        )
+        self.wait_listening()
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.stderr.splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def wait_listening(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(e.get("event") == "listening" for e in self.events()):
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve-signal exited {self.proc.returncode}:\n{self.stderr}")
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"serve-signal did not start in {timeout}s:\n{self.stderr}")
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Send `sig` and wait for the exit code."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._err.close()
+
+
+@pytest.fixture(scope="module")
+def signal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignalProcess]:
+    """One server for a test module; tests use their own room names."""
+    server = SignalProcess(tmp_path_factory.mktemp("signal"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def unique(prefix: str = "room") -> str:
+    return f"{prefix}-{os.urandom(6).hex()}"
+
+
+async def get_json(url: str) -> Any:
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        assert r.status == 200, r.status
+        assert r.content_type == "application/json"
+        return await r.json()
+
+
+@dataclass
+class Inbox:
+    """Events received, by name, awaitable in order."""
+
+    queues: dict[str, asyncio.Queue[Any]] = field(
+        default_factory=lambda: defaultdict(asyncio.Queue)
+    )
+
+    def put(self, event: str, data: Any) -> None:
+        self.queues[event].put_nowait(data)
+
+    async def next(self, event: str, timeout: float = WAIT) -> Any:
+        try:
+            return await asyncio.wait_for(self.queues[event].get(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no {event!r} event within {timeout}s") from None
+
+    async def nothing(self, event: str, wait: float = 0.3) -> None:
+        """Assert no `event` arrives within `wait` seconds (after a round trip settles)."""
+        await asyncio.sleep(wait)
+        assert self.queues[event].empty(), f"unexpected {event}: {self.queues[event]._queue}"  # type: ignore[attr-defined]
+
+
+class SioPeer:
+    """A python-socketio AsyncClient that records every signaling event."""
+
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.inbox = Inbox()
+        for event in EVENTS:
+            self.sio.on(event, self._recorder(event))
+
+    def _recorder(self, event: str) -> Any:
+        async def record(*args: Any) -> None:
+            self.inbox.put(event, args[0] if args else None)
+
+        return record
+
+    @property
+    def id(self) -> str:
+        sid = self.sio.get_sid()
+        assert sid
+        return sid
+
+    async def connect(self, url: str, transport: str) -> SioPeer:
+        await asyncio.wait_for(
+            self.sio.connect(url, transports=[transport], wait_timeout=WAIT), WAIT
+        )
+        return self
+
+    async def emit(self, event: str, *args: Any) -> None:
+        await self.sio.emit(event, args[0] if len(args) == 1 else args)
+
+    async def call(self, event: str, data: Any) -> Any:
+        return await self.sio.call(event, data, timeout=WAIT)
+
+    async def next(self, event: str, timeout: float = WAIT) -> Any:
+        return await self.inbox.next(event, timeout)
+
+    async def announce(self, room: str) -> list[str]:
+        await self.sio.emit("announce", {"hash": room, "peerId": "ignored"})
+        return (await self.next("peer-list"))["peers"]
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.sio.disconnect(), WAIT)
+
+
+class WsPeer:
+    """A client of the plain-WebSocket transport (/ws)."""
+
+    def __init__(self) -> None:
+        self.inbox = Inbox()
+        self.id = ""
+        self._session: aiohttp.ClientSession | None = None
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self, url: str, path: str = "/ws") -> WsPeer:
+        self._session = aiohttp.ClientSession()
+        self.ws = await self._session.ws_connect(url.replace("http", "ws", 1) + path)
+        self._reader = asyncio.ensure_future(self._read())
+        self.id = (await self.next("welcome"))["peerId"]
+        return self
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for msg in self.ws:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                data = json.loads(msg.data)
+                self.inbox.put(data["type"], data)
+
+    async def send(self, message: Any) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(message if isinstance(message, str) else json.dumps(message))
+
+    async def next(self, event: str, timeout: float = WAIT) -> Any:
+        return await self.inbox.next(event, timeout)
+
+    async def announce(self, room: str) -> list[str]:
+        await self.send({"type": "announce", "hash": room})
+        return (await self.next("peer-list"))["peers"]
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.ws is not None:
+                await asyncio.wait_for(self.ws.close(), WAIT)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+        if self._session is not None:
+            await self._session.close()
+
+
+class Peers:
+    """Makes peers connected to one server and closes them all at the end of a test."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.made: list[SioPeer | WsPeer] = []
+
+    async def sio(self, transport: str = "websocket") -> SioPeer:
+        peer = SioPeer()
+        self.made.append(peer)
+        return await peer.connect(self.url, transport)
+
+    async def ws(self, path: str = "/ws") -> WsPeer:
+        peer = WsPeer()
+        self.made.append(peer)
+        return await peer.connect(self.url, path)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.close() for p in self.made))
+
+
+@pytest.fixture
+async def signal_peers(signal_server: SignalProcess) -> Any:
+    made = Peers(signal_server.url)
+    try:
+        yield made
+    finally:
+        await made.close()
