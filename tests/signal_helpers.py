@@ -40,27 +40,47 @@ def free_port() -> int:
 
 
 class SignalProcess:
-    """`p2p serve-signal` on a free loopback port, logging NDJSON to a file."""
+    """`p2p serve-signal` on a free loopback port, logging NDJSON to a file.
 
-    def __init__(self, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    `args` replaces the default options (``--host 127.0.0.1 --port PORT --json``) when
+    given; `wait` False skips waiting for the "listening" event.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        args: list[str] | None = None,
+        *,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.err_path = workdir / f"serve-signal-{self.port}.err"
+        self.out_path = workdir / f"serve-signal-{self.port}.out"
         self._err = open(self.err_path, "wb")
+        self._out = open(self.out_path, "wb")
+        if args is None:
+            args = ["--host", "127.0.0.1", "--port", str(self.port), "--json", *extra]
         self.proc = subprocess.Popen(
-            [P2P, "serve-signal", "--host", "127.0.0.1", "--port", str(self.port), "--json",
-             *args],
+            [P2P, "serve-signal", *args],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=self._out,
             stderr=self._err,
             env=env,
             start_new_session=True,
         )
-        self.wait_listening()
+        if wait:
+            self.wait_listening()
 
     @property
     def stderr(self) -> str:
         return self.err_path.read_text(errors="replace")
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
 
     def events(self) -> list[dict[str, Any]]:
         out = []
@@ -69,11 +89,12 @@ class SignalProcess:
                 out.append(json.loads(line))
         return out
 
-    def wait_listening(self, timeout: float = 20.0) -> None:
+    def wait_listening(self, timeout: float = 20.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(e.get("event") == "listening" for e in self.events()):
-                return
+            for e in self.events():
+                if e.get("event") == "listening":
+                    return e
             if self.proc.poll() is not None:
                 raise AssertionError(f"serve-signal exited {self.proc.returncode}:\n{self.stderr}")
             time.sleep(0.05)
@@ -94,9 +115,8 @@ class SignalProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
-        if self.proc.stdout:
-            self.proc.stdout.close()
         self._err.close()
+        self._out.close()
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,8 @@ Fixes to long-polling sessions ride along:
   rest waiting for the next GET.
 - When a polling client says goodbye, engine.io leaves its pending GET hanging until
   the ping timeout, so the client's ``disconnect()`` takes ~30 s. We end that GET.
+- When the server closes a polling session, engine.io waits, without a bound, for a
+  GET to fetch the CLOSE packet. We wait `CLOSE_WAIT` seconds at most.
 
 Everything else (handshake, pings, close, acks, other namespaces) is engine.io's own
 code. The socket is switched to this class right after engine.io makes
@@ -41,6 +43,7 @@ tests run every event over both transports through it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -53,6 +56,9 @@ MAX_POST_PACKETS = 1024
 
 #: Packets sent in one long-polling GET response: what python-engineio clients accept.
 MAX_POLL_PACKETS = 16
+
+#: Seconds `FastSocket.close` waits for queued packets (the CLOSE) to be fetched.
+CLOSE_WAIT = 1.0
 
 #: ``fast_event(eio_sid, text) -> handled``; text is a whole ``42["event",...]`` frame.
 FastEvent = Callable[[str, str], Awaitable[bool]]
@@ -85,11 +91,17 @@ class FastSocket(async_socket.AsyncSocket):
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         was_open = not self.closed and not self.closing
-        await super().close(wait=wait, abort=abort, reason=reason)
+        await super().close(wait=False, abort=abort, reason=reason)
         if was_open and abort and not self.upgraded:
             # Answer a long-poll that may be waiting, rather than leave the client's
             # disconnect waiting for it to time out. NOOP is ignored by every client.
             self.queue.put_nowait(packet.Packet(packet.NOOP))
+        if was_open and wait:
+            # engine.io waits for the queue to drain so the CLOSE packet gets out; on
+            # long-polling that needs a GET that may never come (it hung the response to
+            # an oversized POST for good). Wait a little, not forever.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.queue.join(), CLOSE_WAIT)
         ws = self._ws
         if ws is not None and not ws.closed:
             # Ends the read loop. In the background: aiohttp waits for the client's
