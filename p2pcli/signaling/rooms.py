@@ -117,7 +117,8 @@ class Rooms:
         ``fromPeer`` set to the sender's id (overwriting any the client sent).
         """
         target = self.peers.get(relay.target)
-        if target is None or self.peers[sender].rooms.isdisjoint(target.rooms):
+        source = self.peers.get(sender)
+        if target is None or source is None or source.rooms.isdisjoint(target.rooms):
             raise SignalSchemaError(
                 ErrorCode.UNKNOWN_PEER,
                 f"no peer {relay.target!r} in any room you announced",
