@@ -1,0 +1,904 @@
+"""Less CPU per byte through aiortc's SCTP/DTLS path, applied at runtime and reversibly.
+
+Everything this project changes in aiortc's behaviour is in this module. `install()` makes
+every `RTCPeerConnection` created afterwards use two subclasses, `TunedDtlsTransport` and
+`TunedSctpTransport`, by rebinding the names `aiortc.rtcpeerconnection` constructs them
+from; `uninstall()` puts the stock classes back. aiortc's own classes are never modified,
+and `install()` refuses (and logs a warning) unless aiortc is exactly the pinned version,
+since the subclasses replace private methods copied from that version.
+tests/test_aiortc_tuning.py fails loudly when a new aiortc changes what is relied on.
+
+Why: on a bare aiortc data channel the cost is per packet, not per byte. Every ~1200-byte
+SCTP packet goes through the event loop, aioice, DTLS (pyOpenSSL) and SCTP parsing, and the
+receiver answers each one with a SACK. The changes, each standard or negotiated so that a
+stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endpoint:
+
+1. Delayed SACKs (RFC 9260 section 6.2): a SACK for every second packet carrying DATA, at
+   once on a gap, duplicate or FORWARD TSN, otherwise within 200 ms. Stock aiortc SACKs
+   every packet. Receiver-side only; any RFC-conforming sender copes.
+2. Larger SCTP packets, up to one full DTLS record (16 KiB), between two tuned peers only:
+   - the DTLS layer reads and writes whole records (stock aiortc reads at most 1500 bytes
+     of a record and then stays one record behind for the rest of the association, so a
+     stock peer must never be sent a larger packet, not even a probe);
+   - each tuned side announces the largest packet it can receive in an INIT/INIT-ACK
+     parameter of a type that RFC 9260 section 3.2.1 tells other stacks to skip silently;
+   - the sender confirms the path with an RFC 8899-style probe (a HEARTBEAT padded with a
+     PAD chunk, RFC 4820, to the candidate size) and fragments new messages at the larger
+     size only once the peer has acknowledged a probe of that size. Candidate sizes are
+     capped by the local interface MTU (no IP fragmentation; relayed paths are not
+     probed), so off loopback the gain is small but safe.
+3. Flow control the stock sender lacks: a tuned sender honours the peer's advertised
+   receiver window (RFC 9260 section 6.1 rule A; stock aiortc ignores it), and a tuned
+   receiver enlarges its UDP receive buffer (best effort, up to net.core.rmem_max) and
+   advertises no more window than that buffer holds, so a burst no longer overflows the
+   socket and costs a loss recovery.
+
+The sans-IO decisions (`DelayedAck`, `PacketSizer`, `candidate_sizes`) are plain classes
+and functions with time as an input; the transports are thin adapters around them.
+`P2P_STOCK_AIORTC=1` in a process's environment keeps that process stock (see `wanted`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import math
+import os
+import socket
+import struct
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import aiortc
+import aiortc.rtcpeerconnection as _pc_module
+from aiortc import rtcdtlstransport as _dtls
+from aiortc import rtcsctptransport as _sctp
+from OpenSSL import SSL
+
+log = logging.getLogger(__name__)
+
+PINNED_AIORTC_VERSION = "1.16.0"
+STOCK_ENV = "P2P_STOCK_AIORTC"
+
+# -- wire constants --------------------------------------------------------------------------
+
+# aiortc's packet size, which every peer takes without a probe.
+BASE_PACKET = _sctp.SCTP_MAX_PACKET_LENGTH
+# One DTLS record carries one SCTP packet; DTLS plaintext is at most 2^14 bytes (RFC 6347).
+MAX_PACKET = 1 << 14
+# Ciphertext of a full record: header, explicit nonce/IV, tag/MAC and padding fit in this.
+RECORD_READ_SIZE = MAX_PACKET + 2048
+# Per-datagram overhead below SCTP on a direct path: IPv6 header (the larger), UDP, DTLS
+# record (AES-GCM adds 37 bytes; CBC with SHA-1 up to 61).
+PATH_OVERHEAD = 40 + 8 + 64
+DEFAULT_LINK_MTU = 1500  # assumed when the interface's MTU cannot be read
+
+# INIT/INIT-ACK parameter "largest SCTP packet I can receive" (uint32). The two top bits
+# 10 mean "skip this parameter and continue" (RFC 9260 section 3.2.1), so stacks that do
+# not know it ignore it without reporting. The type is unassigned by IANA; an upstream
+# version would ask for one.
+RECEIVE_LIMIT_PARAM = 0x8F50
+PAD_CHUNK_TYPE = 0x84  # RFC 4820: also skip-and-continue for stacks without PAD support
+HEARTBEAT_INFO_PARAM = 1
+PROBE_MAGIC = b"p2p-plpmtud-probe"
+
+# -- tuning constants ------------------------------------------------------------------------
+
+SACK_EVERY = 2  # packets with new DATA per SACK (RFC 9260 section 6.2: at least every 2nd)
+SACK_DELAY = 0.2  # seconds; RFC 9260 recommends at most 200 ms
+PROBE_TIMEOUT = 1.0  # seconds without a HEARTBEAT-ACK before a probe counts as lost
+MAX_PROBES = 3  # lost probes of one size before trying the next smaller one
+BLACK_HOLE_T3 = 2  # consecutive T3 expiries with large packets: fall back to BASE_PACKET
+RECEIVE_BUFFER = 4 * 1024 * 1024  # SO_RCVBUF asked for; the kernel caps it at rmem_max
+# Share of the kernel's receive buffer (as getsockopt reports it) that holds SCTP user
+# data: the kernel charges each datagram its buffer's true size, about twice a ~1.2 kB
+# datagram, barely more than a 16 kB one.
+RECEIVE_BUFFER_USABLE = 0.45
+
+
+class Feature(enum.Flag):
+    """The changes `install()` can switch on, one by one for benchmarks (default: all)."""
+
+    DELAYED_SACK = enum.auto()
+    LARGE_PACKETS = enum.auto()
+    FLOW_CONTROL = enum.auto()
+
+
+ALL_FEATURES = Feature.DELAYED_SACK | Feature.LARGE_PACKETS | Feature.FLOW_CONTROL
+
+
+def wanted(environ: dict[str, str] | None = None) -> bool:
+    """False when the environment asks for stock aiortc (`P2P_STOCK_AIORTC` set, not 0)."""
+    value = (os.environ if environ is None else environ).get(STOCK_ENV, "").strip().lower()
+    return value in ("", "0", "false", "no")
+
+
+# -- sans-IO: when to SACK -------------------------------------------------------------------
+
+
+@dataclass
+class DelayedAck:
+    """When a receiver sends a SACK (RFC 9260 section 6.2).
+
+    Call `on_packet` once per received packet after which a SACK is owed; `urgent` marks a
+    gap, a duplicate or a FORWARD TSN, which are acknowledged at once. Otherwise a SACK
+    goes out for every `every`-th such packet, or when `deadline` passes.
+    """
+
+    every: int = SACK_EVERY
+    delay: float = SACK_DELAY
+    owed: int = 0
+    """Packets received since the last SACK that it has not covered yet."""
+    deadline: float | None = None
+    """When a SACK is due at the latest, None when none is owed."""
+
+    def on_packet(self, now: float, *, urgent: bool = False) -> bool:
+        """True: send a SACK now. False: one is owed by `deadline`."""
+        self.owed += 1
+        if urgent or self.owed >= self.every:
+            return True
+        if self.deadline is None:
+            self.deadline = now + self.delay
+        return False
+
+    def on_sack_sent(self) -> None:
+        self.owed = 0
+        self.deadline = None
+
+    def due(self, now: float) -> bool:
+        """True when a SACK is owed and its deadline has passed."""
+        return self.deadline is not None and now >= self.deadline
+
+
+# -- sans-IO: which packet size --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One padded HEARTBEAT that tests whether packets of `size` bytes reach the peer."""
+
+    size: int
+    """SCTP packet length, common header included."""
+    token: int
+    """Echoed in the peer's HEARTBEAT-ACK; tells this probe from any other heartbeat."""
+
+
+class SizerState(enum.Enum):
+    SEARCHING = "searching"
+    DONE = "done"
+
+
+@dataclass
+class PacketSizer:
+    """The SCTP packet size to use towards one peer, found RFC 8899-style.
+
+    Starts at `base`, which needs no confirmation. Tries `candidates` largest first: a
+    size is used only once a probe of that size was acknowledged; `max_probes` lost probes
+    move on to the next smaller candidate. Two consecutive retransmission timeouts while
+    above `base` (`on_black_hole`) return to `base` for good: chunks already cut at the
+    larger size keep it, which suits paths that do not shrink (loopback, a LAN).
+    """
+
+    base: int = BASE_PACKET
+    candidates: tuple[int, ...] = ()
+    probe_timeout: float = PROBE_TIMEOUT
+    max_probes: int = MAX_PROBES
+    size: int = 0
+    """Current confirmed packet size."""
+    state: SizerState = SizerState.SEARCHING
+    probes_sent: int = 0
+    _index: int = 0
+    _attempts: int = 0
+    _outstanding: Probe | None = None
+    _deadline: float | None = None
+    _next_token: int = field(default_factory=lambda: int.from_bytes(os.urandom(4), "big"))
+
+    def __post_init__(self) -> None:
+        self.size = self.size or self.base
+        self.candidates = tuple(sorted({c for c in self.candidates if c > self.base},
+                                       reverse=True))
+        if not self.candidates:
+            self.state = SizerState.DONE
+
+    def next_probe(self, now: float) -> Probe | None:
+        """A probe to send now, if the search wants one."""
+        if self.state is not SizerState.SEARCHING or self._outstanding is not None:
+            return None
+        self._next_token = (self._next_token + 1) % 2**64
+        probe = Probe(size=self.candidates[self._index], token=self._next_token)
+        self._outstanding = probe
+        self._deadline = now + self.probe_timeout
+        self._attempts += 1
+        self.probes_sent += 1
+        return probe
+
+    def timer(self) -> float | None:
+        """When `on_timer` must be called next (None: no timer needed)."""
+        return self._deadline
+
+    def on_timer(self, now: float) -> None:
+        if self._deadline is None or now < self._deadline:
+            return
+        self._outstanding = None
+        self._deadline = None
+        if self._attempts >= self.max_probes:
+            self._index += 1
+            self._attempts = 0
+            if self._index >= len(self.candidates):
+                self.state = SizerState.DONE
+
+    def on_probe_acked(self, token: int) -> bool:
+        """The peer echoed a probe. True when this raised `size`."""
+        probe = self._outstanding
+        if probe is None or probe.token != token:
+            return False  # a late answer to a probe already counted as lost: ignore
+        self._outstanding = None
+        self._deadline = None
+        self.state = SizerState.DONE
+        self.size = max(self.size, probe.size)
+        return True
+
+    def on_black_hole(self) -> bool:
+        """Large packets seem lost. True when this lowered `size`."""
+        self._outstanding = None
+        self._deadline = None
+        self.state = SizerState.DONE
+        if self.size <= self.base:
+            return False
+        self.size = self.base
+        return True
+
+
+def max_user_data(packet_size: int) -> int:
+    """User data in one DATA chunk of a packet of that size (chunks are padded to 4)."""
+    overhead = _sctp.SCTP_COMMON_HEADER_LENGTH + _sctp.SCTP_DATA_CHUNK_HEADER_LENGTH
+    return (packet_size - overhead) // 4 * 4
+
+
+def candidate_sizes(peer_limit: int | None, link_mtu: int | None,
+                    *, relayed: bool = False) -> tuple[int, ...]:
+    """Packet sizes worth probing, largest first; () when only BASE_PACKET is safe.
+
+    peer_limit: what the peer announced it can receive (None: stock peer, never probe).
+    link_mtu: MTU of the local interface carrying the path (None: unknown, assume 1500).
+    """
+    if peer_limit is None or relayed:
+        return ()
+    path = (link_mtu or DEFAULT_LINK_MTU) - PATH_OVERHEAD
+    top = min(MAX_PACKET, peer_limit, path) // 4 * 4
+    sizes = {top} | {s for s in (8192, 4096) if s < top}
+    return tuple(sorted((s for s in sizes if s > BASE_PACKET), reverse=True))
+
+
+def receive_window(buffer_bytes: int) -> int:
+    """Receiver window to advertise for a socket whose SO_RCVBUF reads `buffer_bytes`."""
+    return int(buffer_bytes * RECEIVE_BUFFER_USABLE)
+
+
+# -- packets the stock code cannot build ------------------------------------------------------
+
+
+def encode_probe(probe: Probe, src_port: int, dst_port: int, tag: int) -> bytes:
+    """A `probe.size`-byte SCTP packet: HEARTBEAT (info: magic, token) + PAD chunk."""
+    info = PROBE_MAGIC + struct.pack("!Q", probe.token)
+    param = struct.pack("!HH", HEARTBEAT_INFO_PARAM, 4 + len(info)) + info
+    param += b"\x00" * _sctp.padl(len(param))
+    heartbeat = struct.pack("!BBH", _sctp.HeartbeatChunk.type, 0, 4 + len(param)) + param
+    pad_len = probe.size - _sctp.SCTP_COMMON_HEADER_LENGTH - len(heartbeat)
+    if pad_len < 4 or probe.size % 4:
+        raise ValueError(f"cannot build a probe of {probe.size} bytes")
+    pad = struct.pack("!BBH", PAD_CHUNK_TYPE, 0, pad_len) + bytes(pad_len - 4)
+    header = struct.pack("!HHL", src_port, dst_port, tag)
+    body = heartbeat + pad
+    checksum = _sctp.crc32c(header + b"\x00\x00\x00\x00" + body)
+    return header + struct.pack("<L", checksum) + body
+
+
+def probe_token(params: Iterable[tuple[int, bytes]]) -> int | None:
+    """The token in a HEARTBEAT-ACK answering one of our probes, else None."""
+    for kind, value in params:
+        if kind == HEARTBEAT_INFO_PARAM and value.startswith(PROBE_MAGIC):
+            rest = value[len(PROBE_MAGIC):]
+            if len(rest) == 8:
+                return struct.unpack("!Q", rest)[0]
+    return None
+
+
+# -- process-wide counters (benchmarks read them) -----------------------------------------------
+
+
+@dataclass
+class Stats:
+    sacks_sent: int = 0
+    data_packets_received: int = 0
+    data_chunks_sent: int = 0
+    probes_sent: int = 0
+    probes_acked: int = 0
+    largest_packet: int = BASE_PACKET
+    t3_expiries: int = 0
+    fast_recoveries: int = 0
+    black_holes: int = 0
+    receive_buffer: int = 0
+
+
+STATS = Stats()
+
+
+# -- adapters ----------------------------------------------------------------------------------
+
+
+class TunedDtlsTransport(_dtls.RTCDtlsTransport):
+    """Reads and writes whole DTLS records, so one record can carry a 16 KiB SCTP packet.
+
+    Only the application-data path changes; the handshake keeps aiortc's code.
+    """
+
+    async def _recv_next(self) -> None:
+        # aiortc 1.16 RTCDtlsTransport._recv_next, reading up to MAX_PACKET bytes of a
+        # record instead of 1500.
+        timeout = None
+        if not self._RTCDtlsTransport__handshake_done:  # type: ignore[attr-defined]
+            timeout = self._ssl.DTLSv1_get_timeout()
+            if timeout is None and self.encrypted:
+                self._RTCDtlsTransport__handshake_done = True
+
+        if timeout is not None:
+            try:
+                data = await asyncio.wait_for(self.transport._recv(), timeout=timeout)
+            except TimeoutError:
+                self._ssl.DTLSv1_handle_timeout()
+                await self._write_ssl()
+                return
+        else:
+            data = await self.transport._recv()
+
+        self._RTCDtlsTransport__rx_bytes += len(data)
+        self._RTCDtlsTransport__rx_packets += 1
+
+        first_byte = data[0]
+        if 19 < first_byte < 64:
+            self._ssl.bio_write(data)
+            try:
+                data = self._ssl.recv(MAX_PACKET)
+            except SSL.ZeroReturnError:
+                data = None
+            except SSL.Error:
+                data = b""
+            await self._write_ssl()
+            if data is None:
+                raise ConnectionError
+            elif data and self._data_receiver:
+                await self._data_receiver._handle_data(data)
+        elif 127 < first_byte < 192 and self._rx_srtp:
+            # SRTP / SRTCP: unchanged; data channels never get here.
+            arrival_time_ms = _dtls.clock.current_ms()
+            try:
+                if _dtls.is_rtcp(data):
+                    data = self._rx_srtp.unprotect_rtcp(data)
+                    await self._handle_rtcp_data(data)
+                else:
+                    data = self._rx_srtp.unprotect(data)
+                    await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)
+            except _dtls.pylibsrtp.Error:
+                pass
+
+    async def _send_data(self, data: bytes) -> None:
+        # aiortc's version flushes with bio_read(1500), which would split a larger record
+        # across datagrams.
+        if self._state != _dtls.State.CONNECTED:
+            raise ConnectionError("Cannot send encrypted data, not connected")
+        self._ssl.send(data)
+        try:
+            record = self._ssl.bio_read(RECORD_READ_SIZE)
+        except SSL.Error:
+            record = b""
+        if record:
+            await self.transport._send(record)
+            self._RTCDtlsTransport__tx_bytes += len(record)
+            self._RTCDtlsTransport__tx_packets += 1
+
+
+class TunedSctpTransport(_sctp.RTCSctpTransport):
+    """aiortc's SCTP association with delayed SACKs, probed larger packets, flow control.
+
+    The overridden methods are aiortc 1.16's with the changes marked; the rest is stock.
+    """
+
+    def __init__(self, transport: _dtls.RTCDtlsTransport, port: int = 5000) -> None:
+        super().__init__(transport, port)
+        features = _features if _installed else Feature(0)
+        self._tuned_sack = Feature.DELAYED_SACK in features
+        self._tuned_flow = Feature.FLOW_CONTROL in features
+        # Large packets need whole-record DTLS on this side.
+        self._tuned_large = Feature.LARGE_PACKETS in features and isinstance(
+            transport, TunedDtlsTransport
+        )
+        self._ack = DelayedAck()
+        self._ack_handle: asyncio.TimerHandle | None = None
+        self._max_data = _sctp.USERDATA_MAX_LENGTH
+        self._peer_receive_limit: int | None = None
+        self._sizer: PacketSizer | None = None
+        self._probe_handle: asyncio.TimerHandle | None = None
+        self._t3_strikes = 0
+        self._peer_rwnd: int | None = None
+        self._receive_window: int | None = None
+        self._tasks: set[asyncio.Future] = set()
+
+    def _spawn(self, coro) -> None:
+        # Keep a reference: the loop holds tasks only weakly.
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- INIT parameters ----------------------------------------------------------------------
+
+    def _set_extensions(self, params: list[tuple[int, bytes]]) -> None:
+        super()._set_extensions(params)
+        if self._tuned_large:
+            params.append((RECEIVE_LIMIT_PARAM, struct.pack("!L", MAX_PACKET)))
+
+    def _get_extensions(self, params: list[tuple[int, bytes]]) -> None:
+        super()._get_extensions(params)
+        for kind, value in params:
+            if kind == RECEIVE_LIMIT_PARAM and len(value) == 4:
+                self._peer_receive_limit = struct.unpack("!L", value)[0]
+
+    def _set_state(self, state: _sctp.RTCSctpTransport.State) -> None:
+        established = (
+            state == self.State.ESTABLISHED and self._association_state != state
+        )
+        super()._set_state(state)
+        if established:
+            self._on_established()
+        elif state == self.State.CLOSED:
+            for handle in (self._ack_handle, self._probe_handle):
+                if handle is not None:
+                    handle.cancel()
+            self._ack_handle = self._probe_handle = None
+
+    def _on_established(self) -> None:
+        pair = _nominated_pair(self.transport)
+        if self._tuned_flow and pair is not None:
+            size = _enlarge_receive_buffer(pair)
+            if size:
+                self._receive_window = receive_window(size)
+                STATS.receive_buffer = size
+        if self._tuned_large:
+            relayed = pair is None or pair.local_candidate.type == "relay"
+            mtu = None if pair is None else link_mtu(pair.local_candidate.host)
+            self._sizer = PacketSizer(
+                candidates=candidate_sizes(self._peer_receive_limit, mtu, relayed=relayed)
+            )
+            if self._peer_receive_limit is None:
+                log.debug("SCTP: peer does not announce larger packets; staying at %d bytes",
+                          BASE_PACKET)
+            else:
+                log.debug("SCTP: peer takes packets up to %d bytes; probing %s (link MTU %s)",
+                          self._peer_receive_limit, self._sizer.candidates, mtu)
+            self._probe_step()
+
+    # -- probing ------------------------------------------------------------------------------
+
+    def _probe_step(self) -> None:
+        sizer = self._sizer
+        if sizer is None or self._association_state != self.State.ESTABLISHED:
+            return
+        now = self._loop.time()
+        searching = sizer.state is SizerState.SEARCHING
+        sizer.on_timer(now)
+        if searching and sizer.state is SizerState.DONE:
+            log.debug("SCTP: no probe answered; staying at %d-byte packets", sizer.size)
+        probe = sizer.next_probe(now)
+        if probe is not None:
+            STATS.probes_sent += 1
+            packet = encode_probe(probe, self._local_port, self._remote_port,
+                                  self._remote_verification_tag)
+            self._spawn(self._send_raw(packet))
+        deadline = sizer.timer()
+        if self._probe_handle is not None:
+            self._probe_handle.cancel()
+            self._probe_handle = None
+        if deadline is not None:
+            self._probe_handle = self._loop.call_at(deadline, self._probe_step)
+
+    async def _send_raw(self, packet: bytes) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self.transport._send_data(packet)
+
+    def _use_packet_size(self, size: int) -> None:
+        self._max_data = max_user_data(size)
+        STATS.largest_packet = max(STATS.largest_packet, size)
+
+    async def _receive_chunk(self, chunk: _sctp.Chunk) -> None:
+        if type(chunk) is _sctp.HeartbeatAckChunk and self._sizer is not None:
+            token = probe_token(chunk.params)
+            if token is not None:
+                if self._sizer.on_probe_acked(token):
+                    STATS.probes_acked += 1
+                    self._use_packet_size(self._sizer.size)
+                    log.debug("SCTP: %d-byte packets confirmed by probe", self._sizer.size)
+                self._probe_step()
+                return
+        await super()._receive_chunk(chunk)
+
+    # -- receiving: delayed SACK ------------------------------------------------------------
+
+    async def _handle_data(self, data: bytes) -> None:
+        # aiortc 1.16 RTCSctpTransport._handle_data; changed: when the SACK is sent.
+        try:
+            _, _, verification_tag, chunks = _sctp.parse_packet(data)
+        except ValueError:
+            return
+
+        init_chunk = len([x for x in chunks if isinstance(x, _sctp.InitChunk)])
+        if init_chunk:
+            assert len(chunks) == 1
+            expected_tag = 0
+        else:
+            expected_tag = self._local_verification_tag
+        if verification_tag != expected_tag:
+            return
+
+        for chunk in chunks:
+            await self._receive_chunk(chunk)
+
+        if self._sack_needed:
+            if not self._tuned_sack:
+                await self._send_sack()
+                return
+            STATS.data_packets_received += 1
+            urgent = bool(self._sack_duplicates or self._sack_misordered) or any(
+                type(c) is _sctp.ForwardTsnChunk for c in chunks
+            )
+            if self._ack.on_packet(self._loop.time(), urgent=urgent):
+                await self._send_sack()
+            elif self._ack_handle is None:
+                self._ack_handle = self._loop.call_at(self._ack.deadline, self._ack_timer)
+
+    def _ack_timer(self) -> None:
+        self._ack_handle = None
+        if self._association_state != self.State.ESTABLISHED or self._ack.deadline is None:
+            return
+        if self._ack.due(self._loop.time()):
+            if self._sack_needed:
+                self._spawn(self._send_sack_quietly())
+            else:
+                self._ack.on_sack_sent()
+        else:
+            # A SACK went out since this timer was armed and a new one is owed later.
+            self._ack_handle = self._loop.call_at(self._ack.deadline, self._ack_timer)
+
+    async def _send_sack_quietly(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self._send_sack()
+
+    async def _send_sack(self) -> None:
+        # aiortc 1.16 RTCSctpTransport._send_sack; changed: the advertised window is capped
+        # by the receive buffer, and the delayed-ack state is reset.
+        gaps: list[list[int]] = []
+        gap_next = None
+        for tsn in sorted(self._sack_misordered):
+            pos = (tsn - self._last_received_tsn) % _sctp.SCTP_TSN_MODULO
+            if tsn == gap_next:
+                gaps[-1][1] = pos
+            else:
+                gaps.append([pos, pos])
+            gap_next = _sctp.tsn_plus_one(tsn)
+
+        sack = _sctp.SackChunk()
+        sack.cumulative_tsn = self._last_received_tsn
+        rwnd = max(0, self._advertised_rwnd)
+        if self._receive_window is not None:
+            rwnd = min(rwnd, self._receive_window)
+        sack.advertised_rwnd = rwnd
+        sack.duplicates = self._sack_duplicates[:]
+        sack.gaps = [tuple(x) for x in gaps]
+
+        await self._send_chunk(sack)
+
+        self._sack_duplicates.clear()
+        self._sack_needed = False
+        self._ack.on_sack_sent()
+        STATS.sacks_sent += 1
+
+    # -- sending: per-association packet size, peer window --------------------------------
+
+    async def _send(
+        self,
+        stream_id: int,
+        pp_id: int,
+        user_data: bytes,
+        expiry: float | None = None,
+        max_retransmits: int | None = None,
+        ordered: bool = True,
+    ) -> None:
+        # aiortc 1.16 RTCSctpTransport._send; changed: fragment at this association's size.
+        max_data = self._max_data
+        stream_seq = self._outbound_stream_seq.get(stream_id, 0) if ordered else 0
+
+        fragments = math.ceil(len(user_data) / max_data)
+        pos = 0
+        for fragment in range(0, fragments):
+            chunk = _sctp.DataChunk()
+            chunk.flags = 0
+            if not ordered:
+                chunk.flags = _sctp.SCTP_DATA_UNORDERED
+            if fragment == 0:
+                chunk.flags |= _sctp.SCTP_DATA_FIRST_FRAG
+            if fragment == fragments - 1:
+                chunk.flags |= _sctp.SCTP_DATA_LAST_FRAG
+            chunk.tsn = self._local_tsn
+            chunk.stream_id = stream_id
+            chunk.stream_seq = stream_seq
+            chunk.protocol = pp_id
+            chunk.user_data = user_data[pos : pos + max_data]
+
+            chunk._abandoned = False
+            chunk._acked = False
+            chunk._book_size = len(chunk.user_data)
+            chunk._expiry = expiry
+            chunk._in_flight = False
+            chunk._max_retransmits = max_retransmits
+            chunk._misses = 0
+            chunk._retransmit = False
+            chunk._sent_count = 0
+            chunk._sent_time = None
+
+            pos += max_data
+            self._local_tsn = _sctp.tsn_plus_one(self._local_tsn)
+            self._outbound_queue.append(chunk)
+
+        if ordered:
+            self._outbound_stream_seq[stream_id] = _sctp.uint16_add(stream_seq, 1)
+
+        await self._transmit()
+
+    async def _transmit(self) -> None:
+        # aiortc 1.16 RTCSctpTransport._transmit; changed: burst size in this association's
+        # packets, and new data stays within the peer's advertised window.
+        if self._forward_tsn_chunk is not None:
+            await self._send_chunk(self._forward_tsn_chunk)
+            self._forward_tsn_chunk = None
+            if not self._t3_handle:
+                self._t3_start()
+
+        mtu = self._max_data
+        burst_size = (2 if self._fast_recovery_exit is not None else 4) * mtu
+        cwnd = min(self._flight_size + burst_size, self._cwnd)
+
+        retransmit_earliest = True
+        for chunk in self._sent_queue:
+            if chunk._retransmit:
+                if self._fast_recovery_transmit:
+                    self._fast_recovery_transmit = False
+                elif self._flight_size >= cwnd:
+                    return
+                self._flight_size_increase(chunk)
+
+                chunk._misses = 0
+                chunk._retransmit = False
+                chunk._sent_count += 1
+                await self._send_chunk(chunk)
+                if retransmit_earliest:
+                    self._t3_restart()
+            retransmit_earliest = False
+
+        if self._tuned_flow and self._peer_rwnd is not None:
+            # RFC 9260 section 6.1 A: new data only while the peer has room for it; with
+            # nothing in flight one chunk may go (zero window probe).
+            cwnd = min(cwnd, self._peer_rwnd)
+        while self._outbound_queue and (
+            self._flight_size < cwnd or (self._flight_size == 0 and self._tuned_flow)
+        ):
+            chunk = self._outbound_queue.popleft()
+            self._sent_queue.append(chunk)
+            self._flight_size_increase(chunk)
+
+            chunk._sent_count += 1
+            chunk._sent_time = time.time()
+
+            await self._send_chunk(chunk)
+            STATS.data_chunks_sent += 1
+            if not self._t3_handle:
+                self._t3_start()
+
+    async def _receive_sack_chunk(self, chunk: _sctp.SackChunk) -> None:
+        # aiortc 1.16 RTCSctpTransport._receive_sack_chunk; changed: congestion window
+        # steps in this association's packet size, the peer's window is recorded, and
+        # progress clears the black-hole count.
+        if _sctp.uint32_gt(self._last_sacked_tsn, chunk.cumulative_tsn):
+            return
+
+        mtu = self._max_data
+        received_time = time.time()
+        self._last_sacked_tsn = chunk.cumulative_tsn
+        self._peer_rwnd = chunk.advertised_rwnd
+        cwnd_fully_utilized = self._flight_size >= self._cwnd
+        done = 0
+        done_bytes = 0
+
+        while self._sent_queue and _sctp.uint32_gte(
+            self._last_sacked_tsn, self._sent_queue[0].tsn
+        ):
+            schunk = self._sent_queue.popleft()
+            done += 1
+            if not schunk._acked:
+                done_bytes += schunk._book_size
+            self._flight_size_decrease(schunk)
+
+            if done == 1 and schunk._sent_count == 1:
+                self._update_rto(received_time - schunk._sent_time)
+
+        loss = False
+        if chunk.gaps:
+            seen = set()
+            for gap in chunk.gaps:
+                for pos in range(gap[0], gap[1] + 1):
+                    highest_seen_tsn = (chunk.cumulative_tsn + pos) % _sctp.SCTP_TSN_MODULO
+                    seen.add(highest_seen_tsn)
+
+            highest_newly_acked = chunk.cumulative_tsn
+            for schunk in self._sent_queue:
+                if _sctp.uint32_gt(schunk.tsn, highest_seen_tsn):
+                    break
+                if schunk.tsn in seen:
+                    if not schunk._acked:
+                        done_bytes += schunk._book_size
+                        schunk._acked = True
+                        highest_newly_acked = schunk.tsn
+                    self._flight_size_decrease(schunk)
+
+            for schunk in self._sent_queue:
+                if _sctp.uint32_gt(schunk.tsn, highest_newly_acked):
+                    break
+                if schunk.tsn not in seen:
+                    schunk._misses += 1
+                    if schunk._misses == 3:
+                        schunk._misses = 0
+                        if not self._maybe_abandon(schunk):
+                            schunk._retransmit = True
+
+                        schunk._acked = False
+                        self._flight_size_decrease(schunk)
+
+                        loss = True
+
+        if self._fast_recovery_exit is None:
+            if done and cwnd_fully_utilized:
+                if self._cwnd <= self._ssthresh:
+                    self._cwnd += min(done_bytes, mtu)
+                else:
+                    self._partial_bytes_acked += done_bytes
+                    if self._partial_bytes_acked >= self._cwnd:
+                        self._partial_bytes_acked -= self._cwnd
+                        self._cwnd += mtu
+            if loss:
+                STATS.fast_recoveries += 1
+                self._ssthresh = max(self._cwnd // 2, 4 * mtu)
+                self._cwnd = self._ssthresh
+                self._partial_bytes_acked = 0
+                self._fast_recovery_exit = self._sent_queue[-1].tsn
+                self._fast_recovery_transmit = True
+        elif _sctp.uint32_gte(chunk.cumulative_tsn, self._fast_recovery_exit):
+            self._fast_recovery_exit = None
+
+        if done:
+            self._t3_strikes = 0
+        if not self._sent_queue:
+            self._t3_cancel()
+        elif done:
+            self._t3_restart()
+
+        self._update_advanced_peer_ack_point()
+        await self._data_channel_flush()
+        await self._transmit()
+
+    def _t3_expired(self) -> None:
+        # aiortc 1.16 RTCSctpTransport._t3_expired; changed: windows in this association's
+        # packet size, and repeated timeouts with large packets fall back to BASE_PACKET.
+        self._t3_handle = None
+        STATS.t3_expiries += 1
+        self._t3_strikes += 1
+        if (
+            self._sizer is not None
+            and self._t3_strikes >= BLACK_HOLE_T3
+            and self._sizer.on_black_hole()
+        ):
+            STATS.black_holes += 1
+            log.warning("SCTP: packets of %d bytes seem lost; back to %d bytes",
+                        self._max_data, BASE_PACKET)
+            self._max_data = _sctp.USERDATA_MAX_LENGTH
+
+        for chunk in self._sent_queue:
+            if not self._maybe_abandon(chunk):
+                chunk._retransmit = True
+            self._flight_size_decrease(chunk)
+        self._update_advanced_peer_ack_point()
+
+        self._fast_recovery_exit = None
+        self._partial_bytes_acked = 0
+
+        mtu = self._max_data
+        self._ssthresh = max(self._cwnd // 2, 4 * mtu)
+        self._cwnd = mtu
+
+        self._spawn(self._transmit())
+
+
+# -- I/O helpers ------------------------------------------------------------------------------
+
+
+def _nominated_pair(dtls: _dtls.RTCDtlsTransport):
+    """aioice's nominated candidate pair under this DTLS transport, if any."""
+    try:
+        return dtls.transport._connection._nominated.get(1)
+    except AttributeError:
+        return None
+
+
+def _enlarge_receive_buffer(pair) -> int | None:
+    """Ask for RECEIVE_BUFFER on the pair's UDP socket; return what the kernel granted."""
+    try:
+        sock = pair.protocol.transport.get_extra_info("socket")
+        with contextlib.suppress(OSError):
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < RECEIVE_BUFFER:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    except (AttributeError, OSError):
+        return None
+
+
+def link_mtu(address: str) -> int | None:
+    """MTU of the local interface that has `address`, or None when it cannot be told."""
+    try:
+        import ifaddr  # aioice's own dependency
+
+        for adapter in ifaddr.get_adapters():
+            for ip in adapter.ips:
+                host = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+                if host == address:
+                    with open(f"/sys/class/net/{adapter.name}/mtu") as f:
+                        return int(f.read().strip())
+    except (ImportError, OSError, ValueError):
+        return None
+    return None
+
+
+# -- install / uninstall ------------------------------------------------------------------------
+
+_installed = False
+_features = ALL_FEATURES
+
+
+def installed() -> bool:
+    return _installed
+
+
+def install(features: Feature = ALL_FEATURES) -> bool:
+    """Make new peer connections use the tuned transports. False (and a warning) when
+    aiortc is not the pinned version: the copied methods would not match it."""
+    global _installed, _features
+    if aiortc.__version__ != PINNED_AIORTC_VERSION:
+        log.warning(
+            "aiortc %s is not the pinned %s: running stock aiortc (slower). "
+            "p2pcli/aiortc_tuning.py must be re-checked against this version.",
+            aiortc.__version__, PINNED_AIORTC_VERSION,
+        )
+        return False
+    _features = features
+    _pc_module.RTCDtlsTransport = TunedDtlsTransport
+    _pc_module.RTCSctpTransport = TunedSctpTransport
+    _installed = True
+    log.debug("aiortc tuning installed: %s", features)
+    return True
+
+
+def uninstall() -> None:
+    """Back to stock for peer connections created from now on."""
+    global _installed
+    _pc_module.RTCDtlsTransport = _dtls.RTCDtlsTransport
+    _pc_module.RTCSctpTransport = _sctp.RTCSctpTransport
+    _installed = False

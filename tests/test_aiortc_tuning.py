@@ -1,0 +1,534 @@
+"""p2pcli/aiortc_tuning.py: what it relies on in aiortc, its decisions, and interop.
+
+1. Contract: aiortc is the pinned version and still has, unchanged, every method and
+   attribute the tuned transports copy or call. A failure here means: re-derive the tuned
+   method from the new aiortc source (see docs/aiortc-patch.md), then update the hash.
+2. Sans-IO decisions: when to SACK, which packet size, what a probe looks like.
+3. Two peer connections in this process, each tuned or stock: larger packets only after
+   a probe, never towards a stock peer; every byte arrives in order.
+4. Real `p2p seed` / `p2p fetch` processes, tuned or stock (P2P_STOCK_AIORTC=1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import aiortc
+import aiortc.rtcpeerconnection as pc_module
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc import rtcdtlstransport as dtls
+from aiortc import rtcsctptransport as sctp
+from conftest import LOOPBACK, ROOT, Procs, make_file, sha256
+from hypothesis import given
+from hypothesis import strategies as st
+
+from p2pcli import aiortc_tuning as tuning
+from p2pcli.aiortc_tuning import (
+    BASE_PACKET,
+    MAX_PACKET,
+    DelayedAck,
+    PacketSizer,
+    Probe,
+    SizerState,
+    candidate_sizes,
+    encode_probe,
+    max_user_data,
+    probe_token,
+)
+from p2pcli.ice import host_addresses, set_host_addresses
+
+# -- 1. contract with aiortc ------------------------------------------------------------------
+
+# sha256 of aiortc 1.16.0's source of each method the tuned transports replace with an
+# edited copy. If one changes, the copy in aiortc_tuning.py is stale.
+COPIED = {
+    (dtls.RTCDtlsTransport, "_recv_next"):
+        "998076720c05aa13faadff2dfa337f6964c171fa6791789a72693e1480c74102",
+    (dtls.RTCDtlsTransport, "_send_data"):
+        "ee6cd411dd7f8eda6da0344f01b98f3c24ae9072cd3ef36d0a0acdd7a618eb47",
+    (sctp.RTCSctpTransport, "_handle_data"):
+        "8661b724e20776bbf9af6f68a828cfb952d2deb617d7a9e0f143d641bdae95e2",
+    (sctp.RTCSctpTransport, "_send_sack"):
+        "ac92513522fa60e7f298fd0e5849dd8b9aa9ac969cf840aa653f96c2de690d43",
+    (sctp.RTCSctpTransport, "_send"):
+        "f0f8aff63a9a87439230618a25e4e7db919f5001459f06281b4c08724ec395a6",
+    (sctp.RTCSctpTransport, "_transmit"):
+        "aa8941d5f8f020e8b4e438e02084533dd78399da498638a013025252e5fe8115",
+    (sctp.RTCSctpTransport, "_receive_sack_chunk"):
+        "4b35ccf1372cdec8705f378a04de43d9c4ad5675afae09781eddd69ecdb473b1",
+    (sctp.RTCSctpTransport, "_t3_expired"):
+        "0e759bf4b1b2d8c8afa3d656a8f34839c974d0104cb66f895a9a9d266f6499af",
+}
+
+# Methods the tuned transports extend through super() or call: name -> parameter names.
+CALLED = {
+    (sctp.RTCSctpTransport, "__init__"): ["self", "transport", "port"],
+    (sctp.RTCSctpTransport, "_set_extensions"): ["self", "params"],
+    (sctp.RTCSctpTransport, "_get_extensions"): ["self", "params"],
+    (sctp.RTCSctpTransport, "_set_state"): ["self", "state"],
+    (sctp.RTCSctpTransport, "_receive_chunk"): ["self", "chunk"],
+    (sctp.RTCSctpTransport, "_send_chunk"): ["self", "chunk"],
+    (sctp.RTCSctpTransport, "_data_channel_flush"): ["self"],
+    (sctp.RTCSctpTransport, "_maybe_abandon"): ["self", "chunk"],
+    (sctp.RTCSctpTransport, "_update_rto"): ["self", "R"],
+    (sctp.RTCSctpTransport, "_update_advanced_peer_ack_point"): ["self"],
+    (sctp.RTCSctpTransport, "_flight_size_increase"): ["self", "chunk"],
+    (sctp.RTCSctpTransport, "_flight_size_decrease"): ["self", "chunk"],
+    (sctp.RTCSctpTransport, "_t3_start"): ["self"],
+    (sctp.RTCSctpTransport, "_t3_restart"): ["self"],
+    (sctp.RTCSctpTransport, "_t3_cancel"): ["self"],
+    (dtls.RTCDtlsTransport, "_write_ssl"): ["self"],
+    (dtls.RTCDtlsTransport, "_handle_rtcp_data"): ["self", "data"],
+    (dtls.RTCDtlsTransport, "_handle_rtp_data"): ["self", "data", "arrival_time_ms"],
+}
+
+
+def test_aiortc_is_the_pinned_version():
+    assert aiortc.__version__ == tuning.PINNED_AIORTC_VERSION, (
+        "aiortc was upgraded: re-check every method in p2pcli/aiortc_tuning.py against the "
+        "new source, then move PINNED_AIORTC_VERSION and pyproject.toml's pin together"
+    )
+
+
+@pytest.mark.parametrize(("cls", "name"), list(COPIED), ids=lambda v: getattr(v, "__name__", v))
+def test_copied_methods_are_unchanged_in_aiortc(cls, name):
+    digest = hashlib.sha256(inspect.getsource(getattr(cls, name)).encode()).hexdigest()
+    assert digest == COPIED[cls, name], (
+        f"aiortc's {cls.__name__}.{name} changed: p2pcli/aiortc_tuning.py overrides it with "
+        "an edited copy of the old version. Re-apply the edit to the new source."
+    )
+
+
+@pytest.mark.parametrize(("cls", "name"), list(COPIED), ids=lambda v: getattr(v, "__name__", v))
+def test_tuned_classes_override_every_copied_method(cls, name):
+    tuned = {dtls.RTCDtlsTransport: tuning.TunedDtlsTransport,
+             sctp.RTCSctpTransport: tuning.TunedSctpTransport}[cls]
+    assert name in vars(tuned)
+    assert list(inspect.signature(getattr(tuned, name)).parameters) == list(
+        inspect.signature(getattr(cls, name)).parameters
+    )
+
+
+@pytest.mark.parametrize(("cls", "name"), list(CALLED), ids=lambda v: getattr(v, "__name__", v))
+def test_called_methods_keep_their_signatures(cls, name):
+    assert list(inspect.signature(getattr(cls, name)).parameters) == CALLED[cls, name]
+
+
+def test_module_names_and_constants_relied_on():
+    # install() rebinds these names; RTCPeerConnection looks them up when it builds transports.
+    src = inspect.getsource(pc_module.RTCPeerConnection)
+    assert "RTCDtlsTransport(iceTransport, self.__certificates)" in src
+    assert "RTCSctpTransport(dtlsTransport)" in src
+    assert pc_module.RTCDtlsTransport is dtls.RTCDtlsTransport or tuning.installed()
+    assert sctp.SCTP_MAX_PACKET_LENGTH == BASE_PACKET == 1189
+    assert max_user_data(BASE_PACKET) == sctp.USERDATA_MAX_LENGTH
+    assert sctp.HeartbeatChunk.type == 4 and sctp.HeartbeatAckChunk.type == 5
+    for name in ("crc32c", "padl", "parse_packet", "tsn_plus_one", "uint16_add", "uint32_gt",
+                 "uint32_gte", "SCTP_TSN_MODULO", "SCTP_DATA_FIRST_FRAG",
+                 "SCTP_DATA_LAST_FRAG", "SCTP_DATA_UNORDERED", "ForwardTsnChunk"):
+        assert hasattr(sctp, name), name
+    for name in ("State", "clock", "is_rtcp", "pylibsrtp"):
+        assert hasattr(dtls, name), name
+
+
+async def test_private_attributes_relied_on_exist():
+    ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
+    d = dtls.RTCDtlsTransport(ice, [dtls.RTCCertificate.generateCertificate()])
+    for name in ("_RTCDtlsTransport__handshake_done", "_RTCDtlsTransport__rx_bytes",
+                 "_RTCDtlsTransport__rx_packets", "_RTCDtlsTransport__tx_bytes",
+                 "_RTCDtlsTransport__tx_packets", "_ssl", "_state", "_data_receiver",
+                 "_rx_srtp", "encrypted"):
+        assert hasattr(d, name), name
+    s = sctp.RTCSctpTransport(d)
+    for name in ("_sack_needed", "_sack_duplicates", "_sack_misordered", "_advertised_rwnd",
+                 "_last_received_tsn", "_loop", "_local_port", "_remote_port",
+                 "_remote_verification_tag", "_local_verification_tag", "_association_state",
+                 "_outbound_queue", "_sent_queue", "_outbound_stream_seq", "_local_tsn",
+                 "_flight_size", "_cwnd",
+                 "_partial_bytes_acked", "_fast_recovery_exit", "_fast_recovery_transmit",
+                 "_forward_tsn_chunk", "_last_sacked_tsn", "_t3_handle"):
+        assert hasattr(s, name), name
+    # aioice internals used to find the UDP socket and the path's local address.
+    conn = ice._connection
+    assert hasattr(conn, "_nominated") and hasattr(conn, "_protocols")
+
+
+async def test_stock_parser_skips_pad_chunks_and_stock_heartbeat_echoes_the_probe():
+    probe = Probe(size=4096, token=0x1234)
+    packet = encode_probe(probe, 5000, 5000, 0xDEADBEEF)
+    assert len(packet) == 4096
+    _, _, tag, chunks = sctp.parse_packet(packet)  # also checks the CRC32c
+    assert tag == 0xDEADBEEF
+    assert [type(c) for c in chunks] == [sctp.HeartbeatChunk]  # PAD skipped, not an error
+
+    sent: list[sctp.Chunk] = []
+    ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
+    d = dtls.RTCDtlsTransport(ice, [dtls.RTCCertificate.generateCertificate()])
+    s = sctp.RTCSctpTransport(d)
+
+    async def capture(chunk):
+        sent.append(chunk)
+
+    s._send_chunk = capture
+    await s._receive_chunk(chunks[0])
+    assert isinstance(sent[0], sctp.HeartbeatAckChunk)
+    assert probe_token(sent[0].params) == 0x1234
+
+
+def test_install_refuses_another_aiortc_version(monkeypatch, caplog):
+    was = tuning.installed()
+    tuning.uninstall()
+    try:
+        monkeypatch.setattr(aiortc, "__version__", "9.9.9")
+        assert tuning.install() is False
+        assert pc_module.RTCSctpTransport is sctp.RTCSctpTransport
+        assert "not the pinned" in caplog.text
+    finally:
+        monkeypatch.undo()
+        if was:
+            tuning.install()
+
+
+def test_install_and_uninstall_swap_the_transport_classes():
+    was = tuning.installed()
+    try:
+        assert tuning.install()
+        assert pc_module.RTCSctpTransport is tuning.TunedSctpTransport
+        assert pc_module.RTCDtlsTransport is tuning.TunedDtlsTransport
+        tuning.uninstall()
+        assert pc_module.RTCSctpTransport is sctp.RTCSctpTransport
+        assert pc_module.RTCDtlsTransport is dtls.RTCDtlsTransport
+    finally:
+        tuning.install() if was else tuning.uninstall()
+
+
+@pytest.mark.parametrize(
+    ("env", "tuned"),
+    [({}, True), ({"P2P_STOCK_AIORTC": "1"}, False), ({"P2P_STOCK_AIORTC": "0"}, True)],
+)
+def test_importing_rtc_installs_unless_stock_is_asked_for(env, tuned):
+    code = ("import aiortc.rtcpeerconnection as m, p2pcli.rtc;"
+            "from p2pcli.aiortc_tuning import TunedSctpTransport as T;"
+            "print(m.RTCSctpTransport is T)")
+    full_env = {k: v for k, v in os.environ.items() if k != "P2P_STOCK_AIORTC"} | env
+    out = subprocess.run([sys.executable, "-c", code], env=full_env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == str(tuned), out.stderr
+
+
+def test_bare_benchmark_children_stay_stock():
+    # benchmarks/transfer.py's `bare` scenario is the stock ceiling: its child processes
+    # import p2pcli.ice (not p2pcli.rtc), so tuning is never installed there.
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); import bare_channel;"
+            "bare_channel._imports(); import aiortc.rtcpeerconnection as m, "
+            "aiortc.rtcsctptransport as s; print(m.RTCSctpTransport is s.RTCSctpTransport)")
+    env = {k: v for k, v in os.environ.items() if k != "P2P_STOCK_AIORTC"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "True", out.stderr
+
+
+def test_stock_environment_values():
+    assert tuning.wanted({})
+    assert tuning.wanted({"P2P_STOCK_AIORTC": ""})
+    assert tuning.wanted({"P2P_STOCK_AIORTC": "0"})
+    assert not tuning.wanted({"P2P_STOCK_AIORTC": "1"})
+    assert not tuning.wanted({"P2P_STOCK_AIORTC": "yes"})
+
+
+# -- 2. sans-IO decisions ---------------------------------------------------------------------
+
+
+class TestDelayedAck:
+    def test_every_second_packet(self):
+        ack = DelayedAck()
+        assert ack.on_packet(0.0) is False
+        assert ack.deadline == pytest.approx(0.2)
+        assert ack.on_packet(0.01) is True
+        ack.on_sack_sent()
+        assert (ack.owed, ack.deadline) == (0, None)
+
+    def test_gap_or_duplicate_is_acknowledged_at_once(self):
+        ack = DelayedAck()
+        assert ack.on_packet(0.0, urgent=True) is True
+
+    def test_lone_packet_is_acknowledged_by_the_deadline(self):
+        ack = DelayedAck(delay=0.2)
+        assert ack.on_packet(5.0) is False
+        assert not ack.due(5.19)
+        assert ack.due(5.2)
+
+    def test_deadline_counts_from_the_first_unacknowledged_packet(self):
+        ack = DelayedAck(every=3, delay=0.2)
+        ack.on_packet(1.0)
+        ack.on_packet(1.1)
+        assert ack.deadline == pytest.approx(1.2)
+
+    @given(st.lists(st.tuples(st.floats(0, 0.5), st.booleans()), max_size=50))
+    def test_never_more_than_every_minus_one_packets_wait(self, arrivals):
+        ack, now = DelayedAck(), 0.0
+        for gap, urgent in arrivals:
+            now += gap
+            if ack.due(now):
+                ack.on_sack_sent()
+            if ack.on_packet(now, urgent=urgent):
+                ack.on_sack_sent()
+            assert ack.owed < ack.every
+            assert ack.deadline is None or ack.deadline <= now + ack.delay
+
+
+class TestPacketSizer:
+    def test_without_candidates_it_stays_at_base(self):
+        s = PacketSizer(candidates=())
+        assert s.state is SizerState.DONE and s.size == BASE_PACKET
+        assert s.next_probe(0.0) is None
+
+    def test_acknowledged_probe_raises_the_size(self):
+        s = PacketSizer(candidates=(16384, 8192))
+        probe = s.next_probe(0.0)
+        assert probe.size == 16384 and s.size == BASE_PACKET
+        assert s.next_probe(0.1) is None  # one probe at a time
+        assert s.on_probe_acked(probe.token)
+        assert s.size == 16384 and s.state is SizerState.DONE and s.timer() is None
+
+    def test_lost_probes_step_down_then_give_up(self):
+        s = PacketSizer(candidates=(16384, 8192), probe_timeout=1.0, max_probes=2)
+        sizes, now = [], 0.0
+        while (p := s.next_probe(now)) is not None:
+            sizes.append(p.size)
+            now = s.timer()
+            s.on_timer(now)
+        assert sizes == [16384, 16384, 8192, 8192]
+        assert s.state is SizerState.DONE and s.size == BASE_PACKET
+
+    def test_timer_before_deadline_changes_nothing(self):
+        s = PacketSizer(candidates=(8192,))
+        p = s.next_probe(0.0)
+        s.on_timer(0.5)
+        assert s.on_probe_acked(p.token)
+
+    def test_late_or_foreign_answers_are_ignored(self):
+        s = PacketSizer(candidates=(8192,), max_probes=3)
+        first = s.next_probe(0.0)
+        s.on_timer(s.timer())
+        second = s.next_probe(2.0)
+        assert not s.on_probe_acked(first.token)
+        assert not s.on_probe_acked(12345)
+        assert s.size == BASE_PACKET
+        assert s.on_probe_acked(second.token) and s.size == 8192
+
+    def test_black_hole_returns_to_base_for_good(self):
+        s = PacketSizer(candidates=(16384,))
+        s.on_probe_acked(s.next_probe(0.0).token)
+        assert s.on_black_hole()
+        assert s.size == BASE_PACKET and s.next_probe(10.0) is None
+        assert not s.on_black_hole()
+
+    def test_candidates_are_sorted_and_above_base(self):
+        s = PacketSizer(candidates=(4096, 1000, 16384, 4096))
+        assert s.candidates == (16384, 4096)
+
+
+class TestCandidateSizes:
+    def test_stock_peer_or_relay_is_never_probed(self):
+        assert candidate_sizes(None, 65536) == ()
+        assert candidate_sizes(MAX_PACKET, 65536, relayed=True) == ()
+
+    def test_loopback(self):
+        assert candidate_sizes(MAX_PACKET, 65536) == (16384, 8192, 4096)
+
+    def test_peer_limit_caps(self):
+        assert candidate_sizes(6000, 65536) == (6000, 4096)
+
+    def test_ethernet_or_unknown_link_stays_below_the_mtu(self):
+        assert candidate_sizes(MAX_PACKET, 1500) == (1388,)
+        assert candidate_sizes(MAX_PACKET, None) == (1388,)
+        assert candidate_sizes(MAX_PACKET, 1280) == ()
+
+    @given(st.integers(0, 1 << 20), st.one_of(st.none(), st.integers(0, 1 << 17)))
+    def test_sizes_fit_the_peer_the_link_and_dtls(self, peer, mtu):
+        for size in candidate_sizes(peer, mtu):
+            assert BASE_PACKET < size <= min(peer, MAX_PACKET)
+            assert size + tuning.PATH_OVERHEAD <= (mtu or tuning.DEFAULT_LINK_MTU)
+            assert size % 4 == 0
+
+
+@given(st.integers(1300, MAX_PACKET).map(lambda n: n // 4 * 4), st.integers(0, 2**64 - 1))
+def test_probe_has_the_exact_size_and_round_trips_its_token(size, token):
+    packet = encode_probe(Probe(size=size, token=token), 5000, 5000, 7)
+    assert len(packet) == size
+    _, _, _, chunks = sctp.parse_packet(packet)
+    assert probe_token(chunks[0].params) == token
+
+
+def test_probe_header_layout():
+    # HEARTBEAT chunk header, Heartbeat Info parameter type 1, then the PAD chunk (0x84).
+    packet = encode_probe(Probe(size=2048, token=1), 1, 2, 3)
+    assert struct.unpack_from("!BBH", packet, 12)[0] == 4
+    assert struct.unpack_from("!HH", packet, 16)[0] == 1
+    hb_len = struct.unpack_from("!H", packet, 14)[0]
+    pad_at = 12 + hb_len + sctp.padl(hb_len)
+    assert packet[pad_at] == tuning.PAD_CHUNK_TYPE
+
+
+def test_probe_token_ignores_other_heartbeats():
+    assert probe_token([(1, b"\x00" * 16)]) is None
+    assert probe_token([(1, tuning.PROBE_MAGIC + b"\x00")]) is None
+
+
+def test_max_user_data():
+    assert max_user_data(MAX_PACKET) == 16356
+    assert max_user_data(MAX_PACKET) + 28 <= MAX_PACKET
+
+
+# -- 3. two peer connections in this process --------------------------------------------------
+
+MESSAGES = [os.urandom(n) for n in (1, 1000, 65536, 262144, 5000, 65536 * 3 + 7)] + ["text"]
+BULK = 40  # extra 64 KiB messages, enough for the probe to land mid-transfer
+
+
+@pytest.fixture
+def loopback_only():
+    was_hosts, was_installed = host_addresses(), tuning.installed()
+    set_host_addresses(["127.0.0.1"])
+    yield
+    set_host_addresses(was_hosts)
+    tuning.install() if was_installed else tuning.uninstall()
+
+
+def _use(tuned: bool) -> None:
+    tuning.install() if tuned else tuning.uninstall()
+
+
+async def _transfer(sender_tuned: bool, receiver_tuned: bool) -> dict:
+    """Offerer sends MESSAGES + BULK; returns what arrived and the packet sizes seen."""
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    got: list = []
+    sizes: dict[str, list[int]] = {"a": [], "b": []}
+    done = asyncio.Event()
+    expected = len(MESSAGES) + BULK
+    bulk = os.urandom(65536)
+
+    def watch(pc, side):
+        inner = pc.sctp._handle_data
+
+        async def _handle_data(data):
+            sizes[side].append(len(data))
+            await inner(data)
+
+        pc.sctp._handle_data = _handle_data
+
+    try:
+        _use(sender_tuned)
+        channel = a.createDataChannel("t", ordered=True)
+        await a.setLocalDescription(await a.createOffer())
+        watch(a, "a")
+
+        @b.on("datachannel")
+        def _on_channel(ch):
+            @ch.on("message")
+            def _on_message(m):
+                got.append(m)
+                if len(got) == expected:
+                    done.set()
+
+        _use(receiver_tuned)
+        await b.setRemoteDescription(a.localDescription)
+        watch(b, "b")
+        await b.setLocalDescription(await b.createAnswer())
+        await a.setRemoteDescription(b.localDescription)
+
+        opened = asyncio.Event()
+        channel.on("open", opened.set)
+        await asyncio.wait_for(opened.wait(), 20)
+        for m in MESSAGES:
+            channel.send(m)
+        for _ in range(BULK):
+            channel.send(bulk)
+            await asyncio.sleep(0.005)  # leave time for the probe round trip
+        await asyncio.wait_for(done.wait(), 40)
+        return {"got": got, "bulk": bulk, "sizes": sizes, "a": a.sctp, "b": b.sctp}
+    finally:
+        await a.close()
+        await b.close()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("sender_tuned", "receiver_tuned"),
+    [(True, True), (True, False), (False, True), (False, False)],
+    ids=["tuned-tuned", "tuned-to-stock", "stock-to-tuned", "stock-stock"],
+)
+async def test_every_message_arrives_in_order(loopback_only, sender_tuned, receiver_tuned):
+    r = await _transfer(sender_tuned, receiver_tuned)
+    assert r["got"] == [*MESSAGES, *[r["bulk"]] * BULK]
+    assert isinstance(r["a"], tuning.TunedSctpTransport) == sender_tuned
+    assert isinstance(r["b"], tuning.TunedSctpTransport) == receiver_tuned
+
+    largest_to_b = max(r["sizes"]["b"])
+    if sender_tuned and receiver_tuned:
+        assert largest_to_b == MAX_PACKET  # probed, confirmed, used
+        assert r["a"]._max_data == max_user_data(MAX_PACKET)
+    else:
+        # A stock peer never gets a larger packet, not even a probe.
+        assert largest_to_b <= BASE_PACKET
+        assert max(r["sizes"]["a"]) <= BASE_PACKET
+    if receiver_tuned:
+        # Delayed SACKs: the receiver's SACKs reach the sender about every 2nd packet.
+        assert len(r["sizes"]["a"]) < 0.7 * len(r["sizes"]["b"])
+
+
+# -- 4. real processes ------------------------------------------------------------------------
+
+FILE_SIZE = 6 * 1024 * 1024 + 12345
+CONFIRMED = "p2pcli.aiortc_tuning: SCTP: 16384-byte packets confirmed by probe"
+PEER_IS_STOCK = "p2pcli.aiortc_tuning: SCTP: peer does not announce larger packets"
+
+
+def _env(procs: Procs, stock: bool) -> dict:
+    env = {k: v for k, v in procs.env.items() if k != "P2P_STOCK_AIORTC"}
+    if stock:
+        env["P2P_STOCK_AIORTC"] = "1"
+    return env
+
+
+def _seed(procs: Procs, src: Path, url: str, stock: bool):
+    p = procs.p2p("seed", str(src), *LOOPBACK, "--json", "--signal", url, "-v",
+                  name="seed", env=_env(procs, stock))
+    link = p.wait_for(lambda p: p.stdout.strip().splitlines()[0] if p.stdout.strip() else None,
+                      60, "the link")
+    return p, link
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize(
+    ("stock_seeder", "stock_fetcher"),
+    [(False, False), (True, False), (False, True)],
+    ids=["tuned-both", "stock-seeder", "stock-fetcher"],
+)
+def test_seed_fetch_byte_identical(procs: Procs, signal_url: str, stock_seeder, stock_fetcher):
+    src = make_file(procs.workdir / "src.bin", FILE_SIZE)
+    seeder, link = _seed(procs, src, signal_url, stock_seeder)
+    fetcher = procs.fetch(link, "-o", "out.bin", "-v", env=_env(procs, stock_fetcher))
+    assert fetcher.wait(120) == 0, fetcher.stderr[-3000:]
+    assert sha256(procs.workdir / "out.bin") == sha256(src)
+    seeder.kill()
+
+    for proc, stock, peer_stock in ((seeder, stock_seeder, stock_fetcher),
+                                    (fetcher, stock_fetcher, stock_seeder)):
+        log = proc.stderr
+        if stock:
+            assert "aiortc_tuning" not in log, f"{proc.name} should run stock aiortc"
+        elif peer_stock:
+            assert PEER_IS_STOCK in log and CONFIRMED not in log
+        else:
+            assert CONFIRMED in log, f"{proc.name} did not switch to larger packets"
