@@ -15,8 +15,12 @@ from collections.abc import Awaitable, Callable
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from . import aiortc_tuning
 from .ice import rtc_configuration
 from .wire import CHANNEL_LABEL, CHANNEL_PROTOCOL
+
+if aiortc_tuning.wanted():  # P2P_STOCK_AIORTC=1 keeps this process on stock aiortc
+    aiortc_tuning.install()
 
 log = logging.getLogger(__name__)
 
