@@ -11,6 +11,7 @@ tracks what this side asked for, so a peer cannot push data nobody requested, an
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
@@ -326,7 +327,9 @@ class PeerProtocol:
         self.geometry: Geometry | None = None
         self.manifest_size: int | None = None
         self.outstanding: set[Block] = set()  # requests we sent, not yet answered
-        self.cancelled: set[Block] = set()  # cancelled by us; data may still arrive
+        # Cancelled by us, with how many times: a block re-requested after a cancel can be
+        # cancelled again, and every one of those requests may still be answered.
+        self.cancelled: Counter[Block] = Counter()
         self.manifest_wanted: tuple[int, int] | None = None
         self.remote_bitfield_seen = False
         self.closed = False
@@ -351,7 +354,7 @@ class PeerProtocol:
         if block not in self.outstanding:
             return None
         self.outstanding.discard(block)
-        self.cancelled.add(block)
+        self.cancelled[block] += 1
         return encode_cancel(piece, offset, length)
 
     def piece_message_limit(self) -> int:
@@ -405,22 +408,26 @@ class PeerProtocol:
             self._check_block(ev.piece, ev.offset, ev.length, limit=self.piece_message_limit())
         elif isinstance(ev, BlockReceived):
             block = (ev.piece, ev.offset, len(ev.data))
-            if block in self.outstanding:
-                self.outstanding.discard(block)
-            elif block in self.cancelled:
-                self.cancelled.discard(block)
-            else:
+            if not self._answered(block):
                 raise ProtocolError(
                     f"unrequested data for piece {ev.piece} offset {ev.offset} "
                     f"({len(ev.data)} bytes)"
                 )
-        elif isinstance(ev, BlockRejected):
-            block = (ev.piece, ev.offset, ev.length)
-            if block not in self.outstanding and block not in self.cancelled:
-                raise ProtocolError("reject for a block we did not request")
-            self.outstanding.discard(block)
-            self.cancelled.discard(block)
+        elif isinstance(ev, BlockRejected) and not self._answered((ev.piece, ev.offset, ev.length)):
+            raise ProtocolError("reject for a block we did not request")
         return ev
+
+    def _answered(self, block: Block) -> bool:
+        """Consume one request for `block` (PIECE or REJECT answer exactly one)."""
+        if block in self.outstanding:
+            self.outstanding.discard(block)
+        elif block in self.cancelled:
+            self.cancelled[block] -= 1
+            if not self.cancelled[block]:
+                del self.cancelled[block]
+        else:
+            return False
+        return True
 
     def _check_block(self, piece: int, offset: int, length: int, *, limit: int) -> None:
         g = self.geometry

@@ -698,3 +698,32 @@ def test_receive_on_any_message_sequence_raises_only_protocol_error(msgs: list[b
         except ProtocolError:
             return  # the swarm drops the peer here
         assert ev == decode(data)
+
+
+def test_every_request_may_be_answered_once_even_when_cancelled_repeatedly() -> None:
+    # A slow peer's block can time out, be asked again, and time out again: each of those
+    # requests may already be on its way back, so each answer is accepted once.
+    p = connected()
+    block = (0, 0, 16 * KiB)
+    data = wire.encode_piece_header(0, 0) + b"d" * (16 * KiB)
+    p.send_request(*block)
+    p.send_cancel(*block)
+    p.send_request(*block)
+    p.send_cancel(*block)
+    p.send_request(*block)
+    for _ in range(3):
+        assert isinstance(p.receive(data), BlockReceived)
+    with pytest.raises(ProtocolError, match="unrequested data"):
+        p.receive(data)
+
+
+def test_a_reject_answers_one_request_only() -> None:
+    p = connected()
+    block = (0, 0, 16 * KiB)
+    p.send_request(*block)
+    p.send_cancel(*block)
+    p.send_request(*block)
+    assert p.receive(wire.encode_reject(*block)) == BlockRejected(*block)
+    assert isinstance(p.receive(wire.encode_piece_header(0, 0) + b"d" * (16 * KiB)), BlockReceived)
+    with pytest.raises(ProtocolError, match="did not request"):
+        p.receive(wire.encode_reject(*block))
