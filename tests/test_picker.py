@@ -1,0 +1,678 @@
+"""The piece picker: which block to ask which peer for, and when (p2pcli.picker).
+
+Each policy is pinned with a small scenario, then a seeded simulation drives the picker
+the way the swarm does (several peers with random bitfields, answers in random order,
+stalls, rejects, peers leaving, pieces failing verification) until the download
+completes, checking the picker's promises after every step.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import pytest
+
+from p2pcli import wire
+from p2pcli.picker import Picker
+
+B = 16 * 1024  # block size
+P = 4 * B  # piece size: four blocks
+
+
+def blocks_of(piece: int, length: int = P) -> list[tuple[int, int, int]]:
+    return [(piece, o, min(B, length - o)) for o in range(0, length, B)]
+
+
+def pieces(blocks: list[tuple[int, int, int]]) -> list[int]:
+    """The pieces of `blocks`, in order of first appearance."""
+    return list(dict.fromkeys(p for p, _, _ in blocks))
+
+
+def has(*ps: int):
+    return lambda p: p in ps
+
+
+def make(n: int = 8, **kw) -> Picker:
+    kw.setdefault("rng", random.Random(1))
+    return Picker([P] * n, B, **kw)
+
+
+# -- geometry --------------------------------------------------------------------------------
+
+
+def test_blocks_lie_on_fixed_boundaries_and_the_last_one_is_short() -> None:
+    p = Picker([2 * B + 100, 100], B, sequential=True)
+    got = p.pick("a", None, 10, 0.0)
+    assert got == [(0, 0, B), (0, B, B), (0, 2 * B, 100), (1, 0, 100)]
+
+
+def test_pieces_smaller_than_a_block_are_one_block() -> None:
+    p = Picker([1000], B)
+    assert p.pick("a", None, 10, 0.0) == [(0, 0, 1000)]
+
+
+def test_nothing_to_pick_when_no_slots_or_complete() -> None:
+    p = make(2)
+    assert p.pick("a", None, 0, 0.0) == []
+    p.mark_have(0)
+    p.mark_have(1)
+    assert p.complete
+    assert p.pick("a", None, 10, 0.0) == []
+
+
+def test_empty_download_is_complete_from_the_start() -> None:
+    assert Picker([], B).complete
+
+
+# -- sequential ------------------------------------------------------------------------------
+
+
+def test_sequential_requests_in_order() -> None:
+    p = make(4, sequential=True)
+    assert p.pick("a", None, 6, 0.0) == blocks_of(0) + blocks_of(1)[:2]
+    assert p.pick("b", None, 6, 0.0) == blocks_of(1)[2:] + blocks_of(2)
+
+
+def test_sequential_never_goes_beyond_cursor_plus_window() -> None:
+    p = make(10, sequential=True, window=3)
+    assert pieces(p.pick("a", None, 100, 0.0)) == [0, 1, 2]
+    # Another peer gets end-game copies, but still only inside the window.
+    assert set(pieces(p.pick("b", None, 100, 0.0))) <= {0, 1, 2}
+    for piece in (0, 1, 2):
+        for blk in blocks_of(piece):
+            p.on_block("a", blk)
+        p.on_piece_verified(piece)
+    assert p.pick("a", None, 100, 0.0) == []  # verified, but not yet consumed downstream
+    p.set_cursor(2)
+    assert pieces(p.pick("a", None, 100, 0.0)) == [3, 4]
+    p.set_cursor(3)
+    assert pieces(p.pick("a", None, 100, 0.0)) == [5]
+
+
+def test_sequential_skips_pieces_the_peer_lacks_and_pieces_we_have() -> None:
+    p = make(6, sequential=True)
+    p.mark_have(1)
+    assert pieces(p.pick("a", has(0, 1, 2, 4), 100, 0.0)) == [0, 2, 4]
+
+
+# -- rarest first ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_rarest_first_prefers_the_piece_fewest_peers_have(seed: int) -> None:
+    p = make(3, rng=random.Random(seed))
+    p.add_peer("a", {0, 1, 2})
+    p.add_peer("b", {0, 1})
+    p.add_peer("c", {0})
+    assert pieces(p.pick("a", None, 12, 0.0)) == [2, 1, 0]
+
+
+def test_rarest_first_follows_have_messages() -> None:
+    p = make(3)
+    p.add_peer("a", {0, 1, 2})
+    p.add_peer("b", {0})  # piece 1 is rarer than piece 0...
+    assert pieces(p.pick("x", has(2), 1, 0.0)) == [2]
+    p.peer_has(1)
+    p.peer_has(1)  # ...until two peers announce it
+    assert pieces(p.pick("y", has(0, 1), 1, 0.0)) == [0]
+
+
+def test_rarest_first_follows_departures() -> None:
+    p = make(3)
+    for peer, held in {"a": {0, 1}, "b": {0}, "c": {0}, "d": {1}, "e": {2}}.items():
+        p.add_peer(peer, held)
+    assert pieces(p.pick("x", has(2), 1, 0.0)) == [2]
+    p.remove_peer("b", {0})
+    p.remove_peer("c", {0})
+    assert pieces(p.pick("y", has(0, 1), 1, 0.0)) == [0]  # held by one peer now, 1 by two
+
+
+def test_peers_that_have_everything_do_not_change_rarity() -> None:
+    p = make(2)
+    p.add_peer("a", {0, 1})
+    p.add_peer("b", {1})
+    p.add_peer("seed1", None)
+    p.add_peer("seed2", None)
+    assert pieces(p.pick("x", None, 1, 0.0)) == [0]
+
+
+def test_ties_are_broken_at_random_so_peers_spread_out() -> None:
+    firsts = {pieces(make(8, rng=random.Random(s)).pick("a", None, 1, 0.0))[0] for s in range(30)}
+    assert len(firsts) > 1
+
+
+# -- what a peer is asked for ----------------------------------------------------------------
+
+
+def test_a_peer_is_only_asked_for_pieces_it_has() -> None:
+    p = make(8)
+    got = p.pick("a", has(1, 5), 100, 0.0)
+    assert sorted(got) == sorted(blocks_of(1) + blocks_of(5))
+
+
+def test_a_peer_is_never_given_more_than_its_slots() -> None:
+    p = make(8)
+    assert len(p.pick("a", None, 3, 0.0)) == 3
+    assert p.in_flight("a") == 3
+    assert len(p.pick("a", None, 5, 0.0)) == 5
+    assert p.in_flight("a") == 8
+
+
+def test_a_block_in_flight_is_not_given_to_the_same_peer_twice() -> None:
+    p = make(1, endgame_copies=3)
+    first = p.pick("a", None, 4, 0.0)
+    assert p.pick("a", None, 4, 0.0) == []
+    assert sorted(first) == blocks_of(0)
+
+
+def test_partially_requested_pieces_are_finished_before_new_ones() -> None:
+    p = make(8)
+    p.add_peer("x", set(range(8)))
+    p.add_peer("y", set(range(8)) - {6})
+    assert p.pick("a", None, 2, 0.0) == blocks_of(6)[:2]  # the rarest
+    for _ in range(3):
+        p.peer_has(6)  # now the most common piece, but already started
+    assert p.pick("b", None, 2, 0.0) == blocks_of(6)[2:]
+    assert 6 not in pieces(p.pick("c", None, 2, 0.0))
+
+
+def test_a_piece_completes_only_when_every_block_arrived() -> None:
+    p = make(1)
+    got = p.pick("a", None, 4, 0.0)
+    random.Random(3).shuffle(got)
+    for blk in got[:-1]:
+        assert p.on_block("a", blk) == (False, [])
+        assert not p.block_needed(blk[0], blk[1])
+    assert p.block_needed(0, got[-1][1])
+    assert p.on_block("a", got[-1]) == (True, [])
+    assert p.in_flight("a") == 0
+
+
+def test_a_block_arriving_twice_completes_nothing() -> None:
+    p = make(1)
+    got = p.pick("a", None, 4, 0.0)
+    p.on_block("a", got[0])
+    assert p.on_block("a", got[0]) == (False, [])
+    for blk in got[1:]:
+        p.on_block("a", blk)
+    assert p.n_have == 0  # complete, but only verification makes it "have"
+    p.on_piece_verified(0)
+    assert p.complete
+    assert p.on_block("a", got[0]) == (False, [])  # a late copy after verification
+
+
+def test_is_expected_tells_which_peer_a_block_was_asked_of() -> None:
+    p = make(2)
+    (blk,) = p.pick("a", has(0), 1, 0.0)
+    assert p.is_expected("a", blk)
+    assert not p.is_expected("b", blk)
+    p.on_block("a", blk)
+    assert not p.is_expected("a", blk)
+
+
+# -- end-game --------------------------------------------------------------------------------
+
+
+def test_endgame_duplicates_blocks_in_flight_once_nothing_else_is_left() -> None:
+    p = make(1, endgame_copies=2)
+    a = p.pick("a", None, 4, 0.0)
+    b = p.pick("b", None, 4, 0.0)
+    assert sorted(a) == sorted(b) == blocks_of(0)
+    assert p.pick("c", None, 4, 0.0) == []  # two copies of each block are enough
+
+
+def test_endgame_allows_as_many_copies_as_configured() -> None:
+    p = make(1, endgame_copies=3)
+    for peer in "abc":
+        assert len(p.pick(peer, None, 4, 0.0)) == 4
+    assert p.pick("d", None, 4, 0.0) == []
+    p1 = make(1, endgame_copies=1)
+    p1.pick("a", None, 4, 0.0)
+    assert p1.pick("b", None, 4, 0.0) == []  # end-game off
+
+
+def test_no_duplicates_while_the_peer_has_fresh_blocks_to_fetch() -> None:
+    p = make(2)
+    p.pick("a", has(0), 4, 0.0)
+    assert pieces(p.pick("b", None, 8, 0.0)) == [1]  # piece 1 only, although 4 slots are left
+    assert sorted(p.pick("b", None, 8, 0.0)) == blocks_of(0)  # now it is end-game
+
+
+def test_endgame_only_duplicates_pieces_the_peer_has() -> None:
+    p = make(2)
+    p.pick("a", None, 8, 0.0)
+    assert pieces(p.pick("b", has(1), 8, 0.0)) == [1]
+
+
+def test_first_copy_wins_and_the_others_are_cancelled() -> None:
+    p = make(1, endgame_copies=3)
+    blk = blocks_of(0)[1]
+    for peer in "abc":
+        p.pick(peer, None, 4, 0.0)
+    complete, cancels = p.on_block("b", blk)
+    assert not complete
+    assert sorted(cancels) == [("a", blk), ("c", blk)]
+    assert p.in_flight("a") == p.in_flight("c") == 3
+    assert not p.is_expected("a", blk)
+    # The cancelled copy may still arrive: it is a harmless duplicate.
+    assert p.on_block("a", blk) == (False, [])
+    # The last block completes the piece once, whoever delivers it.
+    for other in blocks_of(0):
+        if other != blk:
+            p.on_block("c", other)
+    assert p.in_flight("a") == p.in_flight("b") == p.in_flight("c") == 0
+
+
+def test_last_block_completes_the_piece_and_cancels_its_duplicates() -> None:
+    p = make(1)
+    p.pick("a", None, 4, 0.0)
+    p.pick("b", None, 4, 0.0)
+    last = blocks_of(0)[3]
+    for blk in blocks_of(0)[:3]:
+        p.on_block("a", blk)
+    assert p.on_block("b", last) == (True, [("a", last)])
+
+
+# -- timeouts, rejects, departures, failures --------------------------------------------------
+
+
+def test_expired_frees_requests_older_than_the_timeout_for_other_peers() -> None:
+    p = make(1, request_timeout=8.0, endgame_copies=1)
+    first = p.pick("slow", None, 2, 0.0)
+    second = p.pick("slow", None, 2, 5.0)
+    assert p.pick("fast", None, 4, 6.0) == []
+    assert p.expired(8.0) == []  # exactly the timeout is not yet late
+    expired = p.expired(8.5)
+    assert sorted(expired) == sorted(("slow", blk) for blk in first)
+    assert p.in_flight("slow") == 2
+    assert sorted(p.pick("fast", None, 4, 8.5)) == sorted(first)
+    assert sorted(b for _, b in p.expired(13.5)) == sorted(second)
+    assert p.in_flight("slow") == 0 and p.in_flight("fast") == 2
+    assert sorted(p.expired(16.6)) == sorted(("fast", blk) for blk in first)
+
+
+def test_a_late_answer_to_an_expired_request_is_still_used() -> None:
+    p = make(1, endgame_copies=1)
+    blk = p.pick("slow", None, 1, 0.0)[0]
+    p.expired(9.0)
+    p.pick("fast", None, 1, 9.0)
+    assert p.block_needed(blk[0], blk[1])
+    assert p.on_block("slow", blk) == (False, [("fast", blk)])
+
+
+def test_rejected_block_is_free_for_others() -> None:
+    p = make(1, endgame_copies=1)
+    got = p.pick("a", None, 4, 0.0)
+    p.on_reject("a", got[0])
+    assert p.in_flight("a") == 3
+    assert p.pick("b", None, 4, 0.0) == [got[0]]
+
+
+def test_remove_peer_frees_its_blocks() -> None:
+    p = make(2, endgame_copies=1)
+    p.add_peer("a", {0, 1})
+    got = p.pick("a", None, 5, 0.0)
+    assert sorted(p.remove_peer("a", {0, 1})) == sorted(got)
+    assert p.in_flight("a") == 0
+    assert sorted(p.pick("b", None, 5, 1.0)) == sorted(got)
+
+
+def test_remove_peer_keeps_blocks_other_peers_have_in_flight() -> None:
+    p = make(1)
+    p.pick("a", None, 4, 0.0)
+    p.pick("b", None, 4, 0.0)  # end-game copies
+    p.remove_peer("a", None)
+    assert p.in_flight("b") == 4
+    assert p.pick("c", None, 4, 0.0) == blocks_of(0)  # a's copies are free to take again
+
+
+def test_a_failed_piece_is_fetched_again_in_full() -> None:
+    p = make(1)
+    for blk in p.pick("a", None, 4, 0.0):
+        p.on_block("a", blk)
+    p.on_piece_failed(0)
+    assert not p.complete
+    assert p.pick("b", None, 4, 1.0) == blocks_of(0)
+
+
+def test_pieces_we_have_are_never_requested() -> None:
+    p = make(6)
+    for piece in (0, 2, 3, 5):
+        p.mark_have(piece)
+    assert sorted(pieces(p.pick("a", None, 100, 0.0))) == [1, 4]
+    assert p.pick("b", has(0, 2, 3, 5), 100, 0.0) == []
+    assert p.wanted(1) and not p.wanted(0)
+
+
+def test_a_piece_found_elsewhere_needs_no_more_blocks() -> None:
+    p = make(2)
+    got = p.pick("a", has(0), 4, 0.0)
+    p.on_block("a", got[0])
+    p.mark_have(0)  # e.g. verified from another source
+    assert not p.block_needed(0, got[1][1])
+    assert p.on_block("a", got[1]) == (False, [])
+
+
+def test_mark_have_counts_each_piece_once() -> None:
+    p = make(2)
+    p.mark_have(0)
+    p.mark_have(0)
+    assert p.n_have == 1 and not p.complete
+    p.on_piece_verified(1)
+    assert p.complete
+
+
+# -- priority --------------------------------------------------------------------------------
+
+
+def test_priority_pieces_come_first_even_beyond_the_window() -> None:
+    p = make(20, sequential=True, window=4)
+    p.set_priority([15, 9])
+    got = p.pick("a", None, 9, 0.0)
+    assert pieces(got) == [15, 9, 0]
+    assert got[:8] == blocks_of(15) + blocks_of(9)
+
+
+def test_priority_pieces_come_before_pieces_already_started() -> None:
+    p = make(10, sequential=True)
+    assert p.pick("a", None, 2, 0.0) == blocks_of(0)[:2]
+    p.set_priority([5])
+    assert pieces(p.pick("a", None, 6, 0.0)) == [5, 0]
+
+
+def test_priority_pieces_come_first_in_rarest_first_mode() -> None:
+    p = make(20)
+    p.add_peer("a", set(range(20)))
+    p.add_peer("b", set(range(1, 20)))  # piece 0 is the rarest
+    p.set_priority([15, 9])
+    assert pieces(p.pick("a", None, 9, 0.0)) == [15, 9, 0]
+
+
+def test_priority_skips_pieces_we_have_or_the_peer_lacks() -> None:
+    p = make(20, sequential=True, window=4)
+    p.mark_have(15)
+    p.set_priority([15, 9, 12])
+    assert pieces(p.pick("a", has(0, 12, 15), 9, 0.0)) == [12, 0]
+
+
+def test_a_started_piece_outside_the_window_waits_once_it_is_no_priority() -> None:
+    # A player seeks away: the piece it wanted, beyond the window, is not finished first.
+    p = make(10, sequential=True, window=2)
+    p.set_priority([2])  # cursor + window: just outside
+    assert p.pick("a", None, 2, 0.0) == blocks_of(2)[:2]
+    p.set_priority([])
+    assert pieces(p.pick("a", None, 8, 0.0)) == [0, 1]
+
+
+def test_strict_priority_requests_nothing_else_while_those_pieces_are_missing() -> None:
+    p = make(10, sequential=True, window=4)
+    p.strict_priority = True
+    p.set_priority([7])
+    assert p.pick("a", None, 10, 0.0) == blocks_of(7)  # four blocks, although ten slots
+    assert p.pick("b", None, 10, 0.0) == blocks_of(7)  # end-game copies, nothing else
+    assert p.pick("c", has(0, 1, 2, 3), 10, 0.0) == []
+    for blk in blocks_of(7):
+        p.on_block("a", blk)
+    p.on_piece_verified(7)
+    assert pieces(p.pick("c", has(0, 1, 2, 3), 10, 0.0)) == [0, 1, 2]
+
+
+def test_in_flight_blocks_lists_what_a_peer_was_asked_for() -> None:
+    p = make(2)
+    got = p.pick("a", None, 5, 0.0)
+    assert sorted(p.in_flight_blocks("a")) == sorted(got)
+    p.on_block("a", got[0])
+    assert sorted(p.in_flight_blocks("a")) == sorted(got[1:])
+    assert p.in_flight_blocks("nobody") == []
+
+
+# -- simulation ------------------------------------------------------------------------------
+
+
+@dataclass
+class SimPeer:
+    name: str
+    pieces: set[int] | None  # None: it has every piece
+    slots: int
+    stall: float  # chance a request is never answered
+    reject: float  # chance a request is refused
+    latency: float  # answers take up to this long; beyond 8 s they time out first
+    proto: wire.PeerProtocol = field(init=False)
+    queue: list[tuple[float, tuple[int, int, int], str]] = field(default_factory=list)
+    online: bool = True
+
+    def has(self, piece: int) -> bool:
+        return self.pieces is None or piece in self.pieces
+
+
+class Sim:
+    """The swarm's use of the picker, with simulated peers and a model of its promises."""
+
+    def __init__(self, seed: int) -> None:
+        rng = self.rng = random.Random(seed)
+        n = rng.randint(1, 24)
+        lengths = [P] * (n - 1) + [rng.randint(1, P)]
+        self.sequential = rng.random() < 0.4
+        window = rng.randint(1, 4) if self.sequential and rng.random() < 0.7 else None
+        self.copies = rng.randint(1, 3)
+        self.picker = Picker(
+            lengths,
+            B,
+            sequential=self.sequential,
+            window=window,
+            request_timeout=8.0,
+            endgame_copies=self.copies,
+            rng=random.Random(seed),
+        )
+        self.lengths = lengths
+        self.geometry = wire.Geometry(n, P, sum(lengths))
+        self.peers: list[SimPeer] = []
+        for i in range(rng.randint(1, 5)):
+            ps = None if rng.random() < 0.25 else {p for p in range(n) if rng.random() < 0.5}
+            self.peers.append(
+                SimPeer(
+                    f"p{i}",
+                    ps,
+                    slots=rng.randint(1, 6),
+                    stall=rng.choice([0, 0, 0.1, 0.5]),
+                    reject=rng.choice([0, 0, 0.05]),
+                    latency=rng.choice([1, 3, 12, 30]),
+                )
+            )
+        covered = set().union(
+            *(set(range(n)) if p.pieces is None else p.pieces for p in self.peers)
+        )
+        for missing in set(range(n)) - covered:
+            rng.choice(self.peers).pieces.add(missing)  # type: ignore[union-attr]
+        self.picker.strict_priority = self.sequential and rng.random() < 0.5
+        if self.sequential and rng.random() < 0.5:
+            self.picker.set_priority(rng.sample(range(n), rng.randint(0, min(3, n))))
+        self.by_name = {p.name: p for p in self.peers}
+        self.live: dict[str, set[tuple[int, int, int]]] = {}  # what the picker has in flight
+        self.received: dict[int, set[int]] = {}  # piece -> offsets accepted as new data
+        self.failures_left = rng.randint(0, 3)
+        self.now = 0.0
+        self.cursor = 0
+        for piece in range(n):  # resumed from disk
+            if rng.random() < 0.15:
+                self.picker.mark_have(piece)
+        self.advance_cursor()
+        for peer in self.peers:
+            self.join(peer)
+
+    # -- the swarm's side
+
+    def join(self, peer: SimPeer) -> None:
+        peer.online = True
+        peer.queue.clear()
+        peer.proto = wire.PeerProtocol(b"h" * 32, b"us" * 8)
+        peer.proto.receive(wire.encode_handshake(b"h" * 32, peer.name.encode().ljust(16), B))
+        peer.proto.set_geometry(self.geometry)
+        self.live[peer.name] = set()
+        self.picker.add_peer(peer.name, None if peer.pieces is None else set(peer.pieces))
+
+    def leave(self, peer: SimPeer) -> None:
+        before = self.live.pop(peer.name)
+        freed = self.picker.remove_peer(peer.name, peer.pieces)
+        assert set(freed) <= before
+        peer.online = False
+
+    def advance_cursor(self) -> None:
+        while self.cursor < self.picker.count and self.picker.have[self.cursor]:
+            self.cursor += 1
+        self.picker.set_cursor(self.cursor)
+
+    def set_priority(self) -> None:
+        """A player seeks: new pieces first; with strict priority, cancel the rest."""
+        p, rng = self.picker, self.rng
+        p.set_priority(rng.sample(range(p.count), rng.randint(0, min(3, p.count))))
+        urgent = {x for x in p.priority if not p.have[x]}
+        if urgent and p.strict_priority:
+            for peer in self.peers:
+                if not peer.online:
+                    continue
+                for blk in p.in_flight_blocks(peer.name):
+                    if blk[0] not in urgent:
+                        assert peer.proto.send_cancel(*blk) is not None
+                        p.on_reject(peer.name, blk)
+                        self.live[peer.name].remove(blk)
+                        if rng.random() < 0.5:
+                            peer.queue = [q for q in peer.queue if q[1] != blk]
+        self.check_counts()
+
+    def eligible(self, peer: SimPeer, piece: int) -> bool:
+        p = self.picker
+        urgent = [x for x in p.priority if not p.have[x]]
+        if urgent and p.strict_priority:
+            return piece in urgent and peer.has(piece)
+        in_window = p.window is None or piece < self.cursor + p.window
+        return not p.have[piece] and peer.has(piece) and (in_window or piece in p.priority)
+
+    def fresh_blocks(self, peer: SimPeer) -> set[tuple[int, int, int]]:
+        """Blocks `peer` could fetch that nobody has in flight or delivered."""
+        flying = set().union(*self.live.values())
+        return {
+            blk
+            for piece in range(self.picker.count)
+            if self.eligible(peer, piece)
+            for blk in blocks_of(piece, self.lengths[piece])
+            if blk[1] not in self.received.get(piece, set()) and blk not in flying
+        }
+
+    def refill(self, peer: SimPeer) -> None:
+        p = self.picker
+        free = peer.slots - p.in_flight(peer.name)
+        assert free >= 0
+        fresh = self.fresh_blocks(peer)
+        got = p.pick(peer.name, None if peer.pieces is None else peer.has, free, self.now)
+        assert len(got) <= free
+        others = set().union(*(v for k, v in self.live.items() if k != peer.name))
+        dups = [blk for blk in got if blk in others]
+        if dups:
+            # End-game only once nothing fresh is left, and never a mix with fresh picks.
+            assert not fresh and len(dups) == len(got)
+        for blk in got:
+            piece, offset, _ = blk
+            assert self.eligible(peer, piece), (peer.name, piece)
+            assert blk in blocks_of(piece, self.lengths[piece])
+            assert offset not in self.received.get(piece, set())
+            assert blk not in self.live[peer.name]
+            self.live[peer.name].add(blk)
+            copies = sum(blk in v for v in self.live.values())
+            assert copies <= max(1, self.copies)
+            peer.proto.send_request(*blk)
+            r = self.rng.random()
+            outcome = (
+                "stall" if r < peer.stall else "reject" if r < peer.stall + peer.reject else "data"
+            )
+            peer.queue.append((self.now + self.rng.uniform(0, peer.latency), blk, outcome))
+        self.check_counts()
+
+    def check_counts(self) -> None:
+        for name, blocks in self.live.items():
+            assert self.picker.in_flight(name) == len(blocks), name
+
+    def deliver(self, peer: SimPeer, blk: tuple[int, int, int], outcome: str) -> None:
+        p = self.picker
+        piece, offset, length = blk
+        if outcome == "reject":
+            assert isinstance(peer.proto.receive(wire.encode_reject(*blk)), wire.BlockRejected)
+            p.on_reject(peer.name, blk)
+            self.live[peer.name].discard(blk)
+            return
+        ev = peer.proto.receive(wire.encode_piece_header(piece, offset) + b"\0" * length)
+        assert isinstance(ev, wire.BlockReceived)
+        new = p.block_needed(piece, offset)
+        complete, cancels = p.on_block(peer.name, blk)
+        self.live[peer.name].discard(blk)
+        for other, cblk in cancels:
+            assert cblk == blk and other != peer.name
+            self.live[other].remove(cblk)
+            o = self.by_name[other]
+            assert o.proto.send_cancel(*cblk) is not None
+            if self.rng.random() < 0.5:  # the cancel overtook the answer
+                o.queue = [q for q in o.queue if q[1] != cblk]
+        if new:
+            assert offset not in self.received.setdefault(piece, set())
+            self.received[piece].add(offset)
+        want = {b[1] for b in blocks_of(piece, self.lengths[piece])}
+        assert complete == (new and self.received.get(piece) == want)
+        if complete:
+            del self.received[piece]
+            assert not any(b[0] == piece for v in self.live.values() for b in v)
+            if self.failures_left and self.rng.random() < 0.3:
+                self.failures_left -= 1
+                p.on_piece_failed(piece)
+            else:
+                p.on_piece_verified(piece)
+                self.advance_cursor()
+
+    def expire(self) -> None:
+        for name, blk in self.picker.expired(self.now):
+            self.live[name].remove(blk)
+            peer = self.by_name[name]
+            assert peer.proto.send_cancel(*blk) is not None
+            # Often the answer is already on its way and the cancel comes too late.
+            peer.queue = [q for q in peer.queue if q[1] != blk or self.rng.random() < 0.6]
+
+    def run(self) -> int:
+        """Step the clock until the download completes; returns the number of steps."""
+        rng, steps = self.rng, 0
+        while not self.picker.complete:
+            steps += 1
+            assert steps < 5000, "the download never completed"
+            self.now += rng.uniform(0.1, 1.5)
+            for peer in self.peers:
+                if peer.online and rng.random() < 0.01 and len(self.peers) > 1:
+                    self.leave(peer)
+                elif not peer.online and rng.random() < 0.1:
+                    self.join(peer)
+            if self.sequential and rng.random() < 0.03:
+                self.set_priority()
+            for peer in self.peers:
+                if peer.online:
+                    self.refill(peer)
+            due = [
+                (peer, q)
+                for peer in self.peers
+                if peer.online
+                for q in peer.queue
+                if q[0] <= self.now and q[2] != "stall"
+            ]
+            rng.shuffle(due)
+            for peer, q in due:
+                if q in peer.queue:
+                    peer.queue.remove(q)
+                    self.deliver(peer, q[1], q[2])
+            self.expire()
+            self.check_counts()
+        return steps
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_simulated_swarm_completes_and_keeps_every_promise(seed: int) -> None:
+    sim = Sim(seed)
+    sim.run()
+    assert all(sim.picker.have)
+    assert sim.received == {}
