@@ -16,6 +16,7 @@ and both relative to `stock` measured in the same run; plus the tuning's own cou
 (SACKs per data packet, largest confirmed packet, probes, loss recoveries).
 
     python benchmarks/tuning.py [--size 128M] [--variants stock,tuned] [--repeat 1] [--json]
+    python benchmarks/tuning.py --variants tuned --cprofile /tmp/prof   # cProfile per side
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def _tuned_child(role: str, peer, result, cfg: dict) -> None:
             Path(stats_dir, f"{role}.json").write_text(json.dumps(asdict(aiortc_tuning.STATS)))
 
 
-def run_variant(name: str, size: int, msg_size: int) -> dict:
+def run_variant(name: str, size: int, msg_size: int, cprofile_dir: str | None = None) -> dict:
     sender_spec, receiver_spec = VARIANTS[name]
     with tempfile.TemporaryDirectory(prefix="p2p-tuning-") as stats_dir:
         saved = {k: os.environ.get(k) for k in (VARIANTS_ENV, STATS_ENV)}
@@ -84,7 +85,8 @@ def run_variant(name: str, size: int, msg_size: int) -> dict:
         os.environ[STATS_ENV] = stats_dir
         bare_channel._child_main = _tuned_child  # spawn pickles it by name: this module
         try:
-            res = bare_channel.run(size, msg_size=msg_size, use_uvloop=None)
+            res = bare_channel.run(size, msg_size=msg_size, use_uvloop=None,
+                                   cprofile_dir=cprofile_dir and str(Path(cprofile_dir, name)))
         finally:
             bare_channel._child_main = _ORIGINAL_CHILD
             for k, v in saved.items():
@@ -122,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated, from {','.join(VARIANTS)}")
     ap.add_argument("--repeat", type=int, default=1, help="rounds over all variants")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--cprofile", metavar="DIR",
+                    help="write DIR/<variant>/sender.prof and receiver.prof (slows it down)")
     args = ap.parse_args(argv)
     names = args.variants.split(",")
     unknown = [n for n in names if n not in VARIANTS]
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.repeat):
         results: dict[str, dict] = {}
         for name in names:
-            results[name] = run_variant(name, args.size, args.msg_size)
+            results[name] = run_variant(name, args.size, args.msg_size, args.cprofile)
             print(f"round {i + 1} {name}: {results[name]}", file=sys.stderr, flush=True)
         base = results.get("stock")
         if base:
