@@ -37,6 +37,9 @@ MAX_MANIFEST = 16 * 1024 * 1024  # bytes; a 16 MiB piece list already describes 
 MAX_QUEUED_REQUESTS = 512  # per peer; more is a flood and drops the peer
 MIN_SLOTS, MAX_SLOTS, START_SLOTS = 2, 48, 8
 BAD_PIECE_STRIKES = 3  # shared blame for a bad piece before a peer is dropped
+MAX_MESSAGE = 256 * 1024  # what aiortc and Chromium advertise as max-message-size
+HANDSHAKE_TIMEOUT = 10.0  # seconds from channel open to the remote's handshake
+MAX_REFUSALS = 8  # REJECTs of pieces a peer said it had, before it counts as lying
 
 
 @dataclass
@@ -126,6 +129,8 @@ class PeerSession:
         self.rate = Rate()
         self.slots = START_SLOTS
         self.strikes = 0
+        self.last_data = time.monotonic()  # when it last sent a block (or connected)
+        self.refused: set[int] = set()  # pieces it said it had, then rejected
         self.dropped: str | None = None
         self.tasks: list[asyncio.Task] = []
         self.connected_at = 0.0
@@ -135,7 +140,7 @@ class PeerSession:
         return self.proto.remote is not None and not self.link.closed.is_set()
 
     def has(self, piece: int) -> bool:
-        return self.has_all or piece in self.pieces
+        return (self.has_all or piece in self.pieces) and piece not in self.refused
 
     def send(self, data: bytes | None) -> None:
         if data is None:
@@ -324,14 +329,22 @@ class Swarm:
         if not await s.link.wait_open(self.config.connect_timeout):
             await self._drop(s, None if s.link.closed.is_set() else "connection timed out")
             return
-        s.connected_at = time.monotonic()
+        s.connected_at = s.last_data = time.monotonic()
         s.send(s.proto.handshake())  # first: attaching the handler may answer early messages
         s.link.on_message = lambda m: self._on_message(s, m)
         s.tasks.append(self._spawn(self._serve_loop(s)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(s.link.closed.wait(), HANDSHAKE_TIMEOUT)
+        if s.proto.remote is None and not s.link.closed.is_set():
+            await self._drop(s, "no handshake within 10 s", ban=True)
+            return
         await s.link.closed.wait()
         await self._drop(s, s.dropped)
 
-    async def _drop(self, s: PeerSession, reason: str | None, *, ban: bool = False) -> None:
+    async def _drop(
+        self, s: PeerSession, reason: str | None, *, ban: bool = False, warn: bool = False
+    ) -> None:
+        """Forget a peer. `ban`: it misbehaved, never talk to it again; `warn`: tell the user."""
         if self.sessions.get(s.sig_id) is not s:
             return
         del self.sessions[s.sig_id]
@@ -348,7 +361,7 @@ class Swarm:
         for t in s.tasks:
             t.cancel()
         await s.link.close()
-        if s.proto.remote is not None:
+        if s.proto.remote is not None or ban or warn:
             ev: dict[str, Any] = {
                 "event": "peer-left",
                 "peer": s.sig_id,
@@ -358,7 +371,7 @@ class Swarm:
             if reason:
                 ev["reason"] = reason
             self.emit(ev)
-        if reason and ban:
+        if reason and (ban or warn):
             self.emit({"event": "warning", "message": f"dropped peer {s.sig_id}: {reason}"})
         self._refill_all()
 
@@ -368,6 +381,8 @@ class Swarm:
         try:
             if isinstance(data, str):
                 raise wire.ProtocolError("text message on the binary protocol channel")
+            if len(data) > MAX_MESSAGE:
+                raise wire.ProtocolError(f"message of {len(data)} bytes exceeds 256 KiB")
             ev = s.proto.receive(data)
             self._handle(s, ev)
         except wire.ProtocolError as e:
@@ -391,7 +406,9 @@ class Swarm:
             if self.picker is not None:
                 self.picker.on_reject(s.sig_id, (ev.piece, ev.offset, ev.length))
                 # It told us it has the piece and then refused: stop asking it for that one.
-                s.pieces.discard(ev.piece)
+                s.refused.add(ev.piece)
+                if len(s.refused) > MAX_REFUSALS:
+                    raise wire.ProtocolError("refuses pieces it claims to have (lying bitfield)")
                 self._refill(s)
         elif isinstance(ev, wire.HaveReceived):
             if ev.piece not in s.pieces and not s.has_all:
@@ -453,6 +470,12 @@ class Swarm:
 
     def _on_manifest_data(self, s: PeerSession, ev: wire.ManifestData) -> None:
         if self.manifest is not None:
+            # An answer to a request sent before we had the manifest: it must still agree.
+            enc = self.manifest.encoded
+            if ev.total and (ev.total != len(enc) or enc[ev.offset : ev.offset + len(ev.data)]
+                             != ev.data):
+                self.rejections += 1
+                raise wire.ProtocolError("sent a bad manifest: it differs from the verified one")
             return
         if ev.total == 0:
             s.manifest_unavailable = True  # it has no manifest yet; its bitfield will say
@@ -514,6 +537,8 @@ class Swarm:
     def _attach_to_picker(self, s: PeerSession) -> None:
         if self.picker is None or s.announced_to_picker:
             return
+        # HAVEs that came before the manifest were not range-checked yet.
+        s.pieces = {x for x in s.pieces if x < self.picker.count}
         if s.pending_bitfield is not None and not s.has_all:
             try:
                 s.pieces |= wire.bitfield_pieces(s.pending_bitfield, self.picker.count)
@@ -553,9 +578,8 @@ class Swarm:
         free = s.slots - p.in_flight(s.sig_id)
         if free <= 0:
             return
-        for piece, offset, length in p.pick(
-            s.sig_id, None if s.has_all else s.has, free, time.monotonic()
-        ):
+        has = None if s.has_all and not s.refused else s.has
+        for piece, offset, length in p.pick(s.sig_id, has, free, time.monotonic()):
             s.send(s.proto.send_request(piece, offset, length))
 
     def _on_block(self, s: PeerSession, ev: wire.BlockReceived) -> None:
@@ -566,6 +590,7 @@ class Swarm:
         self.bytes_down += n
         self.down_rate.add(n)
         self.per_peer_received[s.sig_id] = self.per_peer_received.get(s.sig_id, 0) + n
+        s.last_data = time.monotonic()
         if p is None or self.manifest is None:
             return
         block = (ev.piece, ev.offset, n)
@@ -673,11 +698,19 @@ class Swarm:
             if self.usable_peers:
                 self.last_peer_time = now
             if p is not None and not p.complete:
+                timed_out: set[str] = set()
                 for sig, block in p.expired(now):
                     s = self.sessions.get(sig)
                     if s is not None:
                         s.send(s.proto.send_cancel(*block))
                         s.slots = MIN_SLOTS
+                        timed_out.add(sig)
+                for sig in timed_out:
+                    s = self.sessions.get(sig)
+                    # A request timed out and the peer sent nothing at all for a whole
+                    # timeout: it is not slow, it is not answering.
+                    if s is not None and now - s.last_data >= p.request_timeout:
+                        await self._drop(s, "stopped answering requests", warn=True)
                 self._refill_all()
 
 

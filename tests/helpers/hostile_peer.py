@@ -1,19 +1,33 @@
-"""A misbehaving peer for tests: speaks the wire protocol, then lies.
+"""A misbehaving peer for tests: joins a swarm, speaks the wire protocol, then misbehaves.
 
 Not a product feature. Usage: python hostile_peer.py SIGNAL_URL FILE MODE
-Modes: corrupt (flips a byte in every block it sends). It prints its signaling id on
-stdout once announced, and serves until killed.
+It prints its signaling id on stdout once announced, then runs until killed.
+
+As a source (what a downloader sees):
+  corrupt      serves blocks with one byte flipped
+  silent       says it has everything, never answers a request
+  liar         says it has everything, rejects every request
+  badmanifest  answers manifest requests with another file's manifest
+  wronghash    handshakes for different content
+As a requester (what a seeder sees):
+  garbage      sends random bytes after the handshake
+  oversized    sends one 300 KiB message
+  outside      requests a piece beyond the end of the file
+  flood        sends 2000 requests at once
+  nohandshake  opens the channel and says nothing
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 
 from p2pcli import wire
 from p2pcli.hashing import hash_file
 from p2pcli.ice import set_host_addresses
+from p2pcli.manifest import Manifest
 from p2pcli.rtc import PeerLink
 from p2pcli.signaling.client import SignalHandlers, SignalingClient
 
@@ -21,16 +35,36 @@ from p2pcli.signaling.client import SignalHandlers, SignalingClient
 async def main(url: str, path: str, mode: str) -> None:
     set_host_addresses(["127.0.0.1"])
     m = hash_file(path, use_cache=False)
+    # Another file's manifest, same shape: one byte of the name differs.
+    other = Manifest.create("x" + m.name[1:], m.size, m.piece_size, list(m.piece_hashes))
     content_id = m.content_id
     peer_id = os.urandom(16)
     links: dict[str, PeerLink] = {}
     tasks: set[asyncio.Task] = set()  # keep references so tasks are not collected
     fd = os.open(path, os.O_RDONLY)
+    rng = random.Random(1)
+
+    async def attack(link: PeerLink) -> None:
+        if mode == "garbage":
+            for _ in range(20):
+                link.send_nowait(bytes([0xEE]) + rng.randbytes(rng.randrange(1, 200)))
+        elif mode == "oversized":
+            # Lift aiortc's own guard so the oversized message really goes out.
+            link.pc.sctp._remote_max_message_size = None  # type: ignore[union-attr]
+            link.send_nowait(wire.encode_request(0, 0, 16) + bytes(300 * 1024))
+        elif mode == "outside":
+            link.send_nowait(wire.encode_request(m.piece_count + 5, 0, 1024))
+        elif mode == "flood":
+            for i in range(2000):
+                link.send_nowait(wire.encode_request(i % m.piece_count, 0, 1024))
 
     async def serve(link: PeerLink) -> None:
         if not await link.wait_open(15):
             return
-        proto = wire.PeerProtocol(m.content_hash, peer_id)
+        if mode == "nohandshake":
+            return
+        chash = os.urandom(32) if mode == "wronghash" else m.content_hash
+        proto = wire.PeerProtocol(chash, peer_id)
         proto.set_geometry(wire.Geometry(m.piece_count, m.piece_size, m.size))
         link.send_nowait(proto.handshake())
         queue: asyncio.Queue = asyncio.Queue()
@@ -46,11 +80,17 @@ async def main(url: str, path: str, mode: str) -> None:
                 return
             if isinstance(ev, wire.Handshake):
                 link.send_nowait(wire.encode_have_all())
+                await attack(link)
             elif isinstance(ev, wire.ManifestRequested):
-                enc = m.encoded
+                enc = other.encoded if mode == "badmanifest" else m.encoded
                 chunk = enc[ev.offset : ev.offset + ev.length]
                 link.send_nowait(wire.encode_manifest_data(len(enc), ev.offset, chunk))
             elif isinstance(ev, wire.BlockRequested):
+                if mode == "silent":
+                    continue
+                if mode == "liar":
+                    link.send_nowait(wire.encode_reject(ev.piece, ev.offset, ev.length))
+                    continue
                 block = bytearray(os.pread(fd, ev.length, ev.piece * m.piece_size + ev.offset))
                 if mode == "corrupt":
                     block[0] ^= 0xFF
