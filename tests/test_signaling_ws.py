@@ -8,8 +8,11 @@ serving everyone else.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import re
+import socket
 
 import aiohttp
 import pytest
@@ -252,3 +255,82 @@ async def test_long_polling_payload_over_the_size_limit_is_refused(
         async with session.post(url + f"&sid={sid}", data="4" + "x" * (2 * 1024 * 1024)) as r:
             assert r.status >= 400
     assert await get_json(signal_server.url + "/healthz") == {"ok": True}
+
+
+@pytest.mark.parametrize("kind", ["ws", "socket.io"])
+async def test_a_peer_that_stops_reading_is_cut_off_not_waited_for(
+    signal_peers: Peers, signal_server: SignalProcess, kind: str
+):
+    """A peer must not be able to stall the peers that send to it by not reading."""
+    room = unique()
+    slow = await asyncio.to_thread(_silent_peer, signal_server.port, room, kind)
+    try:
+        flooder = await signal_peers.sio()
+        await asyncio.sleep(0.2)  # let the silent peer's announce land first
+        assert slow.peer_id in await flooder.announce(room)
+        blob = "x" * 60_000
+        # ~9 MB: more than the kernel buffers of both ends plus the server's 1 MiB.
+        for _ in range(150):
+            await flooder.emit("offer", {"targetPeer": slow.peer_id, "sdp": blob})
+        assert await flooder.next("peer-left") == {"peerId": slow.peer_id}
+        # The flooder itself was never blocked, and is still served.
+        assert (await flooder.call("announce", {"hash": unique()}))["ok"] is True
+    finally:
+        slow.sock.close()
+
+
+class _SilentPeer:
+    def __init__(self, sock: socket.socket, peer_id: str) -> None:
+        self.sock = sock
+        self.peer_id = peer_id
+
+
+def _silent_peer(port: int, room: str, kind: str) -> _SilentPeer:
+    """A WebSocket client with a tiny receive buffer that announces `room`, then never reads.
+
+    Spoken by hand over a raw socket, since client libraries keep reading in the background.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(WAIT)
+    sock.connect(("127.0.0.1", port))
+    path = "/ws" if kind == "ws" else "/socket.io/?EIO=4&transport=websocket"
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .encode()
+    )
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(4096)
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+
+    def read_frame() -> str:
+        nonlocal buf
+        while len(buf) < 2 or len(buf) < 2 + (buf[1] & 0x7F):
+            buf += sock.recv(4096)
+        n = buf[1] & 0x7F
+        assert n < 126
+        text, buf = buf[2 : 2 + n].decode(), buf[2 + n :]
+        return text
+
+    def send_frame(text: str) -> None:
+        payload = text.encode()
+        mask = os.urandom(4)
+        sock.sendall(
+            bytes([0x81, 0x80 | len(payload)])
+            + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        )
+
+    if kind == "ws":
+        peer_id = json.loads(read_frame())["peerId"]
+        send_frame(json.dumps({"type": "announce", "hash": room}))
+    else:
+        assert read_frame().startswith("0{")
+        send_frame("40")
+        peer_id = json.loads(read_frame()[2:])["sid"]
+        send_frame('42["announce",' + json.dumps({"hash": room}) + "]")
+    return _SilentPeer(sock, peer_id)

@@ -14,7 +14,9 @@ long-polling):
   client is still found: engine.io's service task checks every socket's ping timeout
   and closes it, which ends this loop);
 - writing: frames go straight to the WebSocket; the queue only holds what was sent
-  before the switch and is flushed first, so order is kept;
+  before the switch and is flushed first, so order is kept. A client that stops reading
+  is disconnected once `MAX_BUFFERED` bytes wait for it, rather than make the peers
+  relaying to it wait (engine.io's queue instead grew without bound);
 - Socket.IO events without an ack id on the main namespace (``42["event",...]``, which
   is every relayed message) are offered to a ``fast_event`` callback before engine.io
   and python-socketio decode and dispatch them; it returns False to decline.
@@ -46,7 +48,7 @@ import asyncio
 import contextlib
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import WSMsgType, web
 from engineio import async_socket, exceptions, packet
@@ -56,6 +58,9 @@ MAX_POST_PACKETS = 1024
 
 #: Packets sent in one long-polling GET response: what python-engineio clients accept.
 MAX_POLL_PACKETS = 16
+
+#: Unsent bytes a WebSocket client may let pile up before it is disconnected.
+MAX_BUFFERED = 1024 * 1024
 
 #: Seconds `FastSocket.close` waits for queued packets (the CLOSE) to be fetched.
 CLOSE_WAIT = 1.0
@@ -71,6 +76,8 @@ class FastSocket(async_socket.AsyncSocket):
 
     # Class attributes, so instances switched from AsyncSocket start with them.
     _ws: web.WebSocketResponse | None = None
+    # uvloop's transports have the WriteTransport methods without being registered as one.
+    _transport: asyncio.WriteTransport | None = None
     fast_event: FastEvent | None = None
 
     async def send(self, pkt: packet.Packet) -> None:
@@ -79,6 +86,11 @@ class FastSocket(async_socket.AsyncSocket):
             await super().send(pkt)
             return
         if not await self.check_ping_timeout():
+            return
+        transport = self._transport
+        if transport is not None and transport.get_write_buffer_size() > MAX_BUFFERED:
+            # Not reading: cut it off; the read loop then ends and cleans up.
+            transport.abort()
             return
         data = pkt.encode()
         try:
@@ -168,6 +180,11 @@ class FastSocket(async_socket.AsyncSocket):
     async def _websocket_handler(self, ws: Any) -> None:
         """Run the session over WebSocket until either side closes it."""
         sock: web.WebSocketResponse = ws.response
+        transport = cast("asyncio.WriteTransport | None", ws.environ["aiohttp.request"].transport)
+        if transport is not None:
+            # Sends must never wait for the client to drain (a sender's handler would
+            # stall), so aiohttp's pause threshold goes above our disconnect threshold.
+            transport.set_write_buffer_limits(high=4 * MAX_BUFFERED)
         if self.connected:
             # Upgrade from long-polling: "2probe" -> "3probe", end the pending poll,
             # then "5". Packets sent meanwhile stay queued; they are flushed below.
@@ -199,6 +216,7 @@ class FastSocket(async_socket.AsyncSocket):
             else:
                 await sock.send_bytes(data)
         self._ws = sock
+        self._transport = transport
         try:
             await self._read_loop(sock)
         finally:

@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 import socketio
@@ -177,7 +177,9 @@ class _WsPeer:
     """A /ws connection."""
 
     ws: web.WebSocketResponse
-    transport: asyncio.BaseTransport | None
+    # Typed as WriteTransport for its buffer methods; uvloop's transports have them but
+    # are not registered as asyncio.WriteTransport, so no isinstance() check here.
+    transport: asyncio.WriteTransport | None
 
     async def send(self, text: str) -> None:
         # Never wait for a peer that does not read: awaiting its drain would stall the
@@ -186,9 +188,7 @@ class _WsPeer:
         transport = self.transport
         if transport is None or transport.is_closing() or self.ws.closed:
             return
-        if isinstance(transport, asyncio.WriteTransport) and (
-            transport.get_write_buffer_size() > WS_MAX_BUFFERED
-        ):
+        if transport.get_write_buffer_size() > WS_MAX_BUFFERED:
             transport.abort()
             return
         await self.ws.send_str(text)
@@ -299,8 +299,8 @@ class SignalHub:
             raise web.HTTPForbidden(text="origin not allowed\n")
         ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_FRAME_BYTES, heartbeat=25)
         await ws.prepare(request)
-        transport = request.transport
-        if isinstance(transport, asyncio.WriteTransport):
+        transport = cast("asyncio.WriteTransport | None", request.transport)
+        if transport is not None:
             # Above WS_MAX_BUFFERED we disconnect; until then aiohttp must never pause
             # the writer (which would block the sender), so its high-water mark is above.
             transport.set_write_buffer_limits(high=4 * WS_MAX_BUFFERED)
