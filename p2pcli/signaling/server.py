@@ -154,12 +154,12 @@ class _LogBridge(logging.Handler):
             self._window, self._count = now, 0
         self._count += 1
         if self._count <= self._per_minute:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                # The exception, not its traceback: one line that says what was wrong.
+                message += f": {record.exc_info[1]!r}"
             self._log(
-                {
-                    "event": "library-error",
-                    "source": record.name,
-                    "message": record.getMessage()[:300],
-                }
+                {"event": "library-error", "source": record.name, "message": message[:300]}
             )
 
 
