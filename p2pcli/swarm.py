@@ -610,10 +610,10 @@ class Swarm:
             data = self._buffers.pop(ev.piece)
             peers = self._contributors.pop(ev.piece, set())
             self._verifying.add(ev.piece)
-            self._spawn(self._verify(ev.piece, bytes(data), peers))
+            self._spawn(self._verify(ev.piece, data, peers))
         self._refill(s)
 
-    async def _verify(self, piece: int, data: bytes, peers: set[str]) -> None:
+    async def _verify(self, piece: int, data: bytearray, peers: set[str]) -> None:
         m, p, store = self.manifest, self.picker, self.source
         assert m is not None and p is not None and isinstance(store, PartFile)
         try:

@@ -195,7 +195,8 @@ def test_handshake_bytes_match_the_doc() -> None:
     expected = b"\x01" + b"P2PW" + b"\x01" + HASH + OUR_ID + struct.pack(">I", 128 * KiB)
     assert len(expected) == 58
     assert wire.encode_handshake(HASH, OUR_ID, 128 * KiB) == expected
-    assert PeerProtocol(HASH, OUR_ID).handshake() == expected  # ours advertises 128 KiB
+    ours = PeerProtocol(HASH, OUR_ID).handshake()  # ours advertises 64 KiB
+    assert ours == expected[:-4] + struct.pack(">I", 64 * KiB)
 
 
 def test_request_cancel_reject_bytes_match_the_doc() -> None:
