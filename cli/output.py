@@ -23,6 +23,15 @@ from rich.progress import (
 )
 
 
+def human_binary(n: int) -> str:
+    """Piece sizes are powers of two: 64 KiB reads better than 65.5 KB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:g} {unit}"
+        n //= 1024
+    return f"{n} B"
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -97,7 +106,7 @@ class Reporter:
         self.hash_task = None
         self.line(
             f"[bold]{ev['name']}[/] {human_bytes(ev['size'])}, {ev['pieces']} pieces of "
-            f"{human_bytes(ev['piece_size'])}"
+            f"{human_binary(ev['piece_size'])}"
         )
 
     def on_signal_server(self, ev: dict[str, Any]) -> None:
@@ -126,7 +135,7 @@ class Reporter:
     # -- fetch
 
     def on_signaling_connected(self, ev: dict[str, Any]) -> None:
-        self.line(f"looking for peers via {ev['url']} ...")
+        self.line(f"connected to the signaling server at {ev['url']}")
 
     def on_manifest(self, ev: dict[str, Any]) -> None:
         self.line(f"[bold]{ev['name']}[/] {human_bytes(ev['size'])} in {ev['pieces']} pieces")

@@ -23,6 +23,7 @@ from cli.common import (
 )
 from cli.output import Reporter
 from p2pcli import runner
+from p2pcli.errors import Interrupted
 from p2pcli.seed import DEFAULT_EMBEDDED_PORT, SeedOptions, seed
 
 
@@ -100,9 +101,10 @@ def register(app: typer.Typer) -> None:
             public_host=public_host or (host_addresses() or (None,))[0],
         )
         try:
-            runner.run(
-                lambda: seed(opts, config, emit, reporter.hashing),
-                "stopped seeding",
-            )
+            runner.run(lambda: seed(opts, config, emit, reporter.hashing))
+        except Interrupted:
+            # Ctrl-C / SIGTERM is how seeding ends: not an error.
+            reporter.close()
+            reporter.line("stopped seeding")
         finally:
             reporter.close()

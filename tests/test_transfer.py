@@ -117,6 +117,15 @@ def test_seed_alone_starts_its_own_signaling_server(procs: Procs):
     assert sha256(procs.workdir / "out.bin") == sha256(src)
 
 
+def test_seed_stops_cleanly_on_sigterm_and_sigint(procs: Procs, signal_url: str):
+    src = make_file(procs.workdir / "src.bin", 1000)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        seeder, _ = procs.seed(src, signal_url, name=f"seed-{sig.name}")
+        seeder.signal(sig)
+        assert seeder.wait(30) == 0, seeder.stderr
+        assert "Traceback" not in seeder.stderr
+
+
 def test_works_through_a_reference_only_signaling_server(procs: Procs):
     url = procs.reference_signal()
     src = make_file(procs.workdir / "src.bin", 2_000_000)
