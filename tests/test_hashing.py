@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -40,12 +41,7 @@ def expected_hashes(data: bytes, piece_size: int) -> list[bytes]:
 
 def pseudo_random(n: int, seed: int = 0) -> bytes:
     """Deterministic bytes with no repeating pattern (so swapped pieces would be noticed)."""
-    out = bytearray()
-    counter = 0
-    while len(out) < n:
-        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest() * 32  # 1 KiB blocks
-        counter += 1
-    return bytes(out[:n])
+    return random.Random(seed).randbytes(n)
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -131,6 +127,52 @@ def test_hash_pieces_survives_short_reads(size: int, most: int, piece_size: int)
     data = pseudo_random(size, seed=size)
     got = hash_pieces(Trickle(data, most), size, piece_size)
     assert got == expected_hashes(data, piece_size)
+
+
+@pytest.fixture
+def two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Take the threaded path even on a one-CPU machine."""
+    monkeypatch.setattr(hashing.os, "cpu_count", lambda: 2)
+
+
+@pytest.mark.parametrize("piece_size", [16 * KiB, MiB, 8 * MiB, 16 * MiB])
+def test_threaded_and_single_threaded_hashing_agree(
+    tmp_path: Path, two_cpus: None, piece_size: int
+) -> None:
+    # Piece sizes below and above the run one thread takes, with a short last piece.
+    data = pseudo_random(2 * piece_size + 5 * MiB + 7)
+    path = write(tmp_path / "f", data)
+    expected = expected_hashes(data, piece_size)
+    for workers in (1, 2):
+        with open(path, "rb", buffering=0) as f:
+            assert hash_pieces(f, len(data), piece_size, workers=workers) == expected
+            assert f.tell() == len(data)
+
+
+def test_threaded_hashing_starts_at_the_file_position(tmp_path: Path, two_cpus: None) -> None:
+    data = pseudo_random(10 * MiB)
+    path = write(tmp_path / "f", b"header" + data + b"trailer")
+    with open(path, "rb", buffering=0) as f:
+        f.seek(6)
+        assert hash_pieces(f, len(data), MiB) == expected_hashes(data, MiB)
+        assert f.tell() == 6 + len(data)
+
+
+def test_threaded_progress_rises_to_the_total(tmp_path: Path, two_cpus: None) -> None:
+    size = 60 * MiB + 1
+    path = write(tmp_path / "f", pseudo_random(size))
+    rec = Recorder()
+    with open(path, "rb", buffering=0) as f:
+        hash_pieces(f, size, 64 * KiB, rec)
+    assert len(rec.calls) >= 3 and rec.calls[-1] == (size, size)
+    done = [d for d, _ in rec.calls]
+    assert done == sorted(done)
+
+
+def test_file_that_shrinks_under_threaded_hashing(tmp_path: Path, two_cpus: None) -> None:
+    path = write(tmp_path / "f", pseudo_random(9 * MiB))
+    with open(path, "rb", buffering=0) as f, pytest.raises(UsageError, match="shrank"):
+        hash_pieces(f, 30 * MiB, MiB)
 
 
 def test_hash_pieces_reads_no_further_than_size() -> None:
