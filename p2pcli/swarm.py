@@ -193,6 +193,7 @@ class Swarm:
         self.per_peer_received: dict[str, int] = {}
         self.started = time.monotonic()
         self.accepting = True  # False once a finished download stops serving
+        self._opening = False  # a verified manifest arrived; its store is being opened
         if manifest is not None:
             self.manifest_ready.set()
 
@@ -477,6 +478,8 @@ class Swarm:
                 self.rejections += 1
                 raise wire.ProtocolError("sent a bad manifest: it differs from the verified one")
             return
+        if self._opening:
+            return  # a verified manifest is already being set up
         if ev.total == 0:
             s.manifest_unavailable = True  # it has no manifest yet; its bitfield will say
             s.manifest_buf.clear()
@@ -496,9 +499,11 @@ class Swarm:
         self._spawn(self._set_manifest(m, s.sig_id))
 
     async def _set_manifest(self, m: Manifest, from_peer: str) -> None:
-        if self.manifest is not None:
+        if self.manifest is not None or self._opening:
             return
-        self.manifest = m
+        # `manifest` is set only once the store and picker exist: until then every peer
+        # is treated as before the manifest (no availability sent, none accepted).
+        self._opening = True
         self.emit(
             {
                 "event": "manifest",
@@ -511,6 +516,7 @@ class Swarm:
         )
         if self.on_manifest is not None:
             await self.on_manifest(m)  # opens the store and the picker
+        self.manifest = m
         self.manifest_ready.set()
         for s in list(self.sessions.values()):
             if s.proto.remote is not None:
