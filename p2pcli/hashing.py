@@ -197,12 +197,19 @@ def hash_file(
     replacing the file hashes it again.
     """
     p, st = open_for_seeding(path)
-    display_name = name or p.name
+    # The name the user gave, not the symlink's target: `latest.mkv -> v3.mkv` is shared
+    # as latest.mkv.
+    display_name = name or Path(path).expanduser().name or p.name
     cache_file = cache_dir() / (_cache_key(p, st) + ".manifest")
     if use_cache:
         try:
             m = decode(cache_file.read_bytes())
-            if m.size == st.st_size and m.name == display_name:
+            # The piece-size check keeps old entries out should the size rule ever change.
+            if (
+                m.size == st.st_size
+                and m.name == display_name
+                and m.piece_size == piece_size_for(st.st_size)
+            ):
                 if progress:
                     progress(st.st_size, st.st_size)
                 return m
@@ -214,6 +221,10 @@ def hash_file(
             hashes = hash_pieces(f, st.st_size, piece_size, progress)
     except OSError as e:
         raise UsageError(f"{path}: read failed ({e.strerror})") from None
+    after = os.stat(p)
+    if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+        raise UsageError(f"{path} changed while it was being hashed; wait until it is "
+                         "written completely, then seed it again")
     try:
         m = Manifest.create(display_name, st.st_size, piece_size, hashes)
     except ManifestError as e:

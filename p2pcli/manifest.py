@@ -38,6 +38,8 @@ MAX_NAME_BYTES = 255  # the usual file-system limit for one path component
 MAX_SIZE = 1 << 50  # 1 PiB: bounds the piece list a manifest can claim
 _HEADER = struct.Struct(">4sBBH")
 _SIZE = struct.Struct(">Q")
+# Bidirectional overrides and isolates can make "gpj.exe" display as "exe.jpg".
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _HEX = re.compile(r"[0-9a-fA-F]*")
 
 
@@ -67,7 +69,7 @@ def check_name(name: str) -> None:
     if name in (".", ".."):
         raise ManifestError(f"manifest file name {name!r} is not a file name")
     for ch in name:
-        if ch in "/\\" or unicodedata.category(ch) in ("Cc", "Cs"):
+        if ch in "/\\" or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or ch in _BIDI:
             raise ManifestError(
                 f"manifest file name {name!r} contains a path separator or control character"
             )

@@ -381,3 +381,27 @@ def test_read_error_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(hashing, "hash_pieces", failing)
     assert_usage_error(path, "read failed")
+
+
+def test_a_symlink_is_shared_under_its_own_name(tmp_path: Path) -> None:
+    target = write(tmp_path / "v3.mkv", b"video")
+    link = tmp_path / "latest.mkv"
+    link.symlink_to(target)
+    assert hash_file(link, use_cache=False).name == "latest.mkv"
+
+
+def test_a_file_written_while_it_is_hashed_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "growing.bin", pseudo_random(100_000))
+    real = hashing.hash_pieces
+
+    def appending(*args, **kwargs):
+        out = real(*args, **kwargs)
+        with open(path, "ab") as f:  # the writer is still at work
+            f.write(b"more")
+        return out
+
+    monkeypatch.setattr(hashing, "hash_pieces", appending)
+    with pytest.raises(UsageError, match="changed while it was being hashed"):
+        hash_file(path, use_cache=False)

@@ -28,6 +28,7 @@ from p2pcli.manifest import (
     MIN_PIECE_LOG2,
     TARGET_PIECES,
     Manifest,
+    check_name,
     decode,
     decode_verified,
     parse_content_id,
@@ -385,7 +386,10 @@ def test_parse_content_id_rejects(text: str, message: str) -> None:
 # -- properties ----------------------------------------------------------------------------
 
 names = st.text(
-    alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\"),
+    alphabet=st.characters(
+        blacklist_categories=("Cc", "Cs", "Zl", "Zp"),
+        blacklist_characters="/\\\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
+    ),
     min_size=1,
     max_size=40,
 ).filter(lambda s: s not in (".", "..") and len(s.encode()) <= MAX_NAME_BYTES)
@@ -489,3 +493,10 @@ def test_parse_content_id_raises_only_invalid_hash(text: str) -> None:
         return
     assert len(h) == 32
     assert h.hex() == text.strip().lower()
+
+
+@pytest.mark.parametrize("ch", ["\u202e", "\u2066", "\u200f", "\u2028", "\u2029"])
+def test_names_with_bidi_controls_or_line_separators_are_rejected(ch: str) -> None:
+    # U+202E makes "gpj.exe" display as "exe.jpg"; separators break one-line output.
+    with pytest.raises(ManifestError, match="control character"):
+        check_name(f"movie{ch}gpj.exe")
