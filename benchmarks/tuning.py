@@ -10,6 +10,7 @@ its child processes first install the chosen tuning features (none for `stock`):
   tuned   all of them: what `p2p` runs with by default
   mixed   stock sender -> tuned receiver (what a stock peer seeding to us gets)
   mixed-r tuned sender -> stock receiver
+  a+b     any combination of sack, large, flow on both sides, e.g. sack+large
 
 Per variant: MB/s, CPU seconds per GiB on each side (the robust figure on a busy machine),
 and both relative to `stock` measured in the same run; plus the tuning's own counters
@@ -77,8 +78,16 @@ def _tuned_child(role: str, peer, result, cfg: dict) -> None:
             Path(stats_dir, f"{role}.json").write_text(json.dumps(asdict(aiortc_tuning.STATS)))
 
 
+def _specs(name: str) -> tuple[str, str]:
+    if name in VARIANTS:
+        return VARIANTS[name]
+    if all(part in ("sack", "large", "flow") for part in name.split("+")):
+        return name, name
+    raise ValueError(name)
+
+
 def run_variant(name: str, size: int, msg_size: int, cprofile_dir: str | None = None) -> dict:
-    sender_spec, receiver_spec = VARIANTS[name]
+    sender_spec, receiver_spec = _specs(name)
     with tempfile.TemporaryDirectory(prefix="p2p-tuning-") as stats_dir:
         saved = {k: os.environ.get(k) for k in (VARIANTS_ENV, STATS_ENV)}
         os.environ[VARIANTS_ENV] = f"{sender_spec}/{receiver_spec}"
@@ -128,7 +137,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="write DIR/<variant>/sender.prof and receiver.prof (slows it down)")
     args = ap.parse_args(argv)
     names = args.variants.split(",")
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = []
+    for n in names:
+        try:
+            _specs(n)
+        except ValueError:
+            unknown.append(n)
     if unknown:
         ap.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
 
