@@ -32,6 +32,10 @@ stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endp
    receiver enlarges its UDP receive buffer (best effort, up to net.core.rmem_max) and
    advertises no more window than that buffer holds, so a burst no longer overflows the
    socket and costs a loss recovery.
+4. Cheaper receiving from peers that still send small packets (stock aiortc, browsers): a
+   stream's fragment list is scanned for complete messages only when the arriving chunk
+   can complete one (aiortc rescans it for every chunk: quadratic in fragments per
+   message), and in-order TSNs skip re-sorting the gap set.
 
 The sans-IO decisions (`DelayedAck`, `PacketSizer`, `candidate_sizes`) are plain classes
 and functions with time as an input; the transports are thin adapters around them.
