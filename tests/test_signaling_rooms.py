@@ -118,6 +118,8 @@ def test_snapshot():
         "announces": 2,
         "connects": 3,
         "errors": 0,
+        "rateLimited": 0,
+        "refused": 0,
         "uptime": 12.346,
     }
 

@@ -14,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pcli.signaling.schema import (
+    MAX_CANDIDATE_LEN,
     MAX_HASH_LEN,
     MAX_MESSAGE_BYTES,
+    MAX_SDP_LEN,
     ErrorCode,
     Relay,
     SignalSchemaError,
@@ -63,6 +65,11 @@ def test_announce_returns_the_hash_and_ignores_peerId():
         ({"hash": None}, ErrorCode.BAD_HASH),
         ({"hash": ["x"]}, ErrorCode.BAD_HASH),
         ({"hash": "h" * (MAX_HASH_LEN + 1)}, ErrorCode.BAD_HASH),
+        ({"hash": "line\nbreak"}, ErrorCode.BAD_HASH),
+        ({"hash": "nul\x00"}, ErrorCode.BAD_HASH),
+        ({"hash": "c1\x85"}, ErrorCode.BAD_HASH),
+        ({"hash": "ok", "peerId": {"an": "object"}}, ErrorCode.BAD_PAYLOAD),
+        ({"hash": "ok", "peerId": "p" * 257}, ErrorCode.BAD_PAYLOAD),
         (None, ErrorCode.BAD_PAYLOAD),
         ("hash", ErrorCode.BAD_PAYLOAD),
         ([{"hash": "x"}], ErrorCode.BAD_PAYLOAD),
@@ -92,6 +99,23 @@ def test_relay_keeps_the_payload_as_sent():
         ({"targetPeer": ""}, ErrorCode.BAD_TARGET),
         ({"targetPeer": 3}, ErrorCode.BAD_TARGET),
         ({"targetPeer": "p" * 65}, ErrorCode.BAD_TARGET),
+        ({"targetPeer": "has space"}, ErrorCode.BAD_TARGET),
+        ({"targetPeer": "é" * 5}, ErrorCode.BAD_TARGET),
+        ({"targetPeer": "a", "hash": 5}, ErrorCode.BAD_HASH),
+        ({"targetPeer": "a", "sdp": 5}, ErrorCode.BAD_SDP),
+        ({"targetPeer": "a", "sdp": "v" * (MAX_SDP_LEN + 1)}, ErrorCode.BAD_SDP),
+        ({"targetPeer": "a", "offer": {"type": "offer", "sdp": ["v=0"]}}, ErrorCode.BAD_SDP),
+        ({"targetPeer": "a", "answer": {"sdp": "v" * (MAX_SDP_LEN + 1)}}, ErrorCode.BAD_SDP),
+        ({"targetPeer": "a", "answer": 3}, ErrorCode.BAD_SDP),
+        ({"targetPeer": "a", "candidate": 3}, ErrorCode.BAD_CANDIDATE),
+        ({"targetPeer": "a", "candidate": "c" * (MAX_CANDIDATE_LEN + 1)}, ErrorCode.BAD_CANDIDATE),
+        ({"targetPeer": "a", "candidate": {"candidate": ["x"]}}, ErrorCode.BAD_CANDIDATE),
+        ({"targetPeer": "a", "candidate": {"candidate": "c", "sdpMLineIndex": -1}},
+         ErrorCode.BAD_CANDIDATE),
+        ({"targetPeer": "a", "sdpMLineIndex": True}, ErrorCode.BAD_CANDIDATE),
+        ({"targetPeer": "a", "sdpMLineIndex": "0"}, ErrorCode.BAD_CANDIDATE),
+        ({"targetPeer": "a", "sdpMid": "m" * 257}, ErrorCode.BAD_CANDIDATE),
+        ({"targetPeer": "a", "candidate": {"usernameFragment": 1}}, ErrorCode.BAD_CANDIDATE),
         ("x", ErrorCode.BAD_PAYLOAD),
         (None, ErrorCode.BAD_PAYLOAD),
         ([], ErrorCode.BAD_PAYLOAD),
@@ -102,6 +126,27 @@ def test_relay_rejections(data: object, code: str):
         parse_relay("answer", data)
     assert e.value.code == code
     assert "answer" in e.value.message
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"sdp": "v=0\r\n", "type": "offer"},
+        {"sdp": {"type": "answer", "sdp": "v=0"}},
+        {"offer": {"type": "offer", "sdp": "v" * MAX_SDP_LEN}, "hash": "ab" * 32},
+        {"answer": "v=0"},
+        {"candidate": "candidate:1 1 udp 2122260223 10.0.0.1 5000 typ host",
+         "sdpMid": "0", "sdpMLineIndex": 0},
+        {"candidate": {"candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host",
+                       "sdpMid": None, "sdpMLineIndex": None, "usernameFragment": "u"}},
+        {"candidate": None},
+        {"candidate": ""},  # end of candidates
+        {"anything": {"else": ["is", "the", "clients'", "business"]}},
+    ],
+)
+def test_relay_accepts_the_shapes_webrtc_clients_send(extra: dict):
+    data = {"targetPeer": "Ab-_09", **extra}
+    assert parse_relay("offer", data).payload is data
 
 
 def test_size_limit_is_inclusive():

@@ -9,15 +9,17 @@ returns. A room exists while it has a member; a peer leaves every room when it g
 from __future__ import annotations
 
 import base64
+import random
 import secrets
 from dataclasses import dataclass, field
 from typing import Final
 
+from .limits import MAX_PEER_LIST, MAX_ROOMS
 from .schema import ErrorCode, Relay, SignalSchemaError
 
 #: Rooms one connection may be in. A seeder sharing many files announces each hash on
 #: the same connection; the bound keeps one client from creating rooms without end.
-MAX_ROOMS_PER_PEER: Final = 1024
+MAX_ROOMS_PER_PEER: Final = MAX_ROOMS
 
 
 def new_peer_id() -> str:
@@ -52,7 +54,11 @@ class Stats:
     relayed: int = 0
     """offer/answer/ice-candidate messages delivered to their target."""
     errors: int = 0
-    """``error`` answers sent for bad input."""
+    """``error`` answers sent for bad input (rate-limited events included)."""
+    rate_limited: int = 0
+    """Events refused because their connection was over its rate."""
+    refused: int = 0
+    """Connections refused (wrong token, too many from one address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +66,8 @@ class Joined:
     """What an accepted ``announce`` asks the adapter to send."""
 
     peers: list[str]
-    """Everyone else in the room, in join order: the announcer's ``peer-list``."""
+    """Everyone else in the room, in join order: the announcer's ``peer-list`` (a random
+    sample of `Rooms.max_peer_list` of them, still in join order, in a larger room)."""
     notify: list[str]
     """Who gets ``new-peer``: the others, or nobody when the peer was already a member."""
 
@@ -70,6 +77,8 @@ class Rooms:
     """Room membership and the relay rule for every connected peer."""
 
     max_rooms_per_peer: int = MAX_ROOMS_PER_PEER
+    max_peer_list: int = MAX_PEER_LIST
+    rng: random.Random = field(default_factory=random.Random)
     peers: dict[str, Peer] = field(default_factory=dict)
     # Room name -> members; a dict used as an ordered set so peer-list keeps join order.
     rooms: dict[str, dict[str, None]] = field(default_factory=dict)
@@ -102,11 +111,12 @@ class Rooms:
             )
         self.stats.announces += 1
         others = [p for p in members if p != peer_id]
+        listed = sample_in_order(others, self.max_peer_list, self.rng)
         if peer_id in members:
-            return Joined(others, [])
+            return Joined(listed, [])
         members[peer_id] = None
         peer.rooms.add(room)
-        return Joined(others, others)
+        return Joined(listed, others)
 
     def route(self, sender: str, relay: Relay) -> dict[str, object]:
         """Check that `sender` may message the target; return the payload to deliver.
@@ -146,6 +156,11 @@ class Rooms:
                 del self.rooms[room]
         return list(notify)
 
+    def rooms_of(self, peer_id: str) -> set[str]:
+        """The rooms `peer_id` is in (empty if it is not connected)."""
+        peer = self.peers.get(peer_id)
+        return peer.rooms if peer is not None else set()
+
     def transport_of(self, peer_id: str) -> str | None:
         peer = self.peers.get(peer_id)
         return peer.transport if peer is not None else None
@@ -163,5 +178,18 @@ class Rooms:
             "announces": self.stats.announces,
             "connects": self.stats.connects,
             "errors": self.stats.errors,
+            "rateLimited": self.stats.rate_limited,
+            "refused": self.stats.refused,
             "uptime": round(uptime, 3),
         }
+
+
+def sample_in_order(peers: list[str], limit: int, rng: random.Random) -> list[str]:
+    """At most `limit` of `peers` (all of them if 0), chosen at random, order kept.
+
+    Random, as BitTorrent trackers do, so that in a crowded room every member (the
+    seeders who joined first included) keeps being handed to newcomers.
+    """
+    if limit <= 0 or len(peers) <= limit:
+        return peers
+    return [peers[i] for i in sorted(rng.sample(range(len(peers)), limit))]
