@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import sys
 import time
 from typing import Annotated, Any
@@ -12,6 +13,19 @@ from rich.console import Console
 
 from cli.common import JsonOpt, QuietOpt
 from p2pcli.errors import UsageError
+from p2pcli.signaling.limits import (
+    ANNOUNCE_RATE,
+    MAX_PEER_LIST,
+    MAX_PER_IP,
+    MAX_ROOMS,
+    MESSAGE_RATE,
+    Limits,
+)
+
+# Plain numbers, repeated from server.py so that --help does not import the server.
+PING_INTERVAL = 25.0
+PING_TIMEOUT = 20.0
+NODE_TIMEOUT = 10.0
 
 
 class _ServerLog:
@@ -45,6 +59,8 @@ class _ServerLog:
             )
         elif kind == "library-error":
             self.console.print(f"[yellow]warning:[/] {ev['source']}: {ev['message']}")
+        elif kind == "cluster":
+            self.console.print(f"cluster: {ev['message']}")
 
 
 def register(app: typer.Typer) -> None:
@@ -87,16 +103,176 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        token: Annotated[
+            str | None,
+            typer.Option(
+                "--token",
+                envvar="P2P_TOKEN",
+                help="Shared secret clients must present (p2p: --token or token= in the link; "
+                "Socket.IO: auth {token}; /ws: ?token=). Default: no token needed.",
+                show_default=False,
+            ),
+        ] = None,
+        cert: Annotated[
+            str | None,
+            typer.Option(
+                "--cert",
+                envvar="P2P_SIGNAL_CERT",
+                help="PEM certificate (chain) to serve https:// and wss:// instead of http.",
+                show_default=False,
+            ),
+        ] = None,
+        key: Annotated[
+            str | None,
+            typer.Option(
+                "--key",
+                envvar="P2P_SIGNAL_KEY",
+                help="PEM private key of --cert (default: read from the --cert file).",
+                show_default=False,
+            ),
+        ] = None,
+        redis: Annotated[
+            str | None,
+            typer.Option(
+                "--redis",
+                envvar="P2P_REDIS_URL",
+                help="Share rooms with every node using this Redis, like redis://HOST:6379/0 "
+                "(needs pip install 'p2p\\[cluster]'). Default: this process alone.",
+                show_default=False,
+            ),
+        ] = None,
+        node_timeout: Annotated[
+            float,
+            typer.Option(
+                "--node-timeout",
+                envvar="P2P_NODE_TIMEOUT",
+                min=1.0,
+                help="With --redis: seconds after which a node that stopped is dead and its "
+                "peers leave their rooms (announced with peer-left).",
+            ),
+        ] = NODE_TIMEOUT,
+        max_message_rate: Annotated[
+            float,
+            typer.Option(
+                "--max-message-rate",
+                envvar="P2P_SIGNAL_MESSAGE_RATE",
+                min=0.0,
+                help="Events per second one connection may send (bursts of 5 s worth); "
+                "over it they are refused with error rate-limited. 0: no limit.",
+            ),
+        ] = MESSAGE_RATE,
+        max_announce_rate: Annotated[
+            float,
+            typer.Option(
+                "--max-announce-rate",
+                envvar="P2P_SIGNAL_ANNOUNCE_RATE",
+                min=0.0,
+                help="Announces per second one connection may send (bursts of 5 s worth). "
+                "0: no limit.",
+            ),
+        ] = ANNOUNCE_RATE,
+        max_rooms: Annotated[
+            int,
+            typer.Option(
+                "--max-rooms",
+                envvar="P2P_SIGNAL_MAX_ROOMS",
+                min=0,
+                help="Rooms (content hashes) one connection may announce. 0: no limit.",
+            ),
+        ] = MAX_ROOMS,
+        max_peer_list: Annotated[
+            int,
+            typer.Option(
+                "--max-peer-list",
+                envvar="P2P_SIGNAL_MAX_PEER_LIST",
+                min=0,
+                help="Most peers one peer-list names; a bigger room gets a random sample. "
+                "0: no limit.",
+            ),
+        ] = MAX_PEER_LIST,
+        max_conns_per_ip: Annotated[
+            int,
+            typer.Option(
+                "--max-conns-per-ip",
+                envvar="P2P_SIGNAL_MAX_PER_IP",
+                min=0,
+                help="Connections open at once from one IP address (behind a proxy that "
+                "hides client addresses, use 0). 0: no limit.",
+            ),
+        ] = MAX_PER_IP,
+        ping_interval: Annotated[
+            float,
+            typer.Option(
+                "--ping-interval",
+                envvar="P2P_SIGNAL_PING_INTERVAL",
+                min=0.1,
+                help="Seconds between pings to each client (both transports).",
+            ),
+        ] = PING_INTERVAL,
+        ping_timeout: Annotated[
+            float,
+            typer.Option(
+                "--ping-timeout",
+                envvar="P2P_SIGNAL_PING_TIMEOUT",
+                min=0.1,
+                help="Seconds a client has to answer a ping before it is disconnected and "
+                "removed from its rooms.",
+            ),
+        ] = PING_TIMEOUT,
         quiet: QuietOpt = False,
         json: JsonOpt = False,
     ) -> None:
-        from p2pcli.signaling.server import run_signal_server
+        from p2pcli.signaling.server import run_signal_server, tls_context
 
         log = _ServerLog(quiet=quiet, json=json)
+        ssl_context = None
+        if key and not cert:
+            raise UsageError("--key needs --cert")
+        if cert:
+            try:
+                ssl_context = tls_context(cert, key)
+            except (OSError, ssl.SSLError) as e:
+                raise UsageError(
+                    f"cannot use --cert {cert}{f' --key {key}' if key else ''} ({e}); "
+                    "give a PEM certificate and its private key"
+                ) from None
+        if redis:
+            _check_redis(redis)
+        limits = Limits(
+            message_rate=max_message_rate,
+            announce_rate=max_announce_rate,
+            max_rooms=max_rooms,
+            max_peer_list=max_peer_list,
+            max_per_ip=max_conns_per_ip,
+        )
         try:
-            run_signal_server(host, port, cors_origins=cors_origin or None, log=log)
+            run_signal_server(
+                host,
+                port,
+                cors_origins=cors_origin or None,
+                log=log,
+                ssl_context=ssl_context,
+                limits=limits,
+                token=token or None,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                redis_url=redis,
+                node_timeout=node_timeout,
+            )
         except OSError as e:
             raise UsageError(
                 f"cannot listen on {host}:{port} ({e.strerror or e}); "
                 "choose another --port or --host"
             ) from None
+
+
+def _check_redis(url: str) -> None:
+    """Fail early, in one line, on what --redis cannot work with."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(f"--redis {url!r}: expected a URL like redis://HOST:6379/0")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "--redis needs the redis package: pip install 'p2p[cluster]' (or pip install redis)"
+        ) from None

@@ -169,7 +169,7 @@ class SioPeer:
     def __init__(self) -> None:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.inbox = Inbox()
-        for event in EVENTS:
+        for event in (*EVENTS, "connect_error"):
             self.sio.on(event, self._recorder(event))
 
     def _recorder(self, event: str) -> Any:
@@ -184,9 +184,9 @@ class SioPeer:
         assert sid
         return sid
 
-    async def connect(self, url: str, transport: str) -> SioPeer:
+    async def connect(self, url: str, transport: str, auth: Any = None) -> SioPeer:
         await asyncio.wait_for(
-            self.sio.connect(url, transports=[transport], wait_timeout=WAIT), WAIT
+            self.sio.connect(url, transports=[transport], wait_timeout=WAIT, auth=auth), WAIT
         )
         return self
 
@@ -218,11 +218,13 @@ class WsPeer:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
 
-    async def connect(self, url: str, path: str = "/ws") -> WsPeer:
+    async def connect(self, url: str, path: str = "/ws", *, welcome: bool = True,
+                      **kw: Any) -> WsPeer:
         self._session = aiohttp.ClientSession()
-        self.ws = await self._session.ws_connect(url.replace("http", "ws", 1) + path)
+        self.ws = await self._session.ws_connect(url.replace("http", "ws", 1) + path, **kw)
         self._reader = asyncio.ensure_future(self._read())
-        self.id = (await self.next("welcome"))["peerId"]
+        if welcome:
+            self.id = (await self.next("welcome"))["peerId"]
         return self
 
     async def _read(self) -> None:
@@ -262,15 +264,15 @@ class Peers:
         self.url = url
         self.made: list[SioPeer | WsPeer] = []
 
-    async def sio(self, transport: str = "websocket") -> SioPeer:
+    async def sio(self, transport: str = "websocket", auth: Any = None) -> SioPeer:
         peer = SioPeer()
         self.made.append(peer)
-        return await peer.connect(self.url, transport)
+        return await peer.connect(self.url, transport, auth)
 
-    async def ws(self, path: str = "/ws") -> WsPeer:
+    async def ws(self, path: str = "/ws", **kw: Any) -> WsPeer:
         peer = WsPeer()
         self.made.append(peer)
-        return await peer.connect(self.url, path)
+        return await peer.connect(self.url, path, **kw)
 
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in self.made))

@@ -87,10 +87,16 @@ def test_text_mode_prints_the_url_on_stderr_and_nothing_on_stdout(tmp_path: Path
 
 
 def test_quiet_mode_prints_nothing(tmp_path: Path):
+    port = free_port()
     server = SignalProcess(
-        tmp_path, ["--host", "127.0.0.1", "--port", "0", "--quiet"], wait=False
+        tmp_path, ["--host", "127.0.0.1", "--port", str(port), "--quiet"], wait=False
     )
-    asyncio.run(asyncio.sleep(1.0))
+    # Up (and its signal handlers installed) once it answers; a loaded machine is slow.
+    for _ in range(400):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        asyncio.run(asyncio.sleep(0.05))
     assert server.terminate() == 0
     assert server.stderr == ""
     assert server.stdout == ""
@@ -138,9 +144,15 @@ def test_help_documents_every_option():
     out = subprocess.run([P2P, "serve-signal", "--help"], capture_output=True, text=True,
                          timeout=30, env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0
-    for option in ("--host", "--port", "--cors-origin", "--quiet", "--json"):
+    options = (
+        "--host", "--port", "--cors-origin", "--token", "--cert", "--key", "--redis",
+        "--node-timeout", "--max-message-rate", "--max-announce-rate", "--max-rooms",
+        "--max-peer-list", "--max-conns-per-ip", "--ping-interval", "--ping-timeout",
+        "--quiet", "--json",
+    )
+    for option in options:
         assert option in out.stdout
-    for env in ("PORT", "P2P_SIGNAL_HOST", "P2P_CORS_ORIGINS"):
+    for env in ("PORT", "P2P_SIGNAL_HOST", "P2P_CORS_ORIGINS", "P2P_TOKEN", "P2P_REDIS_URL"):
         assert env in out.stdout
 
 

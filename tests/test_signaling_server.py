@@ -288,12 +288,12 @@ async def test_an_oversized_message_is_refused_and_not_relayed(signal_peers: Pee
     a, b = [await signal_peers.sio(transport) for _ in range(2)]
     await a.announce(room)
     await b.announce(room)
-    await b.emit("offer", {"targetPeer": a.id, "sdp": "x" * 70_000})
+    await b.emit("offer", {"targetPeer": a.id, "blob": "x" * 70_000})
     assert (await b.next("error"))["code"] == "too-large"
     await a.inbox.nothing("offer")
     # The connection is still usable.
-    await b.emit("offer", {"targetPeer": a.id, "sdp": "x" * 60_000})
-    assert len((await a.next("offer"))["sdp"]) == 60_000
+    await b.emit("offer", {"targetPeer": a.id, "blob": "x" * 60_000})
+    assert len((await a.next("offer"))["blob"]) == 60_000
 
 
 async def test_unknown_events_are_ignored_but_nacked(signal_peers: Peers, transport: str):

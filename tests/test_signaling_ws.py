@@ -271,7 +271,7 @@ async def test_a_peer_that_stops_reading_is_cut_off_not_waited_for(
         blob = "x" * 60_000
         # ~9 MB: more than the kernel buffers of both ends plus the server's 1 MiB.
         for _ in range(150):
-            await flooder.emit("offer", {"targetPeer": slow.peer_id, "sdp": blob})
+            await flooder.emit("offer", {"targetPeer": slow.peer_id, "blob": blob})
         assert await flooder.next("peer-left") == {"peerId": slow.peer_id}
         # The flooder itself was never blocked, and is still served.
         assert (await flooder.call("announce", {"hash": unique()}))["ok"] is True

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json as stdlib_json
 import logging
 import signal
+import ssl
 import time
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
 import socketio
@@ -31,6 +34,7 @@ from engineio import async_socket as eio_async_socket
 from engineio.async_drivers import aiohttp as eio_aiohttp
 
 from .eio_websocket import FastEvent, FastSocket
+from .limits import AddressCounter, ConnectionMeter, Limits
 from .rooms import Rooms, new_peer_id
 from .schema import (
     RELAY_EVENTS,
@@ -41,6 +45,9 @@ from .schema import (
     parse_relay,
     parse_ws_frame,
 )
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 #: ``log({"event": name, ...})``: how the server reports what happens, for the CLI to
 #: render as text or NDJSON (the same shape as the swarm's events). Called for lifecycle
@@ -54,6 +61,14 @@ MAX_FRAME_BYTES: Final = 1024 * 1024
 #: A /ws peer whose unsent output grows past this is not reading: it is disconnected
 #: rather than allowed to make senders wait (see `_WsPeer.send`).
 WS_MAX_BUFFERED: Final = 1024 * 1024
+
+#: Engine.IO ping interval and timeout, socket.io's defaults: a client that stops
+#: answering is disconnected (and leaves its rooms) within their sum.
+PING_INTERVAL: Final = 25.0
+PING_TIMEOUT: Final = 20.0
+
+#: With Redis: a node silent this long is dead, and its peers are removed.
+NODE_TIMEOUT: Final = 10.0
 
 OK: Final[dict[str, object]] = {"ok": True}
 
@@ -196,7 +211,7 @@ class _WsPeer:
 
 @dataclass
 class SignalHub:
-    """Connections of both transports, bound to one `Rooms`."""
+    """Connections of both transports, bound to one `Rooms` (and, with Redis, a cluster)."""
 
     cors_origins: Sequence[str] | None = None
     log: SignalLog = _no_log
@@ -206,18 +221,43 @@ class SignalHub:
     """python-socketio's async mode; "asgi" only serves benchmarks/signal_asgi_server.py."""
     fast_websocket: bool = True
     """Use `FastSocket` for WebSocket sessions (aiohttp mode only)."""
+    limits: Limits = field(default_factory=Limits)
+    """Rates and caps per connection and per address (limits.py)."""
+    token: str | None = None
+    """Shared secret clients must present (Socket.IO ``auth.token``, ``?token=``)."""
+    ping_interval: float = PING_INTERVAL
+    """Seconds between pings, on both transports."""
+    ping_timeout: float = PING_TIMEOUT
+    """Seconds a client has to answer a ping before it is disconnected."""
+    redis_url: str | None = None
+    """Share rooms with other nodes through this Redis (cluster.py); None: one process."""
+    node_timeout: float = NODE_TIMEOUT
+    """With Redis: seconds after which a silent node's peers are removed from the cluster."""
 
     def __post_init__(self) -> None:
+        self.rooms.max_rooms_per_peer = self.limits.max_rooms
+        self.rooms.max_peer_list = self.limits.max_peer_list
+        self.cluster: Cluster | None = None
+        manager = None
+        if self.redis_url:
+            from .cluster import Cluster  # imports redis, which only a cluster needs
+
+            self.cluster = Cluster(self, self.redis_url, node_timeout=self.node_timeout)
+            manager = self.cluster.manager
         origins: str | list[str] = "*" if not self.cors_origins else list(self.cors_origins)
         fast = self.fast_websocket and self.async_mode == "aiohttp"
         self.sio = (_SocketIOServer if fast else socketio.AsyncServer)(
+            client_manager=manager,
             async_mode=self.async_mode,
             cors_allowed_origins=origins,
             json=OrjsonCodec,
             # Handlers never block, so run them inline: a task per event costs more
-            # than the handler itself.
+            # than the handler itself. It also means a handler that waits (the rate
+            # limiter does) stops reading from that connection only.
             async_handlers=False,
             max_http_buffer_size=MAX_FRAME_BYTES,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
             logger=_library_logger("p2pcli.signaling.socketio", self.log),
             engineio_logger=_library_logger("p2pcli.signaling.engineio", self.log),
         )
@@ -230,6 +270,9 @@ class SignalHub:
         self._eio_sids: dict[str, str] = {}  # Socket.IO sid -> engine.io sid
         self._sids: dict[str, str] = {}  # engine.io sid -> Socket.IO sid (namespace "/")
         self._ws: dict[str, _WsPeer] = {}
+        self._meters: dict[str, ConnectionMeter] = {}
+        self._addresses = AddressCounter(self.limits.max_per_ip)
+        self._address_of: dict[str, str] = {}
         self._register()
 
     # -- Socket.IO ---------------------------------------------------------------------
@@ -244,15 +287,27 @@ class SignalHub:
         sio.on("*", self._sio_unknown)
 
     async def _sio_connect(self, sid: str, environ: dict, auth: object = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if token is None:  # clients that cannot send auth may put it in the URL
+            token = _query_token(environ.get("QUERY_STRING", ""))
+        request = environ.get("aiohttp.request")
+        address = str(request.remote if request is not None else environ.get("REMOTE_ADDR"))
+        refusal = self._admit_connection(token, address)
+        if refusal is not None:
+            # Socket.IO's CONNECT_ERROR: clients see `message`, and `data.code`.
+            raise socketio.exceptions.ConnectionRefusedError(
+                refusal.message, {"code": refusal.code}
+            )
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         self._eio_sids[sid] = eio_sid
         self._sids[eio_sid] = sid
-        self.rooms.connect(sid, "socket.io")
+        self._joined(sid, "socket.io", address)
 
     async def _sio_disconnect(self, sid: str, reason: object = None) -> None:
         eio_sid = self._eio_sids.pop(sid, None)
-        if eio_sid is not None:
-            self._sids.pop(eio_sid, None)
+        if eio_sid is None:
+            return  # refused at connect: never joined
+        self._sids.pop(eio_sid, None)
         await self._gone(sid)
 
     async def _sio_fast_event(self, eio_sid: str, text: str) -> bool:
@@ -285,6 +340,9 @@ class SignalHub:
     async def _sio_unknown(self, event: str, sid: str, *args: object) -> dict[str, object]:
         # The reference server ignores events it does not know, and so do we (no error
         # event); a client that asked for an acknowledgement is told why.
+        nack = await self._throttle(sid, event)
+        if nack is not None:
+            return nack
         return {
             "ok": False,
             "code": ErrorCode.UNKNOWN_EVENT,
@@ -297,17 +355,30 @@ class SignalHub:
         """The plain-WebSocket transport (design note "Opción 3"), at /ws and /."""
         if not self._origin_allowed(request):
             raise web.HTTPForbidden(text="origin not allowed\n")
-        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_FRAME_BYTES, heartbeat=25)
+        ws = web.WebSocketResponse(
+            compress=False, max_msg_size=MAX_FRAME_BYTES, heartbeat=self.ping_interval
+        )
         await ws.prepare(request)
         transport = cast("asyncio.WriteTransport | None", request.transport)
         if transport is not None:
             # Above WS_MAX_BUFFERED we disconnect; until then aiohttp must never pause
             # the writer (which would block the sender), so its high-water mark is above.
             transport.set_write_buffer_limits(high=4 * WS_MAX_BUFFERED)
+        address = str(request.remote)
+        refusal = self._admit_connection(_ws_token(request), address)
+        if refusal is not None:
+            # A browser cannot read an HTTP status from a failed WebSocket handshake, so
+            # the refusal is a frame, then a close: 1008 policy violation (token), 1013
+            # try again later (too many connections).
+            frame = {"type": "error", "code": refusal.code, "message": refusal.message}
+            await ws.send_str(orjson.dumps(frame).decode())
+            close_code = 1008 if refusal.code == ErrorCode.BAD_TOKEN else 1013
+            await ws.close(code=close_code, message=refusal.code.encode())
+            return ws
         peer_id = new_peer_id()
         peer = _WsPeer(ws, transport)
         self._ws[peer_id] = peer
-        self.rooms.connect(peer_id, "ws")
+        self._joined(peer_id, "ws", address)
         try:
             # Tell the client its id, as Socket.IO's handshake does (socket.id).
             await peer.send(orjson.dumps({"type": "welcome", "peerId": peer_id}).decode())
@@ -323,7 +394,8 @@ class SignalHub:
         try:
             msg = parse_ws_frame(frame)
         except SignalSchemaError as e:
-            await self._refuse(peer_id, None, e)
+            if await self._throttle(peer_id, None) is None:
+                await self._refuse(peer_id, None, e)
             return
         kind = msg.type
         if kind in RELAY_EVENTS:
@@ -331,7 +403,7 @@ class SignalHub:
         elif kind == "announce":
             result = await self._announce(peer_id, msg.data)
         else:
-            result = await self._refuse(
+            result = await self._throttle(peer_id, kind) or await self._refuse(
                 peer_id,
                 kind,
                 SignalSchemaError(ErrorCode.UNKNOWN_EVENT, f"unknown type {kind!r}"),
@@ -343,27 +415,104 @@ class SignalHub:
         origin = request.headers.get("Origin")
         return not origin or not self.cors_origins or origin in self.cors_origins
 
+    # -- admission and rate limits, whatever the transport --------------------------------
+
+    def _admit_connection(self, token: object, address: str) -> SignalSchemaError | None:
+        """Check a new connection's token and its address's count; None if accepted."""
+        refusal = None
+        if self.token is not None and not (
+            isinstance(token, str) and hmac.compare_digest(token.encode(), self.token.encode())
+        ):
+            refusal = SignalSchemaError(
+                ErrorCode.BAD_TOKEN,
+                "this signaling server needs an access token, and "
+                + ("none was given" if not token else "the one given is wrong"),
+            )
+        elif not self._addresses.acquire(address):
+            refusal = SignalSchemaError(
+                ErrorCode.TOO_MANY_CONNECTIONS,
+                f"{self.limits.max_per_ip} connections are already open from {address}",
+            )
+        if refusal is not None:
+            self.rooms.stats.refused += 1
+        return refusal
+
+    def _joined(self, peer_id: str, transport: str, address: str) -> None:
+        self._address_of[peer_id] = address
+        self._meters[peer_id] = ConnectionMeter.for_limits(self.limits)
+        self.rooms.connect(peer_id, transport)
+
+    async def _throttle(self, peer_id: str, event: str | None) -> dict[str, object] | None:
+        """None if `peer_id` may send `event` now; else refuse it and return the nack.
+
+        A refused connection is then not read from until it may send again: what it
+        sends meanwhile waits in the socket buffers, so a flood slows down its sender
+        (TCP back-pressure) and costs the server one refusal per token, not one per
+        message, and other connections are served as usual.
+        """
+        meter = self._meters.get(peer_id)
+        if meter is None:
+            return None
+        wait = meter.admit(event or "", time.monotonic())
+        if not wait:
+            return None
+        self.rooms.stats.rate_limited += 1
+        limits = self.limits
+        nack = await self._refuse(
+            peer_id,
+            event,
+            SignalSchemaError(
+                ErrorCode.RATE_LIMITED,
+                f"too many messages: this server takes {limits.message_rate:g} events and "
+                f"{limits.announce_rate:g} announces per second from one connection",
+            ),
+        )
+        await asyncio.sleep(min(wait, 1.0))
+        return nack
+
     # -- the events, whatever the transport ----------------------------------------------
 
     async def _announce(self, sender: str, data: object) -> dict[str, object]:
+        nack = await self._throttle(sender, "announce")
+        if nack is not None:
+            return nack
         try:
             room = parse_announce(data)
+            # Announces are not relayed, so their size is checked on its own.
+            check_size("announce", len(orjson.dumps(data)))
+            was_member = room in self.rooms.rooms_of(sender)
             joined = self.rooms.announce(sender, room)
         except SignalSchemaError as e:
             return await self._refuse(sender, "announce", e)
+        peers = joined.peers
+        if self.cluster is not None:
+            listed = await self.cluster.announce(
+                sender, room, new=not was_member, local=len(self.rooms.rooms.get(room, ()))
+            )
+            if sender not in self.rooms.peers:  # left while Redis answered
+                await self.cluster.leave(sender, {room})
+                return {"ok": False, "code": ErrorCode.UNKNOWN_PEER, "error": "disconnected"}
+            if listed is not None:
+                peers = listed
         # `hash` is an extension: a client in several rooms can tell which one is meant.
-        await self._send(sender, "peer-list", {"peers": joined.peers, "hash": room})
+        await self._send(sender, "peer-list", {"peers": peers, "hash": room})
         if joined.notify:
             news = {"peerId": sender, "hash": room}
             for other in joined.notify:
                 await self._send(other, "new-peer", news)
-        return {"ok": True, "peers": joined.peers}
+        return {"ok": True, "peers": peers}
 
     async def _relay(self, sender: str, event: str, data: object) -> dict[str, object]:
+        nack = await self._throttle(sender, event)
+        if nack is not None:
+            return nack
         try:
             relay = parse_relay(event, data)
-            out = self.rooms.route(sender, relay)
-            await self._deliver(relay.target, event, out)
+            if self.cluster is not None and relay.target not in self.rooms.peers:
+                await self.cluster.relay(sender, self.rooms.rooms_of(sender), event, relay)
+            else:
+                out = self.rooms.route(sender, relay)
+                await self._deliver(relay.target, event, out)
         except SignalSchemaError as e:
             return await self._refuse(sender, event, e)
         self.rooms.stats.relayed += 1
@@ -409,14 +558,69 @@ class SignalHub:
         return {"ok": False, "code": error.code, "error": error.message}
 
     async def _gone(self, peer_id: str) -> None:
+        rooms = set(self.rooms.rooms_of(peer_id))
+        self._meters.pop(peer_id, None)
+        address = self._address_of.pop(peer_id, None)
+        if address is not None:
+            self._addresses.release(address)
         left = {"peerId": peer_id}
         for other in self.rooms.disconnect(peer_id):
             await self._send(other, "peer-left", left)
+        if self.cluster is not None and rooms:
+            await self.cluster.leave(peer_id, rooms)
+
+    # -- what the cluster (cluster.py) asks of this node ----------------------------------
+
+    def local_members(self, room: str) -> Iterable[str]:
+        """This node's peers in `room`."""
+        return self.rooms.rooms.get(room, ())
+
+    def is_local(self, peer_id: str) -> bool:
+        return peer_id in self.rooms.peers
+
+    async def deliver(self, target: str, event: str, payload: dict[str, object]) -> None:
+        """Deliver a message another node relayed (it checked the relay rule and size)."""
+        with contextlib.suppress(SignalSchemaError):
+            await self._deliver(target, event, payload)
+
+    async def send_event(self, peer_id: str, event: str, payload: dict[str, object]) -> None:
+        await self._send(peer_id, event, payload)
+
+    async def drop_all(self) -> None:
+        """Close every connection, so that clients reconnect and announce again.
+
+        The transport is closed (not a Socket.IO disconnect, after which clients would
+        not reconnect by themselves), as if the network had dropped.
+        """
+        closing = []
+        for peer in list(self._ws.values()):
+            closing.append(peer.ws.close(code=1012, message=b"service restart"))
+        for eio_sid in list(self._sids):
+            sock = self.sio.eio.sockets.get(eio_sid)
+            if sock is not None:
+                closing.append(sock.close(wait=False, abort=True))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                asyncio.gather(*closing, return_exceptions=True), timeout=5
+            )
 
     # -- HTTP ----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, object]:
-        return self.rooms.snapshot(time.monotonic() - self.started)
+        """This node's figures (the /stats document, less the cluster's)."""
+        body = self.rooms.snapshot(time.monotonic() - self.started)
+        if self.cluster is not None:
+            body["node"] = self.cluster.node_id
+            body["relayedToNodes"] = self.cluster.relayed_out
+            body["relayedFromNodes"] = self.cluster.relayed_in
+        return body
+
+    async def full_stats(self) -> dict[str, object]:
+        """The /stats document: this node's figures, and with Redis the cluster's."""
+        body = self.stats()
+        if self.cluster is not None:
+            body["cluster"] = await self.cluster.stats()
+        return body
 
     async def close_all(self) -> None:
         """Disconnect every client (server shutdown)."""
@@ -429,6 +633,22 @@ class SignalHub:
             await asyncio.wait_for(self.sio.eio.disconnect(), timeout=2)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.sio.shutdown(), timeout=2)
+
+
+def _query_token(query: str) -> str | None:
+    values = urllib.parse.parse_qs(query).get("token")
+    return values[0] if values else None
+
+
+def _ws_token(request: web.Request) -> str | None:
+    """/ws clients pass the token as ``?token=`` (browsers cannot set headers on a
+    WebSocket) or as ``Authorization: Bearer TOKEN``."""
+    token = request.query.get("token")
+    if token is None:
+        auth = request.headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer ":
+            token = auth[7:].strip()
+    return token
 
 
 def _json_response(request: web.Request, hub: SignalHub, body: object) -> web.Response:
@@ -446,12 +666,14 @@ def make_app(
     *,
     cors_origins: Sequence[str] | None = None,
     log: SignalLog = _no_log,
+    **hub_options: Any,
 ) -> web.Application:
     """The aiohttp application: Socket.IO at /socket.io/, /ws, /healthz, /stats.
 
+    `hub_options` are `SignalHub` fields (limits, token, ping_interval, redis_url...).
     Other modules may add routes to it (``app[HUB_KEY]`` is the hub) before it runs.
     """
-    hub = hub or SignalHub(cors_origins=cors_origins, log=log)
+    hub = hub or SignalHub(cors_origins=cors_origins, log=log, **hub_options)
     app = web.Application()
     app[HUB_KEY] = hub
     hub.sio.attach(app)
@@ -460,7 +682,7 @@ def make_app(
         return _json_response(request, hub, {"ok": True})
 
     async def stats(request: web.Request) -> web.Response:
-        return _json_response(request, hub, hub.stats())
+        return _json_response(request, hub, await hub.full_stats())
 
     async def index(request: web.Request) -> web.StreamResponse:
         # "Opción 3" clients connect to the bare ws://host:port; serve them here too.
@@ -474,11 +696,17 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats)
     app.router.add_get("/ws", hub.ws_handler)
-    app.router.add_get("/", index)
+
+    async def on_startup(app: web.Application) -> None:
+        if hub.cluster is not None:
+            await hub.cluster.start()
 
     async def on_shutdown(app: web.Application) -> None:
         await hub.close_all()
+        if hub.cluster is not None:
+            await hub.cluster.stop()
 
+    app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     return app
 
@@ -491,6 +719,7 @@ class SignalServer:
     port: int
     app: web.Application
     runner: web.AppRunner
+    tls: bool = False
 
     @property
     def hub(self) -> SignalHub:
@@ -502,7 +731,7 @@ class SignalServer:
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def close(self) -> None:
         """Disconnect every client and stop listening."""
@@ -516,18 +745,23 @@ async def start_signal_server(
     cors_origins: Sequence[str] | None = None,
     log: SignalLog = _no_log,
     app: web.Application | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    **hub_options: Any,
 ) -> SignalServer:
     """Start serving in the running event loop; `port` 0 picks a free port.
 
-    `app` lets a caller pass a `make_app()` result it added routes to. The caller must
-    ``await server.close()``. Raises OSError when the address cannot be bound.
+    `app` lets a caller pass a `make_app()` result it added routes to; else one is made
+    with `hub_options` (`SignalHub` fields). `ssl_context` serves https/wss. The caller
+    must ``await server.close()``. Raises OSError when the address cannot be bound, and
+    P2PError when the cluster's Redis cannot be reached.
     """
-    app = app if app is not None else make_app(cors_origins=cors_origins, log=log)
+    if app is None:
+        app = make_app(cors_origins=cors_origins, log=log, **hub_options)
     # Open sockets are closed by on_shutdown; nothing else should keep shutdown waiting.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()
@@ -537,9 +771,24 @@ async def start_signal_server(
         if isinstance(address, tuple) and len(address) >= 2:
             bound_port = int(address[1])
             break
-    server = SignalServer(host, bound_port, app, runner)
-    log({"event": "listening", "url": server.url, "host": host, "port": bound_port})
+    server = SignalServer(host, bound_port, app, runner, tls=ssl_context is not None)
+    event: dict[str, Any] = {
+        "event": "listening", "url": server.url, "host": host, "port": bound_port
+    }
+    if server.hub.cluster is not None:
+        event["node"] = server.hub.cluster.node_id
+    log(event)
     return server
+
+
+def tls_context(cert: str, key: str | None = None) -> ssl.SSLContext:
+    """A server TLS context from PEM files (`key` may be inside `cert`).
+
+    Raises OSError / ssl.SSLError when they cannot be read or do not match.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def run_signal_server(
@@ -548,6 +797,8 @@ def run_signal_server(
     *,
     cors_origins: Sequence[str] | None = None,
     log: SignalLog = _no_log,
+    ssl_context: ssl.SSLContext | None = None,
+    **hub_options: Any,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then disconnect everyone and return.
 
@@ -560,7 +811,10 @@ def run_signal_server(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):  # Windows
                 loop.add_signal_handler(sig, stop.set)
-        server = await start_signal_server(host, port, cors_origins=cors_origins, log=log)
+        server = await start_signal_server(
+            host, port, cors_origins=cors_origins, log=log, ssl_context=ssl_context,
+            **hub_options,
+        )
         try:
             await stop.wait()
             log({"event": "stopping", "stats": server.hub.stats()})
@@ -591,4 +845,5 @@ __all__ = [
     "run_event_loop",
     "run_signal_server",
     "start_signal_server",
+    "tls_context",
 ]
