@@ -51,6 +51,27 @@ QuietOpt = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Write events as NDJSON lines on stderr.")
 ]
+TargetArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="HASH_OR_LINK",
+        help="A p2p:// link printed by 'p2p seed', or a bare 64-hex-digit content hash.",
+        show_default=False,
+    ),
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        envvar="P2P_TIMEOUT",
+        help="Seconds to wait for a usable peer (at start, or after all peers left).",
+    ),
+]
+RetriesOpt = Annotated[
+    int,
+    typer.Option("--retries", envvar="P2P_RETRIES", help="Attempts to reach the signaling server."),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
 MaxPeersOpt = Annotated[
     int,
     typer.Option(
@@ -80,6 +101,23 @@ def swarm_config(
         token=token,
         **kwargs,
     )
+
+
+def target_config(
+    target: str,
+    signal: str | None,
+    ice_server: list[str] | None,
+    ice_host: list[str] | None,
+    token: str | None,
+    **kwargs,
+):
+    """Parse HASH_OR_LINK; signaling URLs come from --signal, else the link, else the default."""
+    from p2pcli.link import parse_target
+    from p2pcli.signaling.client import DEFAULT_SIGNAL
+
+    t = parse_target(target)
+    urls = split_urls(signal) or list(t.signals) or [DEFAULT_SIGNAL]
+    return t, swarm_config(urls, ice_server, ice_host, token or t.token, **kwargs)
 
 
 def split_urls(value: str | None) -> list[str]:

@@ -8,36 +8,30 @@ from typing import Annotated
 import typer
 
 from cli.common import (
+    ForceOpt,
     IceHostOpt,
     IceServerOpt,
     JsonOpt,
     MaxPeersOpt,
     QuietOpt,
+    RetriesOpt,
     SignalOpt,
+    TargetArg,
+    TimeoutOpt,
     TokenOpt,
     VerboseOpt,
     setup_logging,
-    split_urls,
-    swarm_config,
+    target_config,
 )
 from cli.output import Reporter
 from p2pcli import runner
 from p2pcli.fetch import FetchOptions, fetch
-from p2pcli.link import parse_target
-from p2pcli.signaling.client import DEFAULT_SIGNAL
 
 
 def register(app: typer.Typer) -> None:
     @app.command("fetch")
     def fetch_cmd(
-        target: Annotated[
-            str,
-            typer.Argument(
-                metavar="HASH_OR_LINK",
-                help="A p2p:// link printed by 'p2p seed', or a bare 64-hex-digit content hash.",
-                show_default=False,
-            ),
-        ],
+        target: TargetArg,
         output: Annotated[
             str | None,
             typer.Option(
@@ -49,23 +43,9 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         signal: SignalOpt = None,
-        timeout: Annotated[
-            float,
-            typer.Option(
-                "--timeout",
-                envvar="P2P_TIMEOUT",
-                help="Seconds to wait for a usable peer (at start, or after all peers left).",
-            ),
-        ] = 10.0,
-        retries: Annotated[
-            int,
-            typer.Option(
-                "--retries", envvar="P2P_RETRIES", help="Attempts to reach the signaling server."
-            ),
-        ] = 3,
-        force: Annotated[
-            bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")
-        ] = False,
+        timeout: TimeoutOpt = 10.0,
+        retries: RetriesOpt = 3,
+        force: ForceOpt = False,
         seed_after: Annotated[
             bool,
             typer.Option("--seed-after", help="Keep seeding after the download completes."),
@@ -83,16 +63,9 @@ def register(app: typer.Typer) -> None:
         Pipe it to a player to watch while it downloads: p2p fetch LINK | mpv -
         """
         setup_logging(verbose)
-        t = parse_target(target)
-        urls = split_urls(signal) or list(t.signals) or [DEFAULT_SIGNAL]
-        config = swarm_config(
-            urls,
-            ice_server,
-            ice_host,
-            token or t.token,
-            timeout=timeout,
-            retries=retries,
-            max_peers=max_peers,
+        t, config = target_config(
+            target, signal, ice_server, ice_host, token,
+            timeout=timeout, retries=retries, max_peers=max_peers,
         )
         opts = FetchOptions(
             output=output,

@@ -117,6 +117,7 @@ class Reporter:
             self.line(f"hash: [bold]{ev['hash']}[/]")
             self.line("On the other machine run:")
             self.line(f"  [bold green]{ev['command']}[/]")
+            self.console.print(f"or open {ev['watch']} in a browser", markup=False)
             self.line("Serving; press Ctrl-C to stop.")
         else:
             self.line("download complete; seeding until Ctrl-C")

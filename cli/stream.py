@@ -7,36 +7,30 @@ from typing import Annotated
 import typer
 
 from cli.common import (
+    ForceOpt,
     IceHostOpt,
     IceServerOpt,
     JsonOpt,
     MaxPeersOpt,
     QuietOpt,
+    RetriesOpt,
     SignalOpt,
+    TargetArg,
+    TimeoutOpt,
     TokenOpt,
     VerboseOpt,
     setup_logging,
-    split_urls,
-    swarm_config,
+    target_config,
 )
 from cli.output import Reporter
 from p2pcli import runner
-from p2pcli.link import parse_target
-from p2pcli.signaling.client import DEFAULT_SIGNAL
 from p2pcli.stream import StreamOptions, stream
 
 
 def register(app: typer.Typer) -> None:
     @app.command("stream")
     def stream_cmd(
-        target: Annotated[
-            str,
-            typer.Argument(
-                metavar="HASH_OR_LINK",
-                help="A p2p:// link printed by 'p2p seed', or a bare 64-hex-digit content hash.",
-                show_default=False,
-            ),
-        ],
+        target: TargetArg,
         player: Annotated[
             str | None,
             typer.Option(
@@ -73,20 +67,10 @@ def register(app: typer.Typer) -> None:
             typer.Option("--keep-seeding",
                          help="Keep downloading and seeding after the player exits."),
         ] = False,
-        force: Annotated[
-            bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")
-        ] = False,
+        force: ForceOpt = False,
         signal: SignalOpt = None,
-        timeout: Annotated[
-            float,
-            typer.Option("--timeout", envvar="P2P_TIMEOUT",
-                         help="Seconds to wait for a usable peer."),
-        ] = 10.0,
-        retries: Annotated[
-            int,
-            typer.Option("--retries", envvar="P2P_RETRIES",
-                         help="Attempts to reach the signaling server."),
-        ] = 3,
+        timeout: TimeoutOpt = 10.0,
+        retries: RetriesOpt = 3,
         max_peers: MaxPeersOpt = 32,
         ice_server: IceServerOpt = None,
         ice_host: IceHostOpt = None,
@@ -102,10 +86,8 @@ def register(app: typer.Typer) -> None:
         the read-ahead tracks what is on screen. Stops when the player exits.
         """
         setup_logging(verbose)
-        t = parse_target(target)
-        urls = split_urls(signal) or list(t.signals) or [DEFAULT_SIGNAL]
-        config = swarm_config(
-            urls, ice_server, ice_host, token or t.token,
+        t, config = target_config(
+            target, signal, ice_server, ice_host, token,
             timeout=timeout, retries=retries, max_peers=max_peers,
         )
         opts = StreamOptions(

@@ -225,17 +225,7 @@ async def _report(swarm: Swarm, dl: Download) -> None:
     """A progress event every half second."""
     while True:
         await asyncio.sleep(0.5)
-        m, p = swarm.manifest, swarm.picker
-        ev: dict[str, Any] = {
-            "event": "progress",
-            "peers": len(swarm.usable_peers),
-            "received": swarm.bytes_down,
-            "rate": round(swarm.down_rate.value),
-            "sent": swarm.bytes_up,
-        }
-        if m is not None and p is not None:
-            done = sum(m.piece_length(i) for i in range(p.count) if p.have[i])
-            ev.update(size=m.size, have=done, pieces=p.count, verified=p.n_have)
-            if dl.to_stdout:
-                ev["written"] = dl.written
+        ev = swarm.progress()
+        if dl.to_stdout:
+            ev["written"] = dl.written
         swarm.emit(ev)

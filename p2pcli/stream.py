@@ -318,19 +318,8 @@ def _url_name(name: str) -> str:
 async def _report(st: Streamer) -> None:
     while True:
         await asyncio.sleep(0.5)
-        swarm = st.swarm
-        m, p = swarm.manifest, swarm.picker
-        ev: dict[str, Any] = {
-            "event": "progress",
-            "peers": len(swarm.usable_peers),
-            "received": swarm.bytes_down,
-            "rate": round(swarm.down_rate.value),
-            "served": st.bytes_served,
-            "buffer_ahead": st.buffer_ahead(),
-        }
-        if m is not None and p is not None:
-            ev.update(size=m.size, pieces=p.count, verified=p.n_have,
-                      have=sum(m.piece_length(i) for i in range(p.count) if p.have[i]))
+        ev = st.swarm.progress()
+        ev.update(served=st.bytes_served, buffer_ahead=st.buffer_ahead())
         if st.player.play_pos is not None:
             ev.update(play_pos=st.player.play_pos, paused=st.player.paused)
-        swarm.emit(ev)
+        st.swarm.emit(ev)

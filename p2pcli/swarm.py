@@ -249,6 +249,21 @@ class Swarm:
             self.fatal = err
         self.fatal_event.set()
 
+    def progress(self) -> dict[str, Any]:
+        """A `progress` event: peers, bytes, rate and, once known, verified pieces."""
+        m, p = self.manifest, self.picker
+        ev: dict[str, Any] = {
+            "event": "progress",
+            "peers": len(self.usable_peers),
+            "received": self.bytes_down,
+            "rate": round(self.down_rate.value),
+            "sent": self.bytes_up,
+        }
+        if m is not None and p is not None:
+            have = sum(m.piece_length(i) for i in range(p.count) if p.have[i])
+            ev.update(size=m.size, have=have, pieces=p.count, verified=p.n_have)
+        return ev
+
     @property
     def usable_peers(self) -> list[PeerSession]:
         return [s for s in self.sessions.values() if s.ready]
