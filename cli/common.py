@@ -98,6 +98,7 @@ def swarm_config(
     return SwarmConfig(
         signal_urls=signal,
         ice_servers=parse_ice_servers(ice_server or []),
+        ice_servers_fixed=bool(ice_server),
         token=token,
         **kwargs,
     )

@@ -48,6 +48,8 @@ class SwarmConfig:
     "Signaling servers, in order of preference."
     ice_servers: list = field(default_factory=list)
     "RTCIceServer list; empty means host candidates only."
+    ice_servers_fixed: bool = False
+    "The user chose ICE servers (--ice-server): ignore the signaling server's ice-config."
     token: str | None = None
     "Signaling access token."
     retries: int = 3
@@ -205,6 +207,7 @@ class Swarm:
             new_peer=lambda p: None,
             peer_left=self._on_peer_left,
             signal=self._on_signal,
+            ice_config=self._on_ice_config,
         )
         self.signal = SignalingClient(
             self.config.signal_urls,
@@ -286,6 +289,15 @@ class Swarm:
         s = PeerSession(self, sig_id, link, offerer=True)
         self.sessions[sig_id] = s
         self._spawn(self._run_offer(s))
+
+    async def _on_ice_config(self, cfg: dict) -> None:
+        """STUN/TURN servers from the signaling server, unless the user chose their own."""
+        if self.config.ice_servers_fixed:
+            return
+        from .iceconfig import servers_from_config
+
+        self.config.ice_servers = servers_from_config(cfg)
+        self.emit({"event": "ice-config", "servers": [s.urls for s in self.config.ice_servers]})
 
     async def _on_peer_left(self, sig_id: str) -> None:
         s = self.sessions.get(sig_id)
