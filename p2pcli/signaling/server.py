@@ -45,6 +45,7 @@ from .schema import (
     parse_relay,
     parse_ws_frame,
 )
+from .web import add_web_routes
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -696,6 +697,7 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats)
     app.router.add_get("/ws", hub.ws_handler)
+    add_web_routes(app, index)  # the player page at / and /watch/<hash>; docs/BROWSER.md
 
     async def on_startup(app: web.Application) -> None:
         if hub.cluster is not None:

@@ -1,0 +1,324 @@
+// The page: the "open a link" form, and the watch view that wires the swarm to the player
+// and renders what happens. Also exposes the page's state on `window.p2p` (for people in
+// the console and for tests/test_browser.py).
+
+import { LinkError, parseTarget, socketUrl, watchPath } from './link.js';
+import { Player } from './player.js';
+import { implementation as hashImplementation, fromHex, sha256, toHex } from './sha256.js';
+import { Swarm } from './swarm.js';
+
+const $ = (id) => document.getElementById(id);
+const NO_PEER_HINT_MS = 10000;
+
+function human(n) {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (Math.abs(n) >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return i === 0 ? `${Math.round(n)} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+const rate = (n) => `${human(n)}/s`;
+
+/** Piece sizes are powers of two: 64 KiB reads better than 65.5 KB. */
+const binary = (n) => (n >= 1048576 ? `${n / 1048576} MiB` : `${n / 1024} KiB`);
+
+const MIME_BY_EXTENSION = {
+  mp4: 'video/mp4', m4v: 'video/mp4', m4a: 'audio/mp4', webm: 'video/webm', mkv: 'video/x-matroska',
+  mp3: 'audio/mpeg', ogg: 'audio/ogg', ogv: 'video/ogg', opus: 'audio/ogg', wav: 'audio/wav',
+  flac: 'audio/flac', mov: 'video/quicktime',
+};
+
+function mimeFor(name) {
+  const ext = name.includes('.') ? name.split('.').pop().toLowerCase() : '';
+  return MIME_BY_EXTENSION[ext] || 'application/octet-stream';
+}
+
+// -- messages -------------------------------------------------------------------------------
+
+const messages = [];
+
+function say(level, text) {
+  const last = messages[messages.length - 1];
+  if (last && last.text === text) {
+    last.count++;
+  } else {
+    messages.push({ level, text, count: 1, t: performance.now() });
+  }
+  const list = $('messages');
+  list.replaceChildren(...messages.slice(-8).map((m) => {
+    const li = document.createElement('li');
+    li.className = `message ${m.level}`;
+    li.textContent = m.count > 1 ? `${m.text} (×${m.count})` : m.text;
+    return li;
+  }));
+  (level === 'error' ? console.error : console.info)(`[p2p] ${text}`);
+}
+
+// -- the form -------------------------------------------------------------------------------
+
+function setupForm() {
+  $('open-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const box = $('form-error');
+    try {
+      const target = parseTarget($('open-input').value);
+      box.hidden = true;
+      location.href = watchPath(target, location.origin);
+    } catch (err) {
+      if (!(err instanceof LinkError)) throw err;
+      box.textContent = err.message;
+      box.hidden = false;
+    }
+  });
+}
+
+// -- the watch view -------------------------------------------------------------------------
+
+function watch(hash, params) {
+  $('watch').hidden = false;
+  $('open-input').value = location.href;
+  const signal = socketUrl(params.get('signal') || location.origin);
+  const token = params.get('token');
+  $('footer').textContent = `content hash ${hash} · signaling server ${signal}`;
+  if (typeof window.io !== 'function') {
+    say('error', 'the Socket.IO client did not load (/web/vendor/socket.io.min.js); reload the page');
+    return;
+  }
+  const video = $('video');
+  const swarm = new Swarm({ contentHash: fromHex(hash), signalUrl: signal, token, io: window.io });
+  let player = null;
+  let mode = 'connecting';
+  let announcedAt = null;
+  let hinted = false;
+  let download = null;
+
+  const status = (text) => {
+    $('status').textContent = text;
+  };
+
+  swarm.on('signaling', (ev) => {
+    if (ev.state === 'connected') {
+      status('connected to the signaling server; looking for peers');
+    } else if (ev.state === 'announced') {
+      announcedAt = announcedAt || performance.now();
+      if (!swarm.manifest) status(ev.peers ? `connecting to ${ev.peers} peer(s)` : 'waiting for a peer that has this content');
+    } else {
+      say('warning', ev.message);
+    }
+  });
+  swarm.on('warning', (ev) => say('warning', ev.message));
+  swarm.on('peer-left', (ev) => {
+    if (ev.banned) say('error', `dropped peer ${ev.id}: ${ev.reason}`);
+    else if (ev.warn && ev.reason) say('warning', `dropped peer ${ev.id}: ${ev.reason}`);
+  });
+  swarm.on('piece-rejected', (ev) => {
+    say('warning', `piece ${ev.piece} failed verification (from ${ev.peers.join(', ')}); fetching it again`);
+  });
+  swarm.on('manifest', ({ manifest }) => {
+    document.title = `${manifest.name} · p2p`;
+    $('title').textContent = manifest.name;
+    $('subtitle').textContent = `${human(manifest.size)}, ${manifest.pieceCount} pieces of ${binary(manifest.pieceSize)}`
+      + ` · verified with ${hashImplementation === 'subtle' ? 'SubtleCrypto' : 'JavaScript'} SHA-256`;
+    mode = 'probing';
+    status('manifest verified; fetching the start of the file');
+    player = new Player(video, swarm, {
+      status: (text) => { mode = 'playing'; status(text); },
+      info: (info) => { $('subtitle').textContent += ` · ${info.mime}`; },
+      unsupported: (reason) => {
+        mode = 'download';
+        say('info', `this file cannot be streamed here: ${reason}. It is downloaded and verified whole instead; save it (or watch it here, if the browser can) once complete.`);
+        status('downloading');
+      },
+      error: (text) => {
+        mode = 'download';
+        say('error', `${text}. The file keeps downloading; save it once complete.`);
+      },
+    });
+    player.update();
+    startPlayback(video);
+  });
+  swarm.on('piece', (ev) => {
+    if (player) player.update();
+    if (ev.complete) finished();
+  });
+  swarm.on('stats', (st) => {
+    render(swarm, player, st);
+    if (mode === 'playing' && player) {
+      if (video.readyState >= 3 && !video.paused) status('playing');
+      else if (video.seeking || video.readyState < 3) status('buffering');
+      else if (video.paused) status(video.ended ? 'ended' : 'paused');
+    }
+    if (!swarm.manifest && announcedAt && !hinted && performance.now() - announcedAt > NO_PEER_HINT_MS) {
+      hinted = true;
+      say('warning', 'no peer has sent this content yet; is `p2p seed` running on the same signaling server? Still waiting.');
+    }
+  });
+
+  function finished() {
+    const m = swarm.manifest;
+    download = new Blob(swarm.pieces, { type: mimeFor(m.name) });
+    const button = $('save');
+    button.disabled = false;
+    $('save-note').textContent = `${human(m.size)}, every piece verified`;
+    button.onclick = () => {
+      const a = document.createElement('a');
+      a.href = URL.createObjectURL(download);
+      a.download = m.name;
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+    };
+    if (mode === 'download') {
+      status('complete');
+      const type = mimeFor(m.name);
+      if (type !== 'application/octet-stream' && video.canPlayType(type)) {
+        // The whole verified file: the browser plays it natively if it can.
+        video.src = URL.createObjectURL(download);
+        startPlayback(video);
+      }
+    }
+  }
+
+  window.p2p = {
+    swarm,
+    get player() {
+      return player;
+    },
+    messages,
+    state: () => snapshot(swarm, player, video, mode),
+    /** SHA-256 of the bytes the page holds for each verified piece, recomputed now. */
+    async digests() {
+      const out = {};
+      for (let i = 0; i < swarm.pieces.length; i++) {
+        if (swarm.pieces[i]) out[i] = toHex(await sha256(swarm.pieces[i]));
+      }
+      return out;
+    },
+  };
+  swarm.start();
+}
+
+function startPlayback(video) {
+  video.autoplay = true;
+  video.play().catch(() => {
+    // Browsers refuse sound without a click first: start muted, the controls unmute.
+    video.muted = true;
+    video.play().then(
+      () => say('info', 'started muted (the browser blocks sound until you interact); unmute with the controls'),
+      () => {},
+    );
+  });
+}
+
+function snapshot(swarm, player, video, mode) {
+  const st = swarm.stats();
+  const verified = [];
+  swarm.pieces.forEach((p, i) => p && verified.push(i));
+  const buffered = [];
+  for (let i = 0; i < video.buffered.length; i++) buffered.push([video.buffered.start(i), video.buffered.end(i)]);
+  return {
+    sid: swarm.sid,
+    mode,
+    name: swarm.manifest && swarm.manifest.name,
+    size: swarm.manifest && swarm.manifest.size,
+    pieceCount: swarm.manifest && swarm.manifest.pieceCount,
+    pieceSize: swarm.manifest && swarm.manifest.pieceSize,
+    verified,
+    pieceSources: Object.fromEntries(swarm.pieceSources),
+    receivedFrom: { ...swarm.receivedFrom },
+    sentTo: { ...swarm.sentTo },
+    rejectedPieces: swarm.rejectedPieces.slice(),
+    dropped: swarm.dropped.slice(),
+    peers: st.peers,
+    downRate: st.downRate,
+    upRate: st.upRate,
+    video: {
+      readyState: video.readyState,
+      currentTime: video.currentTime,
+      duration: video.duration,
+      paused: video.paused,
+      seeking: video.seeking,
+      buffered,
+      error: video.error && video.error.message,
+    },
+    player: player && {
+      state: player.state,
+      mime: player.info && player.info.mime,
+      appendCursor: player.appendCursor,
+      index: player.indexState,
+      error: player.error && player.error.message,
+    },
+    messages: messages.map((m) => ({ level: m.level, text: m.text })),
+  };
+}
+
+// -- rendering ------------------------------------------------------------------------------
+
+function render(swarm, player, st) {
+  const m = swarm.manifest;
+  $('stat-peers').textContent = String(st.peers.filter((p) => p.state === 'connected').length);
+  $('stat-down').textContent = rate(st.downRate);
+  $('stat-up').textContent = rate(st.upRate);
+  $('stat-buffer').textContent = player && player.state === 'playing' ? `${player.bufferedAhead().toFixed(1)} s` : '–';
+  $('stat-verified').textContent = m ? `${st.have} / ${m.pieceCount} (${Math.floor((100 * st.have) / Math.max(1, m.pieceCount))}%)` : '–';
+  $('peers').tBodies[0].replaceChildren(...st.peers.map((p) => {
+    const tr = document.createElement('tr');
+    const cells = [
+      p.id,
+      p.connection ? `${p.state} (${p.connection})` : p.state,
+      p.hasAll ? 'all' : String(p.pieces ?? '?'),
+      rate(p.downRate), rate(p.upRate), human(p.received), human(p.sent),
+    ];
+    cells.forEach((text, i) => {
+      const td = document.createElement('td');
+      td.textContent = text;
+      if (i === 0) td.className = 'id';
+      tr.append(td);
+    });
+    return tr;
+  }));
+  drawPieces(swarm, player);
+}
+
+function drawPieces(swarm, player) {
+  const canvas = $('pieces');
+  const m = swarm.manifest;
+  if (!m || !swarm.picker) return;
+  const width = canvas.clientWidth || canvas.width;
+  if (canvas.width !== width) canvas.width = width;
+  const ctx = canvas.getContext('2d');
+  const styles = getComputedStyle(document.documentElement);
+  const color = (name) => styles.getPropertyValue(name).trim();
+  ctx.fillStyle = color('--missing');
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  const n = m.pieceCount;
+  const scale = canvas.width / n;
+  const flying = new Set(swarm.picker.active.keys());
+  for (let i = 0; i < n; i++) {
+    let fill = null;
+    if (swarm.pieces[i]) fill = color('--accent');
+    else if (flying.has(i)) fill = color('--flying');
+    if (!fill) continue;
+    ctx.fillStyle = fill;
+    const x = Math.floor(i * scale);
+    ctx.fillRect(x, 0, Math.max(1, Math.floor((i + 1) * scale) - x), canvas.height);
+  }
+  if (player && player.state === 'playing') {
+    const x = Math.floor((player.playheadOffset() / m.size) * canvas.width);
+    ctx.fillStyle = '#fff';
+    ctx.fillRect(Math.min(x, canvas.width - 2), 0, 2, canvas.height);
+  }
+}
+
+// -- start ----------------------------------------------------------------------------------
+
+setupForm();
+const match = location.pathname.match(/^\/watch\/([0-9a-fA-F]{64})\/?$/);
+if (match) {
+  watch(match[1].toLowerCase(), new URLSearchParams(location.search));
+} else {
+  $('home').hidden = false;
+  $('open-input').focus();
+}

@@ -1,0 +1,107 @@
+// The manifest (docs/PROTOCOL.md section 1.2): decode it, check it names the content hash,
+// and verify pieces against it. A port of p2pcli/manifest.py's decoding side.
+
+import { equalBytes, sha256, toHex } from './sha256.js';
+
+export const HASH_LEN = 32;
+const MAGIC = [0x50, 0x32, 0x50, 0x4d]; // "P2PM"
+const MAX_NAME_BYTES = 255;
+const MAX_SIZE = 2 ** 50;
+
+export class ManifestError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'ManifestError';
+  }
+}
+
+export class Manifest {
+  constructor(name, size, pieceSize, hashes, encoded) {
+    this.name = name;
+    this.size = size;
+    this.pieceSize = pieceSize;
+    this.pieceCount = hashes.length / HASH_LEN;
+    this.hashes = hashes; // 32 bytes per piece, in order
+    this.encoded = encoded;
+  }
+
+  pieceHash(i) {
+    return this.hashes.subarray(i * HASH_LEN, (i + 1) * HASH_LEN);
+  }
+
+  pieceOffset(i) {
+    return i * this.pieceSize;
+  }
+
+  pieceLength(i) {
+    return Math.min(this.pieceSize, this.size - i * this.pieceSize);
+  }
+
+  /** Indices [first, last] of the pieces covering bytes [start, end), or null. */
+  piecesFor(start, end) {
+    end = Math.min(end, this.size);
+    if (end <= start) return null;
+    return [Math.floor(start / this.pieceSize), Math.floor((end - 1) / this.pieceSize)];
+  }
+
+  /** Whether `data` is piece `i`: its length and SHA-256 match. */
+  async pieceOk(i, data) {
+    if (i < 0 || i >= this.pieceCount || data.length !== this.pieceLength(i)) return false;
+    return equalBytes(await sha256(data), this.pieceHash(i));
+  }
+}
+
+function checkName(name) {
+  if (name === '.' || name === '..') throw new ManifestError(`manifest file name "${name}" is not a file name`);
+  for (const ch of name) {
+    const c = ch.codePointAt(0);
+    const control = c < 0x20 || (c >= 0x7f && c <= 0x9f);
+    const surrogate = c >= 0xd800 && c <= 0xdfff;
+    if (ch === '/' || ch === '\\' || control || surrogate) {
+      throw new ManifestError('manifest file name contains a path separator or control character');
+    }
+  }
+}
+
+/** Parse manifest bytes. Throws only ManifestError on bad input. */
+export function decodeManifest(bytes) {
+  const u = bytes;
+  if (u.length < 8) throw new ManifestError('manifest is truncated');
+  if (MAGIC.some((b, i) => u[i] !== b)) throw new ManifestError('not a p2p manifest (bad magic)');
+  if (u[4] !== 1) throw new ManifestError(`unsupported manifest version ${u[4]}; reload the page`);
+  const log2 = u[5];
+  if (log2 < 14 || log2 > 24) throw new ManifestError(`piece size 2^${log2} out of range`);
+  const view = new DataView(u.buffer, u.byteOffset, u.byteLength);
+  const nameLength = view.getUint16(6);
+  if (nameLength < 1 || nameLength > MAX_NAME_BYTES || u.length < 8 + nameLength + 8) {
+    throw new ManifestError('manifest is truncated or has a bad name length');
+  }
+  let name;
+  try {
+    name = new TextDecoder('utf-8', { fatal: true }).decode(u.subarray(8, 8 + nameLength));
+  } catch {
+    throw new ManifestError('manifest file name is not UTF-8');
+  }
+  checkName(name);
+  const pos = 8 + nameLength;
+  const size = view.getUint32(pos) * 2 ** 32 + view.getUint32(pos + 4);
+  if (size > MAX_SIZE) throw new ManifestError(`file size ${size} out of range`);
+  const pieceSize = 2 ** log2;
+  const count = Math.ceil(size / pieceSize);
+  const hashBytes = u.length - pos - 8;
+  if (hashBytes !== HASH_LEN * count) {
+    throw new ManifestError(
+      `manifest has ${hashBytes} bytes of piece hashes, expected ${HASH_LEN * count}`);
+  }
+  return new Manifest(name, size, pieceSize, u.slice(pos + 8), u.slice());
+}
+
+/** Parse manifest bytes received from a peer, checking they hash to `contentHash`. */
+export async function decodeVerified(bytes, contentHash) {
+  const digest = await sha256(bytes);
+  if (!equalBytes(digest, contentHash)) {
+    throw new ManifestError(
+      `manifest hashes to ${toHex(digest).slice(0, 16)}..., not the content hash asked for`);
+  }
+  return decodeManifest(bytes);
+}
