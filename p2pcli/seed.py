@@ -17,6 +17,7 @@ import ifaddr
 
 from .hashing import Progress, hash_file, open_for_seeding
 from .link import make_link
+from .signaling.web import watch_url
 from .store import SeedFile
 from .swarm import EventSink, Swarm, SwarmConfig
 
@@ -95,6 +96,7 @@ async def seed(
                 "hash": manifest.content_id,
                 "link": link,
                 "command": f"p2p fetch '{link}'",
+                "watch": watch_url(config.signal_urls[0], manifest.content_id, config.token),
             }
         )
         reporter = asyncio.ensure_future(_report(swarm))
