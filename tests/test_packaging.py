@@ -1,0 +1,49 @@
+"""What `pip install .` gives a user: the console script, every command, the web assets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from conftest import P2P, ROOT
+
+
+def test_p2p_help_lists_the_commands():
+    out = subprocess.run([P2P, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for command in ("serve-signal", "seed", "fetch", "stream"):
+        assert command in out.stdout
+
+
+def test_every_command_documents_every_option():
+    for command in ("serve-signal", "seed", "fetch", "stream"):
+        out = subprocess.run([P2P, command, "--help"], capture_output=True, text=True,
+                             timeout=60, env={"COLUMNS": "200", "PATH": ""})
+        assert out.returncode == 0, out.stderr
+        lines = [line for line in out.stdout.splitlines() if line.lstrip("│ ").startswith("--")]
+        assert lines, out.stdout
+        for line in lines:
+            # "--option  <type>  help text": no option without words after its type.
+            words = line.strip("│ ").split()
+            assert len(words) >= 3, f"{command}: option without help: {line!r}"
+
+
+def test_wheel_carries_the_cli_the_core_and_the_web_assets(tmp_path: Path):
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    wheel = next(tmp_path.glob("p2p-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "cli/main.py" in names and "p2pcli/swarm.py" in names
+    web = [n for n in names if n.startswith("p2pcli/web/")]
+    if (ROOT / "p2pcli" / "web").is_dir():
+        shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "p2pcli" / "web").rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts}
+        assert shipped <= set(web), shipped - set(web)
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "p2p = cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
