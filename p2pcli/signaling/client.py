@@ -2,8 +2,13 @@
 
 Speaks only the reference events (announce, peer-list, new-peer, offer, answer,
 ice-candidate) plus our server's optional `peer-left`, so it works through any server
-that implements the design note's "Opción 1". python-socketio reconnects on its own; we
-announce again on every (re)connection, since the server forgets us when we drop.
+that implements the design note's "Opción 1".
+
+When the connection drops, for whatever reason (the server restarted, was killed, or
+closed it), the client reconnects with back-off, trying the next of its URLs first (a
+cluster's other node), then the others in turn, and announces its rooms again, since a
+server forgets a peer when it drops. WebRTC connections already made do not need the
+server and carry on meanwhile.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +28,12 @@ from ..errors import SignalUnreachable, UsageError
 log = logging.getLogger(__name__)
 
 DEFAULT_SIGNAL = "http://127.0.0.1:8080"
+
+#: Seconds between reconnection attempts: the first, and the most after doubling at
+#: each round through the URLs (each wait is randomized down to half, so that clients
+#: of a server that restarted do not all come back at once).
+RECONNECT_FIRST = 0.5
+RECONNECT_MAX = 5.0
 
 
 def normalize_url(url: str) -> str:
@@ -61,14 +73,17 @@ class SignalingClient:
     def __post_init__(self) -> None:
         self.urls = [normalize_url(u) for u in self.urls]
         self.sio = socketio.AsyncClient(
-            reconnection=True,
+            # Reconnection is ours (`_reconnect`): python-socketio's retries one URL only
+            # and does not reconnect after the server closed the session.
+            reconnection=False,
             handle_sigint=False,  # our runner turns Ctrl-C into a clean, resumable stop
-            reconnection_delay=0.5,
-            reconnection_delay_max=5,
-            randomization_factor=0.5,
             logger=False,
             engineio_logger=False,
         )
+        self._closing = False
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._refusal: object = None  # the last CONNECT_ERROR the server sent
+        self._own_sids: set[str] = set()  # every id this client had, across reconnections
         self._register()
 
     def _register(self) -> None:
@@ -77,14 +92,30 @@ class SignalingClient:
 
         @sio.event
         async def connect() -> None:
+            sid = self.sio.get_sid()
+            if sid:
+                self._own_sids.add(sid)
             # First connection and every reconnection: the server lost our rooms.
             for content_id in self.announced:
                 await self._emit_announce(content_id)
 
+        @sio.event
+        async def connect_error(data: object = None) -> None:
+            self._refusal = data
+
+        @sio.event
+        async def disconnect(*reason: object) -> None:
+            if not self._closing and self._reconnecting is None:
+                log.info("lost the signaling server at %s; reconnecting", self.url)
+                self._reconnecting = asyncio.ensure_future(self._reconnect())
+
         @sio.on("peer-list")
         async def _peer_list(data: object) -> None:
             if isinstance(data, dict) and isinstance(data.get("peers"), list):
-                await _call(h.peer_list, [p for p in data["peers"] if isinstance(p, str)])
+                # Our own earlier ids may still be listed (a cluster node that died has
+                # not been reaped yet): never offer to ourselves.
+                peers = [p for p in data["peers"] if isinstance(p, str)]
+                await _call(h.peer_list, [p for p in peers if p not in self._own_sids])
 
         @sio.on("new-peer")
         async def _new_peer(data: object) -> None:
@@ -118,30 +149,82 @@ class SignalingClient:
         return self.sio.get_sid()
 
     async def connect(self) -> None:
-        """Connect to the first server that answers, trying each `retries` times."""
+        """Connect to the first server that answers, trying each `retries` times.
+
+        Raises SignalUnreachable when none answers, and UsageError when a server refused
+        the access token and none accepted it (trying again would not help).
+        """
         last: Exception | None = None
-        auth = {"token": self.token} if self.token else None
+        refused: str | None = None
         for attempt in range(max(1, self.retries)):
+            if attempt:
+                await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 4))
             for url in self.urls:
                 try:
-                    await self.sio.connect(
-                        url,
-                        auth=auth,
-                        transports=["websocket", "polling"],
-                        wait_timeout=self.timeout,
-                    )
-                    self.url = url
+                    await self._connect_once(url)
                     return
-                except (TimeoutError, socketio.exceptions.ConnectionError, OSError) as e:
+                except _CONNECT_ERRORS as e:
                     last = e
-                    with contextlib.suppress(Exception):
-                        await self.sio.disconnect()
-            await asyncio.sleep(min(0.5 * 2**attempt, 4))
+                    code, message = _refusal(self._refusal)
+                    if code == "bad-token":
+                        refused = f"the signaling server at {url} refused the access token"
+                        refused += f" ({message})" if message else ""
+                    elif message:
+                        last = ConnectionError(message)
+            if refused:
+                raise UsageError(
+                    f"{refused}; give the right one with --token (or P2P_TOKEN), or use the "
+                    "link from the seeder, which carries it"
+                )
         where = ", ".join(self.urls)
+        reason = _reason(last)
+        hint = "check the URL (--signal / P2P_SIGNAL) and that the server is running"
+        if "certificate" in reason.lower():
+            hint = (
+                "the server's TLS certificate is not trusted here; if it is self-signed, "
+                "point SSL_CERT_FILE at it (a PEM file)"
+            )
         raise SignalUnreachable(
-            f"cannot reach the signaling server at {where} ({_reason(last)}); "
-            "check the URL (--signal / P2P_SIGNAL) and that the server is running"
+            f"cannot reach the signaling server at {where} ({reason}); {hint}"
         )
+
+    async def _connect_once(self, url: str) -> None:
+        self._refusal = None
+        auth = {"token": self.token} if self.token else None
+        try:
+            await self.sio.connect(
+                url,
+                auth=auth,
+                transports=["websocket", "polling"],
+                wait_timeout=self.timeout,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.sio.disconnect()
+            raise
+        self.url = url
+
+    async def _reconnect(self) -> None:
+        """Reconnect after a drop: the next URL first, then round the list, backing off."""
+        try:
+            start = self.urls.index(self.url) + 1 if self.url in self.urls else 0
+            delay = RECONNECT_FIRST
+            attempt = 0
+            while not self._closing:
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                url = self.urls[(start + attempt) % len(self.urls)]
+                attempt += 1
+                try:
+                    await self._connect_once(url)
+                except _CONNECT_ERRORS as e:
+                    log.info("reconnecting to %s failed: %s", url, _reason(e))
+                    if attempt % len(self.urls) == 0:
+                        delay = min(delay * 2, RECONNECT_MAX)
+                    continue
+                log.info("reconnected to the signaling server at %s", url)
+                return
+        finally:
+            self._reconnecting = None
 
     async def announce(self, content_id: str, peer_id: str) -> None:
         self.peer_id = peer_id
@@ -157,15 +240,45 @@ class SignalingClient:
             await self.sio.emit(kind, {**payload, "targetPeer": target})
 
     async def close(self) -> None:
+        self._closing = True
+        task = self._reconnecting
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         with contextlib.suppress(Exception):
             await self.sio.disconnect()
 
 
-def _reason(e: Exception | None) -> str:
+_CONNECT_ERRORS = (TimeoutError, socketio.exceptions.ConnectionError, OSError, ValueError)
+
+
+def _refusal(data: object) -> tuple[str | None, str]:
+    """(code, message) of a CONNECT_ERROR payload: ``{message, data: {code}}``."""
+    if isinstance(data, dict):
+        inner = data.get("data")
+        code = inner.get("code") if isinstance(inner, dict) else None
+        return (code if isinstance(code, str) else None), str(data.get("message") or "")
+    return None, ""
+
+
+def _reason(e: BaseException | None) -> str:
+    """What went wrong, in one line: the innermost cause, which the Socket.IO and
+    Engine.IO layers hide behind a bare "Connection error"."""
     if e is None:
         return "no answer"
-    text = str(e) or type(e).__name__
-    return text.splitlines()[0][:200]
+    seen: set[int] = set()
+    chain: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for err in reversed(chain):
+        text = str(err).strip()
+        if text:
+            return text.splitlines()[0][:200]
+    return type(e).__name__
 
 
 async def _call(fn: Callable, *args: object) -> None:
