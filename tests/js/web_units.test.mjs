@@ -1,0 +1,204 @@
+// Unit tests of the browser player's sans-IO modules (p2pcli/web/js), run in Node:
+//   node --test tests/js/web_units.test.mjs
+// tests/test_browser.py runs this file; cross-checks against the Python implementation
+// live in tests/js/web_vectors.mjs.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { parseTarget, watchPath } from '../../p2pcli/web/js/link.js';
+import { Picker } from '../../p2pcli/web/js/picker.js';
+import { sha256js, toHex } from '../../p2pcli/web/js/sha256.js';
+import * as wire from '../../p2pcli/web/js/wire.js';
+import { offsetForTime } from '../../p2pcli/web/js/media.js';
+
+const HASH = new Uint8Array(32).fill(7);
+const ID = new Uint8Array(16).fill(1);
+const OTHER = new Uint8Array(16).fill(2);
+
+function connected(pieceCount = 4, pieceSize = 16384, size = 4 * 16384) {
+  const p = new wire.PeerProtocol(HASH, ID, 65536);
+  p.receive(wire.encodeHandshake(HASH, OTHER, 65536));
+  p.setGeometry(new wire.Geometry(pieceCount, pieceSize, size));
+  return p;
+}
+
+test('sha256js matches SubtleCrypto at every padding boundary', async () => {
+  for (const n of [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 128, 1000, 70001]) {
+    const data = new Uint8Array(n).map((_, i) => (i * 31 + 7) & 0xff);
+    const subtle = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+    assert.equal(toHex(sha256js(data)), toHex(subtle), `length ${n}`);
+    // A view into a larger buffer hashes only its own bytes.
+    const big = new Uint8Array(n + 10);
+    big.set(data, 5);
+    assert.equal(toHex(sha256js(big.subarray(5, 5 + n))), toHex(subtle));
+  }
+});
+
+test('every message decodes to what was encoded', () => {
+  const d = wire.decode;
+  assert.deepEqual(d(wire.encodeRequest(1, 16384, 100)), { type: 'request', piece: 1, offset: 16384, length: 100 });
+  assert.deepEqual(d(wire.encodeCancel(2, 0, 5)), { type: 'cancel', piece: 2, offset: 0, length: 5 });
+  assert.deepEqual(d(wire.encodeReject(3, 0, 5)), { type: 'reject', piece: 3, offset: 0, length: 5 });
+  assert.deepEqual(d(wire.encodeHave(9)), { type: 'have', piece: 9 });
+  assert.deepEqual(d(wire.encodeHaveAll()), { type: 'have-all' });
+  assert.equal(d(wire.encodeClose('bye')).reason, 'bye');
+  const piece = d(wire.encodePiece(4, 8, Uint8Array.of(1, 2, 3)));
+  assert.deepEqual([piece.piece, piece.offset, [...piece.data]], [4, 8, [1, 2, 3]]);
+  const hs = d(wire.encodeHandshake(HASH, ID, 262080));
+  assert.deepEqual([hs.version, hs.maxBlock, [...hs.peerId]], [1, 262080, [...ID]]);
+});
+
+test('a close reason is cut at 512 bytes without splitting a character', () => {
+  const msg = wire.encodeClose('é'.repeat(400));
+  assert.ok(msg.length <= 513);
+  assert.equal(wire.decode(msg).reason, 'é'.repeat(256));
+});
+
+test('malformed messages are protocol errors', () => {
+  const bad = [new Uint8Array(0), Uint8Array.of(0xee), Uint8Array.of(8, 0, 0), Uint8Array.of(6, 0), 'text'];
+  for (const m of bad) assert.throws(() => wire.decode(m), wire.ProtocolError);
+});
+
+test('the first message must be a handshake for the same content', () => {
+  const p = new wire.PeerProtocol(HASH, ID, 65536);
+  assert.throws(() => p.receive(wire.encodeHaveAll()), /first message was not a handshake/);
+  const q = new wire.PeerProtocol(HASH, ID, 65536);
+  assert.throws(() => q.receive(wire.encodeHandshake(new Uint8Array(32), OTHER, 65536)), /different content/);
+  const r = new wire.PeerProtocol(HASH, ID, 65536);
+  assert.throws(() => r.receive(wire.encodeHandshake(HASH, OTHER, 1024)), /out of range/);
+});
+
+test('data nobody asked for is refused; a cancelled block may still arrive once', () => {
+  const p = connected();
+  assert.throws(() => p.receive(wire.encodePiece(0, 0, new Uint8Array(16384))), /unrequested/);
+  const q = connected();
+  q.sendRequest(1, 0, 16384);
+  q.sendCancel(1, 0, 16384);
+  q.receive(wire.encodePiece(1, 0, new Uint8Array(16384)));
+  assert.throws(() => q.receive(wire.encodePiece(1, 0, new Uint8Array(16384))), /unrequested/);
+});
+
+test('requests must lie within the piece and the advertised block size', () => {
+  const p = connected(2, 16384, 20000);
+  p.receive(wire.encodeRequest(1, 0, 3616));
+  assert.throws(() => p.receive(wire.encodeRequest(1, 0, 3617)), /past the end/);
+  assert.throws(() => p.receive(wire.encodeRequest(2, 0, 10)), /beyond the last piece/);
+  assert.throws(() => p.receive(wire.encodeRequest(0, 0, 70000)), /limit/);
+});
+
+test('bitfields: exact length, spare bits zero, only one', () => {
+  assert.deepEqual(wire.bitfieldPieces(wire.bitfieldFrom([1, 0, 1, 1, 0, 0, 0, 0, 1], 9), 9), [0, 2, 3, 8]);
+  assert.throws(() => wire.bitfieldPieces(Uint8Array.of(0xff, 0xff), 9), /spare bits/);
+  assert.throws(() => wire.bitfieldPieces(Uint8Array.of(0xff), 9), /bitfield of 1 bytes/);
+  const p = connected();
+  p.receive(wire.encodeHaveAll());
+  assert.throws(() => p.receive(wire.encodeHaveAll()), /second bitfield/);
+});
+
+test('manifest data must answer the request', () => {
+  const p = connected();
+  assert.throws(() => p.receive(wire.encodeManifestData(10, 0, new Uint8Array(10))), /nobody asked/);
+  p.sendManifestRequest(0, 100);
+  assert.throws(() => p.receive(wire.encodeManifestData(10, 0, new Uint8Array(9))), /does not match/);
+  p.sendManifestRequest(0, 100);
+  p.receive(wire.encodeManifestData(10, 0, new Uint8Array(10)));
+});
+
+// -- picker ---------------------------------------------------------------------------------
+
+const lengths = (n, size = 100) => Array.from({ length: n }, () => size);
+
+test('priority pieces come first, then the pieces after the playhead', () => {
+  const p = new Picker(lengths(10), 100);
+  p.addPeer('a', null);
+  p.setCursor(6);
+  p.setPriority([3]);
+  const picked = p.pick('a', null, 4, 0).map((b) => b[0]);
+  assert.deepEqual(picked, [3, 6, 7, 8]);
+});
+
+test('strict priority requests nothing else', () => {
+  const p = new Picker(lengths(10), 100);
+  p.addPeer('a', null);
+  p.setPriority([5, 6], true);
+  assert.deepEqual(p.pick('a', null, 10, 0).map((b) => b[0]), [5, 6]);
+});
+
+test('rarer pieces before common ones', () => {
+  const p = new Picker(lengths(4), 100);
+  p.addPeer('a', [0, 1, 2, 3]);
+  p.addPeer('b', [0, 1, 3]);
+  p.addPeer('c', [0, 3]);
+  assert.deepEqual(p.pick('a', () => true, 4, 0).map((b) => b[0]), [2, 1, 0, 3]);
+});
+
+test('a piece in blocks; the last one is short', () => {
+  const p = new Picker([250], 100);
+  p.addPeer('a', null);
+  assert.deepEqual(p.pick('a', null, 5, 0), [[0, 0, 100], [0, 100, 100], [0, 200, 50]]);
+  assert.equal(p.onBlock('a', [0, 0, 100]).complete, false);
+  p.onBlock('a', [0, 100, 100]);
+  assert.equal(p.onBlock('a', [0, 200, 50]).complete, true);
+});
+
+test('end-game duplicates the last blocks, and the first copy cancels the other', () => {
+  const p = new Picker(lengths(1), 100);
+  p.addPeer('a', null);
+  p.addPeer('b', null);
+  assert.equal(p.pick('a', null, 4, 0).length, 1);
+  assert.deepEqual(p.pick('b', null, 4, 0), [[0, 0, 100]]);
+  const { complete, dups } = p.onBlock('b', [0, 0, 100]);
+  assert.equal(complete, true);
+  assert.deepEqual(dups, [['a', [0, 0, 100]]]);
+});
+
+test('expired requests are handed back', () => {
+  const p = new Picker(lengths(2), 100, { requestTimeout: 1000 });
+  p.addPeer('a', null);
+  p.pick('a', null, 1, 0);
+  assert.deepEqual(p.expired(500), []);
+  assert.deepEqual(p.expired(1500), [['a', [0, 0, 100]]]);
+  assert.equal(p.inFlight('a'), 0);
+});
+
+test('a failed piece is fetched again from scratch', () => {
+  const p = new Picker(lengths(1), 100);
+  p.addPeer('a', null);
+  p.pick('a', null, 1, 0);
+  p.onBlock('a', [0, 0, 100]);
+  p.onPieceFailed(0);
+  assert.deepEqual(p.pick('a', null, 1, 1), [[0, 0, 100]]);
+});
+
+test('removing a peer frees its blocks and its availability', () => {
+  const p = new Picker(lengths(3), 100);
+  p.addPeer('a', [0, 1]);
+  p.pick('a', (i) => i < 2, 2, 0);
+  assert.equal(p.removePeer('a', [0, 1]).length, 2);
+  assert.deepEqual([...p.availability], [0, 0, 0]);
+});
+
+// -- links and the index --------------------------------------------------------------------
+
+test('links, watch URLs and bare hashes', () => {
+  const h = 'ab'.repeat(32);
+  assert.deepEqual(parseTarget(h.toUpperCase()), { hash: h, signal: null, token: null });
+  const link = `p2p://${h}?signal=http%3A%2F%2F10.0.0.1%3A8080&name=a.mp4&token=s%20t`;
+  assert.deepEqual(parseTarget(link), { hash: h, signal: 'http://10.0.0.1:8080', token: 's t' });
+  assert.deepEqual(parseTarget(`http://x:1/watch/${h}?token=t`), { hash: h, signal: 'http://x:1', token: 't' });
+  assert.throws(() => parseTarget('hello'), /neither a content hash/);
+  assert.throws(() => parseTarget('p2p://abc'), /64-hex-digit/);
+  assert.equal(watchPath({ hash: h, signal: 'http://x:1', token: null }, 'http://x:1'), `/watch/${h}`);
+  assert.equal(watchPath({ hash: h, signal: 'ws://y:2', token: 'k' }, 'http://x:1'),
+    `/watch/${h}?signal=http%3A%2F%2Fy%3A2&token=k`);
+});
+
+test('a time maps to the last random-access point at or before it', () => {
+  const index = [{ time: 0, offset: 10 }, { time: 2, offset: 500 }, { time: 4, offset: 900 }];
+  assert.equal(offsetForTime(index, 0), 10);
+  assert.equal(offsetForTime(index, 3.9), 500);
+  assert.equal(offsetForTime(index, 4), 900);
+  assert.equal(offsetForTime(index, 100), 900);
+  assert.equal(offsetForTime(null, 1), null);
+});

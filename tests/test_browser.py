@@ -1,0 +1,295 @@
+"""The browser player: `p2p serve-signal` serves it, real headless Chromium runs it.
+
+The end-to-end tests run serve-signal, seeders, fetchers and Chromium in a network
+namespace with only loopback (tests/browser_helpers.py says why and how). They save
+screenshots of the page to tests/artifacts/ for people to look at.
+
+The page's sans-IO modules are also checked without a browser: their unit tests run in
+Node (tests/js/web_units.test.mjs), and tests/js/web_vectors.mjs runs them on inputs made
+here so their output can be compared with the Python reference implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from browser_helpers import (
+    ARTIFACTS,
+    check_pieces,
+    lab,
+    make_video,
+    piece_hashes,
+    unavailable,
+)
+from conftest import ROOT, make_file, sha256
+
+from p2pcli import wire
+from p2pcli.hashing import hash_file
+from p2pcli.manifest import Manifest
+from p2pcli.signaling.server import make_app
+from p2pcli.signaling.web import WEB_DIR, watch_url
+
+JS = ROOT / "tests" / "js"
+HOSTILE = ROOT / "tests" / "helpers" / "hostile_peer.py"
+
+
+def need_browser() -> None:
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Test media, made once: 60 s of fragmented MP4 and 30 s of WebM, ~300 kbit/s."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (scripts/test-all installs it)")
+    d = tmp_path_factory.mktemp("media")
+    return {
+        "mp4": make_video(d / "talk.mp4", 60),
+        "webm": make_video(d / "talk.webm", 30, "webm"),
+    }
+
+
+# -- the page's code, without a browser ---------------------------------------------------------
+
+
+def node(*args: str, stdin: str | None = None, timeout: float = 60) -> str:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed (scripts/test-all installs nodejs)")
+    r = subprocess.run(["node", *args], input=stdin, capture_output=True, text=True,
+                       timeout=timeout, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout
+
+
+def test_page_modules_unit_tests() -> None:
+    out = node("--test", str(JS / "web_units.test.mjs"))
+    assert "# fail 0" in out
+
+
+def test_page_codecs_agree_with_python(videos: dict[str, Path], tmp_path: Path) -> None:
+    source = make_file(tmp_path / "data.bin", 100_000)
+    m = hash_file(str(source), use_cache=False)
+    bad = [
+        b"XXXX" + m.encoded[4:],  # magic
+        m.encoded[:-1],  # a hash cut short
+        Manifest.create("a.b", 1, 16384, [bytes(32)]).encoded.replace(b"a.b", b"a/b"),
+        Manifest.create("ab", 1, 16384, [bytes(32)]).encoded.replace(b"ab", b"\xff\xfe"),
+    ]
+    request = {
+        "manifest": m.encoded.hex(),
+        "contentHash": m.content_hash.hex(),
+        "badManifests": [b.hex() for b in bad],
+        "media": [str(videos["mp4"]), str(videos["webm"])],
+    }
+    out = json.loads(node(str(JS / "web_vectors.mjs"), stdin=json.dumps(request)))
+
+    h, peer = bytes([0x11]) * 32, bytes([0x22]) * 16
+    assert out["wire"] == {
+        "handshake": wire.encode_handshake(h, peer, 65536).hex(),
+        "close": wire.encode_close("bye ✓").hex(),
+        "manifest_request": wire.encode_manifest_request(7, 65472).hex(),
+        "manifest_data": wire.encode_manifest_data(100, 7, bytes([1, 2, 3])).hex(),
+        "bitfield": wire.encode_bitfield(wire.bitfield_from({0, 3, 4, 9}, 10)).hex(),
+        "have_all": wire.encode_have_all().hex(),
+        "have": wire.encode_have(77).hex(),
+        "request": wire.encode_request(1, 65536, 65536).hex(),
+        "piece": (wire.encode_piece_header(1, 65536) + bytes([9, 8])).hex(),
+        "cancel": wire.encode_cancel(1, 2, 3).hex(),
+        "reject": wire.encode_reject(4, 5, 6).hex(),
+    }
+    assert out["manifest"] == {
+        "name": "data.bin",
+        "size": 100_000,
+        "pieceSize": m.piece_size,
+        "pieceCount": m.piece_count,
+        "lastHash": m.piece_hashes[-1].hex(),
+    }
+    assert all(out["badManifests"]), out["badManifests"]
+    assert "not the content hash" in out["wrongHash"]
+
+    mp4, webm = out["media"]
+    assert mp4["info"]["mime"].startswith('video/mp4; codecs="avc1.')
+    assert mp4["info"]["mime"].endswith(',mp4a.40.2"')
+    assert webm["info"]["mime"] == 'video/webm; codecs="vp8,opus"'
+    for item in (mp4, webm):
+        # One random-access point per second (-g 25 at 25 fps), and the index points at
+        # exactly the fragment starts found by scanning the bytes.
+        index = item["index"]
+        assert len(index) >= 25
+        assert [e["offset"] for e in index] == item["scanned"]
+        assert index[0]["offset"] == item["info"]["initEnd"]
+        assert index[-1]["time"] > 25
+
+
+def test_vendored_socketio_matches_npm() -> None:
+    npm = JS / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+    if not npm.exists():
+        pytest.skip("tests/js/node_modules is not installed (scripts/test-all runs npm ci)")
+    assert (WEB_DIR / "vendor" / "socket.io.min.js").read_bytes() == npm.read_bytes()
+    assert "MIT License" in (WEB_DIR / "vendor" / "LICENSE").read_text()
+
+
+# -- the HTTP side ------------------------------------------------------------------------------
+
+
+async def test_server_serves_the_page() -> None:
+    h = "ab" * 32
+    async with TestClient(TestServer(make_app())) as client:
+        for path in ("/", f"/watch/{h}", f"/watch/{h.upper()}/"):
+            r = await client.get(path, headers={"Accept": "text/html"})
+            assert r.status == 200, path
+            assert r.content_type == "text/html"
+            assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+            assert '<video id="video"' in await r.text()
+        r = await client.get("/web/js/app.js")
+        assert r.status == 200 and r.content_type == "text/javascript"
+        r = await client.get("/web/vendor/socket.io.min.js")
+        assert r.status == 200 and "Socket.IO v4" in await r.text()
+        for path in ("/web/../signaling/web.py", "/web/%2e%2e/signaling/web.py", "/web/js/nope.js",
+                     "/web/vendor", "/watch/abc"):
+            r = await client.get(path)
+            assert r.status == 404, path
+        # What / meant before the page, for clients that do not ask for HTML.
+        r = await client.get("/")
+        assert r.content_type == "text/plain" and "signaling server" in await r.text()
+
+
+def test_watch_url() -> None:
+    h = "cd" * 32
+    assert watch_url("http://10.0.0.2:8080", h) == f"http://10.0.0.2:8080/watch/{h}"
+    assert watch_url("wss://s.example/sig/", h, "a b") == f"https://s.example/sig/watch/{h}?token=a%20b"
+
+
+# -- real Chromium ------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(240)
+def test_plays_while_downloading_and_seeks(procs, tmp_path: Path, videos: dict[str, Path]) -> None:
+    """Acceptance 1 and 2: play from an upload-limited seeder, then seek to 80%."""
+    need_browser()
+    video = videos["mp4"]
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        _seed, seeding = net.seed(video, "--max-upload-rate", "100k")
+        assert seeding["watch"] == f"{net.signal_url}/watch/{seeding['hash']}"
+        tab = browser().tab(seeding["watch"], "viewer")
+
+        st = tab.wait_playing(90)
+        count = st["pieceCount"]
+        assert len(st["verified"]) < count / 2, "should play long before the file is in"
+        assert st["player"]["mime"].startswith("video/mp4")
+        tab.screenshot("browser-playing.png")
+
+        st = tab.wait(lambda s: s if 0 < s["video"]["duration"] < 1e9 else None, 60,
+                      "the duration (from the index at the end of the file)")
+        assert 55 < st["video"]["duration"] < 65
+        target = 0.8 * st["video"]["duration"]
+        tab.js(f"() => {{ document.getElementById('video').currentTime = {target}; }}")
+        st = tab.wait_playing(90, after=target)
+        assert st["video"]["currentTime"] > target
+        middle = count // 2
+        assert middle not in st["verified"], "played at 80% only after fetching the middle"
+        assert len(st["verified"]) < count * 0.6
+        tab.screenshot("browser-after-seek.png")
+        check_pieces(tab, video)
+
+
+@pytest.mark.timeout(240)
+def test_plays_webm(procs, tmp_path: Path, videos: dict[str, Path]) -> None:
+    need_browser()
+    video = videos["webm"]
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        _seed, seeding = net.seed(video, "--max-upload-rate", "100k")
+        tab = browser().tab(seeding["watch"], "viewer")
+        st = tab.wait_playing(90)
+        assert st["player"]["mime"] == 'video/webm; codecs="vp8,opus"'
+        assert len(st["verified"]) < st["pieceCount"] / 2
+        tab.js("() => { document.getElementById('video').currentTime = 24; }")
+        tab.wait_playing(90, after=24)
+        check_pieces(tab, video)
+
+
+@pytest.mark.timeout(300)
+def test_tabs_share_with_each_other_and_with_the_cli(
+    procs, tmp_path: Path, videos: dict[str, Path]
+) -> None:
+    """Acceptance 3: tab 2 takes pieces from tab 1; a CLI fetch takes the file from tabs."""
+    need_browser()
+    video = videos["webm"]
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        seed, seeding = net.seed(video, "--max-upload-rate", "150k")
+        b = browser()
+        first = b.tab(seeding["watch"], "tab1")
+        first.wait_playing(90)
+        first.wait(lambda s: len(s["verified"]) >= s["pieceCount"] * 0.3, 90, "a third of the file")
+        second = b.tab(seeding["watch"], "tab2")
+        one = first.state()["sid"]
+        st = second.wait(lambda s: s if s.get("receivedFrom", {}).get(one) else None, 90,
+                         "tab 2 to receive data from tab 1")
+        second.wait_playing(90)
+        second.screenshot("browser-second-tab.png")
+
+        first.wait(lambda s: len(s["verified"]) == s["pieceCount"], 120, "tab 1 to hold the file")
+        first.screenshot("browser-complete.png")
+        seed.signal(signal.SIGTERM)
+        assert seed.wait(30) == 0
+
+        out = tmp_path / "from-tabs.webm"
+        fetch = net.fetch(seeding["link"], "-o", str(out), "--timeout", "30")
+        assert fetch.wait(120) == 0, fetch.stderr[-3000:]
+        assert sha256(out) == sha256(video)
+        done = [e for e in fetch.events() if e["event"] == "done"][-1]
+        tabs = {first.state()["sid"], second.state()["sid"]}
+        assert done["peers"] and set(done["peers"]) <= tabs, "only the tabs were left to send"
+        assert sum(done["peers"].values()) >= video.stat().st_size
+        st = second.state()
+        assert sum(1 for src in st["pieceSources"].values() if one in src) > 0
+        check_pieces(first, video)
+        check_pieces(second, video)
+
+
+@pytest.mark.timeout(240)
+def test_corrupt_peer_is_dropped_and_playback_goes_on(
+    procs, tmp_path: Path, videos: dict[str, Path]
+) -> None:
+    """Acceptance 4: a peer serving corrupt blocks is caught, dropped, and the video plays."""
+    need_browser()
+    video = videos["mp4"]
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        _seed, seeding = net.seed(video, "--max-upload-rate", "100k")
+        hostile = net.python(HOSTILE, net.signal_url, str(video), "corrupt", name="hostile")
+        bad = hostile.wait_for(lambda p: p.stdout.strip(), 60, "the hostile peer's id").strip()
+        tab = browser().tab(seeding["watch"], "viewer")
+        st = tab.wait(lambda s: s if any(d["id"] == bad for d in s.get("dropped", [])) else None,
+                      90, "the page to drop the corrupting peer")
+        dropped = next(d for d in st["dropped"] if d["id"] == bad)
+        assert dropped["banned"] and "corrupt" in dropped["reason"]
+        assert any(bad in r["peers"] for r in st["rejectedPieces"])
+        assert any("corrupt" in m["text"] for m in st["messages"]), "say it in words"
+        st = tab.wait_playing(90)
+        tab.screenshot("browser-after-corrupt-peer.png")
+        assert not any(p["id"] == bad for p in st["peers"])
+        check_pieces(tab, video)
+
+
+def test_link_and_page_agree_on_pieces(videos: dict[str, Path]) -> None:
+    """The piece hashes the browser tests compare against are the seeder's."""
+    m = hash_file(str(videos["webm"]), use_cache=False)
+    want = piece_hashes(videos["webm"], m.piece_size)
+    assert [want[i] for i in range(m.piece_count)] == [h.hex() for h in m.piece_hashes]
+
+
+def test_artifacts_dir_is_ignored() -> None:
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(ARTIFACTS / "x.png")], cwd=ROOT)
+    assert ignored.returncode == 0, "tests/artifacts/ must stay out of git"
