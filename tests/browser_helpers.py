@@ -275,15 +275,16 @@ def lab(procs: Procs, workdir: Path) -> Iterator[tuple[Lab, Callable[[], Browser
 
 
 def make_video(path: Path, seconds: int, kind: str = "mp4", bitrate: str = "300k") -> Path:
-    """A test video with sound: fragmented MP4 (H.264/AAC) or WebM (VP8/Opus)."""
+    """A test video with sound: fragmented MP4 (H.264/AAC), WebM (VP8/Opus) or, for
+    "plain-mp4", an ordinary MP4 (index at the front, not fragmented)."""
     sources = [
         "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
     ]
-    if kind == "mp4":
+    if kind in ("mp4", "plain-mp4"):
+        flags = "frag_keyframe+empty_moov+default_base_moof" if kind == "mp4" else "faststart"
         codec = ["-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-pix_fmt", "yuv420p",
-                 "-b:v", bitrate, "-c:a", "aac", "-b:a", "48k",
-                 "-movflags", "frag_keyframe+empty_moov+default_base_moof"]
+                 "-b:v", bitrate, "-c:a", "aac", "-b:a", "48k", "-movflags", flags]
     else:
         codec = ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-g", "25",
                  "-b:v", bitrate, "-c:a", "libopus", "-b:a", "48k"]

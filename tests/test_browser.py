@@ -283,6 +283,43 @@ def test_corrupt_peer_is_dropped_and_playback_goes_on(
         check_pieces(tab, video)
 
 
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kind", ["data", "plain-mp4"])
+def test_a_file_mse_cannot_play_is_downloaded_whole(procs, tmp_path: Path, kind: str) -> None:
+    """MSE cannot take it: the page says why, downloads and verifies every piece, offers
+    to save it, and plays it natively once complete if the browser can (an MP4 that is
+    not fragmented). Opened the way a person would: the link pasted into the home page.
+    """
+    need_browser()
+    if kind == "data":
+        data = make_file(tmp_path / "notes.bin", 3 * 1024 * 1024 + 123)
+        why = "neither MP4 nor WebM"
+    else:
+        data = make_video(tmp_path / "plain.mp4", 10, "plain-mp4")
+        why = "MP4"
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        _seed, seeding = net.seed(data)
+        tab = browser().tab(f"{net.signal_url}/", "home")
+        tab.page.fill("#open-input", seeding["link"])
+        tab.page.click("#open-form button")
+        tab.page.wait_for_url(f"**/watch/{seeding['hash']}", timeout=30_000)
+        st = tab.wait(lambda s: s if s.get("pieceCount") and len(s["verified"]) == s["pieceCount"]
+                      else None, 120, "every piece")
+        assert st["mode"] == "download"
+        assert any("cannot be streamed" in m["text"] and why in m["text"]
+                   for m in st["messages"]), st["messages"]
+        tab.page.wait_for_selector("#save:not([disabled])", timeout=10_000)
+        with tab.page.expect_download(timeout=30_000) as saving:
+            tab.page.click("#save")
+        saved = tmp_path / "saved.bin"
+        saving.value.save_as(saved)
+        assert sha256(saved) == sha256(data)
+        if kind == "plain-mp4":
+            tab.wait_playing(60)
+        tab.screenshot(f"browser-download-{kind}.png")
+
+
 def test_link_and_page_agree_on_pieces(videos: dict[str, Path]) -> None:
     """The piece hashes the browser tests compare against are the seeder's."""
     m = hash_file(str(videos["webm"]), use_cache=False)

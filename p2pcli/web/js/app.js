@@ -129,6 +129,7 @@ function watch(hash, params) {
       info: (info) => { $('subtitle').textContent += ` · ${info.mime}`; },
       unsupported: (reason) => {
         mode = 'download';
+        $('player-box').hidden = true;
         say('info', `this file cannot be streamed here: ${reason}. It is downloaded and verified whole instead; save it (or watch it here, if the browser can) once complete.`);
         status('downloading');
       },
@@ -142,11 +143,14 @@ function watch(hash, params) {
   });
   swarm.on('piece', (ev) => {
     if (player) player.update();
-    if (ev.complete) finished();
+    if (ev.complete) {
+      finished();
+      render(swarm, player, swarm.stats());
+    }
   });
   swarm.on('stats', (st) => {
     render(swarm, player, st);
-    if (mode === 'playing' && player) {
+    if ((mode === 'playing' && player) || mode === 'whole') {
       if (video.readyState >= 3 && !video.paused) status('playing');
       else if (video.seeking || video.readyState < 3) status('buffering');
       else if (video.paused) status(video.ended ? 'ended' : 'paused');
@@ -176,6 +180,8 @@ function watch(hash, params) {
       if (type !== 'application/octet-stream' && video.canPlayType(type)) {
         // The whole verified file: the browser plays it natively if it can.
         video.src = URL.createObjectURL(download);
+        mode = 'whole';
+        $('player-box').hidden = false;
         startPlayback(video);
       }
     }
