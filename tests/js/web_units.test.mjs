@@ -8,6 +8,7 @@ import { test } from 'node:test';
 
 import { parseTarget, watchPath } from '../../p2pcli/web/js/link.js';
 import { Picker } from '../../p2pcli/web/js/picker.js';
+import { iceServersFrom } from '../../p2pcli/web/js/swarm.js';
 import { sha256js, toHex } from '../../p2pcli/web/js/sha256.js';
 import * as wire from '../../p2pcli/web/js/wire.js';
 import { offsetForTime } from '../../p2pcli/web/js/media.js';
@@ -201,4 +202,20 @@ test('a time maps to the last random-access point at or before it', () => {
   assert.equal(offsetForTime(index, 4), 900);
   assert.equal(offsetForTime(index, 100), 900);
   assert.equal(offsetForTime(null, 1), null);
+});
+
+test('ice-config: STUN/TURN entries kept, anything else dropped', () => {
+  const cfg = {
+    iceServers: [
+      { urls: 'turn:t.example:3478', username: 'u', credential: 'c' },
+      { urls: ['stun:s.example', 'http://x'] },
+      { urls: 'http://nope' },
+      'junk',
+    ],
+  };
+  assert.deepEqual(iceServersFrom(cfg), [
+    { urls: ['turn:t.example:3478'], username: 'u', credential: 'c' },
+    { urls: ['stun:s.example'] },
+  ]);
+  assert.deepEqual(iceServersFrom(null), []);
 });

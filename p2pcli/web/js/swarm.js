@@ -94,6 +94,23 @@ class Session {
   }
 }
 
+/** The STUN/TURN servers of an `ice-config` payload (a browser RTCConfiguration). */
+export function iceServersFrom(cfg) {
+  const entries = cfg && Array.isArray(cfg.iceServers) ? cfg.iceServers.slice(0, 8) : [];
+  const out = [];
+  for (const e of entries) {
+    if (!e || typeof e !== 'object') continue;
+    const urls = (typeof e.urls === 'string' ? [e.urls] : Array.isArray(e.urls) ? e.urls : [])
+      .filter((u) => typeof u === 'string' && /^(stun|turns?):/.test(u));
+    if (!urls.length) continue;
+    const server = { urls };
+    if (typeof e.username === 'string') server.username = e.username;
+    if (typeof e.credential === 'string') server.credential = e.credential;
+    out.push(server);
+  }
+  return out;
+}
+
 export class Swarm {
   /**
    * `opts`: {contentHash: Uint8Array, signalUrl, token, iceServers, maxPeers, io}
@@ -193,6 +210,11 @@ export class Swarm {
         }
       });
     }
+    socket.on('ice-config', (cfg) => {
+      // STUN/TURN servers the signaling server hands out, for connections made from now on.
+      const servers = iceServersFrom(cfg);
+      if (servers.length) this.iceServers = servers;
+    });
     socket.on('error', (data) => {
       const what = data && data.message ? data.message : JSON.stringify(data);
       this.emit('warning', { message: `the signaling server refused a message: ${what}` });
