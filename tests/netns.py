@@ -110,6 +110,10 @@ class Node:
     def p2p(self, *args: str) -> list[str]:
         return self.cmd(P2P, *args)
 
+    def run(self, *args: str) -> str:
+        """Run a command inside this namespace and return its stdout; LabError if it fails."""
+        return _run(*self.cmd(*args))
+
 
 @dataclass
 class Lab:
@@ -167,14 +171,29 @@ class Lab:
         return self.hub.p2p("serve-signal", "--host", self.hub.addr,
                             "--port", str(SIGNAL_PORT), "--json")
 
+    def seed_cmd(self, node: Node, src: Path | str, *extra: str) -> list[str]:
+        """`p2p seed` in `node`, announced on the hub's server, offering only its address."""
+        return node.p2p("seed", str(src), "--ice-host", node.addr, "--signal", self.signal_url,
+                        "--json", *extra)
+
+    def fetch_cmd(self, node: Node, link: str, *extra: str) -> list[str]:
+        """`p2p fetch` in `node` (the link names the hub's server)."""
+        return node.p2p("fetch", link, "--ice-host", node.addr, "--json", *extra)
+
     # -- faults ----------------------------------------------------------------------------
 
     def _iptables(self, node: Node, *rule: str) -> None:
         _run("ip", "netns", "exec", node.ns, "iptables", *rule)
 
-    def loss(self, node: Node, probability: float) -> None:
-        """Drop this share of UDP datagrams entering and leaving `node`, at random."""
-        for chain in ("INPUT", "OUTPUT"):
+    def loss(self, node: Node, probability: float,
+             chains: tuple[str, ...] = ("INPUT", "OUTPUT")) -> None:
+        """Drop this share of UDP datagrams entering and leaving `node`, at random.
+
+        A datagram between two namespaces crosses one of the two chains of `node` once, so
+        each is lost with `probability`. (On one namespace's loopback it would cross both:
+        give `chains=("OUTPUT",)` there for the same loss.)
+        """
+        for chain in chains:
             self._iptables(node, "-A", chain, "-p", "udp", "-m", "statistic", "--mode",
                            "random", "--probability", f"{probability:g}", "-j", "DROP")
 

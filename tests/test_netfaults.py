@@ -41,14 +41,15 @@ def start_signal(procs: Procs, lab: netns.Lab) -> Proc:
 def seed_in(
     procs: Procs, lab: netns.Lab, node: netns.Node, src: Path, *extra: str, name: str
 ) -> tuple[Proc, str]:
-    p = procs.start(node.p2p("seed", str(src), "--ice-host", node.addr, "--signal",
-                             lab.signal_url, "--json", *extra), name)
+    p = procs.start(lab.seed_cmd(node, src, *extra), name)
     link = p.wait_for(lambda p: p.stdout.strip(), 60, "the link")
     return p, link
 
 
-def fetch_in(procs: Procs, node: netns.Node, link: str, *extra: str, name: str = "fetch") -> Proc:
-    return procs.start(node.p2p("fetch", link, "--ice-host", node.addr, "--json", *extra), name)
+def fetch_in(
+    procs: Procs, lab: netns.Lab, node: netns.Node, link: str, *extra: str, name: str = "fetch"
+) -> Proc:
+    return procs.start(lab.fetch_cmd(node, link, *extra), name)
 
 
 def signal_id(proc: Proc) -> str:
@@ -71,7 +72,7 @@ def test_udp_loss_still_completes_byte_identical(
     src = make_file(tmp_path / "src.bin", SIZE)
     _, link = seed_in(procs, lab, seeder_ns, src, name="seed")
     lab.loss(seeder_ns, loss)  # both directions of every WebRTC datagram of the seeder
-    f = fetch_in(procs, fetch_ns, link, "-o", "out.bin", "--timeout", "60")
+    f = fetch_in(procs, lab, fetch_ns, link, "-o", "out.bin", "--timeout", "60")
     assert f.wait(240) == 0, f.stderr[-3000:]
     assert sha256(tmp_path / "out.bin") == sha256(src)
     dropped = lab.drops(seeder_ns)
@@ -94,7 +95,7 @@ def test_peer_cut_off_mid_transfer_is_dropped_and_replaced(
     s1, link = seed_in(procs, lab, cut_ns, src, "--max-upload-rate", "400k", name="seed1")
     s2, _ = seed_in(procs, lab, other_ns, src, "--max-upload-rate", "400k", name="seed2")
     cut_id, other_id = signal_id(s1), signal_id(s2)
-    f = fetch_in(procs, fetch_ns, link, "-o", "out.bin", "--timeout", "60")
+    f = fetch_in(procs, lab, fetch_ns, link, "-o", "out.bin", "--timeout", "60")
 
     def both_sending(p: Proc) -> bool:
         senders = {peer for e in verified(p) for peer in e["peers"]}
