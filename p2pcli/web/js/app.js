@@ -157,7 +157,7 @@ function watch(hash, params) {
     }
     if (!swarm.manifest && announcedAt && !hinted && performance.now() - announcedAt > NO_PEER_HINT_MS) {
       hinted = true;
-      say('warning', 'no peer has sent this content yet; is `p2p seed` running on the same signaling server? Still waiting.');
+      say('warning', 'no peer has sent this content yet: is "p2p seed" running for it on the same signaling server? Still waiting.');
     }
   });
 
