@@ -26,6 +26,7 @@ from p2pcli.signaling.limits import (
 PING_INTERVAL = 25.0
 PING_TIMEOUT = 20.0
 NODE_TIMEOUT = 10.0
+DEFAULT_TURN_TTL = 24 * 3600  # p2pcli.signaling.iceconfig.DEFAULT_TTL
 
 
 class _ServerLog:
@@ -61,6 +62,10 @@ class _ServerLog:
             self.console.print(f"[yellow]warning:[/] {ev['source']}: {ev['message']}")
         elif kind == "cluster":
             self.console.print(f"cluster: {ev['message']}")
+        elif kind == "ice-servers":
+            how = {"issued": f"TURN credentials issued per client, valid {ev['ttl']}s",
+                   "fixed": "fixed TURN credentials", "none": "no TURN"}[ev["turn_credentials"]]
+            self.console.print(f"handing out ICE servers {', '.join(ev['servers'])} ({how})")
 
 
 def register(app: typer.Typer) -> None:
@@ -219,9 +224,43 @@ def register(app: typer.Typer) -> None:
                 "removed from its rooms.",
             ),
         ] = PING_TIMEOUT,
+        ice_server: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--ice-server",
+                envvar="P2P_SIGNAL_ICE_SERVERS",
+                help="STUN/TURN server every client is told to use (the ice-config event): "
+                "stun:HOST[:PORT], turn:HOST[:PORT][?transport=tcp], turns:HOST[:PORT], or "
+                "turn:USER:PASS@HOST[:PORT] for fixed credentials. Repeatable; clients use the "
+                "first STUN and the first TURN server that answers. Default: none.",
+                show_default=False,
+            ),
+        ] = None,
+        turn_secret: Annotated[
+            str | None,
+            typer.Option(
+                "--turn-secret",
+                envvar="P2P_TURN_SECRET",
+                help="The TURN server's shared secret (coturn: use-auth-secret, "
+                "static-auth-secret): each client gets its own short-lived credentials for "
+                "the turn: URLs; the secret is never sent.",
+                show_default=False,
+            ),
+        ] = None,
+        turn_ttl: Annotated[
+            int,
+            typer.Option(
+                "--turn-ttl",
+                envvar="P2P_TURN_TTL",
+                min=60,
+                help="Seconds the issued TURN credentials stay valid; connected clients get "
+                "fresh ones every half of it.",
+            ),
+        ] = DEFAULT_TURN_TTL,
         quiet: QuietOpt = False,
         json: JsonOpt = False,
     ) -> None:
+        from p2pcli.signaling.iceconfig import IceConfig, IceConfigError
         from p2pcli.signaling.server import run_signal_server, tls_context
 
         log = _ServerLog(quiet=quiet, json=json)
@@ -238,6 +277,15 @@ def register(app: typer.Typer) -> None:
                 ) from None
         if redis:
             _check_redis(redis)
+        try:
+            ice_config = IceConfig.from_options(ice_server or [], turn_secret, turn_ttl)
+        except IceConfigError as e:
+            raise UsageError(str(e)) from None
+        if ice_config is not None:
+            fixed = any(s.username for s in ice_config.servers)
+            log({"event": "ice-servers", "servers": ice_config.describe(), "ttl": turn_ttl,
+                 "turn_credentials": "issued" if ice_config.turn_secret
+                 else "fixed" if fixed else "none"})
         limits = Limits(
             message_rate=max_message_rate,
             announce_rate=max_announce_rate,
@@ -258,6 +306,7 @@ def register(app: typer.Typer) -> None:
                 ping_timeout=ping_timeout,
                 redis_url=redis,
                 node_timeout=node_timeout,
+                ice_config=ice_config,
             )
         except OSError as e:
             raise UsageError(

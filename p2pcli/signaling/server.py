@@ -34,6 +34,7 @@ from engineio import async_socket as eio_async_socket
 from engineio.async_drivers import aiohttp as eio_aiohttp
 
 from .eio_websocket import FastEvent, FastSocket
+from .iceconfig import IceConfig
 from .limits import AddressCounter, ConnectionMeter, Limits
 from .rooms import Rooms, new_peer_id
 from .schema import (
@@ -234,6 +235,8 @@ class SignalHub:
     """Share rooms with other nodes through this Redis (cluster.py); None: one process."""
     node_timeout: float = NODE_TIMEOUT
     """With Redis: seconds after which a silent node's peers are removed from the cluster."""
+    ice_config: IceConfig | None = None
+    """STUN/TURN servers (and per-client TURN credentials) sent as `ice-config` on connect."""
 
     def __post_init__(self) -> None:
         self.rooms.max_rooms_per_peer = self.limits.max_rooms
@@ -274,6 +277,8 @@ class SignalHub:
         self._meters: dict[str, ConnectionMeter] = {}
         self._addresses = AddressCounter(self.limits.max_per_ip)
         self._address_of: dict[str, str] = {}
+        self._ice_tasks: set[asyncio.Task[None]] = set()
+        self._ice_timers: dict[str, asyncio.TimerHandle] = {}
         self._register()
 
     # -- Socket.IO ---------------------------------------------------------------------
@@ -303,6 +308,7 @@ class SignalHub:
         self._eio_sids[sid] = eio_sid
         self._sids[eio_sid] = sid
         self._joined(sid, "socket.io", address)
+        self._ice_config_after_connect(sid)
 
     async def _sio_disconnect(self, sid: str, reason: object = None) -> None:
         eio_sid = self._eio_sids.pop(sid, None)
@@ -383,6 +389,7 @@ class SignalHub:
         try:
             # Tell the client its id, as Socket.IO's handshake does (socket.id).
             await peer.send(orjson.dumps({"type": "welcome", "peerId": peer_id}).decode())
+            await self._send_ice_config(peer_id)
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
                     await self._ws_frame(peer_id, peer, msg.data)
@@ -561,6 +568,7 @@ class SignalHub:
     async def _gone(self, peer_id: str) -> None:
         rooms = set(self.rooms.rooms_of(peer_id))
         self._meters.pop(peer_id, None)
+        self._ice_forget(peer_id)
         address = self._address_of.pop(peer_id, None)
         if address is not None:
             self._addresses.release(address)
@@ -569,6 +577,47 @@ class SignalHub:
             await self._send(other, "peer-left", left)
         if self.cluster is not None and rooms:
             await self.cluster.leave(peer_id, rooms)
+
+    # -- ice-config (iceconfig.py): STUN/TURN servers for each client --------------------
+
+    def _ice_config_after_connect(self, sid: str) -> None:
+        """Socket.IO: python-socketio sends CONNECT only after the connect handler returns,
+        and no event may precede it; so send from a task once the session is connected."""
+        if self.ice_config is not None:
+            self._ice_spawn(self._ice_config_when_connected(sid))
+
+    def _ice_spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._ice_tasks.add(task)
+        task.add_done_callback(self._ice_tasks.discard)
+
+    async def _ice_config_when_connected(self, sid: str) -> None:
+        # CONNECT goes out within a few loop turns, long before the client can announce;
+        # polling each turn keeps ice-config ahead of the peer-list that follows.
+        for turn in range(500):
+            if self.sio.manager.is_connected(sid, "/"):
+                await self._send_ice_config(sid)
+                return
+            if sid not in self.rooms.peers:
+                return
+            await asyncio.sleep(0 if turn < 100 else 0.01)
+
+    async def _send_ice_config(self, peer_id: str) -> None:
+        """Send `ice-config`; with issued TURN credentials, again before they expire."""
+        ice = self.ice_config
+        if ice is None or peer_id not in self.rooms.peers:
+            return
+        await self._send(peer_id, "ice-config", ice.payload(peer_id, time.time()))
+        if ice.refresh_after:
+            self._ice_forget(peer_id)
+            self._ice_timers[peer_id] = asyncio.get_running_loop().call_later(
+                ice.refresh_after, lambda: self._ice_spawn(self._send_ice_config(peer_id))
+            )
+
+    def _ice_forget(self, peer_id: str) -> None:
+        timer = self._ice_timers.pop(peer_id, None)
+        if timer is not None:
+            timer.cancel()
 
     # -- what the cluster (cluster.py) asks of this node ----------------------------------
 
