@@ -22,6 +22,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+#: How a `peer-joined` event's `connection` reads to a person.
+CONNECTION_WORDS = {
+    "host": "direct",
+    "srflx": "direct, through NAT",
+    "relay": "relayed through TURN",
+}
+
 
 def human_binary(n: int) -> str:
     """Piece sizes are powers of two: 64 KiB reads better than 65.5 KB."""
@@ -138,6 +145,10 @@ class Reporter:
     def on_signaling_connected(self, ev: dict[str, Any]) -> None:
         self.line(f"connected to the signaling server at {ev['url']}")
 
+    def on_peer_joined(self, ev: dict[str, Any]) -> None:
+        how = CONNECTION_WORDS.get(ev.get("connection", ""), "connection kind unknown")
+        self.line(f"peer {ev['peer']} connected ({how})")
+
     def on_manifest(self, ev: dict[str, Any]) -> None:
         self.line(f"[bold]{ev['name']}[/] {human_bytes(ev['size'])} in {ev['pieces']} pieces")
         bar = self._bar()
@@ -178,9 +189,11 @@ class Reporter:
             self.progress.update(self.task, completed=ev["size"])
         self.close()
         where = "" if ev["path"] == "-" else f" -> {ev['path']}"
+        relayed = sum(ev.get("connections", {}).get(p) == "relay" for p in ev["peers"])
         self.line(
             f"[bold green]done[/]: {ev['name']}{where}, {human_bytes(ev['size'])} verified "
             f"in {ev['seconds']:.1f}s from {len(ev['peers'])} peer(s)"
+            + (f", {relayed} of them through a TURN relay" if relayed else "")
         )
 
     def on_reader_gone(self, ev: dict[str, Any]) -> None:

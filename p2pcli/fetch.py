@@ -197,6 +197,7 @@ async def fetch(
             "seconds": round(time.monotonic() - started, 3),
             "received": swarm.bytes_down,
             "peers": dict(swarm.per_peer_received),
+            "connections": dict(swarm.peer_connections),
             "sent": swarm.bytes_up,
         }
         emit(summary)

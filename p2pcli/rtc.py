@@ -175,13 +175,26 @@ class PeerLink:
             await self.pc.close()
 
     def candidate_pair_kind(self) -> str | None:
-        """'host', 'srflx' or 'relay' for the nominated pair's local side, if known."""
+        """How the nominated ICE pair reaches the peer, None until there is one:
+        'relay' if either side is a TURN relay candidate (one relay is enough for every
+        datagram to cross the TURN server), else 'srflx' if either side is a NAT's
+        public address (server- or peer-reflexive), else 'host' (a direct path).
+
+        Data only flows over a nominated pair, so once the channel is open it is known.
+        """
         try:
             transport = self.pc.sctp.transport.transport  # type: ignore[union-attr]
             pair = transport._connection._nominated.get(1)  # aioice internals
-            return pair.local_candidate.type if pair else None
         except AttributeError:
             return None
+        if pair is None:
+            return None
+        kinds = {pair.local_candidate.type, pair.remote_candidate.type}
+        if "relay" in kinds:
+            return "relay"
+        if kinds & {"srflx", "prflx"}:
+            return "srflx"
+        return "host"
 
 
 def _description(d: dict, expected: str) -> RTCSessionDescription:

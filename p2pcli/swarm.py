@@ -193,6 +193,8 @@ class Swarm:
         self._verifying: set[int] = set()
         self.on_manifest: Callable[[Manifest], Any] | None = None  # async hook: open a store
         self.per_peer_received: dict[str, int] = {}
+        self.peer_connections: dict[str, str] = {}  # host/srflx/relay, for the summary
+        self.connect_failures = 0  # peers whose WebRTC connection never opened
         self.started = time.monotonic()
         self.accepting = True  # False once a finished download stops serving
         self._opening = False  # a verified manifest arrived; its store is being opened
@@ -294,9 +296,11 @@ class Swarm:
         """STUN/TURN servers from the signaling server, unless the user chose their own."""
         if self.config.ice_servers_fixed:
             return
-        from .iceconfig import servers_from_config
+        from .iceconfig import choose_ice_servers, servers_from_config
 
-        self.config.ice_servers = servers_from_config(cfg)
+        self.config.ice_servers = await choose_ice_servers(
+            servers_from_config(cfg), warn=lambda m: self.emit({"event": "warning", "message": m})
+        )
         self.emit({"event": "ice-config", "servers": [s.urls for s in self.config.ice_servers]})
 
     async def _on_peer_left(self, sig_id: str) -> None:
@@ -355,6 +359,7 @@ class Swarm:
 
     async def _run_session(self, s: PeerSession) -> None:
         if not await s.link.wait_open(self.config.connect_timeout):
+            self.connect_failures += 1
             await self._drop(s, None if s.link.closed.is_set() else "connection timed out")
             return
         s.connected_at = s.last_data = time.monotonic()
@@ -458,13 +463,8 @@ class Swarm:
             if ev.peer_id == self.peer_id or ev.peer_id in self.banned_ids:
                 raise wire.ProtocolError("connected to ourselves or to a dropped peer")
             self.last_peer_time = time.monotonic()
-            self.emit(
-                {
-                    "event": "peer-joined",
-                    "peer": s.sig_id,
-                    "connection": s.link.candidate_pair_kind() or "unknown",
-                }
-            )
+            kind = self.peer_connections[s.sig_id] = s.link.candidate_pair_kind() or "unknown"
+            self.emit({"event": "peer-joined", "peer": s.sig_id, "connection": kind})
             if self.manifest is not None:
                 s.proto.set_geometry(self._geometry())
                 self._send_availability(s)
@@ -753,6 +753,19 @@ def no_peers_error(swarm: Swarm, timeout: float) -> P2PError:
         return Unverifiable(
             "every peer sent data that failed verification; the link may be wrong, "
             "or ask the sender to seed again"
+        )
+    unopened = swarm.connect_failures + sum(not s.link.opened.is_set()
+                                            for s in swarm.sessions.values())
+    if swarm.manifest is None and unopened:
+        turn = [u for s in swarm.config.ice_servers
+                for u in (s.urls if isinstance(s.urls, list) else [s.urls]) if u[:4] == "turn"]
+        return NoPeers(
+            f"found {unopened} peer(s) with {swarm.content_id[:16]}... but no connection "
+            f"opened within {timeout:g}s: they cannot be reached directly from this network"
+            + (f", and not through the TURN relay {turn[0]} either" if turn else
+               ", and no working TURN relay was given (the signaling server handed out "
+               "none, or none answered)")
+            + "; run 'p2p doctor' to check the relay"
         )
     if swarm.manifest is None:
         return NoPeers(

@@ -84,6 +84,9 @@ class SignalingClient:
         self._reconnecting: asyncio.Task[None] | None = None
         self._refusal: object = None  # the last CONNECT_ERROR the server sent
         self._own_sids: set[str] = set()  # every id this client had, across reconnections
+        # Pending while the ice-config handler runs (it may check the servers for
+        # seconds): the events after it wait, so no connection uses the old servers.
+        self._ice_gate: asyncio.Future[None] | None = None
         self._register()
 
     def _register(self) -> None:
@@ -111,6 +114,7 @@ class SignalingClient:
 
         @sio.on("peer-list")
         async def _peer_list(data: object) -> None:
+            await self._ice_settled()
             if isinstance(data, dict) and isinstance(data.get("peers"), list):
                 # Our own earlier ids may still be listed (a cluster node that died has
                 # not been reaped yet): never offer to ourselves.
@@ -130,6 +134,7 @@ class SignalingClient:
         for kind in ("offer", "answer", "ice-candidate"):
 
             async def _relay(data: object, kind: str = kind) -> None:
+                await self._ice_settled()
                 if isinstance(data, dict) and isinstance(data.get("fromPeer"), str):
                     await _call(h.signal, kind, data["fromPeer"], data)
 
@@ -138,11 +143,27 @@ class SignalingClient:
         @sio.on("ice-config")
         async def _ice_config(data: object) -> None:
             if isinstance(data, dict):
-                await _call(h.ice_config, data)
+                # Set before any await, so every later event finds it (see _ice_settled).
+                gate = self._ice_gate = asyncio.get_running_loop().create_future()
+                try:
+                    await _call(h.ice_config, data)
+                finally:
+                    gate.set_result(None)
 
         @sio.on("error")
         async def _error(data: object) -> None:
             log.warning("signaling server error: %s", data)
+
+    async def _ice_settled(self) -> None:
+        """Wait for an ice-config that arrived before this event to be applied.
+
+        python-engineio runs each received message in its own task, started in arrival
+        order; the ice-config task sets the gate in its first step, so later events see
+        it, and they all wake together, in order, when it is done.
+        """
+        gate = self._ice_gate
+        if gate is not None and not gate.done():
+            await asyncio.shield(gate)
 
     @property
     def sid(self) -> str | None:
