@@ -17,6 +17,7 @@ class ExitCode:
     SIGNAL_UNREACHABLE = 4  # the signaling server could not be reached after --retries
     UNVERIFIABLE = 5  # manifest or pieces failed verification from every peer
     IO = 6  # the disk refused: unwritable output, disk full, file changed while seeding
+    CHECK_FAILED = 7  # `p2p doctor`: a STUN/TURN server or the test connection failed
     INTERRUPTED = 130  # Ctrl-C / SIGTERM; partial download kept for resume
 
 

@@ -13,12 +13,12 @@ from conftest import P2P, ROOT
 def test_p2p_help_lists_the_commands():
     out = subprocess.run([P2P, "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    for command in ("serve-signal", "seed", "fetch", "stream"):
+    for command in ("serve-signal", "seed", "fetch", "stream", "doctor"):
         assert command in out.stdout
 
 
 def test_every_command_documents_every_option():
-    for command in ("serve-signal", "seed", "fetch", "stream"):
+    for command in ("serve-signal", "seed", "fetch", "stream", "doctor"):
         out = subprocess.run([P2P, command, "--help"], capture_output=True, text=True,
                              timeout=60, env={"COLUMNS": "200", "PATH": ""})
         assert out.returncode == 0, out.stderr
