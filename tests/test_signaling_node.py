@@ -74,6 +74,7 @@ class NodePeer:
         line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 20)
         info: dict[str, Any] = json.loads(line)
         assert "id" in info, info
+        self.info = info  # {"id", "peers": its peer-list}
         return info["id"]
 
     def stop(self) -> None:

@@ -2,7 +2,7 @@
 //
 //   node signal_echo.js URL ROOM MODE      MODE: websocket | polling | default
 //
-// Prints {"id": <its socket id>} once announced, then for each offer it receives sends
+// Prints {"id": <its socket id>, "peers": <its peer-list>} once announced, then for each offer it receives sends
 // `answer {targetPeer: <sender>, echo: <the offer as received>}`. Exits when stdin closes
 // (the test is done) or after 60 s.
 'use strict';
@@ -14,7 +14,7 @@ if (mode !== 'default') opts.transports = [mode];
 const socket = io(url, opts);
 
 socket.on('connect', () => socket.emit('announce', { hash: room, peerId: 'echo' }));
-socket.once('peer-list', () => console.log(JSON.stringify({ id: socket.id })));
+socket.once('peer-list', (data) => console.log(JSON.stringify({ id: socket.id, peers: data.peers })));
 socket.on('offer', (data) => socket.emit('answer', { targetPeer: data.fromPeer, echo: data }));
 socket.on('connect_error', (err) => {
   console.log(JSON.stringify({ error: String(err) }));
