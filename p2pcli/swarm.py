@@ -204,6 +204,8 @@ class Swarm:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.config.ice_servers_fixed:  # --ice-server: checked as ice-config's are
+            await self._on_ice_config(None)
         handlers = SignalHandlers(
             peer_list=self._on_peer_list,
             new_peer=lambda p: None,
@@ -292,14 +294,16 @@ class Swarm:
         self.sessions[sig_id] = s
         self._spawn(self._run_offer(s))
 
-    async def _on_ice_config(self, cfg: dict) -> None:
-        """STUN/TURN servers from the signaling server, unless the user chose their own."""
-        if self.config.ice_servers_fixed:
+    async def _on_ice_config(self, cfg: dict | None) -> None:
+        """STUN/TURN servers from the signaling server, unless the user chose their own
+        (`cfg` None: check the user's, once, at start)."""
+        if self.config.ice_servers_fixed and cfg is not None:
             return
         from .iceconfig import choose_ice_servers, servers_from_config
 
         self.config.ice_servers = await choose_ice_servers(
-            servers_from_config(cfg), warn=lambda m: self.emit({"event": "warning", "message": m})
+            servers_from_config(cfg) if cfg is not None else self.config.ice_servers,
+            warn=lambda m: self.emit({"event": "warning", "message": m}),
         )
         self.emit({"event": "ice-config", "servers": [s.urls for s in self.config.ice_servers]})
 

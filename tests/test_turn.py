@@ -483,3 +483,24 @@ def test_fetch_falls_back_to_direct_when_the_turn_server_is_down(
     assert any("nothing is listening" in e["message"]
                for e in f.events() if e["event"] == "warning")
     assert event(f, "peer-joined")["connection"] == "host"
+
+
+@pytest.mark.timeout(240)
+def test_servers_given_with_ice_server_override_and_are_checked_too(
+    procs: Procs, lab: TurnLab, tmp_path: Path
+):
+    assert lab.relay is not None
+    lab.routed(True)
+    start_coturn(procs, lab, tmp_path)
+    start_signal(procs, lab, "--ice-server", lab.turn_url, "--turn-secret", SECRET)
+    src = make_file(tmp_path / "src.bin", SIZE)
+    _, link = seed_in(procs, lab, src)
+    mine = f"turn:nobody:wrong@{lab.relay.addr}:{turn_helpers.TURN_PORT}"
+    f = fetch_in(procs, lab, link, "--timeout", "30", "--ice-server", mine)
+    assert f.wait(180) == 0, f.stderr[-3000:]
+    assert sha256(tmp_path / "out.bin") == sha256(src)
+    # Checked once at start, dropped; the signaling server's working TURN is not used.
+    assert [e["servers"] for e in f.events() if e["event"] == "ice-config"] == [[]]
+    assert any("rejected the credentials" in e["message"]
+               for e in f.events() if e["event"] == "warning")
+    assert event(f, "peer-joined")["connection"] == "host"
