@@ -6,6 +6,8 @@
     python benchmarks/signal_load.py --server node-ref    # the design note's Node server
     python benchmarks/signal_load.py --server-cmd 'node x.js {port}'   # any server
     python benchmarks/signal_load.py --url http://127.0.0.1:8080 --server-pid 1234
+    python benchmarks/signal_load.py --flood              # plus one client flooding
+    python benchmarks/signal_load.py --nodes 2            # 2 serve-signal nodes + Redis
 
     (*) needs `pip install uvicorn httptools websockets`, which p2p itself does not use;
     node-ref needs `npm ci` in tests/js (it uses the `socket.io` package there).
@@ -20,6 +22,16 @@ from peer-list / new-peer), then relay: a client sends ``offer`` to a random mem
 its room, the member answers with ``answer``; both count as relayed messages. Every
 message carries its send time (CLOCK_MONOTONIC is shared by the processes of one
 machine), so the receiver records the one-way relay latency.
+
+``--flood`` adds one more client, in a process of its own, that sends offers to a member
+of its room as fast as its socket lets it, from the start of the relay phase to its
+end: the latency of everyone else, compared with a run without it, says whether one
+abusive client slows the others down (the server's rate limit is what should prevent
+it). ``--nodes N`` starts N ``serve-signal --redis`` nodes sharing a redis-server
+(started here too, on a free loopback port, without persistence); client i joins room
+i mod K on node (i div K) mod N, so every room spans the nodes and (N-1)/N of the
+relays cross nodes. CPU and RSS are then the sum over the nodes
+and Redis.
 
 Open-loop mode (default) sends offers on a fixed schedule so the relayed rate is
 ``--rate``; ``--saturate`` keeps ``--inflight`` offers outstanding per client instead,
@@ -131,6 +143,8 @@ class _Worker:
             decoded = self.decode(data)
             if decoded is not None:
                 event, payload = decoded
+                if event == "offer" and "flood" in payload:
+                    continue  # from --flood's client: not part of the measured traffic
                 if event == "offer":
                     now = time.monotonic()
                     if self.recording:
@@ -166,7 +180,11 @@ class _Worker:
                 await c.ws.send_str("40")
 
     async def connect(self, session: Any, c: _Client, sem: asyncio.Semaphore) -> None:
-        url = self.cfg["url"].replace("http", "ws", 1)
+        urls = self.cfg["urls"]
+        # Room i mod K; node (i div K) mod N: each room's members alternate between the
+        # nodes, so about (N-1)/N of the relays cross nodes.
+        node = (c.index // self.cfg["rooms"]) % len(urls)
+        url = urls[node].replace("http", "ws", 1)
         url += "/ws" if self.plain else "/socket.io/?EIO=4&transport=websocket"
         async with sem:
             # Browsers and socket.io-client offer permessage-deflate; so do we, unless told
@@ -257,6 +275,72 @@ def _worker_main(cfg: dict[str, Any], conn: Any) -> None:
         asyncio.run(_Worker(cfg).run(conn))
 
 
+async def _flood(cfg: dict[str, Any], conn: Any) -> None:
+    """One client that joins room 0 and sends offers to a member as fast as it can."""
+    import aiohttp
+    import orjson
+
+    loop = asyncio.get_running_loop()
+    url = cfg["urls"][0].replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    counts = {"sent": 0, "refused": 0}
+    peers: list[str] = []
+    joined = asyncio.Event()
+    listed = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(url, autoping=False, max_msg_size=0)
+
+        async def reader() -> None:
+            async for msg in ws:
+                data = msg.data
+                if not isinstance(data, str):
+                    continue
+                if data == "2":
+                    await ws.send_str("3")
+                elif data.startswith("0"):
+                    await ws.send_str("40")
+                elif data.startswith("40"):
+                    joined.set()
+                elif data.startswith('42["peer-list"'):
+                    peers.extend(orjson.loads(data[2:])[1]["peers"])
+                    listed.set()
+                elif data.startswith('42["new-peer"'):
+                    peers.append(orjson.loads(data[2:])[1]["peerId"])
+                elif data.startswith('42["error"'):
+                    counts["refused"] += 1
+
+        read = asyncio.ensure_future(reader())
+        await joined.wait()
+        await ws.send_str('42["announce",{"hash":"room-00000"}]')
+        await listed.wait()
+        conn.send("ready")
+        start_at, duration = await loop.run_in_executor(None, conn.recv)
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        assert peers, "nobody else in room-00000"
+        frame = '42["offer",' + orjson.dumps(
+            {"targetPeer": peers[0], "flood": 1, "sdp": "f" * cfg["payload_bytes"]}
+        ).decode() + "]"
+        end = start_at + duration
+        while time.monotonic() < end:
+            # send_str waits for the socket to drain: the server's pace is the flood's.
+            for _ in range(64):
+                await ws.send_str(frame)
+            counts["sent"] += 64
+        await asyncio.sleep(cfg["drain"])
+        conn.send(("done", counts))
+        read.cancel()
+        await ws.close()
+
+
+def _flood_main(cfg: dict[str, Any], conn: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import uvloop
+
+        uvloop.run(_flood(cfg, conn))
+    except ImportError:
+        asyncio.run(_flood(cfg, conn))
+
+
 # --------------------------------------------------------------------------------------
 # Parent: start the server, drive the workers, measure the server
 
@@ -281,8 +365,9 @@ def wait_port(port: int, proc: subprocess.Popen | None, timeout: float = 20.0) -
 
 SERVERS = {
     # The real CLI, as users run it.
+    # Every client comes from 127.0.0.1, so no per-address cap; the rate limits stay.
     "aiohttp": [sys.executable, "-m", "cli.main", "serve-signal", "--host", "127.0.0.1",
-                "--port", "{port}", "--quiet"],
+                "--port", "{port}", "--quiet", "--max-conns-per-ip", "0"],
     # The same hub on aiohttp with engine.io's stock WebSocket I/O (no FastSocket).
     "aiohttp-plain": [sys.executable, str(ROOT / "benchmarks" / "signal_plain_server.py"),
                       "{port}"],
@@ -299,20 +384,21 @@ SERVERS = {
 class _Sampler(threading.Thread):
     """Polls the server's CPU time and RSS (process tree) while the benchmark runs."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, *pids: int) -> None:
         super().__init__(daemon=True)
         import psutil
 
-        self.proc = psutil.Process(pid)
+        self.procs = [psutil.Process(pid) for pid in pids]
         self.peak_rss = 0
         self.stop_event = threading.Event()
 
     def tree(self) -> list[Any]:
         import psutil
 
-        procs = [self.proc]
-        with contextlib.suppress(psutil.Error):
-            procs += self.proc.children(recursive=True)
+        procs = list(self.procs)
+        for proc in self.procs:
+            with contextlib.suppress(psutil.Error):
+                procs += proc.children(recursive=True)
         return procs
 
     def cpu(self) -> float:
@@ -353,35 +439,55 @@ def _server_stats(url: str) -> dict[str, Any] | None:
         return None
 
 
+def _start(cmd: list[str], port: int) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["NODE_PATH"] = str(NODE_MODULES)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=None, start_new_session=True,
+    )
+    wait_port(port, proc)
+    return proc
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    server: subprocess.Popen | None = None
+    servers: list[subprocess.Popen] = []
     workers: list[Any] = []
     conns: list[Any] = []
     sampler: _Sampler | None = None
+    flooder: Any = None
+    flood_conn: Any = None
     try:
         if args.url:
-            url = args.url.rstrip("/")
-            pid = args.server_pid
+            urls = [args.url.rstrip("/")]
+            pids = [args.server_pid] if args.server_pid else []
         else:
-            port = free_port()
             template = shlex.split(args.server_cmd) if args.server_cmd else SERVERS[args.server]
-            cmd = [part.replace("{port}", str(port)) for part in template]
-            env = dict(os.environ)
-            env["NODE_PATH"] = str(NODE_MODULES)
-            server = subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=None, start_new_session=True,
-            )
-            wait_port(port, server)
-            url = f"http://127.0.0.1:{port}"
-            pid = server.pid
-        if not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
-            raise SystemExit("signal_load only targets loopback servers")
-        sampler = _Sampler(pid) if pid else None
+            extra: list[str] = []
+            if args.nodes > 1:
+                redis_port = free_port()
+                servers.append(_start(
+                    ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                     "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+                    redis_port,
+                ))
+                extra = ["--redis", f"redis://127.0.0.1:{redis_port}/0"]
+            urls = []
+            for _ in range(args.nodes):
+                port = free_port()
+                cmd = [part.replace("{port}", str(port)) for part in template] + extra
+                servers.append(_start(cmd, port))
+                urls.append(f"http://127.0.0.1:{port}")
+            pids = [s.pid for s in servers]
+        url = urls[0]
+        for u in urls:
+            if not u.startswith(("http://127.", "http://localhost", "http://[::1]")):
+                raise SystemExit("signal_load only targets loopback servers")
+        sampler = _Sampler(*pids) if pids else None
 
         ctx = mp.get_context("spawn")
         cfg = {
-            "url": url, "clients": args.clients, "rooms": args.rooms, "workers": args.workers,
+            "urls": urls, "clients": args.clients, "rooms": args.rooms, "workers": args.workers,
             "rate": args.rate, "saturate": args.saturate, "inflight": args.inflight,
             "payload_bytes": args.payload_bytes, "drain": 1.0,
             "connect_concurrency": args.connect_concurrency, "deflate": not args.no_deflate,
@@ -394,6 +500,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             p.start()
             workers.append(p)
             conns.append(parent_conn)
+        if args.flood:
+            flood_conn, child_conn = ctx.Pipe()
+            flooder = ctx.Process(target=_flood_main, args=({**cfg, "worker": -1}, child_conn),
+                                  daemon=True)
+            flooder.start()
         if sampler:
             sampler.start()
 
@@ -418,10 +529,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         connect_s = time.monotonic() - t0
         cpu1 = sampler.cpu() if sampler else 0.0
         stats_before = _server_stats(url)
+        nodes_before = [_server_stats(u) for u in urls]
 
+        if flooder is not None:
+            if not flood_conn.poll(args.connect_timeout):
+                raise SystemExit("the flooding client did not connect")
+            assert flood_conn.recv() == "ready"
         start_at = time.monotonic() + 0.5
         for c in conns:
             c.send(("relay", start_at, args.duration))
+        if flooder is not None:
+            flood_conn.send((start_at, args.duration))
         cpu2_wait = start_at - time.monotonic()
         time.sleep(max(0.0, cpu2_wait))
         cpu2 = sampler.cpu() if sampler else 0.0
@@ -431,6 +549,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         elapsed = time.monotonic() - start_at
         cpu3 = sampler.cpu() if sampler else 0.0
         stats_after = _server_stats(url)
+        flood: dict[str, Any] | None = None
+        if flooder is not None and flood_conn.poll(30):
+            flood = flood_conn.recv()[1]
         for c in conns:
             c.send("close")
 
@@ -441,8 +562,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if stats_before and stats_after and "relayed" in stats_after:
             server_relayed = stats_after["relayed"] - stats_before["relayed"]
         relay_cpu = cpu3 - cpu2
+        if len(urls) > 1 and server_relayed is not None:
+            # Each node counts what its own clients sent: add them up.
+            after = [(_server_stats(u) or {}).get("relayed", 0) for u in urls]
+            server_relayed = sum(after) - sum((b or {}).get("relayed", 0) for b in nodes_before)
         report = {
             "server": args.url or args.server_cmd or args.server,
+            "nodes": len(urls),
+            "flood": flood,
             "mode": "saturate" if args.saturate else f"rate {args.rate:g}/s",
             "transport": args.transport,
             "clients": args.clients, "rooms": args.rooms, "workers": args.workers,
@@ -477,13 +604,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if p.is_alive():
                 p.terminate()
                 p.join(5)
-        if server is not None and server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(5)
+        if flooder is not None and flooder.is_alive():
+            flooder.terminate()
+            flooder.join(5)
+        for server in reversed(servers):  # nodes first, then Redis
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+                try:
+                    server.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(server.pid, signal.SIGKILL)
+                    server.wait(5)
 
 
 def main() -> None:
@@ -512,6 +643,10 @@ def main() -> None:
     ap.add_argument("--server", choices=sorted(SERVERS), default="aiohttp",
                     help="which server to start (default: p2p serve-signal)")
     ap.add_argument("--server-cmd", help="start this instead; {port} is replaced")
+    ap.add_argument("--nodes", type=int, default=1,
+                    help="start this many server nodes sharing a redis-server (--redis)")
+    ap.add_argument("--flood", action="store_true",
+                    help="add one client that floods the server during the relay phase")
     ap.add_argument("--url", help="use a running server at this loopback URL instead")
     ap.add_argument("--server-pid", type=int, help="with --url: its pid, to measure CPU/RSS")
     ap.add_argument("--json", action="store_true", help="print the report as JSON only")
@@ -523,8 +658,8 @@ def main() -> None:
         print(json.dumps(report))
         return
     lat = report["latency_ms"]
-    print(f"server                {report['server']}  ({report['mode']}, "
-          f"{report['transport']} clients)")
+    print(f"server                {report['server']} x {report['nodes']} node(s)  "
+          f"({report['mode']}, {report['transport']} clients)")
     print(f"clients / rooms       {report['clients']} / {report['rooms']}")
     print(f"connect + announce    {report['connect_announce_s']} s "
           f"(server CPU {report['connect_cpu_s']} s)")
@@ -536,6 +671,10 @@ def main() -> None:
     print(f"server CPU            {report['server_cpu_s']} s "
           f"({report['server_cpu_util']} of a core), peak RSS {report['server_peak_rss_mb']} MB")
     print(f"relayed per CPU-s     {report['relayed_per_cpu_s']}")
+    if report["flood"] is not None:
+        f = report["flood"]
+        print(f"flooding client       sent {f['sent']} offers in {report['duration_s']} s, "
+              f"{f['refused']} refused (error rate-limited)")
     print(f"machine load before   {report['loadavg_1min_before']} (1-min load average)")
 
 
