@@ -24,8 +24,9 @@ IceServerOpt = Annotated[
     typer.Option(
         "--ice-server",
         envvar="P2P_ICE_SERVERS",
-        help="STUN/TURN server: stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]. Repeatable. "
-        "Default: none (direct connections only).",
+        help="STUN/TURN server: stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT]. Repeatable; "
+        "the first STUN and the first TURN server that answer are used. Default: those the "
+        "signaling server hands out, else none (direct connections only).",
         show_default=False,
     ),
 ]
