@@ -57,6 +57,11 @@ PREFIX: Final = "p2p:signal:"
 #: Seconds one Redis command may take before the node treats Redis as unreachable.
 REDIS_TIMEOUT: Final = 2.0
 
+#: Connections to Redis one node keeps for commands and publishing. Commands wait for a
+#: free one rather than open more: under load redis-py would otherwise open one per
+#: concurrent command, and opening one costs more than a hundred commands.
+POOL_SIZE: Final = 16
+
 #: Remote peers whose rooms a node remembers (for the relay rule) before it forgets all.
 REMOTE_CACHE: Final = 100_000
 
@@ -136,6 +141,18 @@ class ClusterManager(socketio.AsyncRedisManager):
     listening: bool = False
     """Subscribed to the channel (as far as this process can tell)."""
 
+    async def _publish(self, data: dict[str, Any]) -> None:
+        # Through the cluster's pooled connections; python-socketio's own client would
+        # open a connection per concurrent publish.
+        cluster = self.cluster
+        if cluster is None:
+            await super()._publish(data)
+            return
+        try:
+            await cluster._call(cluster.redis.publish(self.channel, self.json.dumps(data)))
+        except _ERRORS as e:
+            cluster._trouble(e)
+
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         if self.cluster is not None and "p2p" in message:
             await self.cluster.on_message(message)
@@ -178,14 +195,17 @@ class Cluster:
             url, channel=self.channel, redis_options={"socket_connect_timeout": REDIS_TIMEOUT}
         )
         self.manager.cluster = self
-        self.redis = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=POOL_SIZE,
+            timeout=REDIS_TIMEOUT,
             socket_timeout=REDIS_TIMEOUT,
             socket_connect_timeout=REDIS_TIMEOUT,
             # One immediate retry replaces a pooled connection that died with a Redis
             # restart; more would hold an announcing client up while Redis is down.
             retry=Retry(NoBackoff(), 1),
         )
+        self.redis = aioredis.Redis(connection_pool=pool)
         self._announce_script = self.redis.register_script(_ANNOUNCE)
         self._leave_script = self.redis.register_script(_LEAVE)
         self._reap_script = self.redis.register_script(_REAP)
@@ -240,6 +260,8 @@ class Cluster:
     async def _close_clients(self) -> None:
         with contextlib.suppress(Exception):
             await self.redis.aclose()
+        with contextlib.suppress(Exception):
+            await self.redis.connection_pool.disconnect()
         for client in (self.manager.pubsub, self.manager.redis):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -383,8 +405,7 @@ class Cluster:
         skip: str | None = None,
     ) -> None:
         # python-socketio's message format, so the manager's listener on every node
-        # hands it to `ClusterManager._handle_emit`. Its _publish logs and drops the
-        # message when Redis cannot be reached.
+        # hands it to `ClusterManager._handle_emit`. Dropped when Redis cannot be reached.
         await self.manager._publish(
             {
                 "method": "emit", "event": event, "data": [data], "binary": False,
