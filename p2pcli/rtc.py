@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InvalidStateError
 from aiortc.sdp import candidate_from_sdp
 
 from . import aiortc_tuning
@@ -71,17 +72,30 @@ class PeerLink:
     def create(cls, ice_servers: list | None = None) -> PeerLink:
         return cls(RTCPeerConnection(rtc_configuration(ice_servers)))
 
+    @contextlib.contextmanager
+    def _setup_step(self) -> Iterator[None]:
+        """The peer may leave while we negotiate; aiortc then raises InvalidStateError from
+        whatever step was running. That is the link closing, not a bug."""
+        try:
+            yield
+        except InvalidStateError as e:
+            if self.closed.is_set() or self.pc.signalingState == "closed":
+                raise LinkClosed("peer connection closed during setup") from e
+            raise
+
     async def make_offer(self) -> dict:
         """Offerer side: open the channel and return the offer (all candidates included)."""
-        self._attach(
-            self.pc.createDataChannel(CHANNEL_LABEL, ordered=True, protocol=CHANNEL_PROTOCOL)
-        )
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        with self._setup_step():
+            self._attach(
+                self.pc.createDataChannel(CHANNEL_LABEL, ordered=True, protocol=CHANNEL_PROTOCOL)
+            )
+            await self.pc.setLocalDescription(await self.pc.createOffer())
         d = self.pc.localDescription
         return {"type": d.type, "sdp": d.sdp}
 
     async def accept_answer(self, answer: dict) -> None:
-        await self.pc.setRemoteDescription(_description(answer, "answer"))
+        with self._setup_step():
+            await self.pc.setRemoteDescription(_description(answer, "answer"))
 
     async def answer_offer(self, offer: dict) -> dict:
         """Answerer side: take the offer, wait for the remote's channel, return the answer."""
@@ -93,8 +107,9 @@ class PeerLink:
                 # The channel is already open when announced on the answering side.
                 self.opened.set()
 
-        await self.pc.setRemoteDescription(_description(offer, "offer"))
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        with self._setup_step():
+            await self.pc.setRemoteDescription(_description(offer, "offer"))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
         d = self.pc.localDescription
         return {"type": d.type, "sdp": d.sdp}
 
@@ -108,7 +123,8 @@ class PeerLink:
         candidate = candidate_from_sdp(text)
         candidate.sdpMid = cand.get("sdpMid")
         candidate.sdpMLineIndex = cand.get("sdpMLineIndex")
-        await self.pc.addIceCandidate(candidate)
+        with self._setup_step():
+            await self.pc.addIceCandidate(candidate)
 
     def _attach(self, channel: RTCDataChannel) -> None:
         self.channel = channel

@@ -334,6 +334,8 @@ class Swarm:
                 s = self.sessions.get(sig_id)
                 if s is not None:
                     await s.link.add_candidate(data.get("candidate"))
+        except LinkClosed:
+            pass  # the connection went away while this arrived
         except (ValueError, TypeError, AttributeError) as e:
             log.info("bad %s from %s: %s", kind, sig_id, e)
             s = self.sessions.get(sig_id)
@@ -342,7 +344,11 @@ class Swarm:
 
     async def _run_offer(self, s: PeerSession) -> None:
         assert self.signal is not None
-        offer = await s.link.make_offer()
+        try:
+            offer = await s.link.make_offer()
+        except LinkClosed:
+            await self._drop(s, None)  # it left while we were making the offer
+            return
         await self.signal.send("offer", s.sig_id, {"hash": self.content_id, "offer": offer})
         await self._run_session(s)
 
@@ -355,6 +361,9 @@ class Swarm:
             answer = await s.link.answer_offer(offer)
         except ValueError as e:
             await self._drop(s, f"bad offer: {e}")
+            return
+        except LinkClosed:
+            await self._drop(s, None)  # it left while we answered
             return
         await self.signal.send("answer", s.sig_id, {"hash": self.content_id, "answer": answer})
         await self._run_session(s)
@@ -466,6 +475,11 @@ class Swarm:
         elif isinstance(ev, wire.Handshake):
             if ev.peer_id == self.peer_id or ev.peer_id in self.banned_ids:
                 raise wire.ProtocolError("connected to ourselves or to a dropped peer")
+            if any(o is not s and o.proto.remote is not None and o.proto.remote.peer_id
+                   == ev.peer_id for o in self.sessions.values()):
+                # Same peer under a new signaling id (e.g. after a server restart).
+                self._spawn(self._drop(s, "already connected to this peer"))
+                return
             self.last_peer_time = time.monotonic()
             kind = self.peer_connections[s.sig_id] = s.link.candidate_pair_kind() or "unknown"
             self.emit({"event": "peer-joined", "peer": s.sig_id, "connection": kind})

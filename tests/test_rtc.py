@@ -1,0 +1,61 @@
+"""PeerLink: a peer that leaves mid-negotiation closes the link; it is never a crash."""
+
+from __future__ import annotations
+
+import pytest
+
+from p2pcli.ice import set_host_addresses
+from p2pcli.rtc import LinkClosed, PeerLink
+
+
+@pytest.fixture(autouse=True)
+def loopback():
+    set_host_addresses(["127.0.0.1"])
+    yield
+    set_host_addresses(None)
+
+
+@pytest.mark.timeout(60)
+async def test_answering_an_offer_on_a_closed_link_is_link_closed_not_a_bug():
+    offerer, answerer = PeerLink.create([]), PeerLink.create([])
+    offer = await offerer.make_offer()
+    await answerer.close()  # the peer left (peer-left) while its offer was in flight
+    with pytest.raises(LinkClosed):
+        await answerer.answer_offer(offer)
+    await offerer.close()
+
+
+@pytest.mark.timeout(60)
+async def test_offering_and_accepting_on_a_closed_link_is_link_closed():
+    a, b = PeerLink.create([]), PeerLink.create([])
+    await a.close()
+    with pytest.raises(LinkClosed):
+        await a.make_offer()
+    c = PeerLink.create([])
+    offer = await c.make_offer()
+    answer = await b.answer_offer(offer)
+    await c.close()
+    with pytest.raises(LinkClosed):
+        await c.accept_answer(answer)
+    await b.close()
+
+
+@pytest.mark.timeout(60)
+async def test_two_links_connect_and_carry_a_message_over_loopback():
+    a, b = PeerLink.create([]), PeerLink.create([])
+    got: list[bytes] = []
+    b.on_message = got.append
+    answer = await b.answer_offer(await a.make_offer())
+    await a.accept_answer(answer)
+    assert await a.wait_open(20) and await b.wait_open(20)
+    await a.send(b"hello")
+    for _ in range(200):
+        if got:
+            break
+        import asyncio
+
+        await asyncio.sleep(0.05)
+    assert got == [b"hello"]
+    assert a.candidate_pair_kind() == "host"
+    await a.close()
+    await b.close()
