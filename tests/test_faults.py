@@ -27,6 +27,12 @@ def left_reason(proc, peer: str) -> str | None:
     return None
 
 
+def _content_hash(path: Path) -> bytes:
+    from p2pcli.hashing import hash_file
+
+    return hash_file(path, use_cache=False).content_hash
+
+
 def srcfile(tmp_path: Path, size: int) -> Path:
     d = tmp_path / "src"
     d.mkdir(exist_ok=True)
@@ -50,9 +56,18 @@ def test_hostile_source_is_dropped_and_download_completes(
     # Slow enough that the honest seeder is still busy when the hostile peer gets caught;
     # a silent peer is only caught after its requests time out (8 s) several times.
     rate = {"silent": "200k", "liar": "500k"}.get(mode, "1M")
-    _, link = procs.seed(src, signal_url, "--max-upload-rate", rate)
-    bad = hostile(procs, signal_url, src, mode)
-    f = procs.fetch(link, "-o", "out.bin", "--timeout", "30")
+    if mode == "badmanifest":
+        # A manifest is only asked of peers before one is verified: let the liar answer
+        # first, alone, then bring the honest seeder.
+        bad = hostile(procs, signal_url, src, mode)
+        f = procs.fetch("".join(f"{b:02x}" for b in _content_hash(src)), "--signal",
+                        signal_url, "-o", "out.bin", "--timeout", "30")
+        f.wait_for(lambda p: left_reason(p, bad), 30, "the bad manifest to be refused")
+        procs.seed(src, signal_url, "--max-upload-rate", rate)
+    else:
+        _, link = procs.seed(src, signal_url, "--max-upload-rate", rate)
+        bad = hostile(procs, signal_url, src, mode)
+        f = procs.fetch(link, "-o", "out.bin", "--timeout", "30")
     assert f.wait(120) == 0, f.stderr
     assert sha256(procs.workdir / "out.bin") == sha256(src)
     why = left_reason(f, bad)
