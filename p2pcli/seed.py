@@ -49,13 +49,14 @@ def lan_address(prefer: tuple[str, ...] = ()) -> str:
     return "127.0.0.1"
 
 
-async def _start_embedded(port: int):
+async def _start_embedded(port: int, token: str | None):
     from .signaling.server import start_signal_server
 
     last: OSError | None = None
     for candidate in [port, *range(port + 1, port + 10), 0] if port else [0]:
         try:
-            return await start_signal_server("0.0.0.0", candidate)
+            # With --token, the embedded server admits only clients holding the link.
+            return await start_signal_server("0.0.0.0", candidate, token=token)
         except OSError as e:  # port in use: try the next one
             last = e
     raise OSError(f"no free port for the embedded signaling server ({last})")
@@ -81,7 +82,7 @@ async def seed(
     )
     server = None
     if opts.embedded_signal:
-        server = await _start_embedded(opts.signal_port)
+        server = await _start_embedded(opts.signal_port, config.token)
         host = opts.public_host or lan_address()
         config.signal_urls = [f"http://{_host_for_url(host)}:{server.port}"]
         emit({"event": "signal-server", "url": config.signal_urls[0], "port": server.port})

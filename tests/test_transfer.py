@@ -126,6 +126,20 @@ def test_seed_stops_cleanly_on_sigterm_and_sigint(procs: Procs, signal_url: str)
         assert "Traceback" not in seeder.stderr
 
 
+def test_seed_token_guards_its_embedded_server(procs: Procs):
+    src = make_file(procs.workdir / "src.bin", 50_000)
+    _, link = procs.seed(src, None, "--port", "0", "--token", "s3cret")
+    assert "token=s3cret" in link
+    ok = procs.fetch(link, "-o", "out.bin", name="with-token")
+    assert ok.wait(60) == 0, ok.stderr
+    assert sha256(procs.workdir / "out.bin") == sha256(src)
+    from p2pcli.link import parse_target
+
+    t = parse_target(link)
+    bare = procs.fetch(t.content_id, "--signal", t.signals[0], "-o", "x.bin", name="no-token")
+    assert "token" in one_line_error(bare, 2)
+
+
 def test_works_through_a_reference_only_signaling_server(procs: Procs):
     url = procs.reference_signal()
     src = make_file(procs.workdir / "src.bin", 2_000_000)
