@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import P2P, Proc, Procs
+from netns import reap_stale
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -74,32 +75,13 @@ def unavailable() -> str | None:
 # -- the namespace ----------------------------------------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _sweep_stale() -> None:
-    """Delete namespaces left by a test run that died (its pid is gone)."""
-    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
-    for line in r.stdout.splitlines():
-        m = re.match(rf"^({NS_PREFIX}(\d+)x\d+)\b", line)
-        if m and not _pid_alive(int(m.group(2))):
-            subprocess.run(["ip", "netns", "del", m.group(1)], capture_output=True, timeout=30)
-
-
 class Namespace:
     """A network namespace with only `lo` up; `wrap(args)` runs a command inside it."""
 
     _serial = 0
 
     def __init__(self) -> None:
-        _sweep_stale()
+        reap_stale(NS_PREFIX)
         Namespace._serial += 1
         self.name = f"{NS_PREFIX}{os.getpid()}x{Namespace._serial}"
         subprocess.run(["ip", "netns", "add", self.name], check=True, capture_output=True,

@@ -74,7 +74,7 @@ def _run(*args: str) -> str:
     return r.stdout
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -84,14 +84,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def reap_stale() -> None:
-    """Delete namespaces of earlier runs whose process is gone (a killed test run)."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+def reap_stale(prefix: str = PREFIX) -> None:
+    """Delete namespaces `<prefix><pid>x...` of earlier runs whose process is gone (a killed
+    test run). Every namespace-making helper in tests/ names its namespaces this way."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                         timeout=30).stdout
     for line in out.splitlines():
         name = line.split()[0] if line.split() else ""
-        m = re.fullmatch(rf"{PREFIX}(\d+)x\w+-\w+", name)
-        if m and not _pid_alive(int(m.group(1))):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        m = re.match(rf"{prefix}(\d+)x\S*$", name)
+        if m and not pid_alive(int(m.group(1))):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
 
 
 @dataclass

@@ -357,13 +357,28 @@ def test_character_device_is_refused() -> None:
     assert_usage_error("/dev/null", "not a regular file")
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any file"
-)
 def test_unreadable_file(tmp_path: Path) -> None:
     path = write(tmp_path / "secret", b"x")
     path.chmod(0)
-    assert_usage_error(path, "permission denied")
+    if os.geteuid() != 0:
+        assert_usage_error(path, "permission denied")
+        return
+    # Root reads anything: drop the capabilities that let it, as an ordinary user would be.
+    import subprocess
+    import sys
+
+    drop = "-dac_override,-dac_read_search"
+    code = (
+        "import sys\nfrom p2pcli.hashing import hash_file\nfrom p2pcli.errors import UsageError\n"
+        "try:\n    hash_file(sys.argv[1], use_cache=False)\n"
+        "except UsageError as e:\n    print(e.message)\n"
+    )
+    out = subprocess.run(
+        ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", sys.executable, "-c", code,
+         str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "permission denied" in out.stdout, out.stdout + out.stderr
 
 
 def test_unreadable_file_even_as_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,22 +22,19 @@ from __future__ import annotations
 import functools
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netns import _run, reap_stale
+
 PREFIX = "p2pturn"  # namespace names: p2pturn<pid>x<tag>-<role>
 P2P = str(Path(sys.executable).parent / "p2p")
 TURN_PORT = 3478
 SIGNAL_PORT = 8080
 REALM = "p2p.test"
-
-
-class LabError(RuntimeError):
-    """A namespace command failed."""
 
 
 @functools.cache
@@ -55,33 +52,6 @@ def unavailable() -> str | None:
         return f"ip netns add failed: {r.stderr.strip() or r.returncode}"
     subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return None
-
-
-def _run(*args: str) -> str:
-    r = subprocess.run(list(args), capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
-        raise LabError(f"{' '.join(args)}: {r.stderr.strip() or r.returncode}")
-    return r.stdout
-
-
-def reap_stale() -> None:
-    """Delete namespaces of earlier runs whose process is gone (a killed test run)."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        name = line.split()[0] if line.split() else ""
-        m = re.fullmatch(rf"{PREFIX}(\d+)x\w+-\w+", name)
-        if m and not _alive(int(m.group(1))):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -115,7 +85,7 @@ class TurnLab:
         return name
 
     def start(self) -> TurnLab:
-        reap_stale()
+        reap_stale(PREFIX)
         relay = self._ns("relay")
         self.relay = Node(relay, f"10.232.{self.net}.1")
         _run("ip", "netns", "exec", relay, "sysctl", "-qw", "net.ipv4.ip_forward=0")
