@@ -84,20 +84,25 @@ async def seed(
     if opts.embedded_signal:
         server = await _start_embedded(opts.signal_port, config.token)
         host = opts.public_host or lan_address()
-        config.signal_urls = [f"http://{_host_for_url(host)}:{server.port}"]
-        emit({"event": "signal-server", "url": config.signal_urls[0], "port": server.port})
+        public = [f"http://{_host_for_url(host)}:{server.port}"]
+        # Our own client talks to the server in this process over loopback; the link
+        # carries the address other machines can reach.
+        config.signal_urls = [f"http://127.0.0.1:{server.port}"]
+        emit({"event": "signal-server", "url": public[0], "port": server.port})
+    else:
+        public = config.signal_urls
     source = SeedFile(open_for_seeding(opts.path)[0], manifest)
     swarm = Swarm(manifest.content_hash, config, emit, manifest=manifest, source=source)
     try:
         await swarm.start()
-        link = make_link(manifest.content_hash, config.signal_urls, manifest.name, config.token)
+        link = make_link(manifest.content_hash, public, manifest.name, config.token)
         emit(
             {
                 "event": "seeding",
                 "hash": manifest.content_id,
                 "link": link,
                 "command": f"p2p fetch '{link}'",
-                "watch": watch_url(config.signal_urls[0], manifest.content_id, config.token),
+                "watch": watch_url(public[0], manifest.content_id, config.token),
             }
         )
         reporter = asyncio.ensure_future(_report(swarm))
