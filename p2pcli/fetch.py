@@ -121,7 +121,7 @@ class Download:
             await asyncio.to_thread(_write_all, fd, data)
             self.written = i + 1
             p.set_cursor(i + 1)
-            self.swarm._refill_all()
+            self.swarm.refill_all()
 
     def cleanup(self) -> None:
         if self.store is not None:

@@ -175,11 +175,6 @@ class Manifest:
         return self.content_hash.hex()
 
 
-def max_encoded_size() -> int:
-    pieces = piece_count_for(MAX_SIZE, 1 << MAX_PIECE_LOG2)
-    return _HEADER.size + MAX_NAME_BYTES + _SIZE.size + HASH_LEN * pieces
-
-
 def decode(data: bytes | bytearray | memoryview) -> Manifest:
     """Parse manifest bytes. Raises only `ManifestError` on bad input."""
     data = bytes(data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidStateError
@@ -218,5 +218,3 @@ def _description(d: dict, expected: str) -> RTCSessionDescription:
         raise ValueError(f"malformed {expected} description")
     return RTCSessionDescription(sdp=d["sdp"], type=d["type"])
 
-
-Send = Callable[[bytes], Awaitable[None]]

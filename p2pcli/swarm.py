@@ -135,7 +135,6 @@ class PeerSession:
         self.refused: set[int] = set()  # pieces it said it had, then rejected
         self.dropped: str | None = None
         self.tasks: list[asyncio.Task] = []
-        self.connected_at = 0.0
 
     @property
     def ready(self) -> bool:
@@ -190,7 +189,6 @@ class Swarm:
         self._buffers: dict[int, bytearray] = {}
         self._contributors: dict[int, set[str]] = {}
         self._bg: set[asyncio.Task] = set()
-        self._verifying: set[int] = set()
         self.on_manifest: Callable[[Manifest], Any] | None = None  # async hook: open a store
         self.per_peer_received: dict[str, int] = {}
         self.peer_connections: dict[str, str] = {}  # host/srflx/relay, for the summary
@@ -375,7 +373,7 @@ class Swarm:
             self.connect_failures += 1
             await self._drop(s, None if s.link.closed.is_set() else "connection timed out")
             return
-        s.connected_at = s.last_data = time.monotonic()
+        s.last_data = time.monotonic()
         s.send(s.proto.handshake())  # first: attaching the handler may answer early messages
         s.link.on_message = lambda m: self._on_message(s, m)
         s.tasks.append(self._spawn(self._serve_loop(s)))
@@ -419,7 +417,7 @@ class Swarm:
             self.emit(ev)
         if reason and (ban or warn):
             self.emit({"event": "warning", "message": f"dropped peer {s.sig_id}: {reason}"})
-        self._refill_all()
+        self.refill_all()
 
     def _on_message(self, s: PeerSession, data: bytes | str) -> None:
         if s.sig_id not in self.sessions:
@@ -569,7 +567,7 @@ class Swarm:
                 self._send_availability(s)
                 if s.proto.remote_bitfield_seen:
                     self._attach_to_picker(s)
-        self._refill_all()
+        self.refill_all()
 
     def _geometry(self) -> wire.Geometry:
         m = self.manifest
@@ -614,11 +612,11 @@ class Swarm:
                     if block[0] not in urgent:
                         s.send(s.proto.send_cancel(*block))
                         p.on_reject(s.sig_id, block)
-        self._refill_all()
+        self.refill_all()
 
     # -- downloading -----------------------------------------------------------------------
 
-    def _refill_all(self) -> None:
+    def refill_all(self) -> None:
         for s in list(self.sessions.values()):
             self._refill(s)
 
@@ -660,19 +658,15 @@ class Swarm:
         if complete:
             data = self._buffers.pop(ev.piece)
             peers = self._contributors.pop(ev.piece, set())
-            self._verifying.add(ev.piece)
             self._spawn(self._verify(ev.piece, data, peers))
         self._refill(s)
 
     async def _verify(self, piece: int, data: bytearray, peers: set[str]) -> None:
         m, p, store = self.manifest, self.picker, self.source
         assert m is not None and p is not None and isinstance(store, PartFile)
-        try:
-            ok = await asyncio.to_thread(m.piece_ok, piece, data)
-            if ok:
-                await asyncio.to_thread(store.write_piece, piece, data)
-        finally:
-            self._verifying.discard(piece)
+        ok = await asyncio.to_thread(m.piece_ok, piece, data)
+        if ok:
+            await asyncio.to_thread(store.write_piece, piece, data)
         if not ok:
             self.rejections += 1
             p.on_piece_failed(piece)
@@ -684,7 +678,7 @@ class Swarm:
                 s.strikes += BAD_PIECE_STRIKES if len(peers) == 1 else 1
                 if s.strikes >= BAD_PIECE_STRIKES:
                     await self._drop(s, f"sent corrupt data for piece {piece}", ban=True)
-            self._refill_all()
+            self.refill_all()
             return
         p.on_piece_verified(piece)
         self.emit({"event": "piece-verified", "piece": piece, "peers": sorted(peers)})
@@ -695,7 +689,7 @@ class Swarm:
         self.piece_done.clear()
         if p.complete:
             self.complete.set()
-        self._refill_all()
+        self.refill_all()
 
     # -- serving ---------------------------------------------------------------------------
 
@@ -762,7 +756,7 @@ class Swarm:
                     # timeout: it is not slow, it is not answering.
                     if s is not None and now - s.last_data >= p.request_timeout:
                         await self._drop(s, "stopped answering requests", warn=True)
-                self._refill_all()
+                self.refill_all()
 
 
 def no_peers_error(swarm: Swarm, timeout: float) -> P2PError:
