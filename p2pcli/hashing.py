@@ -18,7 +18,7 @@ from pathlib import Path
 from platformdirs import user_cache_path
 
 from .errors import ManifestError, UsageError
-from .manifest import Manifest, decode, piece_size_for
+from .manifest import Manifest, check_name, decode, piece_size_for
 
 Progress = Callable[[int, int], None]
 """Called as progress(bytes_done, bytes_total) while hashing."""
@@ -200,6 +200,14 @@ def hash_file(
     # The name the user gave, not the symlink's target: `latest.mkv -> v3.mkv` is shared
     # as latest.mkv.
     display_name = name or Path(path).expanduser().name or p.name
+    try:
+        # Before hashing: a name no receiver may create should not cost a read of the file.
+        check_name(display_name)
+    except ManifestError as e:
+        raise UsageError(
+            f"{path}: cannot be shared: {e.message.removeprefix('manifest ')}, so some "
+            "receivers could not save it; rename it, or seed a symlink to it with a safe name"
+        ) from None
     cache_file = cache_dir() / (_cache_key(p, st) + ".manifest")
     if use_cache:
         try:

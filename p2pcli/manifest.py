@@ -40,6 +40,14 @@ _HEADER = struct.Struct(">4sBBH")
 _SIZE = struct.Struct(">Q")
 # Bidirectional overrides and isolates can make "gpj.exe" display as "exe.jpg".
 _BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# What Windows refuses in a name, refused on every platform: a share must be safe for every
+# receiver. `:` also makes `C:evil.exe` drive-relative and `a:b` an alternate data stream.
+_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
+# Windows opens a device, not a file, for these names, with any extension (`nul.txt`) and
+# trailing spaces (`CON .txt`); superscript digits count as digits there. CONIN$ and
+# CONOUT$ open the console. ASCII case only: Windows folds no other letter onto these.
+_DEVICE = re.compile(r"(?:CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3]"
+                     r"|CONIN\$|CONOUT\$)", re.IGNORECASE | re.ASCII)
 _HEX = re.compile(r"[0-9a-fA-F]*")
 
 
@@ -61,7 +69,11 @@ def piece_count_for(size: int, piece_size: int) -> int:
 
 
 def check_name(name: str) -> None:
-    """Reject names that are unsafe to create in the current directory."""
+    """Reject names that are unsafe to create in the current directory on any system.
+
+    One rule, also in p2pcli/web/js/manifest.js (checkName) and docs/PROTOCOL.md 1.2;
+    tests/data/names.json holds the table both are tested against.
+    """
     if not name:
         raise ManifestError("manifest has an empty file name")
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
@@ -73,6 +85,15 @@ def check_name(name: str) -> None:
             raise ManifestError(
                 f"manifest file name {name!r} contains a path separator or control character"
             )
+        if ch in _WINDOWS_FORBIDDEN:
+            raise ManifestError(
+                f"manifest file name {name!r} contains {ch!r}, which Windows refuses in a name"
+            )
+    # Windows drops trailing dots and spaces: `evil.exe.` would be written as `evil.exe`.
+    if name[-1] in ". ":
+        raise ManifestError(f"manifest file name {name!r} ends with a dot or a space")
+    if _DEVICE.fullmatch(name.split(".", 1)[0].rstrip(" ")):
+        raise ManifestError(f"manifest file name {name!r} is a Windows device name")
 
 
 @dataclass(frozen=True)

@@ -51,15 +51,43 @@ export class Manifest {
   }
 }
 
-function checkName(name) {
+// Bidirectional overrides and isolates can make "gpj.exe" display as "exe.jpg".
+const BIDI = new Set(['\u200e', '\u200f', '\u202a', '\u202b', '\u202c', '\u202d', '\u202e',
+  '\u2066', '\u2067', '\u2068', '\u2069']);
+// What Windows refuses in a name, refused everywhere: a share must be safe for every receiver.
+const WINDOWS_FORBIDDEN = new Set(['<', '>', ':', '"', '|', '?', '*']);
+// Windows device names, with any extension and trailing spaces. No `u` flag on purpose: `i`
+// then folds ASCII letters only, as Python's re.ASCII | re.IGNORECASE does.
+const DEVICE = /^(?:CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3]|CONIN\$|CONOUT\$)$/i;
+
+/**
+ * Throw ManifestError for a name unsafe to create on any system. The same rule as
+ * p2pcli/manifest.py's check_name, tested against the same table (tests/data/names.json).
+ */
+export function checkName(name) {
+  if (name.length === 0) throw new ManifestError('manifest has an empty file name');
+  if (new TextEncoder().encode(name).length > MAX_NAME_BYTES) {
+    throw new ManifestError(`manifest file name is longer than ${MAX_NAME_BYTES} bytes`);
+  }
   if (name === '.' || name === '..') throw new ManifestError(`manifest file name "${name}" is not a file name`);
   for (const ch of name) {
     const c = ch.codePointAt(0);
-    const control = c < 0x20 || (c >= 0x7f && c <= 0x9f);
-    const surrogate = c >= 0xd800 && c <= 0xdfff;
-    if (ch === '/' || ch === '\\' || control || surrogate) {
+    const control = c < 0x20 || (c >= 0x7f && c <= 0x9f); // Unicode category Cc
+    const surrogate = c >= 0xd800 && c <= 0xdfff; // a lone one: for-of pairs valid ones
+    const separator = c === 0x2028 || c === 0x2029; // Zl, Zp: they break one-line output
+    if (ch === '/' || ch === '\\' || control || surrogate || separator || BIDI.has(ch)) {
       throw new ManifestError('manifest file name contains a path separator or control character');
     }
+    if (WINDOWS_FORBIDDEN.has(ch)) {
+      throw new ManifestError(`manifest file name contains "${ch}", which Windows refuses in a name`);
+    }
+  }
+  // Windows drops trailing dots and spaces: "evil.exe." would be written as "evil.exe".
+  if (name.endsWith('.') || name.endsWith(' ')) {
+    throw new ManifestError('manifest file name ends with a dot or a space');
+  }
+  if (DEVICE.test(name.split('.', 1)[0].replace(/ +$/, ''))) {
+    throw new ManifestError('manifest file name is a Windows device name');
   }
 }
 
