@@ -26,6 +26,7 @@ from p2pcli.signaling.limits import (
 PING_INTERVAL = 25.0
 PING_TIMEOUT = 20.0
 NODE_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10.0  # p2pcli.signaling.server.CONNECT_TIMEOUT
 DEFAULT_TURN_TTL = 24 * 3600  # p2pcli.signaling.iceconfig.DEFAULT_TTL
 
 
@@ -66,6 +67,12 @@ class _ServerLog:
             how = {"issued": f"TURN credentials issued per client, valid {ev['ttl']}s",
                    "fixed": "fixed TURN credentials", "none": "no TURN"}[ev["turn_credentials"]]
             self.console.print(f"handing out ICE servers {', '.join(ev['servers'])} ({how})")
+            if ev.get("open_relay"):
+                self.console.print(
+                    "[yellow]warning:[/] --open-relay: every client that connects gets "
+                    "TURN credentials, without a token; anyone can relay through your "
+                    "TURN server"
+                )
 
 
 def register(app: typer.Typer) -> None:
@@ -257,6 +264,28 @@ def register(app: typer.Typer) -> None:
                 "fresh ones every half of it.",
             ),
         ] = DEFAULT_TURN_TTL,
+        open_relay: Annotated[
+            bool,
+            typer.Option(
+                "--open-relay",
+                envvar="P2P_OPEN_RELAY",
+                help="Hand TURN credentials to clients without --token. Without this, a "
+                "TURN --ice-server needs --token: the server gives the credentials to every "
+                "client it admits, so with no token anyone could relay through your TURN "
+                "server.",
+            ),
+        ] = False,
+        connect_timeout: Annotated[
+            float,
+            typer.Option(
+                "--connect-timeout",
+                envvar="P2P_SIGNAL_CONNECT_TIMEOUT",
+                min=0.1,
+                help="Seconds a Socket.IO client has, once its engine.io session is open, to "
+                "connect (with the token); then it is closed. Counts toward "
+                "--max-conns-per-ip meanwhile.",
+            ),
+        ] = CONNECT_TIMEOUT,
         quiet: QuietOpt = False,
         json: JsonOpt = False,
     ) -> None:
@@ -281,11 +310,21 @@ def register(app: typer.Typer) -> None:
             ice_config = IceConfig.from_options(ice_server or [], turn_secret, turn_ttl)
         except IceConfigError as e:
             raise UsageError(str(e)) from None
+        relays = ice_config is not None and any(s.is_turn for s in ice_config.servers)
+        if relays and not token and not open_relay:
+            # Issued or fixed, TURN credentials go to every admitted client: without a
+            # token that is anyone who can reach this server.
+            raise UsageError(
+                "a TURN --ice-server without --token hands TURN credentials to anyone who "
+                "connects (an open relay); add --token SECRET, or --open-relay if that is "
+                "what you want"
+            )
         if ice_config is not None:
             fixed = any(s.username for s in ice_config.servers)
             log({"event": "ice-servers", "servers": ice_config.describe(), "ttl": turn_ttl,
                  "turn_credentials": "issued" if ice_config.turn_secret
-                 else "fixed" if fixed else "none"})
+                 else "fixed" if fixed else "none",
+                 "open_relay": bool(relays and not token)})
         limits = Limits(
             message_rate=max_message_rate,
             announce_rate=max_announce_rate,
@@ -307,6 +346,7 @@ def register(app: typer.Typer) -> None:
                 redis_url=redis,
                 node_timeout=node_timeout,
                 ice_config=ice_config,
+                connect_timeout=connect_timeout,
             )
         except OSError as e:
             raise UsageError(

@@ -54,6 +54,20 @@ def test_a_peer_that_announced_nothing_reaches_nobody():
         r.route("b", Relay("a", {"targetPeer": "a"}))
 
 
+def test_a_peer_never_reaches_itself():
+    """Issue 12 item 4: a peer shares its rooms with itself, yet a message to its own id
+    goes to nobody, whether it announced one room, several or none."""
+    r = rooms_with("a", "b")
+    for rooms in ([], ["h1"], ["h1", "h2"]):
+        for room in rooms:
+            r.announce("a", room)
+            r.announce("b", room)
+        with pytest.raises(SignalSchemaError) as e:
+            r.route("a", Relay("a", {"targetPeer": "a"}))
+        assert e.value.code == ErrorCode.UNKNOWN_PEER
+        assert "own id" in e.value.message
+
+
 def test_route_stamps_fromPeer_on_a_copy():
     r = rooms_with("a", "b")
     r.announce("a", "h")
@@ -170,7 +184,8 @@ class RoomsMachine(RuleBasedStateMachine):
     def relay(self, data: st.DataObject) -> None:
         sender = data.draw(st.sampled_from(self.connected()))
         target = data.draw(st.sampled_from(self.connected()))
-        share = any(sender in m and target in m for m in self.model.values())
+        # Two peers sharing a room; a peer never messages itself (issue 12, item 4).
+        share = sender != target and any(sender in m and target in m for m in self.model.values())
         try:
             out = self.r.route(sender, Relay(target, {"targetPeer": target, "fromPeer": "x"}))
         except SignalSchemaError:

@@ -34,6 +34,11 @@ Fixes to long-polling sessions ride along:
   the ping timeout, so the client's ``disconnect()`` takes ~30 s. We end that GET.
 - When the server closes a polling session, engine.io waits, without a bound, for a
   GET to fetch the CLOSE packet. We wait `CLOSE_WAIT` seconds at most.
+- engine.io's send queue has no bound: a long-polling client that answers pings but
+  never GETs would grow it for as long as others relay to it. `BoundedSocket` (the base
+  of `FastSocket`, and the session class when FastSocket is off) cuts a session off once
+  `MAX_BUFFERED` bytes wait in its queue (`SizedQueue` counts them), like a WebSocket
+  client that stops reading.
 
 Everything else (handshake, pings, close, acks, other namespaces) is engine.io's own
 code. The socket is switched to this class right after engine.io makes
@@ -71,7 +76,75 @@ FastEvent = Callable[[str, str], Awaitable[bool]]
 _background: set[asyncio.Task[Any]] = set()
 
 
-class FastSocket(async_socket.AsyncSocket):
+def _spawn(coro: Any) -> None:
+    task = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _packet_size(pkt: packet.Packet | None) -> int:
+    """About what `pkt` costs in the queue: its payload's length (a Socket.IO packet is
+    one string), or a small constant for control packets and the closing marker."""
+    data = pkt.data if pkt is not None else None
+    return len(data) if isinstance(data, str | bytes) else 16
+
+
+class SizedQueue(asyncio.Queue[Any]):
+    """engine.io's per-session send queue, counting the bytes it holds (`size`).
+
+    `_put` and `_get` are the hooks asyncio.Queue's own subclasses (LifoQueue...) use,
+    so every way in or out (put, put_nowait, get, get_nowait) is counted.
+    """
+
+    size: int = 0
+
+    def _put(self, item: Any) -> None:
+        self.size += _packet_size(item)
+        super()._put(item)  # type: ignore[misc]
+
+    def _get(self) -> Any:
+        item = super()._get()  # type: ignore[misc]
+        self.size -= _packet_size(item)
+        return item
+
+
+class BoundedSocket(async_socket.AsyncSocket):
+    """engine.io session whose send queue may not hold more than `MAX_BUFFERED` bytes.
+
+    The queue is what a long-polling client has not fetched yet (and, on engine.io's
+    stock WebSocket path, what its writer has not written). Over the bound the session
+    is cut off: its queue is dropped and it is closed, which removes the peer from its
+    rooms, as a WebSocket peer that stops reading is (`FastSocket.send`).
+    """
+
+    cut_off: bool = False
+
+    async def send(self, pkt: packet.Packet) -> None:
+        if self.cut_off:
+            return
+        queue = self.queue
+        if isinstance(queue, SizedQueue) and queue.size > MAX_BUFFERED:
+            self._cut_off()
+            return
+        await super().send(pkt)
+
+    def _cut_off(self) -> None:
+        self.cut_off = True
+        # Free the memory now; nobody will fetch these.
+        while not self.queue.empty():
+            self.queue.get_nowait()
+            self.queue.task_done()
+        # Closing runs the disconnect handlers, which send to other peers: not from
+        # inside the send of whoever was relaying to this one.
+        _spawn(self._close_cut_off())
+
+    async def _close_cut_off(self) -> None:
+        await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+        # Ends a pending long-poll (and engine.io's stock WebSocket writer).
+        self.queue.put_nowait(None)
+
+
+class FastSocket(BoundedSocket):
     """engine.io session whose WebSocket I/O is done directly (see the module doc)."""
 
     # Class attributes, so instances switched from AsyncSocket start with them.
@@ -118,9 +191,7 @@ class FastSocket(async_socket.AsyncSocket):
         if ws is not None and not ws.closed:
             # Ends the read loop. In the background: aiohttp waits for the client's
             # close frame, and the caller (often engine.io's service task) must not.
-            task = asyncio.ensure_future(ws.close())
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+            _spawn(ws.close())
 
     async def poll(self) -> list[packet.Packet]:
         """Wait for packets for a long-polling GET; at most `MAX_POLL_PACKETS` of them."""

@@ -121,11 +121,19 @@ class Rooms:
     def route(self, sender: str, relay: Relay) -> dict[str, object]:
         """Check that `sender` may message the target; return the payload to deliver.
 
-        The rule: both must be connected and share a room. The answer for "no such peer"
-        and "not in your room" is the same, so a stranger learns nothing about who is
-        connected. The returned payload is the sender's, every field kept, with
-        ``fromPeer`` set to the sender's id (overwriting any the client sent).
+        The rule: both must be connected and share a room, and they are two peers: a
+        peer shares a room with itself, but a message to its own id is delivered to
+        nobody (as the reference server's ``socket.to(id)``, which excludes the sender).
+        The answer for "no such peer" and "not in your room" is the same, so a stranger
+        learns nothing about who is connected. The returned payload is the sender's,
+        every field kept, with ``fromPeer`` set to the sender's id (overwriting any the
+        client sent).
         """
+        if relay.target == sender:
+            raise SignalSchemaError(
+                ErrorCode.UNKNOWN_PEER,
+                "targetPeer is your own id: a peer cannot signal itself",
+            )
         target = self.peers.get(relay.target)
         source = self.peers.get(sender)
         if target is None or source is None or source.rooms.isdisjoint(target.rooms):

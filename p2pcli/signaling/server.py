@@ -27,13 +27,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
+import engineio
 import orjson
 import socketio
 from aiohttp import WSMsgType, web
 from engineio import async_socket as eio_async_socket
 from engineio.async_drivers import aiohttp as eio_aiohttp
 
-from .eio_websocket import FastEvent, FastSocket
+from .eio_websocket import BoundedSocket, FastEvent, FastSocket, SizedQueue
 from .iceconfig import IceConfig
 from .limits import AddressCounter, ConnectionMeter, Limits
 from .rooms import Rooms, new_peer_id
@@ -71,6 +72,28 @@ PING_TIMEOUT: Final = 20.0
 
 #: With Redis: a node silent this long is dead, and its peers are removed.
 NODE_TIMEOUT: Final = 10.0
+
+#: Seconds an engine.io session may stay open without being connected to Socket.IO
+#: (no CONNECT yet, or after a DISCONNECT): it is closed then. Until then it counts
+#: toward the per-address cap like any connection.
+CONNECT_TIMEOUT: Final = 10.0
+
+#: Seconds a refused Socket.IO session stays open so that the client can read why
+#: (CONNECT_ERROR, with its code) before it is closed.
+REFUSED_GRACE: Final = 1.0
+
+#: Seconds `SignalHub.close_all` lets clients take their goodbye (close frame, CLOSE
+#: packet) before it cuts the connections that are left.
+SHUTDOWN_GRACE: Final = 1.0
+
+#: The events a Socket.IO client may send. Any other name, the library's reserved ones
+#: (``connect``, ``disconnect``...) included, goes to the unknown-event handler: a client
+#: packet must never reach a handler the server registered for its own use.
+CLIENT_EVENTS: Final = frozenset({"announce", *RELAY_EVENTS})
+
+#: The name the unknown-event handler is registered under. Clients can send it too, but
+#: it is not in CLIENT_EVENTS, so it is treated like every other unknown name.
+_UNKNOWN_EVENT: Final = "\x00unknown"
 
 OK: Final[dict[str, object]] = {"ok": True}
 
@@ -132,23 +155,64 @@ class _EioWebSocket(eio_aiohttp.WebSocket):
             await self._sock.send_bytes(message)
 
 
-class _SocketIOServer(socketio.AsyncServer):
-    """python-socketio's server, with each engine.io session switched to `FastSocket`.
+class _EioServer(engineio.AsyncServer):
+    """engine.io's server, whose sessions' send queues count their bytes (`SizedQueue`)."""
 
-    engine.io creates the session object itself and then reports the connection here,
-    before any WebSocket traffic; that is the one place to switch its class (a subclass
-    that adds no state, so the switch is safe).
+    def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue[Any]:
+        return SizedQueue(*args, **kwargs)
+
+
+class _SocketIOServer(socketio.AsyncServer):
+    """python-socketio's server, guarded, with engine.io sessions switched to our class.
+
+    - Client events are dispatched by name only when the name is in `CLIENT_EVENTS`;
+      every other name (``connect``, ``disconnect``, ``*``...) goes to the hub's
+      unknown-event handler. python-socketio's own guard keeps reserved names from its
+      catch-all handler only, not from a handler registered under that name, which is
+      how ``connect``/``disconnect`` are registered.
+    - engine.io creates the session object itself and then reports the connection here,
+      before any traffic; that is the one place to switch its class (`FastSocket`, or
+      `BoundedSocket` when it is off: subclasses that add no state, so the switch is
+      safe) and to tell the hub (`session_opened` / `session_closed`).
     """
 
     fast_event: FastEvent | None = None
+    fast_websocket: bool = False
+    session_opened: Callable[[str, dict[str, Any]], None] | None = None
+    session_closed: Callable[[str], None] | None = None
+
+    def _engineio_server_class(self) -> type[engineio.AsyncServer]:
+        return _EioServer
+
+    async def _handle_event(
+        self, eio_sid: str, namespace: str | None, id: int | None, data: Any
+    ) -> Any:
+        event = data[0] if isinstance(data, list) and data else None
+        if not (isinstance(event, str) and event in CLIENT_EVENTS):
+            # The name becomes the first argument of the unknown-event handler.
+            rest = data[1:] if isinstance(data, list) else []
+            data = [_UNKNOWN_EVENT, event, *rest]
+        return await super()._handle_event(eio_sid, namespace, id, data)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         result = await super()._handle_eio_connect(eio_sid, environ)
         sock = self.eio.sockets.get(eio_sid)
         if type(sock) is eio_async_socket.AsyncSocket:
-            sock.__class__ = FastSocket
-            sock.fast_event = self.fast_event
+            if self.fast_websocket:
+                sock.__class__ = FastSocket
+                cast(FastSocket, sock).fast_event = self.fast_event
+            else:
+                sock.__class__ = BoundedSocket
+        if self.session_opened is not None:
+            self.session_opened(eio_sid, environ)
         return result
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
+        try:
+            await super()._handle_eio_disconnect(eio_sid, reason)
+        finally:
+            if self.session_closed is not None:
+                self.session_closed(eio_sid)
 
 
 class _LogBridge(logging.Handler):
@@ -237,6 +301,8 @@ class SignalHub:
     """With Redis: seconds after which a silent node's peers are removed from the cluster."""
     ice_config: IceConfig | None = None
     """STUN/TURN servers (and per-client TURN credentials) sent as `ice-config` on connect."""
+    connect_timeout: float = CONNECT_TIMEOUT
+    """Seconds an engine.io session may stay open without a Socket.IO connection."""
 
     def __post_init__(self) -> None:
         self.rooms.max_rooms_per_peer = self.limits.max_rooms
@@ -250,7 +316,7 @@ class SignalHub:
             manager = self.cluster.manager
         origins: str | list[str] = "*" if not self.cors_origins else list(self.cors_origins)
         fast = self.fast_websocket and self.async_mode == "aiohttp"
-        self.sio = (_SocketIOServer if fast else socketio.AsyncServer)(
+        self.sio = _SocketIOServer(
             client_manager=manager,
             async_mode=self.async_mode,
             cors_allowed_origins=origins,
@@ -269,45 +335,96 @@ class SignalHub:
             # engine.io picks its WebSocket class from this per-server table; swap in
             # ours (a copy, so other engine.io servers in the process keep theirs).
             self.sio.eio._async = {**self.sio.eio._async, "websocket": _EioWebSocket}
+        self.sio.fast_websocket = fast
         if fast:
             self.sio.fast_event = self._sio_fast_event
+        self.sio.session_opened = self._session_opened
+        self.sio.session_closed = self._session_closed
+        self._closing = False
+        self._sessions: dict[str, _Session] = {}  # engine.io sid -> its admission state
         self._eio_sids: dict[str, str] = {}  # Socket.IO sid -> engine.io sid
         self._sids: dict[str, str] = {}  # engine.io sid -> Socket.IO sid (namespace "/")
         self._ws: dict[str, _WsPeer] = {}
         self._meters: dict[str, ConnectionMeter] = {}
         self._addresses = AddressCounter(self.limits.max_per_ip)
         self._address_of: dict[str, str] = {}
-        self._ice_tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._ice_timers: dict[str, asyncio.TimerHandle] = {}
         self._register()
 
     # -- Socket.IO ---------------------------------------------------------------------
 
     def _register(self) -> None:
+        # Only these names; `_SocketIOServer._handle_event` sends every other name a
+        # client uses (connect and disconnect included) to `_sio_unknown`.
         sio = self.sio
         sio.on("connect", self._sio_connect)
         sio.on("disconnect", self._sio_disconnect)
         sio.on("announce", self._sio_announce)
         for event in RELAY_EVENTS:
             sio.on(event, self._sio_relay_handler(event))
-        sio.on("*", self._sio_unknown)
+        sio.on(_UNKNOWN_EVENT, self._sio_unknown)
+
+    # An engine.io session is a connection as soon as it opens: it counts toward the
+    # per-address cap from then, and it must connect to Socket.IO (with the token)
+    # within `connect_timeout` or be closed. Otherwise sessions that never authenticate
+    # could be held open without limit by answering pings.
+
+    def _session_opened(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        address = _environ_address(environ)
+        counted = self._addresses.acquire(address)
+        session = _Session(address, counted)
+        self._sessions[eio_sid] = session
+        self._expire_session(eio_sid, session, self.connect_timeout)
+
+    def _session_closed(self, eio_sid: str) -> None:
+        session = self._sessions.pop(eio_sid, None)
+        if session is None:
+            return
+        session.cancel_timer()
+        if session.counted:
+            self._addresses.release(session.address)
+
+    def _expire_session(self, eio_sid: str, session: _Session, after: float) -> None:
+        """Close the session `after` seconds from now unless it connects meanwhile."""
+        session.cancel_timer()
+        session.timer = asyncio.get_running_loop().call_later(
+            after, self._session_expired, eio_sid
+        )
+
+    def _session_expired(self, eio_sid: str) -> None:
+        session = self._sessions.get(eio_sid)
+        if session is None or eio_sid in self._sids:
+            return
+        session.timer = None
+        # engine.io's own disconnect: a CLOSE packet, then the session is dropped.
+        self._spawn(self.sio.eio.disconnect(eio_sid))
 
     async def _sio_connect(self, sid: str, environ: dict, auth: object = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if token is None:  # clients that cannot send auth may put it in the URL
             token = _query_token(environ.get("QUERY_STRING", ""))
-        request = environ.get("aiohttp.request")
-        address = str(request.remote if request is not None else environ.get("REMOTE_ADDR"))
-        refusal = self._admit_connection(token, address)
+        address = _environ_address(environ)
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        session = self._sessions.get(eio_sid)
+        # The session took its address's slot when it opened, or found none free.
+        refusal = self._admit_connection(
+            token, address, slot=None if session is None else session.counted
+        )
         if refusal is not None:
+            if session is not None:
+                self._expire_session(eio_sid, session, REFUSED_GRACE)
             # Socket.IO's CONNECT_ERROR: clients see `message`, and `data.code`.
             raise socketio.exceptions.ConnectionRefusedError(
                 refusal.message, {"code": refusal.code}
             )
-        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        if session is not None:
+            session.cancel_timer()
         self._eio_sids[sid] = eio_sid
         self._sids[eio_sid] = sid
-        self._joined(sid, "socket.io", address)
+        # Without a session (an engine.io we did not see open), the slot was taken
+        # just now and is released with the peer.
+        self._joined(sid, "socket.io", address if session is None else None)
         self._ice_config_after_connect(sid)
 
     async def _sio_disconnect(self, sid: str, reason: object = None) -> None:
@@ -315,6 +432,10 @@ class SignalHub:
         if eio_sid is None:
             return  # refused at connect: never joined
         self._sids.pop(eio_sid, None)
+        session = self._sessions.get(eio_sid)
+        if session is not None and not self._closing:
+            # Left the namespace but kept the engine.io session: connect again or go.
+            self._expire_session(eio_sid, session, self.connect_timeout)
         await self._gone(sid)
 
     async def _sio_fast_event(self, eio_sid: str, text: str) -> bool:
@@ -344,9 +465,11 @@ class SignalHub:
 
         return handler
 
-    async def _sio_unknown(self, event: str, sid: str, *args: object) -> dict[str, object]:
+    async def _sio_unknown(self, sid: str, event: object, *args: object) -> dict[str, object]:
         # The reference server ignores events it does not know, and so do we (no error
-        # event); a client that asked for an acknowledgement is told why.
+        # event); a client that asked for an acknowledgement is told why. `event` is
+        # whatever the client put first in its packet, not necessarily a string.
+        event = event if isinstance(event, str) else repr(event)[:100]
         nack = await self._throttle(sid, event)
         if nack is not None:
             return nack
@@ -425,8 +548,14 @@ class SignalHub:
 
     # -- admission and rate limits, whatever the transport --------------------------------
 
-    def _admit_connection(self, token: object, address: str) -> SignalSchemaError | None:
-        """Check a new connection's token and its address's count; None if accepted."""
+    def _admit_connection(
+        self, token: object, address: str, slot: bool | None = None
+    ) -> SignalSchemaError | None:
+        """Check a new connection's token and its address's count; None if accepted.
+
+        `slot`: whether the connection already holds one of its address's slots (True),
+        found them all taken (False), or is to take one now (None; released by `_gone`).
+        """
         refusal = None
         if self.token is not None and not (
             isinstance(token, str) and hmac.compare_digest(token.encode(), self.token.encode())
@@ -436,7 +565,7 @@ class SignalHub:
                 "this signaling server needs an access token, and "
                 + ("none was given" if not token else "the one given is wrong"),
             )
-        elif not self._addresses.acquire(address):
+        elif slot is False or (slot is None and not self._addresses.acquire(address)):
             refusal = SignalSchemaError(
                 ErrorCode.TOO_MANY_CONNECTIONS,
                 f"{self.limits.max_per_ip} connections are already open from {address}",
@@ -445,8 +574,11 @@ class SignalHub:
             self.rooms.stats.refused += 1
         return refusal
 
-    def _joined(self, peer_id: str, transport: str, address: str) -> None:
-        self._address_of[peer_id] = address
+    def _joined(self, peer_id: str, transport: str, address: str | None) -> None:
+        """Register a connection; `address` is the slot `_gone` releases, if it holds one
+        of its own (Socket.IO sessions release theirs when the engine.io session ends)."""
+        if address is not None:
+            self._address_of[peer_id] = address
         self._meters[peer_id] = ConnectionMeter.for_limits(self.limits)
         self.rooms.connect(peer_id, transport)
 
@@ -575,7 +707,12 @@ class SignalHub:
         if address is not None:
             self._addresses.release(address)
         left = {"peerId": peer_id}
-        for other in self.rooms.disconnect(peer_id):
+        others = self.rooms.disconnect(peer_id)
+        if self._closing:
+            # Everyone is being disconnected: telling each about the others would cost
+            # the square of the number of clients, all of it while the process stops.
+            others = []
+        for other in others:
             await self._send(other, "peer-left", left)
         if self.cluster is not None and rooms:
             await self.cluster.leave(peer_id, rooms)
@@ -586,12 +723,12 @@ class SignalHub:
         """Socket.IO: python-socketio sends CONNECT only after the connect handler returns,
         and no event may precede it; so send from a task once the session is connected."""
         if self.ice_config is not None:
-            self._ice_spawn(self._ice_config_when_connected(sid))
+            self._spawn(self._ice_config_when_connected(sid))
 
-    def _ice_spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
-        self._ice_tasks.add(task)
-        task.add_done_callback(self._ice_tasks.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _ice_config_when_connected(self, sid: str) -> None:
         # CONNECT goes out within a few loop turns, long before the client can announce;
@@ -613,7 +750,7 @@ class SignalHub:
         if ice.refresh_after:
             self._ice_forget(peer_id)
             self._ice_timers[peer_id] = asyncio.get_running_loop().call_later(
-                ice.refresh_after, lambda: self._ice_spawn(self._send_ice_config(peer_id))
+                ice.refresh_after, lambda: self._spawn(self._send_ice_config(peer_id))
             )
 
     def _ice_forget(self, peer_id: str) -> None:
@@ -674,17 +811,65 @@ class SignalHub:
             body["cluster"] = await self.cluster.stats()
         return body
 
-    async def close_all(self) -> None:
-        """Disconnect every client (server shutdown)."""
+    async def close_all(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Disconnect every client (server shutdown), in about `grace` seconds at most.
+
+        Everyone is told at once (a close frame on /ws; engine.io's CLOSE packet, which
+        long-polling clients fetch with their pending GET), without peer-left messages.
+        Those who have not finished their goodbye after `grace` seconds are cut off, so
+        that stopping takes the same short time whatever the number of clients.
+        """
+        self._closing = True
+        for session in self._sessions.values():
+            session.cancel_timer()
+        closing: list[asyncio.Future[Any]] = []
         for peer in list(self._ws.values()):
-            with contextlib.suppress(Exception):
-                await peer.ws.close(code=1001, message=b"server shutting down")
-        # engine.io waits for each client's queue to drain; a polling client that never
-        # polls again must not hold the shutdown up.
+            closing.append(asyncio.ensure_future(
+                peer.ws.close(code=1001, message=b"server shutting down")
+            ))
+        for sock in list(self.sio.eio.sockets.values()):
+            # wait=True: a polling client's CLOSE is fetched by its GET (FastSocket waits
+            # for that a bounded time).
+            closing.append(asyncio.ensure_future(
+                sock.close(wait=True, reason=self.sio.eio.reason.SERVER_DISCONNECT)
+            ))
+        if closing:
+            await asyncio.wait(closing, timeout=grace)
+        for task in closing:
+            task.cancel()
+        for peer in list(self._ws.values()):
+            if peer.transport is not None:
+                peer.transport.abort()
+        for sock in list(self.sio.eio.sockets.values()):
+            transport = getattr(sock, "_transport", None)
+            if transport is not None:
+                transport.abort()
+        self.sio.eio.sockets.clear()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.sio.eio.disconnect(), timeout=2)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.sio.shutdown(), timeout=2)
+            await asyncio.wait_for(self.sio.shutdown(), timeout=grace)
+
+
+@dataclass(slots=True)
+class _Session:
+    """An engine.io session, from its opening to its end (Socket.IO connected or not)."""
+
+    address: str
+    """The client's IP address."""
+    counted: bool
+    """Whether it holds one of its address's `--max-conns-per-ip` slots (none was free
+    otherwise: it is refused at CONNECT)."""
+    timer: asyncio.TimerHandle | None = None
+    """Closes it unless it connects to Socket.IO in time."""
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def _environ_address(environ: dict[str, Any]) -> str:
+    request = environ.get("aiohttp.request")
+    return str(request.remote if request is not None else environ.get("REMOTE_ADDR"))
 
 
 def _query_token(query: str) -> str | None:
