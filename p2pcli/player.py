@@ -47,15 +47,36 @@ def find_player(name: str | None) -> tuple[str, str]:
     return name, path
 
 
-def player_command(name: str, path: str, url: str, ipc: str | None, extra: list[str]) -> list[str]:
+def url_argument(name: str, url: str, private: str) -> list[str]:
+    """The player arguments that open `url` without writing it on the command line.
+
+    The URL holds the stream's secret and any local user can read a process's argv, so
+    mpv and vlc get a playlist file in `private` (a 0700 directory) instead. ffplay has no
+    playlist input: it gets the URL itself (a documented limit).
+    """
+    if name == "ffplay":
+        return [url]
+    playlist = os.path.join(private, "stream.m3u")
+    fd = os.open(playlist, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(f"#EXTM3U\n{url}\n")
+    return [f"--playlist={playlist}"] if name == "mpv" else [playlist]
+
+
+def player_command(
+    name: str, path: str, target: list[str], ipc: str | None, extra: list[str]
+) -> list[str]:
+    """argv for the player; `target` from url_argument, `extra` from --player-arg."""
     if name == "mpv":
         args = [path]
         if ipc:
             args.append(f"--input-ipc-server={ipc}")
-        return [*args, *extra, url]
+        # youtube-dl has nothing to add to a local URL, and mpv would pass it the URL
+        # (secret included) on a command line if opening failed; --player-arg=--ytdl undoes.
+        return [*args, "--no-ytdl", *extra, *target]
     if name == "vlc":
-        return [path, "--play-and-exit", *extra, url]
-    return [path, "-autoexit", *extra, url]  # ffplay
+        return [path, "--play-and-exit", *extra, *target]
+    return [path, "-autoexit", *extra, *target]  # ffplay
 
 
 @dataclass
@@ -125,6 +146,7 @@ class MpvIpc:
             fn()
 
 
-def ipc_path() -> str:
-    d = tempfile.mkdtemp(prefix="p2p-mpv-")
-    return os.path.join(d, "ipc.sock")
+def private_dir() -> str:
+    """A new directory only we can read (mkdtemp makes it 0700) for the IPC socket and
+    the playlist; the caller removes it."""
+    return tempfile.mkdtemp(prefix="p2p-stream-")

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import errno
 import itertools
-import mimetypes
 import os
 import shutil
 import sys
@@ -25,15 +24,21 @@ from aiohttp import web
 
 from .errors import UsageError
 from .fetch import Download, FetchOptions
-from .httprange import MalformedRange, RangeNotSatisfiable, parse_range
+from .httprange import RangeNotSatisfiable, parse_range
 from .link import Target
-from .player import MpvIpc, find_player, ipc_path, player_command
+from .localhttp import (
+    SAFE_HEADERS,
+    Refused,
+    check_host,
+    check_name,
+    check_secret,
+    media_type,
+    new_secret,
+)
+from .player import MpvIpc, find_player, player_command, private_dir, url_argument
 from .readahead import PlayerState, ReadAhead, Reader
 from .swarm import EventSink, Swarm, SwarmConfig, no_peers_error
 
-mimetypes.add_type("video/x-matroska", ".mkv")
-mimetypes.add_type("video/webm", ".webm")
-mimetypes.add_type("video/mp4", ".mp4")
 SEND_CHUNK = 256 * 1024
 
 
@@ -69,6 +74,10 @@ class Streamer:
         self.bytes_served = 0
         self.first_byte_at: float | None = None
         self.started = time.monotonic()
+        self.secret = new_secret()
+        "The URL's unguessable first path segment (localhttp.py)."
+        self.port = 0
+        "The bound port, for the Host check; set once the server listens."
 
     # -- priorities ------------------------------------------------------------------------
 
@@ -95,25 +104,45 @@ class Streamer:
 
     # -- HTTP ------------------------------------------------------------------------------
 
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.secret}/{_url_name(name)}"
+
+    def _refuse(self, request: web.Request, e: Refused) -> web.Response:
+        self.emit({"event": "http", "method": request.method, "status": e.status, "error": str(e)})
+        return web.Response(status=e.status, text=f"{e}\n", headers=SAFE_HEADERS)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         swarm = self.swarm
+        # Who may read, before anything waits on the swarm: nobody without the secret
+        # holds a connection open (localhttp.py says why each check is there).
+        try:
+            check_host(request.headers.getall("Host", []), self.port)
+            rest = check_secret(request.path, self.secret)
+        except Refused as e:
+            return self._refuse(request, e)
         try:
             await asyncio.wait_for(swarm.manifest_ready.wait(), swarm.config.timeout * 3)
         except TimeoutError:
-            return web.Response(status=503, text="content not found yet; try again\n")
+            return web.Response(status=503, text="content not found yet; try again\n",
+                                headers=SAFE_HEADERS)
         m = swarm.manifest
         assert m is not None
-        ctype = mimetypes.guess_type(m.name)[0] or "application/octet-stream"
-        headers = {"Accept-Ranges": "bytes", "Content-Type": ctype}
         try:
-            rng = parse_range(request.headers.get("Range"), m.size)
-        except MalformedRange as e:
-            self.emit({"event": "http", "method": request.method, "status": 400, "error": str(e)})
-            return web.Response(status=400, text=f"{e}\n", headers={"Accept-Ranges": "bytes"})
+            check_name(rest, m.name)
+        except Refused as e:
+            return self._refuse(request, e)
+        # The content is named by its hash, so the hash is a strong validator for If-Range.
+        etag = f'"{swarm.content_hash.hex()}"'
+        headers = {**SAFE_HEADERS, "Accept-Ranges": "bytes", "Content-Type": media_type(m.name),
+                   "ETag": etag}
+        try:
+            rng = parse_range(request.headers.get("Range"), m.size,
+                              if_range=request.headers.get("If-Range"), etag=etag)
         except RangeNotSatisfiable as e:
             self.emit({"event": "http", "method": request.method, "status": 416, "error": str(e)})
             return web.Response(
-                status=416, headers={"Content-Range": f"bytes */{m.size}", "Accept-Ranges": "bytes"}
+                status=416, headers={**SAFE_HEADERS, "Content-Range": f"bytes */{m.size}",
+                                     "Accept-Ranges": "bytes"}
             )
         start, end = (rng.start, rng.end) if rng else (0, m.size)
         headers["Content-Length"] = str(end - start)
@@ -228,10 +257,11 @@ async def stream(
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", st.handle)
     app.router.add_route("HEAD", "/{tail:.*}", st.handle)
-    runner, port = await _start_http(app, opts.port)
+    runner, st.port = await _start_http(app, opts.port)
     tasks: list[asyncio.Task] = []
     proc: asyncio.subprocess.Process | None = None
     ipc: str | None = None
+    private: str | None = None
     finished = False
     try:
         await swarm.start()
@@ -245,19 +275,23 @@ async def stream(
                 await asyncio.wait_for(swarm.manifest_ready.wait(), 0.5)
         m = swarm.manifest
         assert m is not None
-        url = f"http://127.0.0.1:{port}/{_url_name(m.name)}"
+        url = st.url(m.name)
         emit({"event": "serving", "url": url, "name": m.name, "size": m.size})
         if player is None:
             sys.stdout.write(url + "\n")
             sys.stdout.flush()
         else:
             name, path = player
+            private = private_dir()
             if name == "mpv":
-                ipc = ipc_path()
+                ipc = os.path.join(private, "ipc.sock")
                 st.mpv = MpvIpc(ipc)
                 st.mpv.state.listeners.append(st.on_player_change)
                 tasks.append(asyncio.ensure_future(st.mpv.run()))
-            cmd = player_command(name, path, url, ipc, opts.player_args)
+            # The URL's secret goes in a private file, not the player's argv (ps shows argv
+            # to every local user); ffplay reads no playlist, so it gets the URL itself.
+            target = url_argument(name, url, private)
+            cmd = player_command(name, path, target, ipc, opts.player_args)
             out = None if opts.show_player_output else asyncio.subprocess.DEVNULL
             proc = await asyncio.create_subprocess_exec(
                 *cmd, stdin=asyncio.subprocess.DEVNULL,
@@ -301,8 +335,8 @@ async def stream(
                 proc.terminate()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(proc.wait(), 5)
-        if ipc:
-            shutil.rmtree(os.path.dirname(ipc), ignore_errors=True)
+        if private:
+            shutil.rmtree(private, ignore_errors=True)
         swarm.accepting = False
         await swarm.close()
         await runner.cleanup()
