@@ -81,9 +81,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Play HASH_OR_LINK while it downloads; seeking re-orders the download.
 
-        Serves the content on http://127.0.0.1:PORT/ as it arrives (byte ranges, verified
-        bytes only) and starts a player on it. mpv is followed through its IPC socket, so
-        the read-ahead tracks what is on screen. Stops when the player exits.
+        Serves the content on http://127.0.0.1:PORT/SECRET/NAME as it arrives (byte
+        ranges, verified bytes only) and starts a player on it. SECRET is random per run:
+        other local users and web pages cannot read the stream. mpv is followed through
+        its IPC socket, so the read-ahead tracks what is on screen. Stops when the player
+        exits.
         """
         setup_logging(verbose)
         t, config = target_config(
