@@ -19,7 +19,7 @@ from cli.output import Reporter
 from p2pcli import runner
 from p2pcli.errors import ExitCode
 
-MARKS = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+MARKS = {"ok": ("ok  ", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "red")}
 TITLES = {"signaling": "signaling", "ice-config": "ICE servers", "stun": "STUN",
           "turn": "TURN", "connection": "test connection"}
 
@@ -28,14 +28,14 @@ class DoctorReporter(Reporter):
     """One line per check for people; NDJSON with --json (as every command)."""
 
     def on_check(self, ev: dict[str, Any]) -> None:
-        self.console.print(f"{MARKS[ev['status']]} {TITLES.get(ev['check'], ev['check'])}: "
-                           f"{ev['message']}", highlight=False)
+        # Messages quote what servers answered: printed as text, never as markup.
+        self.say(MARKS[ev["status"]], f" {TITLES.get(ev['check'], ev['check'])}: {ev['message']}")
 
     def on_doctor(self, ev: dict[str, Any]) -> None:
         if ev["ok"]:
             self.line("[bold green]all checks passed[/]")
         else:
-            self.line(f"[bold red]failed:[/] {', '.join(sorted(set(ev['failed'])))}")
+            self.say(("failed:", "bold red"), f" {', '.join(sorted(set(ev['failed'])))}")
 
 
 def register(app: typer.Typer) -> None:

@@ -51,7 +51,9 @@ _register()
 
 def fail(message: str, code: int) -> None:
     """Print one line on stderr and exit: the only way the CLI reports a user's error."""
-    sys.stderr.write(f"p2p: {message}\n")
+    from cli.output import visible  # messages quote names and paths: keep them one line
+
+    sys.stderr.write(f"p2p: {visible(message)}\n")
     sys.stderr.flush()
     raise SystemExit(code)
 

@@ -2,12 +2,17 @@
 
 The core emits plain dict events; this module is the only place that turns them into text.
 stdout is never touched here: it belongs to content (`fetch`) and links (`seed`).
+
+Event fields are data, often chosen by a peer (file names, peer ids, reasons): they are
+printed with `say`, which never parses rich markup and shows control characters as escapes,
+so `[b]x` prints as typed and `[@a=(]` cannot crash the command. Markup is for our own text.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import unicodedata
 from typing import Any
 
 import orjson
@@ -21,6 +26,13 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
+
+#: A piece of a `say` line: text as it is, or (text, rich style) for our own emphasis.
+Part = str | tuple[str, str]
+
+# Bidirectional marks, overrides and isolates (as in p2pcli/manifest.py's name rule).
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 #: How a `peer-joined` event's `connection` reads to a person.
 CONNECTION_WORDS = {
@@ -28,6 +40,23 @@ CONNECTION_WORDS = {
     "srflx": "direct, through NAT",
     "relay": "relayed through TURN",
 }
+
+
+def visible(text: object) -> str:
+    """`text` safe to put on a terminal line: controls, line breaks and bidi marks as escapes.
+
+    An escape sequence in a peer's string could otherwise retitle or clear the terminal, a
+    line separator could forge a line of output, and a bidi override could make `gpj.exe`
+    read as `exe.jpg`. Other format characters (the joiners inside emoji) stay as they are.
+    """
+    s = str(text)
+    if s.isprintable():  # the common case
+        return s
+    return "".join(
+        ascii(ch)[1:-1] if ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp")
+        else ch
+        for ch in s
+    )
 
 
 def human_binary(n: int) -> str:
@@ -53,7 +82,7 @@ class Reporter:
     def __init__(self, *, quiet: bool = False, json: bool = False) -> None:
         self.quiet = quiet
         self.json = json
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.console = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
         self.progress: Progress | None = None
         self.task: TaskID | None = None
         self.hash_task: TaskID | None = None
@@ -75,8 +104,16 @@ class Reporter:
             handler(ev)
 
     def line(self, text: str) -> None:
+        """One line of our own text, with rich markup. Never put event fields in it: `say`."""
         if not self.quiet and not self.json:
             self.console.print(text)
+
+    def say(self, *parts: Part) -> None:
+        """One line assembled from parts taken literally (see the module docstring)."""
+        if not self.quiet and not self.json:
+            self.console.print(Text.assemble(*(
+                visible(p) if isinstance(p, str) else (visible(p[0]), p[1]) for p in parts
+            )))
 
     def close(self) -> None:
         if self.progress is not None:
@@ -111,20 +148,20 @@ class Reporter:
     def on_hashed(self, ev: dict[str, Any]) -> None:
         self.close()
         self.hash_task = None
-        self.line(
-            f"[bold]{ev['name']}[/] {human_bytes(ev['size'])}, {ev['pieces']} pieces of "
+        self.say(
+            (ev["name"], "bold"), f" {human_bytes(ev['size'])}, {ev['pieces']} pieces of "
             f"{human_binary(ev['piece_size'])}"
         )
 
     def on_signal_server(self, ev: dict[str, Any]) -> None:
-        self.line(f"signaling server running at {ev['url']} (embedded)")
+        self.say(f"signaling server running at {ev['url']} (embedded)")
 
     def on_seeding(self, ev: dict[str, Any]) -> None:
         if "link" in ev:
-            self.line(f"hash: [bold]{ev['hash']}[/]")
+            self.say("hash: ", (ev["hash"], "bold"))
             self.line("On the other machine run:")
-            self.line(f"  [bold green]{ev['command']}[/]")
-            self.console.print(f"or open {ev['watch']} in a browser", markup=False)
+            self.say("  ", (ev["command"], "bold green"))
+            self.say(f"or open {ev['watch']} in a browser")
             self.line("Serving; press Ctrl-C to stop.")
         else:
             self.line("download complete; seeding until Ctrl-C")
@@ -143,19 +180,19 @@ class Reporter:
     # -- fetch
 
     def on_signaling_connected(self, ev: dict[str, Any]) -> None:
-        self.line(f"connected to the signaling server at {ev['url']}")
+        self.say(f"connected to the signaling server at {ev['url']}")
 
     def on_peer_joined(self, ev: dict[str, Any]) -> None:
         how = CONNECTION_WORDS.get(ev.get("connection", ""), "connection kind unknown")
-        self.line(f"peer {ev['peer']} connected ({how})")
+        self.say(f"peer {ev['peer']} connected ({how})")
 
     def on_manifest(self, ev: dict[str, Any]) -> None:
-        self.line(f"[bold]{ev['name']}[/] {human_bytes(ev['size'])} in {ev['pieces']} pieces")
+        self.say((ev["name"], "bold"), f" {human_bytes(ev['size'])} in {ev['pieces']} pieces")
         bar = self._bar()
         self.task = bar.add_task("fetch", total=ev["size"], extra="")
 
     def on_resume(self, ev: dict[str, Any]) -> None:
-        self.line(f"resuming: {ev['pieces']} verified pieces already on disk")
+        self.say(f"resuming: {ev['pieces']} verified pieces already on disk")
 
     def on_progress(self, ev: dict[str, Any]) -> None:
         if self.progress is not None and self.task is not None and "have" in ev:
@@ -167,31 +204,32 @@ class Reporter:
     # -- stream
 
     def on_serving(self, ev: dict[str, Any]) -> None:
-        self.line(f"streaming at [bold]{ev['url']}[/]")
+        self.say("streaming at ", (ev["url"], "bold"))
 
     def on_player_started(self, ev: dict[str, Any]) -> None:
-        self.line(f"started {ev['player']}")
+        self.say(f"started {ev['player']}")
 
     def on_player_exited(self, ev: dict[str, Any]) -> None:
-        self.line(f"player exited (code {ev['code']})")
+        self.say(f"player exited (code {ev['code']})")
 
     def on_warning(self, ev: dict[str, Any]) -> None:
-        self.line(f"[yellow]warning:[/] {ev['message']}")
+        self.say(("warning:", "yellow"), f" {ev['message']}")
 
     def on_manifest_rejected(self, ev: dict[str, Any]) -> None:
-        self.line(f"[yellow]warning:[/] peer {ev['peer']} sent a bad manifest: {ev['reason']}")
+        self.say(("warning:", "yellow"), f" peer {ev['peer']} sent a bad manifest: {ev['reason']}")
 
     def on_piece_rejected(self, ev: dict[str, Any]) -> None:
-        self.line(f"[yellow]warning:[/] piece {ev['piece']} failed verification; fetching it again")
+        self.say(("warning:", "yellow"),
+                 f" piece {ev['piece']} failed verification; fetching it again")
 
     def on_done(self, ev: dict[str, Any]) -> None:
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=ev["size"])
         self.close()
         where = "" if ev["path"] == "-" else f" -> {ev['path']}"
-        relayed = sum(ev.get("connections", {}).get(p) == "relay" for p in ev["peers"])
-        self.line(
-            f"[bold green]done[/]: {ev['name']}{where}, {human_bytes(ev['size'])} verified "
+        relayed = sum(ev["connections"].get(p) == "relay" for p in ev["peers"])
+        self.say(
+            ("done", "bold green"), f": {ev['name']}{where}, {human_bytes(ev['size'])} verified "
             f"in {ev['seconds']:.1f}s from {len(ev['peers'])} peer(s)"
             + (f", {relayed} of them through a TURN relay" if relayed else "")
         )

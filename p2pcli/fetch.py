@@ -149,6 +149,24 @@ def _write_all(fd: int, data: bytes) -> None:
         raise StorageError(f"writing to stdout failed ({e.strerror})") from None
 
 
+def done_event(swarm: Swarm, m: Manifest, path: str, started: float) -> dict[str, Any]:
+    """The `done` event: one shape for `fetch` and `stream`, which cli/output.py renders.
+
+    `path` is "-" for stdout; `started` is the command's time.monotonic() at start.
+    """
+    return {
+        "event": "done",
+        "name": m.name,
+        "size": m.size,
+        "path": path,
+        "seconds": round(time.monotonic() - started, 3),
+        "received": swarm.bytes_down,
+        "peers": dict(swarm.per_peer_received),
+        "connections": dict(swarm.peer_connections),
+        "sent": swarm.bytes_up,
+    }
+
+
 async def fetch(
     target: Target, config: SwarmConfig, opts: FetchOptions, emit: EventSink
 ) -> dict[str, Any]:
@@ -189,17 +207,7 @@ async def fetch(
         assert m is not None and dl.store is not None
         if not dl.to_stdout:
             await asyncio.to_thread(dl.store.finish, dl.final, force=opts.force)
-        summary = {
-            "event": "done",
-            "name": m.name,
-            "size": m.size,
-            "path": str(dl.final) if dl.final else "-",
-            "seconds": round(time.monotonic() - started, 3),
-            "received": swarm.bytes_down,
-            "peers": dict(swarm.per_peer_received),
-            "connections": dict(swarm.peer_connections),
-            "sent": swarm.bytes_up,
-        }
+        summary = done_event(swarm, m, str(dl.final) if dl.final else "-", started)
         emit(summary)
         if opts.seed_after:
             if dl.final is not None:

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import UsageError
-from .fetch import Download, FetchOptions
+from .fetch import Download, FetchOptions, done_event
 from .httprange import RangeNotSatisfiable, parse_range
 from .link import Target
 from .localhttp import (
@@ -307,8 +307,7 @@ async def stream(
                 finished = True
                 assert dl.store is not None
                 await asyncio.to_thread(dl.store.finish, dl.final, force=opts.force)
-                emit({"event": "done", "name": m.name, "size": m.size, "path": str(dl.final),
-                      "received": swarm.bytes_down, "peers": dict(swarm.per_peer_received)})
+                emit(done_event(swarm, m, str(dl.final), st.started))
             if player_wait is not None and player_wait.done():
                 emit({"event": "player-exited", "code": player_wait.result()})
                 player_wait = None
