@@ -79,7 +79,20 @@ MaxPeersOpt = Annotated[
         "--max-peers",
         envvar="P2P_MAX_PEERS",
         min=1,
-        help="Most peer connections kept at once.",
+        help="Most peer connections kept at once. When all are taken, a peer that asked for "
+        "nothing and had nothing to give for 5 s gives its slot up to a newcomer.",
+    ),
+]
+MaxPeersPerAddressOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-peers-per-address",
+        envvar="P2P_MAX_PEERS_PER_ADDRESS",
+        min=1,
+        help="Most connections from one remote address (one machine, or everyone behind one "
+        "NAT; relayed peers count per TURN allocation). Default: a quarter of --max-peers, "
+        "at least 2.",
+        show_default=False,
     ),
 ]
 VerboseOpt = Annotated[

@@ -12,6 +12,7 @@ from cli.common import (
     IceServerOpt,
     JsonOpt,
     MaxPeersOpt,
+    MaxPeersPerAddressOpt,
     QuietOpt,
     SignalOpt,
     TokenOpt,
@@ -61,6 +62,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         max_peers: MaxPeersOpt = 128,
+        max_peers_per_address: MaxPeersPerAddressOpt = None,
         ice_server: IceServerOpt = None,
         ice_host: IceHostOpt = None,
         token: TokenOpt = None,
@@ -82,6 +84,7 @@ def register(app: typer.Typer) -> None:
             token,
             max_upload_rate=parse_rate(max_upload_rate),
             max_peers=max_peers,
+            max_peers_per_address=max_peers_per_address,
         )
         reporter = Reporter(quiet=quiet, json=json)
 

@@ -212,6 +212,19 @@ class PeerLink:
             return "srflx"
         return "host"
 
+    def remote_candidate(self) -> tuple[str, str, int] | None:
+        """(type, host, port) of the remote end of the nominated ICE pair, None until
+        there is one: the address this peer's datagrams really come from."""
+        try:
+            transport = self.pc.sctp.transport.transport  # type: ignore[union-attr]
+            pair = transport._connection._nominated.get(1)  # aioice internals
+        except AttributeError:
+            return None
+        if pair is None:
+            return None
+        c = pair.remote_candidate
+        return c.type, c.host, c.port
+
 
 def _description(d: dict, expected: str) -> RTCSessionDescription:
     if not isinstance(d, dict) or d.get("type") != expected or not isinstance(d.get("sdp"), str):

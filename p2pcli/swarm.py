@@ -28,6 +28,7 @@ from .manifest import Manifest, decode_verified
 from .picker import Picker
 from .rtc import LinkClosed, PeerLink
 from .signaling.client import SignalHandlers, SignalingClient
+from .slots import BUSY, Refuse, Slots, address_key, retry_delay
 from .store import PartFile, SeedFile, SourceChanged
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class SwarmConfig:
     "Seconds to wait for a usable peer before giving up."
     max_peers: int = 32
     "Connections kept at once."
+    max_peers_per_address: int | None = None
+    "Connections from one remote address (None: slots.default_per_address)."
     max_upload_rate: float | None = None
     "Bytes per second summed over all peers (None: unlimited)."
     connect_timeout: float = 15.0
@@ -134,7 +137,10 @@ class PeerSession:
         self.last_data = time.monotonic()  # when it last sent a block (or connected)
         self.refused: set[int] = set()  # pieces it said it had, then rejected
         self.dropped: str | None = None
+        self.refused_busy = False  # it answered "busy": no slot for us there, for now
         self.tasks: list[asyncio.Task] = []
+        if swarm.manifest is not None:
+            self.proto.set_local_manifest_size(len(swarm.manifest.encoded))
 
     @property
     def ready(self) -> bool:
@@ -171,6 +177,9 @@ class Swarm:
         self.source = source
         self.picker: Picker | None = None
         self.sessions: dict[str, PeerSession] = {}
+        self.slots = Slots(config.max_peers, config.max_peers_per_address)
+        self.busy_peers: dict[str, tuple[int, float]] = {}  # said busy: (attempts, retry at)
+        self.busy_refusals = 0  # times a peer had no slot for us
         self.banned: set[str] = set()
         self.banned_ids: set[bytes] = set()
         self.limiter = RateLimiter(config.max_upload_rate)
@@ -285,11 +294,12 @@ class Swarm:
             return
         if not self.accepting:
             return
-        if len(self.sessions) >= self.config.max_peers:
+        if self.slots.full:
             return
         link = PeerLink.create(self.config.ice_servers)
         s = PeerSession(self, sig_id, link, offerer=True)
         self.sessions[sig_id] = s
+        self.slots.add(sig_id, time.monotonic())
         self._spawn(self._run_offer(s))
 
     async def _on_ice_config(self, cfg: dict | None) -> None:
@@ -306,6 +316,7 @@ class Swarm:
         self.emit({"event": "ice-config", "servers": [s.urls for s in self.config.ice_servers]})
 
     async def _on_peer_left(self, sig_id: str) -> None:
+        self.busy_peers.pop(sig_id, None)
         s = self.sessions.get(sig_id)
         # Once connected, WebRTC no longer needs the server: keep the link.
         if s is not None and not s.ready and not s.link.opened.is_set():
@@ -316,17 +327,23 @@ class Swarm:
             return
         try:
             if kind == "offer":
-                if sig_id in self.banned or len(self.sessions) >= self.config.max_peers:
+                if sig_id in self.banned:
                     return
                 old = self.sessions.get(sig_id)
                 if old is not None:
                     await self._drop(old, None)  # the peer restarted its side
+                if not await self._admit_offer(sig_id):
+                    return
                 s = PeerSession(self, sig_id, PeerLink.create(self.config.ice_servers), False)
                 self.sessions[sig_id] = s
+                self.slots.add(sig_id, time.monotonic())
                 self._spawn(self._run_answer(s, data.get("offer") or data.get("sdp")))
             elif kind == "answer":
                 s = self.sessions.get(sig_id)
-                if s is not None and s.offerer:
+                if s is not None and s.offerer and isinstance(data.get("busy"), str):
+                    self._refused_busy(s)
+                    await self._drop(s, None)
+                elif s is not None and s.offerer:
                     await s.link.accept_answer(data.get("answer") or data.get("sdp"))
             elif kind == "ice-candidate":
                 s = self.sessions.get(sig_id)
@@ -339,6 +356,34 @@ class Swarm:
             s = self.sessions.get(sig_id)
             if s is not None:
                 await self._drop(s, f"bad {kind}: {e}")
+
+    async def _admit_offer(self, sig_id: str) -> bool:
+        """Room for a newcomer's offer? An idle peer may give its slot up; else the newcomer
+        hears "busy" (an answer without SDP) and tries again later."""
+        verdict = self.slots.offer(sig_id, time.monotonic())
+        if isinstance(verdict, Refuse):
+            assert self.signal is not None
+            await self.signal.send(
+                "answer", sig_id, {"hash": self.content_id, "busy": verdict.reason}
+            )
+            self.emit({"event": "peer-refused", "peer": sig_id, "reason": verdict.reason})
+            return False
+        if verdict.evict is not None:
+            await self._drop_idle(verdict.evict, "gave its slot to a waiting peer")
+        return True
+
+    async def _drop_idle(self, sig_id: str, why: str) -> None:
+        s = self.sessions.get(sig_id)
+        if s is not None:
+            idle = self.slots.idle_for(sig_id, time.monotonic())
+            await self._drop(s, f"idle for {idle:.0f}s, {why}")
+
+    def _refused_busy(self, s: PeerSession) -> None:
+        """`s` has no slot for us now: offer again later, and do not blame the network."""
+        s.refused_busy = True
+        self.busy_refusals += 1
+        attempts = self.busy_peers.get(s.sig_id, (0, 0.0))[0] + 1
+        self.busy_peers[s.sig_id] = (attempts, time.monotonic() + retry_delay(attempts))
 
     async def _run_offer(self, s: PeerSession) -> None:
         assert self.signal is not None
@@ -370,10 +415,17 @@ class Swarm:
 
     async def _run_session(self, s: PeerSession) -> None:
         if not await s.link.wait_open(self.config.connect_timeout):
-            self.connect_failures += 1
+            if not s.refused_busy:
+                self.connect_failures += 1
             await self._drop(s, None if s.link.closed.is_set() else "connection timed out")
             return
         s.last_data = time.monotonic()
+        verdict = self.slots.opened(s.sig_id, address_key(s.link.remote_candidate()), s.last_data)
+        if isinstance(verdict, Refuse):
+            await self._refuse(s, verdict.reason)
+            return
+        if verdict.evict is not None:
+            await self._drop_idle(verdict.evict, "gave its slot to another peer from its address")
         s.send(s.proto.handshake())  # first: attaching the handler may answer early messages
         s.link.on_message = lambda m: self._on_message(s, m)
         s.tasks.append(self._spawn(self._serve_loop(s)))
@@ -385,6 +437,17 @@ class Swarm:
         await s.link.closed.wait()
         await self._drop(s, s.dropped)
 
+    async def _refuse(self, s: PeerSession, reason: str) -> None:
+        """Turn an open connection away with a reason it can act on ("busy: ..."). Closing
+        at once would lose the CLOSE message (closing drops what is queued): give the
+        remote a moment to read it and hang up itself."""
+        s.dropped = reason
+        s.send(wire.encode_close(reason))
+        self.emit({"event": "peer-refused", "peer": s.sig_id, "reason": reason})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(s.link.closed.wait(), 2.0)
+        await self._drop(s, None)
+
     async def _drop(
         self, s: PeerSession, reason: str | None, *, ban: bool = False, warn: bool = False
     ) -> None:
@@ -392,6 +455,7 @@ class Swarm:
         if self.sessions.get(s.sig_id) is not s:
             return
         del self.sessions[s.sig_id]
+        self.slots.remove(s.sig_id)
         if reason and s.dropped is None:
             s.dropped = reason
         if ban:
@@ -441,6 +505,7 @@ class Swarm:
                 return
             if len(s.serve_queue) >= MAX_QUEUED_REQUESTS:
                 raise wire.ProtocolError("request flood")
+            self.slots.useful(s.sig_id, time.monotonic())
             s.serve_queue.append((ev.piece, ev.offset, ev.length))
             s.serve_wakeup.set()
         elif isinstance(ev, wire.BlockCancelled):
@@ -479,6 +544,7 @@ class Swarm:
                 self._spawn(self._drop(s, "already connected to this peer"))
                 return
             self.last_peer_time = time.monotonic()
+            self.busy_peers.pop(s.sig_id, None)  # it had room after all
             kind = self.peer_connections[s.sig_id] = s.link.candidate_pair_kind() or "unknown"
             self.emit({"event": "peer-joined", "peer": s.sig_id, "connection": kind})
             if self.manifest is not None:
@@ -487,16 +553,17 @@ class Swarm:
             else:
                 self._request_manifest(s)
         elif isinstance(ev, wire.ManifestRequested):
-            if self.manifest is None:
-                s.send(wire.encode_manifest_data(0, ev.offset, b""))
-            else:
-                enc = self.manifest.encoded
-                chunk = enc[ev.offset : ev.offset + ev.length]
-                s.send(wire.encode_manifest_data(len(enc), ev.offset, chunk))
+            # Answered like a block: behind the upload limit and the link's back-pressure,
+            # one at a time, within the request budget `proto` holds the peer to.
+            if self.manifest is not None:
+                self.slots.useful(s.sig_id, time.monotonic())
+            s.tasks.append(self._spawn(self._send_manifest(s)))
         elif isinstance(ev, wire.ManifestData):
             self._on_manifest_data(s, ev)
         elif isinstance(ev, wire.Closed):
             s.dropped = s.dropped or f"peer closed: {ev.reason}"
+            if ev.reason.startswith(BUSY):
+                self._refused_busy(s)
             self._spawn(self._drop(s, None))
 
     def picker_has_not(self, piece: int) -> bool:
@@ -505,6 +572,15 @@ class Swarm:
         return not self.picker.have[piece]
 
     # -- manifest --------------------------------------------------------------------------
+
+    async def _send_manifest(self, s: PeerSession) -> None:
+        answer = s.proto.manifest_answer(self.manifest.encoded if self.manifest else None)
+        await self.limiter.take(len(answer))
+        with contextlib.suppress(LinkClosed):
+            await s.link.send(answer)
+            # Until now a second request would have been a protocol error: a peer cannot
+            # make us queue more than one answer.
+            s.proto.manifest_answered()
 
     def _request_manifest(self, s: PeerSession) -> None:
         if self.manifest is not None or s.proto.manifest_wanted is not None:
@@ -562,6 +638,7 @@ class Swarm:
         self.manifest = m
         self.manifest_ready.set()
         for s in list(self.sessions.values()):
+            s.proto.set_local_manifest_size(len(m.encoded))
             if s.proto.remote is not None:
                 s.proto.set_geometry(self._geometry())
                 self._send_availability(s)
@@ -640,6 +717,7 @@ class Swarm:
         self.down_rate.add(n)
         self.per_peer_received[s.sig_id] = self.per_peer_received.get(s.sig_id, 0) + n
         s.last_data = time.monotonic()
+        self.slots.useful(s.sig_id, s.last_data)
         if p is None or self.manifest is None:
             return
         block = (ev.piece, ev.offset, n)
@@ -735,6 +813,8 @@ class Swarm:
             self.down_rate.update(now)
             p = self.picker
             for s in list(self.sessions.values()):
+                if s.serve_queue or (p is not None and p.in_flight(s.sig_id)):
+                    self.slots.useful(s.sig_id, now)  # we serve it, or it serves us
                 r = s.rate.update(now)
                 if p is not None and self.manifest is not None:
                     # Keep about one second of data in flight per peer.
@@ -742,6 +822,13 @@ class Swarm:
                     s.slots = max(MIN_SLOTS, min(MAX_SLOTS, int(r / block) + 2))
             if self.usable_peers:
                 self.last_peer_time = now
+            idle = self.slots.to_drop(now)
+            if idle is not None:
+                await self._drop_idle(idle, "while every slot was taken")
+            for sig, (attempts, at) in list(self.busy_peers.items()):
+                if now >= at and sig not in self.sessions:
+                    self.busy_peers[sig] = (attempts, now + retry_delay(attempts + 1))
+                    self._maybe_connect(sig)
             if p is not None and not p.complete:
                 timed_out: set[str] = set()
                 for sig, block in p.expired(now):
@@ -766,8 +853,18 @@ def no_peers_error(swarm: Swarm, timeout: float) -> P2PError:
             "every peer sent data that failed verification; the link may be wrong, "
             "or ask the sender to seed again"
         )
-    unopened = swarm.connect_failures + sum(not s.link.opened.is_set()
-                                            for s in swarm.sessions.values())
+    unopened = swarm.connect_failures + sum(
+        not s.link.opened.is_set() and s.sig_id not in swarm.busy_peers  # a retry of a busy one
+        for s in swarm.sessions.values()
+    )
+    if swarm.manifest is None and swarm.busy_peers and not unopened:
+        # They answered: the network is fine, their connection slots were all taken.
+        return NoPeers(
+            f"found {len(swarm.busy_peers)} peer(s) with {swarm.content_id[:16]}... but they "
+            f"had no free connection slot for {timeout:g}s (each serves at most --max-peers "
+            "peers, and a few per address); try again later, or ask the sender to raise "
+            "--max-peers"
+        )
     if swarm.manifest is None and unopened:
         turn = [u for s in swarm.config.ice_servers
                 for u in (s.urls if isinstance(s.urls, list) else [s.urls]) if u[:4] == "turn"]

@@ -28,6 +28,17 @@ MIN_MAX_BLOCK = 16 * 1024
 MAX_BLOCK_LIMIT = 256 * 1024 - 64  # nobody may ask for more than fits a 256 KiB message
 MAX_REASON = 512
 MANIFEST_CHUNK = 64 * 1024 - 64
+# MANIFEST_REQUESTs a peer may send beyond two full reads of the manifest: the one answered
+# "not yet" (total 0) before we had a manifest, and a little slack. More is a peer making
+# us send the manifest again and again (each 9-byte request draws up to 64 KiB).
+MANIFEST_REQUEST_SLACK = 4
+
+
+def manifest_request_limit(size: int | None) -> int:
+    """How many MANIFEST_REQUESTs one peer may send us while our manifest is `size` bytes
+    (None: we have none yet): enough to read it twice, chunk by chunk, plus the slack."""
+    chunks = -(-size // MANIFEST_CHUNK) if size else 0
+    return 2 * chunks + MANIFEST_REQUEST_SLACK
 
 
 class MsgType:
@@ -332,6 +343,11 @@ class PeerProtocol:
         # cancelled again, and every one of those requests may still be answered.
         self.cancelled: Counter[Block] = Counter()
         self.manifest_wanted: tuple[int, int] | None = None
+        # Serving the manifest: the remote's request not yet answered (one at a time, as
+        # PROTOCOL.md 3.3 says), how many it sent, and our manifest's size once we have one.
+        self.manifest_asked: tuple[int, int] | None = None
+        self.manifest_requests = 0
+        self.local_manifest_size: int | None = None
         self.remote_bitfield_seen = False
         self.closed = False
 
@@ -343,6 +359,20 @@ class PeerProtocol:
     def send_manifest_request(self, offset: int, length: int) -> bytes:
         self.manifest_wanted = (offset, length)
         return encode_manifest_request(offset, length)
+
+    def manifest_answer(self, manifest: bytes | None) -> bytes:
+        """The answer to the remote's pending MANIFEST_REQUEST, from `manifest` (None: we
+        have none yet, total 0). Call `manifest_answered` once it is sent."""
+        if self.manifest_asked is None:
+            raise ValueError("no manifest request to answer")
+        offset, length = self.manifest_asked
+        if manifest is None:
+            return encode_manifest_data(0, offset, b"")
+        return encode_manifest_data(len(manifest), offset, manifest[offset : offset + length])
+
+    def manifest_answered(self) -> None:
+        """The answer is sent: the remote may ask for the next chunk."""
+        self.manifest_asked = None
 
     def send_request(self, piece: int, offset: int, length: int) -> bytes:
         if self.remote is not None and length > self.max_block:
@@ -366,6 +396,10 @@ class PeerProtocol:
 
     def set_geometry(self, geometry: Geometry) -> None:
         self.geometry = geometry
+
+    def set_local_manifest_size(self, size: int) -> None:
+        """We now have a manifest of `size` bytes: it sets how often the remote may ask."""
+        self.local_manifest_size = size
 
     # -- incoming
 
@@ -392,8 +426,7 @@ class PeerProtocol:
         if isinstance(ev, Closed):
             self.closed = True
         elif isinstance(ev, ManifestRequested):
-            if ev.length == 0 or ev.length > MANIFEST_CHUNK:
-                raise ProtocolError(f"manifest request of {ev.length} bytes")
+            self._check_manifest_request(ev)
         elif isinstance(ev, ManifestData):
             self._check_manifest_data(ev)
         elif isinstance(ev, BitfieldReceived | HaveAllReceived):
@@ -440,6 +473,21 @@ class PeerProtocol:
             raise ProtocolError(f"block of {length} bytes (limit {limit})")
         if offset + length > g.piece_length(piece):
             raise ProtocolError(f"block {offset}+{length} runs past the end of piece {piece}")
+
+    def _check_manifest_request(self, ev: ManifestRequested) -> None:
+        if ev.length == 0 or ev.length > MANIFEST_CHUNK:
+            raise ProtocolError(f"manifest request of {ev.length} bytes")
+        if self.manifest_asked is not None:
+            # A requester waits for each answer; a second request is a flood of them.
+            raise ProtocolError("manifest request before the previous one was answered")
+        self.manifest_requests += 1
+        limit = manifest_request_limit(self.local_manifest_size)
+        if self.manifest_requests > limit:
+            raise ProtocolError(
+                f"asked for the manifest again and again (request {self.manifest_requests}, "
+                f"limit {limit})"
+            )
+        self.manifest_asked = (ev.offset, ev.length)
 
     def _check_manifest_data(self, ev: ManifestData) -> None:
         if self.manifest_wanted is None:

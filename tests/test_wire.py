@@ -473,9 +473,102 @@ def test_manifest_request_in_range_is_accepted_even_without_geometry() -> None:
     assert MANIFEST_CHUNK == 65472  # the doc's 1..65472
     p = connected(geometry=False)
     assert p.receive(wire.encode_manifest_request(0, 1)) == ManifestRequested(0, 1)
+    p.manifest_answered()
     assert p.receive(wire.encode_manifest_request(9, MANIFEST_CHUNK)) == ManifestRequested(
         9, MANIFEST_CHUNK
     )
+
+
+# -- PeerProtocol: serving the manifest (issue 12 item 8) --------------------------------------
+
+# Manifest sizes around the chunk boundaries, and None: we have no manifest yet.
+MANIFEST_SIZES = [None, 1, 100, MANIFEST_CHUNK - 1, MANIFEST_CHUNK, MANIFEST_CHUNK + 1,
+                  5 * MANIFEST_CHUNK + 7, 16 << 20]
+
+
+def serving(size: int | None) -> PeerProtocol:
+    p = connected(geometry=False)
+    if size is not None:
+        p.set_local_manifest_size(size)
+    return p
+
+
+def read_through(p: PeerProtocol, manifest: bytes | None, *, chunk: int = MANIFEST_CHUNK) -> int:
+    """Read the manifest chunk by chunk, as a requester should; returns requests sent."""
+    offset, n = 0, 0
+    while True:
+        p.receive(wire.encode_manifest_request(offset, chunk))
+        answer = decode(p.manifest_answer(manifest))
+        p.manifest_answered()
+        n += 1
+        assert isinstance(answer, ManifestData)
+        offset += len(answer.data)
+        if not answer.total or offset >= answer.total:
+            return n
+
+
+@pytest.mark.parametrize("size", MANIFEST_SIZES)
+def test_a_requester_may_read_the_manifest_twice_but_not_again_and_again(size) -> None:
+    manifest = None if size is None else bytes(size)
+    p = serving(size)
+    sent = read_through(p, manifest) + read_through(p, manifest)
+    limit = wire.manifest_request_limit(size)
+    assert sent <= limit
+    # Whatever else it asks for, it is cut off at the limit: the answers it can draw are
+    # bounded by a few reads of the manifest, not by how many 9-byte requests it sends.
+    with pytest.raises(ProtocolError, match="manifest again and again"):
+        for _ in range(limit - sent + 1):
+            p.receive(wire.encode_manifest_request(0, MANIFEST_CHUNK))
+            p.manifest_answered()
+
+
+@pytest.mark.parametrize("size", MANIFEST_SIZES)
+def test_a_second_manifest_request_before_the_answer_is_a_flood(size) -> None:
+    p = serving(size)
+    p.receive(wire.encode_manifest_request(0, 100))
+    with pytest.raises(ProtocolError, match="before the previous one was answered"):
+        p.receive(wire.encode_manifest_request(0, 100))
+
+
+def test_the_answer_is_sent_only_once_built_and_clipped_to_the_manifest() -> None:
+    p = serving(150)
+    with pytest.raises(ValueError):
+        p.manifest_answer(bytes(150))  # nothing was asked
+    p.receive(wire.encode_manifest_request(100, 100))
+    assert decode(p.manifest_answer(bytes(range(150)))) == ManifestData(
+        150, 100, bytes(range(100, 150))
+    )
+    assert decode(p.manifest_answer(None)) == ManifestData(0, 100, b"")
+    # Building it twice (a retry) does not count as a second request.
+    p.manifest_answered()
+    p.receive(wire.encode_manifest_request(0, 100))
+
+
+def test_the_budget_grows_when_our_manifest_arrives() -> None:
+    # Before we have one, a requester hears "not yet" and asks again later; once we have
+    # a big one, reading it takes many more requests than the "not yet" budget.
+    p = serving(None)
+    read_through(p, None)
+    p.set_local_manifest_size(5 * MANIFEST_CHUNK)
+    read_through(p, bytes(5 * MANIFEST_CHUNK))
+    read_through(p, bytes(5 * MANIFEST_CHUNK))
+
+
+@given(st.lists(st.integers(1, MANIFEST_CHUNK), min_size=1, max_size=3000))
+def test_no_request_pattern_draws_more_than_the_budget(lengths: list[int]) -> None:
+    size = 3 * MANIFEST_CHUNK + 11
+    manifest = bytes(size)
+    p = serving(size)
+    drawn = 0
+    try:
+        for i, length in enumerate(lengths):
+            p.receive(wire.encode_manifest_request((i * 7919) % size, length))
+            drawn += len(decode(p.manifest_answer(manifest)).data)
+            p.manifest_answered()
+    except ProtocolError:
+        pass
+    # Two reads of the manifest and a few chunks: never a multiple of the requests sent.
+    assert drawn <= 2 * (size + MANIFEST_CHUNK) + wire.MANIFEST_REQUEST_SLACK * MANIFEST_CHUNK
 
 
 # -- PeerProtocol: data we asked for -----------------------------------------------------------

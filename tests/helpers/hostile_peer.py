@@ -1,7 +1,8 @@
 """A misbehaving peer for tests: joins a swarm, speaks the wire protocol, then misbehaves.
 
 Not a product feature. Usage: python hostile_peer.py SIGNAL_URL FILE MODE
-It prints its signaling id on stdout once announced, then runs until killed.
+It prints its signaling id on stdout once announced, then runs until killed. On stderr, a
+JSON line per connection that ends: {"peer", "received"} (bytes received on that link).
 
 As a source (what a downloader sees):
   corrupt      serves blocks with one byte flipped
@@ -15,11 +16,18 @@ As a requester (what a seeder sees):
   outside      requests a piece beyond the end of the file
   flood        sends 2000 requests at once
   nohandshake  opens the channel and says nothing
+  idle         handshakes, then says nothing: has nothing, asks for nothing
+  idle-rejoin  idle, and offers again a second after each time it is dropped
+  manifestflood  sends 3000 manifest requests at once
+  manifestloop   asks for the manifest again each time it arrives, 3000 times
+  leech        has nothing, downloads from peers that have everything, block after block,
+               forever (a useful peer to a seeder); hangs up on peers that lack the manifest
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import sys
@@ -57,12 +65,38 @@ async def main(url: str, path: str, mode: str) -> None:
         elif mode == "flood":
             for i in range(2000):
                 link.send_nowait(wire.encode_request(i % m.piece_count, 0, 1024))
+        elif mode == "manifestflood":
+            for _ in range(3000):
+                link.send_nowait(wire.encode_manifest_request(0, wire.MANIFEST_CHUNK))
+        elif mode == "manifestloop":
+            link.send_nowait(wire.encode_manifest_request(0, wire.MANIFEST_CHUNK))
 
-    async def serve(link: PeerLink) -> None:
+    def next_block(proto: wire.PeerProtocol, n: int) -> bytes:
+        block = min(m.piece_size, proto.max_block)
+        blocks = [(p, o) for p in range(m.piece_count)
+                  for o in range(0, m.piece_length(p), block)]
+        piece, offset = blocks[n % len(blocks)]
+        return proto.send_request(piece, offset, min(block, m.piece_length(piece) - offset))
+
+    async def serve(link: PeerLink, peer: str) -> None:
+        try:
+            await converse(link)
+            await link.closed.wait()
+        finally:
+            print(json.dumps({"peer": peer, "received": link.bytes_received}), file=sys.stderr,
+                  flush=True)
+            await link.close()
+        if mode == "idle-rejoin" and links.get(peer) is link:
+            await asyncio.sleep(1)
+            await offer(peer)
+
+    async def converse(link: PeerLink) -> None:
         if not await link.wait_open(15):
             return
         if mode == "nohandshake":
             return
+        idle = mode.startswith("idle")
+        loops = 0
         chash = os.urandom(32) if mode == "wronghash" else m.content_hash
         proto = wire.PeerProtocol(chash, peer_id)
         proto.set_geometry(wire.Geometry(m.piece_count, m.piece_size, m.size))
@@ -75,12 +109,29 @@ async def main(url: str, path: str, mode: str) -> None:
             except TimeoutError:
                 continue
             try:
-                ev = proto.receive(data)
+                # Our own requests are not recorded in `proto` (we break the rules on
+                # purpose): read the answers without it.
+                ev = wire.decode(data) if mode.startswith("manifest") and proto.remote \
+                    else proto.receive(data)
             except wire.ProtocolError:
                 return
+            if idle:
+                continue  # it has nothing and wants nothing
+            if mode == "leech":
+                if isinstance(ev, wire.ManifestRequested):
+                    await link.close()  # a fetcher: nothing to take from it
+                    return
+                if isinstance(ev, wire.HaveAllReceived | wire.BlockReceived):
+                    loops += 1
+                    link.send_nowait(next_block(proto, loops))
+                continue
             if isinstance(ev, wire.Handshake):
                 link.send_nowait(wire.encode_have_all())
                 await attack(link)
+            elif isinstance(ev, wire.ManifestData) and mode == "manifestloop":
+                loops += 1
+                if loops < 3000:
+                    link.send_nowait(wire.encode_manifest_request(0, wire.MANIFEST_CHUNK))
             elif isinstance(ev, wire.ManifestRequested):
                 enc = other.encoded if mode == "badmanifest" else m.encoded
                 chunk = enc[ev.offset : ev.offset + ev.length]
@@ -101,16 +152,21 @@ async def main(url: str, path: str, mode: str) -> None:
             link = links[peer] = PeerLink.create([])
             answer = await link.answer_offer(data["offer"])
             await client.send("answer", peer, {"hash": content_id, "answer": answer})
-            tasks.add(asyncio.ensure_future(serve(link)))
-        elif kind == "answer" and peer in links:
+            tasks.add(asyncio.ensure_future(serve(link, peer)))
+        elif kind == "answer" and peer in links and isinstance(data.get("answer"), dict):
             await links[peer].accept_answer(data["answer"])
+        elif kind == "answer" and peer in links:
+            await links[peer].close()  # busy: no slot for us
+
+    async def offer(peer: str) -> None:
+        link = links[peer] = PeerLink.create([])
+        sdp = await link.make_offer()
+        await client.send("offer", peer, {"hash": content_id, "offer": sdp})
+        tasks.add(asyncio.ensure_future(serve(link, peer)))
 
     async def on_peer_list(peers: list[str]) -> None:
         for peer in peers:
-            link = links[peer] = PeerLink.create([])
-            offer = await link.make_offer()
-            await client.send("offer", peer, {"hash": content_id, "offer": offer})
-            tasks.add(asyncio.ensure_future(serve(link)))
+            await offer(peer)
 
     client = SignalingClient([url], SignalHandlers(peer_list=on_peer_list, signal=on_signal))
     await client.connect()
