@@ -1,10 +1,10 @@
 """`fetch`: download one content hash from the swarm, verified, to a file or in order to a pipe.
 
 To a file: pieces go into `NAME.part` in rarest-first order and the file is renamed when
-every piece is verified; running again resumes from what `.part` holds. To a pipe: the
-same `.part` mechanism in a private spool directory, with pieces picked in playback order
-inside a read-ahead window that advances only as fast as the reader takes bytes, so a slow
-player throttles the download instead of memory filling up.
+every piece is verified; running again resumes from what `.part` holds. To a pipe: pieces
+are picked in playback order inside a read-ahead window that advances only as fast as the
+reader takes bytes, and spooled through a ring file of that window's size in a private temp
+directory, so a slow player throttles the download instead of memory or disk filling up.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .errors import StorageError, UsageError
 from .link import Target
 from .manifest import Manifest
 from .picker import Picker
-from .store import PartFile
+from .store import PartFile, SpoolRing, check_output, part_path
 from .swarm import EventSink, Swarm, SwarmConfig, no_peers_error
 from .wire import DEFAULT_MAX_BLOCK
 
@@ -69,29 +69,29 @@ class Download:
         self.written = 0  # pieces written to stdout
 
     def check_output_early(self) -> None:
+        if self.to_stdout and self.opts.seed_after:
+            # A pipe download keeps only its read-ahead window: nothing is left to seed.
+            raise UsageError("--seed-after needs a file to seed from; give -o FILE")
         if self.to_stdout or self.opts.output is None:
             return
-        out = Path(self.opts.output)
-        if out.is_dir():
-            raise UsageError(f"{out} is a directory; give a file path with -o")
-        if out.exists() and not self.opts.force:
-            raise UsageError(f"{out} already exists; use --force to overwrite it")
+        check_output(Path(self.opts.output), force=self.opts.force)
 
     async def open_store(self, m: Manifest) -> None:
-        if self.to_stdout:
-            self.spool_dir = tempfile.mkdtemp(prefix="p2p-spool-")
-            part = Path(self.spool_dir) / (m.content_id + ".part")
-        else:
-            self.final = Path(self.opts.output) if self.opts.output else Path.cwd() / m.name
-            if self.final.exists() and not self.opts.force:
-                raise UsageError(f"{self.final} already exists; use --force to overwrite it")
-            part = self.final.with_name(self.final.name + ".part")
-        self.store = PartFile(part, m)
-        found = await asyncio.to_thread(self.store.scan)
-        lengths = [m.piece_length(i) for i in range(m.piece_count)]
         window = None
         if self.to_stdout:
             window = max(MIN_READ_AHEAD_PIECES, READ_AHEAD_BYTES // m.piece_size)
+            # Only the read-ahead window is spooled (a ring of `window` pieces in a private
+            # temp directory): what went to the pipe cannot be resumed, so nothing else is kept.
+            self.spool_dir = tempfile.mkdtemp(prefix="p2p-spool-")
+            part = Path(self.spool_dir) / "spool"
+            self.store = SpoolRing(part, m, window)
+        else:
+            self.final = Path(self.opts.output) if self.opts.output else Path.cwd() / m.name
+            check_output(self.final, force=self.opts.force)
+            part = part_path(self.final)
+            self.store = PartFile(part, m, force=self.opts.force)
+        found = await asyncio.to_thread(self.store.scan)
+        lengths = [m.piece_length(i) for i in range(m.piece_count)]
         picker = Picker(
             lengths,
             min(m.piece_size, DEFAULT_MAX_BLOCK),
@@ -119,6 +119,8 @@ class Download:
                 await _pulse(self.swarm.piece_done)
             data = await asyncio.to_thread(store.read_piece, i)
             await asyncio.to_thread(_write_all, fd, data)
+            if isinstance(store, SpoolRing):
+                store.release(i)
             self.written = i + 1
             p.set_cursor(i + 1)
             self.swarm.refill_all()
@@ -237,4 +239,6 @@ async def _report(swarm: Swarm, dl: Download) -> None:
         ev = swarm.progress()
         if dl.to_stdout:
             ev["written"] = dl.written
+        if dl.store is not None:
+            ev["hashed"] = dl.store.bytes_hashed  # checking work, comparable with "sent"
         swarm.emit(ev)

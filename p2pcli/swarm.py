@@ -654,6 +654,9 @@ class Swarm:
     def _send_availability(self, s: PeerSession) -> None:
         if self.picker is None:
             s.send(wire.encode_have_all())  # a seeder has everything
+        elif self.source is not None and not self.source.keeps_pieces:
+            # A pipe download's spool keeps only its read-ahead window: offer nothing.
+            s.send(wire.encode_bitfield(wire.bitfield_from(set(), self.picker.count)))
         elif self.picker.complete:
             s.send(wire.encode_have_all())
         else:
@@ -760,8 +763,9 @@ class Swarm:
             return
         p.on_piece_verified(piece)
         self.emit({"event": "piece-verified", "piece": piece, "peers": sorted(peers)})
+        offer = store.keeps_pieces  # a pipe download's spool offers nothing (store.py)
         for s in list(self.sessions.values()):
-            if s.ready and s.proto.geometry is not None and not s.has_all:
+            if offer and s.ready and s.proto.geometry is not None and not s.has_all:
                 s.send(wire.encode_have(piece))
         self.piece_done.set()
         self.piece_done.clear()
@@ -780,6 +784,9 @@ class Swarm:
             piece, offset, length = s.serve_queue.popleft()
             src = self.source
             if src is None:
+                continue
+            if not src.has(piece):  # e.g. a pipe download's spool has moved past it
+                s.send(wire.encode_reject(piece, offset, length))
                 continue
             try:
                 cached = src.cache.get(piece) if isinstance(src, SeedFile) else None

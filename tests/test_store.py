@@ -15,7 +15,7 @@ import pytest
 
 from p2pcli.errors import ExitCode, StorageError, UsageError
 from p2pcli.manifest import Manifest
-from p2pcli.store import PartFile, PieceCache, SeedFile, SourceChanged
+from p2pcli.store import PART_MAGIC, PartFile, PieceCache, SeedFile, SourceChanged
 
 PIECE = 16 * 1024
 SIZE = 3 * PIECE + 1000  # four pieces, the last one short
@@ -86,21 +86,27 @@ def test_a_corrupted_piece_on_disk_is_not_found(tmp_path: Path, manifest, conten
         again.close()
 
 
-@pytest.mark.parametrize(
-    ("keep", "found"),
-    [(0, []), (PIECE - 1, []), (PIECE, [0]), (2 * PIECE + 10, [0, 1]), (SIZE - 1, [0, 1, 2])],
-)
-def test_a_truncated_part_file_scans_the_whole_pieces_left(
-    tmp_path: Path, manifest, content, keep: int, found: list[int]
+@pytest.mark.parametrize("keep", [0, PIECE - 1, PIECE, 2 * PIECE + 10, SIZE - 1, SIZE + 39])
+def test_a_part_file_cut_short_is_not_resumed_without_force(
+    tmp_path: Path, manifest, content, keep: int
 ) -> None:
-    # A crash can leave the file any length; pieces cut short are simply missing.
+    # A .part p2p made always ends with its trailer (written before the first piece), so
+    # one of another length was made or changed by something else: it is left alone.
     path = tmp_path / "movie.mkv.part"
-    path.write_bytes(content[:keep])
     part = PartFile(path, manifest)
+    for i in range(4):
+        part.write_piece(i, piece(content, i))
+    part.close()
+    os.truncate(path, keep)
+    with pytest.raises(UsageError, match="not started by p2p.*--force") as e:
+        PartFile(path, manifest)
+    assert e.value.exit_code == ExitCode.USAGE
+    assert os.path.getsize(path) == keep
+    again = PartFile(path, manifest, force=True)  # --force starts a new one in its place
     try:
-        assert part.scan() == found
+        assert again.scan() == []
     finally:
-        part.close()
+        again.close()
 
 
 def test_pieces_missing_before_others_do_not_hide_later_ones(
@@ -111,7 +117,7 @@ def test_pieces_missing_before_others_do_not_hide_later_ones(
     part = PartFile(path, manifest)
     part.write_piece(3, piece(content, 3))
     try:
-        assert os.path.getsize(path) == SIZE
+        assert os.path.getsize(path) == SIZE + len(PART_MAGIC) + 32  # content, trailer
         assert part.scan() == [3]
     finally:
         part.close()
@@ -135,8 +141,10 @@ def test_finish_trims_to_size_and_renames_to_the_final_name(
 
 def test_finish_without_a_final_name_only_trims(tmp_path: Path, manifest, content) -> None:
     path = tmp_path / "spool.part"
-    path.write_bytes(content + b"extra")
     part = PartFile(path, manifest)
+    for i in range(4):
+        part.write_piece(i, piece(content, i))
+    assert os.path.getsize(path) > SIZE  # the trailer
     part.finish(None, force=False)
     part.close()
     assert path.read_bytes() == content
