@@ -10,8 +10,10 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from cli.common import JsonOpt, QuietOpt
+from cli.output import visible
 from p2pcli.errors import UsageError
 from p2pcli.signaling.limits import (
     ANNOUNCE_RATE,
@@ -60,9 +62,13 @@ class _ServerLog:
                 f"in {s['uptime']:.0f}s"
             )
         elif kind == "library-error":
-            self.console.print(f"[yellow]warning:[/] {ev['source']}: {ev['message']}")
+            # The message can quote what a client sent (`Invalid session [/]`): text, never
+            # markup, or any client could crash this log line.
+            self.console.print(Text.assemble(
+                ("warning:", "yellow"), f" {visible(ev['source'])}: {visible(ev['message'])}"
+            ))
         elif kind == "cluster":
-            self.console.print(f"cluster: {ev['message']}")
+            self.console.print(Text(f"cluster: {visible(ev['message'])}"))
         elif kind == "ice-servers":
             how = {"issued": f"TURN credentials issued per client, valid {ev['ttl']}s",
                    "fixed": "fixed TURN credentials", "none": "no TURN"}[ev["turn_credentials"]]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -272,3 +274,24 @@ def test_markup_in_a_file_name_prints_as_typed(
     for p in (s, f, st):
         assert "Traceback" not in p.stderr, p.stderr[-3000:]
         assert name in p.stderr, (p.name, p.stderr[-3000:])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("text", ["[/]", "[@a=(]x", "[b]bold", "\x1b]0;pwned\x07"],
+                         ids=ascii)
+def test_client_text_in_the_servers_log_prints_as_text(procs: Procs, text: str) -> None:
+    # Engine.IO logs a bad session id as given: any client chooses this log line's text.
+    port = free_port()
+    p = procs.p2p("serve-signal", "--host", "127.0.0.1", "--port", str(port), name="server")
+    wait_port(port)
+    url = (f"http://127.0.0.1:{port}/socket.io/?EIO=4&transport=polling&sid="
+           + urllib.parse.quote(text, safe=""))
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url, timeout=30)
+    assert e.value.code == 400  # refused, not 500
+    p.wait_for(lambda p: "Invalid session" in p.stderr, 30, "the warning")
+    p.signal(signal.SIGTERM)
+    assert p.wait(30) == 0, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert f"Invalid session {visible(text)}" in p.stderr
+    assert "\x1b" not in p.stderr
