@@ -48,7 +48,11 @@ def register(app: typer.Typer) -> None:
         force: ForceOpt = False,
         seed_after: Annotated[
             bool,
-            typer.Option("--seed-after", help="Keep seeding after the download completes."),
+            typer.Option(
+                "--seed-after",
+                help="Keep seeding after the download completes (needs -o FILE: a download "
+                "to a pipe keeps only its read-ahead window).",
+            ),
         ] = False,
         max_peers: MaxPeersOpt = 32,
         ice_server: IceServerOpt = None,
