@@ -46,10 +46,12 @@ MEDIA_TYPES: dict[str, str] = {
 OPAQUE = "application/octet-stream"
 
 # Sent on every response: never guess a type from the bytes, and if a browser renders
-# the response anyway, render it sandboxed (no scripts, an opaque origin).
+# the response anyway, render it sandboxed: no scripts, forms, popups or plugins. It keeps
+# its origin (allow-same-origin) because a browser's own video document loads the video
+# with CORS, which an opaque origin would fail; without scripts, the origin is harmless.
 SAFE_HEADERS: dict[str, str] = {
     "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "sandbox",
+    "Content-Security-Policy": "sandbox allow-same-origin",
     "Referrer-Policy": "no-referrer",
 }
 

@@ -8,6 +8,7 @@ the player's command line. (tests/test_localhttp.py has the same rules without I
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import signal
@@ -15,7 +16,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from conftest import Procs, make_file, need
+import pytest
+from conftest import P2P, Procs, make_file, need
 
 from p2pcli.localhttp import OPAQUE
 
@@ -125,7 +127,7 @@ def test_names_a_browser_would_render_are_served_as_octet_stream(
             assert got == status, (name, extra)
             assert headers.get("Content-Type", OPAQUE) == OPAQUE, (name, headers["Content-Type"])
             assert headers["X-Content-Type-Options"] == "nosniff"
-            assert headers["Content-Security-Policy"] == "sandbox"
+            assert headers["Content-Security-Policy"] == "sandbox allow-same-origin"
         got, headers, _ = request(port, "/nothing/" + name, host)
         assert got == 404 and headers["X-Content-Type-Options"] == "nosniff"
 
@@ -169,3 +171,54 @@ def _alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+# -- a real browser on the URL ------------------------------------------------------------------
+
+HOSTILE_PAGE = (b"<html><head><title>pwned</title></head><body>"
+                b"<script>window.pwned = 1; document.title = 'pwned'</script>"
+                b"<svg xmlns='http://www.w3.org/2000/svg' onload='window.pwned = 2'/>"
+                b"</body></html>")
+
+
+def test_a_browser_never_runs_a_share_as_a_page_and_still_plays_media(
+    procs: Procs, tmp_path: Path
+):
+    """Chromium opening the stream URL: hostile content named as a page, an image or even
+    a video runs no script on 127.0.0.1; a real video under the same headers plays."""
+    from browser_helpers import event, lab, make_video, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    src = tmp_path / "src"
+    src.mkdir()
+    shares = {name: src / name for name in ("page.html", "image.svg", "trick.webm")}
+    for path in shares.values():
+        path.write_bytes(HOSTILE_PAGE)
+    shares["talk.webm"] = make_video(src / "talk.webm", 6, "webm")
+    with lab(procs, tmp_path) as (lb, browser):
+        lb.serve_signal()
+        urls = {}
+        for i, (name, path) in enumerate(shares.items()):
+            _, seeding = lb.seed(path, name=f"seed{i}")
+            s = lb.start([P2P, "stream", seeding["link"], "--ice-host", "127.0.0.1", "--json",
+                          "--player", "none"], f"stream{i}")
+            urls[name] = s.wait_for(lambda p: event(p, "serving"), 60, "the URL")["url"]
+        b = browser()
+        context = b.browser.new_context(accept_downloads=True)
+        for name in ("page.html", "image.svg", "trick.webm"):
+            page = context.new_page()
+            with contextlib.suppress(Exception):  # octet-stream: a download, not a page
+                page.goto(urls[name], timeout=30_000)
+            page.wait_for_timeout(500)
+            assert page.evaluate("() => window.pwned === undefined"), name
+            assert page.title() != "pwned", name
+            page.close()
+        page = context.new_page()
+        page.goto(urls["talk.webm"], timeout=30_000)
+        # Chromium shows a bare video in its own media document; it must load and play.
+        page.wait_for_function(
+            "() => { const v = document.querySelector('video');"
+            " return v && !v.error && v.readyState >= 2 }", timeout=60_000)
+        context.close()
