@@ -52,7 +52,7 @@ class _Counts:
 
 
 async def _ws_client(session: Any, url: str, kind: str, room: str, counts: _Counts,
-                     ready: asyncio.Event, go: asyncio.Event) -> None:
+                     ready: asyncio.Event) -> None:
     import aiohttp
 
     base = url.replace("http", "ws", 1)
@@ -85,7 +85,7 @@ async def _ws_client(session: Any, url: str, kind: str, room: str, counts: _Coun
             break
         else:
             break
-    (counts.clean if clean and go.is_set() else counts.dropped)[kind] += 1
+    (counts.clean if clean else counts.dropped)[kind] += 1
     with contextlib.suppress(Exception):
         await ws.close()
 
@@ -99,7 +99,7 @@ async def _messages(ws: Any) -> Any:
 
 
 async def _polling_client(session: Any, url: str, room: str, counts: _Counts,
-                          ready: asyncio.Event, go: asyncio.Event) -> None:
+                          ready: asyncio.Event) -> None:
     base = url + "/socket.io/?EIO=4&transport=polling"
     try:
         async with session.get(base, timeout=30) as r:
@@ -131,7 +131,7 @@ async def _polling_client(session: Any, url: str, room: str, counts: _Counts,
             if "2" in packets:
                 async with session.post(base, data="3", timeout=30) as r:
                     pass
-    (counts.clean if clean and go.is_set() else counts.dropped)["polling"] += 1
+    (counts.clean if clean else counts.dropped)["polling"] += 1
 
 
 async def _worker(cfg: dict[str, Any], conn: Any) -> None:
@@ -140,7 +140,6 @@ async def _worker(cfg: dict[str, Any], conn: Any) -> None:
     counts = _Counts()
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     async with aiohttp.ClientSession(connector=connector) as session:
-        go = asyncio.Event()
         sem = asyncio.Semaphore(cfg["concurrency"])
         tasks = []
 
@@ -149,9 +148,9 @@ async def _worker(cfg: dict[str, Any], conn: Any) -> None:
             await sem.acquire()
             room = f"room-{i % cfg['rooms']}"
             if kind == "polling":
-                coro = _polling_client(session, cfg["url"], room, counts, ready, go)
+                coro = _polling_client(session, cfg["url"], room, counts, ready)
             else:
-                coro = _ws_client(session, cfg["url"], kind, room, counts, ready, go)
+                coro = _ws_client(session, cfg["url"], kind, room, counts, ready)
             task = asyncio.ensure_future(coro)
             tasks.append(task)
             await ready.wait()
@@ -160,7 +159,6 @@ async def _worker(cfg: dict[str, Any], conn: Any) -> None:
         await asyncio.gather(*(one(i, kind) for i, kind in cfg["clients"]))
         conn.send({"connected": counts.connected, "failed": counts.failed})
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stopping"
-        go.set()
         # Every client ends once the server closes it (or the parent gives up on it).
         await asyncio.wait(tasks, timeout=cfg["drain_timeout"])
         for task in tasks:

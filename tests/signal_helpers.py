@@ -285,3 +285,171 @@ async def signal_peers(signal_server: SignalProcess) -> Any:
         yield made
     finally:
         await made.close()
+
+
+class RawSio:
+    """A Socket.IO client spoken by hand, frame by frame, over WebSocket or long-polling.
+
+    Client libraries refuse or rewrite some packets (reserved event names, a CONNECT
+    left out); this sends exactly what a test says. A background reader collects what
+    the server sends (`packets`) and answers engine.io pings, unless `read` is False:
+    then nothing is fetched at all (a long-polling client that never GETs) and pings
+    are answered blindly every `pong_every` seconds instead.
+    """
+
+    def __init__(self, url: str, transport: str = "websocket") -> None:
+        assert transport in ("websocket", "polling")
+        self.url = url
+        self.transport = transport
+        self.sid = ""  # the Socket.IO sid (peer id) once connected
+        self.eio_sid = ""
+        self.packets: asyncio.Queue[str] = asyncio.Queue()
+        self.closed = asyncio.Event()  # the server ended the session
+        self.clean = False  # ... and said so (WebSocket close frame, engine.io CLOSE)
+        self._session = aiohttp.ClientSession()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._base = ""
+
+    async def open(self, *, connect: bool = True, auth: Any = None, read: bool = True,
+                   pong_every: float = 1.0) -> RawSio:
+        """Open the engine.io session; with `connect`, join the main namespace too."""
+        if self.transport == "websocket":
+            self._ws = await self._session.ws_connect(
+                self.url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+            )
+            first = await self._ws.receive_str(timeout=WAIT)
+        else:
+            self._base = self.url + "/socket.io/?EIO=4&transport=polling"
+            async with self._session.get(self._base, timeout=_timeout()) as r:
+                first = await r.text()
+        assert first.startswith("0{"), first
+        self.eio_sid = json.loads(first[1:])["sid"]
+        self._base += f"&sid={self.eio_sid}"
+        if connect:
+            await self.send("40" + (json.dumps(auth) if auth is not None else ""))
+            if self.transport == "polling":
+                async with self._session.get(self._base, timeout=_timeout()) as r:
+                    answer = await r.text()
+            else:
+                assert self._ws is not None
+                answer = await self._ws.receive_str(timeout=WAIT)
+            assert answer.startswith("40{"), answer
+            self.sid = json.loads(answer[2:])["sid"]
+        if read:
+            self._tasks.append(asyncio.ensure_future(self._read()))
+        else:
+            self._tasks.append(asyncio.ensure_future(self._pong(pong_every)))
+        return self
+
+    async def send(self, *packets: str) -> None:
+        """Send engine.io packets (``42[...]`` is a Socket.IO event)."""
+        if self.transport == "websocket":
+            assert self._ws is not None
+            for p in packets:
+                await self._ws.send_str(p)
+        else:
+            async with self._session.post(
+                self._base, data="\x1e".join(packets), timeout=_timeout()
+            ) as r:
+                if r.status != 200:
+                    raise ConnectionError(f"POST answered {r.status}")
+
+    async def emit(self, event: str, *args: Any, ack: int | None = None) -> None:
+        await self.send(f"42{'' if ack is None else ack}" + json.dumps([event, *args]))
+
+    async def ack(self, ack: int, timeout: float = WAIT) -> Any:
+        """The acknowledgement ``43<ack>[...]``'s first value."""
+        text = await self.next_packet(lambda p: p.startswith(f"43{ack}["), timeout)
+        values = json.loads(text[2 + len(str(ack)):])
+        return values[0] if values else None
+
+    async def next_event(self, name: str, timeout: float = WAIT) -> Any:
+        text = await self.next_packet(
+            lambda p: p.startswith("42[") and json.loads(p[2:])[0] == name, timeout
+        )
+        args = json.loads(text[2:])[1:]
+        return args[0] if args else None
+
+    async def next_packet(self, match: Any, timeout: float = WAIT) -> str:
+        """The next packet `match(text)` accepts (earlier ones are dropped)."""
+        async def find() -> str:
+            while True:
+                text = await self.packets.get()
+                if match(text):
+                    return text
+
+        try:
+            return await asyncio.wait_for(find(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no matching packet within {timeout}s") from None
+
+    async def _read(self) -> None:
+        try:
+            if self.transport == "websocket":
+                assert self._ws is not None
+                async for msg in self._ws:
+                    if msg.type is aiohttp.WSMsgType.TEXT:
+                        await self._got(msg.data)
+                self.clean = self._ws.close_code not in (None, 1006)
+            else:
+                while True:
+                    async with self._session.get(self._base, timeout=_timeout(60)) as r:
+                        if r.status != 200:
+                            break
+                        body = await r.text()
+                    for text in body.split("\x1e"):
+                        await self._got(text)
+                    if self.clean:
+                        break
+        except (aiohttp.ClientError, ConnectionError, TimeoutError):
+            pass
+        finally:
+            self.closed.set()
+
+    async def _got(self, text: str) -> None:
+        if text == "2":
+            await self.send("3")
+        elif text == "1":
+            self.clean = True
+        else:
+            self.packets.put_nowait(text)
+
+    async def _pong(self, every: float) -> None:
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError, TimeoutError):
+            while True:
+                await asyncio.sleep(every)
+                await self.send("3")
+        self.closed.set()
+
+    async def fetch_once(self) -> None:
+        """Long-polling: one GET, whose packets are kept (for a client that reads once,
+        then stops)."""
+        async with self._session.get(self._base, timeout=_timeout()) as r:
+            assert r.status == 200, r.status
+            for text in (await r.text()).split("\x1e"):
+                self.packets.put_nowait(text)
+
+    async def wait_closed(self, timeout: float = WAIT) -> None:
+        try:
+            await asyncio.wait_for(self.closed.wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"session still open after {timeout}s") from None
+
+    async def close(self) -> None:
+        """Leave as a client library does: engine.io's CLOSE packet, then hang up."""
+        if not self.closed.is_set() and self.eio_sid:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.send("1"), WAIT)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        with contextlib.suppress(Exception):
+            if self._ws is not None:
+                await asyncio.wait_for(self._ws.close(), WAIT)
+        await self._session.close()
+
+
+def _timeout(total: float = WAIT) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total)
