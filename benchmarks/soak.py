@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import random
@@ -40,10 +41,22 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
-from conftest import Proc, Procs, make_file  # noqa: E402
+from conftest import LOOPBACK, Proc, Procs, make_file  # noqa: E402
 from faults import bytes_lost, parse_size  # noqa: E402
 
+from p2pcli.store import PieceCache  # noqa: E402
+
 MB = 1e6
+# Per-peer working memory (aiortc buffers, DTLS, queued blocks) at the soak's peak number of
+# peers, plus what glibc keeps of freed heap for reuse instead of returning it: measured at
+# 35 MB over 15 minutes (benchmarks/README.md), with room to spare.
+WORKING_ALLOWANCE_MB = 48.0
+# What one peer connection is made of in the seeder: all of it must go when the peer goes.
+PEER_OBJECTS = ("PeerSession", "PeerLink", "PeerProtocol", "RTCPeerConnection",
+                "RTCDataChannel", "RTCIceTransport", "RTCIceGatherer", "StunProtocol")
+# Swarm containers that grow on purpose: peers that misbehaved are never talked to again.
+KEPT_BY_DESIGN = {"banned", "banned_ids"}
+HEAP_SLACK_MB = 4.0  # heap in use after the soak beyond idle + caches: noise, not a leak
 
 
 @dataclass
@@ -105,8 +118,18 @@ def run(args: argparse.Namespace) -> dict:
     try:
         url = procs.serve_signal()
         seeders = []
+        probes: list[Path] = []
         for i in (1, 2):
-            p, link = procs.seed(src, url, "--max-upload-rate", args.rate, name=f"seed{i}")
+            if args.probe:
+                # Same seeder, run under benchmarks/memprobe.py: it answers SIGUSR1.
+                probes.append(base / f"seed{i}.probe.jsonl")
+                p = procs.start([sys.executable, str(HERE / "memprobe.py"), str(probes[-1]),
+                                 "seed", str(src), *LOOPBACK, "--json", "--signal", url,
+                                 "--max-upload-rate", args.rate], name=f"seed{i}")
+                link = p.wait_for(lambda p: p.stdout.strip().splitlines()[0]
+                                  if p.stdout.strip() else None, 60, "the link")
+            else:
+                p, link = procs.seed(src, url, "--max-upload-rate", args.rate, name=f"seed{i}")
             seeders.append(p)
         slots = [Slot(i, base / f"f{i:02d}" / "out.bin") for i in range(args.fetchers)]
         for s in slots:
@@ -116,6 +139,7 @@ def run(args: argparse.Namespace) -> dict:
         deadline = t0 + args.minutes * 60
         next_start = t0
         next_sample = t0
+        next_probe = t0
 
         def sample(phase: str) -> None:
             running = sum(s.proc is not None for s in slots)
@@ -123,6 +147,12 @@ def run(args: argparse.Namespace) -> dict:
                    "completed": tally.completed,
                    "rss": [rss(p) for p in seeders], "peers": [seeder_peers(p) for p in seeders]}
             samples.append(row)
+            nonlocal next_probe
+            if args.probe and (time.monotonic() >= next_probe or phase == "after"):
+                next_probe = time.monotonic() + args.probe_every
+                for sp in seeders:
+                    with contextlib.suppress(ProcessLookupError):
+                        sp.signal(signal.SIGUSR1)
             print(f"  t={row['t']:6.1f}s running={running} completed={tally.completed} "
                   f"seeder RSS MB={[round((r or 0) / MB, 1) for r in row['rss']]} "
                   f"peers={row['peers']}", file=sys.stderr, flush=True)
@@ -219,6 +249,11 @@ def run(args: argparse.Namespace) -> dict:
             time.sleep(1)
         time.sleep(2)
         sample("after")
+        if args.probe:
+            time.sleep(2)  # the SIGUSR1 probe first, then one that trims the heap
+            for sp in seeders:
+                sp.signal(signal.SIGUSR2)
+            time.sleep(3)
         alive = [p.p.poll() is None for p in seeders]
         for p in seeders:
             for e in p.events():
@@ -255,11 +290,80 @@ def run(args: argparse.Namespace) -> dict:
         "dropped_by_fetchers": dict(dropped_by_fetchers),
         "samples": samples,
     }
-    if not unexpected and tally.lost == 0:
+    if args.probe:
+        result["probes"] = [_probe_summary(pf) for pf in probes]
+        result["released"] = [_released(pf) for pf in probes]
+    if not unexpected and tally.lost == 0 and not args.probe:  # --probe: keep its logs
         shutil.rmtree(base, ignore_errors=True)
     else:
         result["kept"] = str(base)
     return result
+
+
+def _probe_summary(path: Path) -> dict:
+    """First, peak and last rows of a seeder's memprobe log, and the trimmed one."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    if not rows:
+        return {}
+
+    def brief(r: dict) -> dict:
+        m = r.get("malloc") or {}
+        return {"rss_mb": round(r["rss"] / MB, 1),
+                "heap_in_use_mb": round(m.get("in_use", 0) / MB, 1),
+                "heap_free_mb": round(m.get("free", 0) / MB, 1),
+                "mmapped_mb": round(m.get("mmapped", 0) / MB, 1),
+                "traced_mb": round(r["traced"] / MB, 1) if "traced" in r else None,
+                "tasks": r["tasks"], "objects": r["objects"]}
+
+    plain = [r for r in rows if "rss_after_trim" not in r]
+    trimmed = [r for r in rows if "rss_after_trim" in r]
+    out = {"first": brief(plain[0]), "peak": brief(max(plain, key=lambda r: r["rss"])),
+           "last": brief(plain[-1]), "log": str(path)}
+    if trimmed:
+        out["after_trim_mb"] = round(trimmed[-1]["rss_after_trim"] / MB, 1)
+    if "top_growth" in plain[-1]:
+        out["top_growth"] = plain[-1]["top_growth"][:8]
+    return out
+
+
+def _released(path: Path) -> dict:
+    """Did the seeder let go of everything the fetchers left behind? Compares its probe
+    after every fetcher left with its idle one: peer objects, tasks and `Swarm` containers
+    back to idle, the caches within their bounds, and heap in use grown by no more than the
+    caches hold (a leak of anything, Python or C, shows up as heap in use)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    plain = [r for r in rows if "rss_after_trim" not in r]
+    if len(plain) < 2:
+        return {"ok": False, "why": ["no probe"]}
+    idle, after = plain[0], plain[-1]
+    why = []
+    for k in PEER_OBJECTS:
+        if after["objects"].get(k, 0) > idle["objects"].get(k, 0):
+            why.append(f"{k}: {idle['objects'].get(k, 0)} -> {after['objects'][k]}")
+    if after["tasks"] > idle["tasks"]:
+        why.append(f"tasks: {idle['tasks']} -> {after['tasks']}")
+    for k, v in after["swarm"].items():
+        if k not in KEPT_BY_DESIGN and v > idle["swarm"].get(k, 0):
+            why.append(f"Swarm.{k}: {idle['swarm'].get(k, 0)} -> {v}")
+    caches = after["piece_cache"]
+    held = 0
+    for name in ("PieceCache", "BlockChecks"):
+        n, bound = caches.get(f"{name}.bytes", 0), caches.get(f"{name}.max_bytes", 0)
+        held += n
+        if n > bound + (16 << 20):  # the newest piece (up to 16 MiB) is always kept
+            why.append(f"{name}: {n} bytes over its bound {bound}")
+    heap = None
+    if idle.get("malloc") and after.get("malloc"):
+        heap = (after["malloc"]["in_use"] - idle["malloc"]["in_use"] - held) / MB
+        if heap > HEAP_SLACK_MB:
+            why.append(f"heap in use grew {heap:.1f} MB beyond what the caches hold")
+    trimmed = [r for r in rows if "rss_after_trim" in r]
+    return {"ok": not why, "why": why, "caches_mb": round(held / MB, 1),
+            "heap_beyond_caches_mb": None if heap is None else round(heap, 1),
+            "free_heap_held_mb": round(after["malloc"]["free"] / MB, 1)
+            if after.get("malloc") else None,
+            "rss_after_trim_mb": round(trimmed[-1]["rss_after_trim"] / MB, 1)
+            if trimmed else None}
 
 
 def _kind(reason: str) -> str:
@@ -305,6 +409,25 @@ def report(r: dict) -> str:
     verdict = "within" if r["growth_ok"] else "EXCEEDS"
     lines.append(f"max RSS growth {r['rss_growth_mb']} MB: {verdict} the {r['bound_mb']:g} MB "
                  "bound")
+    for i, pr in enumerate(r.get("probes", []), 1):
+        for k in ("first", "peak", "last"):
+            if k in pr:
+                b = pr[k]
+                lines.append(
+                    f"seed{i} probe {k}: RSS {b['rss_mb']} MB, heap in use {b['heap_in_use_mb']}"
+                    f" MB, free but held {b['heap_free_mb']} MB, mmapped {b['mmapped_mb']} MB, "
+                    f"traced {b['traced_mb']} MB, tasks {b['tasks']}, objects {b['objects']}")
+        if "after_trim_mb" in pr:
+            lines.append(f"seed{i} probe: {pr['after_trim_mb']} MB after malloc_trim(0)")
+        for g in pr.get("top_growth", []):
+            lines.append(f"    {g['diff'] / MB:+7.2f} MB {g['where']}")
+    for i, rel in enumerate(r.get("released", []), 1):
+        lines.append(
+            f"seed{i} after every fetcher left: caches hold {rel.get('caches_mb')} MB, heap in "
+            f"use beyond idle + caches {rel.get('heap_beyond_caches_mb')} MB, free heap kept "
+            f"by the allocator {rel.get('free_heap_held_mb')} MB, RSS after malloc_trim "
+            f"{rel.get('rss_after_trim_mb')} MB: "
+            + ("all released" if rel["ok"] else "NOT RELEASED: " + "; ".join(rel["why"])))
     if "kept" in r:
         lines.append(f"(kept {r['kept']} for inspection)")
     return "\n".join(lines)
@@ -318,13 +441,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=parse_size, default=8 << 20, help="file size (K/M/G)")
     ap.add_argument("--rate", default="1M", help="each seeder's --max-upload-rate")
     ap.add_argument("--sample", type=float, default=5.0, help="seconds between RSS samples")
-    ap.add_argument("--bound", type=float, default=50.0, help="allowed RSS growth, MB")
+    ap.add_argument("--bound", type=float, default=None,
+                    help="allowed RSS growth, MB (default: the piece cache's bound for this "
+                    f"file, min(size, 64 MiB), plus {WORKING_ALLOWANCE_MB:g} MB)")
     ap.add_argument("--seed", type=int, default=1, help="random seed of the schedule")
+    ap.add_argument("--probe", action="store_true",
+                    help="run the seeders under benchmarks/memprobe.py and report what holds "
+                    "their memory (live peer objects, tasks, heap in use vs free)")
+    ap.add_argument("--probe-every", type=float, default=30.0,
+                    help="seconds between probes (a probe pauses the seeder for a moment)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = ap.parse_args(argv)
+    if args.bound is None:
+        args.bound = round(min(args.size, PieceCache().max_bytes) / MB + WORKING_ALLOWANCE_MB, 1)
     r = run(args)
     print(json.dumps(r, indent=2) if args.json else report(r))
     ok = (not r["unexpected"] and r["tally"]["lost"] == 0 and r["growth_ok"]
+          and all(rel["ok"] for rel in r.get("released", []))
           and all(r["seeders_alive"]) and r["tally"]["leftover_final"] == 0)
     return 0 if ok else 1
 
