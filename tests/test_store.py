@@ -98,7 +98,7 @@ def test_a_part_file_cut_short_is_not_resumed_without_force(
         part.write_piece(i, piece(content, i))
     part.close()
     os.truncate(path, keep)
-    with pytest.raises(UsageError, match="not started by p2p.*--force") as e:
+    with pytest.raises(UsageError, match=r"not started by p2p.*--force") as e:
         PartFile(path, manifest)
     assert e.value.exit_code == ExitCode.USAGE
     assert os.path.getsize(path) == keep
