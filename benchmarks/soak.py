@@ -17,8 +17,14 @@ the seeders are alive at the end. Reported: the seeders' RSS sampled every `--sa
 MB, and what it is once every fetcher has left; starts, completions, resumes, interruptions;
 why peers were dropped, on both sides.
 
+The default bound is the piece cache's (min(file size, 64 MiB)) plus 48 MB of per-peer working
+memory and freed heap the allocator keeps. With `--probe` the seeders run under
+benchmarks/memprobe.py, and once every fetcher has left the soak also checks that they let
+go of everything: peer objects, tasks and `Swarm` containers back to idle, caches within
+their bounds, heap in use grown by no more than the caches hold.
+
     python benchmarks/soak.py [--minutes 3] [--fetchers 20] [--concurrent 6] [--size 8M]
-                              [--rate 1M] [--bound 50] [--seed 1] [--json]
+                              [--rate 1M] [--bound MB] [--seed 1] [--probe] [--json]
 """
 
 from __future__ import annotations
@@ -250,10 +256,16 @@ def run(args: argparse.Namespace) -> dict:
         time.sleep(2)
         sample("after")
         if args.probe:
-            time.sleep(2)  # the SIGUSR1 probe first, then one that trims the heap
+            # aiortc finishes closing a connection a moment after the seeder forgets the
+            # peer: probe again a little later (the last plain probe is the one checked),
+            # then once more trimming the heap.
+            time.sleep(8)
+            for sp in seeders:
+                sp.signal(signal.SIGUSR1)
+            time.sleep(4)
             for sp in seeders:
                 sp.signal(signal.SIGUSR2)
-            time.sleep(3)
+            time.sleep(4)
         alive = [p.p.poll() is None for p in seeders]
         for p in seeders:
             for e in p.events():
