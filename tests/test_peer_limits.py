@@ -297,7 +297,7 @@ def test_a_fetch_turned_away_by_a_full_seeder_says_so_not_unreachable(
     seeder, link = procs.seed(src, signal_url, *limit, "--max-upload-rate", "256k")
     # A peer that keeps downloading holds the one slot (or its address's one), and being
     # useful it keeps it; it has nothing to give the fetch.
-    leech, leech_id = hostile(procs, signal_url, src, "leech", "leech")
+    _, leech_id = hostile(procs, signal_url, src, "leech", "leech")
     seeder.wait_for(lambda p: any(e["event"] == "status" and e["sent"] for e in p.events()),
                     60, "the seeder to serve the leech")
     f = fetch(procs, link, "--timeout", "6", json_mode=json_mode)
