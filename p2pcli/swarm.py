@@ -456,6 +456,10 @@ class Swarm:
             return
         del self.sessions[s.sig_id]
         self.slots.remove(s.sig_id)
+        if s.sig_id not in self.per_peer_received:
+            # The summary lists peers that gave us data; any other entry would outlive its
+            # peer, and a seeder meets new peers for as long as it runs.
+            self.peer_connections.pop(s.sig_id, None)
         if reason and s.dropped is None:
             s.dropped = reason
         if ban:
@@ -814,6 +818,9 @@ class Swarm:
 
     async def _ticker(self) -> None:
         while True:
+            # The loops below bind `s`; left bound, this frame would keep the last peer's
+            # session (its whole connection) alive while it sleeps, after the peer is gone.
+            s = None
             await asyncio.sleep(0.5)
             now = time.monotonic()
             self.up_rate.update(now)
