@@ -72,7 +72,14 @@ RetriesOpt = Annotated[
     int,
     typer.Option("--retries", envvar="P2P_RETRIES", help="Attempts to reach the signaling server."),
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force", "-f",
+        help="Replace an existing output file, or a NAME.part that p2p did not make (the "
+        "entry itself is replaced, never what a link points to).",
+    ),
+]
 MaxPeersOpt = Annotated[
     int,
     typer.Option(

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import UsageError
+from .errors import StorageError, UsageError
 from .fetch import Download, FetchOptions, done_event
 from .httprange import RangeNotSatisfiable, parse_range
 from .link import Target
@@ -171,6 +171,10 @@ class Streamer:
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):
             pass
+        except StorageError as e:
+            # The file changed on disk under a verified piece: the player gets a cut
+            # response, never the changed bytes, and the command stops with exit 6.
+            self.swarm.fail(e)
         finally:
             self.readers.discard(reader)
             self.reprioritize()
@@ -326,6 +330,12 @@ async def stream(
                 if t is not player_wait:
                     t.cancel()
         return {"event": "stream-ended", "served": st.bytes_served}
+    except asyncio.CancelledError:
+        # Ctrl-C or SIGTERM once the download is complete (how `--player none` ends) is
+        # a normal stop, not an interruption: nothing is left to resume.
+        if finished and swarm.fatal is None:
+            return {"event": "stream-ended", "served": st.bytes_served}
+        raise
     finally:
         for t in tasks:
             t.cancel()

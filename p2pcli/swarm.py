@@ -253,12 +253,13 @@ class Swarm:
             return
         exc = task.exception()
         if isinstance(exc, P2PError):
-            self._fail(exc)
+            self.fail(exc)
         elif exc is not None:
             log.error("internal task failed", exc_info=exc)
-            self._fail(P2PError(f"internal error: {exc!r}", exit_code=1))
+            self.fail(P2PError(f"internal error: {exc!r}", exit_code=1))
 
-    def _fail(self, err: P2PError) -> None:
+    def fail(self, err: P2PError) -> None:
+        """Stop the command with `err` (the first failure wins)."""
         if self.fatal is None:
             self.fatal = err
         self.fatal_event.set()
@@ -799,7 +800,7 @@ class Swarm:
                 else:
                     data = await asyncio.to_thread(src.read_block, piece, offset, length)
             except SourceChanged as e:
-                self._fail(e)
+                self.fail(e)
                 return
             except OSError as e:
                 log.warning("read failed: %s", e)

@@ -259,3 +259,43 @@ def test_port_option_is_used(procs: Procs, signal_url: str, tmp_path: Path):
     port = free_port()
     _, url = stream_url(procs, link, "--port", str(port))
     assert url.startswith(f"http://127.0.0.1:{port}/")
+
+
+def test_a_stop_after_the_download_completed_is_a_normal_exit(
+    procs: Procs, signal_url: str, tmp_path: Path
+):
+    """With no player, Ctrl-C/SIGTERM is how a stream ends: once `done`, that is exit 0."""
+    src = make_file(srcdir(tmp_path) / "clip.bin", 300_000)
+    _, link = procs.seed(src, signal_url)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        out = f"clip-{sig.name}.bin"
+        s, _ = stream_url(procs, link, "-o", out, name=f"stream-{sig.name}")
+        s.wait_for(lambda p: any(e["event"] == "done" for e in p.events()), 60, "done")
+        s.signal(sig)
+        assert s.wait(30) == 0, s.stderr[-3000:]
+        assert (tmp_path / out).read_bytes() == src.read_bytes()
+
+
+def test_bytes_changed_on_disk_under_a_verified_piece_are_never_served(
+    procs: Procs, signal_url: str, tmp_path: Path
+):
+    """The served file edited in place: the response is cut, the stream exits 6 in one line."""
+    data = make_file(srcdir(tmp_path) / "clip.bin", 1_000_000).read_bytes()
+    _, link = procs.seed(srcdir(tmp_path) / "clip.bin", signal_url)
+    s, url = stream_url(procs, link, "-o", "clip.bin")
+    s.wait_for(lambda p: any(e["event"] == "done" for e in p.events()), 60, "done")
+    with open(tmp_path / "clip.bin", "r+b") as f:  # the same inode the stream reads
+        f.seek(500_000)
+        f.write(bytes([data[500_000] ^ 0xFF]))
+    got = b""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            got = resp.read()
+    except (http.client.IncompleteRead, ConnectionError) as e:
+        got = getattr(e, "partial", b"")
+    assert len(got) < 500_000 + 16_384  # nothing past the changed 16 KiB chunk
+    assert got == data[: len(got)]  # every byte served is the original
+    assert s.wait(30) == 6, s.stderr[-3000:]
+    errors = [line for line in s.stderr.splitlines() if line.startswith("p2p:")]
+    assert len(errors) == 1 and "changed" in errors[0], s.stderr[-3000:]
+    assert "Traceback" not in s.stderr
