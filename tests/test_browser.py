@@ -29,7 +29,7 @@ from browser_helpers import (
 )
 from conftest import ROOT, make_file, sha256
 
-from p2pcli import wire
+from p2pcli import slots, wire
 from p2pcli.hashing import hash_file
 from p2pcli.manifest import Manifest
 from p2pcli.signaling.server import make_app
@@ -127,6 +127,20 @@ def test_page_codecs_agree_with_python(videos: dict[str, Path], tmp_path: Path) 
         assert [e["offset"] for e in index] == item["scanned"]
         assert index[0]["offset"] == item["info"]["initEnd"]
         assert index[-1]["time"] > 25
+
+
+def test_page_holds_peers_to_the_same_limits_as_python() -> None:
+    """The manifest request budget and the busy back-off are one rule in both peers."""
+    sizes = [None, 0, 1, 100, wire.MANIFEST_CHUNK - 1, wire.MANIFEST_CHUNK,
+             wire.MANIFEST_CHUNK + 1, 5 * wire.MANIFEST_CHUNK + 7, 16 << 20]
+    attempts = list(range(1, 21))
+    out = json.loads(node(str(JS / "web_vectors.mjs"),
+                          stdin=json.dumps({"limits": {"manifestSizes": sizes,
+                                                       "attempts": attempts}})))
+    assert out["manifestChunk"] == wire.MANIFEST_CHUNK
+    assert out["manifestRequestLimit"] == [wire.manifest_request_limit(n) for n in sizes]
+    assert out["retryDelayMs"] == [round(1000 * slots.retry_delay(n)) for n in attempts]
+    assert out["busy"] == slots.BUSY
 
 
 def test_vendored_socketio_matches_npm() -> None:
@@ -318,6 +332,87 @@ def test_a_file_mse_cannot_play_is_downloaded_whole(procs, tmp_path: Path, kind:
         if kind == "plain-mp4":
             tab.wait_playing(60)
         tab.screenshot(f"browser-download-{kind}.png")
+
+
+# -- what one peer may take from a tab, and a full seeder (issue 12, items 7 and 8) -------------
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("mode", ["manifestflood", "manifestloop"])
+def test_a_tab_drops_a_peer_that_draws_the_manifest_again_and_again(
+    procs, tmp_path: Path, mode: str
+) -> None:
+    """A tab seeding is asked for its manifest over and over (3000 requests at once, or
+    one more each time an answer arrives): it answers a couple of full reads, then drops
+    and bans the peer, and what the peer drew stays a few manifests, not thousands."""
+    need_browser()
+    # 16 KiB pieces: a 16 KiB manifest, so 3000 answers would be ~48 MB.
+    data = make_file(tmp_path / "notes.bin", 8 * 1024 * 1024)
+    manifest = hash_file(str(data), use_cache=False).encoded
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        seed, seeding = net.seed(data)
+        tab = browser().tab(seeding["watch"], "seeding-tab")
+        tab.wait(lambda s: s.get("pieceCount") and len(s["verified"]) == s["pieceCount"], 120,
+                 "every piece")
+        seed.signal(signal.SIGTERM)  # from now on the tab is the only seeder
+        assert seed.wait(30) == 0
+        sid = tab.state()["sid"]
+
+        hostile = net.python(HOSTILE, net.signal_url, str(data), mode, name="hostile")
+        bad = hostile.wait_for(lambda p: p.stdout.strip(), 60, "the hostile peer's id").strip()
+        st = tab.wait(lambda s: s if any(d["id"] == bad for d in s.get("dropped", [])) else None,
+                      60, "the tab to drop the peer")
+        dropped = next(d for d in st["dropped"] if d["id"] == bad)
+        assert dropped["banned"], dropped
+        assert "manifest" in dropped["reason"], dropped
+        ended = hostile.wait_for(
+            lambda p: next((e for e in p.events() if e.get("peer") == sid), None), 30,
+            "the hostile peer's link to the tab to end",
+        )
+        # The budget (two reads and the slack), plus handshake, bitfield and CLOSE.
+        bound = (wire.manifest_request_limit(len(manifest)) + 1) * (len(manifest) + 9) + 4096
+        assert ended["received"] <= bound, (ended, bound)
+        assert not any(p["id"] == bad for p in tab.state()["peers"])
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("full", ["slots", "address"])
+def test_a_tab_waits_quietly_for_a_busy_seeder_and_gets_in_when_a_slot_frees(
+    procs, tmp_path: Path, full: str
+) -> None:
+    """The seeder's only slot (or its address's only slot) is held by a peer downloading
+    from it: the seeder answers the tab "busy" (an answer without SDP, or a CLOSE `busy: `
+    once connected). The tab does not call that a bad answer: it says nothing alarming,
+    offers again on a back-off, and gets the file once the slot frees."""
+    need_browser()
+    data = make_file(tmp_path / "notes.bin", 2 * 1024 * 1024 + 77)
+    limits = (["--max-peers", "1"] if full == "slots"
+              else ["--max-peers", "8", "--max-peers-per-address", "1"])
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        seed, seeding = net.seed(data, "--max-upload-rate", "300k", *limits)
+        leech = net.python(HOSTILE, net.signal_url, str(data), "leech", name="leech")
+        holder = leech.wait_for(lambda p: p.stdout.strip(), 60, "the leech's id").strip()
+        seed.wait_for(lambda p: any(e.get("event") == "peer-joined" and e.get("peer") == holder
+                                    for e in p.events()), 60, "the leech to take the slot")
+
+        tab = browser().tab(seeding["watch"], "waiting-tab")
+        sid = tab.wait(lambda s: s.get("sid"), 30, "the tab's signaling id")
+        # Two refusals: the tab came back after the first one.
+        seed.wait_for(lambda p: sum(e.get("event") == "peer-refused" and e.get("peer") == sid
+                                    for e in p.events()) >= 2,
+                      60, "the seeder to refuse the tab twice")
+        st = tab.wait(lambda s: s if s.get("busy") else None, 10, "the tab to note the busy peer")
+        assert not st.get("pieceCount")
+
+        leech.kill()  # the slot frees once the seeder sees its holder idle
+        st = tab.wait(lambda s: s if s.get("pieceCount") and len(s["verified"]) == s["pieceCount"]
+                      else None, 150, "every piece, once the slot freed")
+        alarms = [m for m in st["messages"] if m["level"] in ("warning", "error")]
+        assert not alarms, alarms
+        assert not st["busy"], "the seeder it got into is no longer counted busy"
+        check_pieces(tab, data)
 
 
 def test_link_and_page_agree_on_pieces(videos: dict[str, Path]) -> None:

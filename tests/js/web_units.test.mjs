@@ -8,7 +8,7 @@ import { test } from 'node:test';
 
 import { parseTarget, watchPath } from '../../p2pcli/web/js/link.js';
 import { Picker } from '../../p2pcli/web/js/picker.js';
-import { iceServersFrom } from '../../p2pcli/web/js/swarm.js';
+import { BUSY, iceServersFrom, retryDelay, Swarm } from '../../p2pcli/web/js/swarm.js';
 import { sha256js, toHex } from '../../p2pcli/web/js/sha256.js';
 import * as wire from '../../p2pcli/web/js/wire.js';
 import { offsetForTime } from '../../p2pcli/web/js/media.js';
@@ -104,6 +104,140 @@ test('manifest data must answer the request', () => {
   assert.throws(() => p.receive(wire.encodeManifestData(10, 0, new Uint8Array(9))), /does not match/);
   p.sendManifestRequest(0, 100);
   p.receive(wire.encodeManifestData(10, 0, new Uint8Array(10)));
+});
+
+// -- serving the manifest (issue 12 item 8) --------------------------------------------------
+
+// Manifest sizes around the chunk boundaries, and null: we have no manifest yet.
+const CHUNK = wire.MANIFEST_CHUNK;
+const MANIFEST_SIZES = [null, 1, 100, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 7, 16 << 20];
+
+function serving(size) {
+  const p = new wire.PeerProtocol(HASH, ID, 65536);
+  p.receive(wire.encodeHandshake(HASH, OTHER, 65536));
+  if (size !== null) p.setLocalManifestSize(size);
+  return p;
+}
+
+/** Read the manifest chunk by chunk, as a requester should; returns requests sent. */
+function readThrough(p, manifest) {
+  let offset = 0;
+  for (let n = 1; ; n++) {
+    p.receive(wire.encodeManifestRequest(offset, CHUNK));
+    const answer = wire.decode(p.manifestAnswer(manifest));
+    p.manifestAnswered();
+    offset += answer.data.length;
+    if (!answer.total || offset >= answer.total) return n;
+  }
+}
+
+test('a requester may read the manifest twice, but not again and again', () => {
+  for (const size of MANIFEST_SIZES) {
+    const manifest = size === null ? null : new Uint8Array(size);
+    const p = serving(size);
+    const sent = readThrough(p, manifest) + readThrough(p, manifest);
+    const limit = wire.manifestRequestLimit(size);
+    assert.ok(sent <= limit, `size ${size}`);
+    // Whatever else it asks for, it is cut off at the limit.
+    assert.throws(() => {
+      for (let i = 0; i < limit - sent + 1; i++) {
+        p.receive(wire.encodeManifestRequest(0, CHUNK));
+        p.manifestAnswered();
+      }
+    }, /manifest again and again/, `size ${size}`);
+  }
+});
+
+test('a second manifest request before the answer is a flood', () => {
+  for (const size of MANIFEST_SIZES) {
+    const p = serving(size);
+    p.receive(wire.encodeManifestRequest(0, 100));
+    assert.throws(() => p.receive(wire.encodeManifestRequest(0, 100)), /before the previous one was answered/);
+  }
+});
+
+test('the manifest answer is built once asked, clipped to the manifest', () => {
+  const p = serving(150);
+  assert.throws(() => p.manifestAnswer(new Uint8Array(150)), /no manifest request/);
+  p.receive(wire.encodeManifestRequest(100, 100));
+  const bytes = Uint8Array.from({ length: 150 }, (_, i) => i);
+  const answer = wire.decode(p.manifestAnswer(bytes));
+  assert.deepEqual([answer.total, answer.offset, [...answer.data]], [150, 100, [...bytes.subarray(100)]]);
+  assert.deepEqual(wire.decode(p.manifestAnswer(null)).total, 0);
+  p.manifestAnswered();
+  p.receive(wire.encodeManifestRequest(0, 100)); // building it twice did not count twice
+});
+
+test('the manifest budget grows when our manifest arrives', () => {
+  const p = serving(null);
+  readThrough(p, null);
+  p.setLocalManifestSize(5 * CHUNK);
+  readThrough(p, new Uint8Array(5 * CHUNK));
+  readThrough(p, new Uint8Array(5 * CHUNK));
+});
+
+test('no manifest request pattern draws more than the budget', () => {
+  const size = 3 * CHUNK + 11;
+  const manifest = new Uint8Array(size);
+  for (let seed = 1; seed <= 50; seed++) {
+    const p = serving(size);
+    let drawn = 0;
+    let x = seed;
+    try {
+      for (let i = 0; i < 3000; i++) {
+        x = (x * 1103515245 + 12345) % 2147483648;
+        p.receive(wire.encodeManifestRequest((i * 7919) % size, 1 + (x % CHUNK)));
+        drawn += wire.decode(p.manifestAnswer(manifest)).data.length;
+        p.manifestAnswered();
+      }
+    } catch (e) {
+      if (!(e instanceof wire.ProtocolError)) throw e;
+    }
+    assert.ok(drawn <= 2 * (size + CHUNK) + wire.MANIFEST_REQUEST_SLACK * CHUNK, `seed ${seed}: ${drawn}`);
+  }
+});
+
+test('a busy peer is asked again soon, then less and less often, never past 30 s', () => {
+  const delays = Array.from({ length: 20 }, (_, i) => retryDelay(i + 1));
+  assert.equal(delays[0], 2000);
+  assert.deepEqual(delays, [...delays].sort((a, b) => a - b));
+  assert.equal(Math.max(...delays), 30000);
+});
+
+test('a full page answers an offer with busy rather than leaving it unanswered', async () => {
+  const swarm = new Swarm({ contentHash: HASH, signalUrl: 'http://x', io: null });
+  const sent = [];
+  swarm.socket = { emit: (kind, payload) => sent.push([kind, payload]) };
+  swarm.maxPeers = 0; // every slot taken (no RTCPeerConnection in Node to fill them)
+  await swarm.onSignal('offer', 'newcomer', { hash: swarm.contentId, offer: { type: 'offer', sdp: '' } });
+  assert.equal(sent.length, 1);
+  const [kind, payload] = sent[0];
+  assert.equal(kind, 'answer');
+  assert.equal(payload.targetPeer, 'newcomer');
+  assert.ok(payload.busy.startsWith(BUSY), payload.busy);
+  assert.equal(payload.answer, undefined);
+  assert.equal(swarm.sessions.size, 0);
+});
+
+test('a peer that said busy is offered again on the back-off, until it leaves', () => {
+  const swarm = new Swarm({ contentHash: HASH, signalUrl: 'http://x', io: null });
+  const offered = [];
+  swarm.maybeConnect = (id) => offered.push(id);
+  swarm.refusedBusy({ id: 'seeder' }, `${BUSY}full`);
+  const first = swarm.busyPeers.get('seeder').at;
+  swarm.retryBusy(first - 1);
+  assert.deepEqual(offered, []);
+  swarm.retryBusy(first);
+  assert.deepEqual(offered, ['seeder']);
+  for (let i = 0; i < 6; i++) swarm.refusedBusy({ id: 'seeder' }, `${BUSY}full`); // it said busy again
+  const { attempts, at } = swarm.busyPeers.get('seeder');
+  assert.equal(attempts, 7);
+  swarm.retryBusy(at);
+  assert.deepEqual(offered, ['seeder', 'seeder']);
+  assert.ok(Math.abs(swarm.busyPeers.get('seeder').at - at - retryDelay(8)) < 1e-6);
+  swarm.busyPeers.delete('seeder'); // what peer-left and a handshake do
+  swarm.retryBusy(Infinity);
+  assert.equal(offered.length, 2);
 });
 
 // -- picker ---------------------------------------------------------------------------------

@@ -2,16 +2,29 @@
 // they produce as JSON, so the test can compare them with the Python implementation.
 //   node tests/js/web_vectors.mjs < request.json
 // request: {manifest: hex, contentHash: hex, badManifests: [hex], media: [path]}
+//      or: {limits: {manifestSizes: [int|null], attempts: [int]}} for the peer limits only
 
 import { readFileSync } from 'node:fs';
 
 import { decodeManifest, decodeVerified } from '../../p2pcli/web/js/manifest.js';
 import * as media from '../../p2pcli/web/js/media.js';
 import { fromHex, toHex } from '../../p2pcli/web/js/sha256.js';
+import { BUSY, retryDelay } from '../../p2pcli/web/js/swarm.js';
 import * as wire from '../../p2pcli/web/js/wire.js';
 
 const req = JSON.parse(readFileSync(0, 'utf8'));
 const out = {};
+
+if (req.limits) {
+  // What one peer may take from the page, and how it waits for a busy one.
+  process.stdout.write(JSON.stringify({
+    manifestRequestLimit: req.limits.manifestSizes.map((n) => wire.manifestRequestLimit(n)),
+    retryDelayMs: req.limits.attempts.map((n) => retryDelay(n)),
+    busy: BUSY,
+    manifestChunk: wire.MANIFEST_CHUNK,
+  }));
+  process.exit(0);
+}
 
 const hash = fromHex('11'.repeat(32));
 const peer = fromHex('22'.repeat(16));

@@ -155,9 +155,17 @@ function watch(hash, params) {
       else if (video.seeking || video.readyState < 3) status('buffering');
       else if (video.paused) status(video.ended ? 'ended' : 'paused');
     }
+    if (!swarm.manifest && st.busy.length && !st.peers.some((p) => p.state === 'connected')) {
+      // Peers said "busy": they are there and the network is fine, their slots are taken.
+      status(`${st.busy.length} peer(s) with this content have no free connection slot yet; trying again`);
+    }
     if (!swarm.manifest && announcedAt && !hinted && performance.now() - announcedAt > NO_PEER_HINT_MS) {
       hinted = true;
-      say('warning', 'no peer has sent this content yet: is "p2p seed" running for it on the same signaling server? Still waiting.');
+      if (st.busy.length) {
+        say('info', `the ${st.busy.length} peer(s) with this content already serve as many peers as they allow (no free connection slot); still trying: you get in as soon as one frees`);
+      } else {
+        say('warning', 'no peer has sent this content yet: is "p2p seed" running for it on the same signaling server? Still waiting.');
+      }
     }
   });
 
@@ -237,6 +245,7 @@ function snapshot(swarm, player, video, mode) {
     sentTo: { ...swarm.sentTo },
     rejectedPieces: swarm.rejectedPieces.slice(),
     dropped: swarm.dropped.slice(),
+    busy: st.busy,
     peers: st.peers,
     downRate: st.downRate,
     upRate: st.upRate,

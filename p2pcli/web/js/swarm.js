@@ -29,6 +29,18 @@ const MAX_REFUSALS = 8;
 const HANDSHAKE_TIMEOUT = 10000;
 const CONNECT_TIMEOUT = 15000;
 const TICK = 500;
+// The prefix of a refusal for want of a connection slot (PROTOCOL.md 3.3, rule 8), in a
+// CLOSE reason or the `busy` field of an answer: "try again later", not an error.
+export const BUSY = 'busy: ';
+
+/**
+ * Milliseconds before offering again to a peer that said it was busy, `attempt` >= 1:
+ * 2 s for the first four (a seeder frees an idle peer's slot within 5 s of a knock), then
+ * doubling to 30 s. The same schedule as p2pcli/slots.py's retry_delay.
+ */
+export function retryDelay(attempt) {
+  return 1000 * Math.min(30, 2 * 2 ** Math.max(0, attempt - 4));
+}
 
 /** Exponentially weighted bytes per second. */
 export class Rate {
@@ -79,6 +91,8 @@ class Session {
     this.dropped = null;
     this.connection = null;
     this.timers = [];
+    // How often this peer may ask for our manifest depends on its size (wire.js).
+    if (swarm.manifest) this.proto.setLocalManifestSize(swarm.manifest.encoded.length);
   }
 
   get ready() {
@@ -129,6 +143,7 @@ export class Swarm {
     this.sessions = new Map();
     this.banned = new Set();
     this.bannedIds = new Set();
+    this.busyPeers = new Map(); // said busy: signaling id -> {attempts, at (retry time)}
     this.manifest = null;
     this.picker = null;
     this.pieces = []; // verified piece bytes, by index
@@ -199,6 +214,7 @@ export class Swarm {
       for (const p of data.peers) if (typeof p === 'string') this.maybeConnect(p);
     });
     socket.on('peer-left', (data) => {
+      if (data) this.busyPeers.delete(data.peerId); // gone: nothing to retry
       const s = data && this.sessions.get(data.peerId);
       // Once connected, WebRTC no longer needs the server: keep the link.
       if (s && !s.proto.remote && !(s.link && s.link.open)) this.drop(s, null);
@@ -267,9 +283,14 @@ export class Swarm {
     if (data.hash !== undefined && data.hash !== this.contentId) return;
     try {
       if (kind === 'offer') {
-        if (this.banned.has(from) || this.sessions.size >= this.maxPeers) return;
+        if (this.banned.has(from)) return;
         const old = this.sessions.get(from);
         if (old) this.drop(old, null); // the peer restarted its side
+        if (this.sessions.size >= this.maxPeers) {
+          // Say so rather than leave it waiting for an answer: it retries later quietly.
+          this.signal('answer', from, { busy: `${BUSY}all ${this.maxPeers} connection slots are taken` });
+          return;
+        }
         const s = new Session(this, from, false);
         this.sessions.set(from, s);
         s.link = this.makeLink(s);
@@ -279,7 +300,13 @@ export class Swarm {
         s.link.startTrickle();
       } else if (kind === 'answer') {
         const s = this.sessions.get(from);
-        if (s && s.offerer) await s.link.acceptAnswer(data.answer || data);
+        if (s && s.offerer && typeof data.busy === 'string') {
+          // No slot for us there now: not a bad answer, offer again later.
+          this.refusedBusy(s, data.busy);
+          this.drop(s, null);
+        } else if (s && s.offerer) {
+          await s.link.acceptAnswer(data.answer || data);
+        }
       } else {
         const s = this.sessions.get(from);
         if (s) await s.link.addCandidate(data.candidate);
@@ -287,6 +314,23 @@ export class Swarm {
     } catch (e) {
       const s = this.sessions.get(from);
       if (s) this.drop(s, `bad ${kind}: ${e.message}`, { warn: true });
+    }
+  }
+
+  /** `s` has no connection slot for us now: offer again later, and do not blame anyone. */
+  refusedBusy(s, reason) {
+    const attempts = (this.busyPeers.has(s.id) ? this.busyPeers.get(s.id).attempts : 0) + 1;
+    this.busyPeers.set(s.id, { attempts, at: performance.now() + retryDelay(attempts) });
+    this.emit('busy', { id: s.id, reason, attempts });
+  }
+
+  /** Offer again to the peers that said busy, each on its own back-off schedule. */
+  retryBusy(now) {
+    for (const [id, b] of this.busyPeers) {
+      if (now >= b.at && !this.sessions.has(id)) {
+        b.at = now + retryDelay(b.attempts + 1);
+        this.maybeConnect(id);
+      }
     }
   }
 
@@ -413,6 +457,7 @@ export class Swarm {
         if (id === toHex(this.peerId) || this.bannedIds.has(id)) {
           throw new wire.ProtocolError('connected to ourselves or to a dropped peer');
         }
+        this.busyPeers.delete(s.id); // it had room after all
         this.emit('peer-joined', { id: s.id, connection: s.connection });
         if (this.manifest) {
           s.proto.setGeometry(this.geometry());
@@ -423,18 +468,16 @@ export class Swarm {
         break;
       }
       case 'manifest-request':
-        if (!this.manifest) {
-          s.send(wire.encodeManifestData(0, ev.offset, new Uint8Array(0)));
-        } else {
-          const enc = this.manifest.encoded;
-          s.send(wire.encodeManifestData(enc.length, ev.offset, enc.subarray(ev.offset, ev.offset + ev.length)));
-        }
+        // Answered like a block: behind the link's back-pressure, one at a time, within
+        // the request budget `s.proto` holds the peer to (it threw if over).
+        this.pumpServe(s);
         break;
       case 'manifest-data':
         this.onManifestData(s, ev);
         break;
       case 'close':
         s.dropped = s.dropped || `peer closed: ${ev.reason}`;
+        if (ev.reason.startsWith(BUSY)) this.refusedBusy(s, ev.reason);
         this.drop(s, null);
         break;
       default:
@@ -497,6 +540,7 @@ export class Swarm {
     this.pieces = new Array(m.pieceCount).fill(null);
     this.emit('manifest', { manifest: m, from });
     for (const s of this.sessions.values()) {
+      s.proto.setLocalManifestSize(m.encoded.length);
       if (s.proto.remote) {
         s.proto.setGeometry(this.geometry());
         this.sendAvailability(s);
@@ -650,8 +694,17 @@ export class Swarm {
 
   // -- serving --------------------------------------------------------------------------------
 
-  /** Send queued blocks until the channel holds HIGH_WATER; bufferedamountlow resumes. */
+  /**
+   * Send the pending manifest answer, then queued blocks, until the channel holds
+   * HIGH_WATER; bufferedamountlow resumes.
+   */
   pumpServe(s) {
+    if (s.proto.manifestAsked && s.link && s.link.open && s.link.buffered < HIGH_WATER) {
+      if (!s.link.send(s.proto.manifestAnswer(this.manifest ? this.manifest.encoded : null))) return;
+      // Until now a second request would have been a protocol error: a peer cannot make
+      // us queue more than one answer.
+      s.proto.manifestAnswered();
+    }
     while (s.serveQueue.length && s.link && s.link.open && s.link.buffered < HIGH_WATER) {
       const [piece, offset, length] = s.serveQueue.shift();
       const data = this.pieces[piece];
@@ -683,6 +736,7 @@ export class Swarm {
         s.slots = Math.max(MIN_SLOTS, Math.min(MAX_SLOTS, Math.floor(r / p.blockSize) + 2));
       }
     }
+    this.retryBusy(now);
     if (p && !p.complete) {
       const timedOut = new Set();
       for (const [id, block] of p.expired(now)) {
@@ -725,6 +779,7 @@ export class Swarm {
       received: this.bytesDown,
       sent: this.bytesUp,
       have: this.picker ? this.picker.nHave : 0,
+      busy: [...this.busyPeers.keys()],
       pieceCount: this.manifest ? this.manifest.pieceCount : null,
     };
   }

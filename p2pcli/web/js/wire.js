@@ -14,6 +14,20 @@ export const MAX_BLOCK_LIMIT = 256 * 1024 - 64;
 export const MAX_MESSAGE = 256 * 1024; // the max-message-size Chromium and aiortc advertise
 export const MAX_REASON = 512;
 export const MANIFEST_CHUNK = 64 * 1024 - 64;
+// MANIFEST_REQUESTs a peer may send beyond two full reads of the manifest: the one answered
+// "not yet" (total 0) before we had a manifest, and a little slack. More is a peer making
+// us send the manifest again and again (each 9-byte request draws up to 64 KiB).
+export const MANIFEST_REQUEST_SLACK = 4;
+
+/**
+ * How many MANIFEST_REQUESTs one peer may send us while our manifest is `size` bytes
+ * (null: we have none yet): enough to read it twice, chunk by chunk, plus the slack.
+ * The same budget as p2pcli/wire.py's manifest_request_limit (a test compares them).
+ */
+export function manifestRequestLimit(size) {
+  const chunks = size ? Math.ceil(size / MANIFEST_CHUNK) : 0;
+  return 2 * chunks + MANIFEST_REQUEST_SLACK;
+}
 
 export const MsgType = Object.freeze({
   HANDSHAKE: 0x01,
@@ -237,6 +251,11 @@ export class PeerProtocol {
     this.outstanding = new Set(); // requests sent, not yet answered
     this.cancelled = new Map(); // key -> count: each cancelled request may still be answered
     this.manifestWanted = null;
+    // Serving the manifest: the remote's request not yet answered (one at a time, as
+    // PROTOCOL.md 3.3 says), how many it sent, and our manifest's size once we have one.
+    this.manifestAsked = null;
+    this.manifestRequests = 0;
+    this.localManifestSize = null;
     this.remoteBitfieldSeen = false;
     this.closed = false;
   }
@@ -248,6 +267,27 @@ export class PeerProtocol {
   sendManifestRequest(offset, length) {
     this.manifestWanted = [offset, length];
     return encodeManifestRequest(offset, length);
+  }
+
+  /**
+   * The answer to the remote's pending MANIFEST_REQUEST, from `manifest` (null: we have
+   * none yet, total 0). Call `manifestAnswered()` once it is sent.
+   */
+  manifestAnswer(manifest) {
+    if (!this.manifestAsked) throw new Error('no manifest request to answer');
+    const [offset, length] = this.manifestAsked;
+    if (!manifest) return encodeManifestData(0, offset, new Uint8Array(0));
+    return encodeManifestData(manifest.length, offset, manifest.subarray(offset, offset + length));
+  }
+
+  /** The answer is sent: the remote may ask for the next chunk. */
+  manifestAnswered() {
+    this.manifestAsked = null;
+  }
+
+  /** We now have a manifest of `size` bytes: it sets how often the remote may ask. */
+  setLocalManifestSize(size) {
+    this.localManifestSize = size;
   }
 
   sendRequest(piece, offset, length) {
@@ -301,9 +341,7 @@ export class PeerProtocol {
         this.closed = true;
         break;
       case 'manifest-request':
-        if (ev.length === 0 || ev.length > MANIFEST_CHUNK) {
-          throw new ProtocolError(`manifest request of ${ev.length} bytes`);
-        }
+        this.checkManifestRequest(ev);
         break;
       case 'manifest-data':
         this.checkManifestData(ev);
@@ -358,6 +396,23 @@ export class PeerProtocol {
     if (offset + length > g.pieceLength(piece)) {
       throw new ProtocolError(`block ${offset}+${length} runs past the end of piece ${piece}`);
     }
+  }
+
+  checkManifestRequest(ev) {
+    if (ev.length === 0 || ev.length > MANIFEST_CHUNK) {
+      throw new ProtocolError(`manifest request of ${ev.length} bytes`);
+    }
+    if (this.manifestAsked) {
+      // A requester waits for each answer; a second request is a flood of them.
+      throw new ProtocolError('manifest request before the previous one was answered');
+    }
+    this.manifestRequests++;
+    const limit = manifestRequestLimit(this.localManifestSize);
+    if (this.manifestRequests > limit) {
+      throw new ProtocolError(
+        `asked for the manifest again and again (request ${this.manifestRequests}, limit ${limit})`);
+    }
+    this.manifestAsked = [ev.offset, ev.length];
   }
 
   checkManifestData(ev) {
