@@ -194,7 +194,7 @@ async def fetch(
                 break
             if writer is not None and writer.done():
                 writer.result()
-            if not swarm.usable_peers and time.monotonic() - swarm.last_peer_time > config.timeout:
+            if not swarm.helpful_peers and time.monotonic() - swarm.last_peer_time > config.timeout:
                 raise no_peers_error(swarm, config.timeout)
             waits = [asyncio.ensure_future(swarm.fatal_event.wait())]
             if writer is not None:

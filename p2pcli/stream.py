@@ -273,7 +273,7 @@ async def stream(
         while not swarm.manifest_ready.is_set():
             if swarm.fatal is not None:
                 raise swarm.fatal
-            if not swarm.usable_peers and time.monotonic() - swarm.last_peer_time > config.timeout:
+            if not swarm.helpful_peers and time.monotonic() - swarm.last_peer_time > config.timeout:
                 raise no_peers_error(swarm, config.timeout)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(swarm.manifest_ready.wait(), 0.5)
@@ -317,7 +317,7 @@ async def stream(
                 player_wait = None
                 if not opts.keep_seeding:
                     break
-            if not finished and not swarm.usable_peers and (
+            if not finished and not swarm.helpful_peers and (
                 time.monotonic() - swarm.last_peer_time > config.timeout
             ):
                 raise no_peers_error(swarm, config.timeout)

@@ -40,6 +40,8 @@ MIN_SLOTS, MAX_SLOTS, START_SLOTS = 2, 48, 8
 BAD_PIECE_STRIKES = 3  # shared blame for a bad piece before a peer is dropped
 MAX_MESSAGE = 256 * 1024  # what aiortc and Chromium advertise as max-message-size
 HANDSHAKE_TIMEOUT = 10.0  # seconds from channel open to the remote's handshake
+MANIFEST_TIMEOUT = 20.0  # seconds for a peer to answer a manifest request (it goes behind
+# the answering side's upload limit, so give it longer than a block request)
 MAX_REFUSALS = 8  # REJECTs of pieces a peer said it had, before it counts as lying
 
 
@@ -127,6 +129,7 @@ class PeerSession:
         self.announced_to_picker = False
         self.manifest_buf = bytearray()
         self.manifest_unavailable = False
+        self.manifest_asked_at: float | None = None  # our manifest request is unanswered since
         self.serve_queue: deque[tuple[int, int, int]] = deque()
         self.serve_wakeup = asyncio.Event()
         self.bytes_down = 0
@@ -282,6 +285,24 @@ class Swarm:
     @property
     def usable_peers(self) -> list[PeerSession]:
         return [s for s in self.sessions.values() if s.ready]
+
+    @property
+    def helpful_peers(self) -> list[PeerSession]:
+        """Connected peers that may give us something we lack. Only these hold off a
+        download's `--timeout`: a peer that has nothing we need (another downloader
+        waiting for the same manifest, or with the same pieces) must not keep it waiting
+        forever."""
+        return [s for s in self.sessions.values() if s.ready and self._can_help(s)]
+
+    def _can_help(self, s: PeerSession) -> bool:
+        if self.manifest is None:
+            return not s.manifest_unavailable
+        p = self.picker
+        if p is None or p.complete:
+            return False
+        if s.has_all:
+            return len(s.refused) < p.count - p.n_have
+        return any(not p.have[i] and i not in s.refused for i in s.pieces)
 
     # -- signaling -------------------------------------------------------------------------
 
@@ -591,9 +612,11 @@ class Swarm:
         if self.manifest is not None or s.proto.manifest_wanted is not None:
             return
         s.manifest_unavailable = False
+        s.manifest_asked_at = time.monotonic()
         s.send(s.proto.send_manifest_request(len(s.manifest_buf), wire.MANIFEST_CHUNK))
 
     def _on_manifest_data(self, s: PeerSession, ev: wire.ManifestData) -> None:
+        s.manifest_asked_at = None
         if self.manifest is not None:
             # An answer to a request sent before we had the manifest: it must still agree.
             enc = self.manifest.encoded
@@ -835,8 +858,12 @@ class Swarm:
                     # Keep about one second of data in flight per peer.
                     block = p.block_size
                     s.slots = max(MIN_SLOTS, min(MAX_SLOTS, int(r / block) + 2))
-            if self.usable_peers:
+            if self.helpful_peers:
                 self.last_peer_time = now
+            for s in list(self.sessions.values()):
+                if (self.manifest is None and s.manifest_asked_at is not None
+                        and now - s.manifest_asked_at > MANIFEST_TIMEOUT):
+                    await self._drop(s, "did not answer the manifest request", warn=True)
             idle = self.slots.to_drop(now)
             if idle is not None:
                 await self._drop_idle(idle, "while every slot was taken")
@@ -895,6 +922,12 @@ def no_peers_error(swarm: Swarm, timeout: float) -> P2PError:
         return NoPeers(
             f"no peer has {swarm.content_id[:16]}... (waited {timeout:g}s); check the hash/link "
             "and that a seeder is running on the same signaling server"
+        )
+    if swarm.usable_peers:
+        return NoPeers(
+            f"the {len(swarm.usable_peers)} connected peer(s) lack every missing piece, and no "
+            f"peer that has them came within {timeout:g}s; the partial download is kept, run "
+            "the same command again to resume (or when a seeder is back)"
         )
     return NoPeers(
         f"all peers left and none came back within {timeout:g}s; the partial download is kept, "

@@ -10,6 +10,7 @@ As a source (what a downloader sees):
   liar         says it has everything, rejects every request
   badmanifest  answers manifest requests with another file's manifest
   wronghash    handshakes for different content
+  mute         says it has everything, never answers a manifest request
 As a requester (what a seeder sees):
   garbage      sends random bytes after the handshake
   oversized    sends one 300 KiB message
@@ -132,6 +133,8 @@ async def main(url: str, path: str, mode: str) -> None:
                 loops += 1
                 if loops < 3000:
                     link.send_nowait(wire.encode_manifest_request(0, wire.MANIFEST_CHUNK))
+            elif isinstance(ev, wire.ManifestRequested) and mode == "mute":
+                continue
             elif isinstance(ev, wire.ManifestRequested):
                 enc = other.encoded if mode == "badmanifest" else m.encoded
                 chunk = enc[ev.offset : ev.offset + ev.length]
