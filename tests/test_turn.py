@@ -321,8 +321,10 @@ def start_coturn(procs: Procs, lab: TurnLab, tmp_path: Path, secret: str = SECRE
 def start_signal(procs: Procs, lab: TurnLab, *ice: str) -> Proc:
     """serve-signal in the relay namespace, where both peers reach it."""
     assert lab.relay is not None
+    # No token in these labs: the TURN server is theirs alone, so an open relay is meant.
     sig = procs.start(lab.relay.p2p("serve-signal", "--host", lab.relay.addr, "--port",
-                                    str(turn_helpers.SIGNAL_PORT), "--json", *ice), "signal")
+                                    str(turn_helpers.SIGNAL_PORT), "--json", "--open-relay",
+                                    *ice), "signal")
     sig.wait_for(lambda p: any(e["event"] == "listening" for e in p.events()), 30, "listening")
     return sig
 
