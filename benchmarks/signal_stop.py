@@ -28,12 +28,13 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from signal_load import free_port, wait_port  # run as a script: benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSPORTS = ("socket.io", "ws", "polling")
@@ -174,24 +175,6 @@ def _worker_main(cfg: dict[str, Any], conn: Any) -> None:
 # Parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen | None, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode} before listening")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
 def _mix(spec: str) -> list[tuple[str, int]]:
     """"socket.io:6,ws:3,polling:1" -> weights."""
     out = []
@@ -211,7 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     url = args.url
     try:
         if url is None:
-            port = _free_port()
+            port = free_port()
             cmd = [sys.executable, "-m", "cli.main", "serve-signal", "--host", "127.0.0.1",
                    "--port", str(port), "--quiet", "--max-conns-per-ip", "0",
                    "--max-announce-rate", "0", "--max-message-rate", "0"]
@@ -220,7 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                     start_new_session=True)
             pid = proc.pid
             url = f"http://127.0.0.1:{port}"
-            _wait_port(port, proc)
+            wait_port(port, proc, timeout=30.0)
         if pid is None:
             raise SystemExit("--url needs --server-pid, to send SIGTERM")
         weights = _mix(args.mix)

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
+from aioice.ice import CandidatePair
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidStateError
 from aiortc.sdp import candidate_from_sdp
@@ -198,11 +199,7 @@ class PeerLink:
 
         Data only flows over a nominated pair, so once the channel is open it is known.
         """
-        try:
-            transport = self.pc.sctp.transport.transport  # type: ignore[union-attr]
-            pair = transport._connection._nominated.get(1)  # aioice internals
-        except AttributeError:
-            return None
+        pair = self._nominated_pair()
         if pair is None:
             return None
         kinds = {pair.local_candidate.type, pair.remote_candidate.type}
@@ -215,15 +212,19 @@ class PeerLink:
     def remote_candidate(self) -> tuple[str, str, int] | None:
         """(type, host, port) of the remote end of the nominated ICE pair, None until
         there is one: the address this peer's datagrams really come from."""
-        try:
-            transport = self.pc.sctp.transport.transport  # type: ignore[union-attr]
-            pair = transport._connection._nominated.get(1)  # aioice internals
-        except AttributeError:
-            return None
+        pair = self._nominated_pair()
         if pair is None:
             return None
         c = pair.remote_candidate
         return c.type, c.host, c.port
+
+    def _nominated_pair(self) -> CandidatePair | None:
+        """aioice's nominated candidate pair for the data channel's component, or None."""
+        try:
+            transport = self.pc.sctp.transport.transport  # type: ignore[union-attr]
+            return transport._connection._nominated.get(1)  # aioice internals
+        except AttributeError:
+            return None
 
 
 def _description(d: dict, expected: str) -> RTCSessionDescription:
