@@ -366,9 +366,12 @@ def test_a_tab_drops_a_peer_that_draws_the_manifest_again_and_again(
         dropped = next(d for d in st["dropped"] if d["id"] == bad)
         assert dropped["banned"], dropped
         assert "manifest" in dropped["reason"], dropped
+        # It prints what each link received when the link ends, or when it is interrupted:
+        # aiortc does not always notice a Chromium peer connection closing, and need not.
+        hostile.signal(signal.SIGINT)
         ended = hostile.wait_for(
             lambda p: next((e for e in p.events() if e.get("peer") == sid), None), 30,
-            "the hostile peer's link to the tab to end",
+            "the hostile peer to say what it received from the tab",
         )
         # The budget (two reads and the slack), plus handshake, bitfield and CLOSE.
         bound = (wire.manifest_request_limit(len(manifest)) + 1) * (len(manifest) + 9) + 4096

@@ -91,6 +91,7 @@ class Session {
     this.dropped = null;
     this.connection = null;
     this.timers = [];
+    this.greeted = false; // our HANDSHAKE is sent
     // How often this peer may ask for our manifest depends on its size (wire.js).
     if (swarm.manifest) this.proto.setLocalManifestSize(swarm.manifest.encoded.length);
   }
@@ -343,7 +344,8 @@ export class Swarm {
   }
 
   onOpen(s) {
-    if (this.sessions.get(s.id) !== s) return;
+    if (this.sessions.get(s.id) !== s || s.greeted) return;
+    s.greeted = true;
     s.lastData = performance.now();
     s.send(s.proto.handshake());
     s.timers.push(setTimeout(() => {
@@ -386,6 +388,10 @@ export class Swarm {
 
   onMessage(s, data) {
     if (this.sessions.get(s.id) !== s) return;
+    // Chromium can deliver the remote's first message before the channel's open event: our
+    // HANDSHAKE must still go out before anything we answer (seen: HAVE_ALL first, and the
+    // remote dropped us for "first message was not a handshake").
+    if (!s.greeted) this.onOpen(s);
     try {
       if (typeof data === 'string') throw new wire.ProtocolError('text message on the binary protocol channel');
       if (data.length > wire.MAX_MESSAGE) {
