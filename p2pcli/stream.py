@@ -78,6 +78,8 @@ class Streamer:
         "The URL's unguessable first path segment (localhttp.py)."
         self.port = 0
         "The bound port, for the Host check; set once the server listens."
+        self.stopping = False
+        "The command is ending: responses still waiting for pieces end now."
 
     # -- priorities ------------------------------------------------------------------------
 
@@ -187,7 +189,7 @@ class Streamer:
         while reader.pos < reader.end:
             piece = reader.pos // m.piece_size
             while not p.have[piece]:
-                if swarm.fatal_event.is_set():
+                if swarm.fatal_event.is_set() or self.stopping:
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(swarm.piece_done.wait(), 0.5)
@@ -224,7 +226,9 @@ class Streamer:
 
 
 async def _start_http(app: web.Application, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # A player's request can wait for pieces that will never come once we stop: bound
+    # the wait for open responses at shutdown (aiohttp's default is 60 s).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     try:
@@ -308,10 +312,10 @@ async def stream(
             if swarm.fatal is not None:
                 raise swarm.fatal
             if swarm.complete.is_set() and not finished:
-                finished = True
                 assert dl.store is not None
                 await asyncio.to_thread(dl.store.finish, dl.final, force=opts.force)
                 emit(done_event(swarm, m, str(dl.final), st.started))
+                finished = True  # after `done`: a stop from here on exits 0
             if player_wait is not None and player_wait.done():
                 emit({"event": "player-exited", "code": player_wait.result()})
                 player_wait = None
@@ -347,6 +351,7 @@ async def stream(
         if private:
             shutil.rmtree(private, ignore_errors=True)
         swarm.accepting = False
+        st.stopping = True
         await swarm.close()
         await runner.cleanup()
         dl.cleanup()
