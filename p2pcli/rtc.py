@@ -188,6 +188,12 @@ class PeerLink:
 
     async def close(self) -> None:
         self._set_closed()
+        if self.pc.signalingState == "closed":
+            # aiortc is already closing (it does so by itself once the remote's DTLS is
+            # closed). A second close() would wait on that close's future, and cancelling
+            # the waiter (a stopping command cancels every task) cancels the future too:
+            # aiortc's own close then dies with InvalidStateError, printed at exit.
+            return
         with contextlib.suppress(Exception):
             await self.pc.close()
 

@@ -59,3 +59,33 @@ async def test_two_links_connect_and_carry_a_message_over_loopback():
     assert a.candidate_pair_kind() == "host"
     await a.close()
     await b.close()
+
+
+@pytest.mark.timeout(60)
+async def test_closing_while_aiortc_closes_by_itself_leaves_no_failed_task():
+    """The remote left: aiortc closes the connection on its own once DTLS is closed. Our
+    close() arriving then, and being cancelled (as a stopping command cancels every task),
+    must not break aiortc's own close ("Task exception was never retrieved" on stderr)."""
+    import asyncio
+    import gc
+
+    errors: list[dict] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+    a, b = PeerLink.create([]), PeerLink.create([])
+    await a.accept_answer(await b.answer_offer(await a.make_offer()))
+    assert await a.wait_open(20) and await b.wait_open(20)
+    await b.close()  # the remote leaves
+    for _ in range(200):  # until aiortc starts closing `a` by itself
+        if a.pc.signalingState == "closed":
+            break
+        await asyncio.sleep(0.02)
+    assert a.pc.signalingState == "closed"
+    closing = asyncio.ensure_future(a.close())
+    await asyncio.sleep(0)
+    closing.cancel()
+    await asyncio.sleep(1.0)  # aiortc's own close finishes meanwhile
+    del a, closing
+    gc.collect()
+    await asyncio.sleep(0)
+    assert not errors, errors
