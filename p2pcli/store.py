@@ -376,13 +376,18 @@ class PartFile(_VerifiedReads):
         self.present = bytearray(manifest.piece_count)
         self.finished = False
         self._init_checks(None, None)
+        self.created = False
+        # We made the file just now: nothing to resume. Its trailer makes it full-size
+        # (sparse), so a scan would read and hash every piece of nothing.
         self._fd = self._open(force)
 
     def _open(self, force: bool) -> int:
         path, m = self.path, self.manifest
         trailer = (m.size, _trailer(m))
         try:
-            return _create_part(path, trailer)
+            fd = _create_part(path, trailer)
+            self.created = True
+            return fd
         except FileExistsError:
             pass
         except OSError as e:
@@ -399,7 +404,9 @@ class PartFile(_VerifiedReads):
         try:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # the entry goes; whatever it pointed to is untouched
-            return _create_part(path, trailer)
+            fd = _create_part(path, trailer)
+            self.created = True
+            return fd
         except FileExistsError:
             raise UsageError(f"{path} keeps being re-created by something else; "
                              "choose another -o") from None
@@ -422,6 +429,8 @@ class PartFile(_VerifiedReads):
 
     def scan(self) -> list[int]:
         """Pieces already on disk that verify (resume after an interruption)."""
+        if self.created:  # only what was written through us since, all verified
+            return [i for i, have in enumerate(self.present) if have]
         m = self.manifest
         size = os.fstat(self._fd).st_size
         found = []

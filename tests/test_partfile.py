@@ -668,3 +668,14 @@ def test_seed_after_with_a_pipe_output_is_refused(procs: Procs, human: bool):
     p = run(procs, "fetch", "ab" * 32, "-o", "-", "--seed-after", "--signal",
             "http://127.0.0.1:9", human=human, name="refused")
     assert "-o FILE" in one_line_error(p, 2)
+
+
+def test_a_new_part_file_costs_no_hashing_to_open(tmp_path: Path, manifest: Manifest) -> None:
+    """A fresh download has nothing to resume: opening it must not read and hash the whole
+    (sparse, full-size) file, which cost every fetch a SHA-256 pass over nothing."""
+    part = PartFile(tmp_path / "movie.bin.part", manifest)
+    assert part.scan() == [] and part.bytes_hashed == 0
+    part.close()
+    again = PartFile(tmp_path / "movie.bin.part", manifest)  # ours, so it resumes: a scan
+    assert again.scan() == [] and again.bytes_hashed == manifest.size
+    again.close()
