@@ -354,8 +354,10 @@ def test_turn_without_a_token_is_refused_unless_open_relay(
     mode = ["--json"] if json_mode else []
     base = ["--host", "127.0.0.1", "--port", "0", *mode, *TURN_SETUPS[setup]]
     refused = SignalProcess(tmp_path, args=base, wait=False)
-    code = refused.proc.wait(30)
-    refused.stop()
+    try:  # a server that does not refuse must still be stopped
+        code = refused.proc.wait(30)
+    finally:
+        refused.stop()
     assert code == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("p2p: "), refused.stderr
