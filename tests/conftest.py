@@ -198,6 +198,17 @@ def make_file(path: Path, size: int, seed: int = 1) -> Path:
     return path
 
 
+def one_line_error(proc: Proc, code: int) -> str:
+    """`proc` failed with exit `code` and one `p2p:` line on stderr, no traceback."""
+    rc = proc.wait(90)
+    err = proc.stderr
+    assert rc == code, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("p2p:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 def sha256(path: Path) -> str:
     import hashlib
 

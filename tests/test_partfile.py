@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import LOOPBACK, ROOT, Procs, make_file, sha256
+from conftest import LOOPBACK, ROOT, Procs, make_file, one_line_error, sha256
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -481,16 +481,6 @@ def test_the_pipe_spool_never_grows_past_its_window(tmp_path: Path) -> None:
 
 
 # == end to end: real p2p processes, real WebRTC over loopback, real signaling ============
-
-def one_line_error(proc, code: int) -> str:
-    rc = proc.wait(90)
-    err = proc.stderr
-    assert rc == code, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("p2p:")]
-    assert len(lines) == 1, err
-    return lines[0]
-
 
 def run(procs: Procs, command: str, link: str, *extra: str, human: bool, name: str, **kw):
     mode = [] if human else ["--json"]

@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import Proc, Procs, free_port, make_file, sha256, wait_port
+from conftest import Proc, Procs, free_port, make_file, one_line_error, sha256, wait_port
 from test_signaling_guard import self_signed
 
 pytestmark = pytest.mark.timeout(180)
@@ -36,16 +36,6 @@ def seed(procs: Procs, path: Path, url: str, *extra: str, name: str = "seed", **
     link = p.wait_for(lambda p: p.stdout.strip().splitlines()[0] if p.stdout.strip() else None,
                       60, "the link")
     return p, link
-
-
-def one_line_error(proc: Proc, code: int) -> str:
-    rc = proc.wait(90)
-    err = proc.stderr
-    assert rc == code, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("p2p:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_a_restarted_server_loses_no_transfer_and_the_seeder_announces_again(

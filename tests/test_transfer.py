@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import P2P, ROOT, Procs, make_file, need, sha256
+from conftest import P2P, ROOT, Procs, make_file, need, one_line_error, sha256
 
 PIECE = 16 * 1024  # the smallest piece size: files up to 16 MiB use it
 
@@ -210,16 +210,6 @@ def test_interrupted_fetch_resumes(procs: Procs, signal_url: str):
 
 
 # -- bad input: one line on stderr, a documented exit code, no traceback ----------------
-
-
-def one_line_error(proc, code: int) -> str:
-    rc = proc.wait(60)
-    err = proc.stderr
-    assert rc == code, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("p2p:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_unknown_hash_exits_no_peers(procs: Procs, signal_url: str):
