@@ -15,15 +15,16 @@ import errno
 import itertools
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from . import events as ev
+from .download import Download, FetchOptions
 from .errors import StorageError, UsageError
-from .fetch import Download, FetchOptions, done_event
+from .events import EventSink
 from .httprange import RangeNotSatisfiable, parse_range
 from .link import Target
 from .localhttp import (
@@ -37,7 +38,7 @@ from .localhttp import (
 )
 from .player import MpvIpc, find_player, player_command, private_dir, url_argument
 from .readahead import PlayerState, ReadAhead, Reader
-from .swarm import EventSink, Swarm, SwarmConfig, no_peers_error
+from .swarm import Swarm, SwarmConfig
 
 SEND_CHUNK = 256 * 1024
 
@@ -110,7 +111,7 @@ class Streamer:
         return f"http://127.0.0.1:{self.port}/{self.secret}/{_url_name(name)}"
 
     def _refuse(self, request: web.Request, e: Refused) -> web.Response:
-        self.emit({"event": "http", "method": request.method, "status": e.status, "error": str(e)})
+        self.emit(ev.Http(method=request.method, status=e.status, error=str(e)))
         return web.Response(status=e.status, text=f"{e}\n", headers=SAFE_HEADERS)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -141,7 +142,7 @@ class Streamer:
             rng = parse_range(request.headers.get("Range"), m.size,
                               if_range=request.headers.get("If-Range"), etag=etag)
         except RangeNotSatisfiable as e:
-            self.emit({"event": "http", "method": request.method, "status": 416, "error": str(e)})
+            self.emit(ev.Http(method=request.method, status=416, error=str(e)))
             return web.Response(
                 status=416, headers={**SAFE_HEADERS, "Content-Range": f"bytes */{m.size}",
                                      "Accept-Ranges": "bytes"}
@@ -151,15 +152,8 @@ class Streamer:
         status = 206 if rng else 200
         if rng:
             headers["Content-Range"] = rng.content_range(m.size)
-        self.emit(
-            {
-                "event": "http",
-                "method": request.method,
-                "status": status,
-                "range": [start, end],
-                "verified": swarm.picker.n_have if swarm.picker else 0,
-            }
-        )
+        self.emit(ev.Http(method=request.method, status=status, range=[start, end],
+                          verified=swarm.picker.n_have if swarm.picker else 0))
         resp = web.StreamResponse(status=status, headers=headers)
         await resp.prepare(request)
         if request.method == "HEAD" or start == end:
@@ -200,13 +194,19 @@ class Streamer:
             await resp.write(data)
             if self.first_byte_at is None:
                 self.first_byte_at = time.monotonic()
-                self.emit(
-                    {"event": "first-byte", "seconds": round(self.first_byte_at - self.started, 3)}
-                )
+                self.emit(ev.FirstByte(seconds=round(self.first_byte_at - self.started, 3)))
             reader.pos += n
             self.bytes_served += n
             if reader.pos // m.piece_size != piece:
                 self.reprioritize()
+
+    def progress_fields(self) -> dict[str, Any]:
+        """What a stream adds to the download's progress event."""
+        fields: dict[str, Any] = {"served": self.bytes_served,
+                                  "buffer_ahead": self.buffer_ahead()}
+        if self.player.play_pos is not None:
+            fields.update(play_pos=self.player.play_pos, paused=self.player.paused)
+        return fields
 
     def buffer_ahead(self) -> int:
         """Verified bytes in a row from the play position (or the newest read)."""
@@ -247,7 +247,9 @@ async def _start_http(app: web.Application, port: int) -> tuple[web.AppRunner, i
 
 async def stream(
     target: Target, config: SwarmConfig, opts: StreamOptions, emit: EventSink
-) -> dict[str, Any]:
+) -> ev.Event:
+    """Download `target` while serving it over local HTTP to a player (or to whoever
+    reads the `serving` event's URL: `--player none`)."""
     player = None if opts.player == "none" else find_player(opts.player)  # fail fast
     swarm = Swarm(target.content_hash, config, emit)
     dl = Download(
@@ -257,117 +259,100 @@ async def stream(
     dl.check_output_early()
     st = Streamer(swarm, dl, emit)
 
-    async def on_manifest(m) -> None:
-        await dl.open_store(m)
+    async def open_store(m):
+        opened = await dl.open_store(m)
         st.readahead = ReadAhead(m.size, m.piece_size)
+        return opened
 
-    swarm.on_manifest = on_manifest
+    swarm.open_store = open_store
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", st.handle)
     app.router.add_route("HEAD", "/{tail:.*}", st.handle)
     runner, st.port = await _start_http(app, opts.port)
+    play = _Player(opts, player)
     tasks: list[asyncio.Task] = []
-    proc: asyncio.subprocess.Process | None = None
-    ipc: str | None = None
-    private: str | None = None
-    finished = False
     try:
-        await swarm.start()
-        swarm.last_peer_time = time.monotonic()
+        await dl.start()
         while not swarm.manifest_ready.is_set():
-            if swarm.fatal is not None:
-                raise swarm.fatal
-            if not swarm.helpful_peers and time.monotonic() - swarm.last_peer_time > config.timeout:
-                raise no_peers_error(swarm, config.timeout)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(swarm.manifest_ready.wait(), 0.5)
+            await dl.step()
         m = swarm.manifest
         assert m is not None
         url = st.url(m.name)
-        emit({"event": "serving", "url": url, "name": m.name, "size": m.size})
-        if player is None:
-            sys.stdout.write(url + "\n")
-            sys.stdout.flush()
-        else:
-            name, path = player
-            private = private_dir()
-            if name == "mpv":
-                ipc = os.path.join(private, "ipc.sock")
-                st.mpv = MpvIpc(ipc)
-                st.mpv.state.listeners.append(st.on_player_change)
-                tasks.append(asyncio.ensure_future(st.mpv.run()))
-            # The URL's secret goes in a private file, not the player's argv (ps shows argv
-            # to every local user); ffplay reads no playlist, so it gets the URL itself.
-            target = url_argument(name, url, private)
-            cmd = player_command(name, path, target, ipc, opts.player_args)
-            out = None if opts.show_player_output else asyncio.subprocess.DEVNULL
-            proc = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.DEVNULL,
-                stdout=sys.stderr.fileno() if out is None else out, stderr=out,
-            )
-            emit({"event": "player-started", "player": name, "pid": proc.pid})
-        tasks.append(asyncio.ensure_future(_report(st)))
-        player_wait = asyncio.ensure_future(proc.wait()) if proc else None
+        emit(ev.Serving(url=url, name=m.name, size=m.size))
+        await play.start(url, st, emit, tasks)
+        tasks.append(asyncio.ensure_future(dl.report(st.progress_fields)))
         while True:
-            if swarm.fatal is not None:
-                raise swarm.fatal
-            if swarm.complete.is_set() and not finished:
-                assert dl.store is not None
-                await asyncio.to_thread(dl.store.finish, dl.final, force=opts.force)
-                emit(done_event(swarm, m, str(dl.final), st.started))
-                finished = True  # after `done`: a stop from here on exits 0
-            if player_wait is not None and player_wait.done():
-                emit({"event": "player-exited", "code": player_wait.result()})
-                player_wait = None
+            await dl.step([play.wait] if play.wait is not None else [])
+            if play.wait is not None and play.wait.done():
+                emit(ev.PlayerExited(code=play.wait.result()))
+                play.wait = None
                 if not opts.keep_seeding:
                     break
-            if not finished and not swarm.helpful_peers and (
-                time.monotonic() - swarm.last_peer_time > config.timeout
-            ):
-                raise no_peers_error(swarm, config.timeout)
-            waits = [asyncio.ensure_future(swarm.fatal_event.wait()),
-                     asyncio.ensure_future(swarm.complete.wait())]
-            if player_wait is not None:
-                waits.append(player_wait)
-            _, pending = await asyncio.wait(waits, timeout=0.5, return_when="FIRST_COMPLETED")
-            for t in pending:
-                if t is not player_wait:
-                    t.cancel()
-        return {"event": "stream-ended", "served": st.bytes_served}
+        return ev.StreamEnded(served=st.bytes_served)
     except asyncio.CancelledError:
         # Ctrl-C or SIGTERM once the download is complete (how `--player none` ends) is
         # a normal stop, not an interruption: nothing is left to resume.
-        if finished and swarm.fatal is None:
-            return {"event": "stream-ended", "served": st.bytes_served}
+        if dl.done is not None and swarm.fatal is None:
+            return ev.StreamEnded(served=st.bytes_served)
         raise
     finally:
         for t in tasks:
             t.cancel()
+        await play.stop()
+        st.stopping = True
+        await dl.close()
+        await runner.cleanup()
+
+
+class _Player:
+    """The media player process, its IPC socket and its private directory."""
+
+    def __init__(self, opts: StreamOptions, found: tuple[str, str] | None) -> None:
+        self.opts = opts
+        self.found = found
+        self.proc: asyncio.subprocess.Process | None = None
+        self.wait: asyncio.Future | None = None
+        "Completes with the player's exit code."
+        self.private: str | None = None
+
+    async def start(self, url: str, st: Streamer, emit: EventSink,
+                    tasks: list[asyncio.Task]) -> None:
+        if self.found is None:
+            return  # --player none: the `serving` event carries the URL
+        name, path = self.found
+        self.private = private_dir()
+        ipc = None
+        if name == "mpv":
+            ipc = os.path.join(self.private, "ipc.sock")
+            st.mpv = MpvIpc(ipc)
+            st.mpv.state.listeners.append(st.on_player_change)
+            tasks.append(asyncio.ensure_future(st.mpv.run()))
+        # The URL's secret goes in a private file, not the player's argv (ps shows argv
+        # to every local user); ffplay reads no playlist, so it gets the URL itself.
+        target = url_argument(name, url, self.private)
+        cmd = player_command(name, path, target, ipc, self.opts.player_args)
+        # The player's own output goes to our stderr (never stdout), or nowhere.
+        out = 2 if self.opts.show_player_output else asyncio.subprocess.DEVNULL
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+        )
+        self.wait = asyncio.ensure_future(self.proc.wait())
+        emit(ev.PlayerStarted(player=name, pid=self.proc.pid))
+
+    async def stop(self) -> None:
+        proc = self.proc
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(proc.wait(), 5)
-        if private:
-            shutil.rmtree(private, ignore_errors=True)
-        swarm.accepting = False
-        st.stopping = True
-        await swarm.close()
-        await runner.cleanup()
-        dl.cleanup()
+        if self.wait is not None:
+            self.wait.cancel()
+        if self.private:
+            shutil.rmtree(self.private, ignore_errors=True)
 
 
 def _url_name(name: str) -> str:
     from urllib.parse import quote
 
     return quote(name, safe="")
-
-
-async def _report(st: Streamer) -> None:
-    while True:
-        await asyncio.sleep(0.5)
-        ev = st.swarm.progress()
-        ev.update(served=st.bytes_served, buffer_ahead=st.buffer_ahead())
-        if st.player.play_pos is not None:
-            ev.update(play_pos=st.player.play_pos, paused=st.player.paused)
-        st.swarm.emit(ev)

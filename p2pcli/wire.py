@@ -10,8 +10,9 @@ tracks what this side asked for, so a peer cannot push data nobody requested, an
 
 from __future__ import annotations
 
+import contextlib
 import struct
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
@@ -32,6 +33,18 @@ MANIFEST_CHUNK = 64 * 1024 - 64
 # "not yet" (total 0) before we had a manifest, and a little slack. More is a peer making
 # us send the manifest again and again (each 9-byte request draws up to 64 KiB).
 MANIFEST_REQUEST_SLACK = 4
+
+# -- limits a peer is held to (the swarm applies them; they are part of the protocol) -------
+
+MAX_MESSAGE = 256 * 1024  # what aiortc and Chromium advertise as max-message-size
+MAX_MANIFEST = 16 * 1024 * 1024  # bytes; a 16 MiB piece list already describes > 8 TiB
+MAX_QUEUED_REQUESTS = 512  # unanswered REQUESTs from one peer; more is a flood
+HANDSHAKE_TIMEOUT = 10.0  # seconds from channel open to the remote's handshake
+# Seconds for a peer to answer a manifest request. It goes behind the answering side's
+# upload limit, so it gets longer than a block request.
+MANIFEST_TIMEOUT = 20.0
+BAD_PIECE_STRIKES = 3  # shared blame for bad pieces before a peer is dropped
+MAX_REFUSALS = 8  # REJECTs of pieces a peer said it had, before it counts as lying
 
 
 def manifest_request_limit(size: int | None) -> int:
@@ -350,13 +363,83 @@ class PeerProtocol:
         self.local_manifest_size: int | None = None
         self.remote_bitfield_seen = False
         self.closed = False
+        # Sending side, so the order of what we send is checked too: the handshake first,
+        # availability (BITFIELD or HAVE_ALL) once, HAVEs after it, and a PIECE or REJECT
+        # only for a block the remote asked for (in `requests`, oldest first, or taken off
+        # it by `next_request` and being read).
+        self.handshake_sent = False
+        self.availability_sent = False
+        self.requests: deque[Block] = deque()
+        self.serving: Counter[Block] = Counter()
 
     # -- outgoing
 
     def handshake(self) -> bytes:
+        if self.handshake_sent:
+            raise ValueError("handshake sent twice")
+        self.handshake_sent = True
         return encode_handshake(self.content_hash, self.peer_id, self.max_block)
 
+    def _check_started(self, what: str) -> None:
+        if not self.handshake_sent or self.remote is None:
+            raise ValueError(f"{what} before both handshakes")
+
+    def send_close(self, reason: str) -> bytes:
+        """CLOSE may go at any time, even before a handshake (a refused connection)."""
+        return encode_close(reason)
+
+    def send_availability(self, have: set[int] | None) -> bytes:
+        """BITFIELD of `have`, or HAVE_ALL for None; once, after the geometry is known."""
+        self._check_started("availability")
+        if self.geometry is None:
+            raise ValueError("availability before the content is known")
+        if self.availability_sent:
+            raise ValueError("availability sent twice")
+        self.availability_sent = True
+        if have is None:
+            return encode_have_all()
+        return encode_bitfield(bitfield_from(have, self.geometry.piece_count))
+
+    def send_have(self, piece: int) -> bytes:
+        if not self.availability_sent:
+            raise ValueError("HAVE before availability")
+        assert self.geometry is not None
+        if not 0 <= piece < self.geometry.piece_count:
+            raise ValueError(f"HAVE of piece {piece} beyond the last piece")
+        return encode_have(piece)
+
+    def next_request(self) -> Block | None:
+        """The remote's oldest unanswered request, now being served (None: none queued)."""
+        if not self.requests:
+            return None
+        block = self.requests.popleft()
+        self.serving[block] += 1
+        return block
+
+    def _take_request(self, block: Block) -> None:
+        if self.serving[block]:
+            self.serving[block] -= 1
+            if not self.serving[block]:
+                del self.serving[block]
+            return
+        self.serving.pop(block, None)  # a Counter lookup above may have added it
+        try:
+            self.requests.remove(block)
+        except ValueError:
+            raise ValueError(f"answer to block {block} nobody asked for") from None
+
+    def send_piece(self, piece: int, offset: int, data: bytes) -> bytes:
+        """The PIECE message answering the remote's request for this block."""
+        self._take_request((piece, offset, len(data)))
+        return encode_piece_header(piece, offset) + data
+
+    def send_reject(self, piece: int, offset: int, length: int) -> bytes:
+        """REJECT a request we will not answer with data (queued or being served)."""
+        self._take_request((piece, offset, length))
+        return encode_reject(piece, offset, length)
+
     def send_manifest_request(self, offset: int, length: int) -> bytes:
+        self._check_started("manifest request")
         self.manifest_wanted = (offset, length)
         return encode_manifest_request(offset, length)
 
@@ -375,7 +458,8 @@ class PeerProtocol:
         self.manifest_asked = None
 
     def send_request(self, piece: int, offset: int, length: int) -> bytes:
-        if self.remote is not None and length > self.max_block:
+        self._check_started("request")
+        if length > self.max_block:
             raise ValueError("block longer than we advertised")
         self.outstanding.add((piece, offset, length))
         return encode_request(piece, offset, length)
@@ -403,7 +487,11 @@ class PeerProtocol:
 
     # -- incoming
 
-    def receive(self, data: bytes) -> Event:
+    def receive(self, data: bytes | str) -> Event:
+        if isinstance(data, str):
+            raise ProtocolError("text message on the binary protocol channel")
+        if len(data) > MAX_MESSAGE:
+            raise ProtocolError(f"message of {len(data)} bytes exceeds 256 KiB")
         if self.closed:
             raise ProtocolError("message after close")
         ev = decode(data)
@@ -438,8 +526,17 @@ class PeerProtocol:
         elif isinstance(ev, HaveReceived):
             if self.geometry is not None and ev.piece >= self.geometry.piece_count:
                 raise ProtocolError(f"HAVE for piece {ev.piece} beyond the last piece")
-        elif isinstance(ev, BlockRequested | BlockCancelled):
+        elif isinstance(ev, BlockRequested):
             self._check_block(ev.piece, ev.offset, ev.length, limit=self.piece_message_limit())
+            if len(self.requests) >= MAX_QUEUED_REQUESTS:
+                raise ProtocolError("request flood")
+            self.requests.append((ev.piece, ev.offset, ev.length))
+        elif isinstance(ev, BlockCancelled):
+            self._check_block(ev.piece, ev.offset, ev.length, limit=self.piece_message_limit())
+            # A block already being read goes out anyway: the remote counts cancelled
+            # blocks that may still arrive.
+            with contextlib.suppress(ValueError):
+                self.requests.remove((ev.piece, ev.offset, ev.length))
         elif isinstance(ev, BlockReceived):
             block = (ev.piece, ev.offset, len(ev.data))
             if not self._answered(block):

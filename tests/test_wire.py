@@ -74,8 +74,9 @@ def raw_handshake(
 
 
 def connected(*, geometry: bool = True, their_max_block: int = DEFAULT_MAX_BLOCK) -> PeerProtocol:
-    """Our side of a conversation after a valid remote handshake."""
+    """Our side of a conversation after both handshakes."""
     p = PeerProtocol(HASH, OUR_ID)
+    p.handshake()
     assert isinstance(p.receive(raw_handshake(max_block=their_max_block)), Handshake)
     if geometry:
         p.set_geometry(GEOMETRY)

@@ -1,0 +1,216 @@
+"""One download, for `fetch` and `stream`: its store, its wait, its end and its `done`.
+
+To a file: pieces go into `NAME.part` and the file is renamed when every piece is verified;
+running again resumes from what `.part` holds. To a pipe: pieces are picked in playback
+order inside a read-ahead window that advances only as fast as the reader takes bytes, and
+spooled through a ring file of that window's size in a private temp directory, so a slow
+player throttles the download instead of memory or disk filling up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import events as ev
+from .errors import StorageError, UsageError
+from .events import EventSink
+from .manifest import Manifest
+from .picker import Picker
+from .store import PartFile, SpoolRing, check_output, part_path
+from .swarm import Swarm, no_peers_error
+from .wire import DEFAULT_MAX_BLOCK
+
+READ_AHEAD_BYTES = 32 * 1024 * 1024  # how far a pipe download may run ahead of the reader
+MIN_READ_AHEAD_PIECES = 8
+WAIT_STEP = 0.5  # seconds between checks of the peers while waiting
+
+
+@dataclass
+class FetchOptions:
+    output: str | None = None
+    "'-' for stdout, a path, or None: stdout when it is not a terminal, else the manifest's name."
+    force: bool = False
+    "Overwrite an existing output file."
+    seed_after: bool = False
+    "Keep serving the pieces after the download completes."
+    stdout_is_tty: bool = True
+    "Whether stdout is a terminal (decides the default output)."
+    stdout_fd: int = 1
+    "Where content goes in pipe mode."
+
+
+class ReaderGone(Exception):
+    """The process reading our stdout went away (EPIPE): stop quietly."""
+
+
+class Download:
+    """Opens the store once the manifest is known, waits for the pieces, and finishes."""
+
+    def __init__(self, swarm: Swarm, opts: FetchOptions, emit: EventSink, *,
+                 stream: bool = False) -> None:
+        self.swarm = swarm
+        self.opts = opts
+        self.emit = emit
+        self.stream = stream  # `p2p stream`: in-order by default, a player's ranges first
+        self.to_stdout = not stream and (
+            opts.output == "-" or (opts.output is None and not opts.stdout_is_tty)
+        )
+        self.final: Path | None = None
+        self.store: PartFile | None = None
+        self.spool_dir: str | None = None
+        self.written = 0  # pieces written to stdout
+        self.writer: asyncio.Task | None = None
+        self.started = time.monotonic()
+        self.done: ev.Done | None = None
+        "The `done` event, once the download is complete and in place."
+        swarm.open_store = self.open_store
+
+    def check_output_early(self) -> None:
+        if self.to_stdout and self.opts.seed_after:
+            # A pipe download keeps only its read-ahead window: nothing is left to seed.
+            raise UsageError("--seed-after needs a file to seed from; give -o FILE")
+        if self.to_stdout or self.opts.output is None:
+            return
+        check_output(Path(self.opts.output), force=self.opts.force)
+
+    async def start(self) -> None:
+        await self.swarm.start()
+        self.swarm.core.last_helpful = time.monotonic()  # the wait for peers starts now
+        if self.to_stdout:
+            self.writer = asyncio.ensure_future(self._write_stdout())
+
+    async def open_store(self, m: Manifest) -> tuple[PartFile, Picker]:
+        window = None
+        if self.to_stdout:
+            window = max(MIN_READ_AHEAD_PIECES, READ_AHEAD_BYTES // m.piece_size)
+            # Only the read-ahead window is spooled (a ring of `window` pieces in a private
+            # temp directory): what went to the pipe cannot be resumed, so nothing else is kept.
+            self.spool_dir = tempfile.mkdtemp(prefix="p2p-spool-")
+            part = Path(self.spool_dir) / "spool"
+            self.store = SpoolRing(part, m, window)
+        else:
+            self.final = Path(self.opts.output) if self.opts.output else Path.cwd() / m.name
+            check_output(self.final, force=self.opts.force)
+            part = part_path(self.final)
+            self.store = PartFile(part, m, force=self.opts.force)
+        found = await asyncio.to_thread(self.store.scan)
+        lengths = [m.piece_length(i) for i in range(m.piece_count)]
+        picker = Picker(lengths, min(m.piece_size, DEFAULT_MAX_BLOCK),
+                        sequential=self.to_stdout or self.stream, window=window)
+        picker.strict_priority = self.stream
+        for i in found:
+            picker.mark_have(i)
+        if found:
+            self.emit(ev.Resume(pieces=len(found), path=str(part)))
+        return self.store, picker
+
+    async def step(self, also: list[asyncio.Future] | None = None) -> None:
+        """Wait a little for progress, `also` or the end; raise if the download failed
+        (a fatal error, a write error, or nobody usable for `--timeout`). Finishes the
+        download (rename, `done` event) once every piece is in."""
+        swarm = self.swarm
+        if swarm.fatal is not None:
+            raise swarm.fatal
+        if self.writer is not None and self.writer.done():
+            self.writer.result()  # re-raise a write error
+        if self.done is None and swarm.complete.is_set() and (
+                self.writer is None or self.writer.done()):
+            await self._finish()
+            return
+        core, timeout = swarm.core, swarm.config.timeout
+        if self.done is None and not core.helpful_peers() and (
+                time.monotonic() - core.last_helpful > timeout):
+            raise no_peers_error(core, timeout, swarm.turn_urls())
+        waits = [asyncio.ensure_future(swarm.fatal_event.wait())]
+        if self.done is None:
+            waits.append(self.writer if self.writer is not None
+                         else asyncio.ensure_future(swarm.complete.wait()))
+            if not swarm.manifest_ready.is_set():
+                waits.append(asyncio.ensure_future(swarm.manifest_ready.wait()))
+        waits += also or []
+        _, pending = await asyncio.wait(waits, timeout=WAIT_STEP, return_when="FIRST_COMPLETED")
+        for t in pending:
+            if t is not self.writer and t not in (also or []):
+                t.cancel()
+
+    async def _finish(self) -> None:
+        m, store = self.swarm.manifest, self.store
+        assert m is not None and store is not None
+        if not self.to_stdout:
+            await asyncio.to_thread(store.finish, self.final, force=self.opts.force)
+        core = self.swarm.core
+        self.done = ev.Done(
+            name=m.name, size=m.size, path=str(self.final) if self.final else "-",
+            seconds=round(time.monotonic() - self.started, 3), received=core.bytes_down,
+            peers=dict(core.received_from), connections=dict(core.connections),
+            sent=core.bytes_up,
+        )
+        self.emit(self.done)
+
+    async def _write_stdout(self) -> None:
+        """Write verified pieces in order; the picker's window follows what was written."""
+        swarm = self.swarm
+        await swarm.manifest_ready.wait()
+        m, p, store = swarm.manifest, swarm.picker, self.store
+        assert m is not None and p is not None and store is not None
+        fd = self.opts.stdout_fd
+        for i in range(m.piece_count):
+            while not p.have[i]:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(swarm.piece_done.wait(), WAIT_STEP)
+            data = await asyncio.to_thread(store.read_piece, i)
+            await asyncio.to_thread(_write_all, fd, data)
+            if isinstance(store, SpoolRing):
+                store.release(i)
+            self.written = i + 1
+            swarm.set_cursor(i + 1)
+
+    async def report(self, extra: Callable[[], dict[str, Any]] | None = None) -> None:
+        """A progress event every half second (`extra`: the command's own fields)."""
+        while True:
+            await asyncio.sleep(WAIT_STEP)
+            fields: dict[str, Any] = {}
+            if self.to_stdout:
+                fields["written"] = self.written
+            if self.store is not None:
+                fields["hashed"] = self.store.bytes_hashed  # checking work, next to "sent"
+            if extra is not None:
+                fields.update(extra())
+            self.emit(dataclasses.replace(self.swarm.core.progress(), **fields))
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.writer
+        self.swarm.core.stop_accepting()
+        await self.swarm.close()
+        if self.store is not None:
+            self.store.close()
+        if self.spool_dir is not None:
+            shutil.rmtree(self.spool_dir, ignore_errors=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    except BrokenPipeError:
+        raise ReaderGone() from None
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            raise ReaderGone() from None
+        raise StorageError(f"writing to stdout failed ({e.strerror})") from None

@@ -1,0 +1,487 @@
+"""The swarm's decisions, sans-IO: every peer of one content hash and what flows over them.
+
+`SwarmCore` is to the swarm what `wire.PeerProtocol` is to one peer. It takes what happened
+(a peer listed, offered, opened, sent bytes or closed; a piece checked; the time passed) and
+answers with actions for its adapter (`actions.py`: send bytes, close a link, verify a piece,
+open the store, report an event) and the time it next wants `handle_timer`. It reads no
+clock and does no I/O: `swarm/node.py` drives it with aiortc links, signaling and threads,
+and tests/test_swarm_core.py drives it with in-memory peers and a fake clock.
+
+It owns each peer's `PeerProtocol`, connection `Slots`, the manifest's fetching and
+timeouts; the pieces themselves (`Picker`, strikes, end-game cancels) are its
+`PieceExchange` (exchange.py).
+"""
+
+from __future__ import annotations
+
+from .. import events as ev
+from .. import wire
+from ..manifest import Manifest
+from ..picker import Picker
+from ..slots import BUSY, Refuse, Slots, retry_delay
+from . import actions as act
+from .exchange import PieceExchange
+from .manifest_fetch import ManifestRejected, check_late_answer
+from .peer import Peer
+from .rates import Rate
+
+TICK = 0.5  # seconds between housekeeping rounds (`handle_timer`)
+REFUSE_GRACE = 2.0  # seconds a refused peer gets to read our CLOSE and hang up itself
+Block = wire.Block
+
+
+class SwarmCore:
+    """All peers of one content hash. Seeding: give the `manifest` (the store is open)."""
+
+    def __init__(
+        self,
+        content_hash: bytes,
+        peer_id: bytes,
+        *,
+        now: float,
+        max_peers: int = 32,
+        max_peers_per_address: int | None = None,
+        manifest: Manifest | None = None,
+    ) -> None:
+        self.content_hash = content_hash
+        self.peer_id = peer_id
+        self.peers: dict[str, Peer] = {}
+        self.slots = Slots(max_peers, max_peers_per_address)
+        self.out = act.Outbox()
+        self.pieces = PieceExchange(self.peers, self.out, self._drop)
+        self.pieces.manifest = manifest
+        self.accepting = True
+        "False once a finished download stops taking new peers."
+        self.own_signal_id: str | None = None
+        self.busy_peers: dict[str, tuple[int, float]] = {}
+        "Peers that said busy: (attempts, when to offer again)."
+        self.banned: set[str] = set()
+        self.banned_ids: set[bytes] = set()
+        self.bytes_up = self.bytes_down = 0
+        self.up_rate, self.down_rate = Rate(now), Rate(now)
+        self.received_from: dict[str, int] = {}
+        "Bytes each peer gave us, for the summary."
+        self.connections: dict[str, str] = {}
+        "The connection kind of each peer in `received_from` (host/srflx/relay)."
+        self.bad_manifests = 0
+        self.connect_failures = 0
+        "Peers whose WebRTC connection never opened."
+        self.last_helpful = now
+        "When a peer that can give us something was last connected."
+        self._opening = False  # a verified manifest arrived; its store is being opened
+        self._next_tick = now + TICK
+        x = self.pieces
+        self._handlers = {
+            wire.Handshake: self._on_handshake,
+            wire.BlockReceived: self._on_block,
+            wire.BlockRequested: self._on_request,
+            wire.BlockCancelled: lambda p, e, now: None,  # `PeerProtocol` unqueued it
+            wire.BlockRejected: x.on_reject,
+            wire.HaveReceived: x.on_have,
+            wire.BitfieldReceived: self._on_availability,
+            wire.HaveAllReceived: self._on_availability,
+            wire.ManifestRequested: self._on_manifest_request,
+            wire.ManifestData: self._on_manifest_data,
+            wire.Closed: self._on_close,
+        }
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def next_action(self) -> act.Action | None:
+        q = self.out.queue
+        return q.popleft() if q else None
+
+    def get_timer(self) -> float:
+        return self._next_tick
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """Set once the store for it is open (a seeder: from the start)."""
+        return self.pieces.manifest
+
+    @property
+    def picker(self) -> Picker | None:
+        """None while seeding (we have everything) or before the manifest."""
+        return self.pieces.picker
+
+    @property
+    def complete(self) -> bool:
+        return self.pieces.complete
+
+    @property
+    def rejections(self) -> int:
+        """Bad manifests and bad pieces seen."""
+        return self.bad_manifests + self.pieces.bad_pieces
+
+    def usable_peers(self) -> list[Peer]:
+        return [p for p in self.peers.values() if p.ready]
+
+    def helpful_peers(self) -> list[Peer]:
+        """Connected peers that may give us something we lack. Only these hold off a
+        download's `--timeout`: a peer with nothing we need (another downloader waiting
+        for the same manifest, or with the same pieces) must not keep it waiting forever."""
+        return [p for p in self.peers.values() if p.ready and self._can_help(p)]
+
+    def _can_help(self, p: Peer) -> bool:
+        if self.manifest is None:
+            return not p.manifest.unavailable
+        return self.pieces.can_help(p)
+
+    def unopened(self) -> int:
+        """Connections that never opened, counting those still trying (not busy retries)."""
+        return self.connect_failures + sum(
+            p.opened_at is None and p.id not in self.busy_peers for p in self.peers.values()
+        )
+
+    def progress(self) -> ev.Progress:
+        return ev.Progress(peers=len(self.usable_peers()), received=self.bytes_down,
+                           rate=round(self.down_rate.value), sent=self.bytes_up,
+                           **self.pieces.progress_fields())
+
+    # -- signaling inputs ------------------------------------------------------------------
+
+    def peer_listed(self, peer: str, now: float) -> None:
+        """A signaling peer list named `peer`: connect to it if there is room."""
+        if (peer == self.own_signal_id or peer in self.peers or peer in self.banned
+                or not self.accepting or self.slots.full):
+            return
+        self._add(peer, offerer=True, now=now)
+        self.out.push(act.Connect(peer))
+
+    def offer_received(self, peer: str, now: float) -> bool:
+        """`peer` offers a connection: True to answer it. An idle peer may give its slot
+        up; with no room the newcomer hears "busy" and tries again later."""
+        if peer in self.banned:
+            return False
+        old = self.peers.get(peer)
+        if old is not None:
+            self._drop(old, None, now)  # the peer restarted its side
+        verdict = self.slots.offer(peer, now)
+        if isinstance(verdict, Refuse):
+            self.out.push(act.SignalBusy(peer, verdict.reason))
+            self.out.emit(ev.PeerRefused(peer=peer, reason=verdict.reason))
+            return False
+        if verdict.evict is not None:
+            self._drop_idle(verdict.evict, "gave its slot to a waiting peer", now)
+        self._add(peer, offerer=False, now=now)
+        return True
+
+    def expects_answer(self, peer: str) -> bool:
+        p = self.peers.get(peer)
+        return p is not None and p.offerer and p.opened_at is None
+
+    def answered_busy(self, peer: str, now: float) -> None:
+        """Our offer was answered "busy": offer again later; not a network failure."""
+        p = self.peers.get(peer)
+        if p is not None and p.offerer:
+            self._refused_busy(p, now)
+            self._drop(p, None, now)
+
+    def signaling_left(self, peer: str, now: float) -> None:
+        self.busy_peers.pop(peer, None)
+        p = self.peers.get(peer)
+        # Once connected, WebRTC no longer needs the server: keep the link.
+        if p is not None and p.opened_at is None:
+            self._drop(p, None, now)
+
+    def forget(self, peer: str, reason: str | None, now: float) -> None:
+        """Drop `peer` (e.g. its signaling made no sense, or it left while connecting)."""
+        p = self.peers.get(peer)
+        if p is not None:
+            self._drop(p, reason, now)
+
+    def _add(self, peer: str, *, offerer: bool, now: float) -> None:
+        proto = wire.PeerProtocol(self.content_hash, self.peer_id)
+        if self.manifest is not None:
+            proto.set_local_manifest_size(len(self.manifest.encoded))
+        self.peers[peer] = Peer(peer, proto, offerer=offerer, now=now)
+        self.slots.add(peer, now)
+
+    def _refused_busy(self, p: Peer, now: float) -> None:
+        p.refused_busy = True
+        attempts = self.busy_peers.get(p.id, (0, 0.0))[0] + 1
+        self.busy_peers[p.id] = (attempts, now + retry_delay(attempts))
+
+    # -- link inputs -----------------------------------------------------------------------
+
+    def connect_failed(self, peer: str, reason: str | None, now: float) -> None:
+        """The connection did not open (`reason` None: it was closed on purpose)."""
+        p = self.peers.get(peer)
+        if p is None:
+            return
+        if not p.refused_busy:
+            self.connect_failures += 1
+        self._drop(p, reason, now)
+
+    def peer_opened(self, peer: str, address: str | None, connection: str | None,
+                    now: float) -> None:
+        """The data channel opened; `address` keys the per-address limit."""
+        p = self.peers.get(peer)
+        if p is None:
+            return
+        p.opened_at = p.last_data = now
+        p.connection = connection or "unknown"
+        verdict = self.slots.opened(peer, address, now)
+        if isinstance(verdict, Refuse):
+            # Closing at once would lose the CLOSE (closing drops what is queued): give
+            # the remote a moment to read the reason and hang up itself.
+            p.dropped = verdict.reason
+            p.refusing_until = now + REFUSE_GRACE
+            self.out.send(p, p.proto.send_close(verdict.reason))
+            self.out.emit(ev.PeerRefused(peer=peer, reason=verdict.reason))
+            return
+        if verdict.evict is not None:
+            self._drop_idle(verdict.evict, "gave its slot to another peer from its address", now)
+        self.out.send(p, p.proto.handshake())
+
+    def peer_closed(self, peer: str, now: float) -> None:
+        p = self.peers.get(peer)
+        if p is not None:
+            p.closed = True
+            self._drop(p, p.dropped, now)
+
+    def data_received(self, peer: str, data: bytes | str, now: float) -> None:
+        p = self.peers.get(peer)
+        if p is None or p.refusing_until is not None:
+            return
+        try:
+            event = p.proto.receive(data)
+            self._handlers[type(event)](p, event, now)
+        except wire.ProtocolError as e:
+            self._drop(p, f"protocol error: {e}", now, ban=True)
+
+    # -- messages --------------------------------------------------------------------------
+
+    def _on_handshake(self, p: Peer, e: wire.Handshake, now: float) -> None:
+        if e.peer_id == self.peer_id or e.peer_id in self.banned_ids:
+            raise wire.ProtocolError("connected to ourselves or to a dropped peer")
+        if any(o is not p and o.proto.remote is not None and o.proto.remote.peer_id == e.peer_id
+               for o in self.peers.values()):
+            # Same peer under a new signaling id (e.g. after a server restart).
+            self._drop(p, "already connected to this peer", now)
+            return
+        self.last_helpful = now
+        self.busy_peers.pop(p.id, None)  # it had room after all
+        self.connections[p.id] = p.connection or "unknown"
+        self.out.emit(ev.PeerJoined(peer=p.id, connection=self.connections[p.id]))
+        if self.manifest is not None:
+            self.pieces.start(p)
+        else:
+            self._request_manifest(p, now)
+
+    def _on_block(self, p: Peer, e: wire.BlockReceived, now: float) -> None:
+        n = len(e.data)
+        p.bytes_down += n
+        p.rate.add(n)
+        self.bytes_down += n
+        self.down_rate.add(n)
+        self.received_from[p.id] = self.received_from.get(p.id, 0) + n
+        p.last_data = now
+        self.slots.useful(p.id, now)
+        self.pieces.on_block(p, e, now)
+
+    def _on_request(self, p: Peer, e: wire.BlockRequested, now: float) -> None:
+        if not self.pieces.can_serve(e.piece):
+            self.out.send(p, p.proto.send_reject(e.piece, e.offset, e.length))
+            return
+        self.slots.useful(p.id, now)
+        self.out.push(act.Upload(p.id))
+
+    def _on_availability(self, p: Peer, e: wire.Event, now: float) -> None:
+        if isinstance(e, wire.HaveAllReceived):
+            p.has_all = True
+        else:
+            assert isinstance(e, wire.BitfieldReceived)
+            p.pending_bitfield = e.bits
+        if self.manifest is not None:
+            self.pieces.attach(p, now)
+        elif p.manifest.unavailable or not p.manifest.buf:
+            self._request_manifest(p, now)
+
+    def _request_manifest(self, p: Peer, now: float) -> None:
+        if self.manifest is None and p.proto.manifest_wanted is None:
+            self.out.send(p, p.manifest.request(p.proto, now))
+
+    def _on_manifest_request(self, p: Peer, e: wire.ManifestRequested, now: float) -> None:
+        # Answered like a block: behind the upload limit and the link's back-pressure,
+        # one at a time, within the request budget `proto` holds the peer to.
+        if self.manifest is not None:
+            self.slots.useful(p.id, now)
+        self.out.push(act.AnswerManifest(p.id))
+
+    def _on_manifest_data(self, p: Peer, e: wire.ManifestData, now: float) -> None:
+        try:
+            if self.manifest is not None:
+                p.manifest.asked_at = None
+                check_late_answer(self.manifest, e)
+                return
+            if self._opening:
+                p.manifest.asked_at = None
+                return  # a verified manifest is already being set up
+            m = p.manifest.received(e, self.content_hash)
+        except ManifestRejected as err:
+            self.bad_manifests += 1
+            self.out.emit(ev.ManifestRejected(peer=p.id, reason=str(err)))
+            raise wire.ProtocolError(f"sent a bad manifest: {err}") from None
+        if m is not None:
+            # `manifest` is set only once the store and picker exist (`store_opened`):
+            # until then every peer is treated as before the manifest.
+            self._opening = True
+            self.out.emit(ev.Manifest(peer=p.id, name=m.name, size=m.size,
+                                      piece_size=m.piece_size, pieces=m.piece_count))
+            self.out.push(act.OpenStore(m))
+        elif not p.manifest.unavailable:
+            self._request_manifest(p, now)
+
+    def _on_close(self, p: Peer, e: wire.Closed, now: float) -> None:
+        p.dropped = p.dropped or f"peer closed: {e.reason}"
+        if e.reason.startswith(BUSY):
+            self._refused_busy(p, now)
+        self._drop(p, None, now)
+
+    # -- the content -----------------------------------------------------------------------
+
+    def store_opened(self, manifest: Manifest, picker: Picker | None, *, offers_pieces: bool,
+                     now: float) -> None:
+        """The store for `manifest` is open: start exchanging pieces with every peer."""
+        x = self.pieces
+        x.manifest, x.picker, x.offers_pieces = manifest, picker, offers_pieces
+        for p in list(self.peers.values()):
+            p.proto.set_local_manifest_size(len(manifest.encoded))
+            if p.ready:
+                x.start(p)
+                if p.proto.remote_bitfield_seen:
+                    x.attach(p, now)
+        x.refill_all(now)
+
+    def piece_checked(self, piece: int, ok: bool, now: float) -> None:
+        """The adapter checked (and, if `ok`, stored) a piece from a `Verify` action."""
+        self.pieces.piece_checked(piece, ok, now)
+
+    def set_priority(self, pieces: list[int], now: float) -> None:
+        """Put these pieces first (streaming); cancel requests nobody needs any more."""
+        self.pieces.set_priority(pieces, now)
+
+    def set_cursor(self, piece: int, now: float) -> None:
+        """A pipe's reader took every piece before `piece`: the window moves on."""
+        self.pieces.set_cursor(piece, now)
+
+    # -- uploading (the adapter reads, rate-limits and sends with back-pressure) ----------
+
+    def next_upload(self, peer: str) -> Block | None:
+        """The peer's oldest request to serve now, or None."""
+        p = self.peers.get(peer)
+        return None if p is None else p.proto.next_request()
+
+    def piece_message(self, peer: str, block: Block, data: bytes) -> bytes | None:
+        """The PIECE answering `block` (None: the peer is gone)."""
+        p = self.peers.get(peer)
+        return None if p is None else p.proto.send_piece(block[0], block[1], data)
+
+    def cannot_serve(self, peer: str, block: Block) -> bytes | None:
+        """The REJECT for a block we cannot read after all (None: the peer is gone)."""
+        p = self.peers.get(peer)
+        return None if p is None else p.proto.send_reject(*block)
+
+    def block_sent(self, peer: str, n: int) -> None:
+        self.bytes_up += n
+        self.up_rate.add(n)
+        p = self.peers.get(peer)
+        if p is not None:
+            p.bytes_up += n
+
+    def manifest_answer(self, peer: str) -> bytes | None:
+        p = self.peers.get(peer)
+        if p is None or p.proto.manifest_asked is None:
+            return None
+        return p.proto.manifest_answer(self.manifest.encoded if self.manifest else None)
+
+    def manifest_answered(self, peer: str) -> None:
+        """Until now a second request would have been a protocol error: a peer cannot make
+        us queue more than one answer."""
+        p = self.peers.get(peer)
+        if p is not None:
+            p.proto.manifest_answered()
+
+    # -- leaving ---------------------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        self.accepting = False
+
+    def close_all(self, now: float) -> None:
+        for p in list(self.peers.values()):
+            self._drop(p, None, now)
+
+    def _drop_idle(self, peer: str, why: str, now: float) -> None:
+        p = self.peers.get(peer)
+        if p is not None:
+            self._drop(p, f"idle for {self.slots.idle_for(peer, now):.0f}s, {why}", now)
+
+    def _drop(self, p: Peer, reason: str | None, now: float, *, ban: bool = False,
+              warn: bool = False) -> None:
+        """Forget a peer. `ban`: it misbehaved, never talk to it again; `warn`: tell the user."""
+        if self.peers.get(p.id) is not p:
+            return
+        del self.peers[p.id]
+        self.slots.remove(p.id)
+        if p.id not in self.received_from:
+            # The summary lists peers that gave us data; any other entry would outlive its
+            # peer, and a seeder meets new peers for as long as it runs.
+            self.connections.pop(p.id, None)
+        if reason and p.dropped is None:
+            p.dropped = reason
+        if ban:
+            self.banned.add(p.id)
+            if p.proto.remote:
+                self.banned_ids.add(p.proto.remote.peer_id)
+        if reason:
+            self.out.send(p, p.proto.send_close(reason))
+        self.pieces.detach(p)
+        self.out.push(act.Close(p.id))
+        if p.proto.remote is not None or ban or warn:
+            self.out.emit(ev.PeerLeft(peer=p.id, received=p.bytes_down, sent=p.bytes_up,
+                                   reason=reason or None))
+        if reason and (ban or warn):
+            self.out.emit(ev.Warning(message=f"dropped peer {p.id}: {reason}"))
+        self.pieces.refill_all(now)
+
+    # -- time ------------------------------------------------------------------------------
+
+    def handle_timer(self, now: float) -> None:
+        if now < self._next_tick:
+            return
+        self._next_tick = now + TICK
+        self.up_rate.update(now)
+        self.down_rate.update(now)
+        self._pace(now)
+        if self.helpful_peers():
+            self.last_helpful = now
+        for p in list(self.peers.values()):
+            self._check_deadlines(p, now)
+        idle = self.slots.to_drop(now)
+        if idle is not None:
+            self._drop_idle(idle, "while every slot was taken", now)
+        for sig, (attempts, at) in list(self.busy_peers.items()):
+            if now >= at and sig not in self.peers:
+                self.busy_peers[sig] = (attempts, now + retry_delay(attempts + 1))
+                self.peer_listed(sig, now)
+        self.pieces.expire(now)
+
+    def _pace(self, now: float) -> None:
+        k = self.picker
+        for p in self.peers.values():
+            if p.proto.requests or p.proto.serving or (k is not None and k.in_flight(p.id)):
+                self.slots.useful(p.id, now)  # we serve it, or it serves us
+            self.pieces.pace(p, p.rate.update(now))
+
+    def _check_deadlines(self, p: Peer, now: float) -> None:
+        if p.refusing_until is not None:
+            if now >= p.refusing_until:
+                self._drop(p, None, now)
+        elif (p.opened_at is not None and p.proto.remote is None
+              and now - p.opened_at >= wire.HANDSHAKE_TIMEOUT):
+            self._drop(p, f"no handshake within {wire.HANDSHAKE_TIMEOUT:g} s", now, ban=True)
+        elif self.manifest is None and p.manifest.overdue(now):
+            self._drop(p, "did not answer the manifest request", now, warn=True)

@@ -1,0 +1,51 @@
+"""Why a download found nobody usable: the one-line error that tells the user what to do."""
+
+from __future__ import annotations
+
+from ..errors import NoPeers, P2PError, Unverifiable
+from .core import SwarmCore
+
+
+def no_peers_error(core: SwarmCore, timeout: float, turn_urls: list[str]) -> P2PError:
+    """The error for a download that found nobody usable within `timeout` seconds.
+    `turn_urls`: the TURN relays this process was given."""
+    cid = core.content_hash.hex()[:16]
+    if core.rejections:
+        return Unverifiable(
+            "every peer sent data that failed verification; the link may be wrong, "
+            "or ask the sender to seed again"
+        )
+    unopened = core.unopened()
+    if core.manifest is None and core.busy_peers and not unopened:
+        # They answered: the network is fine, their connection slots were all taken.
+        return NoPeers(
+            f"found {len(core.busy_peers)} peer(s) with {cid}... but they "
+            f"had no free connection slot for {timeout:g}s (each serves at most --max-peers "
+            "peers, and a few per address); try again later, or ask the sender to raise "
+            "--max-peers"
+        )
+    if core.manifest is None and unopened:
+        return NoPeers(
+            f"found {unopened} peer(s) with {cid}... but no connection "
+            f"opened within {timeout:g}s: they cannot be reached directly from this network"
+            + (f", and not through the TURN relay {turn_urls[0]} either" if turn_urls else
+               ", and no working TURN relay was given (the signaling server handed out "
+               "none, or none answered)")
+            + "; run 'p2p doctor' to check the relay"
+        )
+    if core.manifest is None:
+        return NoPeers(
+            f"no peer has {cid}... (waited {timeout:g}s); check the hash/link "
+            "and that a seeder is running on the same signaling server"
+        )
+    usable = len(core.usable_peers())
+    if usable:
+        return NoPeers(
+            f"the {usable} connected peer(s) lack every missing piece, and no "
+            f"peer that has them came within {timeout:g}s; the partial download is kept, run "
+            "the same command again to resume (or when a seeder is back)"
+        )
+    return NoPeers(
+        f"all peers left and none came back within {timeout:g}s; the partial download is kept, "
+        "run the same command again to resume"
+    )

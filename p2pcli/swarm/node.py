@@ -1,0 +1,403 @@
+"""The swarm's asyncio adapter: aiortc links, signaling, threads and the upload limit.
+
+It feeds `SwarmCore` what happens, carries out the actions it returns (`_drain`) and
+re-arms its timer; it makes no decision of its own. Signaling flow: a peer that joins gets
+`peer-list` and sends an offer to each listed peer; peers already present answer. aiortc
+puts every candidate in its SDP, so one offer/answer round trip connects two CLI peers;
+trickled candidates from browsers are added as they come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .. import events as ev
+from ..errors import P2PError
+from ..events import EventSink
+from ..manifest import Manifest
+from ..picker import Picker
+from ..rtc import LinkClosed, PeerLink
+from ..signaling.client import SignalHandlers, SignalingClient
+from ..slots import address_key
+from ..store import PartFile, SeedFile, SourceChanged
+from . import actions as act
+from .config import SwarmConfig
+from .core import SwarmCore
+from .limiter import RateLimiter
+
+log = logging.getLogger(__name__)
+
+Store = SeedFile | PartFile
+StoreOpener = Callable[[Manifest], Awaitable[tuple[PartFile, Picker]]]
+
+
+class Swarm:
+    """All peers for one content hash. Seeding: give `manifest` and `source`."""
+
+    def __init__(
+        self,
+        content_hash: bytes,
+        config: SwarmConfig,
+        emit: EventSink,
+        *,
+        manifest: Manifest | None = None,
+        source: Store | None = None,
+    ) -> None:
+        self.content_hash = content_hash
+        self.content_id = content_hash.hex()
+        self.config = config
+        self.emit = emit
+        self.core = SwarmCore(
+            content_hash, os.urandom(16), now=time.monotonic(), manifest=manifest,
+            max_peers=config.max_peers, max_peers_per_address=config.max_peers_per_address,
+        )
+        self.source = source
+        self.open_store: StoreOpener | None = None
+        "Opens the store and picker for a verified manifest (a download)."
+        self.links: dict[str, PeerLink] = {}
+        self._peer_tasks: dict[str, list[asyncio.Task]] = {}
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self.limiter = RateLimiter(config.max_upload_rate)
+        self.signal: SignalingClient | None = None
+        self.manifest_ready = asyncio.Event()
+        self.piece_done = asyncio.Event()  # pulsed when a piece is verified
+        self.complete = asyncio.Event()
+        self.fatal: P2PError | None = None
+        self.fatal_event = asyncio.Event()
+        self._bg: set[asyncio.Task] = set()
+        if manifest is not None:
+            self.manifest_ready.set()
+
+    @property
+    def manifest(self) -> Manifest | None:
+        return self.core.manifest
+
+    @property
+    def picker(self) -> Picker | None:
+        return self.core.picker
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.config.ice_servers_fixed:  # --ice-server: checked as ice-config's are
+            await self._on_ice_config(None)
+        handlers = SignalHandlers(
+            peer_list=self._on_peer_list,
+            new_peer=lambda p: None,
+            peer_left=self._on_peer_left,
+            signal=self._on_signal,
+            ice_config=self._on_ice_config,
+        )
+        self.signal = SignalingClient(
+            self.config.signal_urls, handlers, token=self.config.token,
+            retries=self.config.retries, timeout=self.config.timeout,
+        )
+        await self.signal.connect()
+        self.emit(ev.SignalingConnected(url=self.signal.url, peer=self.signal.sid))
+        await self.signal.announce(self.content_id, self.core.peer_id.hex())
+        self._spawn(self._timer())
+
+    async def close(self) -> None:
+        self.core.stop_accepting()
+        if self.signal:
+            await self.signal.close()
+        self.core.close_all(time.monotonic())
+        self._drain()
+        for t in list(self._bg):
+            t.cancel()
+        await asyncio.gather(*self._bg, return_exceptions=True)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._bg.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, P2PError):
+            self.fail(exc)
+        elif exc is not None:
+            log.error("internal task failed", exc_info=exc)
+            self.fail(P2PError(f"internal error: {exc!r}", exit_code=1))
+
+    def fail(self, err: P2PError) -> None:
+        """Stop the command with `err` (the first failure wins)."""
+        if self.fatal is None:
+            self.fatal = err
+        self.fatal_event.set()
+
+    # -- the core's actions ----------------------------------------------------------------
+
+    def _drain(self) -> None:
+        core = self.core
+        while (a := core.next_action()) is not None:
+            if isinstance(a, act.Send):
+                link = self.links.get(a.peer)
+                if link is not None:
+                    with contextlib.suppress(LinkClosed):
+                        link.send_nowait(a.data)
+            elif isinstance(a, act.Emit):
+                self.emit(a.event)
+            elif isinstance(a, act.Upload):
+                self._upload_wakeup(a.peer)
+            elif isinstance(a, act.Verify):
+                self._spawn(self._verify(a.piece, a.data))
+            elif isinstance(a, act.Close):
+                self._close_link(a.peer)
+            elif isinstance(a, act.Connect):
+                link = self.links[a.peer] = PeerLink.create(self.config.ice_servers)
+                self._spawn(self._run_offer(a.peer, link))
+            elif isinstance(a, act.AnswerManifest):
+                self._peer_task(a.peer, self._send_manifest(a.peer))
+            elif isinstance(a, act.SignalBusy):
+                assert self.signal is not None
+                self._spawn(self.signal.send("answer", a.peer,
+                                             {"hash": self.content_id, "busy": a.reason}))
+            elif isinstance(a, act.OpenStore):
+                self._spawn(self._open_store(a.manifest))
+
+    def _peer_task(self, peer: str, coro) -> None:
+        if peer not in self.links:
+            coro.close()
+            return
+        self._peer_tasks.setdefault(peer, []).append(self._spawn(coro))
+
+    def _close_link(self, peer: str) -> None:
+        link = self.links.pop(peer, None)
+        self._wakeups.pop(peer, None)
+        for t in self._peer_tasks.pop(peer, []):
+            t.cancel()
+        if link is not None:
+            self._spawn(link.close())
+
+    # -- signaling -------------------------------------------------------------------------
+
+    async def _on_peer_list(self, peers: list[str]) -> None:
+        self.core.own_signal_id = self.signal.sid if self.signal else None
+        now = time.monotonic()
+        for p in peers:
+            self.core.peer_listed(p, now)
+        self._drain()
+
+    async def _on_ice_config(self, cfg: dict | None) -> None:
+        """STUN/TURN servers from the signaling server, unless the user chose their own
+        (`cfg` None: check the user's, once, at start)."""
+        if self.config.ice_servers_fixed and cfg is not None:
+            return
+        from ..iceconfig import choose_ice_servers, servers_from_config
+
+        self.config.ice_servers = await choose_ice_servers(
+            servers_from_config(cfg) if cfg is not None else self.config.ice_servers,
+            warn=lambda m: self.emit(ev.Warning(message=m)),
+        )
+        self.emit(ev.IceConfig(servers=[s.urls for s in self.config.ice_servers]))
+
+    async def _on_peer_left(self, sig_id: str) -> None:
+        self.core.signaling_left(sig_id, time.monotonic())
+        self._drain()
+
+    async def _on_signal(self, kind: str, sig_id: str, data: dict) -> None:
+        if data.get("hash") not in (None, self.content_id):
+            return
+        core, now = self.core, time.monotonic()
+        try:
+            if kind == "offer":
+                admitted = core.offer_received(sig_id, now)
+                self._drain()  # closes the link of a peer that restarted its side
+                if admitted:
+                    link = self.links[sig_id] = PeerLink.create(self.config.ice_servers)
+                    self._spawn(self._run_answer(sig_id, link, data.get("offer")
+                                                 or data.get("sdp")))
+            elif kind == "answer" and core.expects_answer(sig_id):
+                if isinstance(data.get("busy"), str):
+                    core.answered_busy(sig_id, now)
+                    self._drain()
+                elif (link := self.links.get(sig_id)) is not None:
+                    await link.accept_answer(data.get("answer") or data.get("sdp"))
+            elif kind == "ice-candidate" and (link := self.links.get(sig_id)) is not None:
+                await link.add_candidate(data.get("candidate"))
+        except LinkClosed:
+            pass  # the connection went away while this arrived
+        except (ValueError, TypeError, AttributeError) as e:
+            log.info("bad %s from %s: %s", kind, sig_id, e)
+            core.forget(sig_id, f"bad {kind}: {e}", time.monotonic())
+            self._drain()
+
+    async def _run_offer(self, peer: str, link: PeerLink) -> None:
+        assert self.signal is not None
+        try:
+            offer = await link.make_offer()
+        except LinkClosed:
+            self._forget(peer, link, None)  # it left while we were making the offer
+            return
+        await self.signal.send("offer", peer, {"hash": self.content_id, "offer": offer})
+        await self._run_session(peer, link)
+
+    async def _run_answer(self, peer: str, link: PeerLink, offer: Any) -> None:
+        assert self.signal is not None
+        if not isinstance(offer, dict):
+            self._forget(peer, link, "offer without a session description")
+            return
+        try:
+            answer = await link.answer_offer(offer)
+        except ValueError as e:
+            self._forget(peer, link, f"bad offer: {e}")
+            return
+        except LinkClosed:
+            self._forget(peer, link, None)  # it left while we answered
+            return
+        await self.signal.send("answer", peer, {"hash": self.content_id, "answer": answer})
+        await self._run_session(peer, link)
+
+    def _forget(self, peer: str, link: PeerLink, reason: str | None) -> None:
+        if self.links.get(peer) is link:
+            self.core.forget(peer, reason, time.monotonic())
+            self._drain()
+
+    # -- one peer --------------------------------------------------------------------------
+
+    async def _run_session(self, peer: str, link: PeerLink) -> None:
+        opened = await link.wait_open(self.config.connect_timeout)
+        if self.links.get(peer) is not link:
+            return  # dropped while it connected
+        if not opened:
+            reason = None if link.closed.is_set() else "connection timed out"
+            self.core.connect_failed(peer, reason, time.monotonic())
+            self._drain()
+            return
+        self.core.peer_opened(peer, address_key(link.remote_candidate()),
+                              link.candidate_pair_kind(), time.monotonic())
+        self._drain()  # the handshake goes first: the handler may answer early messages
+        if self.links.get(peer) is link:
+            link.on_message = lambda m: self._on_message(peer, link, m)
+        await link.closed.wait()
+        if self.links.get(peer) is link:
+            self.core.peer_closed(peer, time.monotonic())
+            self._drain()
+
+    def _on_message(self, peer: str, link: PeerLink, data: bytes | str) -> None:
+        if self.links.get(peer) is link:
+            self.core.data_received(peer, data, time.monotonic())
+            self._drain()
+
+    def _upload_wakeup(self, peer: str) -> None:
+        wake = self._wakeups.get(peer)
+        if wake is None:
+            link = self.links.get(peer)
+            if link is None:
+                return
+            wake = self._wakeups[peer] = asyncio.Event()
+            self._peer_task(peer, self._upload(peer, link, wake))
+        wake.set()
+
+    async def _upload(self, peer: str, link: PeerLink, wake: asyncio.Event) -> None:
+        """Serve the peer's requests in order: read off the loop, then the upload limit,
+        then the link's back-pressure."""
+        core = self.core
+        while True:
+            block = core.next_upload(peer)
+            if block is None:
+                wake.clear()
+                await wake.wait()
+                continue
+            data = await self._read(block)
+            if data is None:
+                reject = core.cannot_serve(peer, block)
+                if reject is None:
+                    return
+                with contextlib.suppress(LinkClosed):
+                    link.send_nowait(reject)
+                continue
+            await self.limiter.take(len(data))
+            msg = core.piece_message(peer, block, data)
+            if msg is None:
+                return
+            try:
+                await link.send(msg)
+            except LinkClosed:
+                return
+            core.block_sent(peer, len(data))
+
+    async def _read(self, block: tuple[int, int, int]) -> bytes | None:
+        piece, offset, length = block
+        src = self.source
+        if src is None or not src.has(piece):  # e.g. a pipe download's spool moved past it
+            return None
+        try:
+            cached = src.cache.get(piece) if isinstance(src, SeedFile) else None
+            if cached is not None:
+                return cached[offset : offset + length]
+            return await asyncio.to_thread(src.read_block, piece, offset, length)
+        except SourceChanged:
+            raise  # the file changed under a verified piece: the command stops
+        except OSError as e:
+            log.warning("read failed: %s", e)
+            return None
+
+    async def _send_manifest(self, peer: str) -> None:
+        answer = self.core.manifest_answer(peer)
+        link = self.links.get(peer)
+        if answer is None or link is None:
+            return
+        await self.limiter.take(len(answer))
+        with contextlib.suppress(LinkClosed):
+            await link.send(answer)
+            self.core.manifest_answered(peer)
+
+    # -- pieces ----------------------------------------------------------------------------
+
+    async def _open_store(self, m: Manifest) -> None:
+        assert self.open_store is not None
+        store, picker = await self.open_store(m)
+        self.source = store
+        self.core.store_opened(m, picker, offers_pieces=store.keeps_pieces,
+                               now=time.monotonic())
+        self._drain()
+        self.manifest_ready.set()
+        if picker.complete:
+            self.complete.set()
+
+    async def _verify(self, piece: int, data: bytearray) -> None:
+        m, store = self.core.manifest, self.source
+        assert m is not None and isinstance(store, PartFile)
+        ok = await asyncio.to_thread(m.piece_ok, piece, data)
+        if ok:
+            await asyncio.to_thread(store.write_piece, piece, data)
+        self.core.piece_checked(piece, ok, time.monotonic())
+        self._drain()
+        if ok:
+            self.piece_done.set()
+            self.piece_done.clear()
+            if self.core.complete:
+                self.complete.set()
+
+    async def _timer(self) -> None:
+        core = self.core
+        while True:
+            await asyncio.sleep(max(0.0, core.get_timer() - time.monotonic()))
+            core.handle_timer(time.monotonic())
+            self._drain()
+
+    # -- for the commands ------------------------------------------------------------------
+
+    def set_priority(self, pieces: list[int]) -> None:
+        self.core.set_priority(pieces, time.monotonic())
+        self._drain()
+
+    def set_cursor(self, piece: int) -> None:
+        self.core.set_cursor(piece, time.monotonic())
+        self._drain()
+
+    def turn_urls(self) -> list[str]:
+        return [u for s in self.config.ice_servers
+                for u in (s.urls if isinstance(s.urls, list) else [s.urls]) if u[:4] == "turn"]

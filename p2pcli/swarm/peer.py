@@ -1,0 +1,59 @@
+"""What the swarm knows of one remote peer (sans-IO; the link lives in the adapter)."""
+
+from __future__ import annotations
+
+from .. import wire
+from .manifest_fetch import ManifestFetch
+from .rates import Rate
+
+MIN_DEPTH, MAX_DEPTH, START_DEPTH = 2, 48, 8
+"Requests kept in flight to one peer: about one second of its rate, within these bounds."
+
+
+class Peer:
+    """One remote peer: its protocol state, what it has, and how it has behaved."""
+
+    def __init__(self, peer_id: str, proto: wire.PeerProtocol, *, offerer: bool, now: float):
+        self.id = peer_id
+        "Its signaling id: the key of everything about it."
+        self.proto = proto
+        self.offerer = offerer
+        "We sent the offer (it was in a peer list), so an answer is expected."
+        self.opened_at: float | None = None
+        "When its data channel opened (None: still connecting)."
+        self.closed = False
+        "Its link closed: nothing more can be sent."
+        self.connection: str | None = None
+        "The candidate pair's kind once open: host, srflx or relay."
+        self.has_all = False
+        self.pieces: set[int] = set()
+        "Pieces it announced (HAVE, BITFIELD), unless `has_all`."
+        self.pending_bitfield: bytes | None = None
+        "A BITFIELD received before we knew the piece count."
+        self.in_picker = False
+        "The picker counts its pieces."
+        self.manifest = ManifestFetch()
+        self.bytes_down = 0
+        self.bytes_up = 0
+        self.rate = Rate(now)
+        self.depth = START_DEPTH
+        self.strikes = 0
+        "Blame for pieces that failed verification."
+        self.last_data = now
+        "When it last sent a block (or opened)."
+        self.refused: set[int] = set()
+        "Pieces it said it had, then rejected: not asked for again."
+        self.dropped: str | None = None
+        "Why it was dropped or turned away, for the peer-left event."
+        self.refused_busy = False
+        "It answered 'busy': no slot for us there, for now (not a network failure)."
+        self.refusing_until: float | None = None
+        "We turned it away with a CLOSE: hang up at this time if it has not."
+
+    @property
+    def ready(self) -> bool:
+        """Both handshakes done and not being turned away."""
+        return self.proto.remote is not None and self.refusing_until is None
+
+    def has(self, piece: int) -> bool:
+        return (self.has_all or piece in self.pieces) and piece not in self.refused
