@@ -25,11 +25,12 @@ from ..picker import Picker
 from ..rtc import LinkClosed, PeerLink
 from ..signaling.client import SignalHandlers, SignalingClient
 from ..slots import address_key
-from ..store import PartFile, SeedFile, SourceChanged
+from ..store import PartFile, SeedFile
 from . import actions as act
 from .config import SwarmConfig
 from .core import SwarmCore
 from .limiter import RateLimiter
+from .uploader import Uploader
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Swarm:
         self.links: dict[str, PeerLink] = {}
         self._peer_tasks: dict[str, list[asyncio.Task]] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
-        self.limiter = RateLimiter(config.max_upload_rate)
+        self.uploader = Uploader(self.core, RateLimiter(config.max_upload_rate), self)
         self.signal: SignalingClient | None = None
         self.manifest_ready = asyncio.Event()
         self.piece_done = asyncio.Event()  # pulsed when a piece is verified
@@ -157,8 +158,8 @@ class Swarm:
             elif isinstance(a, act.Connect):
                 link = self.links[a.peer] = PeerLink.create(self.config.ice_servers)
                 self._spawn(self._run_offer(a.peer, link))
-            elif isinstance(a, act.AnswerManifest):
-                self._peer_task(a.peer, self._send_manifest(a.peer))
+            elif isinstance(a, act.AnswerManifest) and (link := self.links.get(a.peer)):
+                self._peer_task(a.peer, self.uploader.send_manifest(a.peer, link))
             elif isinstance(a, act.SignalBusy):
                 assert self.signal is not None
                 self._spawn(self.signal.send("answer", a.peer,
@@ -297,62 +298,8 @@ class Swarm:
             if link is None:
                 return
             wake = self._wakeups[peer] = asyncio.Event()
-            self._peer_task(peer, self._upload(peer, link, wake))
+            self._peer_task(peer, self.uploader.serve(peer, link, wake))
         wake.set()
-
-    async def _upload(self, peer: str, link: PeerLink, wake: asyncio.Event) -> None:
-        """Serve the peer's requests in order: read off the loop, then the upload limit,
-        then the link's back-pressure."""
-        core = self.core
-        while True:
-            block = core.next_upload(peer)
-            if block is None:
-                wake.clear()
-                await wake.wait()
-                continue
-            data = await self._read(block)
-            if data is None:
-                reject = core.cannot_serve(peer, block)
-                if reject is None:
-                    return
-                with contextlib.suppress(LinkClosed):
-                    link.send_nowait(reject)
-                continue
-            await self.limiter.take(len(data))
-            msg = core.piece_message(peer, block, data)
-            if msg is None:
-                return
-            try:
-                await link.send(msg)
-            except LinkClosed:
-                return
-            core.block_sent(peer, len(data))
-
-    async def _read(self, block: tuple[int, int, int]) -> bytes | None:
-        piece, offset, length = block
-        src = self.source
-        if src is None or not src.has(piece):  # e.g. a pipe download's spool moved past it
-            return None
-        try:
-            cached = src.cache.get(piece) if isinstance(src, SeedFile) else None
-            if cached is not None:
-                return cached[offset : offset + length]
-            return await asyncio.to_thread(src.read_block, piece, offset, length)
-        except SourceChanged:
-            raise  # the file changed under a verified piece: the command stops
-        except OSError as e:
-            log.warning("read failed: %s", e)
-            return None
-
-    async def _send_manifest(self, peer: str) -> None:
-        answer = self.core.manifest_answer(peer)
-        link = self.links.get(peer)
-        if answer is None or link is None:
-            return
-        await self.limiter.take(len(answer))
-        with contextlib.suppress(LinkClosed):
-            await link.send(answer)
-            self.core.manifest_answered(peer)
 
     # -- pieces ----------------------------------------------------------------------------
 
