@@ -17,13 +17,14 @@ from cli.common import (
     SignalOpt,
     TokenOpt,
     VerboseOpt,
+    parse_ice_hosts,
     parse_rate,
     setup_logging,
     split_urls,
     swarm_config,
 )
 from cli.output import Reporter
-from p2pcli import runner
+from p2pcli import patches, runner
 from p2pcli.errors import Interrupted
 from p2pcli.seed import DEFAULT_EMBEDDED_PORT, SeedOptions, seed
 
@@ -76,11 +77,12 @@ def register(app: typer.Typer) -> None:
         the link points at it, so this command alone shares a file on your network.
         """
         setup_logging(verbose)
+        hosts = parse_ice_hosts(ice_host)
+        patches.apply(host_addresses=hosts)
         urls = split_urls(signal)
         config = swarm_config(
             urls,
             ice_server,
-            ice_host,
             token,
             max_upload_rate=parse_rate(max_upload_rate),
             max_peers=max_peers,
@@ -95,13 +97,11 @@ def register(app: typer.Typer) -> None:
                 sys.stdout.flush()
             reporter(ev)
 
-        from p2pcli.ice import host_addresses
-
         opts = SeedOptions(
             path=file,
             embedded_signal=not urls,
             signal_port=port,
-            public_host=public_host or (host_addresses() or (None,))[0],
+            public_host=public_host or (hosts[0] if hosts else None),
         )
         try:
             runner.run(lambda: seed(opts, config, emit, reporter.hashing))

@@ -29,7 +29,7 @@ PING_INTERVAL = 25.0
 PING_TIMEOUT = 20.0
 NODE_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0  # p2pcli.signaling.server.CONNECT_TIMEOUT
-DEFAULT_TURN_TTL = 24 * 3600  # p2pcli.signaling.iceconfig.DEFAULT_TTL
+DEFAULT_TURN_TTL = 24 * 3600  # p2pcli.signaling.turncreds.DEFAULT_TTL
 
 
 class _ServerLog:
@@ -295,8 +295,8 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
         json: JsonOpt = False,
     ) -> None:
-        from p2pcli.signaling.iceconfig import IceConfig, IceConfigError
         from p2pcli.signaling.server import run_signal_server, tls_context
+        from p2pcli.signaling.turncreds import IceConfig, IceConfigError
 
         log = _ServerLog(quiet=quiet, json=json)
         ssl_context = None

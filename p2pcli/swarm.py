@@ -329,7 +329,8 @@ class Swarm:
         (`cfg` None: check the user's, once, at start)."""
         if self.config.ice_servers_fixed and cfg is not None:
             return
-        from .iceconfig import choose_ice_servers, servers_from_config
+        from .iceprobe import choose_ice_servers
+        from .iceurls import servers_from_config
 
         self.config.ice_servers = await choose_ice_servers(
             servers_from_config(cfg) if cfg is not None else self.config.ice_servers,
@@ -908,8 +909,9 @@ def no_peers_error(swarm: Swarm, timeout: float) -> P2PError:
             "--max-peers"
         )
     if swarm.manifest is None and unopened:
-        turn = [u for s in swarm.config.ice_servers
-                for u in (s.urls if isinstance(s.urls, list) else [s.urls]) if u[:4] == "turn"]
+        from .iceurls import turn_urls
+
+        turn = turn_urls(swarm.config.ice_servers)
         return NoPeers(
             f"found {unopened} peer(s) with {swarm.content_id[:16]}... but no connection "
             f"opened within {timeout:g}s: they cannot be reached directly from this network"

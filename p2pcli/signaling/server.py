@@ -37,7 +37,7 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as eio_aiohttp
 
 from .eio_websocket import BoundedSocket, FastEvent, FastSocket, SizedQueue
-from .iceconfig import IceConfig
+from .turncreds import IceConfig
 from .limits import AddressCounter, ConnectionMeter, Limits
 from .rooms import Rooms, new_peer_id
 from .schema import (
@@ -719,7 +719,7 @@ class SignalHub:
         if self.cluster is not None and rooms:
             await self.cluster.leave(peer_id, rooms)
 
-    # -- ice-config (iceconfig.py): STUN/TURN servers for each client --------------------
+    # -- ice-config (turncreds.py): STUN/TURN servers for each client --------------------
 
     def _ice_config_after_connect(self, sid: str) -> None:
         """Socket.IO: python-socketio sends CONNECT only after the connect handler returns,
