@@ -574,14 +574,7 @@ class SignalHub:
         The transport is closed (not a Socket.IO disconnect, after which clients would
         not reconnect by themselves), as if the network had dropped.
         """
-        sockets = [self.sio.eio.sockets.get(eio_sid) for eio_sid in list(self._sids)]
-        closing = [peer.ws.close(code=1012, message=b"service restart")
-                   for peer in list(self._ws.values())]
-        closing += [sock.close(wait=False, abort=True) for sock in sockets if sock is not None]
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                asyncio.gather(*closing, return_exceptions=True), timeout=5
-            )
+        await _drop(self.sio, list(self._sids), list(self._ws.values()))
 
     # -- HTTP and shutdown ---------------------------------------------------------------
 
@@ -654,6 +647,17 @@ def _socketio_server(hub: SignalHub) -> _SocketIOServer:
         sio.eio._async = {**sio.eio._async, "websocket": _EioWebSocket}
     sio.fast_websocket = hub.fast_websocket and hub.async_mode == "aiohttp"
     return sio
+
+
+async def _drop(
+    sio: socketio.AsyncServer, eio_sids: list[str], ws_peers: list[_WsPeer]
+) -> None:
+    """Close these connections' transports (a WebSocket close 1012 on /ws), within 5 s."""
+    sockets = [sio.eio.sockets.get(eio_sid) for eio_sid in eio_sids]
+    closing = [peer.ws.close(code=1012, message=b"service restart") for peer in ws_peers]
+    closing += [sock.close(wait=False, abort=True) for sock in sockets if sock is not None]
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout=5)
 
 
 async def _say_goodbye(
