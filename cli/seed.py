@@ -26,6 +26,7 @@ from cli.common import (
 from cli.output import Reporter
 from p2pcli import patches, runner
 from p2pcli.errors import Interrupted
+from p2pcli.events import Event, Seeding
 from p2pcli.seed import DEFAULT_EMBEDDED_PORT, SeedOptions, seed
 
 
@@ -90,10 +91,10 @@ def register(app: typer.Typer) -> None:
         )
         reporter = Reporter(quiet=quiet, json=json)
 
-        def emit(ev: dict) -> None:
-            if ev["event"] == "seeding" and "link" in ev:
+        def emit(ev: Event) -> None:
+            if isinstance(ev, Seeding) and ev.link is not None:
                 # The link is this command's output: one line on stdout for scripts.
-                sys.stdout.write(ev["link"] + "\n")
+                sys.stdout.write(ev.link + "\n")
                 sys.stdout.flush()
             reporter(ev)
 

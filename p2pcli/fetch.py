@@ -16,16 +16,17 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
+from . import events
 from .errors import StorageError, UsageError
+from .events import EventSink
 from .link import Target
 from .manifest import Manifest
 from .picker import Picker
 from .store import PartFile, SpoolRing, check_output, part_path
-from .swarm import EventSink, Swarm, SwarmConfig, no_peers_error
+from .swarm import Swarm, SwarmConfig, no_peers_error
 from .wire import DEFAULT_MAX_BLOCK
 
 READ_AHEAD_BYTES = 32 * 1024 * 1024  # how far a pipe download may run ahead of the reader
@@ -102,7 +103,7 @@ class Download:
         for i in found:
             picker.mark_have(i)
         if found:
-            self.emit({"event": "resume", "pieces": len(found), "path": str(part)})
+            self.emit(events.Resume(pieces=len(found), path=str(part)))
         self.swarm.source = self.store
         self.swarm.picker = picker
         if picker.complete:
@@ -151,27 +152,26 @@ def _write_all(fd: int, data: bytes) -> None:
         raise StorageError(f"writing to stdout failed ({e.strerror})") from None
 
 
-def done_event(swarm: Swarm, m: Manifest, path: str, started: float) -> dict[str, Any]:
+def done_event(swarm: Swarm, m: Manifest, path: str, started: float) -> events.Done:
     """The `done` event: one shape for `fetch` and `stream`, which cli/output.py renders.
 
     `path` is "-" for stdout; `started` is the command's time.monotonic() at start.
     """
-    return {
-        "event": "done",
-        "name": m.name,
-        "size": m.size,
-        "path": path,
-        "seconds": round(time.monotonic() - started, 3),
-        "received": swarm.bytes_down,
-        "peers": dict(swarm.per_peer_received),
-        "connections": dict(swarm.peer_connections),
-        "sent": swarm.bytes_up,
-    }
+    return events.Done(
+        name=m.name,
+        size=m.size,
+        path=path,
+        seconds=round(time.monotonic() - started, 3),
+        received=swarm.bytes_down,
+        peers=dict(swarm.per_peer_received),
+        connections=dict(swarm.peer_connections),
+        sent=swarm.bytes_up,
+    )
 
 
 async def fetch(
     target: Target, config: SwarmConfig, opts: FetchOptions, emit: EventSink
-) -> dict[str, Any]:
+) -> events.Done | events.ReaderGone:
     """Download `target`; returns the summary event. Raises P2PError subclasses."""
     swarm = Swarm(target.content_hash, config, emit)
     dl = Download(swarm, opts, emit)
@@ -215,14 +215,15 @@ async def fetch(
             if dl.final is not None:
                 # Serve from the finished file under its final name.
                 dl.store.path = dl.final
-            emit({"event": "seeding", "hash": swarm.content_id})
+            emit(events.Seeding(hash=swarm.content_id))
             while swarm.fatal is None:
                 await swarm.fatal_event.wait()
             raise swarm.fatal
         return summary
     except ReaderGone:
-        emit({"event": "reader-gone", "written_pieces": dl.written})
-        return {"event": "reader-gone"}
+        gone = events.ReaderGone(written_pieces=dl.written)
+        emit(gone)
+        return gone
     finally:
         reporter.cancel()
         if writer is not None:
@@ -238,7 +239,7 @@ async def _report(swarm: Swarm, dl: Download) -> None:
         await asyncio.sleep(0.5)
         ev = swarm.progress()
         if dl.to_stdout:
-            ev["written"] = dl.written
+            ev = replace(ev, written=dl.written)
         if dl.store is not None:
-            ev["hashed"] = dl.store.bytes_hashed  # checking work, comparable with "sent"
+            ev = replace(ev, hashed=dl.store.bytes_hashed)  # checking work, comparable with "sent"
         swarm.emit(ev)

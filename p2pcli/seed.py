@@ -11,15 +11,16 @@ import asyncio
 import ipaddress
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import ifaddr
 
+from . import events
+from .events import EventSink
 from .hashing import Progress, hash_file, open_for_seeding
 from .link import make_link
 from .signaling.web import watch_url
 from .store import SeedFile
-from .swarm import EventSink, Swarm, SwarmConfig
+from .swarm import Swarm, SwarmConfig
 
 DEFAULT_EMBEDDED_PORT = 8080
 
@@ -69,17 +70,14 @@ async def seed(
     open_for_seeding(opts.path)  # fail fast, before any server starts
     started = time.monotonic()
     manifest = await asyncio.to_thread(hash_file, opts.path, progress)
-    emit(
-        {
-            "event": "hashed",
-            "name": manifest.name,
-            "size": manifest.size,
-            "pieces": manifest.piece_count,
-            "piece_size": manifest.piece_size,
-            "hash": manifest.content_id,
-            "seconds": round(time.monotonic() - started, 3),
-        }
-    )
+    emit(events.Hashed(
+        name=manifest.name,
+        size=manifest.size,
+        pieces=manifest.piece_count,
+        piece_size=manifest.piece_size,
+        hash=manifest.content_id,
+        seconds=round(time.monotonic() - started, 3),
+    ))
     server = None
     if opts.embedded_signal:
         server = await _start_embedded(opts.signal_port, config.token)
@@ -88,7 +86,7 @@ async def seed(
         # Our own client talks to the server in this process over loopback; the link
         # carries the address other machines can reach.
         config.signal_urls = [f"http://127.0.0.1:{server.port}"]
-        emit({"event": "signal-server", "url": public[0], "port": server.port})
+        emit(events.SignalServer(url=public[0], port=server.port))
     else:
         public = config.signal_urls
     source = SeedFile(open_for_seeding(opts.path)[0], manifest)
@@ -96,15 +94,12 @@ async def seed(
     try:
         await swarm.start()
         link = make_link(manifest.content_hash, public, manifest.name, config.token)
-        emit(
-            {
-                "event": "seeding",
-                "hash": manifest.content_id,
-                "link": link,
-                "command": f"p2p fetch '{link}'",
-                "watch": watch_url(public[0], manifest.content_id, config.token),
-            }
-        )
+        emit(events.Seeding(
+            hash=manifest.content_id,
+            link=link,
+            command=f"p2p fetch '{link}'",
+            watch=watch_url(public[0], manifest.content_id, config.token),
+        ))
         reporter = asyncio.ensure_future(_report(swarm))
         try:
             await swarm.fatal_event.wait()
@@ -126,10 +121,6 @@ def _host_for_url(host: str) -> str:
 async def _report(swarm: Swarm) -> None:
     while True:
         await asyncio.sleep(1.0)
-        ev: dict[str, Any] = {
-            "event": "status",
-            "peers": len(swarm.usable_peers),
-            "sent": swarm.bytes_up,
-            "rate": round(swarm.up_rate.value),
-        }
-        swarm.emit(ev)
+        swarm.emit(events.Status(
+            peers=len(swarm.usable_peers), sent=swarm.bytes_up, rate=round(swarm.up_rate.value)
+        ))

@@ -17,12 +17,13 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
+from . import events
 from .errors import StorageError, UsageError
+from .events import EventSink
 from .fetch import Download, FetchOptions, done_event
 from .httprange import RangeNotSatisfiable, parse_range
 from .link import Target
@@ -37,7 +38,7 @@ from .localhttp import (
 )
 from .player import MpvIpc, find_player, player_command, private_dir, url_argument
 from .readahead import PlayerState, ReadAhead, Reader
-from .swarm import EventSink, Swarm, SwarmConfig, no_peers_error
+from .swarm import Swarm, SwarmConfig, no_peers_error
 
 SEND_CHUNK = 256 * 1024
 
@@ -110,7 +111,7 @@ class Streamer:
         return f"http://127.0.0.1:{self.port}/{self.secret}/{_url_name(name)}"
 
     def _refuse(self, request: web.Request, e: Refused) -> web.Response:
-        self.emit({"event": "http", "method": request.method, "status": e.status, "error": str(e)})
+        self.emit(events.Http(method=request.method, status=e.status, error=str(e)))
         return web.Response(status=e.status, text=f"{e}\n", headers=SAFE_HEADERS)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -141,7 +142,7 @@ class Streamer:
             rng = parse_range(request.headers.get("Range"), m.size,
                               if_range=request.headers.get("If-Range"), etag=etag)
         except RangeNotSatisfiable as e:
-            self.emit({"event": "http", "method": request.method, "status": 416, "error": str(e)})
+            self.emit(events.Http(method=request.method, status=416, error=str(e)))
             return web.Response(
                 status=416, headers={**SAFE_HEADERS, "Content-Range": f"bytes */{m.size}",
                                      "Accept-Ranges": "bytes"}
@@ -151,15 +152,12 @@ class Streamer:
         status = 206 if rng else 200
         if rng:
             headers["Content-Range"] = rng.content_range(m.size)
-        self.emit(
-            {
-                "event": "http",
-                "method": request.method,
-                "status": status,
-                "range": [start, end],
-                "verified": swarm.picker.n_have if swarm.picker else 0,
-            }
-        )
+        self.emit(events.Http(
+            method=request.method,
+            status=status,
+            range=[start, end],
+            verified=swarm.picker.n_have if swarm.picker else 0,
+        ))
         resp = web.StreamResponse(status=status, headers=headers)
         await resp.prepare(request)
         if request.method == "HEAD" or start == end:
@@ -200,9 +198,7 @@ class Streamer:
             await resp.write(data)
             if self.first_byte_at is None:
                 self.first_byte_at = time.monotonic()
-                self.emit(
-                    {"event": "first-byte", "seconds": round(self.first_byte_at - self.started, 3)}
-                )
+                self.emit(events.FirstByte(seconds=round(self.first_byte_at - self.started, 3)))
             reader.pos += n
             self.bytes_served += n
             if reader.pos // m.piece_size != piece:
@@ -247,7 +243,7 @@ async def _start_http(app: web.Application, port: int) -> tuple[web.AppRunner, i
 
 async def stream(
     target: Target, config: SwarmConfig, opts: StreamOptions, emit: EventSink
-) -> dict[str, Any]:
+) -> events.StreamEnded:
     player = None if opts.player == "none" else find_player(opts.player)  # fail fast
     swarm = Swarm(target.content_hash, config, emit)
     dl = Download(
@@ -284,7 +280,7 @@ async def stream(
         m = swarm.manifest
         assert m is not None
         url = st.url(m.name)
-        emit({"event": "serving", "url": url, "name": m.name, "size": m.size})
+        emit(events.Serving(url=url, name=m.name, size=m.size))
         if player is None:
             sys.stdout.write(url + "\n")
             sys.stdout.flush()
@@ -305,7 +301,7 @@ async def stream(
                 *cmd, stdin=asyncio.subprocess.DEVNULL,
                 stdout=sys.stderr.fileno() if out is None else out, stderr=out,
             )
-            emit({"event": "player-started", "player": name, "pid": proc.pid})
+            emit(events.PlayerStarted(player=name, pid=proc.pid))
         tasks.append(asyncio.ensure_future(_report(st)))
         player_wait = asyncio.ensure_future(proc.wait()) if proc else None
         while True:
@@ -317,7 +313,7 @@ async def stream(
                 emit(done_event(swarm, m, str(dl.final), st.started))
                 finished = True  # after `done`: a stop from here on exits 0
             if player_wait is not None and player_wait.done():
-                emit({"event": "player-exited", "code": player_wait.result()})
+                emit(events.PlayerExited(code=player_wait.result()))
                 player_wait = None
                 if not opts.keep_seeding:
                     break
@@ -333,12 +329,12 @@ async def stream(
             for t in pending:
                 if t is not player_wait:
                     t.cancel()
-        return {"event": "stream-ended", "served": st.bytes_served}
+        return events.StreamEnded(served=st.bytes_served)
     except asyncio.CancelledError:
         # Ctrl-C or SIGTERM once the download is complete (how `--player none` ends) is
         # a normal stop, not an interruption: nothing is left to resume.
         if finished and swarm.fatal is None:
-            return {"event": "stream-ended", "served": st.bytes_served}
+            return events.StreamEnded(served=st.bytes_served)
         raise
     finally:
         for t in tasks:
@@ -366,8 +362,7 @@ def _url_name(name: str) -> str:
 async def _report(st: Streamer) -> None:
     while True:
         await asyncio.sleep(0.5)
-        ev = st.swarm.progress()
-        ev.update(served=st.bytes_served, buffer_ahead=st.buffer_ahead())
+        ev = replace(st.swarm.progress(), served=st.bytes_served, buffer_ahead=st.buffer_ahead())
         if st.player.play_pos is not None:
-            ev.update(play_pos=st.player.play_pos, paused=st.player.paused)
+            ev = replace(ev, play_pos=st.player.play_pos, paused=st.player.paused)
         st.swarm.emit(ev)

@@ -19,11 +19,12 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import wire
+from . import events, wire
 from .errors import NoPeers, P2PError, Unverifiable
+from .events import EventSink
 from .manifest import Manifest, decode_verified
 from .picker import Picker
 from .rtc import LinkClosed, PeerLink
@@ -33,7 +34,6 @@ from .store import PartFile, SeedFile, SourceChanged
 
 log = logging.getLogger(__name__)
 
-EventSink = Callable[[dict[str, Any]], None]
 MAX_MANIFEST = 16 * 1024 * 1024  # bytes; a 16 MiB piece list already describes > 8 TiB
 MAX_QUEUED_REQUESTS = 512  # per peer; more is a flood and drops the peer
 MIN_SLOTS, MAX_SLOTS, START_SLOTS = 2, 48, 8
@@ -231,7 +231,7 @@ class Swarm:
             timeout=self.config.timeout,
         )
         await self.signal.connect()
-        self.emit({"event": "signaling-connected", "url": self.signal.url, "peer": self.signal.sid})
+        self.emit(events.SignalingConnected(url=self.signal.url, peer=self.signal.sid))
         await self.signal.announce(self.content_id, self.peer_id.hex())
         self._spawn(self._ticker())
 
@@ -267,19 +267,18 @@ class Swarm:
             self.fatal = err
         self.fatal_event.set()
 
-    def progress(self) -> dict[str, Any]:
+    def progress(self) -> events.Progress:
         """A `progress` event: peers, bytes, rate and, once known, verified pieces."""
         m, p = self.manifest, self.picker
-        ev: dict[str, Any] = {
-            "event": "progress",
-            "peers": len(self.usable_peers),
-            "received": self.bytes_down,
-            "rate": round(self.down_rate.value),
-            "sent": self.bytes_up,
-        }
+        ev = events.Progress(
+            peers=len(self.usable_peers),
+            received=self.bytes_down,
+            rate=round(self.down_rate.value),
+            sent=self.bytes_up,
+        )
         if m is not None and p is not None:
             have = sum(m.piece_length(i) for i in range(p.count) if p.have[i])
-            ev.update(size=m.size, have=have, pieces=p.count, verified=p.n_have)
+            ev = replace(ev, size=m.size, have=have, pieces=p.count, verified=p.n_have)
         return ev
 
     @property
@@ -334,9 +333,9 @@ class Swarm:
 
         self.config.ice_servers = await choose_ice_servers(
             servers_from_config(cfg) if cfg is not None else self.config.ice_servers,
-            warn=lambda m: self.emit({"event": "warning", "message": m}),
+            warn=lambda m: self.emit(events.Warning(message=m)),
         )
-        self.emit({"event": "ice-config", "servers": [s.urls for s in self.config.ice_servers]})
+        self.emit(events.IceConfig(servers=[s.urls for s in self.config.ice_servers]))
 
     async def _on_peer_left(self, sig_id: str) -> None:
         self.busy_peers.pop(sig_id, None)
@@ -389,7 +388,7 @@ class Swarm:
             await self.signal.send(
                 "answer", sig_id, {"hash": self.content_id, "busy": verdict.reason}
             )
-            self.emit({"event": "peer-refused", "peer": sig_id, "reason": verdict.reason})
+            self.emit(events.PeerRefused(peer=sig_id, reason=verdict.reason))
             return False
         if verdict.evict is not None:
             await self._drop_idle(verdict.evict, "gave its slot to a waiting peer")
@@ -466,7 +465,7 @@ class Swarm:
         remote a moment to read it and hang up itself."""
         s.dropped = reason
         s.send(wire.encode_close(reason))
-        self.emit({"event": "peer-refused", "peer": s.sig_id, "reason": reason})
+        self.emit(events.PeerRefused(peer=s.sig_id, reason=reason))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(s.link.closed.wait(), 2.0)
         await self._drop(s, None)
@@ -497,17 +496,11 @@ class Swarm:
             t.cancel()
         await s.link.close()
         if s.proto.remote is not None or ban or warn:
-            ev: dict[str, Any] = {
-                "event": "peer-left",
-                "peer": s.sig_id,
-                "received": s.bytes_down,
-                "sent": s.bytes_up,
-            }
-            if reason:
-                ev["reason"] = reason
-            self.emit(ev)
+            self.emit(events.PeerLeft(
+                peer=s.sig_id, received=s.bytes_down, sent=s.bytes_up, reason=reason or None
+            ))
         if reason and (ban or warn):
-            self.emit({"event": "warning", "message": f"dropped peer {s.sig_id}: {reason}"})
+            self.emit(events.Warning(message=f"dropped peer {s.sig_id}: {reason}"))
         self.refill_all()
 
     def _on_message(self, s: PeerSession, data: bytes | str) -> None:
@@ -573,7 +566,7 @@ class Swarm:
             self.last_peer_time = time.monotonic()
             self.busy_peers.pop(s.sig_id, None)  # it had room after all
             kind = self.peer_connections[s.sig_id] = s.link.candidate_pair_kind() or "unknown"
-            self.emit({"event": "peer-joined", "peer": s.sig_id, "connection": kind})
+            self.emit(events.PeerJoined(peer=s.sig_id, connection=kind))
             if self.manifest is not None:
                 s.proto.set_geometry(self._geometry())
                 self._send_availability(s)
@@ -642,7 +635,7 @@ class Swarm:
             m = decode_verified(bytes(s.manifest_buf), self.content_hash)
         except P2PError as e:
             self.rejections += 1
-            self.emit({"event": "manifest-rejected", "peer": s.sig_id, "reason": e.message})
+            self.emit(events.ManifestRejected(peer=s.sig_id, reason=e.message))
             raise wire.ProtocolError(f"sent a bad manifest: {e.message}") from None
         self._spawn(self._set_manifest(m, s.sig_id))
 
@@ -652,16 +645,10 @@ class Swarm:
         # `manifest` is set only once the store and picker exist: until then every peer
         # is treated as before the manifest (no availability sent, none accepted).
         self._opening = True
-        self.emit(
-            {
-                "event": "manifest",
-                "peer": from_peer,
-                "name": m.name,
-                "size": m.size,
-                "piece_size": m.piece_size,
-                "pieces": m.piece_count,
-            }
-        )
+        self.emit(events.Manifest(
+            peer=from_peer, name=m.name, size=m.size, piece_size=m.piece_size,
+            pieces=m.piece_count,
+        ))
         if self.on_manifest is not None:
             await self.on_manifest(m)  # opens the store and the picker
         self.manifest = m
@@ -780,7 +767,7 @@ class Swarm:
         if not ok:
             self.rejections += 1
             p.on_piece_failed(piece)
-            self.emit({"event": "piece-rejected", "piece": piece, "peers": sorted(peers)})
+            self.emit(events.PieceRejected(piece=piece, peers=sorted(peers)))
             for sig in peers:
                 s = self.sessions.get(sig)
                 if s is None:
@@ -791,7 +778,7 @@ class Swarm:
             self.refill_all()
             return
         p.on_piece_verified(piece)
-        self.emit({"event": "piece-verified", "piece": piece, "peers": sorted(peers)})
+        self.emit(events.PieceVerified(piece=piece, peers=sorted(peers)))
         offer = store.keeps_pieces  # a pipe download's spool offers nothing (store.py)
         for s in list(self.sessions.values()):
             if offer and s.ready and s.proto.geometry is not None and not s.has_all:

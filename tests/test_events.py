@@ -175,3 +175,46 @@ def test_events_are_frozen_and_keyword_only() -> None:
     # A missing required field is a TypeError at the emit site, not a KeyError in a renderer.
     with pytest.raises(TypeError):
         ev.PeerJoined(peer="p")  # type: ignore[call-arg]
+
+
+# -- how cli/output.py renders them ---------------------------------------------------------
+
+
+def test_every_kind_is_rendered_or_deliberately_silent() -> None:
+    from cli.doctor import DoctorReporter
+    from cli.output import SILENT, Reporter
+
+    rendered = set(Reporter().handlers()) | set(DoctorReporter().handlers())
+    forgotten = set(all_kinds()) - rendered - SILENT
+    assert not forgotten, (
+        f"no human rendering for {sorted(c.__name__ for c in forgotten)}: add a handler in "
+        "cli/output.py (or the command's Reporter), or list the kind in output.SILENT"
+    )
+    assert not rendered & SILENT, "a kind is both rendered and listed as silent"
+
+
+def test_json_mode_prints_to_json_after_a_timestamp(capfdbinary) -> None:
+    from cli.output import Reporter
+
+    Reporter(json=True)(ev.PeerLeft(peer="p", received=1, sent=2))
+    line = capfdbinary.readouterr().err
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    obj = orjson.loads(line)
+    assert list(obj) == ["t", "event", "peer", "received", "sent"]
+    assert obj["event"] == "peer-left"
+
+
+def test_human_mode_dispatches_by_class() -> None:
+    import io
+
+    from rich.console import Console
+
+    from cli.output import Reporter
+
+    r = Reporter()
+    r.console = Console(file=io.StringIO(), width=200)
+    r(ev.PeerJoined(peer="p1", connection="relay"))
+    r(ev.PieceVerified(piece=0, peers=["p1"]))  # silent
+    r(ev.Warning(message="[b]x"))  # a field is text, never markup
+    out = r.console.file.getvalue()  # type: ignore[attr-defined]
+    assert out == "peer p1 connected (relayed through TURN)\nwarning: [b]x\n"
