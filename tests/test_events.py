@@ -18,10 +18,13 @@ from p2pcli.events import Event
 
 
 def all_kinds() -> list[type[Event]]:
+    """The client's kinds: those defined in p2pcli/events.py (the signaling server's log
+    events subclass `Event` too, in p2pcli/signaling/log.py, and have their own tests)."""
     found, todo = [], list(Event.__subclasses__())
     while todo:
         cls = todo.pop()
-        found.append(cls)
+        if cls.__module__ == ev.__name__:
+            found.append(cls)
         todo.extend(cls.__subclasses__())
     return sorted(found, key=lambda c: c.kind)
 
@@ -127,6 +130,8 @@ def test_to_json_is_the_documented_object(event: Event, expected: dict) -> None:
 
 
 def test_every_kind_has_a_documented_example() -> None:
+    import p2pcli.signaling.log  # noqa: F401 - Event subclasses elsewhere are not client kinds
+
     assert {type(e) for e, _ in DOCUMENTED} == set(all_kinds())
 
 
