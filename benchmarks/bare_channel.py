@@ -44,7 +44,7 @@ Use from the command line:
   whatever was running, mostly sendto, which wakes the peer; hence --profile.)
 
 Needs aiortc; uvloop is optional; psutil is not used (resource.getrusage is). The p2pcli
-package (for `p2pcli.ice.set_host_addresses`) must be importable: it is when the project
+package (for `p2pcli.patches.choose_host_addresses`) must be importable: it is when the project
 is installed, and the repo root is put on sys.path otherwise. Linux/macOS (resource,
 SIGPROF); the UDP drop counter is Linux-only.
 """
@@ -282,14 +282,14 @@ def _child_main(role: str, peer, result, cfg: dict) -> None:
 
 def _imports():
     try:
-        from p2pcli.ice import set_host_addresses
+        from p2pcli.patches import choose_host_addresses
     except ImportError:
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from p2pcli.ice import set_host_addresses
+        from p2pcli.patches import choose_host_addresses
     import aiortc
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    set_host_addresses(["127.0.0.1"])
+    choose_host_addresses(["127.0.0.1"])  # and stock aiortc: this is the stock ceiling
     return aiortc, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 

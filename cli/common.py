@@ -1,13 +1,20 @@
-"""Options shared by the commands that join a swarm, and turning them into a SwarmConfig."""
+"""Options shared by the commands that join a swarm, and turning them into a SwarmConfig.
+
+Parsing only: the library patches a command runs with (`--ice-host` among them) are set
+by the command itself, with one `p2pcli.patches.apply(...)` at its start.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Iterable
 from typing import Annotated
 
 import typer
 
-from p2pcli.ice import parse_host_addresses, parse_ice_servers, set_host_addresses
+from p2pcli.errors import UsageError
+from p2pcli.iceurls import parse_ice_servers
 from p2pcli.swarm import SwarmConfig
 
 SignalOpt = Annotated[
@@ -110,12 +117,9 @@ VerboseOpt = Annotated[
 def swarm_config(
     signal: list[str],
     ice_server: list[str] | None,
-    ice_host: list[str] | None,
     token: str | None,
     **kwargs,
 ) -> SwarmConfig:
-    hosts = parse_host_addresses(ice_host or [])
-    set_host_addresses(hosts or None)
     return SwarmConfig(
         signal_urls=signal,
         ice_servers=parse_ice_servers(ice_server or []),
@@ -129,7 +133,6 @@ def target_config(
     target: str,
     signal: str | None,
     ice_server: list[str] | None,
-    ice_host: list[str] | None,
     token: str | None,
     **kwargs,
 ):
@@ -139,7 +142,24 @@ def target_config(
 
     t = parse_target(target)
     urls = split_urls(signal) or list(t.signals) or [DEFAULT_SIGNAL]
-    return t, swarm_config(urls, ice_server, ice_host, token or t.token, **kwargs)
+    return t, swarm_config(urls, ice_server, token or t.token, **kwargs)
+
+
+def parse_ice_hosts(values: Iterable[str] | None) -> tuple[str, ...]:
+    """`--ice-host` values (comma-separated allowed) as IP addresses; empty: none given."""
+    out: list[str] = []
+    for value in values or ():
+        for item in value.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            try:
+                out.append(str(ipaddress.ip_address(item)))
+            except ValueError:
+                raise UsageError(
+                    f"--ice-host {item!r} is not an IP address; give e.g. 127.0.0.1 or 192.168.1.5"
+                ) from None
+    return tuple(out)
 
 
 def split_urls(value: str | None) -> list[str]:
@@ -170,8 +190,6 @@ def parse_rate(text: str | None) -> float | None:
     try:
         value = float(num) * _UNITS[unit]
     except (ValueError, KeyError):
-        from p2pcli.errors import UsageError
-
         raise UsageError(
             f"--max-upload-rate {text!r}: expected bytes per second like 500k, 2M or 1MiB"
         ) from None

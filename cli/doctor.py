@@ -64,11 +64,14 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
         verbose: VerboseOpt = False,
     ) -> None:
+        from p2pcli import patches
         from p2pcli.doctor import DoctorOptions, doctor
-        from p2pcli.ice import parse_ice_servers
+        from p2pcli.iceurls import parse_ice_servers
         from p2pcli.signaling.client import DEFAULT_SIGNAL
 
         setup_logging(verbose)
+        # The test connection runs on the stack seed and fetch run on.
+        patches.apply()
         opts = DoctorOptions(
             signal_urls=split_urls(signal) or [DEFAULT_SIGNAL],
             token=token,

@@ -20,11 +20,12 @@ from cli.common import (
     TimeoutOpt,
     TokenOpt,
     VerboseOpt,
+    parse_ice_hosts,
     setup_logging,
     target_config,
 )
 from cli.output import Reporter
-from p2pcli import runner
+from p2pcli import patches, runner
 from p2pcli.fetch import FetchOptions, fetch
 
 
@@ -67,8 +68,9 @@ def register(app: typer.Typer) -> None:
         Pipe it to a player to watch while it downloads: p2p fetch LINK | mpv -
         """
         setup_logging(verbose)
+        patches.apply(host_addresses=parse_ice_hosts(ice_host))
         t, config = target_config(
-            target, signal, ice_server, ice_host, token,
+            target, signal, ice_server, token,
             timeout=timeout, retries=retries, max_peers=max_peers,
         )
         opts = FetchOptions(

@@ -17,14 +17,16 @@ from cli.common import (
     SignalOpt,
     TokenOpt,
     VerboseOpt,
+    parse_ice_hosts,
     parse_rate,
     setup_logging,
     split_urls,
     swarm_config,
 )
 from cli.output import Reporter
-from p2pcli import runner
+from p2pcli import patches, runner
 from p2pcli.errors import Interrupted
+from p2pcli.events import Event, Seeding
 from p2pcli.seed import DEFAULT_EMBEDDED_PORT, SeedOptions, seed
 
 
@@ -76,11 +78,12 @@ def register(app: typer.Typer) -> None:
         the link points at it, so this command alone shares a file on your network.
         """
         setup_logging(verbose)
+        hosts = parse_ice_hosts(ice_host)
+        patches.apply(host_addresses=hosts)
         urls = split_urls(signal)
         config = swarm_config(
             urls,
             ice_server,
-            ice_host,
             token,
             max_upload_rate=parse_rate(max_upload_rate),
             max_peers=max_peers,
@@ -88,20 +91,18 @@ def register(app: typer.Typer) -> None:
         )
         reporter = Reporter(quiet=quiet, json=json)
 
-        def emit(ev: dict) -> None:
-            if ev["event"] == "seeding" and "link" in ev:
+        def emit(ev: Event) -> None:
+            if isinstance(ev, Seeding) and ev.link is not None:
                 # The link is this command's output: one line on stdout for scripts.
-                sys.stdout.write(ev["link"] + "\n")
+                sys.stdout.write(ev.link + "\n")
                 sys.stdout.flush()
             reporter(ev)
-
-        from p2pcli.ice import host_addresses
 
         opts = SeedOptions(
             path=file,
             embedded_signal=not urls,
             signal_port=port,
-            public_host=public_host or (host_addresses() or (None,))[0],
+            public_host=public_host or (hosts[0] if hosts else None),
         )
         try:
             runner.run(lambda: seed(opts, config, emit, reporter.hashing))

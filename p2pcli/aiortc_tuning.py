@@ -39,7 +39,8 @@ stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endp
 
 The sans-IO decisions (`DelayedAck`, `PacketSizer`, `candidate_sizes`) are plain classes
 and functions with time as an input; the transports are thin adapters around them.
-`P2P_STOCK_AIORTC=1` in a process's environment keeps that process stock (see `wanted`).
+Nothing is installed on import: p2pcli/patches.py's `apply()` installs it at a command's
+start, unless `P2P_STOCK_AIORTC=1` in the environment keeps that process stock.
 """
 
 from __future__ import annotations
@@ -65,7 +66,6 @@ from OpenSSL import SSL
 log = logging.getLogger(__name__)
 
 PINNED_AIORTC_VERSION = "1.16.0"
-STOCK_ENV = "P2P_STOCK_AIORTC"
 
 # -- wire constants --------------------------------------------------------------------------
 
@@ -112,12 +112,6 @@ class Feature(enum.Flag):
 
 
 ALL_FEATURES = Feature.DELAYED_SACK | Feature.LARGE_PACKETS | Feature.FLOW_CONTROL
-
-
-def wanted(environ: dict[str, str] | None = None) -> bool:
-    """False when the environment asks for stock aiortc (`P2P_STOCK_AIORTC` set, not 0)."""
-    value = (os.environ if environ is None else environ).get(STOCK_ENV, "").strip().lower()
-    return value in ("", "0", "false", "no")
 
 
 # -- sans-IO: when to SACK -------------------------------------------------------------------

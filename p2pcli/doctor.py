@@ -27,7 +27,8 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
 
 from .errors import P2PError
-from .iceconfig import PROBE_TIMEOUT, ServerCheck, check_server, servers_from_config
+from .iceprobe import PROBE_TIMEOUT, ServerCheck, check_server
+from .iceurls import server_urls, servers_from_config, turn_urls
 from .rtc import PeerLink
 from .signaling.client import SignalHandlers, SignalingClient
 
@@ -122,15 +123,14 @@ async def _signaling(opts: DoctorOptions, check: Callable[..., None]
     else:
         servers = servers_from_config(cfg)
         source = "handed out by the signaling server"
-    urls = [u for s in servers for u in (s.urls if isinstance(s.urls, list) else [s.urls])]
+    urls = server_urls(servers)
     if not urls:
         check("ice-config", "warn",
               f"no STUN/TURN servers {source}: peers connect only when they can reach "
               "each other directly", servers=[])
         return []
-    turn = [u for u in urls if u.startswith("turn")]
     status, note = "ok", ""
-    if not turn:
+    if not turn_urls(servers):
         status, note = "warn", "; no TURN server, so peers behind strict NATs cannot connect"
     check("ice-config", status, f"{len(urls)} ICE server(s) {source}: {', '.join(urls)}{note}",
           servers=urls)
@@ -140,8 +140,7 @@ async def _signaling(opts: DoctorOptions, check: Callable[..., None]
 async def _ice_servers(servers: list[RTCIceServer], timeout: float,
                        check: Callable[..., None]) -> dict[str, ServerCheck]:
     """Check 3; the first working STUN and TURN URL by kind."""
-    jobs = [check_server(s, u, timeout) for s in servers
-            for u in (s.urls if isinstance(s.urls, list) else [s.urls])]
+    jobs = [check_server(s, u, timeout) for s in servers for u in server_urls([s])]
     works: dict[str, ServerCheck] = {}
     for c in await asyncio.gather(*jobs):
         extra: dict[str, Any] = {"url": c.url, "problem": c.problem}

@@ -3,6 +3,8 @@
 It knows nothing of pieces or manifests: it moves whole binary messages, applies
 back-pressure through `bufferedAmount` / `bufferedamountlow`, and reports when the link
 is gone. SDP and ICE candidates travel as plain dicts (the browser's JSON shapes).
+It patches nothing: the tuned aiortc it is meant to run on is set up by whoever starts
+the process, with p2pcli/patches.py's `apply()` (the CLI does, at each command's start).
 """
 
 from __future__ import annotations
@@ -13,16 +15,16 @@ import logging
 from collections.abc import Callable, Iterator
 
 from aioice.ice import CandidatePair
-from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.exceptions import InvalidStateError
 from aiortc.sdp import candidate_from_sdp
 
-from . import aiortc_tuning
-from .ice import rtc_configuration
 from .wire import CHANNEL_LABEL, CHANNEL_PROTOCOL
-
-if aiortc_tuning.wanted():  # P2P_STOCK_AIORTC=1 keeps this process on stock aiortc
-    aiortc_tuning.install()
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,9 @@ class PeerLink:
 
     @classmethod
     def create(cls, ice_servers: list | None = None) -> PeerLink:
-        return cls(RTCPeerConnection(rtc_configuration(ice_servers)))
+        # Always an explicit list: given none, aiortc would fall back to a public STUN
+        # server; an empty list means host candidates only.
+        return cls(RTCPeerConnection(RTCConfiguration(iceServers=list(ice_servers or []))))
 
     @contextlib.contextmanager
     def _setup_step(self) -> Iterator[None]:

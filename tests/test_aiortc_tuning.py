@@ -46,7 +46,7 @@ from p2pcli.aiortc_tuning import (
     max_user_data,
     probe_token,
 )
-from p2pcli.ice import host_addresses, set_host_addresses
+from p2pcli.patches import choose_host_addresses
 
 # -- 1. contract with aiortc ------------------------------------------------------------------
 
@@ -221,23 +221,9 @@ def test_install_and_uninstall_swap_the_transport_classes():
         tuning.install() if was else tuning.uninstall()
 
 
-@pytest.mark.parametrize(
-    ("env", "tuned"),
-    [({}, True), ({"P2P_STOCK_AIORTC": "1"}, False), ({"P2P_STOCK_AIORTC": "0"}, True)],
-)
-def test_importing_rtc_installs_unless_stock_is_asked_for(env, tuned):
-    code = ("import aiortc.rtcpeerconnection as m, p2pcli.rtc;"
-            "from p2pcli.aiortc_tuning import TunedSctpTransport as T;"
-            "print(m.RTCSctpTransport is T)")
-    full_env = {k: v for k, v in os.environ.items() if k != "P2P_STOCK_AIORTC"} | env
-    out = subprocess.run([sys.executable, "-c", code], env=full_env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
-    assert out.stdout.strip() == str(tuned), out.stderr
-
-
 def test_bare_benchmark_children_stay_stock():
     # benchmarks/transfer.py's `bare` scenario is the stock ceiling: its child processes
-    # import p2pcli.ice (not p2pcli.rtc), so tuning is never installed there.
+    # choose host addresses alone (p2pcli.patches.choose_host_addresses), never tuning.
     code = ("import sys; sys.path.insert(0, 'benchmarks'); import bare_channel;"
             "bare_channel._imports(); import aiortc.rtcpeerconnection as m, "
             "aiortc.rtcsctptransport as s; print(m.RTCSctpTransport is s.RTCSctpTransport)")
@@ -245,14 +231,6 @@ def test_bare_benchmark_children_stay_stock():
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "True", out.stderr
-
-
-def test_stock_environment_values():
-    assert tuning.wanted({})
-    assert tuning.wanted({"P2P_STOCK_AIORTC": ""})
-    assert tuning.wanted({"P2P_STOCK_AIORTC": "0"})
-    assert not tuning.wanted({"P2P_STOCK_AIORTC": "1"})
-    assert not tuning.wanted({"P2P_STOCK_AIORTC": "yes"})
 
 
 # -- 2. sans-IO decisions ---------------------------------------------------------------------
@@ -460,10 +438,10 @@ BULK = 40  # extra 64 KiB messages, enough for the probe to land mid-transfer
 
 @pytest.fixture
 def loopback_only():
-    was_hosts, was_installed = host_addresses(), tuning.installed()
-    set_host_addresses(["127.0.0.1"])
+    was_installed = tuning.installed()
+    choose_host_addresses(["127.0.0.1"])
     yield
-    set_host_addresses(was_hosts)
+    choose_host_addresses(None)
     tuning.install() if was_installed else tuning.uninstall()
 
 

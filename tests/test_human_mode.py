@@ -26,6 +26,7 @@ from conftest import LOOPBACK, P2P, Proc, Procs, free_port, make_file, wait_port
 
 from cli.doctor import DoctorReporter
 from cli.output import visible
+from p2pcli import events
 
 # -- the renderer, without processes ---------------------------------------------------------
 
@@ -48,18 +49,19 @@ PEER = "Jm8a1k2LZQ1x"
 SAMPLES: dict[str, list[dict[str, Any]]] = {
     "hashed": [{"name": "a.bin", "size": 5, "pieces": 1, "piece_size": 16384,
                 "hash": "ab" * 32, "seconds": 0.1}],
-    "signal_server": [{"url": "http://10.0.0.1:8080"}],
+    "signal_server": [{"url": "http://10.0.0.1:8080", "port": 8080}],
     "seeding": [
         {"hash": "ab" * 32, "link": "p2p://x", "command": "p2p fetch 'p2p://x'",
          "watch": "http://10.0.0.1:8080/watch/ab"},
         {"hash": "ab" * 32},
     ],
     "status": [{"peers": 1, "sent": 10, "rate": 5}],
-    "signaling_connected": [{"url": "http://10.0.0.1:8080"}],
+    "signaling_connected": [{"url": "http://10.0.0.1:8080", "peer": PEER}],
     "peer_joined": [{"peer": PEER, "connection": "host"}],
-    "manifest": [{"peer": PEER, "name": "a.bin", "size": 5, "pieces": 1, "hash": "ab" * 32}],
-    "resume": [{"pieces": 3}],
-    "progress": [{"peers": 1, "have": 3, "received": 3, "rate": 1, "buffer_ahead": 7}],
+    "manifest": [{"peer": PEER, "name": "a.bin", "size": 5, "piece_size": 16384, "pieces": 1}],
+    "resume": [{"pieces": 3, "path": "/tmp/a.bin.part"}],
+    "progress": [{"peers": 1, "have": 3, "received": 3, "rate": 1, "sent": 0,
+                  "buffer_ahead": 7}],
     "serving": [{"url": "http://127.0.0.1:9/x/a.bin", "name": "a.bin", "size": 5}],
     "player_started": [{"player": "mpv", "pid": 7}],
     "player_exited": [{"code": 0}],
@@ -77,6 +79,11 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
 }
 
 
+def event_class(kind: str) -> type[events.Event]:
+    """"peer_joined" -> events.PeerJoined (p2pcli/events.py names classes after kinds)."""
+    return getattr(events, "".join(w.capitalize() for w in kind.split("_")))
+
+
 def handlers() -> set[str]:
     return {n[3:] for n in dir(DoctorReporter) if n.startswith("on_")}
 
@@ -89,7 +96,7 @@ def test_every_handler_has_a_sample() -> None:
 def render(ev: dict[str, Any], kind: str, capsys: pytest.CaptureFixture[str]) -> str:
     r = DoctorReporter()
     try:
-        r({"event": kind.replace("_", "-"), **ev})
+        r(event_class(kind)(**ev))
     finally:
         r.close()
     out = capsys.readouterr()

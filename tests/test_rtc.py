@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from p2pcli.ice import set_host_addresses
+from p2pcli import patches
 from p2pcli.rtc import LinkClosed, PeerLink
 
 
 @pytest.fixture(autouse=True)
 def loopback():
-    set_host_addresses(["127.0.0.1"])
+    patches.apply(host_addresses=["127.0.0.1"])
     yield
-    set_host_addresses(None)
+    patches.revert()
 
 
 @pytest.mark.timeout(60)

@@ -93,14 +93,14 @@ def _payloads(victim: str) -> list[list[Any]]:
 def _state(hub: SignalHub) -> dict[str, Any]:
     """What a replayed connect/disconnect used to change."""
     return {
-        "addresses": dict(hub._addresses.open),
+        "addresses": dict(hub.core.addresses.open),
         "peers": {p: sorted(peer.rooms) for p, peer in hub.rooms.peers.items()},
         "rooms": {r: list(m) for r, m in hub.rooms.rooms.items()},
         "sids": dict(hub._eio_sids),
         "ws": sorted(hub._ws),
         "connects": hub.rooms.stats.connects,
         "sessions": {k: (s.address, s.counted)
-                     for k, s in getattr(hub, "_sessions", {}).items()},
+                     for k, s in hub.core.sessions.items()},
     }
 
 
@@ -126,8 +126,8 @@ async def test_no_client_event_reaches_a_server_internal_handler(transport: str)
                 await attacker_sio.next_event("peer-list")
             await victim.next_event("new-peer")
             before = _state(hub)
-            meters = dict(hub._meters)
-            victim_tokens = hub._meters[victim.sid].messages.tokens
+            meters = dict(hub.core.meters)
+            victim_tokens = hub.core.meters[victim.sid].messages.tokens
 
             n = 0
             for name in RESERVED:
@@ -155,8 +155,8 @@ async def test_no_client_event_reaches_a_server_internal_handler(transport: str)
             # Nothing moved: rooms, per-address counts, sessions, rate meters.
             assert _state(hub) == before
             for peer, meter in meters.items():
-                assert hub._meters[peer] is meter, peer
-            assert hub._meters[victim.sid].messages.tokens == victim_tokens
+                assert hub.core.meters[peer] is meter, peer
+            assert hub.core.meters[victim.sid].messages.tokens == victim_tokens
             # The attacker is still known: it is relayed to.
             await victim.emit("offer", {"targetPeer": attacker, "n": 1})
             if attacker_ws is not None:
@@ -169,10 +169,10 @@ async def test_no_client_event_reaches_a_server_internal_handler(transport: str)
             # ... and once it leaves, it is gone: no ghost in the room, no slot held.
             assert await victim.next_event("peer-left") == {"peerId": attacker}
             for _ in range(100):
-                if hub._addresses.open == {"127.0.0.1": 1}:
+                if hub.core.addresses.open == {"127.0.0.1": 1}:
                     break
                 await asyncio.sleep(0.05)
-            assert hub._addresses.open == {"127.0.0.1": 1}
+            assert hub.core.addresses.open == {"127.0.0.1": 1}
             assert hub.rooms.rooms == {room: {victim.sid: None}}
             assert list(hub.rooms.peers) == [victim.sid]
         finally:

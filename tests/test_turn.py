@@ -1,9 +1,9 @@
 """Across networks: STUN/TURN servers handed out by serve-signal, proven through real coturn.
 
-- The signaling server's `ice-config` (p2pcli/signaling/iceconfig.py): TURN REST API
+- The signaling server's `ice-config` (p2pcli/signaling/turncreds.py): TURN REST API
   credentials as coturn's use-auth-secret checks them, the event's shape, and that it
   reaches clients of both transports before anything else.
-- Checking servers (p2pcli/iceconfig.py) against a real coturn on loopback: a working
+- Checking servers (p2pcli/iceprobe.py) against a real coturn on loopback: a working
   allocation, refused credentials, nothing listening; choosing the first that works.
 - In network namespaces (tests/turn_helpers.py): two peers with no route between them
   share a file through coturn with no ICE option of their own, and report a relayed pair;
@@ -38,15 +38,12 @@ from aiortc import RTCIceServer
 from conftest import Proc, Procs, make_file, sha256
 from turn_helpers import TurnLab, coturn_config
 
-from p2pcli.iceconfig import check_server, choose_ice_servers, servers_from_config
+from p2pcli.errors import UsageError
+from p2pcli.iceprobe import check_server, choose_ice_servers
+from p2pcli.iceurls import parse_ice_url, servers_from_config
 from p2pcli.signaling.client import SignalHandlers, SignalingClient
-from p2pcli.signaling.iceconfig import (
-    IceConfig,
-    IceConfigError,
-    parse_server_url,
-    turn_credentials,
-)
 from p2pcli.signaling.server import start_signal_server
+from p2pcli.signaling.turncreds import IceConfig, turn_credentials
 
 SIZE = 4 * 1024 * 1024
 SECRET = "correct horse battery staple"
@@ -86,16 +83,6 @@ def test_fixed_credentials_in_the_url_are_handed_out_as_given():
         {"urls": ["turn:turn.example.org"], "username": "alice", "credential": "pw"}]
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("stun:1.2.3.4", "stun:1.2.3.4"),
-    ("turn:host.example:3478?transport=tcp", "turn:host.example:3478?transport=tcp"),
-    ("turns:host.example:5349", "turns:host.example:5349"),
-    ("turn:[2001:db8::1]:3478", "turn:[2001:db8::1]:3478"),
-])
-def test_server_urls_parse(url: str, expected: str):
-    assert parse_server_url(url).url == expected
-
-
 @pytest.mark.parametrize("urls, secret, words", [
     (["http://x"], None, "expected stun:"),
     (["turn:host:99999"], SECRET, "out of range"),
@@ -105,7 +92,9 @@ def test_server_urls_parse(url: str, expected: str):
     (["turn:u:p@host"], SECRET, "no --ice-server turn:HOST URL would use it"),
 ])
 def test_option_mistakes_are_refused_in_words(urls, secret, words):
-    with pytest.raises(IceConfigError, match=words):
+    # A malformed URL (iceurls.IceUrlError) or a combination that cannot work
+    # (turncreds.IceConfigError): both are usage errors, exit 2 in one line.
+    with pytest.raises(UsageError, match=words):
         IceConfig.from_options(urls, secret)
 
 
@@ -184,7 +173,7 @@ class QuickRefresh(IceConfig):
 
 @pytest.mark.timeout(30)
 async def test_connected_clients_get_fresh_credentials_before_they_expire():
-    ice = QuickRefresh((parse_server_url("turn:192.0.2.1"),), SECRET, ttl=600)
+    ice = QuickRefresh((parse_ice_url("turn:192.0.2.1"),), SECRET, ttl=600)
     server = await start_signal_server("127.0.0.1", 0, ice_config=ice)
     sio = socketio.AsyncClient()
     configs: list[dict] = []

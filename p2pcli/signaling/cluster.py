@@ -48,6 +48,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..errors import UsageError
+from ..events import Event
+from .log import ClusterNotice, LibraryError
 from .rooms import Rooms, sample_in_order
 from .schema import ErrorCode, Relay, SignalSchemaError, check_size
 
@@ -125,7 +127,7 @@ class Hub(Protocol):
 
     rooms: Rooms
 
-    def log(self, event: dict[str, Any]) -> None: ...
+    def log(self, event: Event) -> None: ...
     def local_members(self, room: str) -> Iterable[str]: ...
     def is_local(self, peer_id: str) -> bool: ...
     async def deliver(self, target: str, event: str, payload: dict[str, object]) -> None: ...
@@ -424,8 +426,8 @@ class Cluster:
             except _ERRORS as e:
                 self._trouble(e)
             except Exception as e:  # a bug must not stop the heartbeats
-                self.hub.log({"event": "library-error", "source": "p2pcli.signaling.cluster",
-                              "message": repr(e)[:300]})
+                self.hub.log(LibraryError(source="p2pcli.signaling.cluster",
+                                          message=repr(e)[:300]))
 
     async def _beat(self) -> None:
         node = self.hub.stats()
@@ -440,7 +442,7 @@ class Cluster:
         _, created = await self._call(pipe.execute())
         if not self.redis_ok:
             if self.registered:
-                self.hub.log({"event": "cluster", "message": "Redis is reachable again"})
+                self.hub.log(ClusterNotice(message="Redis is reachable again"))
             self.redis_ok = True
         if created and self.registered:
             await self._rebuild()
@@ -450,10 +452,10 @@ class Cluster:
 
     async def _rebuild(self) -> None:
         """Our registration is gone: have every client of this node announce again."""
-        self.hub.log(
-            {"event": "cluster", "message": "this node's rooms are gone from Redis (restarted "
-             "empty, or this node was taken for dead); reconnecting its clients"}
-        )
+        self.hub.log(ClusterNotice(
+            message="this node's rooms are gone from Redis (restarted empty, or this node "
+            "was taken for dead); reconnecting its clients"
+        ))
         self._pending_join.clear()
         self._pending_leave.clear()
         self._remote_rooms.clear()
@@ -503,18 +505,17 @@ class Cluster:
                 await self._tell_left(peer, rooms)
                 await self._publish("left", rooms, "peer-left", {"peerId": peer})
             self.reaped += len(gone)
-            self.hub.log(
-                {"event": "cluster", "message": f"node {n} stopped; removed its "
-                 f"{len(gone)} peers from their rooms"}
-            )
+            self.hub.log(ClusterNotice(
+                message=f"node {n} stopped; removed its {len(gone)} peers from their rooms"
+            ))
         self.alive = alive
 
     def _trouble(self, error: BaseException) -> None:
         if self.redis_ok:
-            self.hub.log(
-                {"event": "cluster", "message": f"Redis unreachable ({_reason(error)}); "
-                 "serving this node's peers alone until it is back"}
-            )
+            self.hub.log(ClusterNotice(
+                message=f"Redis unreachable ({_reason(error)}); serving this node's peers "
+                "alone until it is back"
+            ))
         self.redis_ok = False
 
     @staticmethod

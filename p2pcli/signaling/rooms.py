@@ -169,10 +169,6 @@ class Rooms:
         peer = self.peers.get(peer_id)
         return peer.rooms if peer is not None else set()
 
-    def transport_of(self, peer_id: str) -> str | None:
-        peer = self.peers.get(peer_id)
-        return peer.transport if peer is not None else None
-
     def snapshot(self, uptime: float) -> dict[str, object]:
         """The /stats document. `uptime` (seconds) comes from the caller's clock."""
         by_transport: dict[str, int] = {}

@@ -1,13 +1,13 @@
 """The signaling server: python-socketio and a plain-WebSocket endpoint on one aiohttp app.
 
-A thin adapter around `Rooms` (rooms.py) and the validators (schema.py): it moves events
-between sockets and that state and holds no rule of its own. Two transports share one
-`Rooms`, so a Socket.IO peer and a /ws peer meet in the same room and signal each other.
+The I/O adapter around `SignalCore` (core.py), which holds every rule: `SignalHub` hands
+it what clients send, with the clock, and sends the frames it returns (codec.py encodes
+them); it holds no rule of its own. Two transports share one core, so a Socket.IO peer
+and a /ws peer meet in the same room and signal each other.
 
-Relaying is the hot path, so it avoids python-socketio's generic emit (which builds a
-packet object, looks the sid up as a room and starts a task per recipient): it encodes
-the Socket.IO EVENT frame once with orjson and hands it to engine.io's documented
-``send(sid, data)``. The wire format is the Socket.IO v5 protocol's: ``2["event",{...}]``.
+Relaying is the hot path, so frames go to engine.io's documented ``send(sid, data)``
+rather than through python-socketio's generic emit (codec.py says why), and relayed
+Socket.IO frames can skip python-socketio altogether (eio_websocket.py's fast path).
 
 docs/SIGNALING.md is the protocol this implements.
 """
@@ -17,14 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hmac
-import json as stdlib_json
 import logging
 import signal
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -36,28 +34,26 @@ from engineio import async_socket as eio_async_socket
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as eio_aiohttp
 
-from .eio_websocket import BoundedSocket, FastEvent, FastSocket, SizedQueue
-from .iceconfig import IceConfig
-from .limits import AddressCounter, ConnectionMeter, Limits
-from .rooms import Rooms, new_peer_id
-from .schema import (
-    RELAY_EVENTS,
-    ErrorCode,
-    SignalSchemaError,
-    check_size,
-    parse_announce,
-    parse_relay,
-    parse_ws_frame,
+from .codec import (
+    SOCKET_IO,
+    WS,
+    OrjsonCodec,
+    fast_relay,
+    ws_ack_frame,
+    ws_refusal_frame,
+    ws_welcome_frame,
 )
+from .core import Frame, Outcome, SignalCore
+from .eio_websocket import BoundedSocket, FastEvent, FastSocket, SizedQueue
+from .limits import Limits
+from .log import LibraryError, Listening, LogBudget, SignalLog, Stopped, Stopping, no_log
+from .rooms import Rooms, new_peer_id
+from .schema import RELAY_EVENTS, ErrorCode, Relay, SignalSchemaError, parse_ws_frame
+from .turncreds import IceConfig
 from .web import add_web_routes
 
 if TYPE_CHECKING:
     from .cluster import Cluster
-
-#: ``log({"event": name, ...})``: how the server reports what happens, for the CLI to
-#: render as text or NDJSON (the same shape as the swarm's events). Called for lifecycle
-#: events only, never per message.
-SignalLog = Callable[[dict[str, Any]], None]
 
 #: Largest engine.io packet / WebSocket frame read at all; bigger ones close the
 #: connection. Between schema.MAX_MESSAGE_BYTES and this, a message gets an error event.
@@ -97,36 +93,8 @@ CLIENT_EVENTS: Final = frozenset({"announce", *RELAY_EVENTS})
 #: it is not in CLIENT_EVENTS, so it is treated like every other unknown name.
 _UNKNOWN_EVENT: Final = "\x00unknown"
 
-OK: Final[dict[str, object]] = {"ok": True}
-
 #: Key under which make_app() stores the hub, for routes other modules add.
 HUB_KEY: Final = web.AppKey("p2p_signal_hub", "SignalHub")
-
-
-def _no_log(event: dict[str, Any]) -> None:
-    pass
-
-
-class OrjsonCodec:
-    """The ``json`` module python-socketio and engine.io use, backed by orjson.
-
-    They call ``dumps(obj, separators=...)`` and ``loads(text)``. orjson refuses a few
-    things the standard library accepts (non-string keys, integers over 64 bits); those
-    fall back to it rather than fail. Note engine.io installs this process-wide (it is a
-    class attribute of its Packet), so Socket.IO clients in the same process use it too;
-    it is a drop-in replacement, so they are none the worse.
-    """
-
-    @staticmethod
-    def dumps(obj: object, **kwargs: object) -> str:
-        try:
-            return orjson.dumps(obj).decode()
-        except TypeError:
-            return stdlib_json.dumps(obj, separators=(",", ":"))
-
-    @staticmethod
-    def loads(text: str | bytes, **kwargs: object) -> object:
-        return orjson.loads(text)
 
 
 class _EioWebSocket(eio_aiohttp.WebSocket):
@@ -227,23 +195,15 @@ class _LogBridge(logging.Handler):
     def __init__(self, log: SignalLog, per_minute: int = 10) -> None:
         super().__init__(logging.ERROR)
         self._log = log
-        self._per_minute = per_minute
-        self._window = 0.0
-        self._count = 0
+        self._budget = LogBudget(per_minute)
 
     def emit(self, record: logging.LogRecord) -> None:
-        now = time.monotonic()
-        if now - self._window > 60:
-            self._window, self._count = now, 0
-        self._count += 1
-        if self._count <= self._per_minute:
+        if self._budget.allow(time.monotonic()):
             message = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:
                 # The exception, not its traceback: one line that says what was wrong.
                 message += f": {record.exc_info[1]!r}"
-            self._log(
-                {"event": "library-error", "source": record.name, "message": message[:300]}
-            )
+            self._log(LibraryError(source=record.name, message=message[:300]))
 
 
 def _library_logger(name: str, log: SignalLog) -> logging.Logger:
@@ -277,12 +237,47 @@ class _WsPeer:
         await self.ws.send_str(text)
 
 
+class _Timers:
+    """One pending call of `fire(key)` per key, on the running loop's clock."""
+
+    def __init__(self, fire: Callable[[str], None]) -> None:
+        self._fire = fire
+        self._handles: dict[str, asyncio.TimerHandle] = {}
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def start(self, key: str, after: float) -> None:
+        """Call `fire(key)` `after` seconds from now, instead of any pending call."""
+        self.cancel(key)
+        self._handles[key] = asyncio.get_running_loop().call_later(after, self._due, key)
+
+    def cancel(self, key: str) -> None:
+        handle = self._handles.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def cancel_all(self) -> None:
+        for handle in self._handles.values():
+            handle.cancel()
+        self._handles.clear()
+
+    def _due(self, key: str) -> None:
+        del self._handles[key]
+        self._fire(key)
+
+
 @dataclass
 class SignalHub:
-    """Connections of both transports, bound to one `Rooms` (and, with Redis, a cluster)."""
+    """Connections of both transports, bound to one `SignalCore` (and, with Redis, a cluster).
+
+    The adapter: it hands what clients send to the core (core.py) and sends the frames
+    it returns, runs the timers (the connect deadline, ice-config refreshes) and shuts
+    down. What is allowed, and what is answered to whom, is the core's to say.
+    """
 
     cors_origins: Sequence[str] | None = None
-    log: SignalLog = _no_log
+    log: SignalLog = no_log
     rooms: Rooms = field(default_factory=Rooms)
     started: float = field(default_factory=time.monotonic)
     async_mode: str = "aiohttp"
@@ -307,51 +302,27 @@ class SignalHub:
     """Seconds an engine.io session may stay open without a Socket.IO connection."""
 
     def __post_init__(self) -> None:
-        self.rooms.max_rooms_per_peer = self.limits.max_rooms
-        self.rooms.max_peer_list = self.limits.max_peer_list
         self.cluster: Cluster | None = None
-        manager = None
         if self.redis_url:
             from .cluster import Cluster  # imports redis, which only a cluster needs
 
             self.cluster = Cluster(self, self.redis_url, node_timeout=self.node_timeout)
-            manager = self.cluster.manager
-        origins: str | list[str] = "*" if not self.cors_origins else list(self.cors_origins)
-        fast = self.fast_websocket and self.async_mode == "aiohttp"
-        self.sio = _SocketIOServer(
-            client_manager=manager,
-            async_mode=self.async_mode,
-            cors_allowed_origins=origins,
-            json=OrjsonCodec,
-            # Handlers never block, so run them inline: a task per event costs more
-            # than the handler itself. It also means a handler that waits (the rate
-            # limiter does) stops reading from that connection only.
-            async_handlers=False,
-            max_http_buffer_size=MAX_FRAME_BYTES,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            logger=_library_logger("p2pcli.signaling.socketio", self.log),
-            engineio_logger=_library_logger("p2pcli.signaling.engineio", self.log),
+        self.core = SignalCore(
+            self.rooms, self.limits, self.token, clustered=self.cluster is not None
         )
-        if self.async_mode == "aiohttp":
-            # engine.io picks its WebSocket class from this per-server table; swap in
-            # ours (a copy, so other engine.io servers in the process keep theirs).
-            self.sio.eio._async = {**self.sio.eio._async, "websocket": _EioWebSocket}
-        self.sio.fast_websocket = fast
-        if fast:
+        self.sio = _socketio_server(self)
+        if self.sio.fast_websocket:
             self.sio.fast_event = self._sio_fast_event
         self.sio.session_opened = self._session_opened
         self.sio.session_closed = self._session_closed
-        self._closing = False
-        self._sessions: dict[str, _Session] = {}  # engine.io sid -> its admission state
+        # engine.io sid -> when it is closed unless it connects to Socket.IO first
+        self._session_timers = _Timers(self._session_expired)
         self._eio_sids: dict[str, str] = {}  # Socket.IO sid -> engine.io sid
         self._sids: dict[str, str] = {}  # engine.io sid -> Socket.IO sid (namespace "/")
         self._ws: dict[str, _WsPeer] = {}
-        self._meters: dict[str, ConnectionMeter] = {}
-        self._addresses = AddressCounter(self.limits.max_per_ip)
-        self._address_of: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ice_timers: dict[str, asyncio.TimerHandle] = {}
+        # peer id -> when its ice-config (issued TURN credentials) is sent again
+        self._ice_timers = _Timers(lambda peer_id: self._spawn(self._send_ice_config(peer_id)))
         self._register()
 
     # -- Socket.IO ---------------------------------------------------------------------
@@ -367,66 +338,38 @@ class SignalHub:
             sio.on(event, self._sio_relay_handler(event))
         sio.on(_UNKNOWN_EVENT, self._sio_unknown)
 
-    # An engine.io session is a connection as soon as it opens: it counts toward the
-    # per-address cap from then, and it must connect to Socket.IO (with the token)
-    # within `connect_timeout` or be closed. Otherwise sessions that never authenticate
-    # could be held open without limit by answering pings.
+    # An engine.io session counts toward its address's cap from its opening (the core
+    # keeps the count), and must connect to Socket.IO within `connect_timeout`.
 
     def _session_opened(self, eio_sid: str, environ: dict[str, Any]) -> None:
-        address = _environ_address(environ)
-        counted = self._addresses.acquire(address)
-        session = _Session(address, counted)
-        self._sessions[eio_sid] = session
-        self._expire_session(eio_sid, session, self.connect_timeout)
+        self.core.session_opened(eio_sid, _environ_address(environ))
+        self._session_timers.start(eio_sid, self.connect_timeout)
 
     def _session_closed(self, eio_sid: str) -> None:
-        session = self._sessions.pop(eio_sid, None)
-        if session is None:
-            return
-        session.cancel_timer()
-        if session.counted:
-            self._addresses.release(session.address)
-
-    def _expire_session(self, eio_sid: str, session: _Session, after: float) -> None:
-        """Close the session `after` seconds from now unless it connects meanwhile."""
-        session.cancel_timer()
-        session.timer = asyncio.get_running_loop().call_later(
-            after, self._session_expired, eio_sid
-        )
+        self._session_timers.cancel(eio_sid)
+        self.core.session_closed(eio_sid)
 
     def _session_expired(self, eio_sid: str) -> None:
-        session = self._sessions.get(eio_sid)
-        if session is None or eio_sid in self._sids:
-            return
-        session.timer = None
-        # engine.io's own disconnect: a CLOSE packet, then the session is dropped.
-        self._spawn(self.sio.eio.disconnect(eio_sid))
+        if eio_sid in self.core.sessions and eio_sid not in self._sids:
+            # engine.io's own disconnect: a CLOSE packet, then the session is dropped.
+            self._spawn(self.sio.eio.disconnect(eio_sid))
 
     async def _sio_connect(self, sid: str, environ: dict, auth: object = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if token is None:  # clients that cannot send auth may put it in the URL
             token = _query_token(environ.get("QUERY_STRING", ""))
-        address = _environ_address(environ)
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
-        session = self._sessions.get(eio_sid)
-        # The session took its address's slot when it opened, or found none free.
-        refusal = self._admit_connection(
-            token, address, slot=None if session is None else session.counted
-        )
+        refusal = self.core.connect(sid, SOCKET_IO, token, _environ_address(environ), eio_sid)
         if refusal is not None:
-            if session is not None:
-                self._expire_session(eio_sid, session, REFUSED_GRACE)
+            if eio_sid in self.core.sessions:
+                self._session_timers.start(eio_sid, REFUSED_GRACE)
             # Socket.IO's CONNECT_ERROR: clients see `message`, and `data.code`.
             raise socketio.exceptions.ConnectionRefusedError(
                 refusal.message, {"code": refusal.code}
             )
-        if session is not None:
-            session.cancel_timer()
+        self._session_timers.cancel(eio_sid)
         self._eio_sids[sid] = eio_sid
         self._sids[eio_sid] = sid
-        # Without a session (an engine.io we did not see open), the slot was taken
-        # just now and is released with the peer.
-        self._joined(sid, "socket.io", address if session is None else None)
         self._ice_config_after_connect(sid)
 
     async def _sio_disconnect(self, sid: str, reason: object = None) -> None:
@@ -434,10 +377,9 @@ class SignalHub:
         if eio_sid is None:
             return  # refused at connect: never joined
         self._sids.pop(eio_sid, None)
-        session = self._sessions.get(eio_sid)
-        if session is not None and not self._closing:
+        if eio_sid in self.core.sessions and not self.core.closing:
             # Left the namespace but kept the engine.io session: connect again or go.
-            self._expire_session(eio_sid, session, self.connect_timeout)
+            self._session_timers.start(eio_sid, self.connect_timeout)
         await self._gone(sid)
 
     async def _sio_fast_event(self, eio_sid: str, text: str) -> bool:
@@ -447,15 +389,10 @@ class SignalHub:
         not (yet) connected to the main namespace, or a frame that is not a relay event.
         """
         sid = self._sids.get(eio_sid)
-        if sid is None:
+        relay = None if sid is None else fast_relay(text)
+        if relay is None:
             return False
-        try:
-            frame = orjson.loads(text[2:])
-        except orjson.JSONDecodeError:
-            return False
-        if type(frame) is not list or not frame or frame[0] not in RELAY_EVENTS:
-            return False
-        await self._relay(sid, frame[0], frame[1] if len(frame) > 1 else None)
+        await self._relay(sid, *relay)
         return True
 
     async def _sio_announce(self, sid: str, *args: object) -> dict[str, object]:
@@ -468,24 +405,13 @@ class SignalHub:
         return handler
 
     async def _sio_unknown(self, sid: str, event: object, *args: object) -> dict[str, object]:
-        # The reference server ignores events it does not know, and so do we (no error
-        # event); a client that asked for an acknowledgement is told why. `event` is
-        # whatever the client put first in its packet, not necessarily a string.
-        event = event if isinstance(event, str) else repr(event)[:100]
-        nack = await self._throttle(sid, event)
-        if nack is not None:
-            return nack
-        return {
-            "ok": False,
-            "code": ErrorCode.UNKNOWN_EVENT,
-            "error": f"unknown event {event!r}",
-        }
+        return await self._carry_out(self.core.unknown_event(sid, event, time.monotonic()))
 
     # -- /ws -----------------------------------------------------------------------------
 
     async def ws_handler(self, request: web.Request) -> web.StreamResponse:
         """The plain-WebSocket transport (design note "Opción 3"), at /ws and /."""
-        if not self._origin_allowed(request):
+        if not _origin_allowed(request, self.cors_origins):
             raise web.HTTPForbidden(text="origin not allowed\n")
         ws = web.WebSocketResponse(
             compress=False, max_msg_size=MAX_FRAME_BYTES, heartbeat=self.ping_interval
@@ -496,24 +422,20 @@ class SignalHub:
             # Above WS_MAX_BUFFERED we disconnect; until then aiohttp must never pause
             # the writer (which would block the sender), so its high-water mark is above.
             transport.set_write_buffer_limits(high=4 * WS_MAX_BUFFERED)
-        address = str(request.remote)
-        refusal = self._admit_connection(_ws_token(request), address)
+        peer_id = new_peer_id()
+        refusal = self.core.connect(peer_id, WS, _ws_token(request), str(request.remote))
         if refusal is not None:
             # A browser cannot read an HTTP status from a failed WebSocket handshake, so
             # the refusal is a frame, then a close: 1008 policy violation (token), 1013
             # try again later (too many connections).
-            frame = {"type": "error", "code": refusal.code, "message": refusal.message}
-            await ws.send_str(orjson.dumps(frame).decode())
+            await ws.send_str(ws_refusal_frame(refusal.code, refusal.message))
             close_code = 1008 if refusal.code == ErrorCode.BAD_TOKEN else 1013
             await ws.close(code=close_code, message=refusal.code.encode())
             return ws
-        peer_id = new_peer_id()
-        peer = _WsPeer(ws, transport)
-        self._ws[peer_id] = peer
-        self._joined(peer_id, "ws", address)
+        peer = self._ws[peer_id] = _WsPeer(ws, transport)
         try:
             # Tell the client its id, as Socket.IO's handshake does (socket.id).
-            await peer.send(orjson.dumps({"type": "welcome", "peerId": peer_id}).decode())
+            await peer.send(ws_welcome_frame(peer_id))
             await self._send_ice_config(peer_id)
             async for msg in ws:
                 if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
@@ -527,8 +449,7 @@ class SignalHub:
         try:
             msg = parse_ws_frame(frame)
         except SignalSchemaError as e:
-            if await self._throttle(peer_id, None) is None:
-                await self._refuse(peer_id, None, e)
+            await self._carry_out(self.core.bad_frame(peer_id, e, time.monotonic()))
             return
         kind = msg.type
         if kind in RELAY_EVENTS:
@@ -536,190 +457,67 @@ class SignalHub:
         elif kind == "announce":
             result = await self._announce(peer_id, msg.data)
         else:
-            result = await self._throttle(peer_id, kind) or await self._refuse(
-                peer_id,
-                kind,
-                SignalSchemaError(ErrorCode.UNKNOWN_EVENT, f"unknown type {kind!r}"),
+            result = await self._carry_out(
+                self.core.unknown_type(peer_id, kind, time.monotonic())
             )
         if msg.ack is not None:
-            await peer.send(orjson.dumps({"type": "ack", "ack": msg.ack, **result}).decode())
-
-    def _origin_allowed(self, request: web.Request) -> bool:
-        origin = request.headers.get("Origin")
-        return not origin or not self.cors_origins or origin in self.cors_origins
-
-    # -- admission and rate limits, whatever the transport --------------------------------
-
-    def _admit_connection(
-        self, token: object, address: str, slot: bool | None = None
-    ) -> SignalSchemaError | None:
-        """Check a new connection's token and its address's count; None if accepted.
-
-        `slot`: whether the connection already holds one of its address's slots (True),
-        found them all taken (False), or is to take one now (None; released by `_gone`).
-        """
-        refusal = None
-        if self.token is not None and not (
-            isinstance(token, str) and hmac.compare_digest(token.encode(), self.token.encode())
-        ):
-            refusal = SignalSchemaError(
-                ErrorCode.BAD_TOKEN,
-                "this signaling server needs an access token, and "
-                + ("none was given" if not token else "the one given is wrong"),
-            )
-        elif slot is False or (slot is None and not self._addresses.acquire(address)):
-            refusal = SignalSchemaError(
-                ErrorCode.TOO_MANY_CONNECTIONS,
-                f"{self.limits.max_per_ip} connections are already open from {address}",
-            )
-        if refusal is not None:
-            self.rooms.stats.refused += 1
-        return refusal
-
-    def _joined(self, peer_id: str, transport: str, address: str | None) -> None:
-        """Register a connection; `address` is the slot `_gone` releases, if it holds one
-        of its own (Socket.IO sessions release theirs when the engine.io session ends)."""
-        if address is not None:
-            self._address_of[peer_id] = address
-        self._meters[peer_id] = ConnectionMeter.for_limits(self.limits)
-        self.rooms.connect(peer_id, transport)
-
-    async def _throttle(self, peer_id: str, event: str | None) -> dict[str, object] | None:
-        """None if `peer_id` may send `event` now; else refuse it and return the nack.
-
-        A refused connection is then not read from until it may send again: what it
-        sends meanwhile waits in the socket buffers, so a flood slows down its sender
-        (TCP back-pressure) and costs the server one refusal per token, not one per
-        message, and other connections are served as usual.
-        """
-        meter = self._meters.get(peer_id)
-        if meter is None:
-            return None
-        wait = meter.admit(event or "", time.monotonic())
-        if not wait:
-            return None
-        self.rooms.stats.rate_limited += 1
-        limits = self.limits
-        nack = await self._refuse(
-            peer_id,
-            event,
-            SignalSchemaError(
-                ErrorCode.RATE_LIMITED,
-                f"too many messages: this server takes {limits.message_rate:g} events and "
-                f"{limits.announce_rate:g} announces per second from one connection",
-            ),
-        )
-        # A little past the refill: timers may fire early by their resolution (uvloop's
-        # is a millisecond), which would refuse the next event too, for nothing.
-        await asyncio.sleep(min(wait * 1.1 + 0.002, 1.0))
-        return nack
+            await peer.send(ws_ack_frame(msg.ack, result))
 
     # -- the events, whatever the transport ----------------------------------------------
 
     async def _announce(self, sender: str, data: object) -> dict[str, object]:
-        nack = await self._throttle(sender, "announce")
-        if nack is not None:
-            return nack
-        try:
-            room = parse_announce(data)
-            # Announces are not relayed, so their size is checked on its own.
-            check_size("announce", len(orjson.dumps(data)))
-            was_member = room in self.rooms.rooms_of(sender)
-            joined = self.rooms.announce(sender, room)
-        except SignalSchemaError as e:
-            return await self._refuse(sender, "announce", e)
-        peers = joined.peers
+        step = self.core.announce(sender, data, time.monotonic())
+        if isinstance(step, Outcome):
+            return await self._carry_out(step)
+        peers = None
         if self.cluster is not None:
-            listed = await self.cluster.announce(
-                sender, room, new=not was_member, local=len(self.rooms.rooms.get(room, ()))
-            )
+            local = len(self.rooms.rooms.get(step.room, ()))
+            peers = await self.cluster.announce(sender, step.room, new=step.new, local=local)
             if sender not in self.rooms.peers:  # left while Redis answered
-                await self.cluster.leave(sender, {room})
+                await self.cluster.leave(sender, {step.room})
                 return {"ok": False, "code": ErrorCode.UNKNOWN_PEER, "error": "disconnected"}
-            if listed is not None:
-                peers = listed
-        # `hash` is an extension: a client in several rooms can tell which one is meant.
-        await self._send(sender, "peer-list", {"peers": peers, "hash": room})
-        if joined.notify:
-            news = {"peerId": sender, "hash": room}
-            for other in joined.notify:
-                await self._send(other, "new-peer", news)
-        return {"ok": True, "peers": peers}
+        return await self._carry_out(self.core.announced(sender, step, peers))
 
     async def _relay(self, sender: str, event: str, data: object) -> dict[str, object]:
-        nack = await self._throttle(sender, event)
-        if nack is not None:
-            return nack
-        try:
-            relay = parse_relay(event, data)
-            if self.cluster is not None and relay.target not in self.rooms.peers:
-                await self.cluster.relay(sender, self.rooms.rooms_of(sender), event, relay)
+        step = self.core.relay(sender, event, data, time.monotonic())
+        if isinstance(step, Relay):  # for a peer of another node
+            assert self.cluster is not None
+            try:
+                await self.cluster.relay(sender, self.rooms.rooms_of(sender), event, step)
+            except SignalSchemaError as e:
+                step = self.core.refuse(sender, event, e)
             else:
-                out = self.rooms.route(sender, relay)
-                await self._deliver(relay.target, event, out)
-        except SignalSchemaError as e:
-            return await self._refuse(sender, event, e)
-        self.rooms.stats.relayed += 1
-        return OK
+                step = self.core.relayed_remotely()
+        return await self._carry_out(step)
 
-    async def _deliver(self, target: str, event: str, payload: dict[str, object]) -> None:
-        """Send a relayed message, refusing it (to the sender) if it is too big."""
-        eio_sid = self._eio_sids.get(target)
-        if eio_sid is not None:
-            body = orjson.dumps(payload)
-            check_size(event, len(body))
-            await self.sio.eio.send(eio_sid, f'2["{event}",{body.decode()}]')
+    async def _carry_out(self, outcome: Outcome) -> dict[str, object]:
+        """Send what the core said to, pause reading if it said so; return the ack."""
+        for frame in outcome.frames:
+            await self._send(frame)
+        if outcome.pause:
+            await asyncio.sleep(outcome.pause)
+        return outcome.ack
+
+    async def _send(self, frame: Frame | None) -> None:
+        if frame is None:
             return
-        peer = self._ws.get(target)
-        if peer is not None:
-            # On /ws the event name travels in `type` (overwriting a payload field of
-            # that name, see docs/SIGNALING.md).
-            payload["type"] = event
-            body = orjson.dumps(payload)
-            check_size(event, len(body))
-            await peer.send(body.decode())
-
-    async def _send(self, peer_id: str, event: str, payload: dict[str, object]) -> None:
-        """Send a server-made event (peer-list, new-peer, peer-left, error)."""
-        eio_sid = self._eio_sids.get(peer_id)
+        eio_sid = self._eio_sids.get(frame.peer)
         if eio_sid is not None:
-            text = OrjsonCodec.dumps(payload)
-            await self.sio.eio.send(eio_sid, f'2["{event}",{text}]')
+            await self.sio.eio.send(eio_sid, frame.text)
             return
-        peer = self._ws.get(peer_id)
+        peer = self._ws.get(frame.peer)
         if peer is not None:
-            await peer.send(OrjsonCodec.dumps({"type": event, **payload}))
-
-    async def _refuse(
-        self, peer_id: str, event: str | None, error: SignalSchemaError
-    ) -> dict[str, object]:
-        """Answer bad input with an `error` event; return the negative acknowledgement."""
-        self.rooms.stats.errors += 1
-        body: dict[str, object] = {"message": error.message, "code": error.code}
-        if event is not None:
-            body["event"] = event
-        await self._send(peer_id, "error", body)
-        return {"ok": False, "code": error.code, "error": error.message}
+            await peer.send(frame.text)
 
     async def _gone(self, peer_id: str) -> None:
-        rooms = set(self.rooms.rooms_of(peer_id))
-        self._meters.pop(peer_id, None)
-        self._ice_forget(peer_id)
-        address = self._address_of.pop(peer_id, None)
-        if address is not None:
-            self._addresses.release(address)
-        left = {"peerId": peer_id}
-        others = self.rooms.disconnect(peer_id)
-        if self._closing:
-            # Everyone is being disconnected: telling each about the others would cost
-            # the square of the number of clients, all of it while the process stops.
-            others = []
-        for other in others:
-            await self._send(other, "peer-left", left)
-        if self.cluster is not None and rooms:
-            await self.cluster.leave(peer_id, rooms)
+        self._ice_timers.cancel(peer_id)
+        departure = self.core.disconnect(peer_id)
+        for frame in departure.frames:
+            await self._send(frame)
+        if self.cluster is not None and departure.rooms:
+            await self.cluster.leave(peer_id, departure.rooms)
 
-    # -- ice-config (iceconfig.py): STUN/TURN servers for each client --------------------
+    # -- ice-config (turncreds.py): STUN/TURN servers for each client --------------------
 
     def _ice_config_after_connect(self, sid: str) -> None:
         """Socket.IO: python-socketio sends CONNECT only after the connect handler returns,
@@ -748,17 +546,10 @@ class SignalHub:
         ice = self.ice_config
         if ice is None or peer_id not in self.rooms.peers:
             return
-        await self._send(peer_id, "ice-config", ice.payload(peer_id, time.time()))
+        payload = ice.payload(peer_id, time.time())
+        await self._send(self.core.event(peer_id, "ice-config", payload))
         if ice.refresh_after:
-            self._ice_forget(peer_id)
-            self._ice_timers[peer_id] = asyncio.get_running_loop().call_later(
-                ice.refresh_after, lambda: self._spawn(self._send_ice_config(peer_id))
-            )
-
-    def _ice_forget(self, peer_id: str) -> None:
-        timer = self._ice_timers.pop(peer_id, None)
-        if timer is not None:
-            timer.cancel()
+            self._ice_timers.start(peer_id, ice.refresh_after)
 
     # -- what the cluster (cluster.py) asks of this node ----------------------------------
 
@@ -772,10 +563,10 @@ class SignalHub:
     async def deliver(self, target: str, event: str, payload: dict[str, object]) -> None:
         """Deliver a message another node relayed (it checked the relay rule and size)."""
         with contextlib.suppress(SignalSchemaError):
-            await self._deliver(target, event, payload)
+            await self._send(self.core.relayed(target, event, payload))
 
     async def send_event(self, peer_id: str, event: str, payload: dict[str, object]) -> None:
-        await self._send(peer_id, event, payload)
+        await self._send(self.core.event(peer_id, event, payload))
 
     async def drop_all(self) -> None:
         """Close every connection, so that clients reconnect and announce again.
@@ -783,19 +574,9 @@ class SignalHub:
         The transport is closed (not a Socket.IO disconnect, after which clients would
         not reconnect by themselves), as if the network had dropped.
         """
-        closing = []
-        for peer in list(self._ws.values()):
-            closing.append(peer.ws.close(code=1012, message=b"service restart"))
-        for eio_sid in list(self._sids):
-            sock = self.sio.eio.sockets.get(eio_sid)
-            if sock is not None:
-                closing.append(sock.close(wait=False, abort=True))
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                asyncio.gather(*closing, return_exceptions=True), timeout=5
-            )
+        await _drop(self.sio, list(self._sids), list(self._ws.values()))
 
-    # -- HTTP ----------------------------------------------------------------------------
+    # -- HTTP and shutdown ---------------------------------------------------------------
 
     def stats(self) -> dict[str, object]:
         """This node's figures (the /stats document, less the cluster's)."""
@@ -816,62 +597,24 @@ class SignalHub:
     async def close_all(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Disconnect every client (server shutdown), in about `grace` seconds at most.
 
-        Everyone is told at once and cheaply: a close frame on /ws; engine.io's CLOSE
-        packet then a close frame on Socket.IO over WebSocket; the CLOSE packet for the
-        pending GET on long-polling. The per-connection bookkeeping (python-socketio's
-        and engine.io's disconnect handlers, peer-left to every neighbour) is skipped:
-        the process is stopping, and with 10,000 clients that work alone took seconds
-        (peer-left alone grows with the square of the clients). With Redis, this node's
-        peers still leave the cluster's rooms. Whoever has not taken its goodbye after
-        `grace` seconds is cut off, so stopping takes the same short time whatever the
-        number of clients.
+        Everyone is told at once and cheaply (`_say_goodbye`). The per-connection
+        bookkeeping (python-socketio's and engine.io's disconnect handlers, peer-left to
+        every neighbour) is skipped: the process is stopping, and with 10,000 clients
+        that work alone took seconds (peer-left alone grows with the square of the
+        clients). With Redis, this node's peers still leave the cluster's rooms. Whoever
+        has not taken its goodbye after `grace` seconds is cut off, so stopping takes
+        the same short time whatever the number of clients.
         """
+        self.core.closing = True
+        self._session_timers.cancel_all()
         # With thousands of connections the heap is large, and the tasks made below
         # trigger full garbage collections that took over a second by themselves.
         gc.freeze()
         try:
-            await self._close_all(grace)
+            leaving = None if self.cluster is None else self._leave_cluster()
+            await _say_goodbye(self.sio, list(self._ws.values()), grace, leaving)
         finally:
             gc.unfreeze()
-
-    async def _close_all(self, grace: float) -> None:
-        self._closing = True
-        for session in self._sessions.values():
-            session.cancel_timer()
-        goodbyes: list[asyncio.Future[Any]] = []
-        for peer in list(self._ws.values()):
-            goodbyes.append(asyncio.ensure_future(
-                peer.ws.close(code=1001, message=b"server shutting down")
-            ))
-        for sock in list(self.sio.eio.sockets.values()):
-            if sock.closed or sock.closing:
-                continue
-            # engine.io's close (and the disconnect handlers it runs) is a no-op from now.
-            sock.closing = True
-            ws = getattr(sock, "_ws", None)
-            if ws is not None:
-                goodbyes.append(asyncio.ensure_future(_eio_ws_goodbye(ws)))
-            else:
-                sock.queue.put_nowait(eio_packet.Packet(eio_packet.CLOSE))
-                sock.queue.put_nowait(None)  # then end engine.io's stock WebSocket writer
-                goodbyes.append(asyncio.ensure_future(sock.queue.join()))
-        if self.cluster is not None:
-            goodbyes.append(asyncio.ensure_future(self._leave_cluster()))
-        if goodbyes:
-            await asyncio.wait(goodbyes, timeout=grace)
-        for task in goodbyes:
-            task.cancel()
-        for peer in list(self._ws.values()):
-            if peer.transport is not None:
-                peer.transport.abort()
-        for sock in list(self.sio.eio.sockets.values()):
-            sock.closed = True
-            transport = getattr(sock, "_transport", None)
-            if transport is not None:
-                transport.abort()
-        self.sio.eio.sockets.clear()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.sio.shutdown(), timeout=grace)
 
     async def _leave_cluster(self) -> None:
         """With Redis: take this node's Socket.IO peers out of the cluster's rooms (its
@@ -879,22 +622,89 @@ class SignalHub:
         for sid in list(self._eio_sids):
             await self._gone(sid)
 
-@dataclass(slots=True)
-class _Session:
-    """An engine.io session, from its opening to its end (Socket.IO connected or not)."""
 
-    address: str
-    """The client's IP address."""
-    counted: bool
-    """Whether it holds one of its address's `--max-conns-per-ip` slots (none was free
-    otherwise: it is refused at CONNECT)."""
-    timer: asyncio.TimerHandle | None = None
-    """Closes it unless it connects to Socket.IO in time."""
+def _socketio_server(hub: SignalHub) -> _SocketIOServer:
+    """python-socketio's server, configured from `hub`'s fields."""
+    origins: str | list[str] = "*" if not hub.cors_origins else list(hub.cors_origins)
+    sio = _SocketIOServer(
+        client_manager=hub.cluster.manager if hub.cluster is not None else None,
+        async_mode=hub.async_mode,
+        cors_allowed_origins=origins,
+        json=OrjsonCodec,
+        # Handlers never block, so run them inline: a task per event costs more
+        # than the handler itself. It also means a handler that waits (the rate
+        # limiter does) stops reading from that connection only.
+        async_handlers=False,
+        max_http_buffer_size=MAX_FRAME_BYTES,
+        ping_interval=hub.ping_interval,
+        ping_timeout=hub.ping_timeout,
+        logger=_library_logger("p2pcli.signaling.socketio", hub.log),
+        engineio_logger=_library_logger("p2pcli.signaling.engineio", hub.log),
+    )
+    if hub.async_mode == "aiohttp":
+        # engine.io picks its WebSocket class from this per-server table; swap in
+        # ours (a copy, so other engine.io servers in the process keep theirs).
+        sio.eio._async = {**sio.eio._async, "websocket": _EioWebSocket}
+    sio.fast_websocket = hub.fast_websocket and hub.async_mode == "aiohttp"
+    return sio
 
-    def cancel_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+
+async def _drop(
+    sio: socketio.AsyncServer, eio_sids: list[str], ws_peers: list[_WsPeer]
+) -> None:
+    """Close these connections' transports (a WebSocket close 1012 on /ws), within 5 s."""
+    sockets = [sio.eio.sockets.get(eio_sid) for eio_sid in eio_sids]
+    closing = [peer.ws.close(code=1012, message=b"service restart") for peer in ws_peers]
+    closing += [sock.close(wait=False, abort=True) for sock in sockets if sock is not None]
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout=5)
+
+
+async def _say_goodbye(
+    sio: socketio.AsyncServer,
+    ws_peers: list[_WsPeer],
+    grace: float,
+    also: Coroutine[Any, Any, None] | None,
+) -> None:
+    """Close every connection of both transports within about `grace` seconds.
+
+    A close frame on /ws; engine.io's CLOSE packet then a close frame on Socket.IO over
+    WebSocket; the CLOSE packet for the pending GET on long-polling. `also` runs
+    alongside, bounded the same way. Then whoever is left is cut off.
+    """
+    goodbyes: list[asyncio.Future[Any]] = [
+        asyncio.ensure_future(peer.ws.close(code=1001, message=b"server shutting down"))
+        for peer in ws_peers
+    ]
+    for sock in list(sio.eio.sockets.values()):
+        if sock.closed or sock.closing:
+            continue
+        # engine.io's close (and the disconnect handlers it runs) is a no-op from now.
+        sock.closing = True
+        ws = getattr(sock, "_ws", None)
+        if ws is not None:
+            goodbyes.append(asyncio.ensure_future(_eio_ws_goodbye(ws)))
+        else:
+            sock.queue.put_nowait(eio_packet.Packet(eio_packet.CLOSE))
+            sock.queue.put_nowait(None)  # then end engine.io's stock WebSocket writer
+            goodbyes.append(asyncio.ensure_future(sock.queue.join()))
+    if also is not None:
+        goodbyes.append(asyncio.ensure_future(also))
+    if goodbyes:
+        await asyncio.wait(goodbyes, timeout=grace)
+    for task in goodbyes:
+        task.cancel()
+    for peer in ws_peers:
+        if peer.transport is not None:
+            peer.transport.abort()
+    for sock in list(sio.eio.sockets.values()):
+        sock.closed = True
+        transport = getattr(sock, "_transport", None)
+        if transport is not None:
+            transport.abort()
+    sio.eio.sockets.clear()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(sio.shutdown(), timeout=grace)
 
 
 def _environ_address(environ: dict[str, Any]) -> str:
@@ -926,10 +736,16 @@ def _ws_token(request: web.Request) -> str | None:
     return token
 
 
+def _origin_allowed(request: web.Request, origins: Sequence[str] | None) -> bool:
+    """A request without an Origin (not from a web page), or from an allowed one."""
+    origin = request.headers.get("Origin")
+    return not origin or not origins or origin in origins
+
+
 def _json_response(request: web.Request, hub: SignalHub, body: object) -> web.Response:
     headers = {}
     origin = request.headers.get("Origin")
-    if origin and hub._origin_allowed(request):
+    if origin and _origin_allowed(request, hub.cors_origins):
         headers["Access-Control-Allow-Origin"] = origin
     return web.Response(
         body=orjson.dumps(body), content_type="application/json", headers=headers
@@ -940,7 +756,7 @@ def make_app(
     hub: SignalHub | None = None,
     *,
     cors_origins: Sequence[str] | None = None,
-    log: SignalLog = _no_log,
+    log: SignalLog = no_log,
     **hub_options: Any,
 ) -> web.Application:
     """The aiohttp application: Socket.IO at /socket.io/, /ws, /healthz, /stats.
@@ -1019,7 +835,7 @@ async def start_signal_server(
     port: int = 0,
     *,
     cors_origins: Sequence[str] | None = None,
-    log: SignalLog = _no_log,
+    log: SignalLog = no_log,
     app: web.Application | None = None,
     ssl_context: ssl.SSLContext | None = None,
     **hub_options: Any,
@@ -1048,12 +864,9 @@ async def start_signal_server(
             bound_port = int(address[1])
             break
     server = SignalServer(host, bound_port, app, runner, tls=ssl_context is not None)
-    event: dict[str, Any] = {
-        "event": "listening", "url": server.url, "host": host, "port": bound_port
-    }
-    if server.hub.cluster is not None:
-        event["node"] = server.hub.cluster.node_id
-    log(event)
+    cluster = server.hub.cluster
+    log(Listening(url=server.url, host=host, port=bound_port,
+                  node=None if cluster is None else cluster.node_id))
     return server
 
 
@@ -1072,7 +885,7 @@ def run_signal_server(
     port: int = 8080,
     *,
     cors_origins: Sequence[str] | None = None,
-    log: SignalLog = _no_log,
+    log: SignalLog = no_log,
     ssl_context: ssl.SSLContext | None = None,
     **hub_options: Any,
 ) -> None:
@@ -1093,10 +906,10 @@ def run_signal_server(
         )
         try:
             await stop.wait()
-            log({"event": "stopping", "stats": server.hub.stats()})
+            log(Stopping(stats=server.hub.stats()))
         finally:
             await server.close()
-        log({"event": "stopped"})
+        log(Stopped())
 
     run_event_loop(main())
 

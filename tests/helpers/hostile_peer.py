@@ -33,16 +33,15 @@ import os
 import random
 import sys
 
-from p2pcli import wire
+from p2pcli import patches, wire
 from p2pcli.hashing import hash_file
-from p2pcli.ice import set_host_addresses
 from p2pcli.manifest import Manifest
 from p2pcli.rtc import PeerLink
 from p2pcli.signaling.client import SignalHandlers, SignalingClient
 
 
 async def main(url: str, path: str, mode: str) -> None:
-    set_host_addresses(["127.0.0.1"])
+    patches.apply(host_addresses=["127.0.0.1"])  # the tuned stack, as the CLI runs it
     m = hash_file(path, use_cache=False)
     # Another file's manifest, same shape: one byte of the name differs.
     other = Manifest.create("x" + m.name[1:], m.size, m.piece_size, list(m.piece_hashes))

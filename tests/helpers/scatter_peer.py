@@ -16,9 +16,8 @@ import os
 import random
 import sys
 
-from p2pcli import wire
+from p2pcli import patches, wire
 from p2pcli.hashing import hash_file
-from p2pcli.ice import set_host_addresses
 from p2pcli.rtc import PeerLink
 from p2pcli.signaling.client import SignalHandlers, SignalingClient
 
@@ -26,7 +25,7 @@ IN_FLIGHT = 8
 
 
 async def main(url: str, path: str, rounds: int, block: int) -> None:
-    set_host_addresses(["127.0.0.1"])
+    patches.apply(host_addresses=["127.0.0.1"])  # the tuned stack, as the CLI runs it
     m = hash_file(path, use_cache=False)
     peer_id = os.urandom(16)
     fd = os.open(path, os.O_RDONLY)

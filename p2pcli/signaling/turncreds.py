@@ -1,4 +1,5 @@
-"""The ICE configuration the signaling server hands each client (`ice-config`), without I/O.
+"""What the signaling server hands each client as `ice-config`: its STUN/TURN servers, and
+TURN credentials made for that client. Without I/O; the URLs are parsed by iceurls.py.
 
 `serve-signal --ice-server URL` names STUN and TURN servers; with `--turn-secret` each
 client gets its own short-lived TURN credentials by the "TURN REST API" scheme that
@@ -16,62 +17,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 from dataclasses import dataclass
 from typing import Any
+
+from ..errors import UsageError
+from ..iceurls import IceUrl, parse_ice_url
 
 #: Default lifetime of issued TURN credentials, in seconds (coturn's REST API examples
 #: use a day). Clients get fresh ones at every (re)connection and every half lifetime.
 DEFAULT_TTL = 24 * 3600
 MIN_TTL = 60
 
-_URL = re.compile(
-    r"(?P<scheme>stun|stuns|turn|turns):"
-    r"(?:(?P<user>[^:@/?]+):(?P<password>[^@/?]*)@)?"
-    r"(?P<host>\[[0-9a-fA-F:.]+\]|[^\s:@/?\[\]]+)"
-    r"(?::(?P<port>\d{1,5}))?"
-    r"(?:\?transport=(?P<transport>udp|tcp))?"
-)
 
-
-class IceConfigError(ValueError):
-    """A server URL or option combination that cannot work; the message says how to fix it."""
-
-
-@dataclass(frozen=True)
-class IceServerEntry:
-    """One entry of `iceServers`, as browsers and aiortc take it."""
-
-    url: str
-    "The URL without credentials: stun:HOST[:PORT] or turn(s):HOST[:PORT][?transport=...]."
-    username: str | None = None
-    "Fixed TURN username given in the URL (turn:USER:PASS@HOST); None: issued per client."
-    credential: str | None = None
-    "Fixed TURN password given in the URL."
-
-    @property
-    def is_turn(self) -> bool:
-        return self.url.startswith("turn")
-
-
-def parse_server_url(text: str) -> IceServerEntry:
-    """`stun:HOST[:PORT]`, `turn(s):[USER:PASS@]HOST[:PORT][?transport=udp|tcp]`."""
-    t = text.strip()
-    m = _URL.fullmatch(t)
-    if m is None:
-        raise IceConfigError(
-            f"--ice-server {text!r}: expected stun:HOST[:PORT], turn:HOST[:PORT] "
-            "(optionally ?transport=tcp), turns:HOST[:PORT], or turn:USER:PASS@HOST[:PORT]"
-        )
-    scheme, port = m["scheme"], m["port"]
-    if port is not None and not 0 < int(port) < 65536:
-        raise IceConfigError(f"--ice-server {text!r}: port {port} is out of range")
-    if scheme.startswith("stun") and (m["user"] or m["transport"]):
-        raise IceConfigError(f"--ice-server {text!r}: a STUN URL takes no credentials or transport")
-    url = f"{scheme}:{m['host']}" + (f":{port}" if port else "")
-    if m["transport"]:
-        url += f"?transport={m['transport']}"
-    return IceServerEntry(url, m["user"], m["password"] if m["user"] else None)
+class IceConfigError(UsageError):
+    """`--ice-server`, `--turn-secret` and `--turn-ttl` that cannot work together; the
+    message says how to fix them."""
 
 
 def turn_credentials(secret: str, peer_id: str, expires: int) -> tuple[str, str]:
@@ -86,7 +46,8 @@ def turn_credentials(secret: str, peer_id: str, expires: int) -> tuple[str, str]
 class IceConfig:
     """What every client is told: the servers, and credentials made for that client."""
 
-    servers: tuple[IceServerEntry, ...]
+    servers: tuple[IceUrl, ...]
+    "The servers, each URL without credentials plus any fixed TURN credentials."
     turn_secret: str | None = None
     "Shared with the TURN server (coturn static-auth-secret); never sent to clients."
     ttl: int = DEFAULT_TTL
@@ -96,11 +57,12 @@ class IceConfig:
     def from_options(
         cls, urls: list[str], turn_secret: str | None = None, ttl: int = DEFAULT_TTL
     ) -> IceConfig | None:
-        """Validate `--ice-server`, `--turn-secret` and `--turn-ttl` together.
+        """Validate `--ice-server`, `--turn-secret` and `--turn-ttl` together
+        (`IceUrlError` for a URL, `IceConfigError` for the rest).
 
         None when there is nothing to hand out (no `--ice-server`).
         """
-        servers = tuple(parse_server_url(u) for value in urls for u in value.split(",")
+        servers = tuple(parse_ice_url(u) for value in urls for u in value.split(",")
                         if u.strip())
         if ttl < MIN_TTL:
             raise IceConfigError(f"--turn-ttl {ttl}: give at least {MIN_TTL} seconds")

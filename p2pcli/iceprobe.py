@@ -1,8 +1,4 @@
-"""ICE servers handed out by the signaling server (the `ice-config` event), as aiortc objects,
-and checks that they answer.
-
-The event carries a browser-shaped `RTCConfiguration` dict:
-`{"iceServers": [{"urls": "turn:host:3478" | [...], "username": "...", "credential": "..."}]}`.
+"""Checking that STUN and TURN servers answer, before aiortc is given them.
 
 aiortc uses only the first STUN and the first TURN URL it is given
 (`aiortc.rtcicetransport.connection_kwargs`), and aioice waits up to 5 s for each of
@@ -10,6 +6,10 @@ them while it gathers candidates for every new connection. So before any connect
 made, `choose_ice_servers` asks every server once (a STUN binding; a TURN allocation with
 aioice's own TURN client, deleted at once) and keeps the first STUN and the first TURN
 server that work. `check_server` is the same check, reported in words (`p2p doctor`).
+
+Where the servers come from (the user's URLs, the signaling server's `ice-config`) is
+iceurls.py. A URL is read here with aiortc's own parser on purpose: what is checked is
+whether aiortc can use it.
 """
 
 from __future__ import annotations
@@ -26,43 +26,12 @@ from aioice import stun, turn
 from aiortc import RTCIceServer
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
+from .iceurls import server_urls
+
 log = logging.getLogger(__name__)
 
-MAX_SERVERS = 8
 #: Seconds to wait for a STUN or TURN server's answer (aioice retransmits at 0, 0.5, 1.5 s).
 PROBE_TIMEOUT = 3.0
-
-
-def servers_from_config(cfg: dict[str, Any]) -> list[RTCIceServer]:
-    """Parse an `ice-config` payload; malformed entries are skipped, never fatal."""
-    out: list[RTCIceServer] = []
-    entries = cfg.get("iceServers") if isinstance(cfg, dict) else None
-    if not isinstance(entries, list):
-        return out
-    for entry in entries[:MAX_SERVERS]:
-        if not isinstance(entry, dict):
-            continue
-        urls = entry.get("urls")
-        if isinstance(urls, str):
-            urls = [urls]
-        if not isinstance(urls, list):
-            continue
-        urls = [u for u in urls if isinstance(u, str) and u.split(":", 1)[0] in
-                ("stun", "turn", "turns")]
-        if not urls:
-            continue
-        username, credential = entry.get("username"), entry.get("credential")
-        out.append(
-            RTCIceServer(
-                urls=urls,
-                username=username if isinstance(username, str) else None,
-                credential=credential if isinstance(credential, str) else None,
-            )
-        )
-    return out
-
-
-# -- checking servers -----------------------------------------------------------------------
 
 
 @dataclass
@@ -87,10 +56,6 @@ class ServerCheck:
     "TURN: our address as the TURN server sees it."
     server: RTCIceServer | None = None
     "The server entry (with credentials) this URL came from."
-
-
-def _urls(server: RTCIceServer) -> list[str]:
-    return list(server.urls) if isinstance(server.urls, list) else [server.urls]
 
 
 async def check_server(
@@ -277,14 +242,6 @@ async def _turn_allocation(
         sock_transport.close()
 
 
-async def check_servers(
-    servers: list[RTCIceServer], timeout: float = PROBE_TIMEOUT
-) -> list[ServerCheck]:
-    """Check every URL of every server at once; results in the order given."""
-    jobs = [check_server(s, url, timeout) for s in servers for url in _urls(s)]
-    return list(await asyncio.gather(*jobs))
-
-
 async def choose_ice_servers(
     servers: list[RTCIceServer],
     timeout: float = PROBE_TIMEOUT,
@@ -298,7 +255,7 @@ async def choose_ice_servers(
     of that kind that works, all URLs before it having failed). Failures that decided
     something are `warn`ed about; with no TURN left, connections are direct only.
     """
-    urls = [(s, url) for s in servers for url in _urls(s)]
+    urls = [(s, url) for s in servers for url in server_urls([s])]
     if not urls:
         return []
     kinds = ["turn" if url.startswith("turn") else "stun" for _, url in urls]

@@ -1,0 +1,116 @@
+"""p2pcli/patches.py: importing p2p changes no library; one `apply()` makes every change.
+
+Process-wide state is checked in a fresh interpreter (subprocess), so what this test
+process already imported or applied does not matter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import aioice
+import aioice.ice
+import aiortc.rtcpeerconnection as pc_module
+import pytest
+from aiortc import rtcdtlstransport as dtls
+from aiortc import rtcsctptransport as sctp
+from conftest import ROOT
+
+from p2pcli import aiortc_tuning, patches
+
+# Prints which library names are p2p's after the code in {} ran, as JSON.
+STATE = """
+import json, aioice.ice, aiortc.rtcpeerconnection as pc
+from aiortc import rtcdtlstransport as dtls, rtcsctptransport as sctp
+stock_hosts = aioice.ice.get_host_addresses
+{}
+print(json.dumps({{
+    "hosts_patched": aioice.ice.get_host_addresses is not stock_hosts,
+    "sctp_patched": pc.RTCSctpTransport is not sctp.RTCSctpTransport,
+    "dtls_patched": pc.RTCDtlsTransport is not dtls.RTCDtlsTransport,
+}}))
+"""
+
+IMPORT_EVERYTHING = """
+import importlib, pkgutil, p2pcli
+names = [m.name for m in pkgutil.walk_packages(p2pcli.__path__, "p2pcli.")]
+assert "p2pcli.rtc" in names and "p2pcli.patches" in names, names
+for name in names:
+    importlib.import_module(name)
+"""
+
+
+def _state(code: str, **env: str) -> dict[str, bool]:
+    full_env = {k: v for k, v in os.environ.items() if k != patches.STOCK_AIORTC_ENV} | env
+    out = subprocess.run([sys.executable, "-c", STATE.format(code)], env=full_env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_importing_every_p2pcli_module_patches_nothing():
+    assert _state(IMPORT_EVERYTHING) == {
+        "hosts_patched": False, "sctp_patched": False, "dtls_patched": False}
+
+
+@pytest.mark.parametrize(("env", "tuned"), [
+    ({}, True), ({"P2P_STOCK_AIORTC": "1"}, False), ({"P2P_STOCK_AIORTC": "0"}, True),
+])
+def test_apply_tunes_aiortc_unless_the_environment_asks_for_stock(env, tuned):
+    state = _state("from p2pcli import patches; patches.apply()", **env)
+    assert state == {"hosts_patched": False, "sctp_patched": tuned, "dtls_patched": tuned}
+
+
+def test_apply_chooses_host_addresses_and_a_second_apply_replaces_the_first():
+    state = _state("from p2pcli import patches; patches.apply(['127.0.0.1'], stock_aiortc=True)")
+    assert state == {"hosts_patched": True, "sctp_patched": False, "dtls_patched": False}
+    state = _state("from p2pcli import patches; patches.apply(['127.0.0.1']); patches.apply()",
+                   P2P_STOCK_AIORTC="1")
+    assert state == {"hosts_patched": False, "sctp_patched": False, "dtls_patched": False}
+
+
+def test_stock_environment_values():
+    assert not patches.stock_aiortc_asked({})
+    assert not patches.stock_aiortc_asked({"P2P_STOCK_AIORTC": ""})
+    assert not patches.stock_aiortc_asked({"P2P_STOCK_AIORTC": "0"})
+    assert not patches.stock_aiortc_asked({"P2P_STOCK_AIORTC": " False "})
+    assert patches.stock_aiortc_asked({"P2P_STOCK_AIORTC": "1"})
+    assert patches.stock_aiortc_asked({"P2P_STOCK_AIORTC": "yes"})
+
+
+@pytest.fixture
+def reverted():
+    was_tuned = aiortc_tuning.installed()
+    yield
+    patches.revert()
+    if was_tuned:
+        aiortc_tuning.install()
+
+
+def test_revert_puts_the_libraries_back(reverted):
+    stock_hosts = aioice.ice.get_host_addresses
+    patches.apply(["127.0.0.1"], stock_aiortc=False)
+    patches.revert()
+    assert aioice.ice.get_host_addresses is stock_hosts
+    assert pc_module.RTCSctpTransport is sctp.RTCSctpTransport
+    assert pc_module.RTCDtlsTransport is dtls.RTCDtlsTransport
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("hosts, expected", [
+    (["127.0.0.1"], {"127.0.0.1"}),
+    (["127.0.0.1", "::1"], {"127.0.0.1", "::1"}),
+])
+async def test_aioice_gathers_exactly_the_chosen_host_addresses(reverted, hosts, expected):
+    # aioice offers every non-loopback interface and has no option to choose: this fails
+    # when a new aioice stops looking `get_host_addresses` up at gathering time.
+    patches.apply(hosts, stock_aiortc=True)
+    conn = aioice.Connection(ice_controlling=True, use_ipv6=True)
+    try:
+        await conn.gather_candidates()
+        assert {c.host for c in conn.local_candidates if c.type == "host"} == expected
+    finally:
+        await conn.close()
