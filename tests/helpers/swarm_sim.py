@@ -4,9 +4,10 @@ It carries out each core's actions the way `p2pcli/swarm/node.py` does, with no 
 threads or asyncio: `Connect` becomes an offer at the other end, which answers (or hears
 "busy") and then both channels open; `Send` and `Close` travel over a `Link` after
 `latency` seconds, in order; `Upload` serves one queued request every `serve_delay` seconds
-from the endpoint's bytes; `Verify` checks the piece with the manifest at once; `OpenStore`
-builds a `Picker` as `download.py` does. Time moves only in `Net.run`, from one scheduled
-delivery or core timer to the next, so every run of a test is the same run.
+from the endpoint's bytes; `Verify` checks the piece with the manifest a `latency` later (a
+thread in node.py); `OpenStore` builds a `Picker` as `download.py` does. Time moves only in
+`Net.run`, from one scheduled delivery or core timer to the next, so every run of a test is
+the same run.
 
 Besides full nodes (`Node`: a core and its store), a test can put hand-driven peers on the
 network (`Raw`): they send the wire messages a test writes and keep what they receive, to
@@ -179,13 +180,8 @@ class Node(Endpoint):
                 self.transmit(a.peer, answer)
                 core.manifest_answered(a.peer)
         elif isinstance(a, act.Verify):
-            m = core.manifest
-            assert m is not None
-            ok = m.piece_ok(a.piece, a.data)
-            if ok:
-                self.pieces[a.piece] = bytes(a.data)
-            self.verify_log.append((a.piece, ok))
-            core.piece_checked(a.piece, ok, net.now)
+            # Checked off the loop in node.py: what the core decided meanwhile goes first.
+            net.later(lambda: self._verify(a))
         elif isinstance(a, act.OpenStore):
             picker = self.make_picker(a.manifest)
             for i in self.pieces:  # found on disk: a resumed download
@@ -193,6 +189,15 @@ class Node(Endpoint):
             core.store_opened(a.manifest, picker, offers_pieces=True, now=net.now)
         else:  # pragma: no cover - a new action kind the harness must learn
             raise AssertionError(f"unknown action {a!r}")
+
+    def _verify(self, a: act.Verify) -> None:
+        m = self.core.manifest
+        assert m is not None
+        ok = m.piece_ok(a.piece, a.data)
+        if ok:
+            self.pieces[a.piece] = bytes(a.data)
+        self.verify_log.append((a.piece, ok))
+        self.core.piece_checked(a.piece, ok, self.net.now)
 
     def _serve(self, peer: str, link: Link | None) -> None:
         """node.py's `_upload`: the oldest request, read, then its PIECE (or a REJECT)."""
