@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -25,6 +26,7 @@ from cli.common import (
 )
 from cli.output import Reporter
 from p2pcli import patches, runner
+from p2pcli.events import Event, Serving
 from p2pcli.stream import StreamOptions, stream
 
 
@@ -104,9 +106,17 @@ def register(app: typer.Typer) -> None:
             show_player_output=not (quiet or json),
         )
         reporter = Reporter(quiet=quiet, json=json)
+
+        def emit(ev: Event) -> None:
+            reporter(ev)
+            if isinstance(ev, Serving) and player == "none":
+                # With no player, the URL is this command's output: one line on stdout.
+                sys.stdout.write(ev.url + "\n")
+                sys.stdout.flush()
+
         try:
             runner.run(
-                lambda: stream(t, config, opts, reporter),
+                lambda: stream(t, config, opts, emit),
                 "interrupted; the partial download is kept: run the same command to resume",
             )
         finally:

@@ -20,6 +20,8 @@ from typing import Any
 from .. import events as ev
 from ..errors import P2PError
 from ..events import EventSink
+from ..iceprobe import choose_ice_servers
+from ..iceurls import servers_from_config, turn_urls
 from ..manifest import Manifest
 from ..picker import Picker
 from ..rtc import LinkClosed, PeerLink
@@ -195,8 +197,6 @@ class Swarm:
         (`cfg` None: check the user's, once, at start)."""
         if self.config.ice_servers_fixed and cfg is not None:
             return
-        from ..iceconfig import choose_ice_servers, servers_from_config
-
         self.config.ice_servers = await choose_ice_servers(
             servers_from_config(cfg) if cfg is not None else self.config.ice_servers,
             warn=lambda m: self.emit(ev.Warning(message=m)),
@@ -346,5 +346,4 @@ class Swarm:
         self._drain()
 
     def turn_urls(self) -> list[str]:
-        return [u for s in self.config.ice_servers
-                for u in (s.urls if isinstance(s.urls, list) else [s.urls]) if u[:4] == "turn"]
+        return turn_urls(self.config.ice_servers)
