@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -15,8 +15,8 @@ from cli.common import (
     setup_logging,
     split_urls,
 )
-from cli.output import Reporter
-from p2pcli import runner
+from cli.output import Handler, Reporter
+from p2pcli import events, runner
 from p2pcli.errors import ExitCode
 
 MARKS = {"ok": ("ok  ", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "red")}
@@ -27,15 +27,18 @@ TITLES = {"signaling": "signaling", "ice-config": "ICE servers", "stun": "STUN",
 class DoctorReporter(Reporter):
     """One line per check for people; NDJSON with --json (as every command)."""
 
-    def on_check(self, ev: dict[str, Any]) -> None:
-        # Messages quote what servers answered: printed as text, never as markup.
-        self.say(MARKS[ev["status"]], f" {TITLES.get(ev['check'], ev['check'])}: {ev['message']}")
+    def handlers(self) -> dict[type[events.Event], Handler]:
+        return {**super().handlers(), events.Check: self.on_check, events.Doctor: self.on_doctor}
 
-    def on_doctor(self, ev: dict[str, Any]) -> None:
-        if ev["ok"]:
+    def on_check(self, ev: events.Check) -> None:
+        # Messages quote what servers answered: printed as text, never as markup.
+        self.say(MARKS[ev.status], f" {TITLES.get(ev.check, ev.check)}: {ev.message}")
+
+    def on_doctor(self, ev: events.Doctor) -> None:
+        if ev.ok:
             self.line("[bold green]all checks passed[/]")
         else:
-            self.say(("failed:", "bold red"), f" {', '.join(sorted(set(ev['failed'])))}")
+            self.say(("failed:", "bold red"), f" {', '.join(sorted(set(ev.failed)))}")
 
 
 def register(app: typer.Typer) -> None:

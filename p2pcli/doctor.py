@@ -1,6 +1,6 @@
 """`p2p doctor`: can peers on different networks connect through this setup?
 
-Checks, in order, each reported as an event the moment it is known:
+Checks, in order, each reported as a `Check` event (events.py) the moment it is known:
 
 1. `signaling`: the signaling server answers (and takes our token).
 2. `ice-config`: which STUN/TURN servers it hands out (or the ones given with --ice-server).
@@ -12,7 +12,7 @@ Checks, in order, each reported as an event the moment it is known:
    ICE picked. Without a working TURN server, the same test with every candidate allowed.
 
 Each check ends "ok", "warn" (works, but peers on other networks may not connect) or
-"fail". The report's `ok` is true when nothing failed.
+"fail". The report's `ok` is true when nothing failed; a `Doctor` event ends the run.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection
 
+from . import events
 from .errors import P2PError
+from .events import EventSink
 from .iceprobe import PROBE_TIMEOUT, ServerCheck, check_server
 from .iceurls import server_urls, servers_from_config, turn_urls
 from .rtc import PeerLink
 from .signaling.client import SignalHandlers, SignalingClient
-
-EventSink = Callable[[dict[str, Any]], None]
 
 #: Seconds to wait for the `ice-config` event after connecting (our server sends it at
 #: once; other servers never do).
@@ -55,23 +55,28 @@ class DoctorOptions:
 
 @dataclass
 class Report:
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[events.Check] = field(default_factory=list)
+    "Every check made, in order."
 
     @property
     def ok(self) -> bool:
-        return not any(c["status"] == "fail" for c in self.checks)
+        return not self.failed
 
     @property
     def failed(self) -> list[str]:
-        return [c["check"] for c in self.checks if c["status"] == "fail"]
+        return [c.check for c in self.checks if c.status == "fail"]
+
+
+#: Reports one check: `check(name, status, message, **fields of events.Check)`.
+CheckSink = Callable[..., None]
 
 
 async def doctor(opts: DoctorOptions, emit: EventSink) -> Report:
-    """Run every check; `emit` gets `{"event": "check", ...}` for each, then the summary."""
+    """Run every check; `emit` gets a `Check` for each, then the `Doctor` summary."""
     report = Report()
 
-    def check(name: str, status: str, message: str, **extra: Any) -> None:
-        ev = {"event": "check", "check": name, "status": status, "message": message, **extra}
+    def check(name: str, status: str, message: str, **fields: Any) -> None:
+        ev = events.Check(check=name, status=status, message=message, **fields)
         report.checks.append(ev)
         emit(ev)
 
@@ -79,12 +84,11 @@ async def doctor(opts: DoctorOptions, emit: EventSink) -> Report:
     if servers is not None:
         works = await _ice_servers(servers, opts.timeout, check)
         await _connection(works, check)
-    emit({"event": "doctor", "ok": report.ok, "failed": report.failed})
+    emit(events.Doctor(ok=report.ok, failed=report.failed))
     return report
 
 
-async def _signaling(opts: DoctorOptions, check: Callable[..., None]
-                     ) -> list[RTCIceServer] | None:
+async def _signaling(opts: DoctorOptions, check: CheckSink) -> list[RTCIceServer] | None:
     """Check 1 and 2; the ICE servers to check next (None: stop here)."""
     got: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
 
@@ -138,21 +142,20 @@ async def _signaling(opts: DoctorOptions, check: Callable[..., None]
 
 
 async def _ice_servers(servers: list[RTCIceServer], timeout: float,
-                       check: Callable[..., None]) -> dict[str, ServerCheck]:
+                       check: CheckSink) -> dict[str, ServerCheck]:
     """Check 3; the first working STUN and TURN URL by kind."""
     jobs = [check_server(s, u, timeout) for s in servers for u in server_urls([s])]
     works: dict[str, ServerCheck] = {}
     for c in await asyncio.gather(*jobs):
-        extra: dict[str, Any] = {"url": c.url, "problem": c.problem}
-        if c.address:
-            extra["address"] = f"{c.address[0]}:{c.address[1]}"
+        address = f"{c.address[0]}:{c.address[1]}" if c.address else None
         if c.ok:
             works.setdefault(c.kind, c)
-        check(c.kind, "ok" if c.ok else "fail", c.message, **extra)
+        check(c.kind, "ok" if c.ok else "fail", c.message, url=c.url, problem=c.problem,
+              address=address)
     return works
 
 
-async def _connection(works: dict[str, ServerCheck], check: Callable[..., None]) -> None:
+async def _connection(works: dict[str, ServerCheck], check: CheckSink) -> None:
     """Check 4: two links in this process, through the relay when there is one."""
     turn, stun = works.get("turn"), works.get("stun")
     if turn is not None and turn.server is not None:
