@@ -155,7 +155,7 @@ def test_a_full_swarm_answers_busy_and_the_refused_peer_retries_after_its_delay(
     connects = [t for t, a in d2.did(act.Connect) if a.peer == "s"]
     assert len(connects) == 2, "the busy seeder is offered again"
     assert retry_delay(1) <= connects[1] - first <= retry_delay(1) + TICK + 0.01
-    assert d2.warnings() == [] and d2.core.connect_failures == 0  # busy is no failure
+    assert d2.warnings() == [] and d2.core.admission.connect_failures == 0  # busy is no failure
 
 
 def test_one_address_over_its_limit_gets_a_close_and_is_hung_up_on_after_the_grace() -> None:

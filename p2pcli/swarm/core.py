@@ -18,12 +18,14 @@ from .. import events as ev
 from .. import wire
 from ..manifest import Manifest
 from ..picker import Picker
-from ..slots import BUSY, Refuse, Slots, retry_delay
+from ..slots import BUSY, Slots
 from . import actions as act
+from .admission import Admission
 from .exchange import PieceExchange
 from .manifest_fetch import ManifestRejected, check_late_answer
 from .peer import Peer
 from .rates import Rate
+from .serving import Serving
 
 TICK = 0.5  # seconds between housekeeping rounds (`handle_timer`)
 REFUSE_GRACE = 2.0  # seconds a refused peer gets to read our CLOSE and hang up itself
@@ -50,13 +52,9 @@ class SwarmCore:
         self.out = act.Outbox()
         self.pieces = PieceExchange(self.peers, self.out, self._drop)
         self.pieces.manifest = manifest
-        self.accepting = True
-        "False once a finished download stops taking new peers."
-        self.own_signal_id: str | None = None
-        self.busy_peers: dict[str, tuple[int, float]] = {}
-        "Peers that said busy: (attempts, when to offer again)."
-        self.banned: set[str] = set()
-        self.banned_ids: set[bytes] = set()
+        self.admission = Admission(self.peers, self.out, self.slots, self._drop,
+                                   self._new_peer)
+        self.serving = Serving(self.peers, self.pieces)
         self.bytes_up = self.bytes_down = 0
         self.up_rate, self.down_rate = Rate(now), Rate(now)
         self.received_from: dict[str, int] = {}
@@ -64,8 +62,6 @@ class SwarmCore:
         self.connections: dict[str, str] = {}
         "The connection kind of each peer in `received_from` (host/srflx/relay)."
         self.bad_manifests = 0
-        self.connect_failures = 0
-        "Peers whose WebRTC connection never opened."
         self.last_helpful = now
         "When a peer that can give us something was last connected."
         self._opening = False  # a verified manifest arrived; its store is being opened
@@ -129,62 +125,12 @@ class SwarmCore:
             return not p.manifest.unavailable
         return self.pieces.can_help(p)
 
-    def unopened(self) -> int:
-        """Connections that never opened, counting those still trying (not busy retries)."""
-        return self.connect_failures + sum(
-            p.opened_at is None and p.id not in self.busy_peers for p in self.peers.values()
-        )
-
     def progress(self) -> ev.Progress:
         return ev.Progress(peers=len(self.usable_peers()), received=self.bytes_down,
                            rate=round(self.down_rate.value), sent=self.bytes_up,
                            **self.pieces.progress_fields())
 
-    # -- signaling inputs ------------------------------------------------------------------
-
-    def peer_listed(self, peer: str, now: float) -> None:
-        """A signaling peer list named `peer`: connect to it if there is room."""
-        if (peer == self.own_signal_id or peer in self.peers or peer in self.banned
-                or not self.accepting or self.slots.full):
-            return
-        self._add(peer, offerer=True, now=now)
-        self.out.push(act.Connect(peer))
-
-    def offer_received(self, peer: str, now: float) -> bool:
-        """`peer` offers a connection: True to answer it. An idle peer may give its slot
-        up; with no room the newcomer hears "busy" and tries again later."""
-        if peer in self.banned:
-            return False
-        old = self.peers.get(peer)
-        if old is not None:
-            self._drop(old, None, now)  # the peer restarted its side
-        verdict = self.slots.offer(peer, now)
-        if isinstance(verdict, Refuse):
-            self.out.push(act.SignalBusy(peer, verdict.reason))
-            self.out.emit(ev.PeerRefused(peer=peer, reason=verdict.reason))
-            return False
-        if verdict.evict is not None:
-            self._drop_idle(verdict.evict, "gave its slot to a waiting peer", now)
-        self._add(peer, offerer=False, now=now)
-        return True
-
-    def expects_answer(self, peer: str) -> bool:
-        p = self.peers.get(peer)
-        return p is not None and p.offerer and p.opened_at is None
-
-    def answered_busy(self, peer: str, now: float) -> None:
-        """Our offer was answered "busy": offer again later; not a network failure."""
-        p = self.peers.get(peer)
-        if p is not None and p.offerer:
-            self._refused_busy(p, now)
-            self._drop(p, None, now)
-
-    def signaling_left(self, peer: str, now: float) -> None:
-        self.busy_peers.pop(peer, None)
-        p = self.peers.get(peer)
-        # Once connected, WebRTC no longer needs the server: keep the link.
-        if p is not None and p.opened_at is None:
-            self._drop(p, None, now)
+    # -- signaling and link inputs (who may connect: `admission`) ------------------------
 
     def forget(self, peer: str, reason: str | None, now: float) -> None:
         """Drop `peer` (e.g. its signaling made no sense, or it left while connecting)."""
@@ -192,28 +138,11 @@ class SwarmCore:
         if p is not None:
             self._drop(p, reason, now)
 
-    def _add(self, peer: str, *, offerer: bool, now: float) -> None:
+    def _new_peer(self, peer: str, offerer: bool, now: float) -> Peer:
         proto = wire.PeerProtocol(self.content_hash, self.peer_id)
         if self.manifest is not None:
             proto.set_local_manifest_size(len(self.manifest.encoded))
-        self.peers[peer] = Peer(peer, proto, offerer=offerer, now=now)
-        self.slots.add(peer, now)
-
-    def _refused_busy(self, p: Peer, now: float) -> None:
-        p.refused_busy = True
-        attempts = self.busy_peers.get(p.id, (0, 0.0))[0] + 1
-        self.busy_peers[p.id] = (attempts, now + retry_delay(attempts))
-
-    # -- link inputs -----------------------------------------------------------------------
-
-    def connect_failed(self, peer: str, reason: str | None, now: float) -> None:
-        """The connection did not open (`reason` None: it was closed on purpose)."""
-        p = self.peers.get(peer)
-        if p is None:
-            return
-        if not p.refused_busy:
-            self.connect_failures += 1
-        self._drop(p, reason, now)
+        return Peer(peer, proto, offerer=offerer, now=now)
 
     def peer_opened(self, peer: str, address: str | None, connection: str | None,
                     now: float) -> None:
@@ -223,18 +152,8 @@ class SwarmCore:
             return
         p.opened_at = p.last_data = now
         p.connection = connection or "unknown"
-        verdict = self.slots.opened(peer, address, now)
-        if isinstance(verdict, Refuse):
-            # Closing at once would lose the CLOSE (closing drops what is queued): give
-            # the remote a moment to read the reason and hang up itself.
-            p.dropped = verdict.reason
-            p.refusing_until = now + REFUSE_GRACE
-            self.out.send(p, p.proto.send_close(verdict.reason))
-            self.out.emit(ev.PeerRefused(peer=peer, reason=verdict.reason))
-            return
-        if verdict.evict is not None:
-            self._drop_idle(verdict.evict, "gave its slot to another peer from its address", now)
-        self.out.send(p, p.proto.handshake())
+        if self.admission.opened(p, address, now, REFUSE_GRACE):
+            self.out.send(p, p.proto.handshake())
 
     def peer_closed(self, peer: str, now: float) -> None:
         p = self.peers.get(peer)
@@ -255,7 +174,7 @@ class SwarmCore:
     # -- messages --------------------------------------------------------------------------
 
     def _on_handshake(self, p: Peer, e: wire.Handshake, now: float) -> None:
-        if e.peer_id == self.peer_id or e.peer_id in self.banned_ids:
+        if e.peer_id == self.peer_id or e.peer_id in self.admission.banned_ids:
             raise wire.ProtocolError("connected to ourselves or to a dropped peer")
         if any(o is not p and o.proto.remote is not None and o.proto.remote.peer_id == e.peer_id
                for o in self.peers.values()):
@@ -263,7 +182,7 @@ class SwarmCore:
             self._drop(p, "already connected to this peer", now)
             return
         self.last_helpful = now
-        self.busy_peers.pop(p.id, None)  # it had room after all
+        self.admission.busy_peers.pop(p.id, None)  # it had room after all
         self.connections[p.id] = p.connection or "unknown"
         self.out.emit(ev.PeerJoined(peer=p.id, connection=self.connections[p.id]))
         if self.manifest is not None:
@@ -338,7 +257,7 @@ class SwarmCore:
     def _on_close(self, p: Peer, e: wire.Closed, now: float) -> None:
         p.dropped = p.dropped or f"peer closed: {e.reason}"
         if e.reason.startswith(BUSY):
-            self._refused_busy(p, now)
+            self.admission.refused_busy(p, now)
         self._drop(p, None, now)
 
     # -- the content -----------------------------------------------------------------------
@@ -368,22 +287,7 @@ class SwarmCore:
         """A pipe's reader took every piece before `piece`: the window moves on."""
         self.pieces.set_cursor(piece, now)
 
-    # -- uploading (the adapter reads, rate-limits and sends with back-pressure) ----------
-
-    def next_upload(self, peer: str) -> Block | None:
-        """The peer's oldest request to serve now, or None."""
-        p = self.peers.get(peer)
-        return None if p is None else p.proto.next_request()
-
-    def piece_message(self, peer: str, block: Block, data: bytes) -> bytes | None:
-        """The PIECE answering `block` (None: the peer is gone)."""
-        p = self.peers.get(peer)
-        return None if p is None else p.proto.send_piece(block[0], block[1], data)
-
-    def cannot_serve(self, peer: str, block: Block) -> bytes | None:
-        """The REJECT for a block we cannot read after all (None: the peer is gone)."""
-        p = self.peers.get(peer)
-        return None if p is None else p.proto.send_reject(*block)
+    # -- uploading (`serving` answers; the adapter reads, rate-limits and sends) ---------
 
     def block_sent(self, peer: str, n: int) -> None:
         self.bytes_up += n
@@ -392,32 +296,14 @@ class SwarmCore:
         if p is not None:
             p.bytes_up += n
 
-    def manifest_answer(self, peer: str) -> bytes | None:
-        p = self.peers.get(peer)
-        if p is None or p.proto.manifest_asked is None:
-            return None
-        return p.proto.manifest_answer(self.manifest.encoded if self.manifest else None)
-
-    def manifest_answered(self, peer: str) -> None:
-        """Until now a second request would have been a protocol error: a peer cannot make
-        us queue more than one answer."""
-        p = self.peers.get(peer)
-        if p is not None:
-            p.proto.manifest_answered()
-
     # -- leaving ---------------------------------------------------------------------------
 
     def stop_accepting(self) -> None:
-        self.accepting = False
+        self.admission.accepting = False
 
     def close_all(self, now: float) -> None:
         for p in list(self.peers.values()):
             self._drop(p, None, now)
-
-    def _drop_idle(self, peer: str, why: str, now: float) -> None:
-        p = self.peers.get(peer)
-        if p is not None:
-            self._drop(p, f"idle for {self.slots.idle_for(peer, now):.0f}s, {why}", now)
 
     def _drop(self, p: Peer, reason: str | None, now: float, *, ban: bool = False,
               warn: bool = False) -> None:
@@ -433,9 +319,7 @@ class SwarmCore:
         if reason and p.dropped is None:
             p.dropped = reason
         if ban:
-            self.banned.add(p.id)
-            if p.proto.remote:
-                self.banned_ids.add(p.proto.remote.peer_id)
+            self.admission.ban(p)
         if reason:
             self.out.send(p, p.proto.send_close(reason))
         self.pieces.detach(p)
@@ -460,13 +344,7 @@ class SwarmCore:
             self.last_helpful = now
         for p in list(self.peers.values()):
             self._check_deadlines(p, now)
-        idle = self.slots.to_drop(now)
-        if idle is not None:
-            self._drop_idle(idle, "while every slot was taken", now)
-        for sig, (attempts, at) in list(self.busy_peers.items()):
-            if now >= at and sig not in self.peers:
-                self.busy_peers[sig] = (attempts, now + retry_delay(attempts + 1))
-                self.peer_listed(sig, now)
+        self.admission.handle_timer(now)
         self.pieces.expire(now)
 
     def _pace(self, now: float) -> None:

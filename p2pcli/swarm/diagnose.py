@@ -15,11 +15,11 @@ def no_peers_error(core: SwarmCore, timeout: float, turn_urls: list[str]) -> P2P
             "every peer sent data that failed verification; the link may be wrong, "
             "or ask the sender to seed again"
         )
-    unopened = core.unopened()
-    if core.manifest is None and core.busy_peers and not unopened:
+    unopened = core.admission.unopened()
+    if core.manifest is None and core.admission.busy_peers and not unopened:
         # They answered: the network is fine, their connection slots were all taken.
         return NoPeers(
-            f"found {len(core.busy_peers)} peer(s) with {cid}... but they "
+            f"found {len(core.admission.busy_peers)} peer(s) with {cid}... but they "
             f"had no free connection slot for {timeout:g}s (each serves at most --max-peers "
             "peers, and a few per address); try again later, or ask the sender to raise "
             "--max-peers"

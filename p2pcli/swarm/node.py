@@ -186,10 +186,10 @@ class Swarm:
     # -- signaling -------------------------------------------------------------------------
 
     async def _on_peer_list(self, peers: list[str]) -> None:
-        self.core.own_signal_id = self.signal.sid if self.signal else None
+        self.core.admission.own_signal_id = self.signal.sid if self.signal else None
         now = time.monotonic()
         for p in peers:
-            self.core.peer_listed(p, now)
+            self.core.admission.peer_listed(p, now)
         self._drain()
 
     async def _on_ice_config(self, cfg: dict | None) -> None:
@@ -204,7 +204,7 @@ class Swarm:
         self.emit(ev.IceConfig(servers=[s.urls for s in self.config.ice_servers]))
 
     async def _on_peer_left(self, sig_id: str) -> None:
-        self.core.signaling_left(sig_id, time.monotonic())
+        self.core.admission.signaling_left(sig_id, time.monotonic())
         self._drain()
 
     async def _on_signal(self, kind: str, sig_id: str, data: dict) -> None:
@@ -213,15 +213,15 @@ class Swarm:
         core, now = self.core, time.monotonic()
         try:
             if kind == "offer":
-                admitted = core.offer_received(sig_id, now)
+                admitted = core.admission.offer_received(sig_id, now)
                 self._drain()  # closes the link of a peer that restarted its side
                 if admitted:
                     link = self.links[sig_id] = PeerLink.create(self.config.ice_servers)
                     self._spawn(self._run_answer(sig_id, link, data.get("offer")
                                                  or data.get("sdp")))
-            elif kind == "answer" and core.expects_answer(sig_id):
+            elif kind == "answer" and core.admission.expects_answer(sig_id):
                 if isinstance(data.get("busy"), str):
-                    core.answered_busy(sig_id, now)
+                    core.admission.answered_busy(sig_id, now)
                     self._drain()
                 elif (link := self.links.get(sig_id)) is not None:
                     await link.accept_answer(data.get("answer") or data.get("sdp"))
@@ -273,7 +273,7 @@ class Swarm:
             return  # dropped while it connected
         if not opened:
             reason = None if link.closed.is_set() else "connection timed out"
-            self.core.connect_failed(peer, reason, time.monotonic())
+            self.core.admission.connect_failed(peer, reason, time.monotonic())
             self._drain()
             return
         self.core.peer_opened(peer, address_key(link.remote_candidate()),

@@ -33,21 +33,21 @@ class Uploader:
         then the link's back-pressure."""
         core = self.core
         while True:
-            block = core.next_upload(peer)
+            block = core.serving.next_upload(peer)
             if block is None:
                 wake.clear()
                 await wake.wait()
                 continue
             data = await self._read(block)
             if data is None:
-                reject = core.cannot_serve(peer, block)
+                reject = core.serving.cannot_serve(peer, block)
                 if reject is None:
                     return
                 with contextlib.suppress(LinkClosed):
                     link.send_nowait(reject)
                 continue
             await self.limiter.take(len(data))
-            msg = core.piece_message(peer, block, data)
+            msg = core.serving.piece_message(peer, block, data)
             if msg is None:
                 return
             try:
@@ -73,10 +73,10 @@ class Uploader:
             return None
 
     async def send_manifest(self, peer: str, link: PeerLink) -> None:
-        answer = self.core.manifest_answer(peer)
+        answer = self.core.serving.manifest_answer(peer)
         if answer is None:
             return
         await self.limiter.take(len(answer))
         with contextlib.suppress(LinkClosed):
             await link.send(answer)
-            self.core.manifest_answered(peer)
+            self.core.serving.manifest_answered(peer)

@@ -175,10 +175,10 @@ class Node(Endpoint):
                 self._serving.add(a.peer)
                 net.later(lambda: self._serve(a.peer, self.links.get(a.peer)), self.serve_delay)
         elif isinstance(a, act.AnswerManifest):
-            answer = core.manifest_answer(a.peer)
+            answer = core.serving.manifest_answer(a.peer)
             if answer is not None and a.peer in self.links:
                 self.transmit(a.peer, answer)
-                core.manifest_answered(a.peer)
+                core.serving.manifest_answered(a.peer)
         elif isinstance(a, act.Verify):
             # Checked off the loop in node.py: what the core decided meanwhile goes first.
             net.later(lambda: self._verify(a))
@@ -204,21 +204,21 @@ class Node(Endpoint):
         core = self.core
         if link is None or self.links.get(peer) is not link:
             return
-        block = core.next_upload(peer)
+        block = core.serving.next_upload(peer)
         if block is None:
             self._serving.discard(peer)
             return
         piece, offset, length = block
         have = self.pieces.get(piece)
         if have is None:
-            msg = core.cannot_serve(peer, block)
+            msg = core.serving.cannot_serve(peer, block)
             if msg is not None:
                 self.transmit(peer, msg)
         else:
             data = have[offset : offset + length]
             if piece in self.corrupt:
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
-            msg = core.piece_message(peer, block, data)
+            msg = core.serving.piece_message(peer, block, data)
             if msg is None:
                 return
             self.transmit(peer, msg)
@@ -228,7 +228,7 @@ class Node(Endpoint):
     # -- what the network tells us (node.py's signaling and session handlers)
 
     def offered(self, src: str, link: Link) -> bool:
-        admitted = self.core.offer_received(src, self.net.now)
+        admitted = self.core.admission.offer_received(src, self.net.now)
         self.drain()  # closes the link of a peer that restarted its side
         if admitted:
             self.links[src] = link
@@ -245,11 +245,11 @@ class Node(Endpoint):
         if link.open:
             self.core.peer_closed(peer, self.net.now)
         else:
-            self.core.connect_failed(peer, None, self.net.now)
+            self.core.admission.connect_failed(peer, None, self.net.now)
 
     def busy(self, peer: str) -> None:
-        if self.core.expects_answer(peer):
-            self.core.answered_busy(peer, self.net.now)
+        if self.core.admission.expects_answer(peer):
+            self.core.admission.answered_busy(peer, self.net.now)
 
 
 def default_picker(m: Manifest, *, sequential: bool = False, window: int | None = None,
@@ -353,7 +353,7 @@ class Net:
         """`node` announces itself: signaling lists the others to it, and it offers to them."""
         for other in self.endpoints:
             if other != node.name:
-                node.core.peer_listed(other, self.now)
+                node.core.admission.peer_listed(other, self.now)
 
     def leave(self, ep: Endpoint) -> None:
         """`ep` goes away: its links close and signaling tells everyone it left."""
@@ -362,7 +362,7 @@ class Net:
             self.later(lambda link=link, peer=peer: self._hang_up(link, ep.name, peer))
         del self.endpoints[ep.name]
         for n in self.nodes():
-            n.core.signaling_left(ep.name, self.now)
+            n.core.admission.signaling_left(ep.name, self.now)
 
     # -- what happens on the wire
 
@@ -384,7 +384,7 @@ class Net:
     def _never_opened(self, link: Link) -> None:
         src = self.endpoints.get(link.a)
         if isinstance(src, Node) and src.links.get(link.b) is link:
-            src.core.connect_failed(link.b, "connection timed out", self.now)
+            src.core.admission.connect_failed(link.b, "connection timed out", self.now)
 
     def _busy(self, who: str, peer: str) -> None:
         ep = self.endpoints.get(peer)

@@ -1,0 +1,139 @@
+"""Which peers we talk to (sans-IO): peer lists, offers, "busy" and its retries, the
+connection slots at open, and bans. Part of the swarm core; it shares its peers and outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .. import events as ev
+from ..slots import Refuse, Slots, retry_delay
+from . import actions as act
+from .peer import Peer
+
+Drop = Callable[..., None]  # (peer, reason, now, *, ban=False, warn=False)
+NewPeer = Callable[[str, bool, float], Peer]  # (id, we offer, now)
+
+
+class Admission:
+    """Decides who gets a connection, and when to try again."""
+
+    def __init__(self, peers: dict[str, Peer], out: act.Outbox, slots: Slots, drop: Drop,
+                 new_peer: NewPeer) -> None:
+        self.peers = peers
+        self.out = out
+        self.slots = slots
+        self.drop = drop
+        self.new_peer = new_peer
+        self.accepting = True
+        "False once a finished download stops taking new peers."
+        self.own_signal_id: str | None = None
+        self.busy_peers: dict[str, tuple[int, float]] = {}
+        "Peers that said busy: (attempts, when to offer again)."
+        self.banned: set[str] = set()
+        self.banned_ids: set[bytes] = set()
+        self.connect_failures = 0
+        "Peers whose WebRTC connection never opened."
+
+    def unopened(self) -> int:
+        """Connections that never opened, counting those still trying (not busy retries)."""
+        return self.connect_failures + sum(
+            p.opened_at is None and p.id not in self.busy_peers for p in self.peers.values()
+        )
+
+    def peer_listed(self, peer: str, now: float) -> None:
+        """A signaling peer list named `peer`: connect to it if there is room."""
+        if (peer == self.own_signal_id or peer in self.peers or peer in self.banned
+                or not self.accepting or self.slots.full):
+            return
+        self._add(peer, offerer=True, now=now)
+        self.out.push(act.Connect(peer))
+
+    def offer_received(self, peer: str, now: float) -> bool:
+        """`peer` offers a connection: True to answer it. An idle peer may give its slot
+        up; with no room the newcomer hears "busy" and tries again later."""
+        if peer in self.banned:
+            return False
+        old = self.peers.get(peer)
+        if old is not None:
+            self.drop(old, None, now)  # the peer restarted its side
+        verdict = self.slots.offer(peer, now)
+        if isinstance(verdict, Refuse):
+            self.out.push(act.SignalBusy(peer, verdict.reason))
+            self.out.emit(ev.PeerRefused(peer=peer, reason=verdict.reason))
+            return False
+        if verdict.evict is not None:
+            self.drop_idle(verdict.evict, "gave its slot to a waiting peer", now)
+        self._add(peer, offerer=False, now=now)
+        return True
+
+    def expects_answer(self, peer: str) -> bool:
+        p = self.peers.get(peer)
+        return p is not None and p.offerer and p.opened_at is None
+
+    def answered_busy(self, peer: str, now: float) -> None:
+        """Our offer was answered "busy": offer again later; not a network failure."""
+        p = self.peers.get(peer)
+        if p is not None and p.offerer:
+            self.refused_busy(p, now)
+            self.drop(p, None, now)
+
+    def signaling_left(self, peer: str, now: float) -> None:
+        self.busy_peers.pop(peer, None)
+        p = self.peers.get(peer)
+        # Once connected, WebRTC no longer needs the server: keep the link.
+        if p is not None and p.opened_at is None:
+            self.drop(p, None, now)
+
+    def connect_failed(self, peer: str, reason: str | None, now: float) -> None:
+        """The connection did not open (`reason` None: it was closed on purpose)."""
+        p = self.peers.get(peer)
+        if p is None:
+            return
+        if not p.refused_busy:
+            self.connect_failures += 1
+        self.drop(p, reason, now)
+
+    def opened(self, p: Peer, address: str | None, now: float, grace: float) -> bool:
+        """`p`'s channel opened from `address`: False if it is turned away (with a CLOSE
+        it has `grace` seconds to read: closing at once would drop what is queued)."""
+        verdict = self.slots.opened(p.id, address, now)
+        if isinstance(verdict, Refuse):
+            p.dropped = verdict.reason
+            p.refusing_until = now + grace
+            self.out.send(p, p.proto.send_close(verdict.reason))
+            self.out.emit(ev.PeerRefused(peer=p.id, reason=verdict.reason))
+            return False
+        if verdict.evict is not None:
+            self.drop_idle(verdict.evict, "gave its slot to another peer from its address", now)
+        return True
+
+    def refused_busy(self, p: Peer, now: float) -> None:
+        """`p` has no slot for us now: offer again later."""
+        p.refused_busy = True
+        attempts = self.busy_peers.get(p.id, (0, 0.0))[0] + 1
+        self.busy_peers[p.id] = (attempts, now + retry_delay(attempts))
+
+    def ban(self, p: Peer) -> None:
+        """`p` misbehaved: never talk to it again, under this id or its peer id."""
+        self.banned.add(p.id)
+        if p.proto.remote:
+            self.banned_ids.add(p.proto.remote.peer_id)
+
+    def drop_idle(self, peer: str, why: str, now: float) -> None:
+        p = self.peers.get(peer)
+        if p is not None:
+            self.drop(p, f"idle for {self.slots.idle_for(peer, now):.0f}s, {why}", now)
+
+    def handle_timer(self, now: float) -> None:
+        """Free a slot from an idle peer when they are all taken; retry busy peers."""
+        idle = self.slots.to_drop(now)
+        if idle is not None:
+            self.drop_idle(idle, "while every slot was taken", now)
+        for sig, (attempts, at) in list(self.busy_peers.items()):
+            if now >= at and sig not in self.peers:
+                self.busy_peers[sig] = (attempts, now + retry_delay(attempts + 1))
+                self.peer_listed(sig, now)
+
+    def _add(self, peer: str, *, offerer: bool, now: float) -> None:
+        self.peers[peer] = self.new_peer(peer, offerer, now)
+        self.slots.add(peer, now)
