@@ -822,3 +822,75 @@ def test_a_reject_answers_one_request_only() -> None:
     assert isinstance(p.receive(wire.encode_piece_header(0, 0) + b"d" * (16 * KiB)), BlockReceived)
     with pytest.raises(ProtocolError, match="did not request"):
         p.receive(wire.encode_reject(*block))
+
+
+# -- what we send is checked too (issue 13: every message goes through PeerProtocol) ---------
+
+
+def test_nothing_but_close_goes_before_both_handshakes() -> None:
+    p = PeerProtocol(HASH, OUR_ID)
+    assert p.send_close("busy: full") == wire.encode_close("busy: full")
+    with pytest.raises(ValueError, match="before both handshakes"):
+        p.send_request(0, 0, 16 * KiB)
+    p.handshake()
+    with pytest.raises(ValueError, match="before both handshakes"):
+        p.send_manifest_request(0, MANIFEST_CHUNK)
+    with pytest.raises(ValueError, match="twice"):
+        p.handshake()
+
+
+def test_availability_goes_once_after_the_geometry_and_before_any_have() -> None:
+    p = connected(geometry=False)
+    with pytest.raises(ValueError, match="HAVE before availability"):
+        p.send_have(0)
+    with pytest.raises(ValueError, match="content is known"):
+        p.send_availability(None)
+    p.set_geometry(GEOMETRY)
+    assert p.send_availability({0}) == wire.encode_bitfield(
+        wire.bitfield_from({0}, GEOMETRY.piece_count))
+    with pytest.raises(ValueError, match="sent twice"):
+        p.send_availability(None)
+    assert p.send_have(1) == wire.encode_have(1)
+    with pytest.raises(ValueError, match="beyond the last piece"):
+        p.send_have(GEOMETRY.piece_count)
+
+
+def test_a_piece_or_reject_answers_only_a_request_the_remote_made() -> None:
+    p = connected()
+    block = (0, 0, 16 * KiB)
+    with pytest.raises(ValueError, match="nobody asked for"):
+        p.send_piece(0, 0, b"x" * (16 * KiB))
+    p.receive(wire.encode_request(*block))
+    p.receive(wire.encode_request(1, 0, 16 * KiB))
+    assert p.next_request() == block  # oldest first
+    assert p.send_piece(0, 0, b"x" * (16 * KiB)).startswith(wire.encode_piece_header(0, 0))
+    with pytest.raises(ValueError, match="nobody asked for"):
+        p.send_piece(0, 0, b"x" * (16 * KiB))  # answered already
+    assert p.send_reject(1, 0, 16 * KiB) == wire.encode_reject(1, 0, 16 * KiB)  # still queued
+    assert p.next_request() is None
+
+
+def test_a_cancel_unqueues_a_request_but_not_one_being_read() -> None:
+    p = connected()
+    a, b = (0, 0, 16 * KiB), (1, 0, 16 * KiB)
+    p.receive(wire.encode_request(*a))
+    p.receive(wire.encode_request(*b))
+    assert p.next_request() == a
+    p.receive(wire.encode_cancel(*a))  # already being read: it still goes (PROTOCOL.md)
+    p.receive(wire.encode_cancel(*b))
+    assert p.next_request() is None
+    p.send_piece(0, 0, b"x" * (16 * KiB))
+
+
+def test_a_request_flood_is_a_protocol_error() -> None:
+    p = connected()
+    for i in range(wire.MAX_QUEUED_REQUESTS):
+        p.receive(wire.encode_request(i % 2, 0, 1024))
+    with pytest.raises(ProtocolError, match="request flood"):
+        p.receive(wire.encode_request(0, 0, 1024))
+
+
+@pytest.mark.parametrize("data", ["text", b"\x07" + bytes(wire.MAX_MESSAGE)])
+def test_text_and_oversized_messages_are_protocol_errors(data: bytes | str) -> None:
+    with pytest.raises(ProtocolError):
+        connected().receive(data)
