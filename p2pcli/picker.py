@@ -262,6 +262,3 @@ class Picker:
                     st.in_flight[b].discard(peer)
                 out.append((peer, self._block(piece, b)))
         return out
-
-    def wanted(self, piece: int) -> bool:
-        return not self.have[piece]

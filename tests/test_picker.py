@@ -345,7 +345,7 @@ def test_pieces_we_have_are_never_requested() -> None:
         p.mark_have(piece)
     assert sorted(pieces(p.pick("a", None, 100, 0.0))) == [1, 4]
     assert p.pick("b", has(0, 2, 3, 5), 100, 0.0) == []
-    assert p.wanted(1) and not p.wanted(0)
+    assert not p.have[1] and p.have[0]
 
 
 def test_a_piece_found_elsewhere_needs_no_more_blocks() -> None:
