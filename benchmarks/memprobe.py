@@ -37,9 +37,14 @@ import psutil
 # tie this to aiortc's layout; these are unique enough here).
 WATCHED = (
     "RTCPeerConnection", "RTCSctpTransport", "RTCDtlsTransport", "RTCIceTransport",
-    "RTCIceGatherer", "RTCDataChannel", "Connection", "StunProtocol", "PeerSession",
+    "RTCIceGatherer", "RTCDataChannel", "Connection", "StunProtocol", "Peer",
     "PeerLink", "PeerProtocol", "Task", "Future", "TimerHandle", "Handle",
 )
+
+
+# The swarm's parts whose containers are reported (as "Class.attribute"): the asyncio
+# adapter and each part of the sans-IO core that keeps per-peer state.
+SWARM_PARTS = ("Swarm", "SwarmCore", "PieceExchange", "Admission", "Slots", "Uploader")
 
 
 class _MallInfo2(ctypes.Structure):
@@ -73,7 +78,7 @@ class Probe:
         return {"arena": m.arena, "mmapped": m.hblkhd, "in_use": m.uordblks, "free": m.fordblks}
 
     def counts(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
-        """Live objects by class; the sizes of every container a `Swarm` holds (per-peer
+        """Live objects by class; the sizes of every container the swarm's parts hold (per-peer
         state that outlives its peer shows up here even when each entry is small); the
         bytes held by the store's caches against their bounds."""
         gc.collect()
@@ -84,10 +89,10 @@ class Probe:
             name = type(o).__name__
             if name in WATCHED:
                 c[name] += 1
-            if name == "Swarm":
+            if name in SWARM_PARTS:
                 for attr, v in vars(o).items():
                     if isinstance(v, dict | set | list | collections.deque | bytearray):
-                        sizes[attr] += len(v)
+                        sizes[f"{name}.{attr}"] += len(v)
             elif name in ("PieceCache", "BlockChecks"):  # store.py's bounded caches
                 cache[f"{name}.bytes"] += o._bytes
                 cache[f"{name}.max_bytes"] += o.max_bytes
@@ -117,7 +122,7 @@ class Probe:
         row: dict[str, Any] = {"time": time.time(), "rss": self.proc.memory_info().rss}
         row["objects"], row["swarm"], row["piece_cache"] = self.counts()
         if os.environ.get("P2P_PROBE_REFERRERS") == "1":
-            row["refs"] = self.referrers("PeerSession")
+            row["refs"] = self.referrers("Peer")
         try:
             row["tasks"] = len(asyncio.all_tasks())
         except RuntimeError:

@@ -58,10 +58,10 @@ MB = 1e6
 # 35 MB over 15 minutes (benchmarks/README.md), with room to spare.
 WORKING_ALLOWANCE_MB = 48.0
 # What one peer connection is made of in the seeder: all of it must go when the peer goes.
-PEER_OBJECTS = ("PeerSession", "PeerLink", "PeerProtocol", "RTCPeerConnection",
+PEER_OBJECTS = ("Peer", "PeerLink", "PeerProtocol", "RTCPeerConnection",
                 "RTCDataChannel", "RTCIceTransport", "RTCIceGatherer", "StunProtocol")
 # Swarm containers that grow on purpose: peers that misbehaved are never talked to again.
-KEPT_BY_DESIGN = {"banned", "banned_ids"}
+KEPT_BY_DESIGN = {"Admission.banned", "Admission.banned_ids"}
 HEAP_SLACK_MB = 4.0  # heap in use after the soak beyond idle + caches: noise, not a leak
 
 

@@ -26,11 +26,11 @@ pytestmark = pytest.mark.timeout(240)
 
 MEMPROBE = ROOT / "benchmarks" / "memprobe.py"
 # What one peer connection is made of on the seeder's side: all must go when it goes.
-PEER_OBJECTS = ("PeerSession", "PeerLink", "PeerProtocol", "RTCPeerConnection",
+PEER_OBJECTS = ("Peer", "PeerLink", "PeerProtocol", "RTCPeerConnection",
                 "RTCDataChannel", "RTCIceTransport", "RTCIceGatherer", "RTCDtlsTransport",
                 "RTCSctpTransport", "StunProtocol")
 # Peers that misbehave are remembered on purpose (never talk to them again); none here do.
-BY_DESIGN = {"banned", "banned_ids"}
+BY_DESIGN = {"Admission.banned", "Admission.banned_ids"}
 
 
 def probe(seeder: Proc, log: Path) -> dict:
@@ -48,7 +48,8 @@ def probe_until_alone(seeder: Proc, log: Path, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         row = probe(seeder, log)
-        if row["swarm"].get("sessions", 0) == 0 or time.monotonic() > deadline:
+        alone = not row["swarm"].get("SwarmCore.peers") and not row["swarm"].get("Swarm.links")
+        if alone or time.monotonic() > deadline:
             return row
         time.sleep(2)
 
