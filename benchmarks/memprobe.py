@@ -163,7 +163,7 @@ def main() -> None:
     probe = Probe(out)
     signal.signal(signal.SIGUSR1, probe.on_signal)
     signal.signal(signal.SIGUSR2, probe.on_signal)
-    from cli.main import main as p2p_main
+    from p2p_cli.main import main as p2p_main
 
     sys.argv = ["p2p", *rest]
     sys.exit(p2p_main())

@@ -366,7 +366,7 @@ def wait_port(port: int, proc: subprocess.Popen | None, timeout: float = 20.0) -
 SERVERS = {
     # The real CLI, as users run it.
     # Every client comes from 127.0.0.1, so no per-address cap; the rate limits stay.
-    "aiohttp": [sys.executable, "-m", "cli.main", "serve-signal", "--host", "127.0.0.1",
+    "aiohttp": [sys.executable, "-m", "p2p_cli.main", "serve-signal", "--host", "127.0.0.1",
                 "--port", "{port}", "--quiet", "--max-conns-per-ip", "0"],
     # The same hub on aiohttp with engine.io's stock WebSocket I/O (no FastSocket).
     "aiohttp-plain": [sys.executable, str(ROOT / "benchmarks" / "signal_plain_server.py"),

@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         if url is None:
             port = free_port()
-            cmd = [sys.executable, "-m", "cli.main", "serve-signal", "--host", "127.0.0.1",
+            cmd = [sys.executable, "-m", "p2p_cli.main", "serve-signal", "--host", "127.0.0.1",
                    "--port", str(port), "--quiet", "--max-conns-per-ip", "0",
                    "--max-announce-rate", "0", "--max-message-rate", "0"]
             proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL,

@@ -6,7 +6,10 @@ from typing import Annotated
 
 import typer
 
-from cli.common import (
+from p2pcli import events, runner
+from p2pcli.errors import ExitCode
+
+from .common import (
     IceServerOpt,
     JsonOpt,
     SignalOpt,
@@ -15,9 +18,7 @@ from cli.common import (
     setup_logging,
     split_urls,
 )
-from cli.output import Handler, Reporter
-from p2pcli import events, runner
-from p2pcli.errors import ExitCode
+from .output import Handler, Reporter
 
 MARKS = {"ok": ("ok  ", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "red")}
 TITLES = {"signaling": "signaling", "ice-config": "ICE servers", "stun": "STUN",

@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
-from cli.common import (
+from p2pcli import patches, runner
+from p2pcli.fetch import FetchOptions, fetch
+
+from .common import (
     ForceOpt,
     IceHostOpt,
     IceServerOpt,
@@ -24,9 +27,7 @@ from cli.common import (
     setup_logging,
     target_config,
 )
-from cli.output import Reporter
-from p2pcli import patches, runner
-from p2pcli.fetch import FetchOptions, fetch
+from .output import Reporter
 
 
 def register(app: typer.Typer) -> None:

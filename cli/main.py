@@ -40,7 +40,7 @@ def _root(
 
 def _register() -> None:
     # Imported here so `p2p --help` stays fast and each command lives in its own module.
-    from cli import doctor, fetch, seed, serve_signal, stream
+    from . import doctor, fetch, seed, serve_signal, stream
 
     for module in (serve_signal, seed, fetch, stream, doctor):
         module.register(app)
@@ -51,7 +51,7 @@ _register()
 
 def fail(message: str, code: int) -> None:
     """Print one line on stderr and exit: the only way the CLI reports a user's error."""
-    from cli.output import visible  # messages quote names and paths: keep them one line
+    from .output import visible  # messages quote names and paths: keep them one line
 
     sys.stderr.write(f"p2p: {visible(message)}\n")
     sys.stderr.flush()

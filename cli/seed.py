@@ -7,7 +7,12 @@ from typing import Annotated
 
 import typer
 
-from cli.common import (
+from p2pcli import patches, runner
+from p2pcli.errors import Interrupted
+from p2pcli.events import Event, Seeding
+from p2pcli.seed import DEFAULT_EMBEDDED_PORT, SeedOptions, seed
+
+from .common import (
     IceHostOpt,
     IceServerOpt,
     JsonOpt,
@@ -23,11 +28,7 @@ from cli.common import (
     split_urls,
     swarm_config,
 )
-from cli.output import Reporter
-from p2pcli import patches, runner
-from p2pcli.errors import Interrupted
-from p2pcli.events import Event, Seeding
-from p2pcli.seed import DEFAULT_EMBEDDED_PORT, SeedOptions, seed
+from .output import Reporter
 
 
 def register(app: typer.Typer) -> None:

@@ -12,8 +12,6 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from cli.common import JsonOpt, QuietOpt
-from cli.output import visible
 from p2pcli.errors import UsageError
 from p2pcli.events import Event
 from p2pcli.signaling.limits import (
@@ -31,6 +29,9 @@ from p2pcli.signaling.log import (
     Listening,
     Stopping,
 )
+
+from .common import JsonOpt, QuietOpt
+from .output import visible
 
 if TYPE_CHECKING:
     from p2pcli.signaling.turncreds import IceConfig

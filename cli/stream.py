@@ -7,7 +7,11 @@ from typing import Annotated
 
 import typer
 
-from cli.common import (
+from p2pcli import patches, runner
+from p2pcli.events import Event, Serving
+from p2pcli.stream import StreamOptions, stream
+
+from .common import (
     ForceOpt,
     IceHostOpt,
     IceServerOpt,
@@ -24,10 +28,7 @@ from cli.common import (
     setup_logging,
     target_config,
 )
-from cli.output import Reporter
-from p2pcli import patches, runner
-from p2pcli.events import Event, Serving
-from p2pcli.stream import StreamOptions, stream
+from .output import Reporter
 
 
 def register(app: typer.Typer) -> None:

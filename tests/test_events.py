@@ -186,8 +186,8 @@ def test_events_are_frozen_and_keyword_only() -> None:
 
 
 def test_every_kind_is_rendered_or_deliberately_silent() -> None:
-    from cli.doctor import DoctorReporter
-    from cli.output import SILENT, Reporter
+    from p2p_cli.doctor import DoctorReporter
+    from p2p_cli.output import SILENT, Reporter
 
     rendered = set(Reporter().handlers()) | set(DoctorReporter().handlers())
     forgotten = set(all_kinds()) - rendered - SILENT
@@ -199,7 +199,7 @@ def test_every_kind_is_rendered_or_deliberately_silent() -> None:
 
 
 def test_json_mode_prints_to_json_after_a_timestamp(capfdbinary) -> None:
-    from cli.output import Reporter
+    from p2p_cli.output import Reporter
 
     Reporter(json=True)(ev.PeerLeft(peer="p", received=1, sent=2))
     line = capfdbinary.readouterr().err
@@ -214,7 +214,7 @@ def test_human_mode_dispatches_by_class() -> None:
 
     from rich.console import Console
 
-    from cli.output import Reporter
+    from p2p_cli.output import Reporter
 
     r = Reporter()
     r.console = Console(file=io.StringIO(), width=200)

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from conftest import LOOPBACK, P2P, Proc, Procs, free_port, make_file, wait_port
 
-from cli.doctor import DoctorReporter
-from cli.output import visible
+from p2p_cli.doctor import DoctorReporter
+from p2p_cli.output import visible
 from p2pcli import events
 
 # -- the renderer, without processes ---------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -35,19 +36,31 @@ def test_every_command_documents_every_option():
 
 
 def test_wheel_carries_the_cli_the_core_and_the_web_assets(tmp_path: Path):
+    # Build from a copy: setuptools reuses a `build/` left in the tree, which can hold
+    # packages that no longer exist (it once carried a top-level `cli`).
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "node_modules", "build", "*.egg-info", "__pycache__", ".ruff_cache",
+        ".pytest_cache", ".hypothesis"))
     out = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
+         "-w", str(tmp_path), str(src)],
         capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stderr
     wheel = next(tmp_path.glob("p2p-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "cli/main.py" in names and "p2pcli/swarm.py" in names
+    assert "p2p_cli/main.py" in names and "p2pcli/swarm/core.py" in names
+    # The CLI is installed as `p2p_cli`: a top-level `cli` would collide with other
+    # distributions that ship one.
+    assert not [n for n in names if n.startswith("cli/")]
+    packages = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "p2pcli").rglob("__init__.py")
+                if "__pycache__" not in p.parts}
+    assert all(f"{pkg}/__init__.py" in names for pkg in packages), packages
     web = [n for n in names if n.startswith("p2pcli/web/")]
     if (ROOT / "p2pcli" / "web").is_dir():
         shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "p2pcli" / "web").rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts}
         assert shipped <= set(web), shipped - set(web)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "p2p = cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "p2p = p2p_cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()

@@ -278,7 +278,7 @@ def _without_redis(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
     """`p2p serve-signal ARGS` in a Python where `import redis` fails."""
     code = (
         "import sys; sys.modules['redis'] = None\n"
-        "from cli.main import main\n"
+        "from p2p_cli.main import main\n"
         f"sys.argv = ['p2p', 'serve-signal', *{list(args)!r}]\n"
         "main()\n"
     )
