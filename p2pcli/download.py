@@ -28,7 +28,7 @@ from .events import EventSink
 from .manifest import Manifest
 from .picker import Picker
 from .store import PartFile, SpoolRing, check_output, part_path
-from .swarm import Swarm, no_peers_error
+from .swarm import Swarm, SwarmConfig, no_peers_error
 from .wire import DEFAULT_MAX_BLOCK
 
 READ_AHEAD_BYTES = 32 * 1024 * 1024  # how far a pipe download may run ahead of the reader
@@ -57,9 +57,12 @@ class ReaderGone(Exception):
 class Download:
     """Opens the store once the manifest is known, waits for the pieces, and finishes."""
 
-    def __init__(self, swarm: Swarm, opts: FetchOptions, emit: EventSink, *,
-                 stream: bool = False) -> None:
-        self.swarm = swarm
+    def __init__(self, content_hash: bytes, config: SwarmConfig, opts: FetchOptions,
+                 emit: EventSink, *, stream: bool = False,
+                 on_manifest: Callable[[Manifest], None] | None = None) -> None:
+        self.swarm = Swarm(content_hash, config, emit, open_store=self.open_store)
+        self.on_manifest = on_manifest
+        "Called once the store is open (stream: sets up its read-ahead)."
         self.opts = opts
         self.emit = emit
         self.stream = stream  # `p2p stream`: in-order by default, a player's ranges first
@@ -74,7 +77,6 @@ class Download:
         self.started = time.monotonic()
         self.done: ev.Done | None = None
         "The `done` event, once the download is complete and in place."
-        swarm.open_store = self.open_store
 
     def check_output_early(self) -> None:
         if self.to_stdout and self.opts.seed_after:
@@ -86,7 +88,6 @@ class Download:
 
     async def start(self) -> None:
         await self.swarm.start()
-        self.swarm.core.last_helpful = time.monotonic()  # the wait for peers starts now
         if self.to_stdout:
             self.writer = asyncio.ensure_future(self._write_stdout())
 
@@ -113,7 +114,14 @@ class Download:
             picker.mark_have(i)
         if found:
             self.emit(ev.Resume(pieces=len(found), path=str(part)))
+        if self.on_manifest is not None:
+            self.on_manifest(m)
         return self.store, picker
+
+    def serve_from_final(self) -> None:
+        """After `done`, serve pieces from the finished file under its final name."""
+        if self.final is not None and self.store is not None:
+            self.store.path = self.final
 
     async def step(self, also: list[asyncio.Future] | None = None) -> None:
         """Wait a little for progress, `also` or the end; raise if the download failed

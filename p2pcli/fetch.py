@@ -11,7 +11,7 @@ from . import events as ev
 from .download import Download, FetchOptions, ReaderGone
 from .events import EventSink
 from .link import Target
-from .swarm import Swarm, SwarmConfig
+from .swarm import SwarmConfig
 
 __all__ = ["FetchOptions", "fetch"]
 
@@ -20,8 +20,8 @@ async def fetch(
     target: Target, config: SwarmConfig, opts: FetchOptions, emit: EventSink
 ) -> ev.Event:
     """Download `target`; returns the summary event. Raises P2PError subclasses."""
-    swarm = Swarm(target.content_hash, config, emit)
-    dl = Download(swarm, opts, emit)
+    dl = Download(target.content_hash, config, opts, emit)
+    swarm = dl.swarm
     dl.check_output_early()
     reporter = asyncio.ensure_future(dl.report())
     try:
@@ -29,8 +29,7 @@ async def fetch(
         while dl.done is None:
             await dl.step()
         if opts.seed_after:
-            if dl.final is not None and dl.store is not None:
-                dl.store.path = dl.final  # serve from the finished file under its final name
+            dl.serve_from_final()
             emit(ev.Seeding(hash=swarm.content_id))
             while swarm.fatal is None:
                 await swarm.fatal_event.wait()

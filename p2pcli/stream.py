@@ -36,6 +36,7 @@ from .localhttp import (
     media_type,
     new_secret,
 )
+from .manifest import Manifest
 from .player import MpvIpc, find_player, player_command, private_dir, url_argument
 from .readahead import PlayerState, ReadAhead, Reader
 from .swarm import Swarm, SwarmConfig
@@ -83,6 +84,9 @@ class Streamer:
         "The command is ending: responses still waiting for pieces end now."
 
     # -- priorities ------------------------------------------------------------------------
+
+    def content_known(self, m: Manifest) -> None:
+        self.readahead = ReadAhead(m.size, m.piece_size)
 
     def on_player_change(self) -> None:
         st = self.mpv.state if self.mpv else None
@@ -251,20 +255,14 @@ async def stream(
     """Download `target` while serving it over local HTTP to a player (or to whoever
     reads the `serving` event's URL: `--player none`)."""
     player = None if opts.player == "none" else find_player(opts.player)  # fail fast
-    swarm = Swarm(target.content_hash, config, emit)
     dl = Download(
-        swarm, FetchOptions(output=opts.output, force=opts.force, stdout_is_tty=True), emit,
-        stream=True,
+        target.content_hash, config,
+        FetchOptions(output=opts.output, force=opts.force, stdout_is_tty=True), emit,
+        stream=True, on_manifest=lambda m: st.content_known(m),
     )
     dl.check_output_early()
+    swarm = dl.swarm
     st = Streamer(swarm, dl, emit)
-
-    async def open_store(m):
-        opened = await dl.open_store(m)
-        st.readahead = ReadAhead(m.size, m.piece_size)
-        return opened
-
-    swarm.open_store = open_store
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", st.handle)
     app.router.add_route("HEAD", "/{tail:.*}", st.handle)

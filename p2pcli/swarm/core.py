@@ -111,6 +111,10 @@ class SwarmCore:
         """Bad manifests and bad pieces seen."""
         return self.bad_manifests + self.pieces.bad_pieces
 
+    def wait_from(self, now: float) -> None:
+        """The wait for a helpful peer (a download's `--timeout`) starts now."""
+        self.last_helpful = now
+
     def usable_peers(self) -> list[Peer]:
         return [p for p in self.peers.values() if p.ready]
 

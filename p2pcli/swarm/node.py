@@ -37,6 +37,7 @@ from .uploader import Uploader
 log = logging.getLogger(__name__)
 
 Store = SeedFile | PartFile
+CLOSE_WAIT = 5.0  # seconds a stopping command gives its links to close
 StoreOpener = Callable[[Manifest], Awaitable[tuple[PartFile, Picker]]]
 
 
@@ -51,7 +52,10 @@ class Swarm:
         *,
         manifest: Manifest | None = None,
         source: Store | None = None,
+        open_store: StoreOpener | None = None,
     ) -> None:
+        """Seeding: give `manifest` and `source`. Downloading: give `open_store`, which
+        opens the store and picker once a verified manifest arrives."""
         self.content_hash = content_hash
         self.content_id = content_hash.hex()
         self.config = config
@@ -61,8 +65,7 @@ class Swarm:
             max_peers=config.max_peers, max_peers_per_address=config.max_peers_per_address,
         )
         self.source = source
-        self.open_store: StoreOpener | None = None
-        "Opens the store and picker for a verified manifest (a download)."
+        self.open_store = open_store
         self.links: dict[str, PeerLink] = {}
         self._peer_tasks: dict[str, list[asyncio.Task]] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
@@ -74,6 +77,7 @@ class Swarm:
         self.fatal: P2PError | None = None
         self.fatal_event = asyncio.Event()
         self._bg: set[asyncio.Task] = set()
+        self._closing: set[asyncio.Task] = set()  # links being closed
         if manifest is not None:
             self.manifest_ready.set()
 
@@ -104,6 +108,7 @@ class Swarm:
         await self.signal.connect()
         self.emit(ev.SignalingConnected(url=self.signal.url, peer=self.signal.sid))
         await self.signal.announce(self.content_id, self.core.peer_id.hex())
+        self.core.wait_from(time.monotonic())  # `--timeout` counts from here
         self._spawn(self._timer())
 
     async def close(self) -> None:
@@ -112,6 +117,9 @@ class Swarm:
             await self.signal.close()
         self.core.close_all(time.monotonic())
         self._drain()
+        closing = list(self._closing)
+        if closing:  # let every link close cleanly before the rest is cancelled
+            await asyncio.wait(closing, timeout=CLOSE_WAIT)
         for t in list(self._bg):
             t.cancel()
         await asyncio.gather(*self._bg, return_exceptions=True)
@@ -181,7 +189,9 @@ class Swarm:
         for t in self._peer_tasks.pop(peer, []):
             t.cancel()
         if link is not None:
-            self._spawn(link.close())
+            task = self._spawn(link.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     # -- signaling -------------------------------------------------------------------------
 
