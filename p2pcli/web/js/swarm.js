@@ -1,6 +1,6 @@
 // The swarm: every peer connection for one content hash, and what flows over them.
 //
-// The browser counterpart of p2pcli/swarm.py. Decisions come from the sans-IO parts
+// The browser counterpart of p2pcli/swarm/. Decisions come from the sans-IO parts
 // (wire.PeerProtocol validates each peer, picker.Picker chooses requests); this module
 // wires them to RTCPeerConnections, the Socket.IO signaling client and the in-memory piece
 // store, and reports what happens as events. A tab is a full peer: it serves every piece
