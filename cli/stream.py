@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -107,14 +108,7 @@ def register(app: typer.Typer) -> None:
             show_player_output=not (quiet or json),
         )
         reporter = Reporter(quiet=quiet, json=json)
-
-        def emit(ev: Event) -> None:
-            reporter(ev)
-            if isinstance(ev, Serving) and player == "none":
-                # With no player, the URL is this command's output: one line on stdout.
-                sys.stdout.write(ev.url + "\n")
-                sys.stdout.flush()
-
+        emit = _print_url(reporter) if player == "none" else reporter
         try:
             runner.run(
                 lambda: stream(t, config, opts, emit),
@@ -122,3 +116,15 @@ def register(app: typer.Typer) -> None:
             )
         finally:
             reporter.close()
+
+
+def _print_url(reporter: Reporter) -> Callable[[Event], None]:
+    """With no player, the URL is this command's output: one line on stdout."""
+
+    def emit(ev: Event) -> None:
+        reporter(ev)
+        if isinstance(ev, Serving):
+            sys.stdout.write(ev.url + "\n")
+            sys.stdout.flush()
+
+    return emit
