@@ -2,6 +2,10 @@
 
 Parsing only: the library patches a command runs with (`--ice-host` among them) are set
 by the command itself, with one `p2pcli.patches.apply(...)` at its start.
+
+Every command module imports this one to declare its options, and `p2p --help` imports every
+command module: so nothing here imports aiortc, socketio or aiohttp at module level (the
+swarm's modules do). What a command needs is imported when it runs.
 """
 
 from __future__ import annotations
@@ -9,13 +13,15 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from p2pcli.errors import UsageError
-from p2pcli.iceurls import parse_ice_servers
-from p2pcli.swarm import SwarmConfig
+
+if TYPE_CHECKING:
+    from p2pcli.link import Target
+    from p2pcli.swarm import SwarmConfig
 
 SignalOpt = Annotated[
     str | None,
@@ -120,6 +126,9 @@ def swarm_config(
     token: str | None,
     **kwargs,
 ) -> SwarmConfig:
+    from p2pcli.iceurls import parse_ice_servers  # imports aiortc
+    from p2pcli.swarm import SwarmConfig
+
     return SwarmConfig(
         signal_urls=signal,
         ice_servers=parse_ice_servers(ice_server or []),
@@ -135,10 +144,9 @@ def target_config(
     ice_server: list[str] | None,
     token: str | None,
     **kwargs,
-):
+) -> tuple[Target, SwarmConfig]:
     """Parse HASH_OR_LINK; signaling URLs come from --signal, else the link, else the default."""
-    from p2pcli.link import parse_target
-    from p2pcli.signaling.client import DEFAULT_SIGNAL
+    from p2pcli.link import DEFAULT_SIGNAL, parse_target
 
     t = parse_target(target)
     urls = split_urls(signal) or list(t.signals) or [DEFAULT_SIGNAL]

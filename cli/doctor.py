@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         from p2pcli import patches
         from p2pcli.doctor import DoctorOptions, doctor
         from p2pcli.iceurls import parse_ice_servers
-        from p2pcli.signaling.client import DEFAULT_SIGNAL
+        from p2pcli.link import DEFAULT_SIGNAL
 
         setup_logging(verbose)
         # The test connection runs on the stack seed and fetch run on.

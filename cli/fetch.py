@@ -7,9 +7,6 @@ from typing import Annotated
 
 import typer
 
-from p2pcli import patches, runner
-from p2pcli.fetch import FetchOptions, fetch
-
 from .common import (
     ForceOpt,
     IceHostOpt,
@@ -27,7 +24,6 @@ from .common import (
     setup_logging,
     target_config,
 )
-from .output import Reporter
 
 
 def register(app: typer.Typer) -> None:
@@ -68,6 +64,12 @@ def register(app: typer.Typer) -> None:
 
         Pipe it to a player to watch while it downloads: p2p fetch LINK | mpv -
         """
+        # Here, not at the top: `p2p --help` imports every command module (cli/common.py).
+        from p2pcli import patches, runner
+        from p2pcli.fetch import FetchOptions, fetch
+
+        from .output import Reporter
+
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
         t, config = target_config(

@@ -7,11 +7,6 @@ from typing import Annotated
 
 import typer
 
-from p2pcli import patches, runner
-from p2pcli.errors import Interrupted
-from p2pcli.events import Event, Seeding
-from p2pcli.seed import DEFAULT_EMBEDDED_PORT, SeedOptions, seed
-
 from .common import (
     IceHostOpt,
     IceServerOpt,
@@ -28,7 +23,10 @@ from .common import (
     split_urls,
     swarm_config,
 )
-from .output import Reporter
+
+# p2pcli.seed.DEFAULT_EMBEDDED_PORT, repeated so that --help does not import the swarm
+# (tests/test_lazy_imports.py checks that they agree).
+DEFAULT_EMBEDDED_PORT = 8080
 
 
 def register(app: typer.Typer) -> None:
@@ -78,6 +76,13 @@ def register(app: typer.Typer) -> None:
         With no --signal (or P2P_SIGNAL), a signaling server starts inside this process and
         the link points at it, so this command alone shares a file on your network.
         """
+        from p2pcli import patches, runner
+        from p2pcli.errors import Interrupted
+        from p2pcli.events import Event, Seeding
+        from p2pcli.seed import SeedOptions, seed
+
+        from .output import Reporter
+
         setup_logging(verbose)
         hosts = parse_ice_hosts(ice_host)
         patches.apply(host_addresses=hosts)

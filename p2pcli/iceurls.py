@@ -18,11 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
-
-from aiortc import RTCIceServer
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    # Imported where a server is built: the CLI parses options (and `p2p stream` publishes
+    # its URL) before aiortc, a large share of start-up, is loaded.
+    from aiortc import RTCIceServer
 
 #: Most servers taken from one `ice-config` event: aiortc uses one STUN and one TURN
 #: server, and each is checked before use (iceprobe.py), so a long list is only cost.
@@ -103,6 +106,8 @@ def parse_ice_servers(values: Iterable[str]) -> list[RTCIceServer]:
     for value in values:
         for text in value.split(","):
             if text.strip():
+                from aiortc import RTCIceServer
+
                 u = parse_ice_url(text)
                 servers.append(RTCIceServer(urls=u.url, username=u.username,
                                             credential=u.credential))
@@ -115,6 +120,8 @@ def servers_from_config(cfg: dict[str, Any]) -> list[RTCIceServer]:
     The payload is a browser-shaped `RTCConfiguration`:
     `{"iceServers": [{"urls": "turn:host:3478" | [...], "username": "...", "credential": "..."}]}`.
     """
+    from aiortc import RTCIceServer
+
     out: list[RTCIceServer] = []
     entries = cfg.get("iceServers") if isinstance(cfg, dict) else None
     if not isinstance(entries, list):

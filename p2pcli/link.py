@@ -17,6 +17,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 from .errors import InvalidLink
 from .manifest import HASH_LEN, parse_content_id
 
+#: The signaling server used when neither the link nor `--signal` names one. Here, not in
+#: signaling/client.py, so that parsing a command line does not load Socket.IO.
+DEFAULT_SIGNAL = "http://127.0.0.1:8080"
+
 SCHEME = "p2p"
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 

@@ -27,8 +27,6 @@ from ..errors import SignalUnreachable, UsageError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIGNAL = "http://127.0.0.1:8080"
-
 #: Seconds between reconnection attempts: the first, and the most after doubling at
 #: each round through the URLs (each wait is randomized down to half, so that clients
 #: of a server that restarted do not all come back at once).

@@ -7,9 +7,26 @@ core asks the adapter to do), `diagnose` (the error when nobody could help), `co
 `limiter` (the upload limit).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .config import SwarmConfig
 from .core import SwarmCore
 from .diagnose import no_peers_error
-from .node import Swarm
+
+if TYPE_CHECKING:
+    from .node import Swarm
 
 __all__ = ["Swarm", "SwarmConfig", "SwarmCore", "no_peers_error"]
+
+
+def __getattr__(name: str) -> Any:
+    # `node` imports aiortc and the Socket.IO client, a large share of a command's start-up:
+    # loaded on first use of `Swarm`, so the CLI can build a SwarmConfig (and `p2p stream`
+    # publish its URL) without them.
+    if name == "Swarm":
+        from .node import Swarm
+
+        return Swarm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
