@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-
-from p2pcli import patches, runner
-from p2pcli.events import Event, Serving
-from p2pcli.stream import StreamOptions, stream
 
 from .common import (
     ForceOpt,
@@ -29,7 +25,11 @@ from .common import (
     setup_logging,
     target_config,
 )
-from .output import Reporter
+
+if TYPE_CHECKING:
+    from p2pcli.events import Event
+
+    from .output import Reporter
 
 
 def register(app: typer.Typer) -> None:
@@ -92,8 +92,14 @@ def register(app: typer.Typer) -> None:
         its IPC socket, so the read-ahead tracks what is on screen. Stops when the player
         exits.
         """
+        # Here, not at the top: `p2p --help` imports every command module (cli/common.py).
+        from p2pcli import runner
+        from p2pcli.stream import StreamOptions, stream
+
+        from .output import Reporter
+
         setup_logging(verbose)
-        patches.apply(host_addresses=parse_ice_hosts(ice_host))
+        hosts = parse_ice_hosts(ice_host)
         t, config = target_config(
             target, signal, ice_server, token,
             timeout=timeout, retries=retries, max_peers=max_peers,
@@ -106,6 +112,8 @@ def register(app: typer.Typer) -> None:
             keep_seeding=keep_seeding,
             player_args=list(player_arg or []),
             show_player_output=not (quiet or json),
+            # Not here: patching loads aiortc, and the player can start before that.
+            before_swarm=lambda: _apply_patches(hosts),
         )
         reporter = Reporter(quiet=quiet, json=json)
         emit = _print_url(reporter) if player == "none" else reporter
@@ -118,8 +126,15 @@ def register(app: typer.Typer) -> None:
             reporter.close()
 
 
+def _apply_patches(hosts: tuple[str, ...]) -> None:
+    from p2pcli import patches  # imports aiortc: see StreamOptions.before_swarm
+
+    patches.apply(host_addresses=hosts)
+
+
 def _print_url(reporter: Reporter) -> Callable[[Event], None]:
     """With no player, the URL is this command's output: one line on stdout."""
+    from p2pcli.events import Serving
 
     def emit(ev: Event) -> None:
         reporter(ev)

@@ -239,9 +239,10 @@ class Serving(Event):
     url: str
     "Local HTTP URL of the content (secret included)."
     name: str
-    "The sender's file name."
-    size: int
-    "Content size in bytes."
+    "The file name in the URL: the link's when it names the file, else the manifest's."
+    size: int | None = field(default=None, metadata=OPTIONAL)
+    """Content size in bytes; left out when the URL is published before the manifest is
+    known (a link that names the file: the player starts while peers are found)."""
 
 
 @dataclass(frozen=True, kw_only=True)

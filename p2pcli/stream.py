@@ -5,6 +5,12 @@ the verified pieces under it and never sends an unverified byte. The pieces unde
 responses come first, then a read-ahead window (readahead.py), then the rest in order; a
 new range (a seek) re-prioritises at once and cancels requests nobody needs any more.
 The download itself is fetch's `.part` file, so an interrupted stream resumes.
+
+Start-up order, for the first frame: the HTTP server listens, and when the link names the
+file the URL is published (and the player started) at once, before the swarm's modules
+(aiortc, Socket.IO: most of the start-up time) are imported and before any peer is found.
+The player starts up meanwhile, and its first request waits here for the swarm and the
+verified manifest. A bare hash has no name for the URL: its URL waits for the manifest.
 """
 
 from __future__ import annotations
@@ -16,14 +22,15 @@ import itertools
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from . import events as ev
-from .download import Download, FetchOptions
-from .errors import StorageError, UsageError
+from .errors import ManifestError, StorageError, UsageError
 from .events import EventSink
 from .httprange import RangeNotSatisfiable, parse_range
 from .link import Target
@@ -37,9 +44,15 @@ from .localhttp import (
     new_secret,
 )
 from .manifest import Manifest
+from .manifest import check_name as check_file_name
 from .player import MpvIpc, find_player, player_command, private_dir, url_argument
 from .readahead import PlayerState, ReadAhead, Reader
-from .swarm import Swarm, SwarmConfig
+from .store import check_output
+
+if TYPE_CHECKING:
+    # Imported by `stream()` once the URL is out: these import aiortc and Socket.IO.
+    from .download import Download
+    from .swarm import Swarm, SwarmConfig
 
 SEND_CHUNK = 256 * 1024
 
@@ -60,12 +73,19 @@ class StreamOptions:
     "Extra arguments for the player."
     show_player_output: bool = True
     "Let the player write to our stderr (off with --quiet/--json)."
+    before_swarm: Callable[[], None] | None = None
+    """Called once the URL may be out, before the swarm's modules are imported: the
+    command's `patches.apply` (which loads aiortc) goes here, after the player started."""
 
 
 class Streamer:
-    def __init__(self, swarm: Swarm, dl: Download, emit: EventSink) -> None:
-        self.swarm = swarm
-        self.dl = dl
+    def __init__(self, emit: EventSink) -> None:
+        self.swarm: Swarm | None = None
+        self.dl: Download | None = None
+        self.attached = asyncio.Event()
+        "Set once the download exists: requests that come before it wait for it."
+        self.url_name: str | None = None
+        "The file name in the published URL (the link's, or the manifest's)."
         self.emit = emit
         self.readers: set[Reader] = set()
         self._serial = itertools.count()
@@ -83,6 +103,10 @@ class Streamer:
         self.stopping = False
         "The command is ending: responses still waiting for pieces end now."
 
+    def attach(self, swarm: Swarm, dl: Download) -> None:
+        self.swarm, self.dl = swarm, dl
+        self.attached.set()
+
     # -- priorities ------------------------------------------------------------------------
 
     def content_known(self, m: Manifest) -> None:
@@ -90,7 +114,7 @@ class Streamer:
 
     def on_player_change(self) -> None:
         st = self.mpv.state if self.mpv else None
-        m = self.swarm.manifest
+        m = self.swarm.manifest if self.swarm else None
         if st is None or m is None or self.readahead is None:
             return
         self.player.paused = st.paused
@@ -102,7 +126,7 @@ class Streamer:
         self.reprioritize()
 
     def reprioritize(self) -> None:
-        if self.readahead is None or self.swarm.picker is None:
+        if self.readahead is None or self.swarm is None or self.swarm.picker is None:
             return
         prio = self.readahead.priority(list(self.readers), self.player)
         if prio != self._last_priority:
@@ -112,6 +136,8 @@ class Streamer:
     # -- HTTP ------------------------------------------------------------------------------
 
     def url(self, name: str) -> str:
+        """The URL to publish, with `name` as its last segment (what requests must name)."""
+        self.url_name = name
         return f"http://127.0.0.1:{self.port}/{self.secret}/{_url_name(name)}"
 
     def _refuse(self, request: web.Request, e: Refused) -> web.Response:
@@ -119,7 +145,6 @@ class Streamer:
         return web.Response(status=e.status, text=f"{e}\n", headers=SAFE_HEADERS)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        swarm = self.swarm
         # Who may read, before anything waits on the swarm: nobody without the secret
         # holds a connection open (localhttp.py says why each check is there).
         try:
@@ -127,6 +152,10 @@ class Streamer:
             rest = check_secret(request.path, self.secret)
         except Refused as e:
             return self._refuse(request, e)
+        # A player started before the swarm existed (the link named the file) waits here.
+        await self.attached.wait()
+        swarm = self.swarm
+        assert swarm is not None
         try:
             await asyncio.wait_for(swarm.manifest_ready.wait(), swarm.config.timeout * 3)
         except TimeoutError:
@@ -135,7 +164,9 @@ class Streamer:
         m = swarm.manifest
         assert m is not None
         try:
-            check_name(rest, m.name)
+            # The name in the URL we published: the link's when it named the file (the
+            # media type below still comes from the verified manifest's name).
+            check_name(rest, self.url_name or m.name)
         except Refused as e:
             return self._refuse(request, e)
         # The content is named by its hash, so the hash is a strong validator for If-Range.
@@ -182,6 +213,7 @@ class Streamer:
 
     async def _send_range(self, resp: web.StreamResponse, reader: Reader) -> None:
         swarm, dl = self.swarm, self.dl
+        assert swarm is not None and dl is not None
         m, p, store = swarm.manifest, swarm.picker, dl.store
         assert m is not None and p is not None and store is not None
         while reader.pos < reader.end:
@@ -214,6 +246,8 @@ class Streamer:
 
     def buffer_ahead(self) -> int:
         """Verified bytes in a row from the play position (or the newest read)."""
+        if self.swarm is None:
+            return 0
         m, p = self.swarm.manifest, self.swarm.picker
         if m is None or p is None:
             return 0
@@ -254,30 +288,47 @@ async def stream(
 ) -> ev.Event:
     """Download `target` while serving it over local HTTP to a player (or to whoever
     reads the `serving` event's URL: `--player none`)."""
-    player = None if opts.player == "none" else find_player(opts.player)  # fail fast
-    dl = Download(
-        target.content_hash, config,
-        FetchOptions(output=opts.output, force=opts.force, stdout_is_tty=True), emit,
-        stream=True, on_manifest=lambda m: st.content_known(m),
-    )
-    dl.check_output_early()
-    swarm = dl.swarm
-    st = Streamer(swarm, dl, emit)
+    # Fail fast, before anything is published: no player, an existing output file.
+    player = None if opts.player == "none" else find_player(opts.player)
+    if opts.output is not None:
+        check_output(Path(opts.output), force=opts.force)
+    st = Streamer(emit)
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", st.handle)
     app.router.add_route("HEAD", "/{tail:.*}", st.handle)
     runner, st.port = await _start_http(app, opts.port)
     play = _Player(opts, player)
     tasks: list[asyncio.Task] = []
+    dl: Download | None = None
     try:
+        early = _name_for_url(target.name)
+        if early is not None:
+            # The player starts up while the swarm's modules load and peers are found.
+            url = st.url(early)
+            emit(ev.Serving(url=url, name=early))
+            await play.start(url, st, emit, tasks)
+        if opts.before_swarm is not None:
+            opts.before_swarm()
+        from .download import Download, FetchOptions  # aiortc, Socket.IO: most of start-up
+
+        dl = Download(
+            target.content_hash, config,
+            FetchOptions(output=opts.output, force=opts.force, stdout_is_tty=True), emit,
+            stream=True, on_manifest=lambda m: st.content_known(m),
+        )
+        swarm = dl.swarm
+        st.attach(swarm, dl)
         await dl.start()
         while not swarm.manifest_ready.is_set():
-            await dl.step()
+            await dl.step([play.wait] if play.wait is not None else [])
+            if play.wait is not None and play.wait.done():
+                break  # the player quit before the content was found: the loop below ends
         m = swarm.manifest
-        assert m is not None
-        url = st.url(m.name)
-        emit(ev.Serving(url=url, name=m.name, size=m.size))
-        await play.start(url, st, emit, tasks)
+        if early is None:
+            assert m is not None
+            url = st.url(m.name)
+            emit(ev.Serving(url=url, name=m.name, size=m.size))
+            await play.start(url, st, emit, tasks)
         tasks.append(asyncio.ensure_future(dl.report(st.progress_fields)))
         while True:
             await dl.step([play.wait] if play.wait is not None else [])
@@ -290,7 +341,7 @@ async def stream(
     except asyncio.CancelledError:
         # Ctrl-C or SIGTERM once the download is complete (how `--player none` ends) is
         # a normal stop, not an interruption: nothing is left to resume.
-        if dl.done is not None and swarm.fatal is None:
+        if dl is not None and dl.done is not None and dl.swarm.fatal is None:
             return ev.StreamEnded(served=st.bytes_served)
         raise
     finally:
@@ -298,7 +349,8 @@ async def stream(
             t.cancel()
         await play.stop()
         st.stopping = True
-        await dl.close()
+        if dl is not None:
+            await dl.close()
         await runner.cleanup()
 
 
@@ -348,6 +400,18 @@ class _Player:
             self.wait.cancel()
         if self.private:
             shutil.rmtree(self.private, ignore_errors=True)
+
+
+def _name_for_url(name: str | None) -> str | None:
+    """The link's file name, if it can name the URL before the manifest is known: only a
+    name the manifest's own rule accepts (the link is not verified; the manifest is)."""
+    if not name:
+        return None
+    try:
+        check_file_name(name)
+    except ManifestError:
+        return None
+    return name
 
 
 def _url_name(name: str) -> str:
