@@ -15,6 +15,12 @@ Each figure is measured from the moment the client process is started:
 
 Every figure is the median of --runs runs (default 3). Loopback only; every process is
 stopped.    python benchmarks/stream.py [--duration 60] [--runs 3] [--json]
+
+`--client NAME=DIR` (repeatable) runs the clients (`stream`, `fetch`) from the source tree
+DIR (as PYTHONPATH) under the label NAME, beside the current code (`current`), taking turns
+run by run against the same seeders: a before/after comparison measured in one run, e.g.
+`git archive HEAD~3 | tar -x -C /tmp/before && ln -s cli /tmp/before/p2p_cli` then
+`--client before=/tmp/before`.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from pathlib import Path
 
 P2P = str(Path(sys.executable).parent / "p2p")
 LOOP = ["--ice-host", "127.0.0.1"]
+#: Environment of the client processes, per label (see --client); None: inherited.
+CLIENT_ENV: dict[str, dict[str, str] | None] = {"current": None}
 
 
 def free_port() -> int:
@@ -65,9 +73,10 @@ def first_frame_cmd(src: str, at: float | None) -> list[str]:
             "-of", "csv=p=0", "-read_intervals", interval, src]
 
 
-def start_stream(link: str, cwd: Path) -> tuple[subprocess.Popen, str, float]:
+def start_stream(link: str, cwd: Path, client: str) -> tuple[subprocess.Popen, str, float]:
     t0 = time.monotonic()
-    p = popen([P2P, "stream", link, *LOOP, "--player", "none", "--quiet", "--force"], cwd)
+    p = popen([P2P, "stream", link, *LOOP, "--player", "none", "--quiet", "--force"], cwd,
+              env=CLIENT_ENV[client])
     assert p.stdout is not None
     url = p.stdout.readline().decode().strip()
     if not url:
@@ -75,8 +84,8 @@ def start_stream(link: str, cwd: Path) -> tuple[subprocess.Popen, str, float]:
     return p, url, t0
 
 
-def stream_first_byte(link: str, cwd: Path) -> float:
-    p, url, t0 = start_stream(link, cwd)
+def stream_first_byte(link: str, cwd: Path, client: str) -> float:
+    p, url, t0 = start_stream(link, cwd, client)
     try:
         with urllib.request.urlopen(url, timeout=60) as r:
             r.read(1)
@@ -86,8 +95,9 @@ def stream_first_byte(link: str, cwd: Path) -> float:
         _clean(cwd)
 
 
-def stream_frame(link: str, cwd: Path, duration: float, at: float | None) -> float:
-    p, url, t0 = start_stream(link, cwd)
+def stream_frame(link: str, cwd: Path, duration: float, at: float | None,
+                 client: str) -> float:
+    p, url, t0 = start_stream(link, cwd, client)
     try:
         seek = duration * at / 100 if at is not None else None
         cmd = first_frame_cmd(url, None)
@@ -102,9 +112,9 @@ def stream_frame(link: str, cwd: Path, duration: float, at: float | None) -> flo
         _clean(cwd)
 
 
-def pipe_first_byte(link: str, cwd: Path) -> float:
+def pipe_first_byte(link: str, cwd: Path, client: str) -> float:
     t0 = time.monotonic()
-    p = popen([P2P, "fetch", link, *LOOP, "-o", "-", "--quiet"], cwd)
+    p = popen([P2P, "fetch", link, *LOOP, "-o", "-", "--quiet"], cwd, env=CLIENT_ENV[client])
     try:
         assert p.stdout is not None
         p.stdout.read(1)
@@ -113,9 +123,10 @@ def pipe_first_byte(link: str, cwd: Path) -> float:
         kill(p)
 
 
-def pipe_frame(link: str, cwd: Path, duration: float, at: float | None) -> float:
+def pipe_frame(link: str, cwd: Path, duration: float, at: float | None,
+               client: str) -> float:
     t0 = time.monotonic()
-    p = popen([P2P, "fetch", link, *LOOP, "-o", "-", "--quiet"], cwd)
+    p = popen([P2P, "fetch", link, *LOOP, "-o", "-", "--quiet"], cwd, env=CLIENT_ENV[client])
     try:
         cmd = first_frame_cmd("-", None)
         if at is not None:
@@ -138,7 +149,16 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=60.0, help="test video length, seconds")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--client", action="append", default=[], metavar="NAME=DIR",
+                    help="also run the clients from source tree DIR, labelled NAME")
+    ap.add_argument("--only", default="", help="comma-separated figures to measure "
+                    "(e.g. stream/moov-end:first_frame); default: all")
     args = ap.parse_args()
+    for spec in args.client:
+        name, _, tree = spec.partition("=")
+        if not name or not Path(tree, "p2p_cli", "main.py").is_file():
+            sys.exit(f"--client {spec!r}: expected NAME=DIR with DIR/p2p_cli/main.py")
+        CLIENT_ENV[name] = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
     for tool in ("ffmpeg", "ffprobe"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is required (apt-get install ffmpeg)")
@@ -174,27 +194,42 @@ def main() -> None:
         measures = {}
         for key, link in links.items():
             measures[f"stream/{key}"] = {
-                "first_byte": lambda link=link: stream_first_byte(link, cwd),
-                "first_frame": lambda link=link: stream_frame(link, cwd, d, None),
-                "seek_80": lambda link=link: stream_frame(link, cwd, d, 80),
+                "first_byte": lambda c, link=link: stream_first_byte(link, cwd, c),
+                "first_frame": lambda c, link=link: stream_frame(link, cwd, d, None, c),
+                "seek_80": lambda c, link=link: stream_frame(link, cwd, d, 80, c),
             }
             measures[f"pipe/{key}"] = {
-                "first_byte": lambda link=link: pipe_first_byte(link, cwd),
-                "first_frame": lambda link=link: pipe_frame(link, cwd, d, None),
-                "seek_80": lambda link=link: pipe_frame(link, cwd, d, 80),
+                "first_byte": lambda c, link=link: pipe_first_byte(link, cwd, c),
+                "first_frame": lambda c, link=link: pipe_frame(link, cwd, d, None, c),
+                "seek_80": lambda c, link=link: pipe_frame(link, cwd, d, 80, c),
             }
+        only = {s for s in args.only.split(",") if s}
         results: dict[str, dict[str, float | str]] = {}
         for mode, ms in measures.items():
-            results[mode] = {}
+            for client in CLIENT_ENV:
+                results[_label(client, mode)] = {n: "-" for n in ms}
             for name, fn in ms.items():
-                try:
-                    runs = [fn() for _ in range(args.runs)]
-                except RuntimeError:
-                    results[mode][name] = "fails"
-                    print(f"{mode} {name}: fails", file=sys.stderr, flush=True)
+                if only and f"{mode}:{name}" not in only:
                     continue
-                results[mode][name] = round(statistics.median(runs), 3)
-                print(f"{mode} {name}: {runs}", file=sys.stderr, flush=True)
+                # The clients take turns run by run, so load on the machine hits them alike.
+                runs: dict[str, list[float]] = {c: [] for c in CLIENT_ENV}
+                failed: set[str] = set()
+                for _ in range(args.runs):
+                    for client in CLIENT_ENV:
+                        if client in failed:
+                            continue
+                        try:
+                            runs[client].append(fn(client))
+                        except RuntimeError:
+                            failed.add(client)
+                for client, times in runs.items():
+                    label = _label(client, mode)
+                    if client in failed:
+                        results[label][name] = "fails"
+                        print(f"{label} {name}: fails", file=sys.stderr, flush=True)
+                        continue
+                    results[label][name] = round(statistics.median(times), 3)
+                    print(f"{label} {name}: {times}", file=sys.stderr, flush=True)
         size = movie.stat().st_size
     finally:
         for p in procs:
@@ -205,9 +240,14 @@ def main() -> None:
         return
     print(f"{args.duration:.0f} s video, {size / 1e6:.1f} MB; "
           f"median of {args.runs} runs, seconds from client start")
-    print(f"{'':18}{'first_byte':>12}{'first_frame':>13}{'seek_80':>10}")
+    width = max(len(label) for label in results) + 2
+    print(f"{'':{width}}{'first_byte':>12}{'first_frame':>13}{'seek_80':>10}")
     for mode, r in results.items():
-        print(f"{mode:18}{r['first_byte']:>12}{r['first_frame']:>13}{r['seek_80']:>10}")
+        print(f"{mode:{width}}{r['first_byte']:>12}{r['first_frame']:>13}{r['seek_80']:>10}")
+
+
+def _label(client: str, mode: str) -> str:
+    return mode if len(CLIENT_ENV) == 1 else f"{client}:{mode}"
 
 
 if __name__ == "__main__":
