@@ -5,7 +5,9 @@ hard case for streaming, and the same with `-movflags faststart` (index first). 
 cannot seek back, so `fetch | player` cannot play the first at all ("fails" below).
 Each figure is measured from the moment the client process is started:
 
-  stream   first_byte   `p2p stream --player none` started -> first byte of a GET /
+  stream   url          `p2p stream --player none` started -> its URL on stdout (when a
+                        player would start)
+           first_byte   `p2p stream --player none` started -> first byte of a GET /
            first_frame  ... -> ffprobe has decoded the first video frame from the URL
            seek_80      a fresh stream -> ffprobe has decoded a frame at 80% of the duration
   pipe     first_byte   `p2p fetch -o -` started -> first byte on its stdout
@@ -43,6 +45,7 @@ P2P = str(Path(sys.executable).parent / "p2p")
 LOOP = ["--ice-host", "127.0.0.1"]
 #: Environment of the client processes, per label (see --client); None: inherited.
 CLIENT_ENV: dict[str, dict[str, str] | None] = {"current": None}
+COLUMNS = ("url", "first_byte", "first_frame", "seek_80")
 
 
 def free_port() -> int:
@@ -82,6 +85,14 @@ def start_stream(link: str, cwd: Path, client: str) -> tuple[subprocess.Popen, s
     if not url:
         raise RuntimeError("stream printed no URL")
     return p, url, t0
+
+
+def stream_url(link: str, cwd: Path, client: str) -> float:
+    p, _, t0 = start_stream(link, cwd, client)
+    t = time.monotonic() - t0
+    kill(p)
+    _clean(cwd)
+    return t
 
 
 def stream_first_byte(link: str, cwd: Path, client: str) -> float:
@@ -194,6 +205,7 @@ def main() -> None:
         measures = {}
         for key, link in links.items():
             measures[f"stream/{key}"] = {
+                "url": lambda c, link=link: stream_url(link, cwd, c),
                 "first_byte": lambda c, link=link: stream_first_byte(link, cwd, c),
                 "first_frame": lambda c, link=link: stream_frame(link, cwd, d, None, c),
                 "seek_80": lambda c, link=link: stream_frame(link, cwd, d, 80, c),
@@ -207,7 +219,7 @@ def main() -> None:
         results: dict[str, dict[str, float | str]] = {}
         for mode, ms in measures.items():
             for client in CLIENT_ENV:
-                results[_label(client, mode)] = {n: "-" for n in ms}
+                results[_label(client, mode)] = dict.fromkeys(COLUMNS, "-")
             for name, fn in ms.items():
                 if only and f"{mode}:{name}" not in only:
                     continue
@@ -241,9 +253,10 @@ def main() -> None:
     print(f"{args.duration:.0f} s video, {size / 1e6:.1f} MB; "
           f"median of {args.runs} runs, seconds from client start")
     width = max(len(label) for label in results) + 2
-    print(f"{'':{width}}{'first_byte':>12}{'first_frame':>13}{'seek_80':>10}")
+    print(f"{'':{width}}{'url':>7}{'first_byte':>12}{'first_frame':>13}{'seek_80':>10}")
     for mode, r in results.items():
-        print(f"{mode:{width}}{r['first_byte']:>12}{r['first_frame']:>13}{r['seek_80']:>10}")
+        print(f"{mode:{width}}{r['url']:>7}{r['first_byte']:>12}{r['first_frame']:>13}"
+              f"{r['seek_80']:>10}")
 
 
 def _label(client: str, mode: str) -> str:
