@@ -288,10 +288,12 @@ async def stream(
 ) -> ev.Event:
     """Download `target` while serving it over local HTTP to a player (or to whoever
     reads the `serving` event's URL: `--player none`)."""
-    # Fail fast, before anything is published: no player, an existing output file.
+    # Fail fast, before anything is published: no player, an existing output file (by
+    # default named as the link says; the manifest's name is checked again when known).
     player = None if opts.player == "none" else find_player(opts.player)
-    if opts.output is not None:
-        check_output(Path(opts.output), force=opts.force)
+    early = _name_for_url(target.name)
+    if opts.output is not None or early is not None:
+        check_output(Path(opts.output or early), force=opts.force)
     st = Streamer(emit)
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", st.handle)
@@ -301,7 +303,6 @@ async def stream(
     tasks: list[asyncio.Task] = []
     dl: Download | None = None
     try:
-        early = _name_for_url(target.name)
         if early is not None:
             # The player starts up while the swarm's modules load and peers are found.
             url = st.url(early)
