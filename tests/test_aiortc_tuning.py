@@ -261,6 +261,31 @@ class TestDelayedAck:
         ack.on_packet(1.1)
         assert ack.deadline == pytest.approx(1.2)
 
+    def test_after_a_sign_of_loss_each_packet_is_acknowledged_for_a_while(self):
+        # A lossy path keeps the sender's window small: every SACK of it counts.
+        ack = DelayedAck(every=2, quick=3)
+        assert ack.on_packet(0.0, urgent=True) is True
+        ack.on_sack_sent()
+        for i in range(3):
+            assert ack.on_packet(0.01 * (i + 1)) is True
+            ack.on_sack_sent()
+        assert ack.on_packet(0.05) is False  # back to every second packet
+        assert ack.on_packet(0.06) is True
+
+    def test_each_sign_of_loss_restarts_the_quick_count(self):
+        ack = DelayedAck(every=2, quick=2)
+
+        def sack_now(now: float, urgent: bool = False) -> bool:
+            now_ = ack.on_packet(now, urgent=urgent)
+            if now_:
+                ack.on_sack_sent()
+            return now_
+
+        sack_now(0.0, urgent=True)
+        sack_now(0.01)
+        sack_now(0.02, urgent=True)
+        assert [sack_now(0.03 + i / 100) for i in range(3)] == [True, True, False]
+
     @given(st.lists(st.tuples(st.floats(0, 0.5), st.booleans()), max_size=50))
     def test_never_more_than_every_minus_one_packets_wait(self, arrivals):
         ack, now = DelayedAck(), 0.0
@@ -418,6 +443,46 @@ async def _receive_all(cls, first_tsn: int, chunks: list) -> tuple:
         await t._receive_data_chunk(copy)
     return (delivered, t._last_received_tsn, sorted(t._sack_misordered),
             sorted(t._sack_duplicates), t._advertised_rwnd)
+
+
+def _data_packet(t, tsn: int) -> bytes:
+    c = sctp.DataChunk(sctp.SCTP_DATA_FIRST_FRAG | sctp.SCTP_DATA_LAST_FRAG)
+    c.tsn, c.stream_id, c.stream_seq, c.protocol, c.user_data = tsn, 0, 0, 53, b"x" * 100
+    return sctp.serialize_packet(5000, 5000, t._local_verification_tag, c)
+
+
+async def test_a_packet_that_fills_a_gap_is_acknowledged_at_once():
+    # RFC 5681 section 4.2 (for TCP): the sender is recovering and waits for this SACK.
+    # Delayed, it was the only SACK of a small window: when it was lost too, a T3.
+    was_installed = tuning.installed()
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(SimpleNamespace(state="new"))
+    finally:
+        tuning.install() if was_installed else tuning.uninstall()
+    t._last_received_tsn = 99
+    t._association_state = t.State.ESTABLISHED
+    sacks: list[tuple[int, list]] = []
+
+    async def _send_sack():
+        sacks.append((t._last_received_tsn, sorted(t._sack_misordered)))
+        t._sack_needed = False
+        t._ack.on_sack_sent()
+
+    async def _receive(*_):
+        pass
+
+    t._send_sack, t._receive = _send_sack, _receive
+    await t._handle_data(_data_packet(t, 100))
+    assert sacks == []  # in order: delayed
+    await t._handle_data(_data_packet(t, 102))
+    assert sacks == [(100, [102])]  # gap: at once
+    await t._handle_data(_data_packet(t, 101))
+    assert sacks[-1] == (102, [])  # gap filled: at once
+    await t._handle_data(_data_packet(t, 103))
+    assert sacks[-1] == (103, [])  # and the packets after it, for a while
+    if t._ack_handle is not None:
+        t._ack_handle.cancel()
 
 
 @given(arrivals())
