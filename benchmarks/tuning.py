@@ -7,10 +7,11 @@ its child processes first install the chosen tuning features (none for `stock`):
   sack    delayed SACKs only
   large   larger SCTP packets only (probed, between two tuned peers)
   flow    flow control only (peer window honoured, receive buffer enlarged)
+  tlp     tail loss probe only (a stalled sender probes before its T3 timer)
   tuned   all of them: what `p2p` runs with by default
   mixed   stock sender -> tuned receiver (what a stock peer seeding to us gets)
   mixed-r tuned sender -> stock receiver
-  a+b     any combination of sack, large, flow on both sides, e.g. sack+large
+  a+b     any combination of sack, large, flow, tlp on both sides, e.g. sack+large
 
 Per variant: MB/s, CPU seconds per GiB on each side (the robust figure on a busy machine),
 and both relative to `stock` measured in the same run; plus the tuning's own counters
@@ -53,6 +54,7 @@ VARIANTS = {
     "sack": ("sack", "sack"),
     "large": ("large", "large"),
     "flow": ("flow", "flow"),
+    "tlp": ("tlp", "tlp"),
     "tuned": ("all", "all"),
     "mixed": ("", "all"),
     "mixed-r": ("all", ""),
@@ -63,7 +65,7 @@ def _features(spec: str):
     from p2pcli.aiortc_tuning import ALL_FEATURES, Feature
 
     names = {"sack": Feature.DELAYED_SACK, "large": Feature.LARGE_PACKETS,
-             "flow": Feature.FLOW_CONTROL, "all": ALL_FEATURES}
+             "flow": Feature.FLOW_CONTROL, "tlp": Feature.LOSS_PROBE, "all": ALL_FEATURES}
     out = Feature(0)
     for name in filter(None, spec.split("+")):
         out |= names[name]
@@ -125,7 +127,7 @@ def _count_recovery() -> dict[str, int]:
 def _specs(name: str) -> tuple[str, str]:
     if name in VARIANTS:
         return VARIANTS[name]
-    if all(part in ("sack", "large", "flow") for part in name.split("+")):
+    if all(part in ("sack", "large", "flow", "tlp") for part in name.split("+")):
         return name, name
     raise ValueError(name)
 
@@ -164,6 +166,7 @@ def run_variant(name: str, size: int, msg_size: int, cprofile_dir: str | None = 
     if s and "largest_packet" in s:
         out["packet_bytes"] = s["largest_packet"]
         out["probes"] = f"{s['probes_acked']}/{s['probes_sent']}"
+        out["loss_probes"] = s.get("loss_probes", 0)
     if s:
         out["fast_recoveries"] = s["fast_recoveries_entered"]
         out["t3_expiries"] = s["t3"]
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cols = ["mb_per_s", "speed_vs_stock", "sender_cpu_s_per_gib", "receiver_cpu_s_per_gib",
             "cpu_vs_stock", "sacks_per_data_packet", "packet_bytes", "probes",
-            "fast_recoveries", "t3_expiries", "retransmits"]
+            "fast_recoveries", "t3_expiries", "retransmits", "loss_probes"]
     print(f"bare aiortc channel, {args.size / 2**20:g} MiB in {args.msg_size // 1024} KiB "
           f"messages, stock vs tuned (CPU s/GiB: transfer phase, per side)")
     for i, conditions in enumerate(rounds):

@@ -100,6 +100,8 @@ SACK_DELAY = 0.2  # seconds; RFC 9260 recommends at most 200 ms
 # (5% loss, 4 packets: 1 in 400 windows with 2 SACKs, 1 in 160,000 with 4), each time
 # a retransmission timeout (>= 1 s) that drops the window to one packet.
 SACK_QUICK_AFTER_LOSS = 16
+# Tail loss probe (RFC 8985 section 7): at least this long after the last SACK.
+LOSS_PROBE_MIN_TIMEOUT = 0.01
 PROBE_TIMEOUT = 1.0  # seconds without a HEARTBEAT-ACK before a probe counts as lost
 MAX_PROBES = 3  # lost probes of one size before trying the next smaller one
 BLACK_HOLE_T3 = 2  # consecutive T3 expiries with large packets: fall back to BASE_PACKET
@@ -116,9 +118,11 @@ class Feature(enum.Flag):
     DELAYED_SACK = enum.auto()
     LARGE_PACKETS = enum.auto()
     FLOW_CONTROL = enum.auto()
+    LOSS_PROBE = enum.auto()
 
 
-ALL_FEATURES = Feature.DELAYED_SACK | Feature.LARGE_PACKETS | Feature.FLOW_CONTROL
+ALL_FEATURES = (Feature.DELAYED_SACK | Feature.LARGE_PACKETS | Feature.FLOW_CONTROL
+                | Feature.LOSS_PROBE)
 
 
 # -- sans-IO: when to SACK -------------------------------------------------------------------
@@ -168,6 +172,62 @@ class DelayedAck:
     def due(self, now: float) -> bool:
         """True when a SACK is owed and its deadline has passed."""
         return self.deadline is not None and now >= self.deadline
+
+
+# -- sans-IO: when a stalled sender probes ------------------------------------------------------
+
+
+@dataclass
+class TailLossProbe:
+    """When a sender whose SACKs stopped sends one packet to draw one (RFC 8985 section 7).
+
+    A lossy path keeps the congestion window at a few packets. When the last SACKs of such
+    a window are lost, or too few packets follow a lost one to report it missing three
+    times, nothing comes back: aiortc then waits for T3 (at least 1 s, RFC 9260), which
+    also drops the window to one packet. Instead, `timeout()` after the last SACK (or the
+    first packet sent after a quiet spell) with data still outstanding, `on_timer` says to
+    send one packet: new data if there is some (the SACK it draws reports every gap below
+    it), else the last chunk again. One probe per silence; a SACK allows the next one.
+    The congestion window is left alone: a probe is not a loss signal.
+    """
+
+    min_timeout: float = LOSS_PROBE_MIN_TIMEOUT
+    sack_delay: float = SACK_DELAY
+    deadline: float | None = None
+    """When to probe, None when not armed."""
+    probed: bool = False
+    """A probe went out since the last SACK."""
+
+    def timeout(self, srtt: float, outstanding: int) -> float:
+        """Two smoothed round trips; plus the peer's SACK delay when only one packet is
+        out, since a delaying receiver holds its SACK for that long (RFC 8985 7.2)."""
+        return max(2 * srtt, self.min_timeout) + (self.sack_delay if outstanding == 1 else 0)
+
+    def on_sack(self, now: float, srtt: float | None, outstanding: int) -> None:
+        """A SACK arrived; `outstanding`: DATA chunks sent and not yet acknowledged."""
+        self.probed = False
+        self.deadline = None
+        self.on_send(now, srtt, outstanding)
+
+    def on_send(self, now: float, srtt: float | None, outstanding: int) -> None:
+        """Data went out: arm, unless armed already, probed already or no RTT known."""
+        if self.deadline is None and not self.probed and srtt is not None and outstanding:
+            self.deadline = now + self.timeout(srtt, outstanding)
+
+    def timer(self) -> float | None:
+        return self.deadline
+
+    def on_timer(self, now: float) -> bool:
+        """True: send a probe now."""
+        if self.deadline is None or now < self.deadline:
+            return False
+        self.deadline = None
+        self.probed = True
+        return True
+
+    def cancel(self) -> None:
+        """T3 took over, or the association closed."""
+        self.deadline = None
 
 
 # -- sans-IO: which packet size --------------------------------------------------------------
@@ -337,6 +397,7 @@ class Stats:
     largest_packet: int = BASE_PACKET
     t3_expiries: int = 0
     fast_recoveries: int = 0
+    loss_probes: int = 0
     black_holes: int = 0
     receive_buffer: int = 0
 
@@ -429,6 +490,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         features = _features if _installed else Feature(0)
         self._tuned_sack = Feature.DELAYED_SACK in features
         self._tuned_flow = Feature.FLOW_CONTROL in features
+        self._tlp = TailLossProbe() if Feature.LOSS_PROBE in features else None
+        self._tlp_handle: asyncio.TimerHandle | None = None
         # Large packets need whole-record DTLS on this side.
         self._tuned_large = Feature.LARGE_PACKETS in features and isinstance(
             transport, TunedDtlsTransport
@@ -471,10 +534,10 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         if established:
             self._on_established()
         elif state == self.State.CLOSED:
-            for handle in (self._ack_handle, self._probe_handle):
+            for handle in (self._ack_handle, self._probe_handle, self._tlp_handle):
                 if handle is not None:
                     handle.cancel()
-            self._ack_handle = self._probe_handle = None
+            self._ack_handle = self._probe_handle = self._tlp_handle = None
 
     def _on_established(self) -> None:
         pair = _nominated_pair(self.transport)
@@ -761,6 +824,51 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             if not self._t3_handle:
                 self._t3_start()
 
+        if self._tlp is not None:
+            self._tlp.on_send(self._loop.time(), self._srtt, len(self._sent_queue))
+            self._tlp_arm()
+
+    # -- sending: tail loss probe ------------------------------------------------------------
+
+    def _tlp_arm(self) -> None:
+        # One timer at most, re-armed when it fires early (as for delayed SACKs): a SACK
+        # moves the deadline thousands of times a second on a fast path.
+        if self._tlp_handle is None and self._tlp.deadline is not None:
+            self._tlp_handle = self._loop.call_at(self._tlp.deadline, self._tlp_timer)
+
+    def _tlp_timer(self) -> None:
+        self._tlp_handle = None
+        if self._tlp is None or self._association_state != self.State.ESTABLISHED:
+            return
+        if self._tlp.on_timer(self._loop.time()) and self._sent_queue:
+            STATS.loss_probes += 1
+            self._spawn(self._send_loss_probe())
+        self._tlp_arm()
+
+    async def _send_loss_probe(self) -> None:
+        # New data if the peer's window allows (its SACK reports every gap below it),
+        # else the last chunk not yet acknowledged, again. Outside the congestion window:
+        # one packet, to learn what happened to the others.
+        if self._outbound_queue and (
+            not self._tuned_flow or self._peer_rwnd is None
+            or self._flight_size < self._peer_rwnd
+        ):
+            chunk = self._outbound_queue.popleft()
+            self._sent_queue.append(chunk)
+            chunk._sent_time = time.time()
+        else:
+            chunk = next((c for c in reversed(self._sent_queue)
+                          if not c._acked and not c._abandoned), None)
+            if chunk is None:
+                return
+            chunk._retransmit = False
+        self._flight_size_increase(chunk)
+        chunk._sent_count += 1
+        with contextlib.suppress(ConnectionError):
+            await self._send_chunk(chunk)
+        if not self._t3_handle:
+            self._t3_start()
+
     async def _receive_sack_chunk(self, chunk: _sctp.SackChunk) -> None:
         # aiortc 1.16 RTCSctpTransport._receive_sack_chunk; changed: congestion window
         # steps in this association's packet size, the peer's window is recorded, and
@@ -848,6 +956,9 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         elif done:
             self._t3_restart()
 
+        if self._tlp is not None:
+            self._tlp.on_sack(self._loop.time(), self._srtt, len(self._sent_queue))
+
         self._update_advanced_peer_ack_point()
         await self._data_channel_flush()
         await self._transmit()
@@ -857,6 +968,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         # packet size, and repeated timeouts with large packets fall back to BASE_PACKET.
         self._t3_handle = None
         STATS.t3_expiries += 1
+        if self._tlp is not None:
+            self._tlp.cancel()
         self._t3_strikes += 1
         if (
             self._sizer is not None

@@ -41,6 +41,7 @@ from p2pcli.aiortc_tuning import (
     PacketSizer,
     Probe,
     SizerState,
+    TailLossProbe,
     candidate_sizes,
     encode_probe,
     max_user_data,
@@ -297,6 +298,53 @@ class TestDelayedAck:
                 ack.on_sack_sent()
             assert ack.owed < ack.every
             assert ack.deadline is None or ack.deadline <= now + ack.delay
+
+
+class TestTailLossProbe:
+    def test_silence_after_a_sack_with_data_outstanding_sends_one_probe(self):
+        tlp = TailLossProbe(min_timeout=0.01)
+        tlp.on_sack(10.0, srtt=0.05, outstanding=4)
+        assert tlp.timer() == pytest.approx(10.1)  # two round trips
+        assert tlp.on_timer(10.09) is False
+        assert tlp.on_timer(10.1) is True
+        tlp.on_send(10.1, srtt=0.05, outstanding=5)  # the probe itself
+        assert tlp.timer() is None and tlp.on_timer(11.0) is False  # one per silence
+        tlp.on_sack(10.2, srtt=0.05, outstanding=3)  # the SACK it drew
+        assert tlp.timer() == pytest.approx(10.3)
+
+    def test_a_steady_flow_of_sacks_never_probes(self):
+        tlp, now = TailLossProbe(), 0.0
+        for _ in range(100):
+            now += 0.001
+            tlp.on_send(now, srtt=0.002, outstanding=8)
+            assert tlp.on_timer(now) is False
+            tlp.on_sack(now, srtt=0.002, outstanding=6)
+        assert tlp.timer() == pytest.approx(now + tlp.min_timeout)
+
+    def test_sending_does_not_postpone_the_probe(self):
+        # The silence counts from the last SACK, however much is sent meanwhile.
+        tlp = TailLossProbe(min_timeout=0.01)
+        tlp.on_sack(0.0, srtt=0.001, outstanding=2)
+        tlp.on_send(0.005, srtt=0.001, outstanding=3)
+        assert tlp.timer() == pytest.approx(0.01)
+
+    def test_a_lone_packet_waits_for_a_delayed_sack_first(self):
+        tlp = TailLossProbe(min_timeout=0.01, sack_delay=0.2)
+        tlp.on_send(0.0, srtt=0.001, outstanding=1)
+        assert tlp.timer() == pytest.approx(0.21)
+
+    def test_not_armed_without_an_rtt_or_outstanding_data(self):
+        tlp = TailLossProbe()
+        tlp.on_send(0.0, srtt=None, outstanding=3)
+        assert tlp.timer() is None
+        tlp.on_sack(0.0, srtt=0.01, outstanding=0)
+        assert tlp.timer() is None
+
+    def test_t3_cancels_it(self):
+        tlp = TailLossProbe()
+        tlp.on_sack(0.0, srtt=0.01, outstanding=3)
+        tlp.cancel()
+        assert tlp.on_timer(5.0) is False
 
 
 class TestPacketSizer:
