@@ -533,6 +533,36 @@ async def test_a_packet_that_fills_a_gap_is_acknowledged_at_once():
         t._ack_handle.cancel()
 
 
+async def test_a_sender_whose_sacks_stopped_probes_before_t3():
+    # Three chunks out (the initial window), no SACK back: one more goes out after two
+    # round trips, not after T3's 1-3 s with the window back to one packet.
+    was_installed = tuning.installed()
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(SimpleNamespace(state="new"))
+    finally:
+        tuning.install() if was_installed else tuning.uninstall()
+    t._association_state = t.State.ESTABLISHED
+    t._srtt = 0.01
+    sent: list[tuple[int, int]] = []
+
+    async def _send_chunk(chunk):
+        sent.append((chunk.tsn, chunk._sent_count))
+
+    t._send_chunk = _send_chunk
+    first = t._local_tsn
+    try:
+        await t._send(1, 53, bytes(10 * BASE_PACKET))
+        assert [tsn for tsn, _ in sent] == [first, first + 1, first + 2]
+        await asyncio.sleep(0.1)
+        assert sent[3:] == [(first + 3, 1)]  # new data: its SACK reports every gap
+        assert t._tlp.probed and t._t3_handle is not None
+    finally:
+        t._t3_cancel()
+        if t._tlp_handle is not None:
+            t._tlp_handle.cancel()
+
+
 @given(arrivals())
 def test_receiving_matches_stock_aiortc(case):
     # The tuned receive path (fast in-order TSN marking, reassembly only when a message can
