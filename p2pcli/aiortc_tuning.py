@@ -33,13 +33,19 @@ stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endp
    receiver enlarges its UDP receive buffer (best effort, up to net.core.rmem_max) and
    advertises no more window than that buffer holds, so a burst no longer overflows the
    socket and costs a loss recovery.
-4. Cheaper receiving from peers that still send small packets (stock aiortc, browsers): a
+4. Loss recovery without timeouts: a sender whose SACKs stop with data outstanding sends
+   one probe packet after two round trips (RFC 8985's tail loss probe) instead of waiting
+   for T3, which takes at least 1 s and restarts from a one-packet window. Together with
+   the quick SACKs after a loss (1.), this is what keeps a lossy path from being slower
+   than stock (docs/aiortc-patch.md, "Under loss").
+5. Cheaper receiving from peers that still send small packets (stock aiortc, browsers): a
    stream's fragment list is scanned for complete messages only when the arriving chunk
    can complete one (aiortc rescans it for every chunk: quadratic in fragments per
    message), and in-order TSNs skip re-sorting the gap set.
 
-The sans-IO decisions (`DelayedAck`, `PacketSizer`, `candidate_sizes`) are plain classes
-and functions with time as an input; the transports are thin adapters around them.
+The sans-IO decisions (`DelayedAck`, `TailLossProbe`, `PacketSizer`, `candidate_sizes`) are
+plain classes and functions with time as an input; the transports are thin adapters around
+them.
 Nothing is installed on import: p2pcli/patches.py's `apply()` installs it at a command's
 start, unless `P2P_STOCK_AIORTC=1` in the environment keeps that process stock.
 """
