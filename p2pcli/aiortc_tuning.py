@@ -14,8 +14,9 @@ receiver answers each one with a SACK. The changes, each standard or negotiated 
 stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endpoint:
 
 1. Delayed SACKs (RFC 9260 section 6.2): a SACK for every second packet carrying DATA, at
-   once on a gap, duplicate or FORWARD TSN, otherwise within 200 ms. Stock aiortc SACKs
-   every packet. Receiver-side only; any RFC-conforming sender copes.
+   once on a gap, a gap filled, a duplicate or FORWARD TSN and for the 16 packets after
+   one, otherwise within 200 ms. Stock aiortc SACKs every packet. Receiver-side only; any
+   RFC-conforming sender copes.
 2. Larger SCTP packets, up to one full DTLS record (16 KiB), between two tuned peers only:
    - the DTLS layer reads and writes whole records (stock aiortc reads at most 1500 bytes
      of a record and then stays one record behind for the rest of the association, so a
@@ -32,13 +33,19 @@ stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endp
    receiver enlarges its UDP receive buffer (best effort, up to net.core.rmem_max) and
    advertises no more window than that buffer holds, so a burst no longer overflows the
    socket and costs a loss recovery.
-4. Cheaper receiving from peers that still send small packets (stock aiortc, browsers): a
+4. Loss recovery without timeouts: a sender whose SACKs stop with data outstanding sends
+   one probe packet after two round trips (RFC 8985's tail loss probe) instead of waiting
+   for T3, which takes at least 1 s and restarts from a one-packet window. Together with
+   the quick SACKs after a loss (1.), this is what keeps a lossy path from being slower
+   than stock (docs/aiortc-patch.md, "Under loss").
+5. Cheaper receiving from peers that still send small packets (stock aiortc, browsers): a
    stream's fragment list is scanned for complete messages only when the arriving chunk
    can complete one (aiortc rescans it for every chunk: quadratic in fragments per
    message), and in-order TSNs skip re-sorting the gap set.
 
-The sans-IO decisions (`DelayedAck`, `PacketSizer`, `candidate_sizes`) are plain classes
-and functions with time as an input; the transports are thin adapters around them.
+The sans-IO decisions (`DelayedAck`, `TailLossProbe`, `PacketSizer`, `candidate_sizes`) are
+plain classes and functions with time as an input; the transports are thin adapters around
+them.
 Nothing is installed on import: p2pcli/patches.py's `apply()` installs it at a command's
 start, unless `P2P_STOCK_AIORTC=1` in the environment keeps that process stock.
 """
@@ -93,6 +100,14 @@ PROBE_MAGIC = b"p2p-plpmtud-probe"
 
 SACK_EVERY = 2  # packets with new DATA per SACK (RFC 9260 section 6.2: at least every 2nd)
 SACK_DELAY = 0.2  # seconds; RFC 9260 recommends at most 200 ms
+# After a sign of loss, this many packets are each acknowledged at once (Linux TCP's
+# quick-ack count, TCP_MAX_QUICKACKS). A lossy path keeps the sender's window small, and
+# a window of a few packets with half as many SACKs loses all of them far more often
+# (5% loss, 4 packets: 1 in 400 windows with 2 SACKs, 1 in 160,000 with 4), each time
+# a retransmission timeout (>= 1 s) that drops the window to one packet.
+SACK_QUICK_AFTER_LOSS = 16
+# Tail loss probe (RFC 8985 section 7): at least this long after the last SACK.
+LOSS_PROBE_MIN_TIMEOUT = 0.01
 PROBE_TIMEOUT = 1.0  # seconds without a HEARTBEAT-ACK before a probe counts as lost
 MAX_PROBES = 3  # lost probes of one size before trying the next smaller one
 BLACK_HOLE_T3 = 2  # consecutive T3 expiries with large packets: fall back to BASE_PACKET
@@ -109,9 +124,11 @@ class Feature(enum.Flag):
     DELAYED_SACK = enum.auto()
     LARGE_PACKETS = enum.auto()
     FLOW_CONTROL = enum.auto()
+    LOSS_PROBE = enum.auto()
 
 
-ALL_FEATURES = Feature.DELAYED_SACK | Feature.LARGE_PACKETS | Feature.FLOW_CONTROL
+ALL_FEATURES = (Feature.DELAYED_SACK | Feature.LARGE_PACKETS | Feature.FLOW_CONTROL
+                | Feature.LOSS_PROBE)
 
 
 # -- sans-IO: when to SACK -------------------------------------------------------------------
@@ -122,21 +139,33 @@ class DelayedAck:
     """When a receiver sends a SACK (RFC 9260 section 6.2).
 
     Call `on_packet` once per received packet after which a SACK is owed; `urgent` marks a
-    gap, a duplicate or a FORWARD TSN, which are acknowledged at once. Otherwise a SACK
+    sign of loss: a gap, a packet that fills one (RFC 5681 section 4.2's rule for TCP), a
+    duplicate or a FORWARD TSN. Such a packet is acknowledged at once, and so are the
+    `quick` packets after the last one: while the path loses packets the sender's window
+    is small and each of its SACKs counts (see SACK_QUICK_AFTER_LOSS). Otherwise a SACK
     goes out for every `every`-th such packet, or when `deadline` passes.
     """
 
     every: int = SACK_EVERY
     delay: float = SACK_DELAY
+    quick: int = SACK_QUICK_AFTER_LOSS
     owed: int = 0
     """Packets received since the last SACK that it has not covered yet."""
     deadline: float | None = None
     """When a SACK is due at the latest, None when none is owed."""
+    quick_left: int = 0
+    """Packets still to be acknowledged one by one since the last sign of loss."""
 
     def on_packet(self, now: float, *, urgent: bool = False) -> bool:
         """True: send a SACK now. False: one is owed by `deadline`."""
         self.owed += 1
-        if urgent or self.owed >= self.every:
+        if urgent:
+            self.quick_left = self.quick
+            return True
+        if self.quick_left > 0:
+            self.quick_left -= 1
+            return True
+        if self.owed >= self.every:
             return True
         if self.deadline is None:
             self.deadline = now + self.delay
@@ -149,6 +178,62 @@ class DelayedAck:
     def due(self, now: float) -> bool:
         """True when a SACK is owed and its deadline has passed."""
         return self.deadline is not None and now >= self.deadline
+
+
+# -- sans-IO: when a stalled sender probes ------------------------------------------------------
+
+
+@dataclass
+class TailLossProbe:
+    """When a sender whose SACKs stopped sends one packet to draw one (RFC 8985 section 7).
+
+    A lossy path keeps the congestion window at a few packets. When the last SACKs of such
+    a window are lost, or too few packets follow a lost one to report it missing three
+    times, nothing comes back: aiortc then waits for T3 (at least 1 s, RFC 9260), which
+    also drops the window to one packet. Instead, `timeout()` after the last SACK (or the
+    first packet sent after a quiet spell) with data still outstanding, `on_timer` says to
+    send one packet: new data if there is some (the SACK it draws reports every gap below
+    it), else the last chunk again. One probe per silence; a SACK allows the next one.
+    The congestion window is left alone: a probe is not a loss signal.
+    """
+
+    min_timeout: float = LOSS_PROBE_MIN_TIMEOUT
+    sack_delay: float = SACK_DELAY
+    deadline: float | None = None
+    """When to probe, None when not armed."""
+    probed: bool = False
+    """A probe went out since the last SACK."""
+
+    def timeout(self, srtt: float, outstanding: int) -> float:
+        """Two smoothed round trips; plus the peer's SACK delay when only one packet is
+        out, since a delaying receiver holds its SACK for that long (RFC 8985 7.2)."""
+        return max(2 * srtt, self.min_timeout) + (self.sack_delay if outstanding == 1 else 0)
+
+    def on_sack(self, now: float, srtt: float | None, outstanding: int) -> None:
+        """A SACK arrived; `outstanding`: DATA chunks sent and not yet acknowledged."""
+        self.probed = False
+        self.deadline = None
+        self.on_send(now, srtt, outstanding)
+
+    def on_send(self, now: float, srtt: float | None, outstanding: int) -> None:
+        """Data went out: arm, unless armed already, probed already or no RTT known."""
+        if self.deadline is None and not self.probed and srtt is not None and outstanding:
+            self.deadline = now + self.timeout(srtt, outstanding)
+
+    def timer(self) -> float | None:
+        return self.deadline
+
+    def on_timer(self, now: float) -> bool:
+        """True: send a probe now."""
+        if self.deadline is None or now < self.deadline:
+            return False
+        self.deadline = None
+        self.probed = True
+        return True
+
+    def cancel(self) -> None:
+        """T3 took over, or the association closed."""
+        self.deadline = None
 
 
 # -- sans-IO: which packet size --------------------------------------------------------------
@@ -318,6 +403,7 @@ class Stats:
     largest_packet: int = BASE_PACKET
     t3_expiries: int = 0
     fast_recoveries: int = 0
+    loss_probes: int = 0
     black_holes: int = 0
     receive_buffer: int = 0
 
@@ -410,6 +496,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         features = _features if _installed else Feature(0)
         self._tuned_sack = Feature.DELAYED_SACK in features
         self._tuned_flow = Feature.FLOW_CONTROL in features
+        self._tlp = TailLossProbe() if Feature.LOSS_PROBE in features else None
+        self._tlp_handle: asyncio.TimerHandle | None = None
         # Large packets need whole-record DTLS on this side.
         self._tuned_large = Feature.LARGE_PACKETS in features and isinstance(
             transport, TunedDtlsTransport
@@ -452,10 +540,10 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         if established:
             self._on_established()
         elif state == self.State.CLOSED:
-            for handle in (self._ack_handle, self._probe_handle):
+            for handle in (self._ack_handle, self._probe_handle, self._tlp_handle):
                 if handle is not None:
                     handle.cancel()
-            self._ack_handle = self._probe_handle = None
+            self._ack_handle = self._probe_handle = self._tlp_handle = None
 
     def _on_established(self) -> None:
         pair = _nominated_pair(self.transport)
@@ -577,6 +665,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         if verification_tag != expected_tag:
             return
 
+        had_gap = bool(self._sack_misordered)
         for chunk in chunks:
             await self._receive_chunk(chunk)
 
@@ -585,7 +674,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
                 await self._send_sack()
                 return
             STATS.data_packets_received += 1
-            urgent = bool(self._sack_duplicates or self._sack_misordered) or any(
+            # Signs of loss: a gap, one (partly) filled, a duplicate, a FORWARD TSN.
+            urgent = bool(had_gap or self._sack_duplicates or self._sack_misordered) or any(
                 type(c) is _sctp.ForwardTsnChunk for c in chunks
             )
             if self._ack.on_packet(self._loop.time(), urgent=urgent):
@@ -740,6 +830,51 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             if not self._t3_handle:
                 self._t3_start()
 
+        if self._tlp is not None:
+            self._tlp.on_send(self._loop.time(), self._srtt, len(self._sent_queue))
+            self._tlp_arm()
+
+    # -- sending: tail loss probe ------------------------------------------------------------
+
+    def _tlp_arm(self) -> None:
+        # One timer at most, re-armed when it fires early (as for delayed SACKs): a SACK
+        # moves the deadline thousands of times a second on a fast path.
+        if self._tlp_handle is None and self._tlp.deadline is not None:
+            self._tlp_handle = self._loop.call_at(self._tlp.deadline, self._tlp_timer)
+
+    def _tlp_timer(self) -> None:
+        self._tlp_handle = None
+        if self._tlp is None or self._association_state != self.State.ESTABLISHED:
+            return
+        if self._tlp.on_timer(self._loop.time()) and self._sent_queue:
+            STATS.loss_probes += 1
+            self._spawn(self._send_loss_probe())
+        self._tlp_arm()
+
+    async def _send_loss_probe(self) -> None:
+        # New data if the peer's window allows (its SACK reports every gap below it),
+        # else the last chunk not yet acknowledged, again. Outside the congestion window:
+        # one packet, to learn what happened to the others.
+        if self._outbound_queue and (
+            not self._tuned_flow or self._peer_rwnd is None
+            or self._flight_size < self._peer_rwnd
+        ):
+            chunk = self._outbound_queue.popleft()
+            self._sent_queue.append(chunk)
+            chunk._sent_time = time.time()
+        else:
+            chunk = next((c for c in reversed(self._sent_queue)
+                          if not c._acked and not c._abandoned), None)
+            if chunk is None:
+                return
+            chunk._retransmit = False
+        self._flight_size_increase(chunk)
+        chunk._sent_count += 1
+        with contextlib.suppress(ConnectionError):
+            await self._send_chunk(chunk)
+        if not self._t3_handle:
+            self._t3_start()
+
     async def _receive_sack_chunk(self, chunk: _sctp.SackChunk) -> None:
         # aiortc 1.16 RTCSctpTransport._receive_sack_chunk; changed: congestion window
         # steps in this association's packet size, the peer's window is recorded, and
@@ -827,6 +962,9 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         elif done:
             self._t3_restart()
 
+        if self._tlp is not None:
+            self._tlp.on_sack(self._loop.time(), self._srtt, len(self._sent_queue))
+
         self._update_advanced_peer_ack_point()
         await self._data_channel_flush()
         await self._transmit()
@@ -836,6 +974,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         # packet size, and repeated timeouts with large packets fall back to BASE_PACKET.
         self._t3_handle = None
         STATS.t3_expiries += 1
+        if self._tlp is not None:
+            self._tlp.cancel()
         self._t3_strikes += 1
         if (
             self._sizer is not None

@@ -41,6 +41,7 @@ from p2pcli.aiortc_tuning import (
     PacketSizer,
     Probe,
     SizerState,
+    TailLossProbe,
     candidate_sizes,
     encode_probe,
     max_user_data,
@@ -261,6 +262,31 @@ class TestDelayedAck:
         ack.on_packet(1.1)
         assert ack.deadline == pytest.approx(1.2)
 
+    def test_after_a_sign_of_loss_each_packet_is_acknowledged_for_a_while(self):
+        # A lossy path keeps the sender's window small: every SACK of it counts.
+        ack = DelayedAck(every=2, quick=3)
+        assert ack.on_packet(0.0, urgent=True) is True
+        ack.on_sack_sent()
+        for i in range(3):
+            assert ack.on_packet(0.01 * (i + 1)) is True
+            ack.on_sack_sent()
+        assert ack.on_packet(0.05) is False  # back to every second packet
+        assert ack.on_packet(0.06) is True
+
+    def test_each_sign_of_loss_restarts_the_quick_count(self):
+        ack = DelayedAck(every=2, quick=2)
+
+        def sack_now(now: float, urgent: bool = False) -> bool:
+            now_ = ack.on_packet(now, urgent=urgent)
+            if now_:
+                ack.on_sack_sent()
+            return now_
+
+        sack_now(0.0, urgent=True)
+        sack_now(0.01)
+        sack_now(0.02, urgent=True)
+        assert [sack_now(0.03 + i / 100) for i in range(3)] == [True, True, False]
+
     @given(st.lists(st.tuples(st.floats(0, 0.5), st.booleans()), max_size=50))
     def test_never_more_than_every_minus_one_packets_wait(self, arrivals):
         ack, now = DelayedAck(), 0.0
@@ -272,6 +298,53 @@ class TestDelayedAck:
                 ack.on_sack_sent()
             assert ack.owed < ack.every
             assert ack.deadline is None or ack.deadline <= now + ack.delay
+
+
+class TestTailLossProbe:
+    def test_silence_after_a_sack_with_data_outstanding_sends_one_probe(self):
+        tlp = TailLossProbe(min_timeout=0.01)
+        tlp.on_sack(10.0, srtt=0.05, outstanding=4)
+        assert tlp.timer() == pytest.approx(10.1)  # two round trips
+        assert tlp.on_timer(10.09) is False
+        assert tlp.on_timer(10.1) is True
+        tlp.on_send(10.1, srtt=0.05, outstanding=5)  # the probe itself
+        assert tlp.timer() is None and tlp.on_timer(11.0) is False  # one per silence
+        tlp.on_sack(10.2, srtt=0.05, outstanding=3)  # the SACK it drew
+        assert tlp.timer() == pytest.approx(10.3)
+
+    def test_a_steady_flow_of_sacks_never_probes(self):
+        tlp, now = TailLossProbe(), 0.0
+        for _ in range(100):
+            now += 0.001
+            tlp.on_send(now, srtt=0.002, outstanding=8)
+            assert tlp.on_timer(now) is False
+            tlp.on_sack(now, srtt=0.002, outstanding=6)
+        assert tlp.timer() == pytest.approx(now + tlp.min_timeout)
+
+    def test_sending_does_not_postpone_the_probe(self):
+        # The silence counts from the last SACK, however much is sent meanwhile.
+        tlp = TailLossProbe(min_timeout=0.01)
+        tlp.on_sack(0.0, srtt=0.001, outstanding=2)
+        tlp.on_send(0.005, srtt=0.001, outstanding=3)
+        assert tlp.timer() == pytest.approx(0.01)
+
+    def test_a_lone_packet_waits_for_a_delayed_sack_first(self):
+        tlp = TailLossProbe(min_timeout=0.01, sack_delay=0.2)
+        tlp.on_send(0.0, srtt=0.001, outstanding=1)
+        assert tlp.timer() == pytest.approx(0.21)
+
+    def test_not_armed_without_an_rtt_or_outstanding_data(self):
+        tlp = TailLossProbe()
+        tlp.on_send(0.0, srtt=None, outstanding=3)
+        assert tlp.timer() is None
+        tlp.on_sack(0.0, srtt=0.01, outstanding=0)
+        assert tlp.timer() is None
+
+    def test_t3_cancels_it(self):
+        tlp = TailLossProbe()
+        tlp.on_sack(0.0, srtt=0.01, outstanding=3)
+        tlp.cancel()
+        assert tlp.on_timer(5.0) is False
 
 
 class TestPacketSizer:
@@ -418,6 +491,76 @@ async def _receive_all(cls, first_tsn: int, chunks: list) -> tuple:
         await t._receive_data_chunk(copy)
     return (delivered, t._last_received_tsn, sorted(t._sack_misordered),
             sorted(t._sack_duplicates), t._advertised_rwnd)
+
+
+def _data_packet(t, tsn: int) -> bytes:
+    c = sctp.DataChunk(sctp.SCTP_DATA_FIRST_FRAG | sctp.SCTP_DATA_LAST_FRAG)
+    c.tsn, c.stream_id, c.stream_seq, c.protocol, c.user_data = tsn, 0, 0, 53, b"x" * 100
+    return sctp.serialize_packet(5000, 5000, t._local_verification_tag, c)
+
+
+async def test_a_packet_that_fills_a_gap_is_acknowledged_at_once():
+    # RFC 5681 section 4.2 (for TCP): the sender is recovering and waits for this SACK.
+    # Delayed, it was the only SACK of a small window: when it was lost too, a T3.
+    was_installed = tuning.installed()
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(SimpleNamespace(state="new"))
+    finally:
+        tuning.install() if was_installed else tuning.uninstall()
+    t._last_received_tsn = 99
+    t._association_state = t.State.ESTABLISHED
+    sacks: list[tuple[int, list]] = []
+
+    async def _send_sack():
+        sacks.append((t._last_received_tsn, sorted(t._sack_misordered)))
+        t._sack_needed = False
+        t._ack.on_sack_sent()
+
+    async def _receive(*_):
+        pass
+
+    t._send_sack, t._receive = _send_sack, _receive
+    await t._handle_data(_data_packet(t, 100))
+    assert sacks == []  # in order: delayed
+    await t._handle_data(_data_packet(t, 102))
+    assert sacks == [(100, [102])]  # gap: at once
+    await t._handle_data(_data_packet(t, 101))
+    assert sacks[-1] == (102, [])  # gap filled: at once
+    await t._handle_data(_data_packet(t, 103))
+    assert sacks[-1] == (103, [])  # and the packets after it, for a while
+    if t._ack_handle is not None:
+        t._ack_handle.cancel()
+
+
+async def test_a_sender_whose_sacks_stopped_probes_before_t3():
+    # Three chunks out (the initial window), no SACK back: one more goes out after two
+    # round trips, not after T3's 1-3 s with the window back to one packet.
+    was_installed = tuning.installed()
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(SimpleNamespace(state="new"))
+    finally:
+        tuning.install() if was_installed else tuning.uninstall()
+    t._association_state = t.State.ESTABLISHED
+    t._srtt = 0.01
+    sent: list[tuple[int, int]] = []
+
+    async def _send_chunk(chunk):
+        sent.append((chunk.tsn, chunk._sent_count))
+
+    t._send_chunk = _send_chunk
+    first = t._local_tsn
+    try:
+        await t._send(1, 53, bytes(10 * BASE_PACKET))
+        assert [tsn for tsn, _ in sent] == [first, first + 1, first + 2]
+        await asyncio.sleep(0.1)
+        assert sent[3:] == [(first + 3, 1)]  # new data: its SACK reports every gap
+        assert t._tlp.probed and t._t3_handle is not None
+    finally:
+        t._t3_cancel()
+        if t._tlp_handle is not None:
+            t._tlp_handle.cancel()
 
 
 @given(arrivals())
