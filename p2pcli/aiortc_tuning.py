@@ -85,6 +85,13 @@ DEFAULT_LINK_MTU = 1500  # assumed when the interface's MTU cannot be read
 # not know it ignore it without reporting. The type is unassigned by IANA; an upstream
 # version would ask for one.
 RECEIVE_LIMIT_PARAM = 0x8F50
+# INIT/INIT-ACK parameter "I join split packets" (uint32 version, 1), same skip bits:
+# the sender may then send an SCTP packet as pieces (`split_packet`) instead of IP
+# fragments, which it does only for packets cut larger than the path turned out to carry.
+SPLIT_PARAM = 0x8F51
+# A piece starts with SCTP source port 0, which no SCTP packet has (RFC 9260 section 3.1).
+SPLIT_MARK = b"\x00\x00"
+SPLIT_HEADER = struct.Struct("!2sLBB")  # mark, packet id, piece index, piece count
 PAD_CHUNK_TYPE = 0x84  # RFC 4820: also skip-and-continue for stacks without PAD support
 HEARTBEAT_INFO_PARAM = 1
 PROBE_MAGIC = b"p2p-plpmtud-probe"
@@ -95,7 +102,16 @@ SACK_EVERY = 2  # packets with new DATA per SACK (RFC 9260 section 6.2: at least
 SACK_DELAY = 0.2  # seconds; RFC 9260 recommends at most 200 ms
 PROBE_TIMEOUT = 1.0  # seconds without a HEARTBEAT-ACK before a probe counts as lost
 MAX_PROBES = 3  # lost probes of one size before trying the next smaller one
-BLACK_HOLE_T3 = 2  # consecutive T3 expiries with large packets: fall back to BASE_PACKET
+BLACK_HOLE_T3 = 2  # consecutive T3 expiries with large packets: one size step down
+# Sizes probed above the link MTU, crossing as IP fragments (plus the largest the peer takes).
+FRAGMENTED_SIZES = (4096, 8192)
+# Largest predicted packet loss (a packet is lost when any of its fragments is) at which a
+# size is still used; chosen from benchmarks/packet_sizes.py, see docs/aiortc-patch.md.
+LOSS_BUDGET = 0.04
+LOSS_MIN_PACKETS = 200  # DATA packets sent before the loss estimate is trusted
+LOSS_WINDOW = 2000  # packets; older counts are halved away past it
+LOSS_CHOICE_EVERY = 64  # packets sent between two size choices (a loss triggers one at once)
+REPROBE_AFTER = 600.0  # seconds before sizes above a failed or black-holed one are re-probed
 RECEIVE_BUFFER = 4 * 1024 * 1024  # SO_RCVBUF asked for; the kernel caps it at rmem_max
 # Share of the kernel's receive buffer (as getsockopt reports it) that holds SCTP user
 # data: the kernel charges each datagram its buffer's true size, about twice a ~1.2 kB
@@ -169,44 +185,90 @@ class SizerState(enum.Enum):
     DONE = "done"
 
 
+def fragments(packet_size: int, path_limit: int) -> int:
+    """IP packets one SCTP packet of `packet_size` bytes crosses the path as (1: whole)."""
+    return max(1, math.ceil(packet_size / path_limit))
+
+
 @dataclass
 class PacketSizer:
-    """The SCTP packet size to use towards one peer, found RFC 8899-style.
+    """The SCTP packet size to use towards one peer: probed (RFC 8899), then fitted to loss.
 
-    Starts at `base`, which needs no confirmation. Tries `candidates` largest first: a
-    size is used only once a probe of that size was acknowledged; `max_probes` lost probes
-    move on to the next smaller candidate. Two consecutive retransmission timeouts while
-    above `base` (`on_black_hole`) return to `base` for good: chunks already cut at the
-    larger size keep it, which suits paths that do not shrink (loopback, a LAN).
+    Sizes up to `path_limit` cross the path whole; larger ones cross as IP fragments, which
+    a LAN carries and some internet paths drop. Search: unfragmented candidates first,
+    largest first, then fragmented ones, largest first, one probe at a time; a size is
+    `confirmed` once a probe of that size was acknowledged (every smaller size with it),
+    and `max_probes` lost probes move on to the next candidate. Data keeps flowing at the
+    confirmed size meanwhile, so a path that drops fragments costs lost probes, no stall.
+
+    Loss: the adapter reports every DATA packet sent (`on_sent`) and retransmitted
+    (`on_lost`) with its size. A packet of k fragments is lost when any one is:
+    1-(1-p)^k. From the measured share of lost packets, the sizer estimates p, the loss per
+    IP packet, and cuts new messages at `size`: the largest confirmed size whose predicted
+    packet loss stays within `loss_budget` (one lost fragment loses the whole packet, so
+    under loss smaller packets win). It goes down at once and back up only with half the
+    budget to spare, so it does not flap.
+
+    Black hole: `on_black_hole` (after BLACK_HOLE_T3 consecutive T3 expiries above `base`)
+    takes `confirmed` one step down: fragmented -> the largest unfragmented confirmed size
+    -> `base`. Packets above `confirmed` must no longer be sent whole (the adapter splits
+    the ones already cut, see `split_packet`). After `reprobe_after` seconds the sizes
+    above are probed again (RFC 8899's PMTU_RAISE_TIMER), which is also when a search that
+    found no fragments passing tries again.
     """
 
     base: int = BASE_PACKET
     candidates: tuple[int, ...] = ()
+    path_limit: int = MAX_PACKET
+    """Largest packet that crosses the path unfragmented (link MTU - PATH_OVERHEAD)."""
     probe_timeout: float = PROBE_TIMEOUT
     max_probes: int = MAX_PROBES
+    loss_budget: float = LOSS_BUDGET
+    reprobe_after: float = REPROBE_AFTER
+    min_packets: int = LOSS_MIN_PACKETS
+    window: int = LOSS_WINDOW
     size: int = 0
-    """Current confirmed packet size."""
+    """Size new messages are cut at (<= confirmed)."""
+    confirmed: int = 0
+    """Largest size known to cross the path; larger packets must not be sent whole."""
     state: SizerState = SizerState.SEARCHING
     probes_sent: int = 0
-    _index: int = 0
+    sent: float = 0.0
+    """DATA packets sent (first transmissions), decayed: the recent window only."""
+    lost: float = 0.0
+    """DATA packets retransmitted (lost or presumed lost), same window."""
+    fragments_sent: float = 0.0
+    _queue: list[int] = field(default_factory=list)
     _attempts: int = 0
     _outstanding: Probe | None = None
     _deadline: float | None = None
+    _reprobe_at: float | None = None
+    _unchosen: int = 0
     _next_token: int = field(default_factory=lambda: int.from_bytes(os.urandom(4), "big"))
 
     def __post_init__(self) -> None:
         self.size = self.size or self.base
+        self.confirmed = self.confirmed or self.base
         self.candidates = tuple(sorted({c for c in self.candidates if c > self.base},
                                        reverse=True))
-        if not self.candidates:
-            self.state = SizerState.DONE
+        self._search()
+
+    # -- probing --------------------------------------------------------------------------
+
+    def _search(self) -> None:
+        """(Re)start the search over the candidates above `confirmed`."""
+        above = [c for c in self.candidates if c > self.confirmed]
+        self._queue = ([c for c in above if c <= self.path_limit]
+                       + [c for c in above if c > self.path_limit])
+        self._attempts = 0
+        self.state = SizerState.SEARCHING if self._queue else SizerState.DONE
 
     def next_probe(self, now: float) -> Probe | None:
         """A probe to send now, if the search wants one."""
         if self.state is not SizerState.SEARCHING or self._outstanding is not None:
             return None
         self._next_token = (self._next_token + 1) % 2**64
-        probe = Probe(size=self.candidates[self._index], token=self._next_token)
+        probe = Probe(size=self._queue[0], token=self._next_token)
         self._outstanding = probe
         self._deadline = now + self.probe_timeout
         self._attempts += 1
@@ -215,38 +277,112 @@ class PacketSizer:
 
     def timer(self) -> float | None:
         """When `on_timer` must be called next (None: no timer needed)."""
-        return self._deadline
+        return self._deadline if self._deadline is not None else self._reprobe_at
 
     def on_timer(self, now: float) -> None:
-        if self._deadline is None or now < self._deadline:
-            return
-        self._outstanding = None
-        self._deadline = None
-        if self._attempts >= self.max_probes:
-            self._index += 1
-            self._attempts = 0
-            if self._index >= len(self.candidates):
-                self.state = SizerState.DONE
+        if self._deadline is not None:
+            if now < self._deadline:
+                return
+            self._outstanding = None
+            self._deadline = None
+            if self._attempts >= self.max_probes:
+                self._queue.pop(0)
+                self._attempts = 0
+                if not self._queue:
+                    self._done(now)
+        elif self._reprobe_at is not None and now >= self._reprobe_at:
+            self._reprobe_at = None
+            self._search()
 
-    def on_probe_acked(self, token: int) -> bool:
-        """The peer echoed a probe. True when this raised `size`."""
+    def _done(self, now: float) -> None:
+        self.state = SizerState.DONE
+        self._queue = []
+        if any(c > self.confirmed for c in self.candidates):
+            self._reprobe_at = now + self.reprobe_after
+
+    def on_probe_acked(self, token: int, now: float = 0.0) -> bool:
+        """The peer echoed a probe. True when this changed `size`."""
         probe = self._outstanding
         if probe is None or probe.token != token:
             return False  # a late answer to a probe already counted as lost: ignore
         self._outstanding = None
         self._deadline = None
-        self.state = SizerState.DONE
-        self.size = max(self.size, probe.size)
-        return True
+        self.confirmed = max(self.confirmed, probe.size)
+        self._queue = [c for c in self._queue if c > self.confirmed]
+        self._attempts = 0
+        if not self._queue:
+            self._done(now)
+        return self._choose(fresh=True)
 
-    def on_black_hole(self) -> bool:
-        """Large packets seem lost. True when this lowered `size`."""
+    def on_black_hole(self, now: float = 0.0) -> bool:
+        """Packets above the unfragmented size (or above base) seem lost. True when this
+        lowered `confirmed`."""
         self._outstanding = None
         self._deadline = None
-        self.state = SizerState.DONE
-        if self.size <= self.base:
+        if self.confirmed <= self.base:
             return False
-        self.size = self.base
+        if self.confirmed > self.path_limit:
+            whole = [c for c in self.candidates if c <= self.path_limit]
+            self.confirmed = max([self.base, *whole])
+        else:
+            self.confirmed = self.base
+        self._done(now)
+        self._choose(fresh=True)
+        return True
+
+    # -- loss -----------------------------------------------------------------------------
+
+    def on_sent(self, packet_size: int) -> bool:
+        """A DATA packet went out for the first time. True when this changed `size`."""
+        self.sent += 1
+        self.fragments_sent += fragments(packet_size, self.path_limit)
+        if self.sent >= self.window:  # forget the old half: the estimate follows the path
+            self.sent /= 2
+            self.lost /= 2
+            self.fragments_sent /= 2
+        self._unchosen += 1
+        return self._unchosen >= LOSS_CHOICE_EVERY and self._choose()
+
+    def on_lost(self) -> bool:
+        """A DATA packet is retransmitted. True when this changed `size`."""
+        self.lost += 1
+        return self._choose()
+
+    def fragment_loss(self) -> float | None:
+        """Estimated loss per IP packet (fragment), None before `min_packets` were sent."""
+        if self.sent < self.min_packets:
+            return None
+        packet_loss = min(self.lost / self.sent, 0.99)
+        per_packet = self.fragments_sent / self.sent
+        return 1 - (1 - packet_loss) ** (1 / per_packet)
+
+    def predicted_loss(self, packet_size: int) -> float | None:
+        p = self.fragment_loss()
+        if p is None:
+            return None
+        return 1 - (1 - p) ** fragments(packet_size, self.path_limit)
+
+    def _choose(self, fresh: bool = False) -> bool:
+        """Pick `size` among the usable sizes. fresh: `confirmed` changed (no hysteresis)."""
+        self._unchosen = 0
+        usable = sorted({self.base, *(c for c in self.candidates if c <= self.confirmed)},
+                        reverse=True)
+        p = self.fragment_loss()
+        if p is None:
+            best = usable[0]
+        else:
+            # Nothing within budget: the largest of the sizes with the fewest fragments.
+            fewest = fragments(usable[-1], self.path_limit)
+            best = max(s for s in usable if fragments(s, self.path_limit) == fewest)
+            for s in usable:
+                loss = 1 - (1 - p) ** fragments(s, self.path_limit)
+                budget = self.loss_budget if s <= self.size or fresh else self.loss_budget / 2
+                if loss <= budget:
+                    best = s
+                    break
+        if best == self.size:
+            return False
+        self.size = best
         return True
 
 
@@ -256,18 +392,25 @@ def max_user_data(packet_size: int) -> int:
     return (packet_size - overhead) // 4 * 4
 
 
+def path_limit(link_mtu: int | None) -> int:
+    """Largest SCTP packet that crosses a link of that MTU without IP fragmentation."""
+    return (link_mtu or DEFAULT_LINK_MTU) - PATH_OVERHEAD
+
+
 def candidate_sizes(peer_limit: int | None, link_mtu: int | None,
                     *, relayed: bool = False) -> tuple[int, ...]:
     """Packet sizes worth probing, largest first; () when only BASE_PACKET is safe.
 
     peer_limit: what the peer announced it can receive (None: stock peer, never probe).
     link_mtu: MTU of the local interface carrying the path (None: unknown, assume 1500).
+    The largest packet that fits the link whole, and FRAGMENTED_SIZES above it (IP
+    fragments: the probe finds out whether the path carries them).
     """
     if peer_limit is None or relayed:
         return ()
-    path = (link_mtu or DEFAULT_LINK_MTU) - PATH_OVERHEAD
-    top = min(MAX_PACKET, peer_limit, path) // 4 * 4
-    sizes = {top} | {s for s in (8192, 4096) if s < top}
+    top = min(MAX_PACKET, peer_limit) // 4 * 4
+    whole = min(top, path_limit(link_mtu) // 4 * 4)
+    sizes = {top, whole} | {s for s in FRAGMENTED_SIZES if s < top}
     return tuple(sorted((s for s in sizes if s > BASE_PACKET), reverse=True))
 
 
@@ -305,6 +448,56 @@ def probe_token(params: Iterable[tuple[int, bytes]]) -> int | None:
     return None
 
 
+# -- split packets: what crosses a path that lost IP fragments ---------------------------------
+
+
+def data_packet_size(chunk: _sctp.DataChunk) -> int:
+    """Length of the SCTP packet carrying this DATA chunk alone."""
+    n = len(chunk.user_data)
+    return (_sctp.SCTP_COMMON_HEADER_LENGTH + _sctp.SCTP_DATA_CHUNK_HEADER_LENGTH
+            + n + _sctp.padl(n))
+
+
+def split_packet(packet: bytes, packet_id: int, piece_size: int = BASE_PACKET) -> list[bytes]:
+    """An SCTP packet as pieces of at most `piece_size` bytes, for a peer that announced
+    SPLIT_PARAM. Used for DATA chunks cut at a size the path stopped carrying (a TSN cannot
+    be re-fragmented: RFC 9260 section 6.9), so they still get through."""
+    room = piece_size - SPLIT_HEADER.size
+    count = math.ceil(len(packet) / room)
+    if count > 255:
+        raise ValueError(f"cannot split {len(packet)} bytes into {piece_size}-byte pieces")
+    return [SPLIT_HEADER.pack(SPLIT_MARK, packet_id % 2**32, i, count)
+            + packet[i * room:(i + 1) * room] for i in range(count)]
+
+
+@dataclass
+class Reassembler:
+    """Joins the pieces of split packets. A packet is complete when all its pieces came;
+    at most `max_pending` incomplete packets are kept (oldest dropped: a lost piece loses
+    its packet, which SCTP then retransmits under a new id)."""
+
+    max_pending: int = 32
+    _pending: dict[int, list[bytes | None]] = field(default_factory=dict)
+
+    def add(self, piece: bytes) -> bytes | None:
+        """The whole packet once this piece completes it, else None."""
+        if len(piece) < SPLIT_HEADER.size:
+            return None
+        _, packet_id, index, count = SPLIT_HEADER.unpack_from(piece)
+        if index >= count:
+            return None
+        parts = self._pending.get(packet_id)
+        if parts is None or len(parts) != count:
+            parts = self._pending[packet_id] = [None] * count
+            while len(self._pending) > self.max_pending:
+                del self._pending[next(iter(self._pending))]
+        parts[index] = piece[SPLIT_HEADER.size:]
+        if any(p is None for p in parts):
+            return None
+        del self._pending[packet_id]
+        return b"".join(parts)  # type: ignore[arg-type]
+
+
 # -- process-wide counters (benchmarks read them) -----------------------------------------------
 
 
@@ -319,6 +512,10 @@ class Stats:
     t3_expiries: int = 0
     fast_recoveries: int = 0
     black_holes: int = 0
+    split_packets: int = 0
+    size_changes: int = 0
+    packet_size: int = BASE_PACKET
+    """The size the last association cut messages at when it last changed."""
     receive_buffer: int = 0
 
 
@@ -331,8 +528,13 @@ STATS = Stats()
 class TunedDtlsTransport(_dtls.RTCDtlsTransport):
     """Reads and writes whole DTLS records, so one record can carry a 16 KiB SCTP packet.
 
-    Only the application-data path changes; the handshake keeps aiortc's code.
+    Only the application-data path changes; the handshake keeps aiortc's code. Pieces of
+    split SCTP packets (`split_packet`) are joined here, below the SCTP association.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._pieces = Reassembler()
 
     async def _recv_next(self) -> None:
         # aiortc 1.16 RTCDtlsTransport._recv_next, reading up to MAX_PACKET bytes of a
@@ -369,6 +571,10 @@ class TunedDtlsTransport(_dtls.RTCDtlsTransport):
             if data is None:
                 raise ConnectionError
             elif data and self._data_receiver:
+                if data[:2] == SPLIT_MARK:
+                    data = self._pieces.add(data)
+                    if data is None:
+                        return
                 await self._data_receiver._handle_data(data)
         elif 127 < first_byte < 192 and self._rx_srtp:
             # SRTP / SRTCP: unchanged; data channels never get here.
@@ -420,6 +626,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         self._peer_receive_limit: int | None = None
         self._sizer: PacketSizer | None = None
         self._probe_handle: asyncio.TimerHandle | None = None
+        self._peer_joins_pieces = False
+        self._packet_id = 0
         self._t3_strikes = 0
         self._peer_rwnd: int | None = None
         self._receive_window: int | None = None
@@ -437,12 +645,15 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         super()._set_extensions(params)
         if self._tuned_large:
             params.append((RECEIVE_LIMIT_PARAM, struct.pack("!L", MAX_PACKET)))
+            params.append((SPLIT_PARAM, struct.pack("!L", 1)))
 
     def _get_extensions(self, params: list[tuple[int, bytes]]) -> None:
         super()._get_extensions(params)
         for kind, value in params:
             if kind == RECEIVE_LIMIT_PARAM and len(value) == 4:
                 self._peer_receive_limit = struct.unpack("!L", value)[0]
+            elif kind == SPLIT_PARAM and len(value) == 4:
+                self._peer_joins_pieces = struct.unpack("!L", value)[0] >= 1
 
     def _set_state(self, state: _sctp.RTCSctpTransport.State) -> None:
         established = (
@@ -468,7 +679,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             relayed = pair is None or pair.local_candidate.type == "relay"
             mtu = None if pair is None else link_mtu(pair.local_candidate.host)
             self._sizer = PacketSizer(
-                candidates=candidate_sizes(self._peer_receive_limit, mtu, relayed=relayed)
+                candidates=candidate_sizes(self._peer_receive_limit, mtu, relayed=relayed),
+                path_limit=path_limit(mtu),
             )
             if self._peer_receive_limit is None:
                 log.debug("SCTP: peer does not announce larger packets; staying at %d bytes",
@@ -509,18 +721,48 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
     def _use_packet_size(self, size: int) -> None:
         self._max_data = max_user_data(size)
         STATS.largest_packet = max(STATS.largest_packet, size)
+        STATS.packet_size = size
+        STATS.size_changes += 1
 
     async def _receive_chunk(self, chunk: _sctp.Chunk) -> None:
         if type(chunk) is _sctp.HeartbeatAckChunk and self._sizer is not None:
             token = probe_token(chunk.params)
             if token is not None:
-                if self._sizer.on_probe_acked(token):
-                    STATS.probes_acked += 1
+                confirmed = self._sizer.confirmed
+                if self._sizer.on_probe_acked(token, self._loop.time()):
                     self._use_packet_size(self._sizer.size)
-                    log.debug("SCTP: %d-byte packets confirmed by probe", self._sizer.size)
+                if self._sizer.confirmed != confirmed:
+                    STATS.probes_acked += 1
+                    log.debug("SCTP: %d-byte packets confirmed by probe", self._sizer.confirmed)
                 self._probe_step()
                 return
         await super()._receive_chunk(chunk)
+
+    async def _send_chunk(self, chunk: _sctp.Chunk) -> None:
+        # DATA packets feed the sizer's loss estimate; one cut larger than the path now
+        # carries goes as pieces to a peer that joins them (else whole, as aiortc would).
+        sizer = self._sizer
+        if sizer is None or type(chunk) is not _sctp.DataChunk:
+            await super()._send_chunk(chunk)
+            return
+        size = data_packet_size(chunk)
+        if chunk._sent_count > 1:
+            changed = not chunk._acked and sizer.on_lost()
+        else:
+            changed = sizer.on_sent(size)
+        if changed:
+            log.debug("SCTP: cutting messages at %d bytes (loss per IP packet %.4f)",
+                      sizer.size, sizer.fragment_loss() or 0.0)
+            self._use_packet_size(sizer.size)
+        if size > sizer.confirmed and self._peer_joins_pieces:
+            self._packet_id += 1
+            packet = _sctp.serialize_packet(self._local_port, self._remote_port,
+                                            self._remote_verification_tag, chunk)
+            STATS.split_packets += 1
+            for piece in split_packet(packet, self._packet_id):
+                await self.transport._send_data(piece)
+            return
+        await super()._send_chunk(chunk)
 
     # -- receiving: reassembly only when a message can complete ------------------------------
 
@@ -840,12 +1082,16 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         if (
             self._sizer is not None
             and self._t3_strikes >= BLACK_HOLE_T3
-            and self._sizer.on_black_hole()
+            and self._sizer.on_black_hole(self._loop.time())
         ):
+            # One step down (fragmented -> whole -> base); chunks already cut larger go as
+            # pieces (_send_chunk), and the sizes above are probed again later.
             STATS.black_holes += 1
-            log.warning("SCTP: packets of %d bytes seem lost; back to %d bytes",
-                        self._max_data, BASE_PACKET)
-            self._max_data = _sctp.USERDATA_MAX_LENGTH
+            self._t3_strikes = 0
+            log.warning("SCTP: packets above %d bytes seem lost; down to %d bytes",
+                        self._sizer.confirmed, self._sizer.size)
+            self._use_packet_size(self._sizer.size)
+            self._probe_step()
 
         for chunk in self._sent_queue:
             if not self._maybe_abandon(chunk):
