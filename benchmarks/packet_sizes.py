@@ -97,6 +97,7 @@ def run_inner(variants: list[str], size: int, msg_size: int) -> dict[str, dict]:
                 res["final_packet"] = st.get("packet_size", "-")  # absent before issue 14
                 res["split_packets"] = st.get("split_packets", "-")
                 res["black_holes"] = st["black_holes"]
+                res["fragment_loss"] = st.get("fragment_loss", "-")
         print(f"  {name}: {res}", file=sys.stderr, flush=True)
         out[name] = res
     return out

@@ -331,10 +331,12 @@ class TestPacketSizer:
         assert s.candidates == (16384, 4096)
 
 
+ETHERNET = {"candidates": (16384, 8192, 4096, 1388), "path_limit": 1388}
+
+
 class TestFragments:
     """Packets above the path's unfragmented limit (1388 at MTU 1500) cross as IP fragments."""
 
-    ETHERNET = dict(candidates=(16384, 8192, 4096, 1388), path_limit=1388)
 
     def probe_all(self, s, now=0.0, passes=lambda size: True):
         """Run the search; probes of sizes `passes` rejects are lost."""
@@ -354,12 +356,12 @@ class TestFragments:
         assert fragments(16384, 1388) == 12 and fragments(1200, 1388) == 1
 
     def test_unfragmented_size_is_confirmed_first_then_fragments(self):
-        s = PacketSizer(**self.ETHERNET)
+        s = PacketSizer(**ETHERNET)
         assert self.probe_all(s) == [1388, 16384]
         assert s.size == s.confirmed == 16384 and s.state is SizerState.DONE
 
     def test_path_dropping_fragments_keeps_the_whole_size_and_reprobes_later(self):
-        s = PacketSizer(**self.ETHERNET, max_probes=2, reprobe_after=600.0)
+        s = PacketSizer(**ETHERNET, max_probes=2, reprobe_after=600.0)
         sent = self.probe_all(s, passes=lambda size: size <= 1388)
         assert sent == [1388, 16384, 16384, 8192, 8192, 4096, 4096]
         assert s.size == s.confirmed == 1388 and s.state is SizerState.DONE
@@ -368,13 +370,13 @@ class TestFragments:
         assert s.next_probe(606.0).size == 16384
 
     def test_black_hole_steps_down_one_level_at_a_time(self):
-        s = PacketSizer(**self.ETHERNET)
+        s = PacketSizer(**ETHERNET)
         self.probe_all(s)
         assert s.on_black_hole(1.0) and s.confirmed == s.size == 1388
         assert s.on_black_hole(2.0) and s.confirmed == s.size == BASE_PACKET
 
     def test_no_loss_keeps_the_largest(self):
-        s = PacketSizer(**self.ETHERNET)
+        s = PacketSizer(**ETHERNET)
         self.probe_all(s)
         for _ in range(5000):
             s.on_sent(16384)
@@ -384,30 +386,30 @@ class TestFragments:
     def test_measured_loss_picks_the_size(self, loss, size):
         # Loss per IP packet `loss`: a packet of k fragments is lost with 1-(1-loss)^k.
         rng = random.Random(7)
-        s = PacketSizer(**self.ETHERNET)
+        s = PacketSizer(**ETHERNET)
         self.probe_all(s)
         for _ in range(20000):
             k = tuning.fragments(s.size, 1388)
             s.on_sent(s.size)
             if rng.random() < 1 - (1 - loss) ** k:
-                s.on_lost()
+                s.on_lost(s.size)
         assert s.size == size
         assert abs(s.fragment_loss() - loss) < loss / 2
 
     def test_size_comes_back_up_when_loss_ends(self):
-        s = PacketSizer(**self.ETHERNET)
+        s = PacketSizer(**ETHERNET)
         self.probe_all(s)
         for i in range(2000):
             s.on_sent(s.size)
             if i % 10 == 0:
-                s.on_lost()
+                s.on_lost(s.size)
         assert s.size == 1388
         for _ in range(20000):
             s.on_sent(s.size)
         assert s.size == 16384
 
     def test_never_above_confirmed(self):
-        s = PacketSizer(**self.ETHERNET)
+        s = PacketSizer(**ETHERNET)
         assert s.size == BASE_PACKET
         for _ in range(1000):
             s.on_sent(BASE_PACKET)
