@@ -361,13 +361,13 @@ class TestFragments:
         assert s.size == s.confirmed == 16384 and s.state is SizerState.DONE
 
     def test_path_dropping_fragments_keeps_the_whole_size_and_reprobes_later(self):
-        s = PacketSizer(**ETHERNET, max_probes=2, reprobe_after=600.0)
+        s = PacketSizer(**ETHERNET, max_probes=2, retry_after=60.0)
         sent = self.probe_all(s, passes=lambda size: size <= 1388)
         assert sent == [1388, 16384, 16384, 8192, 8192, 4096, 4096]
         assert s.size == s.confirmed == 1388 and s.state is SizerState.DONE
-        assert s.timer() == 6.0 + 600.0  # six lost probes of 1 s, then the raise timer
-        s.on_timer(606.0)
-        assert s.next_probe(606.0).size == 16384
+        assert s.timer() == 6.0 + 60.0  # six lost probes of 1 s, then the retry
+        s.on_timer(66.0)
+        assert s.next_probe(66.0).size == 16384
 
     def test_black_hole_steps_down_one_level_at_a_time(self):
         s = PacketSizer(**ETHERNET)
