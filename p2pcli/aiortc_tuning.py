@@ -118,7 +118,10 @@ FRAGMENTED_SIZES = (4096, 8192)
 # size is still used; chosen from benchmarks/packet_sizes.py, see docs/aiortc-patch.md.
 LOSS_BUDGET = 0.04
 STAY_MARGIN = 1.25  # a size in use is kept up to this multiple of LOSS_BUDGET
-LOSS_MIN_PACKETS = 200  # DATA packets sent before the loss estimate is trusted
+LOSS_MIN_PACKETS = 200  # DATA packets sent before the loss estimate is trusted...
+# ...or this many lost: heavy loss must be acted on within a few dozen packets (at 5% per IP
+# packet, 16 KiB packets are lost at 46%, and each T3 that follows costs aiortc a second).
+LOSS_MIN_LOSSES = 8
 LOSS_WINDOW = 2000  # packets; older counts are halved away past it
 LOSS_CHOICE_EVERY = 64  # packets sent between two size choices (a loss triggers one at once)
 REPROBE_AFTER = 600.0  # seconds after a black hole before the sizes above are probed again
@@ -240,6 +243,7 @@ class PacketSizer:
     reprobe_after: float = REPROBE_AFTER
     retry_after: float = RETRY_SEARCH_AFTER
     min_packets: int = LOSS_MIN_PACKETS
+    min_losses: int = LOSS_MIN_LOSSES
     window: int = LOSS_WINDOW
     size: int = 0
     """Size new messages are cut at (<= confirmed)."""
@@ -369,8 +373,9 @@ class PacketSizer:
             self.fragments_sent /= 2
 
     def fragment_loss(self) -> float | None:
-        """Estimated loss per IP packet (fragment), None before `min_packets` were sent."""
-        if self.sent < self.min_packets:
+        """Estimated loss per IP packet (fragment); None until `min_packets` were sent or
+        `min_losses` lost."""
+        if self.sent < self.min_packets and self.lost < self.min_losses:
             return None
         packet_loss = min(self.lost / self.sent, 0.99)
         per_packet = self.fragments_sent / self.sent

@@ -396,6 +396,20 @@ class TestFragments:
         assert s.size == size
         assert abs(s.fragment_loss() - loss) < loss / 2
 
+    def test_heavy_loss_is_acted_on_within_a_few_dozen_packets(self):
+        # 5% per IP packet: 46% of 16 KiB packets lost; waiting for 200 of them to be sent
+        # would cost a T3 storm.
+        rng = random.Random(3)
+        s = PacketSizer(**ETHERNET)
+        self.probe_all(s)
+        sent = 0
+        while s.size == 16384:
+            sent += 1
+            s.on_sent(16384)
+            if rng.random() < 1 - 0.95**12:
+                s.on_lost(16384)
+        assert sent < 40 and s.size == 1388
+
     def test_size_comes_back_up_when_loss_ends(self):
         s = PacketSizer(**ETHERNET)
         self.probe_all(s)
