@@ -381,12 +381,6 @@ class PacketSizer:
         per_packet = self.fragments_sent / self.sent
         return 1 - (1 - packet_loss) ** (1 / per_packet)
 
-    def predicted_loss(self, packet_size: int) -> float | None:
-        p = self.fragment_loss()
-        if p is None:
-            return None
-        return 1 - (1 - p) ** fragments(packet_size, self.path_limit)
-
     def _choose(self, fresh: bool = False) -> bool:
         """Pick `size` among the usable sizes. fresh: `confirmed` changed (no hysteresis)."""
         self._unchosen = 0
@@ -785,13 +779,11 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         size = data_packet_size(chunk)
         if chunk._sent_count == 2 and not chunk._acked:
             changed = sizer.on_lost(size)
-        elif chunk._sent_count > 1:
-            # Not counted as lost: a chunk resent after T3 although gap-acked (aiortc resends
-            # those too), or resent again, which aiortc also does when SACKs still show the
-            # gap before the first resend arrived: counting it inflated the loss estimate
-            # (1.7% measured at 1% per IP packet).
-            changed = sizer.on_sent(size)
         else:
+            # A first send; or a resend not counted as a loss: after T3 although gap-acked
+            # (aiortc resends those too), or a second resend, which aiortc also makes when
+            # SACKs still show the gap before the first resend arrived (counting those put
+            # the estimate at 1.7% for 1% loss per IP packet).
             changed = sizer.on_sent(size)
         if changed:
             log.debug("SCTP: cutting messages at %d bytes (loss per IP packet %.4f)",
