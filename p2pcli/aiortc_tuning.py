@@ -25,9 +25,14 @@ stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endp
      parameter of a type that RFC 9260 section 3.2.1 tells other stacks to skip silently;
    - the sender confirms the path with an RFC 8899-style probe (a HEARTBEAT padded with a
      PAD chunk, RFC 4820, to the candidate size) and fragments new messages at the larger
-     size only once the peer has acknowledged a probe of that size. Candidate sizes are
-     capped by the local interface MTU (no IP fragmentation; relayed paths are not
-     probed), so off loopback the gain is small but safe.
+     size only once the peer has acknowledged a probe of that size. It probes the largest
+     size that fits the link whole first, then sizes that cross as IP fragments (a LAN
+     carries them, some internet paths drop them; relayed paths are not probed);
+   - under loss it cuts messages at the largest confirmed size whose predicted packet
+     loss stays within a budget: one lost fragment loses the whole packet;
+   - a black hole (repeated retransmission timeouts) steps the size down within a bounded
+     time, and chunks already cut larger cross as pieces the tuned peer joins (a TSN cannot
+     be re-fragmented), so no transfer stalls for good.
 3. Flow control the stock sender lacks: a tuned sender honours the peer's advertised
    receiver window (RFC 9260 section 6.1 rule A; stock aiortc ignores it), and a tuned
    receiver enlarges its UDP receive buffer (best effort, up to net.core.rmem_max) and
@@ -92,6 +97,13 @@ DEFAULT_LINK_MTU = 1500  # assumed when the interface's MTU cannot be read
 # not know it ignore it without reporting. The type is unassigned by IANA; an upstream
 # version would ask for one.
 RECEIVE_LIMIT_PARAM = 0x8F50
+# INIT/INIT-ACK parameter "I join split packets" (uint32 version, 1), same skip bits:
+# the sender may then send an SCTP packet as pieces (`split_packet`) instead of IP
+# fragments, which it does only for packets cut larger than the path turned out to carry.
+SPLIT_PARAM = 0x8F51
+# A piece starts with SCTP source port 0, which no SCTP packet has (RFC 9260 section 3.1).
+SPLIT_MARK = b"\x00\x00"
+SPLIT_HEADER = struct.Struct("!2sLBB")  # mark, packet id, piece index, piece count
 PAD_CHUNK_TYPE = 0x84  # RFC 4820: also skip-and-continue for stacks without PAD support
 HEARTBEAT_INFO_PARAM = 1
 PROBE_MAGIC = b"p2p-plpmtud-probe"
@@ -110,7 +122,27 @@ SACK_QUICK_AFTER_LOSS = 16
 LOSS_PROBE_MIN_TIMEOUT = 0.01
 PROBE_TIMEOUT = 1.0  # seconds without a HEARTBEAT-ACK before a probe counts as lost
 MAX_PROBES = 3  # lost probes of one size before trying the next smaller one
-BLACK_HOLE_T3 = 2  # consecutive T3 expiries with large packets: fall back to BASE_PACKET
+# Consecutive T3 expiries above the base size that make a black hole: one size step down.
+# Under random loss aiortc often times out twice in a row (the one chunk resent after a T3
+# is lost as well: 2 black holes in 3 runs of 64 MiB at 4096 bytes and 1% loss per IP
+# packet); three in a row are about as rare as that loss squared.
+BLACK_HOLE_T3 = 3
+# Sizes probed above the link MTU, crossing as IP fragments (plus the largest the peer takes).
+FRAGMENTED_SIZES = (4096, 8192)
+# Largest predicted packet loss (a packet is lost when any of its fragments is) at which a
+# size is still used; chosen from benchmarks/packet_sizes.py, see docs/aiortc-patch.md.
+LOSS_BUDGET = 0.04
+STAY_MARGIN = 1.25  # a size in use is kept up to this multiple of LOSS_BUDGET
+LOSS_MIN_PACKETS = 200  # DATA packets sent before the loss estimate is trusted...
+# ...or this many lost: heavy loss must be acted on within a few dozen packets (at 5% per IP
+# packet, 16 KiB packets are lost at 46%, and each T3 that follows costs aiortc a second).
+LOSS_MIN_LOSSES = 8
+LOSS_WINDOW = 2000  # packets; older counts are halved away past it
+LOSS_CHOICE_EVERY = 64  # packets sent between two size choices (a loss triggers one at once)
+REPROBE_AFTER = 600.0  # seconds after a black hole before the sizes above are probed again
+# Seconds after a search that confirmed no fragmented size before it tries again: probes
+# risk no data, and on a loaded machine a probe's answer can come after PROBE_TIMEOUT.
+RETRY_SEARCH_AFTER = 60.0
 RECEIVE_BUFFER = 4 * 1024 * 1024  # SO_RCVBUF asked for; the kernel caps it at rmem_max
 # Share of the kernel's receive buffer (as getsockopt reports it) that holds SCTP user
 # data: the kernel charges each datagram its buffer's true size, about twice a ~1.2 kB
@@ -254,85 +286,216 @@ class SizerState(enum.Enum):
     DONE = "done"
 
 
+def fragments(packet_size: int, path_limit: int) -> int:
+    """IP packets one SCTP packet of `packet_size` bytes crosses the path as (1: whole)."""
+    return max(1, math.ceil(packet_size / path_limit))
+
+
 @dataclass
 class PacketSizer:
-    """The SCTP packet size to use towards one peer, found RFC 8899-style.
+    """The SCTP packet size to use towards one peer: probed (RFC 8899), then fitted to loss.
 
-    Starts at `base`, which needs no confirmation. Tries `candidates` largest first: a
-    size is used only once a probe of that size was acknowledged; `max_probes` lost probes
-    move on to the next smaller candidate. Two consecutive retransmission timeouts while
-    above `base` (`on_black_hole`) return to `base` for good: chunks already cut at the
-    larger size keep it, which suits paths that do not shrink (loopback, a LAN).
+    Sizes up to `path_limit` cross the path whole; larger ones cross as IP fragments, which
+    a LAN carries and some internet paths drop. Search: unfragmented candidates first,
+    largest first, then fragmented ones, largest first, one probe at a time; a size is
+    `confirmed` once a probe of that size was acknowledged (every smaller size with it),
+    and `max_probes` lost probes move on to the next candidate. Data keeps flowing at the
+    confirmed size meanwhile, so a path that drops fragments costs lost probes, no stall.
+
+    Loss: the adapter reports every DATA packet sent (`on_sent`) and retransmitted
+    (`on_lost`) with its size. A packet of k fragments is lost when any one is:
+    1-(1-p)^k. From the measured share of lost packets, the sizer estimates p, the loss per
+    IP packet, and cuts new messages at `size`: the largest confirmed size whose predicted
+    packet loss stays within `loss_budget` (one lost fragment loses the whole packet, so
+    under loss smaller packets win). A size in use is kept until its predicted loss passes
+    STAY_MARGIN times the budget, so noise in the estimate does not make it flap.
+
+    Black hole: `on_black_hole` (after BLACK_HOLE_T3 consecutive T3 expiries above `base`)
+    takes `confirmed` one step down: fragmented -> the largest unfragmented confirmed size
+    -> `base`. Packets above `confirmed` must no longer be sent whole (the adapter splits
+    the ones already cut, see `split_packet`). After `reprobe_after` seconds the sizes
+    above are probed again (RFC 8899's PMTU_RAISE_TIMER); a search that ended without
+    confirming the largest candidate tries again after `retry_after`.
     """
 
     base: int = BASE_PACKET
     candidates: tuple[int, ...] = ()
+    path_limit: int = MAX_PACKET
+    """Largest packet that crosses the path unfragmented (link MTU - PATH_OVERHEAD)."""
     probe_timeout: float = PROBE_TIMEOUT
     max_probes: int = MAX_PROBES
+    loss_budget: float = LOSS_BUDGET
+    reprobe_after: float = REPROBE_AFTER
+    retry_after: float = RETRY_SEARCH_AFTER
+    min_packets: int = LOSS_MIN_PACKETS
+    min_losses: int = LOSS_MIN_LOSSES
+    window: int = LOSS_WINDOW
     size: int = 0
-    """Current confirmed packet size."""
+    """Size new messages are cut at (<= confirmed)."""
+    confirmed: int = 0
+    """Largest size known to cross the path; larger packets must not be sent whole."""
     state: SizerState = SizerState.SEARCHING
     probes_sent: int = 0
-    _index: int = 0
+    sent: float = 0.0
+    """DATA packets sent (first transmissions), decayed: the recent window only."""
+    lost: float = 0.0
+    """DATA packets retransmitted (lost or presumed lost), same window."""
+    fragments_sent: float = 0.0
+    _queue: list[int] = field(default_factory=list)
     _attempts: int = 0
     _outstanding: Probe | None = None
     _deadline: float | None = None
+    _reprobe_at: float | None = None
+    _unchosen: int = 0
     _next_token: int = field(default_factory=lambda: int.from_bytes(os.urandom(4), "big"))
 
     def __post_init__(self) -> None:
         self.size = self.size or self.base
+        self.confirmed = self.confirmed or self.base
         self.candidates = tuple(sorted({c for c in self.candidates if c > self.base},
                                        reverse=True))
-        if not self.candidates:
-            self.state = SizerState.DONE
+        self._search()
 
-    def next_probe(self, now: float) -> Probe | None:
-        """A probe to send now, if the search wants one."""
+    # -- probing --------------------------------------------------------------------------
+
+    def _search(self) -> None:
+        """(Re)start the search over the candidates above `confirmed`."""
+        above = [c for c in self.candidates if c > self.confirmed]
+        self._queue = ([c for c in above if c <= self.path_limit]
+                       + [c for c in above if c > self.path_limit])
+        self._attempts = 0
+        self.state = SizerState.SEARCHING if self._queue else SizerState.DONE
+
+    def next_probe(self, now: float, rto: float = 0.0) -> Probe | None:
+        """A probe to send now, if the search wants one; it counts as lost after
+        `probe_timeout` or the association's `rto`, whichever is longer."""
         if self.state is not SizerState.SEARCHING or self._outstanding is not None:
             return None
         self._next_token = (self._next_token + 1) % 2**64
-        probe = Probe(size=self.candidates[self._index], token=self._next_token)
+        probe = Probe(size=self._queue[0], token=self._next_token)
         self._outstanding = probe
-        self._deadline = now + self.probe_timeout
+        self._deadline = now + max(self.probe_timeout, rto)
         self._attempts += 1
         self.probes_sent += 1
         return probe
 
     def timer(self) -> float | None:
         """When `on_timer` must be called next (None: no timer needed)."""
-        return self._deadline
+        return self._deadline if self._deadline is not None else self._reprobe_at
 
     def on_timer(self, now: float) -> None:
-        if self._deadline is None or now < self._deadline:
-            return
-        self._outstanding = None
-        self._deadline = None
-        if self._attempts >= self.max_probes:
-            self._index += 1
-            self._attempts = 0
-            if self._index >= len(self.candidates):
-                self.state = SizerState.DONE
+        if self._deadline is not None:
+            if now < self._deadline:
+                return
+            self._outstanding = None
+            self._deadline = None
+            if self._attempts >= self.max_probes:
+                self._queue.pop(0)
+                self._attempts = 0
+                if not self._queue:
+                    self._done(now, self.retry_after)
+        elif self._reprobe_at is not None and now >= self._reprobe_at:
+            self._reprobe_at = None
+            self._search()
 
-    def on_probe_acked(self, token: int) -> bool:
-        """The peer echoed a probe. True when this raised `size`."""
+    def _done(self, now: float, again_after: float) -> None:
+        self.state = SizerState.DONE
+        self._queue = []
+        if any(c > self.confirmed for c in self.candidates):
+            self._reprobe_at = now + again_after
+
+    def on_probe_acked(self, token: int, now: float = 0.0) -> bool:
+        """The peer echoed a probe. True when this changed `size`."""
         probe = self._outstanding
         if probe is None or probe.token != token:
             return False  # a late answer to a probe already counted as lost: ignore
         self._outstanding = None
         self._deadline = None
-        self.state = SizerState.DONE
-        self.size = max(self.size, probe.size)
-        return True
+        self.confirmed = max(self.confirmed, probe.size)
+        self._queue = [c for c in self._queue if c > self.confirmed]
+        self._attempts = 0
+        if not self._queue:
+            self._done(now, self.retry_after)
+        return self._choose(fresh=True)
 
-    def on_black_hole(self) -> bool:
-        """Large packets seem lost. True when this lowered `size`."""
+    def on_black_hole(self, now: float = 0.0) -> bool:
+        """Packets above the unfragmented size (or above base) seem lost. True when this
+        lowered `confirmed`."""
         self._outstanding = None
         self._deadline = None
-        self.state = SizerState.DONE
-        if self.size <= self.base:
+        if self.confirmed <= self.base:
             return False
-        self.size = self.base
+        if self.confirmed > self.path_limit:
+            whole = [c for c in self.candidates if c <= self.path_limit]
+            self.confirmed = max([self.base, *whole])
+        else:
+            self.confirmed = self.base
+        self._done(now, self.reprobe_after)
+        self._choose(fresh=True)
         return True
+
+    # -- loss -----------------------------------------------------------------------------
+
+    def on_sent(self, packet_size: int) -> bool:
+        """A DATA packet went out for the first time. True when this changed `size`."""
+        self._count(packet_size)
+        self._unchosen += 1
+        return self._unchosen >= LOSS_CHOICE_EVERY and self._choose()
+
+    def on_lost(self, packet_size: int) -> bool:
+        """A DATA packet is sent again: its previous transmission counts as lost, this
+        one as sent. True when this changed `size`."""
+        self.lost += 1
+        self._count(packet_size)
+        return self._choose()
+
+    def _count(self, packet_size: int) -> None:
+        self.sent += 1
+        self.fragments_sent += fragments(packet_size, self.path_limit)
+        if self.sent >= self.window:  # forget the old half: the estimate follows the path
+            self.sent /= 2
+            self.lost /= 2
+            self.fragments_sent /= 2
+
+    def fragment_loss(self) -> float | None:
+        """Estimated loss per IP packet (fragment); None until `min_packets` were sent or
+        `min_losses` lost."""
+        if self.sent < self.min_packets and self.lost < self.min_losses:
+            return None
+        packet_loss = min(self.lost / self.sent, 0.99)
+        per_packet = self.fragments_sent / self.sent
+        return 1 - (1 - packet_loss) ** (1 / per_packet)
+
+    def _choose(self, fresh: bool = False) -> bool:
+        """Pick `size` among the usable sizes. fresh: `confirmed` changed (no hysteresis)."""
+        self._unchosen = 0
+        usable = sorted({self.base, *(c for c in self.candidates if c <= self.confirmed)},
+                        reverse=True)
+        p = self.fragment_loss()
+        if p is None:
+            best = usable[0]
+        else:
+            # Nothing within budget: the largest of the sizes with the fewest fragments.
+            fewest = fragments(usable[-1], self.path_limit)
+            best = max(s for s in usable if fragments(s, self.path_limit) == fewest)
+            for s in usable:
+                loss = 1 - (1 - p) ** fragments(s, self.path_limit)
+                # A size in use is kept up to STAY_MARGIN x the budget: no flapping on noise.
+                keep = s <= self.size and not fresh
+                if loss <= self.loss_budget * (STAY_MARGIN if keep else 1):
+                    best = s
+                    break
+        if best == self.size:
+            return False
+        self.size = best
+        return True
+
+
+def fallback_bound(rto: float) -> float:
+    """Longest a path that stops carrying a packet size can hold DATA back: BLACK_HOLE_T3
+    retransmission timeouts to conclude it is a black hole, then one more for the first
+    resend (smaller, or as pieces) to be acknowledged. aiortc's RTO is at least 1 s."""
+    return (BLACK_HOLE_T3 + 1) * rto
 
 
 def max_user_data(packet_size: int) -> int:
@@ -341,18 +504,25 @@ def max_user_data(packet_size: int) -> int:
     return (packet_size - overhead) // 4 * 4
 
 
+def path_limit(link_mtu: int | None) -> int:
+    """Largest SCTP packet that crosses a link of that MTU without IP fragmentation."""
+    return (link_mtu or DEFAULT_LINK_MTU) - PATH_OVERHEAD
+
+
 def candidate_sizes(peer_limit: int | None, link_mtu: int | None,
                     *, relayed: bool = False) -> tuple[int, ...]:
     """Packet sizes worth probing, largest first; () when only BASE_PACKET is safe.
 
     peer_limit: what the peer announced it can receive (None: stock peer, never probe).
     link_mtu: MTU of the local interface carrying the path (None: unknown, assume 1500).
+    The largest packet that fits the link whole, and FRAGMENTED_SIZES above it (IP
+    fragments: the probe finds out whether the path carries them).
     """
     if peer_limit is None or relayed:
         return ()
-    path = (link_mtu or DEFAULT_LINK_MTU) - PATH_OVERHEAD
-    top = min(MAX_PACKET, peer_limit, path) // 4 * 4
-    sizes = {top} | {s for s in (8192, 4096) if s < top}
+    top = min(MAX_PACKET, peer_limit) // 4 * 4
+    whole = min(top, path_limit(link_mtu) // 4 * 4)
+    sizes = {top, whole} | {s for s in FRAGMENTED_SIZES if s < top}
     return tuple(sorted((s for s in sizes if s > BASE_PACKET), reverse=True))
 
 
@@ -390,6 +560,56 @@ def probe_token(params: Iterable[tuple[int, bytes]]) -> int | None:
     return None
 
 
+# -- split packets: what crosses a path that lost IP fragments ---------------------------------
+
+
+def data_packet_size(chunk: _sctp.DataChunk) -> int:
+    """Length of the SCTP packet carrying this DATA chunk alone."""
+    n = len(chunk.user_data)
+    return (_sctp.SCTP_COMMON_HEADER_LENGTH + _sctp.SCTP_DATA_CHUNK_HEADER_LENGTH
+            + n + _sctp.padl(n))
+
+
+def split_packet(packet: bytes, packet_id: int, piece_size: int = BASE_PACKET) -> list[bytes]:
+    """An SCTP packet as pieces of at most `piece_size` bytes, for a peer that announced
+    SPLIT_PARAM. Used for DATA chunks cut at a size the path stopped carrying (a TSN cannot
+    be re-fragmented: RFC 9260 section 6.9), so they still get through."""
+    room = piece_size - SPLIT_HEADER.size
+    count = math.ceil(len(packet) / room)
+    if count > 255:
+        raise ValueError(f"cannot split {len(packet)} bytes into {piece_size}-byte pieces")
+    return [SPLIT_HEADER.pack(SPLIT_MARK, packet_id % 2**32, i, count)
+            + packet[i * room:(i + 1) * room] for i in range(count)]
+
+
+@dataclass
+class Reassembler:
+    """Joins the pieces of split packets. A packet is complete when all its pieces came;
+    at most `max_pending` incomplete packets are kept (oldest dropped: a lost piece loses
+    its packet, which SCTP then retransmits under a new id)."""
+
+    max_pending: int = 32
+    _pending: dict[int, list[bytes | None]] = field(default_factory=dict)
+
+    def add(self, piece: bytes) -> bytes | None:
+        """The whole packet once this piece completes it, else None."""
+        if len(piece) < SPLIT_HEADER.size:
+            return None
+        _, packet_id, index, count = SPLIT_HEADER.unpack_from(piece)
+        if index >= count:
+            return None
+        parts = self._pending.get(packet_id)
+        if parts is None or len(parts) != count:
+            parts = self._pending[packet_id] = [None] * count
+            while len(self._pending) > self.max_pending:
+                del self._pending[next(iter(self._pending))]
+        parts[index] = piece[SPLIT_HEADER.size:]
+        if any(p is None for p in parts):
+            return None
+        del self._pending[packet_id]
+        return b"".join(parts)  # type: ignore[arg-type]
+
+
 # -- process-wide counters (benchmarks read them) -----------------------------------------------
 
 
@@ -405,6 +625,12 @@ class Stats:
     fast_recoveries: int = 0
     loss_probes: int = 0
     black_holes: int = 0
+    split_packets: int = 0
+    size_changes: int = 0
+    packet_size: int = BASE_PACKET
+    """The size the last association cut messages at when it last changed."""
+    fragment_loss: float = 0.0
+    """The last association's loss estimate per IP packet when its size last changed."""
     receive_buffer: int = 0
 
 
@@ -417,8 +643,13 @@ STATS = Stats()
 class TunedDtlsTransport(_dtls.RTCDtlsTransport):
     """Reads and writes whole DTLS records, so one record can carry a 16 KiB SCTP packet.
 
-    Only the application-data path changes; the handshake keeps aiortc's code.
+    Only the application-data path changes; the handshake keeps aiortc's code. Pieces of
+    split SCTP packets (`split_packet`) are joined here, below the SCTP association.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._pieces = Reassembler()
 
     async def _recv_next(self) -> None:
         # aiortc 1.16 RTCDtlsTransport._recv_next, reading up to MAX_PACKET bytes of a
@@ -455,6 +686,10 @@ class TunedDtlsTransport(_dtls.RTCDtlsTransport):
             if data is None:
                 raise ConnectionError
             elif data and self._data_receiver:
+                if data[:2] == SPLIT_MARK:
+                    data = self._pieces.add(data)
+                    if data is None:
+                        return
                 await self._data_receiver._handle_data(data)
         elif 127 < first_byte < 192 and self._rx_srtp:
             # SRTP / SRTCP: unchanged; data channels never get here.
@@ -508,6 +743,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         self._peer_receive_limit: int | None = None
         self._sizer: PacketSizer | None = None
         self._probe_handle: asyncio.TimerHandle | None = None
+        self._peer_joins_pieces = False
+        self._packet_id = 0
         self._t3_strikes = 0
         self._peer_rwnd: int | None = None
         self._receive_window: int | None = None
@@ -525,12 +762,15 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         super()._set_extensions(params)
         if self._tuned_large:
             params.append((RECEIVE_LIMIT_PARAM, struct.pack("!L", MAX_PACKET)))
+            params.append((SPLIT_PARAM, struct.pack("!L", 1)))
 
     def _get_extensions(self, params: list[tuple[int, bytes]]) -> None:
         super()._get_extensions(params)
         for kind, value in params:
             if kind == RECEIVE_LIMIT_PARAM and len(value) == 4:
                 self._peer_receive_limit = struct.unpack("!L", value)[0]
+            elif kind == SPLIT_PARAM and len(value) == 4:
+                self._peer_joins_pieces = struct.unpack("!L", value)[0] >= 1
 
     def _set_state(self, state: _sctp.RTCSctpTransport.State) -> None:
         established = (
@@ -556,7 +796,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             relayed = pair is None or pair.local_candidate.type == "relay"
             mtu = None if pair is None else link_mtu(pair.local_candidate.host)
             self._sizer = PacketSizer(
-                candidates=candidate_sizes(self._peer_receive_limit, mtu, relayed=relayed)
+                candidates=candidate_sizes(self._peer_receive_limit, mtu, relayed=relayed),
+                path_limit=path_limit(mtu),
             )
             if self._peer_receive_limit is None:
                 log.debug("SCTP: peer does not announce larger packets; staying at %d bytes",
@@ -577,7 +818,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         sizer.on_timer(now)
         if searching and sizer.state is SizerState.DONE:
             log.debug("SCTP: no probe answered; staying at %d-byte packets", sizer.size)
-        probe = sizer.next_probe(now)
+        probe = sizer.next_probe(now, self._rto)
         if probe is not None:
             STATS.probes_sent += 1
             packet = encode_probe(probe, self._local_port, self._remote_port,
@@ -597,18 +838,54 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
     def _use_packet_size(self, size: int) -> None:
         self._max_data = max_user_data(size)
         STATS.largest_packet = max(STATS.largest_packet, size)
+        STATS.packet_size = size
+        STATS.size_changes += 1
+        if self._sizer is not None:
+            STATS.fragment_loss = round(self._sizer.fragment_loss() or 0.0, 5)
 
     async def _receive_chunk(self, chunk: _sctp.Chunk) -> None:
         if type(chunk) is _sctp.HeartbeatAckChunk and self._sizer is not None:
             token = probe_token(chunk.params)
             if token is not None:
-                if self._sizer.on_probe_acked(token):
-                    STATS.probes_acked += 1
+                confirmed = self._sizer.confirmed
+                if self._sizer.on_probe_acked(token, self._loop.time()):
                     self._use_packet_size(self._sizer.size)
-                    log.debug("SCTP: %d-byte packets confirmed by probe", self._sizer.size)
+                if self._sizer.confirmed != confirmed:
+                    STATS.probes_acked += 1
+                    log.debug("SCTP: %d-byte packets confirmed by probe", self._sizer.confirmed)
                 self._probe_step()
                 return
         await super()._receive_chunk(chunk)
+
+    async def _send_chunk(self, chunk: _sctp.Chunk) -> None:
+        # DATA packets feed the sizer's loss estimate; one cut larger than the path now
+        # carries goes as pieces to a peer that joins them (else whole, as aiortc would).
+        sizer = self._sizer
+        if sizer is None or not sizer.candidates or type(chunk) is not _sctp.DataChunk:
+            await super()._send_chunk(chunk)  # nothing to choose (stock peer): no bookkeeping
+            return
+        size = data_packet_size(chunk)
+        if chunk._sent_count == 2 and not chunk._acked:
+            changed = sizer.on_lost(size)
+        else:
+            # A first send; or a resend not counted as a loss: after T3 although gap-acked
+            # (aiortc resends those too), or a second resend, which aiortc also makes when
+            # SACKs still show the gap before the first resend arrived (counting those put
+            # the estimate at 1.7% for 1% loss per IP packet).
+            changed = sizer.on_sent(size)
+        if changed:
+            log.debug("SCTP: cutting messages at %d bytes (loss per IP packet %.4f)",
+                      sizer.size, sizer.fragment_loss() or 0.0)
+            self._use_packet_size(sizer.size)
+        if size > sizer.confirmed and self._peer_joins_pieces:
+            self._packet_id += 1
+            packet = _sctp.serialize_packet(self._local_port, self._remote_port,
+                                            self._remote_verification_tag, chunk)
+            STATS.split_packets += 1
+            for piece in split_packet(packet, self._packet_id):
+                await self.transport._send_data(piece)
+            return
+        await super()._send_chunk(chunk)
 
     # -- receiving: reassembly only when a message can complete ------------------------------
 
@@ -980,12 +1257,16 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         if (
             self._sizer is not None
             and self._t3_strikes >= BLACK_HOLE_T3
-            and self._sizer.on_black_hole()
+            and self._sizer.on_black_hole(self._loop.time())
         ):
+            # One step down (fragmented -> whole -> base); chunks already cut larger go as
+            # pieces (_send_chunk), and the sizes above are probed again later.
             STATS.black_holes += 1
-            log.warning("SCTP: packets of %d bytes seem lost; back to %d bytes",
-                        self._max_data, BASE_PACKET)
-            self._max_data = _sctp.USERDATA_MAX_LENGTH
+            self._t3_strikes = 0
+            log.warning("SCTP: packets above %d bytes seem lost; down to %d bytes",
+                        self._sizer.confirmed, self._sizer.size)
+            self._use_packet_size(self._sizer.size)
+            self._probe_step()
 
         for chunk in self._sent_queue:
             if not self._maybe_abandon(chunk):
