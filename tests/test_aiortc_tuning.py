@@ -239,7 +239,7 @@ def test_bare_benchmark_children_stay_stock():
 
 class TestDelayedAck:
     def test_every_second_packet(self):
-        ack = DelayedAck()
+        ack = DelayedAck(quick_left=0)  # past the association's quick start
         assert ack.on_packet(0.0) is False
         assert ack.deadline == pytest.approx(0.2)
         assert ack.on_packet(0.01) is True
@@ -251,13 +251,13 @@ class TestDelayedAck:
         assert ack.on_packet(0.0, urgent=True) is True
 
     def test_lone_packet_is_acknowledged_by_the_deadline(self):
-        ack = DelayedAck(delay=0.2)
+        ack = DelayedAck(delay=0.2, quick_left=0)
         assert ack.on_packet(5.0) is False
         assert not ack.due(5.19)
         assert ack.due(5.2)
 
     def test_deadline_counts_from_the_first_unacknowledged_packet(self):
-        ack = DelayedAck(every=3, delay=0.2)
+        ack = DelayedAck(every=3, delay=0.2, quick_left=0)
         ack.on_packet(1.0)
         ack.on_packet(1.1)
         assert ack.deadline == pytest.approx(1.2)
@@ -286,6 +286,19 @@ class TestDelayedAck:
         sack_now(0.01)
         sack_now(0.02, urgent=True)
         assert [sack_now(0.03 + i / 100) for i in range(3)] == [True, True, False]
+
+    def test_the_first_packets_of_an_association_are_acknowledged_at_once(self):
+        # A sender's first window is a few packets: a SACK held back 200 ms stalled it
+        # (a manifest answer waited for one in about half of `p2p stream` start-ups).
+        ack = DelayedAck(every=2, quick=4)
+
+        def sack_now(now: float) -> bool:
+            now_ = ack.on_packet(now)
+            if now_:
+                ack.on_sack_sent()
+            return now_
+
+        assert [sack_now(i / 100) for i in range(6)] == [True] * 4 + [False, True]
 
     @given(st.lists(st.tuples(st.floats(0, 0.5), st.booleans()), max_size=50))
     def test_never_more_than_every_minus_one_packets_wait(self, arrivals):
@@ -641,6 +654,7 @@ async def test_a_packet_that_fills_a_gap_is_acknowledged_at_once():
         tuning.install() if was_installed else tuning.uninstall()
     t._last_received_tsn = 99
     t._association_state = t.State.ESTABLISHED
+    t._ack.quick_left = 0  # past the association's quick start
     sacks: list[tuple[int, list]] = []
 
     async def _send_sack():
