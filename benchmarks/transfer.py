@@ -315,7 +315,9 @@ def measure(args: argparse.Namespace, size: int, losses: list[float]) -> list[di
                     set_loss(loss)
                 for name in args.scenarios.split(","):
                     key = row_key(name, loss)
-                    rows[key] = run_scenario(name, workdir, src, size)
+                    load = os.getloadavg()[0]  # other work on the machine skews the row
+                    rows[key] = {**run_scenario(name, workdir, src, size),
+                                 "load_1m": round(load, 2)}
                     print(f"round {i + 1} {key}: {rows[key]}", file=sys.stderr, flush=True)
             add_ratios(rows)
             rounds.append(rows)
@@ -374,7 +376,7 @@ def in_namespace(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 COLS = ["mb_per_s", "x_ndc", "x_bare", "mb_per_s_connected", "wall_s", "seed_cpu_s_per_gib",
-        "fetch_cpu_s_per_gib", "seed_peak_rss_mb", "fetch_peak_rss_mb"]
+        "fetch_cpu_s_per_gib", "seed_peak_rss_mb", "fetch_peak_rss_mb", "load_1m"]
 
 
 def print_table(title: str, rows: dict[str, dict]) -> None:
