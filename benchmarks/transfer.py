@@ -27,6 +27,8 @@ More scenarios, for that comparison:
   bare-tuned  the bare aiortc channel with p2p's tuning installed on both sides
               (benchmarks/tuning.py's "tuned")
   1to1-stock  p2p 1 -> 1 with P2P_STOCK_AIORTC=1 on both sides
+  webtorrent  WebTorrent 2.8.5 over WebRTC in node, 1 seeder -> 1 leecher, the same file
+              (benchmarks/webtorrent/wt_swarm.mjs; once: `npm ci --ignore-scripts` there)
 Ratios are to libdatachannel (x ndc) and to the stock bare channel (x bare) at the same loss
 in the same round. `--repeat N` runs N rounds and adds a table of medians.
 
@@ -57,6 +59,7 @@ from bare_channel import run as run_bare  # noqa: E402
 
 ROOT = HERE.parent
 NDC = HERE / "ndc_channel.mjs"
+WEBTORRENT = HERE / "webtorrent" / "wt_swarm.mjs"
 NETNS_ENV = "P2P_BENCH_NETNS"  # set in the re-run inside the namespace: its name
 
 P2P = str(Path(sys.executable).parent / "p2p")
@@ -261,6 +264,27 @@ def ndc_scenario(size: int) -> dict:
     }
 
 
+def webtorrent_scenario(src: Path) -> dict:
+    """WebTorrent 2.8.5 over WebRTC in node, seeding the same file: wt_swarm.mjs."""
+    node = shutil.which("node")
+    if node is None or not (WEBTORRENT.parent / "node_modules" / "webtorrent").is_dir():
+        raise RuntimeError("the webtorrent scenario needs node and, once, "
+                           "`npm ci --ignore-scripts` in benchmarks/webtorrent")
+    out = subprocess.run([node, str(WEBTORRENT), "--file", str(src), "--timeout", "600"],
+                         capture_output=True, text=True, timeout=660)
+    if out.returncode != 0:
+        raise RuntimeError(f"wt_swarm.mjs failed: {out.stderr.strip()[-2000:]}")
+    res = json.loads(out.stdout)
+    return {
+        "mb_per_s": round(res["mb_per_s"], 2),
+        "mb_per_s_connected": round(res["mb_per_s_connected"], 2),
+        "wall_s": round(res["e2e_s"], 2),
+        "transfer_s": round(res["connected_s"], 2),
+        "seed_cpu_s_per_gib": round(res["seed_cpu_s_per_gib"], 2),
+        "fetch_cpu_s_per_gib": round(res["fetch_cpu_s_per_gib"], 2),
+    }
+
+
 SCENARIOS = {"1to1": (1, 1), "2to1": (2, 1), "1to3": (1, 3), "1to1-stock": (1, 1)}
 RAW = {"bare": bare_scenario, "bare-tuned": bare_tuned_scenario, "ndc": ndc_scenario}
 DEFAULT = "bare,1to1,2to1,1to3"
@@ -270,6 +294,8 @@ DEFAULT_NETNS = "ndc,bare,bare-tuned,1to1"
 def run_scenario(name: str, workdir: Path, src: Path, size: int) -> dict:
     if name in RAW:
         return RAW[name](size)
+    if name == "webtorrent":
+        return webtorrent_scenario(src)
     env = {"P2P_STOCK_AIORTC": "1"} if name.endswith("-stock") else None
     return p2p_scenario(workdir, src, *SCENARIOS[name], env=env)
 
@@ -391,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", default="256M", help="file size (K/M/G suffixes)")
     ap.add_argument("--scenarios", default=None,
-                    help=f"comma-separated, from {','.join([*RAW, *SCENARIOS])} (default "
+                    help=f"comma-separated, from {','.join([*RAW, *SCENARIOS, 'webtorrent'])} "
+                         f"(default "
                          f"{DEFAULT}; with --mtu or --loss: {DEFAULT_NETNS})")
     ap.add_argument("--mtu", type=int, default=0,
                     help="run in a fresh network namespace whose loopback has this MTU (root)")
@@ -411,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     netns_mode = bool(args.mtu) or any(losses)
     if args.scenarios is None:
         args.scenarios = DEFAULT_NETNS if netns_mode else DEFAULT
-    unknown = [n for n in args.scenarios.split(",") if n not in RAW and n not in SCENARIOS]
+    known = {*RAW, *SCENARIOS, "webtorrent"}
+    unknown = [n for n in args.scenarios.split(",") if n not in known]
     if unknown:
         ap.error(f"unknown scenarios {unknown}")
     if netns_mode and not os.environ.get(NETNS_ENV):
