@@ -141,6 +141,10 @@ function child(opts) {
   }
 
   process.on('uncaughtException', fail);
+  // The coordinator died (killed on a timeout): nobody will read a result, leave now.
+  process.on('disconnect', () => {
+    if (!finished) process.exit(1);
+  });
   if (opts.role === 'sender') {
     const payload = randomBytes(opts.msgSize);
     process.once('message', (msg) => {

@@ -442,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.scenarios.split(",") if n not in known]
     if unknown:
         ap.error(f"unknown scenarios {unknown}")
+    # SIGTERM (from `timeout`, or from the namespace's owner) unwinds like Ctrl-C, so every
+    # finally stops its processes, and the namespace is deleted after them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if netns_mode and not os.environ.get(NETNS_ENV):
         return in_namespace(args, argv)
 

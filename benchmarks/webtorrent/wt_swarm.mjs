@@ -161,6 +161,8 @@ async function coordinate(o) {
 }
 
 const o = parseArgs();
+// A child whose coordinator died (killed on a timeout) has nobody to report to.
+if (o.role) process.on('disconnect', () => process.exit(1));
 if (o.role === 'seed') seeder(o);
 else if (o.role === 'leech') leecher(o);
 else coordinate(o);
