@@ -14,6 +14,26 @@ is done), wall seconds from fetch start to exit and from manifest to done, CPU s
 GiB on the seeding and fetching sides, peak RSS. Every process is stopped at the end.
 
     python benchmarks/transfer.py [--size 256M] [--scenarios bare,1to1,2to1,1to3] [--json]
+
+Real networks have a 1500-byte MTU, not loopback's 65,536, and lose packets. `--mtu 1500`
+runs every process in a fresh network namespace whose loopback has that MTU (needs root,
+like benchmarks/faults.py), and `--loss 1,5` repeats each row with that percentage of UDP
+datagrams dropped at random by iptables inside the namespace (`statistic --mode random`
+on OUTPUT, which a loopback datagram crosses once; signaling is TCP and is left alone).
+More scenarios, for that comparison:
+  ndc         libdatachannel (C++, native usrsctp) through node-datachannel: one data channel
+              between two node processes, 64 KiB messages (benchmarks/ndc_channel.mjs;
+              `npm ci` in tests/js installs it)
+  bare-tuned  the bare aiortc channel with p2p's tuning installed on both sides
+              (benchmarks/tuning.py's "tuned")
+  1to1-stock  p2p 1 -> 1 with P2P_STOCK_AIORTC=1 on both sides
+  webtorrent  WebTorrent 2.8.5 over WebRTC in node, 1 seeder -> 1 leecher, the same file
+              (benchmarks/webtorrent/wt_swarm.mjs; once: `npm ci --ignore-scripts` there)
+Ratios are to libdatachannel (x ndc) and to the stock bare channel (x bare) at the same loss
+in the same round. `--repeat N` runs N rounds and adds a table of medians.
+
+    python benchmarks/transfer.py --mtu 1500 --size 256M           # ndc,bare,bare-tuned,1to1
+    python benchmarks/transfer.py --mtu 1500 --loss 1,5 --size 64M  # the same rows under loss
 """
 
 from __future__ import annotations
@@ -24,6 +44,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +56,11 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bare_channel import run as run_bare  # noqa: E402
+
+ROOT = HERE.parent
+NDC = HERE / "ndc_channel.mjs"
+WEBTORRENT = HERE / "webtorrent" / "wt_swarm.mjs"
+NETNS_ENV = "P2P_BENCH_NETNS"  # set in the re-run inside the namespace: its name
 
 P2P = str(Path(sys.executable).parent / "p2p")
 GIB = 1 << 30
@@ -115,8 +141,10 @@ def cpu(p: psutil.Process) -> float:
     return t.user + t.system
 
 
-def p2p_scenario(workdir: Path, src: Path, seeders: int, fetchers: int) -> dict:
+def p2p_scenario(workdir: Path, src: Path, seeders: int, fetchers: int,
+                 env: dict[str, str] | None = None) -> dict:
     r = Runner(workdir)
+    r.env.update(env or {})
     size = src.stat().st_size
     try:
         port = free_port()
@@ -201,46 +229,241 @@ def bare_scenario(size: int) -> dict:
     }
 
 
-SCENARIOS = {"1to1": (1, 1), "2to1": (2, 1), "1to3": (1, 3)}
+def bare_tuned_scenario(size: int) -> dict:
+    import tuning  # imports p2pcli.aiortc_tuning: only when asked for
+
+    res = tuning.run_variant("tuned", size, 65536)
+    return {
+        "mb_per_s": res["mb_per_s"],
+        "mb_per_s_connected": res["mb_per_s"],
+        "seed_cpu_s_per_gib": res["sender_cpu_s_per_gib"],
+        "fetch_cpu_s_per_gib": res["receiver_cpu_s_per_gib"],
+    }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", default="256M", help="file size (K/M/G suffixes)")
-    ap.add_argument("--scenarios", default="bare,1to1,2to1,1to3")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    args = ap.parse_args()
-    size = parse_size(args.size)
+def ndc_scenario(size: int) -> dict:
+    """libdatachannel's figure: benchmarks/ndc_channel.mjs, two node processes."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("the ndc scenario needs node (and `npm ci` in tests/js)")
+    out = subprocess.run([node, str(NDC), "--size", str(size), "--timeout", "600"],
+                         capture_output=True, text=True, timeout=660)
+    if out.returncode != 0:
+        raise RuntimeError(f"ndc_channel.mjs failed: {out.stderr.strip()[-2000:]}")
+    res = json.loads(out.stdout)
+    s, rcv = res["sender"], res["receiver"]
+    return {
+        "mb_per_s": round(res["mb_per_s"], 2),
+        "mb_per_s_connected": round(res["mb_per_s"], 2),
+        "wall_s": round(res["transfer_s"], 2),
+        "transfer_s": round(res["transfer_s"], 2),
+        "seed_cpu_s_per_gib": round(s["cpu_s_per_gib"], 2),
+        "fetch_cpu_s_per_gib": round(rcv["cpu_s_per_gib"], 2),
+        "seed_peak_rss_mb": round(s["peak_rss_bytes"] / 1e6, 1),
+        "fetch_peak_rss_mb": round(rcv["peak_rss_bytes"] / 1e6, 1),
+    }
+
+
+def webtorrent_scenario(src: Path) -> dict:
+    """WebTorrent 2.8.5 over WebRTC in node, seeding the same file: wt_swarm.mjs."""
+    node = shutil.which("node")
+    if node is None or not (WEBTORRENT.parent / "node_modules" / "webtorrent").is_dir():
+        raise RuntimeError("the webtorrent scenario needs node and, once, "
+                           "`npm ci --ignore-scripts` in benchmarks/webtorrent")
+    out = subprocess.run([node, str(WEBTORRENT), "--file", str(src), "--timeout", "600"],
+                         capture_output=True, text=True, timeout=660)
+    if out.returncode != 0:
+        raise RuntimeError(f"wt_swarm.mjs failed: {out.stderr.strip()[-2000:]}")
+    res = json.loads(out.stdout)
+    return {
+        "mb_per_s": round(res["mb_per_s"], 2),
+        "mb_per_s_connected": round(res["mb_per_s_connected"], 2),
+        "wall_s": round(res["e2e_s"], 2),
+        "transfer_s": round(res["connected_s"], 2),
+        "seed_cpu_s_per_gib": round(res["seed_cpu_s_per_gib"], 2),
+        "fetch_cpu_s_per_gib": round(res["fetch_cpu_s_per_gib"], 2),
+    }
+
+
+SCENARIOS = {"1to1": (1, 1), "2to1": (2, 1), "1to3": (1, 3), "1to1-stock": (1, 1)}
+RAW = {"bare": bare_scenario, "bare-tuned": bare_tuned_scenario, "ndc": ndc_scenario}
+DEFAULT = "bare,1to1,2to1,1to3"
+DEFAULT_NETNS = "ndc,bare,bare-tuned,1to1"
+
+
+def run_scenario(name: str, workdir: Path, src: Path, size: int) -> dict:
+    if name in RAW:
+        return RAW[name](size)
+    if name == "webtorrent":
+        return webtorrent_scenario(src)
+    env = {"P2P_STOCK_AIORTC": "1"} if name.endswith("-stock") else None
+    return p2p_scenario(workdir, src, *SCENARIOS[name], env=env)
+
+
+def set_loss(percent: float) -> None:
+    """Inside the namespace: drop `percent`% of UDP datagrams from now on (0: none)."""
+    subprocess.run(["iptables", "-F", "OUTPUT"], check=True, timeout=30)
+    if percent:
+        subprocess.run(["iptables", "-A", "OUTPUT", "-p", "udp", "-m", "statistic", "--mode",
+                        "random", "--probability", f"{percent / 100:g}", "-j", "DROP"],
+                       check=True, timeout=30)
+
+
+def add_ratios(rows: dict[str, dict]) -> None:
+    """x ndc and x bare of every row, against the rows at the same loss (same round)."""
+    for key, res in rows.items():
+        loss = key.rpartition("@")[2] if "@" in key else ""
+        suffix = f"@{loss}" if loss else ""
+        for base, col in (("ndc", "x_ndc"), ("bare", "x_bare")):
+            ref = rows.get(base + suffix, {}).get("mb_per_s")
+            if ref:
+                res[col] = round(res["mb_per_s"] / ref, 2)
+
+
+def row_key(name: str, loss: float) -> str:
+    return f"{name}@{loss:g}%" if loss else name
+
+
+def measure(args: argparse.Namespace, size: int, losses: list[float]) -> list[dict[str, dict]]:
     workdir = Path(tempfile.mkdtemp(prefix="p2p-bench-"))
-    results: dict[str, dict] = {}
+    rounds: list[dict[str, dict]] = []
+    in_netns = bool(os.environ.get(NETNS_ENV))
     try:
         src = workdir / "src.bin"
         with open(src, "wb") as f:
             for _ in range(size // (1 << 20)):
                 f.write(os.urandom(1 << 20))
             f.write(os.urandom(size % (1 << 20)))
-        for name in args.scenarios.split(","):
-            if name == "bare":
-                results[name] = bare_scenario(size)
-            else:
-                results[name] = p2p_scenario(workdir, src, *SCENARIOS[name])
-            print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
+        for i in range(args.repeat):
+            rows: dict[str, dict] = {}
+            for loss in losses:
+                if in_netns:
+                    set_loss(loss)
+                for name in args.scenarios.split(","):
+                    key = row_key(name, loss)
+                    load = os.getloadavg()[0]  # other work on the machine skews the row
+                    rows[key] = {**run_scenario(name, workdir, src, size),
+                                 "load_1m": round(load, 2)}
+                    print(f"round {i + 1} {key}: {rows[key]}", file=sys.stderr, flush=True)
+            add_ratios(rows)
+            rounds.append(rows)
     finally:
+        if in_netns:
+            set_loss(0)
         shutil.rmtree(workdir, ignore_errors=True)
-    bare = results.get("bare", {}).get("mb_per_s")
-    if bare:
-        for res in results.values():
-            res["ratio_to_bare"] = round(res["mb_per_s"] / bare, 2)
+    return rounds
+
+
+def medians(rounds: list[dict[str, dict]]) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for key in rounds[0]:
+        cols = {c for rows in rounds for c in rows.get(key, {})}
+        out[key] = {}
+        for c in sorted(cols):
+            vals = [rows[key][c] for rows in rounds if c in rows.get(key, {})]
+            out[key][c] = round(statistics.median(vals), 2)
+    return out
+
+
+def in_namespace(args: argparse.Namespace, argv: list[str]) -> int:
+    """Re-run this script inside a fresh namespace (loopback up, its MTU set); delete it after.
+
+    Everything the run starts (the signaling server, p2p, the bare channel's and node's
+    children) inherits the namespace, so its traffic never leaves it and iptables rules
+    set there touch nothing else. Named like tests/netns.py's, so a run that dies leaves
+    nothing the next Lab does not reap.
+    """
+    if os.geteuid() != 0:
+        sys.exit("--mtu and --loss need root (ip netns, iptables)")
+    sys.path.insert(0, str(ROOT / "tests"))
+    import netns
+
+    netns.reap_stale()
+    ns = f"{netns.PREFIX}{os.getpid()}xbench-mtu"
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+    inner = None
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True, timeout=30)
+        if args.mtu:
+            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "mtu", str(args.mtu)],
+                           check=True, timeout=30)
+        inner = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, __file__, *argv],
+                                 env={**os.environ, NETNS_ENV: ns}, start_new_session=True)
+        return inner.wait()
+    finally:
+        if inner is not None and inner.poll() is None:
+            os.killpg(inner.pid, signal.SIGTERM)
+            try:
+                inner.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(inner.pid, signal.SIGKILL)
+                inner.wait()
+        subprocess.run(["ip", "netns", "del", ns], timeout=30)
+
+
+COLS = ["mb_per_s", "x_ndc", "x_bare", "mb_per_s_connected", "wall_s", "seed_cpu_s_per_gib",
+        "fetch_cpu_s_per_gib", "seed_peak_rss_mb", "fetch_peak_rss_mb", "load_1m"]
+
+
+def print_table(title: str, rows: dict[str, dict]) -> None:
+    print(title)
+    print("scenario        " + " ".join(f"{c:>19}" for c in COLS))
+    for name, res in rows.items():
+        print(f"{name:<15} " + " ".join(f"{res.get(c, '-')!s:>19}" for c in COLS))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", default="256M", help="file size (K/M/G suffixes)")
+    ap.add_argument("--scenarios", default=None,
+                    help=f"comma-separated, from {','.join([*RAW, *SCENARIOS, 'webtorrent'])} "
+                         f"(default "
+                         f"{DEFAULT}; with --mtu or --loss: {DEFAULT_NETNS})")
+    ap.add_argument("--mtu", type=int, default=0,
+                    help="run in a fresh network namespace whose loopback has this MTU (root)")
+    ap.add_argument("--loss", default="0",
+                    help="comma-separated percentages of UDP datagrams to drop, one set of "
+                         "rows each, e.g. 1,5 (in a namespace: root)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds; >1 adds a median table")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+    size = parse_size(args.size)
+    try:
+        losses = [float(x) for x in args.loss.split(",")]
+    except ValueError:
+        ap.error("--loss takes percentages, e.g. 1,5")
+    if any(not 0 <= x < 100 for x in losses):
+        ap.error("--loss: each percentage in 0..100")
+    netns_mode = bool(args.mtu) or any(losses)
+    if args.scenarios is None:
+        args.scenarios = DEFAULT_NETNS if netns_mode else DEFAULT
+    known = {*RAW, *SCENARIOS, "webtorrent"}
+    unknown = [n for n in args.scenarios.split(",") if n not in known]
+    if unknown:
+        ap.error(f"unknown scenarios {unknown}")
+    # SIGTERM (from `timeout`, or from the namespace's owner) unwinds like Ctrl-C, so every
+    # finally stops its processes, and the namespace is deleted after them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if netns_mode and not os.environ.get(NETNS_ENV):
+        return in_namespace(args, argv)
+
+    rounds = measure(args, size, losses)
+    where = (f"in a network namespace, loopback MTU {args.mtu or 65536}" if netns_mode
+             else "on loopback (MTU 65536)")
     if args.json:
-        print(json.dumps({"size": size, "results": results}, indent=2))
-        return
-    cols = ["mb_per_s", "ratio_to_bare", "mb_per_s_connected", "wall_s", "seed_cpu_s_per_gib",
-            "fetch_cpu_s_per_gib", "seed_peak_rss_mb", "fetch_peak_rss_mb"]
-    print(f"transfer of {size / 2**20:.0f} MiB on loopback")
-    print("scenario  " + "  ".join(f"{c:>20}" for c in cols))
-    for name, res in results.items():
-        print(f"{name:<9} " + "  ".join(f"{res.get(c, ''):>20}" for c in cols))
+        out = {"size": size, "mtu": args.mtu or None, "where": where, "rounds": rounds}
+        if len(rounds) > 1:
+            out["median"] = medians(rounds)
+        print(json.dumps(out, indent=2))
+        return 0
+    for i, rows in enumerate(rounds):
+        print_table(f"round {i + 1}: {size / 2**20:g} MiB {where}", rows)
+    if len(rounds) > 1:
+        print_table(f"median of {len(rounds)} rounds (each ratio: median of its rounds)",
+                    medians(rounds))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
