@@ -325,8 +325,13 @@ def browser_scenarios(browser: Browser, workdir: Path, url: str, src: Path,
         chrome_cpu = cpu_since(c0)
         discarded = tab.evaluate("() => window.__bench.discarded()") - discarded
         if fetch.returncode != 0:
-            raise RuntimeError(f"fetch from the tab exited {fetch.returncode}: "
-                               f"{(workdir / 'bfetch.err').read_text()[-2000:]}")
+            said = [line for line in (workdir / "bfetch.err").read_text().splitlines()
+                    if '"progress"' not in line]
+            tab_st = tab.evaluate("""() => { const s = window.p2p.state();
+                return { sid: s.sid, peers: s.peers, busy: s.busy, dropped: s.dropped,
+                         messages: s.messages, sentTo: s.sentTo }; }""")
+            raise RuntimeError(f"fetch from the tab exited {fetch.returncode}:\n"
+                               + "\n".join(said[-40:]) + f"\nthe tab: {json.dumps(tab_st)}")
         ev = r.events("bfetch")
         done = next(e for e in ev if e["event"] == "done")
         manifest = next(e for e in ev if e["event"] == "manifest")
