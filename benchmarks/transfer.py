@@ -18,7 +18,8 @@ process is stopped at the end.
 Seeder fan-out (1to4, 1to16): the fetchers are all in one swarm, so they also trade pieces
 among themselves and the seeder uploads less than N copies. Each p2p row therefore also
 reports what the seeders uploaded (`seed_up_mb`, the sum over fetchers of the bytes their
-`done` event credits to a seeder's signaling id; `seed_share` of all bytes delivered), the
+`done` event credits to a seeder's signaling id, end-game duplicates included, so with two
+seeders `seed_share` of all bytes delivered can top 1.0), the
 seeders' CPU seconds per GiB *uploaded* (`seed_cpu_s_per_gib_up`: the figure that carries
 to a machine with more cores, where the fetchers would not compete with the seeder), the
 median fetcher's MB/s end to end and once connected, and the connections refused as
