@@ -8,12 +8,30 @@ Scenarios (each over the same file, real `p2p` processes, real signaling server)
   1to1     1 seeder  -> 1 fetcher
   2to1     2 seeders -> 1 fetcher
   1to3     1 seeder  -> 3 fetchers started together (time until all are done)
+  MtoN     any other count the same way: 1to4, 1to16 (seeder fan-out), 3to2, ...
 
-Per scenario: MB/s (file size / time; for 1to3, total bytes delivered / time until the last
-is done), wall seconds from fetch start to exit and from manifest to done, CPU seconds per
-GiB on the seeding and fetching sides, peak RSS. Every process is stopped at the end.
+Per scenario: MB/s (file size / time; for N fetchers, total bytes delivered / time from
+their start until the last is done), wall seconds from fetch start to exit and from
+manifest to done, CPU seconds per GiB on the seeding and fetching sides, peak RSS. Every
+process is stopped at the end.
+
+Seeder fan-out (1to4, 1to16): the fetchers are all in one swarm, so they also trade pieces
+among themselves and the seeder uploads less than N copies. Each p2p row therefore also
+reports what the seeders uploaded (`seed_up_mb`, the sum over fetchers of the bytes their
+`done` event credits to a seeder's signaling id, end-game duplicates included, so with two
+seeders `seed_share` of all bytes delivered can top 1.0), the
+seeders' CPU seconds per GiB *uploaded* (`seed_cpu_s_per_gib_up`: the figure that carries
+to a machine with more cores, where the fetchers would not compete with the seeder), the
+median fetcher's MB/s end to end and once connected, and the connections refused as
+"busy" (`refused_by_seed`, `refused_by_fetchers`: their `peer-refused` events). Every
+process comes from 127.0.0.1 here, where on a network each fetcher has its own address:
+the seeders get `--max-peers-per-address` equal to their `--max-peers` (128) so that only
+--max-peers limits them, as it would there. `p2p fetch` has no such option, so a fetcher
+keeps at most 8 connections (a quarter of its --max-peers 32) to the other local peers,
+the seeder included; `refused_by_fetchers` shows how often that cap bit.
 
     python benchmarks/transfer.py [--size 256M] [--scenarios bare,1to1,2to1,1to3] [--json]
+    python benchmarks/transfer.py --mtu 1500 --size 64M --scenarios bare,1to1,1to4,1to16
 
 Real networks have a 1500-byte MTU, not loopback's 65,536, and lose packets. `--mtu 1500`
 runs every process in a fresh network namespace whose loopback has that MTU (needs root,
@@ -41,6 +59,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -64,6 +83,7 @@ NETNS_ENV = "P2P_BENCH_NETNS"  # set in the re-run inside the namespace: its nam
 
 P2P = str(Path(sys.executable).parent / "p2p")
 GIB = 1 << 30
+SEED_MAX_PEERS = 128  # `p2p seed`'s default --max-peers, and its --max-peers-per-address here
 
 
 def parse_size(text: str) -> int:
@@ -155,8 +175,13 @@ def p2p_scenario(workdir: Path, src: Path, seeders: int, fetchers: int,
         seed_ps = []
         link = ""
         for i in range(seeders):
+            # --json: its `signaling-connected` event names it, so the fetchers' `done`
+            # events say how many bytes it uploaded. All peers share 127.0.0.1 here: lift
+            # the per-address cap to --max-peers (see the module docstring).
             p = r.start([P2P, "seed", str(src), "--signal", url, "--ice-host", "127.0.0.1",
-                         "--quiet"], f"seed{i}")
+                         "--max-peers", str(SEED_MAX_PEERS),
+                         "--max-peers-per-address", str(SEED_MAX_PEERS), "--json"],
+                        f"seed{i}")
             link = r.wait_line(f"seed{i}", 600)  # first seeder hashes (cached after)
             seed_ps.append(psutil.Process(p.pid))
         seed_cpu0 = [cpu(p) for p in seed_ps]
@@ -169,7 +194,10 @@ def p2p_scenario(workdir: Path, src: Path, seeders: int, fetchers: int,
         ps = [psutil.Process(p.pid) for p in fetch_ps]
         fetch_cpu = [0.0] * fetchers
         fetch_rss = [0] * fetchers
+        fetch_wall = [0.0] * fetchers
         pending = set(range(fetchers))
+        # Sampling 16 processes every 50 ms would take a share of the 2 cores they share.
+        tick = 0.05 if fetchers <= 4 else 0.1
         while pending:
             for i in list(pending):
                 try:
@@ -178,40 +206,83 @@ def p2p_scenario(workdir: Path, src: Path, seeders: int, fetchers: int,
                 except psutil.NoSuchProcess:
                     pass
                 if fetch_ps[i].poll() is not None:
+                    fetch_wall[i] = time.monotonic() - t0
                     pending.discard(i)
             if time.monotonic() - t0 > 900:
                 raise TimeoutError("fetch took over 900 s")
-            time.sleep(0.05)
+            time.sleep(tick)
         wall = time.monotonic() - t0
         for i, p in enumerate(fetch_ps):
             if p.returncode != 0:
                 raise RuntimeError(f"fetch{i} exited {p.returncode}: "
                                    f"{(workdir / f'fetch{i}.err').read_text()[-2000:]}")
         seed_cpu = sum(cpu(p) - c0 for p, c0 in zip(seed_ps, seed_cpu0, strict=True))
-        seed_rss = max(p.memory_info().rss for p in seed_ps)
+        seed_rss = max(peak_rss(p) for p in seed_ps)
+        seed_ids = set()
+        refused_seed = 0
+        for i in range(seeders):
+            ev = r.events(f"seed{i}")
+            seed_ids |= {e["peer"] for e in ev if e["event"] == "signaling-connected"}
+            refused_seed += sum(e["event"] == "peer-refused" for e in ev)
         transfer = []
+        seed_up = 0
+        refused_fetch = 0
         for i in range(fetchers):
             ev = r.events(f"fetch{i}")
             t_manifest = next(e["t"] for e in ev if e["event"] == "manifest")
-            t_done = next(e["t"] for e in ev if e["event"] == "done")
-            transfer.append(t_done - t_manifest)
+            done = next(e for e in ev if e["event"] == "done")
+            transfer.append(done["t"] - t_manifest)
+            seed_up += sum(n for peer, n in done["peers"].items() if peer in seed_ids)
+            refused_fetch += sum(e["event"] == "peer-refused" for e in ev)
             if (workdir / f"out{i}.bin").stat().st_size != size:
                 raise RuntimeError("output size differs")
-        delivered = size * fetchers
-        return {
-            "mb_per_s": round(delivered / wall / 1e6, 2),
-            "mb_per_s_connected": round(delivered / max(transfer) / 1e6, 2),
-            "wall_s": round(wall, 2),
-            "transfer_s": round(max(transfer), 2),
-            "seed_cpu_s_per_gib": round(seed_cpu / (delivered / GIB), 2),
-            "fetch_cpu_s_per_gib": round(sum(fetch_cpu) / (delivered / GIB), 2),
-            "seed_peak_rss_mb": round(seed_rss / 1e6, 1),
-            "fetch_peak_rss_mb": round(max(fetch_rss) / 1e6, 1),
-        }
+        return figures(size, wall, fetch_wall, transfer, seed_cpu=seed_cpu,
+                       fetch_cpu=sum(fetch_cpu), seed_up=seed_up, seed_rss=seed_rss,
+                       fetch_rss=max(fetch_rss), refused=(refused_seed, refused_fetch))
     finally:
         r.stop_all()
         for f in workdir.glob("out*.bin"):
             f.unlink()
+
+
+def peak_rss(p: psutil.Process) -> int:
+    """The process's peak RSS so far (VmHWM), not its RSS now."""
+    try:
+        for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return p.memory_info().rss
+
+
+def figures(size: int, wall: float, fetch_wall: list[float], transfer: list[float], *,
+            seed_cpu: float, fetch_cpu: float, seed_up: int, seed_rss: int, fetch_rss: int,
+            refused: tuple[int, int]) -> dict:
+    """One p2p row from what a run measured: `wall` from the fetchers' start until the last
+    exited, `fetch_wall[i]` until fetcher i exited, `transfer[i]` its manifest -> done,
+    `seed_up` the bytes the seeders uploaded (the rest came from other fetchers)."""
+    n = len(fetch_wall)
+    delivered = size * n
+    return {
+        "mb_per_s": round(delivered / wall / 1e6, 2),
+        "mb_per_s_connected": round(delivered / max(transfer) / 1e6, 2),
+        "wall_s": round(wall, 2),
+        "transfer_s": round(max(transfer), 2),
+        "seed_cpu_s_per_gib": round(seed_cpu / (delivered / GIB), 2),
+        "fetch_cpu_s_per_gib": round(fetch_cpu / (delivered / GIB), 2),
+        "seed_peak_rss_mb": round(seed_rss / 1e6, 1),
+        "fetch_peak_rss_mb": round(fetch_rss / 1e6, 1),
+        "fetchers": n,
+        "seed_up_mb": round(seed_up / 1e6, 1),
+        "seed_share": round(seed_up / delivered, 3),
+        "seed_up_mb_per_s": round(seed_up / wall / 1e6, 2),
+        "fetch_median_mb_per_s": round(statistics.median(size / w for w in fetch_wall) / 1e6, 2),
+        "fetch_median_mb_per_s_connected": round(
+            statistics.median(size / t for t in transfer) / 1e6, 2),
+        "refused_by_seed": refused[0],
+        "refused_by_fetchers": refused[1],
+    } | ({"seed_cpu_s_per_gib_up": round(seed_cpu / (seed_up / GIB), 2)} if seed_up else {})
 
 
 def bare_scenario(size: int) -> dict:
@@ -285,10 +356,28 @@ def webtorrent_scenario(src: Path) -> dict:
     }
 
 
-SCENARIOS = {"1to1": (1, 1), "2to1": (2, 1), "1to3": (1, 3), "1to1-stock": (1, 1)}
+P2P_SCENARIO = re.compile(r"(\d+)to(\d+)(-stock)?")
+"p2p rows: M seeders to N fetchers (1to1, 2to1, 1to16), `-stock` with P2P_STOCK_AIORTC=1."
+MAX_FETCHERS = 64  # under the seeder's --max-peers (128) and a signaling peer list (100)
 RAW = {"bare": bare_scenario, "bare-tuned": bare_tuned_scenario, "ndc": ndc_scenario}
 DEFAULT = "bare,1to1,2to1,1to3"
 DEFAULT_NETNS = "ndc,bare,bare-tuned,1to1"
+KNOWN = f"{','.join(RAW)},webtorrent,1to1,2to1,1to3,1to4,1to16,1to1-stock (any MtoN[-stock])"
+
+
+def p2p_shape(name: str) -> tuple[int, int, bool] | None:
+    """(seeders, fetchers, stock aiortc) of a p2p scenario name, None if it is not one."""
+    m = P2P_SCENARIO.fullmatch(name)
+    if m is None:
+        return None
+    seeders, fetchers = int(m[1]), int(m[2])
+    if not (1 <= seeders <= 8 and 1 <= fetchers <= MAX_FETCHERS):
+        return None
+    return seeders, fetchers, bool(m[3])
+
+
+def known_scenario(name: str) -> bool:
+    return name in RAW or name == "webtorrent" or p2p_shape(name) is not None
 
 
 def run_scenario(name: str, workdir: Path, src: Path, size: int) -> dict:
@@ -296,8 +385,11 @@ def run_scenario(name: str, workdir: Path, src: Path, size: int) -> dict:
         return RAW[name](size)
     if name == "webtorrent":
         return webtorrent_scenario(src)
-    env = {"P2P_STOCK_AIORTC": "1"} if name.endswith("-stock") else None
-    return p2p_scenario(workdir, src, *SCENARIOS[name], env=env)
+    shape = p2p_shape(name)
+    assert shape is not None, name
+    seeders, fetchers, stock = shape
+    env = {"P2P_STOCK_AIORTC": "1"} if stock else None
+    return p2p_scenario(workdir, src, seeders, fetchers, env=env)
 
 
 def set_loss(percent: float) -> None:
@@ -402,14 +494,18 @@ def in_namespace(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 COLS = ["mb_per_s", "x_ndc", "x_bare", "mb_per_s_connected", "wall_s", "seed_cpu_s_per_gib",
-        "fetch_cpu_s_per_gib", "seed_peak_rss_mb", "fetch_peak_rss_mb", "load_1m"]
+        "seed_cpu_s_per_gib_up", "seed_up_mb_per_s", "seed_share", "fetch_median_mb_per_s",
+        "fetch_median_mb_per_s_connected", "fetch_cpu_s_per_gib", "seed_peak_rss_mb",
+        "fetch_peak_rss_mb", "refused_by_seed", "refused_by_fetchers", "load_1m"]
 
 
 def print_table(title: str, rows: dict[str, dict]) -> None:
+    # Only the columns some row has: the fan-out ones stay out of a raw-channels table.
+    cols = [c for c in COLS if any(c in res for res in rows.values())]
     print(title)
-    print("scenario        " + " ".join(f"{c:>19}" for c in COLS))
+    print("scenario        " + " ".join(f"{c:>{len(c)}}" for c in cols))
     for name, res in rows.items():
-        print(f"{name:<15} " + " ".join(f"{res.get(c, '-')!s:>19}" for c in COLS))
+        print(f"{name:<15} " + " ".join(f"{res.get(c, '-')!s:>{len(c)}}" for c in cols))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,8 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", default="256M", help="file size (K/M/G suffixes)")
     ap.add_argument("--scenarios", default=None,
-                    help=f"comma-separated, from {','.join([*RAW, *SCENARIOS, 'webtorrent'])} "
-                         f"(default "
+                    help=f"comma-separated, from {KNOWN} (default "
                          f"{DEFAULT}; with --mtu or --loss: {DEFAULT_NETNS})")
     ap.add_argument("--mtu", type=int, default=0,
                     help="run in a fresh network namespace whose loopback has this MTU (root)")
@@ -438,8 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     netns_mode = bool(args.mtu) or any(losses)
     if args.scenarios is None:
         args.scenarios = DEFAULT_NETNS if netns_mode else DEFAULT
-    known = {*RAW, *SCENARIOS, "webtorrent"}
-    unknown = [n for n in args.scenarios.split(",") if n not in known]
+    unknown = [n for n in args.scenarios.split(",") if not known_scenario(n)]
     if unknown:
         ap.error(f"unknown scenarios {unknown}")
     # SIGTERM (from `timeout`, or from the namespace's owner) unwinds like Ctrl-C, so every
