@@ -13,6 +13,7 @@ from .common import (
     IceServerOpt,
     JsonOpt,
     MaxPeersOpt,
+    MaxPeersPerAddressOpt,
     QuietOpt,
     RetriesOpt,
     SignalOpt,
@@ -53,6 +54,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         max_peers: MaxPeersOpt = 32,
+        max_peers_per_address: MaxPeersPerAddressOpt = None,
         ice_server: IceServerOpt = None,
         ice_host: IceHostOpt = None,
         token: TokenOpt = None,
@@ -75,6 +77,7 @@ def register(app: typer.Typer) -> None:
         t, config = target_config(
             target, signal, ice_server, token,
             timeout=timeout, retries=retries, max_peers=max_peers,
+            max_peers_per_address=max_peers_per_address,
         )
         opts = FetchOptions(
             output=output,

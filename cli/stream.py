@@ -14,6 +14,7 @@ from .common import (
     IceServerOpt,
     JsonOpt,
     MaxPeersOpt,
+    MaxPeersPerAddressOpt,
     QuietOpt,
     RetriesOpt,
     SignalOpt,
@@ -77,6 +78,7 @@ def register(app: typer.Typer) -> None:
         timeout: TimeoutOpt = 10.0,
         retries: RetriesOpt = 3,
         max_peers: MaxPeersOpt = 32,
+        max_peers_per_address: MaxPeersPerAddressOpt = None,
         ice_server: IceServerOpt = None,
         ice_host: IceHostOpt = None,
         token: TokenOpt = None,
@@ -103,6 +105,7 @@ def register(app: typer.Typer) -> None:
         t, config = target_config(
             target, signal, ice_server, token,
             timeout=timeout, retries=retries, max_peers=max_peers,
+            max_peers_per_address=max_peers_per_address,
         )
         opts = StreamOptions(
             player=player,

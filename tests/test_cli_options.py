@@ -1,0 +1,27 @@
+"""Every command that joins a swarm takes the same swarm options (a user tuning one command
+expects the others to take the same flag: `fetch` once lacked --max-peers-per-address, so
+fetchers on one host refused each other and nothing could raise the limit)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+from conftest import P2P
+
+SWARM_COMMANDS = ("seed", "fetch", "stream")
+SWARM_OPTIONS = ("--signal", "--ice-server", "--ice-host", "--token", "--max-peers",
+                 "--max-peers-per-address", "--quiet", "--json", "--verbose")
+DOWNLOAD_OPTIONS = ("--timeout", "--retries", "--force", "--output")  # fetch and stream
+
+
+@pytest.mark.parametrize("command", SWARM_COMMANDS)
+def test_every_swarm_command_takes_every_swarm_option(command: str) -> None:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    out = subprocess.run([P2P, command, "--help"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    wanted = SWARM_OPTIONS + (DOWNLOAD_OPTIONS if command != "seed" else ())
+    missing = [o for o in wanted if o not in out.stdout]
+    assert not missing, f"p2p {command} lacks {missing}"
