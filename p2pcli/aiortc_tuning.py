@@ -577,6 +577,10 @@ def data_packet_size(chunk: _sctp.DataChunk) -> int:
             + n + _sctp.padl(n))
 
 
+# The most pieces one MAX_PACKET packet is split into (pieces of BASE_PACKET bytes).
+MAX_SPLIT_PIECES = math.ceil(MAX_PACKET / (BASE_PACKET - SPLIT_HEADER.size))
+
+
 def split_packet(packet: bytes, packet_id: int, piece_size: int = BASE_PACKET) -> list[bytes]:
     """An SCTP packet as pieces of at most `piece_size` bytes, for a peer that announced
     SPLIT_PARAM. Used for DATA chunks cut at a size the path stopped carrying (a TSN cannot
@@ -603,7 +607,10 @@ class Reassembler:
         if len(piece) < SPLIT_HEADER.size:
             return None
         _, packet_id, index, count = SPLIT_HEADER.unpack_from(piece)
-        if index >= count:
+        # What `split_packet` can send, and no more: pieces of at most BASE_PACKET bytes
+        # making up at most one MAX_PACKET packet. Anything else is not ours to keep (a
+        # peer could otherwise park 32 x 255 pieces of 16 KiB, 130 MB, here).
+        if index >= count or count > MAX_SPLIT_PIECES or len(piece) > BASE_PACKET:
             return None
         parts = self._pending.get(packet_id)
         if parts is None or len(parts) != count:

@@ -535,6 +535,16 @@ class TestSplitPackets:
         whole = [r.add(p) for p in tuning.split_packet(b"x" * 5000, 1000)]
         assert whole[-1] == b"x" * 5000
 
+    def test_pieces_nobody_could_send_are_not_kept(self):
+        # At most MAX_SPLIT_PIECES pieces of at most BASE_PACKET bytes: a peer cannot park
+        # large pieces or claim 255 of them to hold memory here.
+        r = tuning.Reassembler()
+        big = tuning.SPLIT_HEADER.pack(tuning.SPLIT_MARK, 1, 0, 2) + bytes(MAX_PACKET)
+        many = tuning.SPLIT_HEADER.pack(tuning.SPLIT_MARK, 2, 0, 255) + bytes(100)
+        assert r.add(big) is None and r.add(many) is None
+        assert r._pending == {}
+        assert len(tuning.split_packet(bytes(MAX_PACKET), 3)) <= tuning.MAX_SPLIT_PIECES
+
     def test_a_piece_is_never_an_sctp_packet(self):
         # Source port 0 is invalid in SCTP: stock parsing would never take a piece for one.
         assert tuning.split_packet(b"y" * 3000, 1)[0][:2] == b"\x00\x00"
