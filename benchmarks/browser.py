@@ -60,6 +60,8 @@ import psutil
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+from chromium import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402  (the tests' Chromium flags)
 from transfer import (  # noqa: E402
     GIB,
     P2P,
@@ -70,20 +72,6 @@ from transfer import (  # noqa: E402
     parse_size,
 )
 
-CHROMIUM = "/usr/bin/chromium"
-# tests/browser_helpers.py's flags: loopback candidates need the last one plus the camera
-# permission granted per origin below; mDNS names would hide 127.0.0.1 from aiortc.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--allow-loopback-in-peer-connection",
-]
 NETNS_ENV = "P2P_BENCH_NETNS"  # set in the re-run inside the namespace: its name
 MSG = 64 * 1024
 

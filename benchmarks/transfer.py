@@ -286,7 +286,12 @@ def figures(size: int, wall: float, fetch_wall: list[float], transfer: list[floa
 
 
 def bare_scenario(size: int) -> dict:
-    res = run_bare(size, msg_size=65536, use_uvloop=None)
+    return _channel_row(run_bare(size, msg_size=65536, use_uvloop=None))
+
+
+def _channel_row(res: dict) -> dict:
+    """A row from a raw channel's result (bare_channel.py and ndc_channel.mjs share its
+    shape): no set-up, so end to end and once connected are the same."""
     s, rcv = res["sender"], res["receiver"]
     return {
         "mb_per_s": round(res["mb_per_s"], 2),
@@ -321,18 +326,7 @@ def ndc_scenario(size: int) -> dict:
                          capture_output=True, text=True, timeout=660)
     if out.returncode != 0:
         raise RuntimeError(f"ndc_channel.mjs failed: {out.stderr.strip()[-2000:]}")
-    res = json.loads(out.stdout)
-    s, rcv = res["sender"], res["receiver"]
-    return {
-        "mb_per_s": round(res["mb_per_s"], 2),
-        "mb_per_s_connected": round(res["mb_per_s"], 2),
-        "wall_s": round(res["transfer_s"], 2),
-        "transfer_s": round(res["transfer_s"], 2),
-        "seed_cpu_s_per_gib": round(s["cpu_s_per_gib"], 2),
-        "fetch_cpu_s_per_gib": round(rcv["cpu_s_per_gib"], 2),
-        "seed_peak_rss_mb": round(s["peak_rss_bytes"] / 1e6, 1),
-        "fetch_peak_rss_mb": round(rcv["peak_rss_bytes"] / 1e6, 1),
-    }
+    return _channel_row(json.loads(out.stdout))
 
 
 def webtorrent_scenario(src: Path) -> dict:

@@ -35,21 +35,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from chromium import CHROMIUM, CHROMIUM_FLAGS
 from conftest import P2P, Proc, Procs
 from netns import reap_stale
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--allow-loopback-in-peer-connection",
-]
 NS_PREFIX = "p2pb"  # namespace names: p2pb<pid>x<n>
 SIGNAL_PORT = 8080
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
