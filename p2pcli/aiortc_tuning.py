@@ -723,7 +723,13 @@ class TunedDtlsTransport(_dtls.RTCDtlsTransport):
         # across datagrams.
         if self._state != _dtls.State.CONNECTED:
             raise ConnectionError("Cannot send encrypted data, not connected")
-        self._ssl.send(data)
+        try:
+            self._ssl.send(data)
+        except SSL.Error as exc:
+            # stop() shuts the TLS session down before it marks the transport CLOSED; a send
+            # in between (a probe, a SACK, a retransmission task) must look like any other
+            # send on a closed transport, which every caller already ignores.
+            raise ConnectionError("Cannot send encrypted data, DTLS is shutting down") from exc
         try:
             record = self._ssl.bio_read(RECORD_READ_SIZE)
         except SSL.Error:

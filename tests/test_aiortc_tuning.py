@@ -893,6 +893,36 @@ async def test_path_dropping_large_datagrams_settles_on_a_size_that_passes(loopb
     assert r["a"]._sizer.probes_sent == tuning.MAX_PROBES + 1
 
 
+@pytest.mark.timeout(60)
+async def test_sends_while_dtls_shuts_down_are_dropped_quietly(loopback_only):
+    # RTCDtlsTransport.stop() shuts the TLS session down, then awaits, then marks the
+    # transport CLOSED. A probe, SACK or retransmission sent in that window used to raise
+    # OpenSSL's "protocol is shutdown" from a task nobody awaited: a traceback on stderr at
+    # the end of a good download. Every sender must see the ConnectionError it already handles.
+    a = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    b = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        _use(True)
+        channel = a.createDataChannel("t")
+        await a.setLocalDescription(await a.createOffer())
+        await b.setRemoteDescription(a.localDescription)
+        await b.setLocalDescription(await b.createAnswer())
+        await a.setRemoteDescription(b.localDescription)
+        opened = asyncio.Event()
+        channel.on("open", opened.set)
+        await asyncio.wait_for(opened.wait(), 20)
+        transport = a.sctp.transport
+        assert transport.state == "connected"
+        transport._ssl.shutdown()  # what stop() does first
+        with pytest.raises(ConnectionError):
+            await transport._send_data(b"x" * 100)
+        probe = encode_probe(Probe(size=4096, token=1), 5000, 5000, 0)
+        await a.sctp._send_raw(probe)  # the probe task: returns, raises nothing
+    finally:
+        await a.close()
+        await b.close()
+
+
 # -- 4. real processes ------------------------------------------------------------------------
 
 FILE_SIZE = 6 * 1024 * 1024 + 12345
