@@ -6,11 +6,13 @@ responses come first, then a read-ahead window (readahead.py), then the rest in 
 new range (a seek) re-prioritises at once and cancels requests nobody needs any more.
 The download itself is fetch's `.part` file, so an interrupted stream resumes.
 
-Start-up order, for the first frame: the HTTP server listens, and when the link names the
-file the URL is published (and the player started) at once, before the swarm's modules
-(aiortc, Socket.IO: most of the start-up time) are imported and before any peer is found.
-The player starts up meanwhile, and its first request waits here for the swarm and the
-verified manifest. A bare hash has no name for the URL: its URL waits for the manifest.
+Start-up order, for the first frame: a plain socket listens, and when the link names the
+file the URL is published (and the player started) at once, before the HTTP server's and
+the swarm's modules (aiohttp, aiortc, Socket.IO: most of the start-up time) are imported
+and before any peer is found. The player starts up meanwhile; its connection waits in the
+socket's backlog until aiohttp serves that socket, and its first request then waits for the
+swarm and the verified manifest. A bare hash has no name for the URL: its URL waits for the
+manifest.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ import errno
 import itertools
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from aiohttp import web
 
 from . import events as ev
 from .errors import ManifestError, StorageError, UsageError
@@ -50,7 +51,9 @@ from .readahead import PlayerState, ReadAhead, Reader
 from .store import check_output
 
 if TYPE_CHECKING:
-    # Imported by `stream()` once the URL is out: these import aiortc and Socket.IO.
+    # Imported by `stream()` once the URL is out: aiohttp, aiortc and Socket.IO.
+    from aiohttp import web
+
     from .download import Download
     from .swarm import Swarm, SwarmConfig
 
@@ -141,10 +144,14 @@ class Streamer:
         return f"http://127.0.0.1:{self.port}/{self.secret}/{_url_name(name)}"
 
     def _refuse(self, request: web.Request, e: Refused) -> web.Response:
+        from aiohttp import web
+
         self.emit(ev.Http(method=request.method, status=e.status, error=str(e)))
         return web.Response(status=e.status, text=f"{e}\n", headers=SAFE_HEADERS)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web  # loaded by _serve_http before any request is read
+
         # Who may read, before anything waits on the swarm: nobody without the secret
         # holds a connection open (localhttp.py says why each check is there).
         try:
@@ -263,24 +270,40 @@ class Streamer:
         return max(0, ahead - (pos - (pos // m.piece_size) * m.piece_size))
 
 
-async def _start_http(app: web.Application, port: int) -> tuple[web.AppRunner, int]:
-    # A player's request can wait for pieces that will never come once we stop: bound
-    # the wait for open responses at shutdown (aiohttp's default is 60 s).
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+def _listen(port: int) -> socket.socket:
+    """The stream's listening socket, bound before aiohttp is imported: the URL (and the
+    player) need only the port, and a connection made before aiohttp serves the socket
+    waits in its backlog."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        await site.start()
+        # As aiohttp's TCPSite does: a port in TIME_WAIT from our last run is free to reuse.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
     except OSError as e:
-        await runner.cleanup()
+        sock.close()
         if e.errno == errno.EADDRINUSE:
             raise UsageError(
                 f"port {port} is in use; choose another with --port (0 picks a free one)"
             ) from None
         raise UsageError(f"cannot listen on 127.0.0.1:{port} ({e.strerror})") from None
-    server = site._server  # aiohttp keeps the bound socket here
-    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port
-    return runner, bound
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve_http(st: Streamer, sock: socket.socket) -> web.AppRunner:
+    """Serve `st` on the listening socket (this imports aiohttp: after the URL is out)."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", st.handle)
+    app.router.add_route("HEAD", "/{tail:.*}", st.handle)
+    # A player's request can wait for pieces that will never come once we stop: bound
+    # the wait for open responses at shutdown (aiohttp's default is 60 s).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner
 
 
 async def stream(
@@ -295,13 +318,12 @@ async def stream(
     if opts.output is not None or early is not None:
         check_output(Path(opts.output or early), force=opts.force)
     st = Streamer(emit)
-    app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", st.handle)
-    app.router.add_route("HEAD", "/{tail:.*}", st.handle)
-    runner, st.port = await _start_http(app, opts.port)
+    sock = _listen(opts.port)
+    st.port = sock.getsockname()[1]
     play = _Player(opts, player)
     tasks: list[asyncio.Task] = []
     dl: Download | None = None
+    runner: web.AppRunner | None = None
     try:
         if early is not None:
             # The player starts up while the swarm's modules load and peers are found.
@@ -320,6 +342,9 @@ async def stream(
         swarm = dl.swarm
         st.attach(swarm, dl)
         await dl.start()
+        # Once the swarm has asked the signaling server for peers: their answers travel
+        # while aiohttp's server half loads.
+        runner = await _serve_http(st, sock)
         while not swarm.manifest_ready.is_set():
             await dl.step([play.wait] if play.wait is not None else [])
             if play.wait is not None and play.wait.done():
@@ -352,7 +377,10 @@ async def stream(
         st.stopping = True
         if dl is not None:
             await dl.close()
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()  # closes the socket too
+        else:
+            sock.close()
 
 
 class _Player:
