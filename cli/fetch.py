@@ -68,6 +68,8 @@ def register(app: typer.Typer) -> None:
         """
         # Here, not at the top: `p2p --help` imports every command module (cli/common.py).
         from p2pcli import patches, runner
+
+        patches.load_socketio_client()  # before p2pcli.fetch imports socketio
         from p2pcli.fetch import FetchOptions, fetch
 
         from .output import Reporter

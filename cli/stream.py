@@ -133,6 +133,7 @@ def _apply_patches(hosts: tuple[str, ...]) -> None:
     from p2pcli import patches  # imports aiortc: see StreamOptions.before_swarm
 
     patches.apply(host_addresses=hosts)
+    patches.load_socketio_client()
 
 
 def _print_url(reporter: Reporter) -> Callable[[Event], None]:

@@ -12,6 +12,10 @@ connections made afterwards:
   `aioice.ice.get_host_addresses` up at call time, so replacing that function chooses
   them. tests/test_patches.py fails if a new aioice stops looking it up.
 
+- python-socketio, in a process that is only a signaling client (`fetch`, `stream`):
+  `load_socketio_client` imports it without redis, which its package imports for the
+  pub/sub managers only a clustered server uses (~40 ms of the client's start-up).
+
 Not here: python-engineio. The signaling server subclasses its server classes and gives
 each new session its own socket class (`_SocketIOServer` in signaling/server.py): that is
 per server object, never process-wide, and happens only when a server runs.
@@ -20,6 +24,7 @@ per server object, never process-wide, and happens only when a server runs.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping
 
 import aioice.ice
@@ -73,3 +78,29 @@ def choose_host_addresses(addresses: Iterable[str] | None) -> None:
         return [a for a in chosen if (use_ipv4 and ":" not in a) or (use_ipv6 and ":" in a)]
 
     aioice.ice.get_host_addresses = get_host_addresses
+
+
+#: What python-socketio's package imports for its pub/sub managers, and a client never uses.
+_SERVER_ONLY = ("redis", "valkey")
+
+
+def load_socketio_client() -> None:
+    """Import python-socketio for a signaling client, without redis (or valkey).
+
+    Call it before anything imports socketio, in a process that runs no signaling server
+    (the Redis manager of the clustered one, signaling/cluster.py, then reports redis
+    missing). Does nothing if socketio or redis is loaded already. redis stays importable:
+    only socketio's own reference to it is left empty.
+    """
+    if "socketio" in sys.modules or any(n in sys.modules for n in _SERVER_ONLY):
+        return
+    # A None entry makes `import redis` raise ImportError, which socketio's managers
+    # catch (they are optional there); removed again at once.
+    for name in _SERVER_ONLY:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import socketio  # noqa: F401
+    finally:
+        for name in _SERVER_ONLY:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]

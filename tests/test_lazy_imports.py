@@ -60,9 +60,10 @@ def test_swarm_config_and_link_parsing_load_no_network_stack():
     assert not loaded & {"aiortc", "aioice", "socketio", "engineio", "av"}, loaded
 
 
-def test_stream_publishes_its_url_before_loading_aiortc():
-    # The `serving` event (the URL the player opens) comes before the swarm's modules load:
-    # the player starts up while aiortc is imported and peers are found.
+def test_stream_publishes_its_url_before_loading_aiortc_or_aiohttp():
+    # The `serving` event (the URL the player opens) comes before the swarm's modules and
+    # the HTTP server's load: the player starts up while aiohttp and aiortc are imported
+    # and peers are found; a bare socket listens meanwhile.
     code = (
         "import asyncio, sys\n"
         "from p2pcli.link import parse_target\n"
@@ -73,7 +74,7 @@ def test_stream_publishes_its_url_before_loading_aiortc():
         "    pass\n"
         "def emit(ev):\n"
         "    if ev.kind == 'serving':\n"
-        "        seen.append((ev.url, 'aiortc' in sys.modules))\n"
+        "        seen.append((ev.url, {'aiortc', 'aiohttp'} & set(sys.modules)))\n"
         "def before_swarm():\n"
         "    raise Stop\n"
         "t = parse_target('p2p://' + '0' * 64 + '?signal=http%3A%2F%2F127.0.0.1%3A9&name=a.mp4')\n"
@@ -86,6 +87,38 @@ def test_stream_publishes_its_url_before_loading_aiortc():
     )
     loaded = _modules_after(code)
     assert "aiortc" not in loaded
+
+
+def test_a_signaling_client_loads_socketio_without_redis():
+    # python-socketio's package imports redis for its pub/sub managers (~40 ms of start-up);
+    # only the clustered server uses them.
+    loaded = _modules_after(
+        "from p2pcli import patches\n"
+        "patches.load_socketio_client()\n"
+        "import socketio\n"
+        "assert socketio.AsyncClient\n"
+        "from p2pcli.signaling.client import SignalingClient\n"
+    )
+    assert "socketio" in loaded and "redis" not in loaded, loaded
+
+
+def test_loading_the_socketio_client_leaves_redis_importable():
+    # A process that imported redis first (the clustered server) keeps socketio's Redis
+    # managers: the loader does nothing then; and redis stays importable afterwards.
+    loaded = _modules_after(
+        "import redis\n"
+        "from p2pcli import patches\n"
+        "patches.load_socketio_client()\n"
+        "import socketio.async_redis_manager as m\n"
+        "assert m.aioredis is not None\n"
+    )
+    assert "redis" in loaded
+    loaded = _modules_after(
+        "from p2pcli import patches\n"
+        "patches.load_socketio_client()\n"
+        "import redis\n"
+    )
+    assert "redis" in loaded
 
 
 def test_the_cli_repeats_the_embedded_signal_port_of_the_core():
