@@ -11,6 +11,11 @@ connections made afterwards:
   has no option for it, but `Connection.gather_candidates` looks the module-level
   `aioice.ice.get_host_addresses` up at call time, so replacing that function chooses
   them. tests/test_patches.py fails if a new aioice stops looking it up.
+- aioice: `Connection.connect` notices at once that its checks succeeded. aioice's loop
+  starts a check, then sleeps 20 ms (the pacing timer) before it looks at the outcome,
+  though a check on a LAN or loopback answers within a millisecond: every connection
+  waited ~20 ms more on each side before DTLS could start. Installed only over the pinned
+  aioice version, whose method `_connect` copies (tests/test_patches.py checks the copy).
 
 - python-socketio, in a process that is only a signaling client (`fetch`, `stream`):
   `load_socketio_client` imports it without redis, which its package imports for the
@@ -23,6 +28,7 @@ per server object, never process-wide, and happens only when a server runs.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -35,6 +41,9 @@ from . import aiortc_tuning
 STOCK_AIORTC_ENV = "P2P_STOCK_AIORTC"
 
 _stock_get_host_addresses = aioice.ice.get_host_addresses
+_stock_connect = aioice.ice.Connection.connect
+#: The aioice whose `Connection.connect` `_connect` copies.
+PINNED_AIOICE_VERSION = "0.13.0"
 
 
 def apply(host_addresses: Iterable[str] | None = None, *,
@@ -46,6 +55,7 @@ def apply(host_addresses: Iterable[str] | None = None, *,
     aiortc as it is; None: as `P2P_STOCK_AIORTC` in the environment says.
     """
     choose_host_addresses(host_addresses)
+    prompt_ice_checks(True)
     if stock_aiortc is None:
         stock_aiortc = stock_aiortc_asked()
     if stock_aiortc:
@@ -57,6 +67,7 @@ def apply(host_addresses: Iterable[str] | None = None, *,
 def revert() -> None:
     """Back to the libraries as they are (for tests)."""
     choose_host_addresses(None)
+    prompt_ice_checks(False)
     aiortc_tuning.uninstall()
 
 
@@ -78,6 +89,50 @@ def choose_host_addresses(addresses: Iterable[str] | None) -> None:
         return [a for a in chosen if (use_ipv4 and ":" not in a) or (use_ipv6 and ":" in a)]
 
     aioice.ice.get_host_addresses = get_host_addresses
+
+
+def prompt_ice_checks(on: bool) -> bool:
+    """Install `_connect` as aioice's `Connection.connect` (or put the stock one back).
+    Returns whether it is installed: never over an aioice other than the pinned one."""
+    on = on and aioice.__version__ == PINNED_AIOICE_VERSION
+    aioice.ice.Connection.connect = _connect if on else _stock_connect  # type: ignore[method-assign]
+    return on
+
+
+async def _connect(self: aioice.ice.Connection) -> None:
+    """aioice 0.13.0's `Connection.connect`, except that the checks loop also wakes up
+    when the check list completes or fails, rather than only at its 20 ms tick."""
+    if not self._local_candidates_end:
+        raise ConnectionError("Local candidates gathering was not performed")
+    if self.remote_username is None or self.remote_password is None:
+        raise ConnectionError("Remote username or password is missing")
+    for remote_candidate in self._remote_candidates:
+        self._pair_remote_candidate(remote_candidate)
+    self.sort_check_list()
+    self._unfreeze_initial()
+    for early_check in self._early_checks:
+        self.check_incoming(*early_check)
+    self._early_checks.clear()
+    self._early_checks_done = True
+
+    # The change: the outcome is awaited alongside the pacing tick. Once it is known no
+    # more checks start, as in aioice (`_check_periodic` stops when the list is done).
+    outcome = asyncio.ensure_future(self._check_list_state.get())
+    try:
+        while self._check_periodic():
+            done, _ = await asyncio.wait({outcome}, timeout=0.02)
+            if done:
+                break
+        res = await outcome if self._check_list else aioice.ice.ICE_FAILED
+    finally:
+        outcome.cancel()
+
+    for check in self._check_list:
+        if check.task:
+            check.task.cancel()
+    if res != aioice.ice.ICE_COMPLETED:
+        raise ConnectionError("ICE negotiation failed")
+    self._query_consent_task = asyncio.create_task(self.query_consent())
 
 
 #: What python-socketio's package imports for its pub/sub managers, and a client never uses.

@@ -6,6 +6,7 @@ process already imported or applied does not matter.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -26,9 +27,11 @@ STATE = """
 import json, aioice.ice, aiortc.rtcpeerconnection as pc
 from aiortc import rtcdtlstransport as dtls, rtcsctptransport as sctp
 stock_hosts = aioice.ice.get_host_addresses
+stock_connect = aioice.ice.Connection.connect
 {}
 print(json.dumps({{
     "hosts_patched": aioice.ice.get_host_addresses is not stock_hosts,
+    "ice_patched": aioice.ice.Connection.connect is not stock_connect,
     "sctp_patched": pc.RTCSctpTransport is not sctp.RTCSctpTransport,
     "dtls_patched": pc.RTCDtlsTransport is not dtls.RTCDtlsTransport,
 }}))
@@ -52,8 +55,8 @@ def _state(code: str, **env: str) -> dict[str, bool]:
 
 
 def test_importing_every_p2pcli_module_patches_nothing():
-    assert _state(IMPORT_EVERYTHING) == {
-        "hosts_patched": False, "sctp_patched": False, "dtls_patched": False}
+    assert _state(IMPORT_EVERYTHING) == {"hosts_patched": False, "ice_patched": False,
+                                         "sctp_patched": False, "dtls_patched": False}
 
 
 @pytest.mark.parametrize(("env", "tuned"), [
@@ -61,15 +64,18 @@ def test_importing_every_p2pcli_module_patches_nothing():
 ])
 def test_apply_tunes_aiortc_unless_the_environment_asks_for_stock(env, tuned):
     state = _state("from p2pcli import patches; patches.apply()", **env)
-    assert state == {"hosts_patched": False, "sctp_patched": tuned, "dtls_patched": tuned}
+    assert state == {"hosts_patched": False, "ice_patched": True,
+                     "sctp_patched": tuned, "dtls_patched": tuned}
 
 
 def test_apply_chooses_host_addresses_and_a_second_apply_replaces_the_first():
     state = _state("from p2pcli import patches; patches.apply(['127.0.0.1'], stock_aiortc=True)")
-    assert state == {"hosts_patched": True, "sctp_patched": False, "dtls_patched": False}
+    assert state == {"hosts_patched": True, "ice_patched": True,
+                     "sctp_patched": False, "dtls_patched": False}
     state = _state("from p2pcli import patches; patches.apply(['127.0.0.1']); patches.apply()",
                    P2P_STOCK_AIORTC="1")
-    assert state == {"hosts_patched": False, "sctp_patched": False, "dtls_patched": False}
+    assert state == {"hosts_patched": False, "ice_patched": True,
+                     "sctp_patched": False, "dtls_patched": False}
 
 
 def test_stock_environment_values():
@@ -95,6 +101,7 @@ def test_revert_puts_the_libraries_back(reverted):
     patches.apply(["127.0.0.1"], stock_aiortc=False)
     patches.revert()
     assert aioice.ice.get_host_addresses is stock_hosts
+    assert aioice.ice.Connection.connect is patches._stock_connect
     assert pc_module.RTCSctpTransport is sctp.RTCSctpTransport
     assert pc_module.RTCDtlsTransport is dtls.RTCDtlsTransport
 
@@ -114,3 +121,61 @@ async def test_aioice_gathers_exactly_the_chosen_host_addresses(reverted, hosts,
         assert {c.host for c in conn.local_candidates if c.type == "host"} == expected
     finally:
         await conn.close()
+
+
+#: sha256 of the source of aioice 0.13.0's `Connection.connect`, which `patches._connect`
+#: copies with one change: a new aioice fails here until the copy is checked against it.
+STOCK_CONNECT_SHA256 = "da51be46190141ee23c03ab8d77c030b45e412b6430369790ba4665a7a7886d2"
+
+
+def test_the_ice_connect_copy_matches_the_pinned_aioice():
+    import hashlib
+    import inspect
+
+    assert aioice.__version__ == patches.PINNED_AIOICE_VERSION
+    source = inspect.getsource(patches._stock_connect)
+    assert hashlib.sha256(source.encode()).hexdigest() == STOCK_CONNECT_SHA256
+
+
+def test_the_ice_connect_is_not_installed_over_another_aioice(reverted, monkeypatch):
+    monkeypatch.setattr(aioice, "__version__", "0.99.0")
+    assert not patches.prompt_ice_checks(True)
+    assert aioice.ice.Connection.connect is patches._stock_connect
+
+
+async def _ice_pair() -> tuple[aioice.Connection, aioice.Connection]:
+    a = aioice.Connection(ice_controlling=True)
+    b = aioice.Connection(ice_controlling=False)
+    for one, other in ((a, b), (b, a)):
+        await one.gather_candidates()
+        for c in one.local_candidates:
+            await other.add_remote_candidate(c)
+        await other.add_remote_candidate(None)
+        other.remote_username, other.remote_password = one.local_username, one.local_password
+    return a, b
+
+
+@pytest.mark.timeout(30)
+async def test_the_prompt_ice_connect_connects_and_carries_data(reverted):
+    patches.apply(["127.0.0.1"], stock_aiortc=True)
+    a, b = await _ice_pair()
+    try:
+        await asyncio.gather(a.connect(), b.connect())
+        await a.send(b"hello")
+        assert await asyncio.wait_for(b.recv(), 5) == b"hello"
+        # What aioice's connect starts once connected: consent freshness checks.
+        assert a._query_consent_task is not None and b._query_consent_task is not None
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+@pytest.mark.timeout(30)
+async def test_the_prompt_ice_connect_fails_when_closed_during_the_checks(reverted):
+    patches.apply(["127.0.0.1"], stock_aiortc=True)
+    a, b = await _ice_pair()
+    await b.close()  # nobody answers a's checks
+    task = asyncio.ensure_future(a.connect())
+    await asyncio.sleep(0.1)
+    await a.close()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(task, 10)
