@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib
 import itertools
 import os
 import shutil
@@ -292,9 +293,10 @@ def _listen(port: int) -> socket.socket:
 
 
 async def _serve_http(st: Streamer, sock: socket.socket) -> web.AppRunner:
-    """Serve `st` on the listening socket (this imports aiohttp: after the URL is out)."""
-    from aiohttp import web
-
+    """Serve `st` on the listening socket. aiohttp's server half is imported in a thread:
+    the event loop meanwhile carries on with the swarm's handshakes, and the import runs
+    while the loop waits on the network (the GIL passes between them)."""
+    web = await asyncio.to_thread(importlib.import_module, "aiohttp.web")
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", st.handle)
     app.router.add_route("HEAD", "/{tail:.*}", st.handle)
@@ -323,7 +325,7 @@ async def stream(
     play = _Player(opts, player)
     tasks: list[asyncio.Task] = []
     dl: Download | None = None
-    runner: web.AppRunner | None = None
+    serving: asyncio.Task[web.AppRunner] | None = None
     try:
         if early is not None:
             # The player starts up while the swarm's modules load and peers are found.
@@ -342,13 +344,14 @@ async def stream(
         swarm = dl.swarm
         st.attach(swarm, dl)
         await dl.start()
-        # Once the swarm has asked the signaling server for peers: their answers travel
-        # while aiohttp's server half loads.
-        runner = await _serve_http(st, sock)
+        # Once the swarm has asked the signaling server for peers, while it waits for
+        # them and connects. No request can be answered before the manifest anyway.
+        serving = asyncio.ensure_future(_serve_http(st, sock))
         while not swarm.manifest_ready.is_set():
             await dl.step([play.wait] if play.wait is not None else [])
             if play.wait is not None and play.wait.done():
                 break  # the player quit before the content was found: the loop below ends
+        await serving  # its errors are the command's
         m = swarm.manifest
         if early is None:
             assert m is not None
@@ -377,10 +380,12 @@ async def stream(
         st.stopping = True
         if dl is not None:
             await dl.close()
-        if runner is not None:
-            await runner.cleanup()  # closes the socket too
-        else:
-            sock.close()
+        if serving is not None:
+            if not serving.done():
+                serving.cancel()
+            with contextlib.suppress(BaseException):
+                await (await serving).cleanup()
+        sock.close()  # if aiohttp never took it over (its cleanup closes it otherwise)
 
 
 class _Player:
