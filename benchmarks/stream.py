@@ -10,6 +10,9 @@ Each figure is measured from the moment the client process is started:
            first_byte   `p2p stream --player none` started -> first byte of a GET /
            first_frame  ... -> ffprobe has decoded the first video frame from the URL
            seek_80      a fresh stream -> ffprobe has decoded a frame at 80% of the duration
+           frame_cpu    CPU seconds (user + system) the `p2p stream` process had used when
+                        ffprobe decoded that first frame: its start-up cost, which unlike
+                        the wall-clock figures barely moves with other processes' load
   pipe     first_byte   `p2p fetch -o -` started -> first byte on its stdout
            first_frame  `p2p fetch -o - | ffprobe -` -> first video frame decoded
            seek_80      `p2p fetch -o - | ffprobe -read_intervals 80%` (a pipe cannot seek,
@@ -45,7 +48,9 @@ P2P = str(Path(sys.executable).parent / "p2p")
 LOOP = ["--ice-host", "127.0.0.1"]
 #: Environment of the client processes, per label (see --client); None: inherited.
 CLIENT_ENV: dict[str, dict[str, str] | None] = {"current": None}
-COLUMNS = ("url", "first_byte", "first_frame", "seek_80")
+COLUMNS = ("url", "first_byte", "first_frame", "seek_80", "frame_cpu")
+#: frame_cpu of each first_frame run, per (client, mode).
+FRAME_CPU: dict[tuple[str, str], list[float]] = {}
 
 
 def free_port() -> int:
@@ -106,8 +111,14 @@ def stream_first_byte(link: str, cwd: Path, client: str) -> float:
         _clean(cwd)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the live process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stream_frame(link: str, cwd: Path, duration: float, at: float | None,
-                 client: str) -> float:
+                 client: str, cpu: list[float] | None = None) -> float:
     p, url, t0 = start_stream(link, cwd, client)
     try:
         seek = duration * at / 100 if at is not None else None
@@ -117,7 +128,10 @@ def stream_frame(link: str, cwd: Path, duration: float, at: float | None,
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if out.returncode != 0 or not out.stdout.strip():
             raise RuntimeError(f"ffprobe failed: {out.stderr}")
-        return time.monotonic() - t0
+        t = time.monotonic() - t0
+        if cpu is not None:
+            cpu.append(cpu_seconds(p.pid))
+        return t
     finally:
         kill(p)
         _clean(cwd)
@@ -207,7 +221,8 @@ def main() -> None:
             measures[f"stream/{key}"] = {
                 "url": lambda c, link=link: stream_url(link, cwd, c),
                 "first_byte": lambda c, link=link: stream_first_byte(link, cwd, c),
-                "first_frame": lambda c, link=link: stream_frame(link, cwd, d, None, c),
+                "first_frame": lambda c, link=link, key=key: stream_frame(
+                    link, cwd, d, None, c, FRAME_CPU.setdefault((c, key), [])),
                 "seek_80": lambda c, link=link: stream_frame(link, cwd, d, 80, c),
             }
             measures[f"pipe/{key}"] = {
@@ -242,6 +257,10 @@ def main() -> None:
                         continue
                     results[label][name] = round(statistics.median(times), 3)
                     print(f"{label} {name}: {times}", file=sys.stderr, flush=True)
+                    cpu = FRAME_CPU.get((client, mode.partition("/")[2]))
+                    if name == "first_frame" and mode.startswith("stream/") and cpu:
+                        results[label]["frame_cpu"] = round(statistics.median(cpu), 3)
+                        print(f"{label} frame_cpu: {cpu}", file=sys.stderr, flush=True)
         size = movie.stat().st_size
     finally:
         for p in procs:
@@ -253,10 +272,11 @@ def main() -> None:
     print(f"{args.duration:.0f} s video, {size / 1e6:.1f} MB; "
           f"median of {args.runs} runs, seconds from client start")
     width = max(len(label) for label in results) + 2
-    print(f"{'':{width}}{'url':>7}{'first_byte':>12}{'first_frame':>13}{'seek_80':>10}")
+    print(f"{'':{width}}{'url':>7}{'first_byte':>12}{'first_frame':>13}{'seek_80':>10}"
+          f"{'frame_cpu':>11}")
     for mode, r in results.items():
         print(f"{mode:{width}}{r['url']:>7}{r['first_byte']:>12}{r['first_frame']:>13}"
-              f"{r['seek_80']:>10}")
+              f"{r['seek_80']:>10}{r['frame_cpu']:>11}")
 
 
 def _label(client: str, mode: str) -> str:
