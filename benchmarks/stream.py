@@ -18,8 +18,11 @@ Each figure is measured from the moment the client process is started:
            seek_80      `p2p fetch -o - | ffprobe -read_intervals 80%` (a pipe cannot seek,
                         so the player reads everything before 80%)
 
-Every figure is the median of --runs runs (default 3). Loopback only; every process is
-stopped.    python benchmarks/stream.py [--duration 60] [--runs 3] [--json]
+Every figure is the median of --runs runs (default 3). The client trees are byte-compiled
+first, as installing p2p does: with PYTHONDONTWRITEBYTECODE set, a source tree would
+otherwise compile its ~50 modules from source at every start (tens of milliseconds).
+Loopback only; every process is stopped.
+    python benchmarks/stream.py [--duration 60] [--runs 3] [--json]
 
 `--client NAME=DIR` (repeatable) runs the clients (`stream`, `fetch`) from the source tree
 DIR (as PYTHONPATH) under the label NAME, beside the current code (`current`), taking turns
@@ -45,6 +48,7 @@ import urllib.request
 from pathlib import Path
 
 P2P = str(Path(sys.executable).parent / "p2p")
+ROOT = Path(__file__).resolve().parents[1]
 LOOP = ["--ice-host", "127.0.0.1"]
 #: Environment of the client processes, per label (see --client); None: inherited.
 CLIENT_ENV: dict[str, dict[str, str] | None] = {"current": None}
@@ -73,6 +77,12 @@ def popen(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
     kw.setdefault("stdout", subprocess.PIPE)
     kw.setdefault("stderr", subprocess.DEVNULL)
     return subprocess.Popen(args, cwd=cwd, start_new_session=True, stdin=subprocess.DEVNULL, **kw)
+
+
+def compile_tree(tree: Path) -> None:
+    """Byte-compile a source tree's modules (into its __pycache__, ignored by git)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "cli"),
+                    str(tree / "p2pcli")], check=True, stdout=subprocess.DEVNULL, timeout=300)
 
 
 def first_frame_cmd(src: str, at: float | None) -> list[str]:
@@ -184,6 +194,8 @@ def main() -> None:
         if not name or not Path(tree, "p2p_cli", "main.py").is_file():
             sys.exit(f"--client {spec!r}: expected NAME=DIR with DIR/p2p_cli/main.py")
         CLIENT_ENV[name] = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
+        compile_tree(Path(tree).resolve())
+    compile_tree(ROOT)
     for tool in ("ffmpeg", "ffprobe"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is required (apt-get install ffmpeg)")
