@@ -59,6 +59,9 @@ def fail(message: str, code: int) -> None:
 
 
 def main() -> None:
+    from . import fastparams
+
+    fastparams.install()  # typer's option coercion without pydantic, ~60 ms of start-up
     try:
         app()
     except P2PError as e:

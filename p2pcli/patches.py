@@ -16,14 +16,15 @@ connections made afterwards:
   though a check on a LAN or loopback answers within a millisecond: every connection
   waited ~20 ms more on each side before DTLS could start. Installed only over the pinned
   aioice version, whose method `_connect` copies (tests/test_patches.py checks the copy).
-
 - python-socketio, in a process that is only a signaling client (`fetch`, `stream`):
   `load_socketio_client` imports it without redis, which its package imports for the
-  pub/sub managers only a clustered server uses (~40 ms of the client's start-up).
+  pub/sub managers only a clustered server uses (~30 ms of CPU at start-up).
 
-Not here: python-engineio. The signaling server subclasses its server classes and gives
-each new session its own socket class (`_SocketIOServer` in signaling/server.py): that is
-per server object, never process-wide, and happens only when a server runs.
+Not here: typer, the CLI's library: `p2p_cli.main` installs cli/fastparams.py (option
+values coerced without pydantic) before it parses. Nor python-engineio: the signaling
+server subclasses its server classes and gives each new session its own socket class
+(`_SocketIOServer` in signaling/server.py): that is per server object, never process-wide,
+and happens only when a server runs.
 """
 
 from __future__ import annotations

@@ -1,0 +1,93 @@
+"""Options coerced without pydantic in the ordinary case: start-up time.
+
+typer 0.29 coerces every option's value through a pydantic TypeAdapter, built per option
+when the command runs: importing pydantic and building the adapters of `p2p stream`'s
+options cost ~60 ms of CPU, about an eighth of the command's CPU by its first frame.
+
+`install()` gives typer's parameters a plain coercion for the values our options take in
+the ordinary case: a str, a plain decimal integer or number within the option's min/max, a
+list of str, a bool. Any other value ('5.0', ' 5', 'abc', 0 where the minimum is 1) goes to
+typer's own pydantic coercion, so what is accepted, and every error message, stay typer's.
+It replaces typer's private `_TyperParameter.get_runtime_param`, so it installs over the
+pinned typer only; tests/test_cli_fastparams.py checks that both coercions agree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from typer import _coercion, core
+
+PINNED_TYPER_VERSION = "0.29.2"
+
+#: What pydantic turns into the same int / float as Python's int() / float() do.
+_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+#: The annotations the plain coercion knows.
+_PLAIN = (str, int, float, bool, list[str])
+
+_stock_get_runtime_param = core._TyperParameter.get_runtime_param
+
+
+def plain_value(annotation: Any, value: Any) -> tuple[bool, Any]:
+    """(True, the coerced value) when `value` needs no pydantic; (False, None) otherwise."""
+    if annotation is str or annotation is bool:
+        if type(value) is annotation:
+            return True, value
+    elif annotation is int:
+        if type(value) is int:
+            return True, value
+        if type(value) is str and _INT.fullmatch(value):
+            return True, int(value)
+    elif annotation is float:
+        if type(value) is float:
+            return True, value
+        if type(value) is str and _FLOAT.fullmatch(value):
+            return True, float(value)
+    elif (annotation == list[str] and isinstance(value, (list, tuple))
+          and all(type(v) is str for v in value)):
+        return True, list(value)
+    return False, None
+
+
+@dataclass(frozen=True)
+class _Plain(_coercion.RuntimeParam):
+    """typer's coercion contract (None and multi-value checks are the base class's)."""
+
+    def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+        ok, out = plain_value(self.annotation, value)
+        info = self.parameter_info
+        if ok and (info.min is None or out >= info.min) and (info.max is None or out <= info.max):
+            return out
+        # Anything else is typer's to accept, convert or refuse, in its own words.
+        stock = _coercion.build_runtime_param(param.type_descriptor)
+        return stock._coerce_value(value, param=param, ctx=ctx)
+
+
+def _get_runtime_param(self: core._TyperParameter) -> _coercion.RuntimeParam:
+    if self._runtime_param is None:
+        d = self.type_descriptor
+        info = d.parameter_info
+        ranged = info.min is not None or info.max is not None
+        if (d.annotation in _PLAIN and info.parser is None and not d.is_file
+                and not d.is_path and not d.is_choice
+                and (not ranged or d.annotation in (int, float))):
+            self._runtime_param = _Plain(parameter_info=info, annotation=d.annotation)
+        else:
+            self._runtime_param = _coercion.build_runtime_param(d)
+    return self._runtime_param
+
+
+def install() -> bool:
+    """Use the plain coercion from now on; False (and typer's own) on another typer."""
+    if typer.__version__ != PINNED_TYPER_VERSION:
+        return False
+    core._TyperParameter.get_runtime_param = _get_runtime_param  # type: ignore[method-assign]
+    return True
+
+
+def uninstall() -> None:
+    core._TyperParameter.get_runtime_param = _stock_get_runtime_param  # type: ignore[method-assign]
