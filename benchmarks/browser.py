@@ -16,7 +16,8 @@ namespace with only `lo` (why: tests/browser_helpers.py), over one file of rando
             (its packet socket says it would block; `discarded` is the sender's candidate
             pairs' `packetsDiscardedOnSend`), and SCTP gets them back only by
             retransmission timeouts.
-  seed-tab  `p2p seed FILE` -> a tab opening the watch URL: from navigation start (the
+  seed-tab  `p2p seed FILE` -> a tab opening the watch URL (a browser of its own with a
+            profile on disk: Browser.disk_tab says why): from navigation start (the
             page's `performance.timeOrigin`) to the swarm's last piece verified (its
             `piece` event with `complete`), so page load, signaling, ICE and the manifest
             are in it; "once connected" is from the manifest to that moment.
@@ -260,6 +261,7 @@ class Browser:
         from playwright.sync_api import sync_playwright
 
         self._pw = sync_playwright().start()
+        self._profiles: list[str] = []
         try:
             self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                     args=CHROMIUM_FLAGS, timeout=60_000)
@@ -269,6 +271,22 @@ class Browser:
 
     def tab(self, origin: str, *, hook: bool = False) -> Any:
         context = self.browser.new_context(bypass_csp=True)
+        return self._page(context, origin, hook)
+
+    def disk_tab(self, origin: str, *, hook: bool = False) -> Any:
+        """A tab in a browser of its own with a profile on disk, like a person's. A
+        `new_context()` is off the record, and there Chromium keeps the Origin Private
+        File System in memory (in the browser process), which would hide what the page's
+        disk store saves. Closing the page's context closes that browser."""
+        profile = tempfile.mkdtemp(prefix="p2p-bench-profile-")
+        self._profiles.append(profile)
+        context = self._pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            bypass_csp=True, timeout=60_000)
+        return self._page(context, origin, hook)
+
+    @staticmethod
+    def _page(context: Any, origin: str, hook: bool) -> Any:
         context.grant_permissions(["camera", "microphone"], origin=origin)
         if hook:
             context.add_init_script(TIMING_HOOK)
@@ -278,6 +296,8 @@ class Browser:
         for step in (self.browser.close, self._pw.stop):
             with contextlib.suppress(Exception):  # already gone: nothing left to stop
                 step()
+        for profile in self._profiles:
+            shutil.rmtree(profile, ignore_errors=True)
 
 
 def raw_scenario(browser: Browser, origin: str, size: int) -> dict:
@@ -333,7 +353,7 @@ def browser_scenarios(browser: Browser, workdir: Path, url: str, src: Path,
         seeding = wait_event(r, "bseed", "seeding", 600)  # hashes once; cached after
         seed_ps = psutil.Process(seed.pid)
 
-        tab = browser.tab(url, hook=True)
+        tab = browser.disk_tab(url, hook=True)
         c0, s0 = chromium_cpu(), cpu(seed_ps)
         with PeakMemory() as peak:
             tab.goto(seeding["watch"] + query, timeout=30_000)
