@@ -16,7 +16,8 @@ namespace with only `lo` (why: tests/browser_helpers.py), over one file of rando
             (its packet socket says it would block; `discarded` is the sender's candidate
             pairs' `packetsDiscardedOnSend`), and SCTP gets them back only by
             retransmission timeouts.
-  seed-tab  `p2p seed FILE` -> a tab opening the watch URL: from navigation start (the
+  seed-tab  `p2p seed FILE` -> a tab opening the watch URL (a browser of its own with a
+            profile on disk: Browser.disk_tab says why): from navigation start (the
             page's `performance.timeOrigin`) to the swarm's last piece verified (its
             `piece` event with `complete`), so page load, signaling, ICE and the manifest
             are in it; "once connected" is from the manifest to that moment.
@@ -25,7 +26,17 @@ namespace with only `lo` (why: tests/browser_helpers.py), over one file of rando
             its manifest -> done. The output is checked byte for byte.
   cli       `p2p seed` -> `p2p fetch`, the same file (transfer.py's 1to1), for context.
 
-`discarded` is given for the tab in seed-tab and tab-fetch too. Ratios (x raw) are to the
+`discarded` is given for the tab in seed-tab and tab-fetch too. `renderer_peak_mib` and
+`chromium_peak_mib`: the largest resident memory (RSS, sampled every 0.2 s) of Chromium's
+renderer processes (the page, its workers and its buffers) and of its whole process tree
+during the row; `renderer_start_mib` the renderers' at the row's start (the tab is open,
+the page not loaded yet).
+
+`--pages this,memory,/work/main` repeats seed-tab and tab-fetch per page: `this` is the
+page of this checkout (pieces on disk, OPFS), `memory` the same page told to keep every
+piece in memory (`?store=memory`), and a path serves the page of another checkout (a
+second `p2p serve-signal` run with PYTHONPATH set to it), e.g. main's, as a baseline in
+the same run. Rows are suffixed [memory] or [main] (the path's last part). Ratios (x raw) are to the
 raw row of the same round and MTU. CPU seconds per GiB: the CLI process of the row (the
 seeder, or the fetcher in tab-fetch; the cli row has both in --json) and Chromium's whole
 process tree (browser, network service, renderers; processes that exit during a row are
@@ -36,6 +47,7 @@ own 65,536); Chromium and aiortc then size their SCTP packets for it. Needs root
 netns), like the other namespace benchmarks.
 
     python benchmarks/browser.py [--size 64M] [--mtu 0,1500] [--repeat 2] [--json]
+        [--pages this,memory,/work/main] [--no-raw] [--no-cli]
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -192,6 +205,54 @@ def cpu_since(before: dict[int, float]) -> float:
     return sum(c - before.get(pid, 0.0) for pid, c in chromium_cpu().items())
 
 
+class PeakMemory:
+    """Samples the resident memory of Chromium's renderers and of its whole tree every
+    0.2 s in a thread, from `with` entry to exit, and keeps the largest sums (MiB)."""
+
+    def __init__(self) -> None:
+        self.renderer = 0.0
+        self.chromium = 0.0
+        self.renderer_start: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        renderer = total = 0
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if "chrom" not in p.name():
+                    continue
+                rss = p.memory_info().rss
+                total += rss
+                if "--type=renderer" in p.cmdline():
+                    renderer += rss
+            except psutil.NoSuchProcess:
+                pass
+        if self.renderer_start is None:
+            self.renderer_start = renderer / 2**20
+        self.renderer = max(self.renderer, renderer / 2**20)
+        self.chromium = max(self.chromium, total / 2**20)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.sample()
+
+    def __enter__(self) -> PeakMemory:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def row(self) -> dict:
+        return {"renderer_start_mib": round(self.renderer_start or 0.0, 1),
+                "renderer_peak_mib": round(self.renderer, 1),
+                "chromium_peak_mib": round(self.chromium, 1)}
+
+
 class Browser:
     """One headless Chromium; a tab is a page in its own context, with the camera
     permission for its origin (which lets Chromium offer loopback candidates)."""
@@ -200,6 +261,7 @@ class Browser:
         from playwright.sync_api import sync_playwright
 
         self._pw = sync_playwright().start()
+        self._profiles: list[str] = []
         try:
             self.browser = self._pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                     args=CHROMIUM_FLAGS, timeout=60_000)
@@ -209,6 +271,22 @@ class Browser:
 
     def tab(self, origin: str, *, hook: bool = False) -> Any:
         context = self.browser.new_context(bypass_csp=True)
+        return self._page(context, origin, hook)
+
+    def disk_tab(self, origin: str, *, hook: bool = False) -> Any:
+        """A tab in a browser of its own with a profile on disk, like a person's. A
+        `new_context()` is off the record, and there Chromium keeps the Origin Private
+        File System in memory (in the browser process), which would hide what the page's
+        disk store saves. Closing the page's context closes that browser."""
+        profile = tempfile.mkdtemp(prefix="p2p-bench-profile-")
+        self._profiles.append(profile)
+        context = self._pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            bypass_csp=True, timeout=60_000)
+        return self._page(context, origin, hook)
+
+    @staticmethod
+    def _page(context: Any, origin: str, hook: bool) -> Any:
         context.grant_permissions(["camera", "microphone"], origin=origin)
         if hook:
             context.add_init_script(TIMING_HOOK)
@@ -218,6 +296,8 @@ class Browser:
         for step in (self.browser.close, self._pw.stop):
             with contextlib.suppress(Exception):  # already gone: nothing left to stop
                 step()
+        for profile in self._profiles:
+            shutil.rmtree(profile, ignore_errors=True)
 
 
 def raw_scenario(browser: Browser, origin: str, size: int) -> dict:
@@ -261,8 +341,9 @@ def piece_digests(path: Path, piece_size: int) -> dict[str, str]:
 
 
 def browser_scenarios(browser: Browser, workdir: Path, url: str, src: Path,
-                      size: int) -> dict[str, dict]:
-    """seed-tab, then tab-fetch from that tab with the seeder stopped."""
+                      size: int, query: str = "") -> dict[str, dict]:
+    """seed-tab, then tab-fetch from that tab with the seeder stopped. `query`: added to
+    the watch URL (e.g. "?store=memory")."""
     r = Runner(workdir)
     rows: dict[str, dict] = {}
     tab = None
@@ -272,12 +353,13 @@ def browser_scenarios(browser: Browser, workdir: Path, url: str, src: Path,
         seeding = wait_event(r, "bseed", "seeding", 600)  # hashes once; cached after
         seed_ps = psutil.Process(seed.pid)
 
-        tab = browser.tab(url, hook=True)
+        tab = browser.disk_tab(url, hook=True)
         c0, s0 = chromium_cpu(), cpu(seed_ps)
-        tab.goto(seeding["watch"], timeout=30_000)
-        timing = poll(lambda: tab.evaluate("() => window.__bench.complete !== null && "
-                                           "window.__bench"), 600, "the tab to hold the file")
-        seed_cpu, chrome_cpu = cpu(seed_ps) - s0, cpu_since(c0)
+        with PeakMemory() as peak:
+            tab.goto(seeding["watch"] + query, timeout=30_000)
+            timing = poll(lambda: tab.evaluate("() => window.__bench.complete !== null && "
+                                               "window.__bench"), 1800, "the tab to hold the file")
+            seed_cpu, chrome_cpu = cpu(seed_ps) - s0, cpu_since(c0)
         discarded = tab.evaluate("() => window.__bench.discarded()")
         st = tab.evaluate("() => window.p2p.state()")
         digests = tab.evaluate("() => window.p2p.digests()")
@@ -291,6 +373,7 @@ def browser_scenarios(browser: Browser, workdir: Path, url: str, src: Path,
             "cli_cpu_s_per_gib": round(seed_cpu / (size / GIB), 2),
             "chromium_cpu_s_per_gib": round(chrome_cpu / (size / GIB), 2),
             "discarded": discarded,
+            **peak.row(),
         }
 
         os.killpg(seed.pid, signal.SIGTERM)
@@ -303,12 +386,13 @@ def browser_scenarios(browser: Browser, workdir: Path, url: str, src: Path,
                          str(out), "--json", "--timeout", "30"], "bfetch")
         fetch_ps = psutil.Process(fetch.pid)
         fetch_cpu = 0.0
-        while fetch.poll() is None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                fetch_cpu = cpu(fetch_ps)
-            if time.monotonic() - t0 > 600:
-                raise TimeoutError("fetch from the tab took over 600 s")
-            time.sleep(0.05)
+        with PeakMemory() as peak:
+            while fetch.poll() is None:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    fetch_cpu = cpu(fetch_ps)
+                if time.monotonic() - t0 > 1800:
+                    raise TimeoutError("fetch from the tab took over 1800 s")
+                time.sleep(0.05)
         wall = time.monotonic() - t0
         chrome_cpu = cpu_since(c0)
         discarded = tab.evaluate("() => window.__bench.discarded()") - discarded
@@ -335,6 +419,7 @@ def browser_scenarios(browser: Browser, workdir: Path, url: str, src: Path,
             "cli_cpu_s_per_gib": round(fetch_cpu / (size / GIB), 2),
             "chromium_cpu_s_per_gib": round(chrome_cpu / (size / GIB), 2),
             "discarded": discarded,
+            **peak.row(),
         }
         return rows
     finally:
@@ -401,36 +486,57 @@ def measure(args: argparse.Namespace, size: int, mtus: list[int]) -> list[dict[s
                 # opens its sockets.
                 browser = Browser()
                 server = Runner(workdir)
+                others: list[Runner] = []
                 try:
-                    port = free_port()
-                    server.start([P2P, "serve-signal", "--host", "127.0.0.1", "--port",
-                                  str(port), "--quiet"], "signal")
-                    poll(lambda: port_open(port), 30, "the signaling server")  # noqa: B023
-                    url = f"http://127.0.0.1:{port}"
-                    found = {"raw": {"load_1m": round(os.getloadavg()[0], 2),
-                                     **raw_scenario(browser, url, size)}}
-                    report(i, "raw" + suffix, found["raw"])
-                    load = os.getloadavg()[0]
-                    for key, res in browser_scenarios(browser, workdir, url, src,
-                                                      size).items():
-                        found[key] = {**res, "load_1m": round(load, 2)}
-                        report(i, key + suffix, found[key])
+                    url = start_signal(server, "signal")
+                    found: dict[str, dict] = {}
+                    if "raw" in args.raw:
+                        found["raw"] = {"load_1m": round(os.getloadavg()[0], 2),
+                                        **raw_scenario(browser, url, size)}
+                        report(i, "raw" + suffix, found["raw"])
+                    for page in args.pages:
+                        label, page_url, query = "", url, ""
+                        if page == "memory":
+                            label, query = "[memory]", "?store=memory"
+                        elif page != "this":
+                            # Another checkout's page, from its own signaling server.
+                            label = f"[{Path(page).name}]"
+                            other = Runner(workdir)
+                            other.env = {**other.env, "PYTHONPATH": page}
+                            others.append(other)
+                            page_url = start_signal(other, "signal-" + Path(page).name)
+                        load = os.getloadavg()[0]
+                        for key, res in browser_scenarios(browser, workdir, page_url, src,
+                                                          size, query).items():
+                            found[key + label] = {**res, "load_1m": round(load, 2)}
+                            report(i, key + label + suffix, found[key + label])
                     if "cli" in args.rows:
                         load = os.getloadavg()[0]
                         found["cli"] = {**cli_scenario(workdir, src), "load_1m": round(load, 2)}
                         report(i, "cli" + suffix, found["cli"])
                 finally:
                     browser.close()
-                    server.stop_all()
-                ref = found["raw"]["mb_per_s"]
+                    for runner in [server, *others]:
+                        runner.stop_all()
+                ref = found["raw"]["mb_per_s"] if "raw" in found else None
                 for key, res in found.items():
-                    res["x_raw"] = round(res["mb_per_s"] / ref, 2)
+                    if ref:
+                        res["x_raw"] = round(res["mb_per_s"] / ref, 2)
                     rows[key + suffix] = res
             rounds.append(rows)
     finally:
         set_mtu(0)
         shutil.rmtree(workdir, ignore_errors=True)
     return rounds
+
+
+def start_signal(runner: Runner, name: str) -> str:
+    """Start `p2p serve-signal` on a free port; its URL once it listens."""
+    port = free_port()
+    runner.start([P2P, "serve-signal", "--host", "127.0.0.1", "--port", str(port), "--quiet"],
+                 name)
+    poll(lambda: port_open(port), 30, "the signaling server")
+    return f"http://127.0.0.1:{port}"
 
 
 def port_open(port: int) -> bool:
@@ -488,14 +594,15 @@ def in_namespace(argv: list[str]) -> int:
 
 
 COLS = ["mb_per_s", "x_raw", "mb_per_s_connected", "mb_per_s_2nd_half", "wall_s",
-        "cli_cpu_s_per_gib", "chromium_cpu_s_per_gib", "discarded", "load_1m"]
+        "cli_cpu_s_per_gib", "chromium_cpu_s_per_gib", "discarded", "renderer_start_mib",
+        "renderer_peak_mib", "chromium_peak_mib", "load_1m"]
 
 
 def print_table(title: str, rows: dict[str, dict]) -> None:
     print(title)
-    print("row                 " + " ".join(f"{c:>18}" for c in COLS))
+    print("row                       " + " ".join(f"{c:>18}" for c in COLS))
     for name, res in rows.items():
-        print(f"{name:<19} " + " ".join(f"{res.get(c, '-')!s:>18}" for c in COLS))
+        print(f"{name:<25} " + " ".join(f"{res.get(c, '-')!s:>18}" for c in COLS))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -506,10 +613,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated loopback MTUs, one set of rows each (0: 65,536)")
     ap.add_argument("--no-cli", dest="rows", action="store_const", const=(), default=("cli",),
                     help="leave out the p2p seed -> fetch row")
+    ap.add_argument("--no-raw", dest="raw", action="store_const", const=(), default=("raw",),
+                    help="leave out the raw tab <-> tab channel row (and the x_raw ratios)")
+    ap.add_argument("--pages", default="this",
+                    help="comma-separated pages for the seed-tab and tab-fetch rows: this, "
+                         "memory (?store=memory), or another checkout's path (its page)")
     ap.add_argument("--repeat", type=int, default=1, help="rounds; >1 adds a median table")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     size = parse_size(args.size)
+    args.pages = [p for p in args.pages.split(",") if p]
+    for p in args.pages:
+        if p not in ("this", "memory") and not (Path(p) / "p2pcli" / "web").is_dir():
+            ap.error(f"--pages: {p} is not a checkout with p2pcli/web")
     try:
         mtus = [int(x) for x in args.mtu.split(",")]
     except ValueError:

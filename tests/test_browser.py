@@ -334,6 +334,61 @@ def test_a_file_mse_cannot_play_is_downloaded_whole(procs, tmp_path: Path, kind:
         tab.screenshot(f"browser-download-{kind}.png")
 
 
+# The page's OPFS file for this content: its size and SHA-256, read back from disk.
+OPFS_FILE_JS = """async (contentId) => {
+  const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle('p2p-pieces');
+  const out = [];
+  for await (const [name, handle] of dir.entries()) {
+    if (!name.startsWith(contentId)) continue;
+    const file = await handle.getFile();
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await file.arrayBuffer()));
+    const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+    out.push({ name, size: file.size, sha256: hex });
+  }
+  return out;
+}"""
+
+
+@pytest.mark.timeout(240)
+def test_a_tab_keeps_the_file_on_disk_and_few_pieces_in_memory(procs, tmp_path: Path) -> None:
+    """Issue 14: the tab writes verified pieces to the Origin Private File System and keeps
+    only a bounded LRU of them in memory (here 8 of 512 pieces); it still saves the whole
+    file and serves a CLI fetch, reading evicted pieces back from disk.
+    """
+    need_browser()
+    data = make_file(tmp_path / "big.bin", 8 * 1024 * 1024)
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        seed, seeding = net.seed(data)
+        tab = browser().tab(seeding["watch"] + "?cache=8", "opfs")
+        st = tab.wait(lambda s: s if s.get("pieceCount") and len(s["verified"]) == s["pieceCount"]
+                      else None, 120, "every piece")
+        assert st["pieceCount"] >= 64 * 8, "the file is much larger than the memory bound"
+        stats = tab.js("() => window.p2p.store.stats()")
+        assert stats["backend"] == "opfs", stats
+        assert stats["cacheLimit"] == 8
+        assert stats["cached"] <= 8 and stats["peakCached"] <= 8, stats
+        files = tab.page.evaluate(OPFS_FILE_JS, seeding["hash"])
+        assert [(f["size"], f["sha256"]) for f in files] == [(data.stat().st_size, sha256(data))]
+
+        tab.page.wait_for_selector("#save:not([disabled])", timeout=10_000)
+        with tab.page.expect_download(timeout=30_000) as saving:
+            tab.page.click("#save")
+        saved = tmp_path / "saved.bin"
+        saving.value.save_as(saved)
+        assert sha256(saved) == sha256(data)
+
+        seed.signal(signal.SIGTERM)
+        assert seed.wait(30) == 0
+        out = tmp_path / "from-tab.bin"
+        fetch = net.fetch(seeding["link"], "-o", str(out), "--timeout", "30")
+        assert fetch.wait(120) == 0, fetch.stderr[-3000:]
+        assert sha256(out) == sha256(data)
+        stats = tab.js("() => window.p2p.store.stats()")
+        assert stats["diskReads"] >= st["pieceCount"] - 8, stats
+        assert stats["peakCached"] <= 8, stats
+
+
 # -- what one peer may take from a tab, and a full seeder (issue 12, items 7 and 8) -------------
 
 

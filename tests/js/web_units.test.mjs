@@ -12,6 +12,8 @@ import { BUSY, iceServersFrom, retryDelay, Swarm } from '../../p2pcli/web/js/swa
 import { sha256js, toHex } from '../../p2pcli/web/js/sha256.js';
 import * as wire from '../../p2pcli/web/js/wire.js';
 import { offsetForTime } from '../../p2pcli/web/js/media.js';
+import { Manifest } from '../../p2pcli/web/js/manifest.js';
+import { Lru, MemoryBackend, PieceStore } from '../../p2pcli/web/js/store.js';
 
 const HASH = new Uint8Array(32).fill(7);
 const ID = new Uint8Array(16).fill(1);
@@ -352,4 +354,88 @@ test('ice-config: STUN/TURN entries kept, anything else dropped', () => {
     { urls: ['stun:s.example'] },
   ]);
   assert.deepEqual(iceServersFrom(null), []);
+});
+
+// -- the piece store (store.js) ---------------------------------------------------------------
+
+/** A manifest of `count` pieces of 4 bytes (the last one 2), no hashes needed here. */
+function tinyManifest(count = 10) {
+  return new Manifest('x', 4 * count - 2, 4, new Uint8Array(32 * count), new Uint8Array(0));
+}
+
+const pieceBytes = (m, i) => new Uint8Array(m.pieceLength(i)).fill(i + 1);
+
+/** A MemoryBackend that counts reads, as a disk would see them. */
+class CountingBackend extends MemoryBackend {
+  constructor() {
+    super();
+    this.reads = 0;
+  }
+
+  async read(...args) {
+    this.reads++;
+    return super.read(...args);
+  }
+}
+
+test('the LRU evicts the least recently used first, and get() refreshes', () => {
+  const lru = new Lru(2);
+  assert.deepEqual(lru.set('a', 1), []);
+  lru.set('b', 2);
+  lru.get('a'); // b is now the oldest
+  assert.deepEqual(lru.set('c', 3), ['b']);
+  assert.equal(lru.size, 2);
+  assert.equal(lru.has('a') && lru.has('c'), true);
+});
+
+test('the store keeps at most its bound in memory and reads the rest back', async () => {
+  const m = tinyManifest(10);
+  const disk = new CountingBackend();
+  const store = new PieceStore(m, disk, { cachePieces: 3 });
+  for (let i = 0; i < m.pieceCount; i++) {
+    await store.put(i, pieceBytes(m, i));
+    assert.ok(store.stats().cached <= 3);
+  }
+  assert.equal(store.complete, true);
+  assert.equal(store.cached(0), null); // evicted
+  assert.deepEqual(await store.get(0), pieceBytes(m, 0));
+  assert.equal(disk.reads, 1);
+  await store.get(0); // now in memory again
+  assert.equal(disk.reads, 1);
+  // A range across pieces, cut at both ends, and the short last piece.
+  const all = Uint8Array.from({ length: m.size }, (_, k) => Math.floor(k / 4) + 1);
+  assert.deepEqual(await store.read(3, 13), all.subarray(3, 13));
+  assert.deepEqual(await store.read(30, 100), all.subarray(30));
+  assert.ok(store.stats().peakCached <= 3);
+  const file = await store.file('application/octet-stream');
+  assert.deepEqual(new Uint8Array(await file.arrayBuffer()), all);
+});
+
+test('a piece counts as held only once stored; gaps stop reads and contiguous runs', async () => {
+  const m = tinyManifest(6);
+  let release;
+  const opened = new Promise((ok) => { release = ok; });
+  const store = new PieceStore(m, opened.then(() => new MemoryBackend()));
+  const put = store.put(0, pieceBytes(m, 0));
+  assert.equal(store.has(0), false); // the backend is not there yet
+  release();
+  await put;
+  assert.equal(store.has(0), true);
+  await store.put(2, pieceBytes(m, 2));
+  assert.equal(store.contiguousFrom(0), 4);
+  assert.equal(store.contiguousFrom(8), 4);
+  assert.equal(await store.read(0, 12), null); // piece 1 is missing
+  assert.equal(await store.get(1), null);
+  await assert.rejects(store.file(''), /not complete/);
+});
+
+test('without OPFS (as in Node) the store keeps pieces in memory and says why', async () => {
+  const m = tinyManifest(3);
+  const store = PieceStore.open(m, 'ab'.repeat(32));
+  await store.ready;
+  assert.equal(store.stats().backend, 'memory');
+  assert.match(store.stats().fallbackReason, /File System|Worker/);
+  const asked = PieceStore.open(m, 'ab'.repeat(32), { memory: true });
+  await asked.ready;
+  assert.match(asked.stats().fallbackReason, /asked/);
 });

@@ -88,7 +88,12 @@ function watch(hash, params) {
     return;
   }
   const video = $('video');
-  const swarm = new Swarm({ contentHash: fromHex(hash), signalUrl: signal, token, io: window.io });
+  // Debugging and benchmarks: ?store=memory keeps every piece in memory (the old way),
+  // ?cache=N bounds the in-memory pieces to N.
+  const store = { memory: params.get('store') === 'memory' };
+  const cache = Number.parseInt(params.get('cache') || '', 10);
+  if (cache > 0) store.cachePieces = cache;
+  const swarm = new Swarm({ contentHash: fromHex(hash), signalUrl: signal, token, io: window.io, store });
   let player = null;
   let mode = 'connecting';
   let announcedAt = null;
@@ -110,6 +115,12 @@ function watch(hash, params) {
     }
   });
   swarm.on('warning', (ev) => say('warning', ev.message));
+  swarm.on('error', (ev) => say('error', ev.message));
+  swarm.on('storage', (st) => {
+    if (st.backend !== 'opfs') {
+      say(store.memory ? 'info' : 'warning', `the file is kept in memory, not on disk: ${st.fallbackReason}`);
+    }
+  });
   swarm.on('peer-left', (ev) => {
     if (ev.banned) say('error', `dropped peer ${ev.id}: ${ev.reason}`);
     else if (ev.warn && ev.reason) say('warning', `dropped peer ${ev.id}: ${ev.reason}`);
@@ -169,9 +180,15 @@ function watch(hash, params) {
     }
   });
 
-  function finished() {
+  async function finished() {
     const m = swarm.manifest;
-    download = new Blob(swarm.pieces, { type: mimeFor(m.name) });
+    try {
+      // On disk (OPFS): the browser reads it from there, it is not copied into memory.
+      download = await swarm.store.file(mimeFor(m.name));
+    } catch (e) {
+      say('error', `could not read the downloaded file back from storage: ${e.message}`);
+      return;
+    }
     const button = $('save');
     button.disabled = false;
     $('save-note').textContent = `${human(m.size)}, every piece verified`;
@@ -197,6 +214,10 @@ function watch(hash, params) {
 
   window.p2p = {
     swarm,
+    /** The piece store (store.js), once the manifest is known: stats() for tests. */
+    get store() {
+      return swarm.store;
+    },
     get player() {
       return player;
     },
@@ -205,8 +226,10 @@ function watch(hash, params) {
     /** SHA-256 of the bytes the page holds for each verified piece, recomputed now. */
     async digests() {
       const out = {};
-      for (let i = 0; i < swarm.pieces.length; i++) {
-        if (swarm.pieces[i]) out[i] = toHex(await sha256(swarm.pieces[i]));
+      const n = swarm.manifest ? swarm.manifest.pieceCount : 0;
+      for (let i = 0; i < n; i++) {
+        const piece = swarm.has(i) ? await swarm.store.get(i) : null;
+        if (piece) out[i] = toHex(await sha256(piece));
       }
       return out;
     },
@@ -229,7 +252,8 @@ function startPlayback(video) {
 function snapshot(swarm, player, video, mode) {
   const st = swarm.stats();
   const verified = [];
-  swarm.pieces.forEach((p, i) => p && verified.push(i));
+  const count = swarm.manifest ? swarm.manifest.pieceCount : 0;
+  for (let i = 0; i < count; i++) if (swarm.has(i)) verified.push(i);
   const buffered = [];
   for (let i = 0; i < video.buffered.length; i++) buffered.push([video.buffered.start(i), video.buffered.end(i)]);
   return {
@@ -266,6 +290,7 @@ function snapshot(swarm, player, video, mode) {
       error: player.error && player.error.message,
     },
     messages: messages.map((m) => ({ level: m.level, text: m.text })),
+    store: st.store,
   };
 }
 
@@ -313,7 +338,7 @@ function drawPieces(swarm, player) {
   const flying = new Set(swarm.picker.active.keys());
   for (let i = 0; i < n; i++) {
     let fill = null;
-    if (swarm.pieces[i]) fill = color('--accent');
+    if (swarm.has(i)) fill = color('--accent');
     else if (flying.has(i)) fill = color('--flying');
     if (!fill) continue;
     ctx.fillStyle = fill;

@@ -10,6 +10,10 @@
 // scanning) and cancels requests nobody needs any more. Files MSE cannot take (a plain,
 // non-fragmented MP4, an unknown container, a codec the browser lacks) are reported to
 // the page, which downloads and verifies them whole instead.
+//
+// The swarm's pieces live on disk (store.js), so reading them is async. The state machine
+// stays synchronous: `bytes(start, end)` returns what an earlier call started reading, or
+// starts the read and returns null, and the read's arrival runs update() again.
 
 import * as media from './media.js';
 
@@ -23,10 +27,11 @@ const APPEND_CHUNK = 1024 * 1024;
 const SCAN_LIMIT = 8 * 1024 * 1024; // give up looking for a fragment start after this
 const TAIL_SCAN = 256 * 1024; // MP4 without index or duration: the last fragment is in here
 const GAP_JUMP = 10; // seconds: a seek landing before the first buffered fragment jumps ahead
+const MAX_READS = 8; // byte ranges read ahead or in flight (bounds what a seek leaves behind)
 
 export class Player {
   /**
-   * `swarm`: has manifest, read(start, end), contiguousFrom(start), has(piece),
+   * `swarm`: has manifest, read(start, end) (a promise), contiguousFrom(start), has(piece),
    * setPriority(pieces, strict), setCursor(piece).
    * `events`: {status(text), unsupported(reason), error(text), info(info)}
    */
@@ -52,6 +57,8 @@ export class Player {
     this.lastPriority = '';
     this.error = null;
     this.seekTarget = null;
+    this.head = null; // the file's first bytes, from the probe: the init segment is in them
+    this.reads = new Map(); // "start:end" -> {bytes}: reads from the store, oldest first
     video.addEventListener('seeking', () => this.onSeeking());
     for (const ev of ['timeupdate', 'waiting', 'playing', 'progress']) {
       video.addEventListener(ev, () => this.update());
@@ -62,6 +69,44 @@ export class Player {
 
   close() {
     clearInterval(this.timer);
+  }
+
+  /**
+   * The verified bytes [start, end) if an earlier call read them (each read is handed out
+   * once), else null: a read starts if they are all verified, and update() runs when it
+   * ends. `prefix`: any read from `start` will do, however long (appends take what there
+   * is, and the verified run from the cursor grows while a read is in flight).
+   */
+  bytes(start, end, prefix = false) {
+    end = Math.min(end, this.m.size);
+    const key = `${start}:${end}`;
+    const found = prefix ? [...this.reads.keys()].find((k) => k.startsWith(`${start}:`)) : key;
+    const entry = found && this.reads.get(found);
+    if (entry) {
+      if (!entry.bytes) return null;
+      this.reads.delete(found);
+      return entry.bytes;
+    }
+    if (this.swarm.contiguousFrom(start) < end - start) return null;
+    const fresh = { bytes: null };
+    this.reads.set(key, fresh);
+    while (this.reads.size > MAX_READS) this.reads.delete(this.reads.keys().next().value);
+    this.swarm.read(start, end).then(
+      (bytes) => {
+        if (this.reads.get(key) !== fresh) return; // dropped meanwhile
+        if (!bytes) {
+          this.reads.delete(key);
+          return;
+        }
+        fresh.bytes = bytes;
+        this.update();
+      },
+      (e) => {
+        this.reads.delete(key);
+        this.fail(new Error(`could not read the file from storage: ${e.message}`));
+      },
+    );
+    return null;
   }
 
   // -- what to fetch --------------------------------------------------------------------------
@@ -137,7 +182,7 @@ export class Player {
       this.unsupported('the file is empty');
       return;
     }
-    const head = this.swarm.read(0, this.need);
+    const head = this.bytes(0, this.need);
     if (!head) return;
     const kind = media.sniff(head);
     if (!kind) {
@@ -173,6 +218,7 @@ export class Player {
       return;
     }
     this.info = info;
+    this.head = head;
     this.duration = info.duration;
     if (kind === 'mp4') this.indexState = 'tail';
     else if (info.cuesOffset !== null && info.cuesOffset < this.m.size) {
@@ -202,7 +248,8 @@ export class Player {
       this.sb.addEventListener('updateend', () => this.update());
       this.sb.addEventListener('error', () => this.fail(new Error('the browser could not parse the media data')));
       this.setDuration();
-      this.sb.appendBuffer(this.swarm.read(0, this.info.initEnd));
+      this.sb.appendBuffer(this.head.slice(0, this.info.initEnd));
+      this.head = null;
       this.appendCursor = this.info.initEnd;
       this.state = 'playing';
       this.events.status('buffering');
@@ -213,7 +260,7 @@ export class Player {
   loadIndex() {
     const size = this.m.size;
     if (this.indexState === 'last-fragment') {
-      const tail = this.swarm.read(Math.max(0, size - TAIL_SCAN), size);
+      const tail = this.bytes(Math.max(0, size - TAIL_SCAN), size);
       if (!tail) return;
       this.indexState = 'none';
       const end = media.lastFragmentEnd(tail, this.info.tracks);
@@ -226,7 +273,7 @@ export class Player {
     if (this.indexState !== 'tail') return;
     if (this.info.kind === 'mp4') {
       if (!this.indexRange) {
-        const tail = this.swarm.read(size - 16, size);
+        const tail = this.bytes(size - 16, size);
         if (!tail) return;
         const start = media.mfraStart(tail, size);
         if (start === null) {
@@ -237,13 +284,13 @@ export class Player {
         this.indexRange = [start, size];
         this.mediaEnd = start; // the index is no media: MSE is not given it
       }
-      const bytes = this.swarm.read(...this.indexRange);
+      const bytes = this.bytes(...this.indexRange);
       if (!bytes) return;
       this.setIndex(media.parseMfra(bytes, this.info.tracks));
       return;
     }
     // WebM: the Cues element's header says how long it is.
-    const head = this.swarm.read(...this.indexRange);
+    const head = this.bytes(...this.indexRange);
     if (!head) return;
     const end = media.elementEnd(head);
     if (end === null || this.indexRange[0] + end > size) {
@@ -304,7 +351,10 @@ export class Player {
     if (this.bufferedAhead() > MAX_AHEAD) return;
     const n = Math.min(this.swarm.contiguousFrom(this.appendCursor), this.mediaEnd - this.appendCursor, APPEND_CHUNK);
     if (n <= 0) return;
-    const bytes = this.swarm.read(this.appendCursor, this.appendCursor + n);
+    const read = this.bytes(this.appendCursor, this.appendCursor + n, true);
+    if (!read) return;
+    // Read before the index was found, it may run into the index, which is no media.
+    const bytes = read.subarray(0, Math.min(read.length, this.mediaEnd - this.appendCursor));
     try {
       sb.appendBuffer(bytes);
     } catch (e) {
@@ -314,7 +364,7 @@ export class Player {
       }
       throw e;
     }
-    this.appendCursor += n;
+    this.appendCursor += bytes.length;
     this.ended = false;
   }
 
@@ -383,7 +433,8 @@ export class Player {
     const from = this.scan.from;
     const n = Math.min(this.swarm.contiguousFrom(from), SCAN_LIMIT);
     if (n <= 0) return;
-    const bytes = this.swarm.read(from, from + n);
+    const bytes = this.bytes(from, from + n);
+    if (!bytes) return;
     const at = media.findFragment(this.info.kind, bytes, 0);
     if (at >= 0) {
       this.scan = null;

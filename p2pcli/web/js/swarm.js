@@ -2,9 +2,9 @@
 //
 // The browser counterpart of p2pcli/swarm/. Decisions come from the sans-IO parts
 // (wire.PeerProtocol validates each peer, picker.Picker chooses requests); this module
-// wires them to RTCPeerConnections, the Socket.IO signaling client and the in-memory piece
-// store, and reports what happens as events. A tab is a full peer: it serves every piece
-// it holds to other tabs and to CLI fetchers.
+// wires them to RTCPeerConnections, the Socket.IO signaling client and the piece store
+// (store.js: on disk, a few recent pieces in memory), and reports what happens as events.
+// A tab is a full peer: it serves every piece it holds to other tabs and to CLI fetchers.
 //
 // Signaling (docs/PROTOCOL.md section 2): on `peer-list` the newcomer offers to everyone
 // listed; peers already present answer. Candidates are trickled, each sent only once the
@@ -14,6 +14,7 @@ import { decodeVerified } from './manifest.js';
 import { HIGH_WATER, PeerLink } from './peer.js';
 import { Picker } from './picker.js';
 import { toHex } from './sha256.js';
+import { PieceStore } from './store.js';
 import * as wire from './wire.js';
 
 // What this page advertises as max_block: the largest PIECE payload it can receive.
@@ -128,9 +129,10 @@ export function iceServersFrom(cfg) {
 
 export class Swarm {
   /**
-   * `opts`: {contentHash: Uint8Array, signalUrl, token, iceServers, maxPeers, io}
-   * Events (`on(name, fn)`): signaling, manifest, piece, piece-rejected, peer-joined,
-   * peer-left, warning, error, stats.
+   * `opts`: {contentHash: Uint8Array, signalUrl, token, iceServers, maxPeers, io, store}
+   * `store`: options for PieceStore.open ({memory, cachePieces}).
+   * Events (`on(name, fn)`): signaling, manifest, storage, piece, piece-rejected,
+   * peer-joined, peer-left, warning, error, stats.
    */
   constructor(opts) {
     this.contentHash = opts.contentHash;
@@ -140,6 +142,7 @@ export class Swarm {
     this.iceServers = opts.iceServers || [];
     this.maxPeers = opts.maxPeers || 32;
     this.io = opts.io;
+    this.storeOptions = opts.store || {};
     this.peerId = crypto.getRandomValues(new Uint8Array(16));
     this.sessions = new Map();
     this.banned = new Set();
@@ -147,7 +150,7 @@ export class Swarm {
     this.busyPeers = new Map(); // said busy: signaling id -> {attempts, at (retry time)}
     this.manifest = null;
     this.picker = null;
-    this.pieces = []; // verified piece bytes, by index
+    this.store = null; // verified pieces (store.js), once the manifest is known
     this.buffers = new Map(); // piece -> bytes being assembled
     this.contributors = new Map(); // piece -> Set of session ids
     this.verifying = new Set();
@@ -243,6 +246,7 @@ export class Swarm {
     clearInterval(this.ticker);
     for (const s of [...this.sessions.values()]) this.drop(s, null);
     if (this.socket) this.socket.close();
+    if (this.store) this.store.close().catch(() => {});
   }
 
   get usablePeers() {
@@ -543,7 +547,8 @@ export class Swarm {
     this.manifest = m;
     const lengths = Array.from({ length: m.pieceCount }, (_, i) => m.pieceLength(i));
     this.picker = new Picker(lengths, Math.min(m.pieceSize, MAX_BLOCK));
-    this.pieces = new Array(m.pieceCount).fill(null);
+    this.store = PieceStore.open(m, this.contentId, this.storeOptions);
+    this.store.ready.then(() => this.emit('storage', this.store.stats()));
     this.emit('manifest', { manifest: m, from });
     for (const s of this.sessions.values()) {
       s.proto.setLocalManifestSize(m.encoded.length);
@@ -688,7 +693,16 @@ export class Swarm {
       return;
     }
     if (p.have[piece]) return;
-    this.pieces[piece] = data;
+    // Held (and announced) once stored: a peer asking for it then finds it on disk.
+    try {
+      await this.store.put(piece, data);
+    } catch (e) {
+      p.onPieceFailed(piece);
+      this.emit('error', { message: `could not store piece ${piece}: ${e.message}` });
+      this.refillAll();
+      return;
+    }
+    if (p.have[piece]) return;
     p.onPieceVerified(piece);
     this.pieceSources.set(piece, [...peers]);
     for (const s of this.sessions.values()) {
@@ -712,12 +726,20 @@ export class Swarm {
       s.proto.manifestAnswered();
     }
     while (s.serveQueue.length && s.link && s.link.open && s.link.buffered < HIGH_WATER) {
-      const [piece, offset, length] = s.serveQueue.shift();
-      const data = this.pieces[piece];
-      if (!data) {
+      const [piece, offset, length] = s.serveQueue[0];
+      if (!this.has(piece)) {
+        s.serveQueue.shift();
         s.send(wire.encodeReject(piece, offset, length));
         continue;
       }
+      // Not in memory: read it from disk, then go on. One read per peer at a time, and the
+      // piece read is kept here so a small LRU cannot evict it before it is sent.
+      const data = this.store.cached(piece) || (s.loaded && s.loaded.piece === piece ? s.loaded.data : null);
+      if (!data) {
+        if (!s.loading) this.loadForServing(s, piece);
+        return;
+      }
+      s.serveQueue.shift();
       if (!s.link.send(wire.encodePiece(piece, offset, data.subarray(offset, offset + length)))) return;
       s.bytesUp += length;
       s.upRate.add(length);
@@ -725,6 +747,19 @@ export class Swarm {
       this.upRate.add(length);
       this.sentTo[s.id] = (this.sentTo[s.id] || 0) + length;
     }
+  }
+
+  loadForServing(s, piece) {
+    s.loading = true;
+    this.store.get(piece).then(
+      (data) => {
+        s.loaded = data ? { piece, data } : null;
+      },
+      (e) => this.emit('warning', { message: `could not read piece ${piece} from storage: ${e.message}` }),
+    ).finally(() => {
+      s.loading = false;
+      if (this.sessions.get(s.id) === s) this.pumpServe(s);
+    });
   }
 
   // -- housekeeping ---------------------------------------------------------------------------
@@ -787,36 +822,21 @@ export class Swarm {
       have: this.picker ? this.picker.nHave : 0,
       busy: [...this.busyPeers.keys()],
       pieceCount: this.manifest ? this.manifest.pieceCount : null,
+      store: this.store ? this.store.stats() : null,
     };
   }
 
-  /** The verified bytes [start, end) as one array, or null if a piece is missing. */
-  read(start, end) {
-    const m = this.manifest;
-    const range = m && m.piecesFor(start, end);
-    if (!range) return new Uint8Array(0);
-    for (let i = range[0]; i <= range[1]; i++) if (!this.pieces[i]) return null;
-    const out = new Uint8Array(Math.min(end, m.size) - start);
-    let pos = 0;
-    for (let i = range[0]; i <= range[1]; i++) {
-      const from = Math.max(start - m.pieceOffset(i), 0);
-      const to = Math.min(end - m.pieceOffset(i), m.pieceLength(i));
-      out.set(this.pieces[i].subarray(from, to), pos);
-      pos += to - from;
-    }
-    return out;
+  /** The verified bytes [start, end) as one array (read from storage), or null if a piece is missing. */
+  async read(start, end) {
+    return this.store ? this.store.read(start, end) : null;
   }
 
   /** How many verified bytes run from `start` without a gap. */
   contiguousFrom(start) {
-    const m = this.manifest;
-    if (!m || start >= m.size) return 0;
-    let i = Math.floor(start / m.pieceSize);
-    while (i < m.pieceCount && this.pieces[i]) i++;
-    return Math.max(0, Math.min(m.size, i * m.pieceSize) - start);
+    return this.store ? this.store.contiguousFrom(start) : 0;
   }
 
   has(piece) {
-    return Boolean(this.pieces[piece]);
+    return Boolean(this.store && this.store.has(piece));
   }
 }
