@@ -58,8 +58,10 @@ start, unless `P2P_STOCK_AIORTC=1` in the environment keeps that process stock.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import enum
+import json
 import logging
 import math
 import os
@@ -67,7 +69,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import aiortc
 import aiortc.rtcpeerconnection as _pc_module
@@ -120,7 +122,12 @@ SACK_DELAY = 0.2  # seconds; RFC 9260 recommends at most 200 ms
 SACK_QUICK_AFTER_LOSS = 16
 # Tail loss probe (RFC 8985 section 7): at least this long after the last SACK.
 LOSS_PROBE_MIN_TIMEOUT = 0.01
-PROBE_TIMEOUT = 1.0  # seconds without a HEARTBEAT-ACK before a probe counts as lost
+PROBE_TIMEOUT = 1.0  # seconds without a HEARTBEAT-ACK before a probe counts as lost...
+# ...once the round trip is known, PROBE_RTTS of them but at least PROBE_MIN_TIMEOUT. A late
+# answer still confirms its size, so a short timeout costs a resent probe, never a size.
+PROBE_RTTS = 4
+PROBE_MIN_TIMEOUT = 0.1
+PROBES_REMEMBERED = 8  # probes whose late answer still counts
 MAX_PROBES = 3  # lost probes of one size before trying the next smaller one
 # Consecutive T3 expiries above the base size that make a black hole: one size step down.
 # Under random loss aiortc often times out twice in a row (the one chunk resent after a T3
@@ -310,12 +317,17 @@ class PacketSizer:
     confirmed size meanwhile, so a path that drops fragments costs lost probes, no stall.
 
     Loss: the adapter reports every DATA packet sent (`on_sent`) and retransmitted
-    (`on_lost`) with its size. A packet of k fragments is lost when any one is:
-    1-(1-p)^k. From the measured share of lost packets, the sizer estimates p, the loss per
-    IP packet, and cuts new messages at `size`: the largest confirmed size whose predicted
-    packet loss stays within `loss_budget` (one lost fragment loses the whole packet, so
-    under loss smaller packets win). A size in use is kept until its predicted loss passes
-    STAY_MARGIN times the budget, so noise in the estimate does not make it flap.
+    (`on_lost`) with its size. A packet of k fragments is lost when any one is; loss can
+    also strike whole datagrams whatever their size (a full socket buffer or queue):
+    1-(1-q)(1-p)^k. Counted per fragment count, two measured counts give p, the loss per
+    IP packet, and q, the loss per datagram; one alone cannot tell them apart and is read
+    as all p (the cautious reading). The sizer cuts new messages at `size`: the largest
+    confirmed size whose predicted loss from fragments, 1-(1-p)^k, stays within
+    `loss_budget` (one lost fragment loses the whole packet, so under loss per IP packet
+    smaller packets win; under loss per datagram they only cost more packets). A size in
+    use is kept until its predicted loss passes STAY_MARGIN times the budget, so noise in
+    the estimate does not make it flap. A newly confirmed size with more fragments than
+    any measured one is tried: only measuring it tells the two kinds of loss apart.
 
     Black hole: `on_black_hole` (after BLACK_HOLE_T3 consecutive T3 expiries above `base`)
     takes `confirmed` one step down: fragmented -> the largest unfragmented confirmed size
@@ -347,11 +359,14 @@ class PacketSizer:
     """DATA packets sent (first transmissions), decayed: the recent window only."""
     lost: float = 0.0
     """DATA packets retransmitted (lost or presumed lost), same window."""
-    fragments_sent: float = 0.0
+    by_fragments: dict[int, list[float]] = field(default_factory=dict)
+    """Fragments per packet -> [sent, lost], decayed with `sent` and `lost`."""
     _queue: list[int] = field(default_factory=list)
     _attempts: int = 0
     _outstanding: Probe | None = None
+    _sent_at: float = 0.0
     _deadline: float | None = None
+    _recent: list[Probe] = field(default_factory=list)
     _reprobe_at: float | None = None
     _unchosen: int = 0
     _next_token: int = field(default_factory=lambda: int.from_bytes(os.urandom(4), "big"))
@@ -373,18 +388,41 @@ class PacketSizer:
         self._attempts = 0
         self.state = SizerState.SEARCHING if self._queue else SizerState.DONE
 
-    def next_probe(self, now: float, rto: float = 0.0) -> Probe | None:
+    def next_probe(self, now: float, rto: float = 0.0, srtt: float | None = None
+                   ) -> Probe | None:
         """A probe to send now, if the search wants one; it counts as lost after
-        `probe_timeout` or the association's `rto`, whichever is longer."""
+        `probe_wait(srtt)`. (`rto` is accepted and unused: aiortc's starts at 3 s, longer
+        than many a transfer, and is never under 1 s.)"""
         if self.state is not SizerState.SEARCHING or self._outstanding is not None:
             return None
         self._next_token = (self._next_token + 1) % 2**64
         probe = Probe(size=self._queue[0], token=self._next_token)
         self._outstanding = probe
-        self._deadline = now + max(self.probe_timeout, rto)
+        self._sent_at = now
+        self._deadline = now + self.probe_wait(srtt)
         self._attempts += 1
         self.probes_sent += 1
+        self._recent = [*self._recent[-(PROBES_REMEMBERED - 1):], probe]
         return probe
+
+    def probe_wait(self, srtt: float | None) -> float:
+        """How long a probe may go unanswered: `probe_timeout` until the round trip is
+        known, then PROBE_RTTS round trips (at least PROBE_MIN_TIMEOUT, at most
+        `probe_timeout`)."""
+        if srtt is None:
+            return self.probe_timeout
+        return min(self.probe_timeout, max(PROBE_MIN_TIMEOUT, PROBE_RTTS * srtt))
+
+    def on_rtt(self, now: float, srtt: float | None) -> bool:
+        """The association has a round-trip estimate: a probe sent before it was known
+        gets the shorter wait. True when `timer()` moved earlier."""
+        if self._deadline is None or self._outstanding is None:
+            return False
+        deadline = self._sent_at + self.probe_wait(srtt)
+        if deadline >= self._deadline:
+            return False
+        self._deadline = max(deadline, now)
+        return True
 
     def timer(self) -> float | None:
         """When `on_timer` must be called next (None: no timer needed)."""
@@ -412,12 +450,15 @@ class PacketSizer:
             self._reprobe_at = now + again_after
 
     def on_probe_acked(self, token: int, now: float = 0.0) -> bool:
-        """The peer echoed a probe. True when this changed `size`."""
-        probe = self._outstanding
-        if probe is None or probe.token != token:
-            return False  # a late answer to a probe already counted as lost: ignore
-        self._outstanding = None
-        self._deadline = None
+        """The peer echoed a probe (the one outstanding, or a recent one counted lost:
+        its size crossed all the same). True when this changed `size`."""
+        probe = next((p for p in self._recent if p.token == token), None)
+        if probe is None or probe.size <= self.confirmed:
+            return False  # not ours, or it proves nothing new
+        outstanding = self._outstanding
+        if outstanding is not None and (outstanding is probe or outstanding.size <= probe.size):
+            self._outstanding = None
+            self._deadline = None
         self.confirmed = max(self.confirmed, probe.size)
         self._queue = [c for c in self._queue if c > self.confirmed]
         self._attempts = 0
@@ -430,6 +471,7 @@ class PacketSizer:
         lowered `confirmed`."""
         self._outstanding = None
         self._deadline = None
+        self._recent = []  # answers to probes sent before the black hole prove nothing now
         if self.confirmed <= self.base:
             return False
         if self.confirmed > self.path_limit:
@@ -445,33 +487,55 @@ class PacketSizer:
 
     def on_sent(self, packet_size: int) -> bool:
         """A DATA packet went out for the first time. True when this changed `size`."""
-        self._count(packet_size)
+        self._count(packet_size, 0)
         self._unchosen += 1
         return self._unchosen >= LOSS_CHOICE_EVERY and self._choose()
 
     def on_lost(self, packet_size: int) -> bool:
         """A DATA packet is sent again: its previous transmission counts as lost, this
         one as sent. True when this changed `size`."""
-        self.lost += 1
-        self._count(packet_size)
+        self._count(packet_size, 1)
         return self._choose()
 
-    def _count(self, packet_size: int) -> None:
+    def _count(self, packet_size: int, lost: int) -> None:
         self.sent += 1
-        self.fragments_sent += fragments(packet_size, self.path_limit)
+        self.lost += lost
+        counts = self.by_fragments.setdefault(fragments(packet_size, self.path_limit),
+                                              [0.0, 0.0])
+        counts[0] += 1
+        counts[1] += lost
         if self.sent >= self.window:  # forget the old half: the estimate follows the path
             self.sent /= 2
             self.lost /= 2
-            self.fragments_sent /= 2
+            for counts in self.by_fragments.values():
+                counts[0] /= 2
+                counts[1] /= 2
+
+    def _trusted(self, sent: float, lost: float) -> bool:
+        return sent >= self.min_packets or lost >= self.min_losses
+
+    def loss_model(self) -> tuple[float, float] | None:
+        """(p, q): estimated loss per IP packet (fragment) and per datagram whatever its
+        size; None until some size had `min_packets` sent or `min_losses` lost. From the
+        fewest and the most fragments per packet measured; one count alone is read as
+        all p (q = 0)."""
+        measured = sorted((k, min(lost / sent, 0.99))
+                          for k, (sent, lost) in self.by_fragments.items()
+                          if sent and self._trusted(sent, lost))
+        if not measured:
+            return None
+        (k_lo, loss_lo), (k_hi, loss_hi) = measured[0], measured[-1]
+        if k_hi == k_lo:
+            return 1 - (1 - loss_lo) ** (1 / k_lo), 0.0
+        kept = (1 - loss_hi) / (1 - loss_lo)  # (1-p)^(k_hi-k_lo)
+        p = min(0.99, 1 - kept ** (1 / (k_hi - k_lo))) if kept < 1 else 0.0
+        q = max(0.0, 1 - (1 - loss_lo) / (1 - p) ** k_lo)
+        return p, q
 
     def fragment_loss(self) -> float | None:
-        """Estimated loss per IP packet (fragment); None until `min_packets` were sent or
-        `min_losses` lost."""
-        if self.sent < self.min_packets and self.lost < self.min_losses:
-            return None
-        packet_loss = min(self.lost / self.sent, 0.99)
-        per_packet = self.fragments_sent / self.sent
-        return 1 - (1 - packet_loss) ** (1 / per_packet)
+        """Estimated loss per IP packet (fragment), p of `loss_model`."""
+        model = self.loss_model()
+        return None if model is None else model[0]
 
     def _choose(self, fresh: bool = False) -> bool:
         """Pick `size` among the usable sizes. fresh: `confirmed` changed (no hysteresis)."""
@@ -479,8 +543,17 @@ class PacketSizer:
         usable = sorted({self.base, *(c for c in self.candidates if c <= self.confirmed)},
                         reverse=True)
         p = self.fragment_loss()
-        if p is None:
+        measured = [k for k, (sent, lost) in self.by_fragments.items()
+                    if self._trusted(sent, lost)]
+        untried = fresh and len(measured) == 1 and (
+            fragments(usable[0], self.path_limit) > measured[0])
+        current = fragments(self.size, self.path_limit)
+        if p is None or untried:
+            # Nothing measured, or only one fragment count, which cannot tell loss per
+            # IP packet from loss per datagram: the largest size is the one to measure.
             best = usable[0]
+        elif not fresh and self.size in usable and current > max(measured):
+            return False  # being measured: judged once its own count is trusted
         else:
             # Nothing within budget: the largest of the sizes with the fewest fragments.
             fewest = fragments(usable[-1], self.path_limit)
@@ -649,6 +722,7 @@ class Stats:
 
 
 STATS = Stats()
+STATS_ENV = "P2P_TUNING_STATS"  # a file: install() appends STATS to it as JSON at exit
 
 
 # -- adapters ----------------------------------------------------------------------------------
@@ -838,7 +912,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         sizer.on_timer(now)
         if searching and sizer.state is SizerState.DONE:
             log.debug("SCTP: no probe answered; staying at %d-byte packets", sizer.size)
-        probe = sizer.next_probe(now, self._rto)
+        probe = sizer.next_probe(now, self._rto, self._srtt)
         if probe is not None:
             STATS.probes_sent += 1
             packet = encode_probe(probe, self._local_port, self._remote_port,
@@ -1261,6 +1335,10 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
 
         if self._tlp is not None:
             self._tlp.on_sack(self._loop.time(), self._srtt, len(self._sent_queue))
+        sizer = self._sizer
+        if sizer is not None and sizer.state is SizerState.SEARCHING and sizer.on_rtt(
+                self._loop.time(), self._srtt):
+            self._probe_step()  # a probe sent before the first RTT sample: re-arm sooner
 
         self._update_advanced_peer_ack_point()
         await self._data_channel_flush()
@@ -1369,7 +1447,16 @@ def install(features: Feature = ALL_FEATURES) -> bool:
     _pc_module.RTCSctpTransport = TunedSctpTransport
     _installed = True
     log.debug("aiortc tuning installed: %s", features)
+    stats_path = os.environ.get(STATS_ENV)
+    if stats_path:
+        # Benchmarks read a real p2p process's counters (T3s, recoveries, packet size).
+        atexit.register(_dump_stats, stats_path)
     return True
+
+
+def _dump_stats(path: str) -> None:
+    with contextlib.suppress(OSError), open(path, "a") as f:
+        f.write(json.dumps({"pid": os.getpid(), **asdict(STATS)}) + "\n")
 
 
 def uninstall() -> None:
