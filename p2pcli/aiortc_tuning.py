@@ -122,6 +122,11 @@ SACK_DELAY = 0.2  # seconds; RFC 9260 recommends at most 200 ms
 SACK_QUICK_AFTER_LOSS = 16
 # Tail loss probe (RFC 8985 section 7): at least this long after the last SACK.
 LOSS_PROBE_MIN_TIMEOUT = 0.01
+# RFC 9260 section 16's RTO.Initial (aiortc keeps RFC 4960's 3 s). It times the INIT and
+# COOKIE-ECHO resends and any DATA lost before the first RTT sample (the data channel's
+# OPEN, a manifest request): under 5% loss one of those is lost in about one start-up in
+# five, and each cost 3 s of a transfer that takes 2.
+RTO_INITIAL = 1.0
 PROBE_TIMEOUT = 1.0  # seconds without a HEARTBEAT-ACK before a probe counts as lost...
 # ...once the round trip is known, PROBE_RTTS of them but at least PROBE_MIN_TIMEOUT. A late
 # answer still confirms its size, so a short timeout costs a resent probe, never a size.
@@ -826,6 +831,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         self._tuned_sack = Feature.DELAYED_SACK in features
         self._tuned_flow = Feature.FLOW_CONTROL in features
         self._tlp = TailLossProbe() if Feature.LOSS_PROBE in features else None
+        if self._tlp is not None:
+            self._rto = RTO_INITIAL
         self._tlp_handle: asyncio.TimerHandle | None = None
         # Large packets need whole-record DTLS on this side.
         self._tuned_large = Feature.LARGE_PACKETS in features and isinstance(

@@ -166,7 +166,7 @@ async def test_private_attributes_relied_on_exist():
                  "_outbound_queue", "_sent_queue", "_outbound_stream_seq", "_local_tsn",
                  "_flight_size", "_cwnd",
                  "_partial_bytes_acked", "_fast_recovery_exit", "_fast_recovery_transmit",
-                 "_forward_tsn_chunk", "_last_sacked_tsn", "_t3_handle"):
+                 "_forward_tsn_chunk", "_last_sacked_tsn", "_t3_handle", "_rto", "_srtt"):
         assert hasattr(s, name), name
     # aioice internals used to find the UDP socket and the path's local address.
     conn = ice._connection
@@ -358,6 +358,18 @@ class TestTailLossProbe:
         tlp.on_sack(0.0, srtt=0.01, outstanding=3)
         tlp.cancel()
         assert tlp.on_timer(5.0) is False
+
+
+async def test_retransmission_timer_starts_at_rfc_9260s_one_second():
+    # Before any RTT sample (INIT, COOKIE-ECHO, the first DATA) aiortc waits RFC 4960's 3 s.
+    ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
+    d = dtls.RTCDtlsTransport(ice, [dtls.RTCCertificate.generateCertificate()])
+    assert sctp.RTCSctpTransport(d)._rto == 3.0
+    tuning.install()
+    try:
+        assert tuning.TunedSctpTransport(d)._rto == tuning.RTO_INITIAL == 1.0
+    finally:
+        tuning.uninstall()
 
 
 class TestPacketSizer:
