@@ -145,6 +145,10 @@ FRAGMENTED_SIZES = (4096, 8192)
 # size is still used; chosen from benchmarks/packet_sizes.py, see docs/aiortc-patch.md.
 LOSS_BUDGET = 0.04
 STAY_MARGIN = 1.25  # a size in use is kept up to this multiple of LOSS_BUDGET
+# Largest predicted loss (from one measured fragment count, read as loss per IP packet) at
+# which a newly confirmed larger fragment count is still tried, to tell the kinds of loss
+# apart. Above it the size stays: 5% per IP packet would lose 14% of 4096-byte packets.
+EXPLORE_LIMIT = 2 * LOSS_BUDGET
 LOSS_MIN_PACKETS = 200  # DATA packets sent before the loss estimate is trusted...
 # ...or this many lost: heavy loss must be acted on within a few dozen packets (at 5% per IP
 # packet, 16 KiB packets are lost at 46%, and each T3 that follows costs aiortc a second).
@@ -331,8 +335,9 @@ class PacketSizer:
     `loss_budget` (one lost fragment loses the whole packet, so under loss per IP packet
     smaller packets win; under loss per datagram they only cost more packets). A size in
     use is kept until its predicted loss passes STAY_MARGIN times the budget, so noise in
-    the estimate does not make it flap. A newly confirmed size with more fragments than
-    any measured one is tried: only measuring it tells the two kinds of loss apart.
+    the estimate does not make it flap. When a probe confirms sizes with more fragments
+    than the one measured, the next larger is tried if its predicted loss is at most
+    EXPLORE_LIMIT: only measuring a second count tells the two kinds of loss apart.
 
     Black hole: `on_black_hole` (after BLACK_HOLE_T3 consecutive T3 expiries above `base`)
     takes `confirmed` one step down: fragmented -> the largest unfragmented confirmed size
@@ -524,14 +529,18 @@ class PacketSizer:
         size; None until some size had `min_packets` sent or `min_losses` lost. From the
         fewest and the most fragments per packet measured; one count alone is read as
         all p (q = 0)."""
-        measured = sorted((k, min(lost / sent, 0.99))
-                          for k, (sent, lost) in self.by_fragments.items()
+        measured = sorted((k, sent, lost) for k, (sent, lost) in self.by_fragments.items()
                           if sent and self._trusted(sent, lost))
         if not measured:
             return None
-        (k_lo, loss_lo), (k_hi, loss_hi) = measured[0], measured[-1]
+        (k_lo, sent_lo, lost_lo), (k_hi, sent_hi, lost_hi) = measured[0], measured[-1]
         if k_hi == k_lo:
-            return 1 - (1 - loss_lo) ** (1 / k_lo), 0.0
+            return 1 - (1 - min(lost_lo / sent_lo, 0.99)) ** (1 / k_lo), 0.0
+        # Cautious: loss at the fewer fragments at its low end, at the more at its high end
+        # (half a Poisson standard deviation of the count lost): 8 losses in 67 packets at
+        # 8192 bytes (5.9% expected at 1% per IP packet) must not read as loss per datagram.
+        loss_lo = max(0.0, lost_lo - 0.5 * math.sqrt(lost_lo)) / sent_lo
+        loss_hi = min(0.99, (lost_hi + 0.5 * math.sqrt(lost_hi)) / sent_hi)
         kept = (1 - loss_hi) / (1 - loss_lo)  # (1-p)^(k_hi-k_lo)
         p = min(0.99, 1 - kept ** (1 / (k_hi - k_lo))) if kept < 1 else 0.0
         q = max(0.0, 1 - (1 - loss_lo) / (1 - p) ** k_lo)
@@ -550,13 +559,19 @@ class PacketSizer:
         p = self.fragment_loss()
         measured = [k for k, (sent, lost) in self.by_fragments.items()
                     if self._trusted(sent, lost)]
-        untried = fresh and len(measured) == 1 and (
-            fragments(usable[0], self.path_limit) > measured[0])
+        step = [s for s in usable if fragments(s, self.path_limit) > max(measured, default=0)]
+        untried = fresh and len(measured) == 1 and bool(step) and p is not None and (
+            1 - (1 - p) ** fragments(min(step), self.path_limit) <= EXPLORE_LIMIT)
         current = fragments(self.size, self.path_limit)
-        if p is None or untried:
-            # Nothing measured, or only one fragment count, which cannot tell loss per
-            # IP packet from loss per datagram: the largest size is the one to measure.
+        if p is None:
             best = usable[0]
+        elif untried:
+            # Only one fragment count measured, which cannot tell loss per IP packet from
+            # loss per datagram: measure the next larger one. One step, and only while its
+            # predicted loss is moderate: a size losing many packets, resends included,
+            # draws T3s and then a black hole (tried: exploring 8192 at 5% per IP packet,
+            # 26% of its packets lost, ended at 1189 bytes).
+            best = min(step)
         elif not fresh and self.size in usable and current > max(measured):
             return False  # being measured: judged once its own count is trusted
         else:
@@ -565,9 +580,11 @@ class PacketSizer:
             best = max(s for s in usable if fragments(s, self.path_limit) == fewest)
             for s in usable:
                 loss = 1 - (1 - p) ** fragments(s, self.path_limit)
-                # A size in use is kept up to STAY_MARGIN x the budget: no flapping on noise.
-                keep = s <= self.size and not fresh
-                if loss <= self.loss_budget * (STAY_MARGIN if keep else 1):
+                # A size in use is kept up to STAY_MARGIN x the budget, and a larger one is
+                # only taken within the budget / STAY_MARGIN: no flapping on noise (a stale,
+                # noisy count at another size can make a larger size look fine).
+                margin = 1.0 if fresh else STAY_MARGIN if s <= self.size else 1 / STAY_MARGIN
+                if loss <= self.loss_budget * margin:
                     best = s
                     break
         if best == self.size:
