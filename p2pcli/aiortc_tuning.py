@@ -382,6 +382,8 @@ class PacketSizer:
     _recent: list[Probe] = field(default_factory=list)
     _reprobe_at: float | None = None
     _unchosen: int = 0
+    _exploring: int = 0
+    """Fragment count tried to tell the kinds of loss apart (0: none)."""
     _next_token: int = field(default_factory=lambda: int.from_bytes(os.urandom(4), "big"))
 
     def __post_init__(self) -> None:
@@ -534,11 +536,16 @@ class PacketSizer:
         all p (q = 0)."""
         measured = sorted((k, sent, lost) for k, (sent, lost) in self.by_fragments.items()
                           if sent and self._trusted(sent, lost))
-        if not measured:
-            return None
+        if len(measured) < 2:
+            # One count or none: all packets pooled, all loss read as per IP packet (as a
+            # packet of the average fragment count). Pooling judges a size from its first
+            # losses when other sizes' packets already count: 16 KiB packets losing 46%
+            # (5% per IP packet) must go before resends are lost too and T3s follow.
+            if not self._trusted(self.sent, self.lost):
+                return None
+            per_packet = sum(k * c[0] for k, c in self.by_fragments.items()) / self.sent
+            return 1 - (1 - min(self.lost / self.sent, 0.99)) ** (1 / per_packet), 0.0
         (k_lo, sent_lo, lost_lo), (k_hi, sent_hi, lost_hi) = measured[0], measured[-1]
-        if k_hi == k_lo:
-            return 1 - (1 - min(lost_lo / sent_lo, 0.99)) ** (1 / k_lo), 0.0
         # Cautious: loss at the fewer fragments at its low end, at the more at its high end
         # (half a Poisson standard deviation of the count lost): 8 losses in 67 packets at
         # 8192 bytes (5.9% expected at 1% per IP packet) must not read as loss per datagram.
@@ -575,8 +582,9 @@ class PacketSizer:
             # draws T3s and then a black hole (tried: exploring 8192 at 5% per IP packet,
             # 26% of its packets lost, ended at 1189 bytes).
             best = min(step)
-        elif not fresh and self.size in usable and current > max(measured):
-            return False  # being measured: judged once its own count is trusted
+            self._exploring = fragments(best, self.path_limit)
+        elif not fresh and self._exploring == current and current not in measured:
+            return False  # tried to tell the kinds of loss apart: judged on its own count
         else:
             # Nothing within budget: the largest of the sizes with the fewest fragments.
             fewest = fragments(usable[-1], self.path_limit)
