@@ -994,7 +994,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             await super()._send_chunk(chunk)  # nothing to choose (stock peer): no bookkeeping
             return
         size = data_packet_size(chunk)
-        if chunk._sent_count == 2 and not chunk._acked:
+        if chunk._sent_count == 2 and not chunk._acked and not getattr(
+                chunk, "_t3_resend", False):
             changed = sizer.on_lost(size)
         else:
             # A first send; or a resend not counted as a loss: after T3 although gap-acked
@@ -1401,9 +1402,13 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             self._use_packet_size(self._sizer.size)
             self._probe_step()
 
-        for chunk in self._sent_queue:
+        for i, chunk in enumerate(self._sent_queue):
             if not self._maybe_abandon(chunk):
                 chunk._retransmit = True
+                # aiortc resends everything outstanding after T3, most of it never lost:
+                # only the first chunk counts as a loss in the sizer's estimate (one T3 with
+                # a window of 100 chunks read as 100 losses and stepped 16 KiB down to 1388).
+                chunk._t3_resend = i > 0
             self._flight_size_decrease(chunk)
         self._update_advanced_peer_ack_point()
 

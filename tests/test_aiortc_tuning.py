@@ -372,6 +372,40 @@ async def test_retransmission_timer_starts_at_rfc_9260s_one_second():
         tuning.uninstall()
 
 
+async def test_chunks_resent_after_t3_are_not_counted_as_lost_but_the_first():
+    # aiortc resends every outstanding chunk after T3; most were never lost. Counting them
+    # read one T3 with 100 chunks out as 100 losses and cut 16 KiB packets down to 1388.
+    ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
+    d = dtls.RTCDtlsTransport(ice, [dtls.RTCCertificate.generateCertificate()])
+    sent: list[bytes] = []
+
+    async def send_data(data: bytes) -> None:
+        sent.append(data)
+
+    d._send_data = send_data
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(d)
+    finally:
+        tuning.uninstall()
+    t._remote_port, t._remote_verification_tag = 5000, 1
+    t._sizer = PacketSizer(candidates=(16384,), path_limit=1388, min_packets=10**9)
+    t._sizer.on_probe_acked(t._sizer.next_probe(0.0).token)
+    t._max_data = tuning.max_user_data(16384)
+    t._cwnd = 1 << 30
+    await t._send(1, 51, b"x" * 100 * t._max_data)
+    while t._outbound_queue:  # aiortc sends 4 packets per call (its burst limit)
+        await t._transmit()
+    assert t._sizer.sent == 100 and t._sizer.lost == 0
+    t._t3_expired()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    t._cwnd = 1 << 30  # as the window reopens, every outstanding chunk goes again
+    while any(c._retransmit for c in t._sent_queue):
+        await t._transmit()
+    assert t._sizer.lost == 1
+
+
 class TestPacketSizer:
     def test_without_candidates_it_stays_at_base(self):
         s = PacketSizer(candidates=())
