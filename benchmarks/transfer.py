@@ -51,6 +51,14 @@ More scenarios, for that comparison:
 Ratios are to libdatachannel (x ndc) and to the stock bare channel (x bare) at the same loss
 in the same round. `--repeat N` runs N rounds and adds a table of medians.
 
+Each p2p row also reports the first seeder's SCTP sending side at its exit (from
+p2pcli/aiortc_tuning.py's counters, P2P_TUNING_STATS): `seed_packet`, the packet size it
+last cut messages at, `seed_fast_recoveries` and `seed_t3`. P2P_BENCH_PYSPY=DIR samples
+every p2p process with py-spy (folded stacks, DIR/NN-name.txt): where a slow row's time went.
+Under loss, compare p2p's `mb_per_s_connected` (manifest to done) with the raw channels:
+they time the transfer alone, and p2p's end-to-end figure carries a second or more of
+process start and connection set-up at 64 MiB.
+
     python benchmarks/transfer.py --mtu 1500 --size 256M           # ndc,bare,bare-tuned,1to1
     python benchmarks/transfer.py --mtu 1500 --loss 1,5 --size 64M  # the same rows under loss
 """

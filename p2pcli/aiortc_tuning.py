@@ -29,7 +29,8 @@ stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endp
      size that fits the link whole first, then sizes that cross as IP fragments (a LAN
      carries them, some internet paths drop them; relayed paths are not probed);
    - under loss it cuts messages at the largest confirmed size whose predicted packet
-     loss stays within a budget: one lost fragment loses the whole packet;
+     loss stays within a budget: one lost fragment loses the whole packet, while loss of
+     whole datagrams (measured at two sizes to tell them apart) does not favour small ones;
    - a black hole (repeated retransmission timeouts) steps the size down within a bounded
      time, and chunks already cut larger cross as pieces the tuned peer joins (a TSN cannot
      be re-fragmented), so no transfer stalls for good.
@@ -42,7 +43,8 @@ stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endp
    one probe packet after two round trips (RFC 8985's tail loss probe) instead of waiting
    for T3, which takes at least 1 s and restarts from a one-packet window. Together with
    the quick SACKs after a loss (1.), this is what keeps a lossy path from being slower
-   than stock (docs/aiortc-patch.md, "Under loss").
+   than stock (docs/aiortc-patch.md, "Under loss"). The retransmission timer starts at
+   RFC 9260's 1 s, not aiortc's 3 s, for handshake and early DATA losses.
 5. Cheaper receiving from peers that still send small packets (stock aiortc, browsers): a
    stream's fragment list is scanned for complete messages only when the arriving chunk
    can complete one (aiortc rescans it for every chunk: quadratic in fragments per
