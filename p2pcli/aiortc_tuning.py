@@ -159,6 +159,10 @@ LOSS_MIN_PACKETS = 200  # DATA packets sent before the loss estimate is trusted.
 # packet, 16 KiB packets are lost at 46%, and each T3 that follows costs aiortc a second).
 LOSS_MIN_LOSSES = 8
 LOSS_WINDOW = 2000  # packets; older counts are halved away past it
+# A retransmission timeout counts as this many packets lost at the size in flight: a T3 at a
+# fragmented size says more than one lost packet (three in a row make a black hole), yet
+# counting every chunk aiortc resends after it read one T3 as 100 losses.
+T3_LOSSES = 4
 LOSS_CHOICE_EVERY = 64  # packets sent between two size choices (a loss triggers one at once)
 REPROBE_AFTER = 600.0  # seconds after a black hole before the sizes above are probed again
 # Seconds after a search that confirmed no fragmented size before it tries again: probes
@@ -512,6 +516,13 @@ class PacketSizer:
         """A DATA packet is sent again: its previous transmission counts as lost, this
         one as sent. True when this changed `size`."""
         self._count(packet_size, 1)
+        return self._choose()
+
+    def on_timeout(self, packet_size: int) -> bool:
+        """A retransmission timeout with packets of that size outstanding: T3_LOSSES of
+        them count as lost. True when this changed `size`."""
+        for _ in range(T3_LOSSES):
+            self._count(packet_size, 1)
         return self._choose()
 
     def _count(self, packet_size: int, lost: int) -> None:
@@ -1404,13 +1415,16 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             self._use_packet_size(self._sizer.size)
             self._probe_step()
 
-        for i, chunk in enumerate(self._sent_queue):
+        if self._sizer is not None and self._sent_queue and self._sizer.on_timeout(
+                data_packet_size(self._sent_queue[0])):
+            self._use_packet_size(self._sizer.size)
+        for chunk in self._sent_queue:
             if not self._maybe_abandon(chunk):
                 chunk._retransmit = True
                 # aiortc resends everything outstanding after T3, most of it never lost:
-                # only the first chunk counts as a loss in the sizer's estimate (one T3 with
-                # a window of 100 chunks read as 100 losses and stepped 16 KiB down to 1388).
-                chunk._t3_resend = i > 0
+                # the sizer counted the timeout itself (one T3 with a window of 100 chunks
+                # read as 100 losses stepped 16 KiB packets down to 1388).
+                chunk._t3_resend = True
             self._flight_size_decrease(chunk)
         self._update_advanced_peer_ack_point()
 
