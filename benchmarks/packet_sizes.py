@@ -16,6 +16,9 @@ Loss (`--loss 0,1,5`, percent) is dropped per IP packet, that is per fragment, i
 table's PREROUTING chain: a fragment is dropped there before the kernel reassembles its
 datagram, so one lost fragment loses the whole SCTP packet, as on a real link. (A rule on
 OUTPUT would see whole datagrams before fragmentation and flatter large packets.)
+`--per-datagram` drops on OUTPUT instead, whole datagrams before fragmentation (what
+benchmarks/transfer.py's `--loss` does; loss at a socket or queue that drops whole
+datagrams): there a large packet is lost no more often than a small one.
 `--drop-fragments` also drops every IPv4 fragment (`iptables -f`): a path that carries no
 fragments at all, where only unfragmented sizes work.
 
@@ -23,7 +26,7 @@ Needs root (ip netns, iptables); deletes its namespace on exit.
 
     python benchmarks/packet_sizes.py [--size 64M] [--loss 0,1] [--sizes 1388,16384]
         [--variants stock,tuned,before] [--before /tmp/old-tree] [--repeat 2]
-        [--drop-fragments] [--json]
+        [--drop-fragments] [--per-datagram] [--json]
 """
 
 from __future__ import annotations
@@ -122,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="stock,tuned", help="besides --sizes")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--drop-fragments", action="store_true")
+    ap.add_argument("--per-datagram", action="store_true",
+                    help="drop whole datagrams on OUTPUT (before fragmentation)")
     ap.add_argument("--before", metavar="DIR", help="checkout for the `before` variant")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
@@ -148,12 +153,16 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.repeat):
             for loss in (float(x) for x in args.loss.split(",")):
                 _rule(ns, "-t", "raw", "-F", "PREROUTING")
+                _rule(ns, "-F", "OUTPUT")
                 if args.drop_fragments:
                     _rule(ns, "-t", "raw", "-A", "PREROUTING", "-f", "-j", "DROP")
+                where = ["-A", "OUTPUT"] if args.per_datagram else [
+                    "-t", "raw", "-A", "PREROUTING"]
                 if loss:
-                    _rule(ns, "-t", "raw", "-A", "PREROUTING", "-p", "udp", "-m", "statistic",
-                          "--mode", "random", "--probability", f"{loss / 100:g}", "-j", "DROP")
-                print(f"round {i + 1}, {loss:g}% loss per IP packet, MTU {args.mtu}",
+                    _rule(ns, *where, "-p", "udp", "-m", "statistic", "--mode", "random",
+                          "--probability", f"{loss / 100:g}", "-j", "DROP")
+                print(f"round {i + 1}, {loss:g}% loss per "
+                      f"{'datagram' if args.per_datagram else 'IP packet'}, MTU {args.mtu}",
                       file=sys.stderr, flush=True)
                 results: dict[str, dict] = {}
                 for name in variants:  # one inner process each: `before` imports other code
@@ -180,14 +189,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         print(json.dumps({"size": args.size, "mtu": args.mtu,
-                          "drop_fragments": args.drop_fragments, "rounds": rounds}, indent=2))
+                          "drop_fragments": args.drop_fragments,
+                          "per_datagram": args.per_datagram, "rounds": rounds}, indent=2))
         return 0
     cols = ["mb_per_s", "speed_vs_stock", "sender_cpu_s_per_gib", "receiver_cpu_s_per_gib",
             "packet_bytes", "final_packet", "probes", "fast_recoveries", "t3_expiries"]
     print(f"bare channel, {args.size / 2**20:g} MiB, MTU {args.mtu}"
           + (", every IPv4 fragment dropped" if args.drop_fragments else ""))
     for rnd in rounds:
-        print(f"round {rnd['round']}, {rnd['loss_pct']:g}% loss per IP packet")
+        print(f"round {rnd['round']}, {rnd['loss_pct']:g}% loss per "
+              f"{'datagram' if args.per_datagram else 'IP packet'}")
         print("variant  " + " ".join(f"{c:>22}" for c in cols))
         for name, res in rnd["results"].items():
             print(f"{name:<8} " + " ".join(f"{res.get(c, '-')!s:>22}" for c in cols))

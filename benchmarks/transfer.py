@@ -45,10 +45,19 @@ More scenarios, for that comparison:
   bare-tuned  the bare aiortc channel with p2p's tuning installed on both sides
               (benchmarks/tuning.py's "tuned")
   1to1-stock  p2p 1 -> 1 with P2P_STOCK_AIORTC=1 on both sides
+  1to1-before p2p 1 -> 1 running another checkout (`--before DIR`), same round and loss
   webtorrent  WebTorrent 2.8.5 over WebRTC in node, 1 seeder -> 1 leecher, the same file
               (benchmarks/webtorrent/wt_swarm.mjs; once: `npm ci --ignore-scripts` there)
 Ratios are to libdatachannel (x ndc) and to the stock bare channel (x bare) at the same loss
 in the same round. `--repeat N` runs N rounds and adds a table of medians.
+
+Each p2p row also reports the first seeder's SCTP sending side at its exit (from
+p2pcli/aiortc_tuning.py's counters, P2P_TUNING_STATS): `seed_packet`, the packet size it
+last cut messages at, `seed_fast_recoveries` and `seed_t3`. P2P_BENCH_PYSPY=DIR samples
+every p2p process with py-spy (folded stacks, DIR/NN-name.txt): where a slow row's time went.
+Under loss, compare p2p's `mb_per_s_connected` (manifest to done) with the raw channels:
+they time the transfer alone, and p2p's end-to-end figure carries a second or more of
+process start and connection set-up at 64 MiB.
 
     python benchmarks/transfer.py --mtu 1500 --size 256M           # ndc,bare,bare-tuned,1to1
     python benchmarks/transfer.py --mtu 1500 --loss 1,5 --size 64M  # the same rows under loss
@@ -80,6 +89,10 @@ ROOT = HERE.parent
 NDC = HERE / "ndc_channel.mjs"
 WEBTORRENT = HERE / "webtorrent" / "wt_swarm.mjs"
 NETNS_ENV = "P2P_BENCH_NETNS"  # set in the re-run inside the namespace: its name
+PYSPY_ENV = "P2P_BENCH_PYSPY"  # a directory: py-spy samples every p2p process into it
+BEFORE_ENV = "P2P_BENCH_BEFORE"  # --before: the checkout `-before` rows run
+TUNING_STATS_ENV = "P2P_TUNING_STATS"  # p2pcli/aiortc_tuning.py's STATS_ENV
+_spy_runs = 0
 
 P2P = str(Path(sys.executable).parent / "p2p")
 GIB = 1 << 30
@@ -102,6 +115,7 @@ class Runner:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.procs: list[subprocess.Popen] = []
+        self.spies: list[subprocess.Popen] = []
         self.env = {**os.environ, "P2P_CACHE_DIR": str(workdir / "cache")}
 
     def start(self, args: list[str], name: str) -> subprocess.Popen:
@@ -111,10 +125,22 @@ class Runner:
             stderr=open(self.workdir / f"{name}.err", "wb"),
             stdin=subprocess.DEVNULL,
             cwd=self.workdir,
-            env=self.env,
+            # Each p2p process appends its aiortc_tuning counters here when it exits.
+            env={**self.env, TUNING_STATS_ENV: str(self.workdir / f"{name}.tuning")},
             start_new_session=True,
         )
         self.procs.append(p)
+        spy_dir = os.environ.get(PYSPY_ENV)
+        if spy_dir and name != "signal":
+            # Sampled, not traced: cProfile would slow the loss path it is meant to show.
+            # Folded stacks per p2p process; py-spy exits when the process does.
+            global _spy_runs
+            _spy_runs += 1
+            out = Path(spy_dir) / f"{_spy_runs:02d}-{name}.txt"
+            self.spies.append(subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(p.pid),
+                 "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         return p
 
     def wait_line(self, name: str, timeout: float = 120) -> str:
@@ -126,6 +152,13 @@ class Runner:
                 return text.strip().splitlines()[0]
             time.sleep(0.05)
         raise TimeoutError(f"{name} printed nothing: {(self.workdir / f'{name}.err').read_text()}")
+
+    def tuning_stats(self, name: str) -> dict:
+        """aiortc_tuning.STATS of that process at its exit ({} if none: stock, older code)."""
+        path = self.workdir / f"{name}.tuning"
+        lines = path.read_text().splitlines() if path.exists() else []
+        path.unlink(missing_ok=True)
+        return json.loads(lines[-1]) if lines else {}
 
     def events(self, name: str) -> list[dict]:
         out = []
@@ -146,6 +179,13 @@ class Runner:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
         self.procs.clear()
+        for spy in self.spies:
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+        self.spies.clear()
 
 
 class _quiet:
@@ -236,13 +276,20 @@ def p2p_scenario(workdir: Path, src: Path, seeders: int, fetchers: int,
             refused_fetch += sum(e["event"] == "peer-refused" for e in ev)
             if (workdir / f"out{i}.bin").stat().st_size != size:
                 raise RuntimeError("output size differs")
-        return figures(size, wall, fetch_wall, transfer, seed_cpu=seed_cpu,
-                       fetch_cpu=sum(fetch_cpu), seed_up=seed_up, seed_rss=seed_rss,
-                       fetch_rss=max(fetch_rss), refused=(refused_seed, refused_fetch))
+        row = figures(size, wall, fetch_wall, transfer, seed_cpu=seed_cpu,
+                      fetch_cpu=sum(fetch_cpu), seed_up=seed_up, seed_rss=seed_rss,
+                      fetch_rss=max(fetch_rss), refused=(refused_seed, refused_fetch))
     finally:
         r.stop_all()
         for f in workdir.glob("out*.bin"):
             f.unlink()
+    # The first seeder's sending side, read after it exited: the packet size it ended at,
+    # its loss recoveries (why a lossy row is slow).
+    st = r.tuning_stats("seed0")
+    if st:
+        row |= {"seed_packet": st["packet_size"], "seed_fast_recoveries": st["fast_recoveries"],
+                "seed_t3": st["t3_expiries"]}
+    return row
 
 
 def peak_rss(p: psutil.Process) -> int:
@@ -350,13 +397,15 @@ def webtorrent_scenario(src: Path) -> dict:
     }
 
 
-P2P_SCENARIO = re.compile(r"(\d+)to(\d+)(-stock)?")
-"p2p rows: M seeders to N fetchers (1to1, 2to1, 1to16), `-stock` with P2P_STOCK_AIORTC=1."
+P2P_SCENARIO = re.compile(r"(\d+)to(\d+)(-stock|-before)?")
+"""p2p rows: M seeders to N fetchers (1to1, 2to1, 1to16), `-stock` with P2P_STOCK_AIORTC=1,
+`-before` running the checkout given by --before (same round, same namespace and loss)."""
 MAX_FETCHERS = 64  # under the seeder's --max-peers (128) and a signaling peer list (100)
 RAW = {"bare": bare_scenario, "bare-tuned": bare_tuned_scenario, "ndc": ndc_scenario}
 DEFAULT = "bare,1to1,2to1,1to3"
 DEFAULT_NETNS = "ndc,bare,bare-tuned,1to1"
-KNOWN = f"{','.join(RAW)},webtorrent,1to1,2to1,1to3,1to4,1to16,1to1-stock (any MtoN[-stock])"
+KNOWN = (f"{','.join(RAW)},webtorrent,1to1,2to1,1to3,1to4,1to16,1to1-stock,1to1-before "
+         "(any MtoN[-stock|-before])")
 
 
 def p2p_shape(name: str) -> tuple[int, int, bool] | None:
@@ -367,7 +416,7 @@ def p2p_shape(name: str) -> tuple[int, int, bool] | None:
     seeders, fetchers = int(m[1]), int(m[2])
     if not (1 <= seeders <= 8 and 1 <= fetchers <= MAX_FETCHERS):
         return None
-    return seeders, fetchers, bool(m[3])
+    return seeders, fetchers, m[3] == "-stock"
 
 
 def known_scenario(name: str) -> bool:
@@ -382,7 +431,12 @@ def run_scenario(name: str, workdir: Path, src: Path, size: int) -> dict:
     shape = p2p_shape(name)
     assert shape is not None, name
     seeders, fetchers, stock = shape
-    env = {"P2P_STOCK_AIORTC": "1"} if stock else None
+    env = {"P2P_STOCK_AIORTC": "1"} if stock else {}
+    if name.endswith("-before"):
+        before = os.environ.get(BEFORE_ENV)
+        if not before:
+            raise RuntimeError(f"{name} needs --before DIR")
+        env["PYTHONPATH"] = before  # its p2pcli and p2p_cli (a `p2p_cli -> cli` link)
     return p2p_scenario(workdir, src, seeders, fetchers, env=env)
 
 
@@ -490,7 +544,8 @@ def in_namespace(args: argparse.Namespace, argv: list[str]) -> int:
 COLS = ["mb_per_s", "x_ndc", "x_bare", "mb_per_s_connected", "wall_s", "seed_cpu_s_per_gib",
         "seed_cpu_s_per_gib_up", "seed_up_mb_per_s", "seed_share", "fetch_median_mb_per_s",
         "fetch_median_mb_per_s_connected", "fetch_cpu_s_per_gib", "seed_peak_rss_mb",
-        "fetch_peak_rss_mb", "refused_by_seed", "refused_by_fetchers", "load_1m"]
+        "fetch_peak_rss_mb", "refused_by_seed", "refused_by_fetchers", "seed_packet",
+        "seed_fast_recoveries", "seed_t3", "load_1m"]
 
 
 def print_table(title: str, rows: dict[str, dict]) -> None:
@@ -516,7 +571,12 @@ def main(argv: list[str] | None = None) -> int:
                          "rows each, e.g. 1,5 (in a namespace: root)")
     ap.add_argument("--repeat", type=int, default=1, help="rounds; >1 adds a median table")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--before", metavar="DIR",
+                    help="another checkout (with a `p2p_cli -> cli` link) that `-before` rows "
+                         "run, e.g. 1to1-before: before/after in one round")
     args = ap.parse_args(argv)
+    if args.before:
+        os.environ[BEFORE_ENV] = str(Path(args.before).resolve())
     size = parse_size(args.size)
     try:
         losses = [float(x) for x in args.loss.split(",")]
