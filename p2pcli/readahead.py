@@ -15,6 +15,13 @@ WINDOW_SECONDS = 20.0  # read-ahead as playing time
 MIN_WINDOW = 2 * 1024 * 1024
 MAX_WINDOW = 64 * 1024 * 1024
 DEFAULT_WINDOW = 4 * 1024 * 1024
+# The end of the file, fetched right after what readers need now: a player opening an MP4
+# whose index (moov) is at the end reads the head, then seeks there before it can decode a
+# frame (Matroska's cues and AVI's index sit there too). The index of a 2-hour film is a
+# few MB; TAIL_SHARE of the size, within these bounds, covers it.
+TAIL_SHARE = 1 / 200
+MIN_TAIL = 512 * 1024
+MAX_TAIL = 8 * 1024 * 1024
 
 
 @dataclass(eq=False)  # identity: two reads at the same position are still two reads
@@ -48,6 +55,11 @@ class ReadAhead:
         self.piece_count = -(-size // piece_size)
         self.bitrate: float | None = None  # bytes per second of media
 
+    @property
+    def tail(self) -> int:
+        """Bytes at the end of the file fetched early (a container's index)."""
+        return int(min(MAX_TAIL, max(MIN_TAIL, self.size * TAIL_SHARE)))
+
     def observe_bitrate(self, bytes_per_second: float) -> None:
         if bytes_per_second > 0:
             self.bitrate = bytes_per_second
@@ -77,6 +89,9 @@ class ReadAhead:
         newest_first = sorted(readers, key=lambda r: -r.serial)
         for r in newest_first:
             add(self._pieces(r.pos, min(r.end, r.pos + URGENT_BYTES)))
+        if not readers:
+            add(self._pieces(0, URGENT_BYTES))  # a player's first read is at the start
+        add(self._pieces(max(0, self.size - self.tail), self.size))
         anchor = player.play_pos if player and player.play_pos is not None else None
         for r in newest_first:
             # The window follows the viewer when we know where they are and this read is

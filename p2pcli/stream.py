@@ -115,6 +115,9 @@ class Streamer:
 
     def content_known(self, m: Manifest) -> None:
         self.readahead = ReadAhead(m.size, m.piece_size)
+        # The head and the tail are wanted before any player reads (the swarm gets its
+        # picker once this returns).
+        asyncio.get_running_loop().call_soon(self.reprioritize)
 
     def on_player_change(self) -> None:
         st = self.mpv.state if self.mpv else None
