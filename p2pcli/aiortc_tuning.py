@@ -1000,6 +1000,16 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         await super()._receive_chunk(chunk)
 
     async def _send_chunk(self, chunk: _sctp.Chunk) -> None:
+        # aiortc lets a send on a closed DTLS transport raise ConnectionError to its caller;
+        # only _abort catches it, and T1/T2 resends run as tasks nobody awaits, so a close
+        # at the wrong moment printed "Task exception was never retrieved" and a traceback.
+        # A packet sent on a closed transport is lost, like any other: drop it here.
+        try:
+            await self._send_chunk_sized(chunk)
+        except ConnectionError:
+            log.debug("SCTP: %s not sent, the transport is closed", type(chunk).__name__)
+
+    async def _send_chunk_sized(self, chunk: _sctp.Chunk) -> None:
         # DATA packets feed the sizer's loss estimate; one cut larger than the path now
         # carries goes as pieces to a peer that joins them (else whole, as aiortc would).
         sizer = self._sizer

@@ -1042,6 +1042,9 @@ async def test_sends_while_dtls_shuts_down_are_dropped_quietly(loopback_only):
             await transport._send_data(b"x" * 100)
         probe = encode_probe(Probe(size=4096, token=1), 5000, 5000, 0)
         await a.sctp._send_raw(probe)  # the probe task: returns, raises nothing
+        # aiortc's T1/T2 resends are tasks nobody awaits: any chunk sent now is dropped.
+        await a.sctp._send_chunk(sctp.HeartbeatChunk())
+        await a.sctp._send_chunk(sctp.ShutdownChunk())
     finally:
         await a.close()
         await b.close()
