@@ -86,6 +86,28 @@ def test_stream_parses_its_options_without_pydantic():
 
 
 def test_another_typer_keeps_its_own_coercion(monkeypatch):
+    stock = typer.core._TyperParameter.get_runtime_param
     monkeypatch.setattr(typer, "__version__", "0.99.0")
     assert not fastparams.install()
-    assert typer.core._TyperParameter.get_runtime_param is fastparams._stock_get_runtime_param
+    assert typer.core._TyperParameter.get_runtime_param is stock
+
+
+def test_a_typer_without_the_private_modules_still_loads_it():
+    # An older typer (0.20 has no typer._coercion) must still run every command: the
+    # private imports happen in install(), after the version check.
+    loaded = _modules_after(
+        "import sys, typer\n"
+        "typer.__version__ = '0.20.0'\n"
+        "del typer._coercion\n"
+        "sys.modules['typer._coercion'] = None\n"
+        "from p2p_cli import fastparams\n"
+        "assert fastparams.install() is False\n"
+    )
+    assert "p2p_cli" in loaded
+
+
+@pytest.mark.parametrize("value", ["1" * 5000, "-" + "9" * 30, "1" * 19])
+def test_huge_numbers_are_typers_to_refuse(value):
+    # int() refuses over 4300 digits with a ValueError: typer words that as a usage error.
+    assert fastparams.plain_value(int, value) == (False, None)
+    assert fastparams.plain_value(float, value) == (False, None)
