@@ -19,7 +19,11 @@ DEFAULT_WINDOW = 4 * 1024 * 1024
 # whose index (moov) is at the end reads the head, then seeks there before it can decode a
 # frame (Matroska's cues and AVI's index sit there too). The index of a 2-hour film is a
 # few MB; TAIL_SHARE of the size, within these bounds, covers it.
+# Only while the stream starts: once a reader has gone START_BYTES in, the player has what
+# it opens a file with (a slow link's read-ahead must not wait behind 8 MiB nobody asked for;
+# a later seek to the end is a reader like any other).
 TAIL_SHARE = 1 / 200
+START_BYTES = 2 * URGENT_BYTES
 MIN_TAIL = 512 * 1024
 MAX_TAIL = 8 * 1024 * 1024
 
@@ -54,6 +58,7 @@ class ReadAhead:
         self.piece_size = piece_size
         self.piece_count = -(-size // piece_size)
         self.bitrate: float | None = None  # bytes per second of media
+        self.started = False  # a reader went START_BYTES in: the tail is no longer early
 
     @property
     def tail(self) -> int:
@@ -91,7 +96,9 @@ class ReadAhead:
             add(self._pieces(r.pos, min(r.end, r.pos + URGENT_BYTES)))
         if not readers:
             add(self._pieces(0, URGENT_BYTES))  # a player's first read is at the start
-        add(self._pieces(max(0, self.size - self.tail), self.size))
+        self.started = self.started or any(r.pos > START_BYTES for r in readers)
+        if not self.started:
+            add(self._pieces(max(0, self.size - self.tail), self.size))
         anchor = player.play_pos if player and player.play_pos is not None else None
         for r in newest_first:
             # The window follows the viewer when we know where they are and this read is

@@ -299,7 +299,12 @@ async def _serve_http(st: Streamer, sock: socket.socket) -> web.AppRunner:
     """Serve `st` on the listening socket. aiohttp's server half is imported in a thread:
     the event loop meanwhile carries on with the swarm's handshakes, and the import runs
     while the loop waits on the network (the GIL passes between them)."""
-    web = await asyncio.to_thread(importlib.import_module, "aiohttp.web")
+    try:
+        web = await asyncio.to_thread(importlib.import_module, "aiohttp.web")
+    except (ImportError, RuntimeError):
+        # An import in a thread can meet one on the loop's thread (the import lock's
+        # _DeadlockError, a RuntimeError): import it again here, where that cannot happen.
+        web = importlib.import_module("aiohttp.web")
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", st.handle)
     app.router.add_route("HEAD", "/{tail:.*}", st.handle)
@@ -307,8 +312,22 @@ async def _serve_http(st: Streamer, sock: socket.socket) -> web.AppRunner:
     # the wait for open responses at shutdown (aiohttp's default is 60 s).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    try:
+        await web.SockSite(runner, sock).start()
+    except BaseException:
+        await asyncio.shield(runner.cleanup())
+        raise
     return runner
+
+
+async def _stop_serving(serving: asyncio.Task[web.AppRunner]) -> None:
+    if not serving.done():
+        serving.cancel()
+    # Wait for it without taking its outcome as ours: a cancellation of the command itself
+    # (a forced stop) must still reach the caller.
+    await asyncio.wait({serving})
+    if not serving.cancelled() and serving.exception() is None:
+        await serving.result().cleanup()
 
 
 async def stream(
@@ -384,10 +403,7 @@ async def stream(
         if dl is not None:
             await dl.close()
         if serving is not None:
-            if not serving.done():
-                serving.cancel()
-            with contextlib.suppress(BaseException):
-                await (await serving).cleanup()
+            await _stop_serving(serving)
         sock.close()  # if aiohttp never took it over (its cleanup closes it otherwise)
 
 
