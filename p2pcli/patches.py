@@ -16,6 +16,7 @@ connections made afterwards:
   though a check on a LAN or loopback answers within a millisecond: every connection
   waited ~20 ms more on each side before DTLS could start. Installed only over the pinned
   aioice version, whose method `_connect` copies (tests/test_patches.py checks the copy).
+  `P2P_STOCK_AIORTC=1` leaves this one on: it is aioice's, not aiortc's.
 - python-socketio, in a process that is only a signaling client (`fetch`, `stream`):
   `load_socketio_client` imports it without redis, which its package imports for the
   pub/sub managers only a clustered server uses (~30 ms of CPU at start-up).
