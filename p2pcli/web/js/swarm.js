@@ -734,12 +734,14 @@ export class Swarm {
       }
       // Not in memory: read it from disk, then go on. One read per peer at a time, and the
       // piece read is kept here so a small LRU cannot evict it before it is sent.
-      const data = this.store.cached(piece) || (s.loaded && s.loaded.piece === piece ? s.loaded.data : null);
+      if (s.loaded && s.loaded.piece !== piece) s.loaded = null; // done with it
+      const data = this.store.cached(piece) || (s.loaded ? s.loaded.data : null);
       if (!data) {
         if (!s.loading) this.loadForServing(s, piece);
         return;
       }
       s.serveQueue.shift();
+      if (!s.serveQueue.length) s.loaded = null;
       if (!s.link.send(wire.encodePiece(piece, offset, data.subarray(offset, offset + length)))) return;
       s.bytesUp += length;
       s.upRate.add(length);
@@ -751,11 +753,24 @@ export class Swarm {
 
   loadForServing(s, piece) {
     s.loading = true;
+    // Refuse the request at the head if the read brings nothing: retrying it would fail
+    // the same way, in a loop.
+    const refuse = () => {
+      const head = s.serveQueue[0];
+      if (head && head[0] === piece) {
+        s.serveQueue.shift();
+        s.send(wire.encodeReject(...head));
+      }
+    };
     this.store.get(piece).then(
       (data) => {
-        s.loaded = data ? { piece, data } : null;
+        if (data) s.loaded = { piece, data };
+        else refuse(); // no longer held (the disk failed): pumpServe refuses the rest
       },
-      (e) => this.emit('warning', { message: `could not read piece ${piece} from storage: ${e.message}` }),
+      (e) => {
+        this.emit('warning', { message: `could not read piece ${piece} from storage: ${e.message}` });
+        refuse();
+      },
     ).finally(() => {
       s.loading = false;
       if (this.sessions.get(s.id) === s) this.pumpServe(s);
