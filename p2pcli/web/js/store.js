@@ -27,6 +27,10 @@
 export const CACHE_BYTES = 32 * 1024 * 1024;
 export const MIN_CACHE_PIECES = 4;
 export const OPFS_DIR = 'p2p-pieces';
+// A worker call unanswered this long means a worker that died without an error event (the
+// browser killed it): give the disk up rather than wait forever. A sync access handle
+// writes a piece in milliseconds, so only a dead worker gets near this.
+export const WORKER_TIMEOUT = 60000;
 
 /** Least recently used first out; `set` returns the keys it evicted. */
 export class Lru {
@@ -146,7 +150,14 @@ export class OpfsBackend {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.next++;
     return new Promise((ok, fail) => {
-      this.waiting.set(id, { ok, fail });
+      const timer = setTimeout(() => {
+        this.die(new Error(`the storage worker did not answer for ${WORKER_TIMEOUT / 1000} s`));
+      }, WORKER_TIMEOUT);
+      const settle = (fn) => (v) => {
+        clearTimeout(timer);
+        fn(v);
+      };
+      this.waiting.set(id, { ok: settle(ok), fail: settle(fail) });
       this.worker.postMessage({ ...msg, id }, transfer);
     });
   }
