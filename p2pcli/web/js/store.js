@@ -47,6 +47,11 @@ export class Lru {
     return this.map.has(key);
   }
 
+  /** The value without making it the most recent. */
+  peek(key) {
+    return this.map.get(key);
+  }
+
   get(key) {
     const v = this.map.get(key);
     if (v === undefined) return undefined;
@@ -284,7 +289,7 @@ export class PieceStore {
     const lost = [];
     for (let i = 0; i < this.m.pieceCount; i++) {
       if (!this.have[i]) continue;
-      const bytes = this.cache.map.get(i); // not get(): no reordering
+      const bytes = this.cache.peek(i);
       if (bytes) {
         memory.pieces.set(i, bytes);
       } else {
