@@ -21,6 +21,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from browser_helpers import (
     ARTIFACTS,
+    Tab,
     check_pieces,
     lab,
     make_video,
@@ -387,6 +388,75 @@ def test_a_tab_keeps_the_file_on_disk_and_few_pieces_in_memory(procs, tmp_path: 
         stats = tab.js("() => window.p2p.store.stats()")
         assert stats["diskReads"] >= st["pieceCount"] - 8, stats
         assert stats["peakCached"] <= 8, stats
+
+
+@pytest.mark.timeout(240)
+def test_a_tab_whose_disk_fails_finishes_in_memory(procs, tmp_path: Path) -> None:
+    """The worker refuses writes half way (its access handle closed under it): the tab says
+    so once, gives the disk up (its file removed), keeps going in memory, fetches again what
+    was only on disk, and ends with every piece right, rather than looping or stalling."""
+    need_browser()
+    data = make_file(tmp_path / "big.bin", 8 * 1024 * 1024)
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        _, seeding = net.seed(data, "--max-upload-rate", "1m")
+        tab = browser().tab(seeding["watch"] + "?cache=8", "failing-disk")
+        tab.wait(lambda s: s.get("pieceCount") and len(s["verified"]) >= s["pieceCount"] // 4, 120,
+                 "a quarter of the file")
+        assert tab.js("() => window.p2p.store.stats().backend") == "opfs"
+        tab.js("() => window.p2p.store.backend.call({ op: 'close' })")
+        st = tab.wait(lambda s: s if len(s["verified"]) == s["pieceCount"] else None, 120,
+                      "every piece, in memory")
+        stats = tab.js("() => window.p2p.store.stats()")
+        assert stats["backend"] == "memory" and "opfs storage failed" in stats["failure"], stats
+        said = [m for m in st["messages"] if "storage failed" in m["text"]]
+        assert len(said) == 1 and said[0]["level"] == "warning", st["messages"]
+        assert "fetching the" in said[0]["text"], said
+        assert not [m for m in st["messages"] if m["level"] == "error"], st["messages"]
+        assert check_pieces(tab, data) == st["pieceCount"]
+        assert tab.page.evaluate(OPFS_FILE_JS, seeding["hash"]) == []
+
+
+LOCKS_JS = """async () => (await navigator.locks.query()).held.map((l) => l.name)"""
+
+
+@pytest.mark.timeout(240)
+def test_a_tab_opening_removes_only_files_no_open_tab_holds(procs, tmp_path: Path) -> None:
+    """Two tabs of one origin (one browser context): each holds a Web Lock on its piece
+    file; the second, opening, removes a leftover nobody holds and keeps the first's."""
+    need_browser()
+    data = make_file(tmp_path / "notes.bin", 2 * 1024 * 1024)
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        _, seeding = net.seed(data)
+        first = browser().tab(seeding["watch"], "first")
+        first.wait(lambda s: s.get("pieceCount") and len(s["verified"]) == s["pieceCount"], 120,
+                   "every piece")
+        [mine] = first.page.evaluate(OPFS_FILE_JS, seeding["hash"])
+        assert f"p2p-pieces/{mine['name']}" in first.js(LOCKS_JS)
+        # A closed tab's leftover: a file whose lock nobody holds.
+        first.js("""async () => {
+          const root = await navigator.storage.getDirectory();
+          const dir = await root.getDirectoryHandle('p2p-pieces');
+          await dir.getFileHandle('leftover.0000', { create: true });
+        }""")
+        second = Tab("second", first.page.context.new_page())
+        second.page.goto(seeding["watch"])
+        second.wait(lambda s: s.get("pieceCount") and len(s["verified"]) == s["pieceCount"], 120,
+                    "every piece in the second tab")
+        names = sorted(f["name"] for f in first.page.evaluate(OPFS_FILE_JS, ""))
+        assert "leftover.0000" not in names and mine["name"] in names, names
+        assert len(names) == 2, names  # the first tab's and the second's
+        assert check_pieces(first, data) == first.state()["pieceCount"]
+        # Closed, the second tab's lock is free: its file goes, on pagehide (best effort, the
+        # page may die first) or when the next tab opens.
+        theirs = next(n for n in names if n != mine["name"])
+        second.page.close(run_before_unload=True)
+        third = Tab("third", first.page.context.new_page())
+        third.page.goto(seeding["watch"])
+        third.wait(lambda s: (s.get("store") or {}).get("backend") == "opfs", 60, "its store")
+        names = [f["name"] for f in first.page.evaluate(OPFS_FILE_JS, "")]
+        assert theirs not in names and mine["name"] in names, names
 
 
 # -- what one peer may take from a tab, and a full seeder (issue 12, items 7 and 8) -------------

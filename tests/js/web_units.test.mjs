@@ -8,12 +8,12 @@ import { test } from 'node:test';
 
 import { parseTarget, watchPath } from '../../p2pcli/web/js/link.js';
 import { Picker } from '../../p2pcli/web/js/picker.js';
-import { BUSY, iceServersFrom, retryDelay, Swarm } from '../../p2pcli/web/js/swarm.js';
+import { BUSY, iceServersFrom, MAX_BACKLOG, Rate, retryDelay, Swarm } from '../../p2pcli/web/js/swarm.js';
 import { sha256js, toHex } from '../../p2pcli/web/js/sha256.js';
 import * as wire from '../../p2pcli/web/js/wire.js';
 import { offsetForTime } from '../../p2pcli/web/js/media.js';
 import { Manifest } from '../../p2pcli/web/js/manifest.js';
-import { Lru, MemoryBackend, PieceStore } from '../../p2pcli/web/js/store.js';
+import { CACHE_BYTES, Lru, MemoryBackend, OpfsBackend, OPFS_DIR, PieceStore } from '../../p2pcli/web/js/store.js';
 
 const HASH = new Uint8Array(32).fill(7);
 const ID = new Uint8Array(16).fill(1);
@@ -438,4 +438,343 @@ test('without OPFS (as in Node) the store keeps pieces in memory and says why', 
   const asked = PieceStore.open(m, 'ab'.repeat(32), { memory: true });
   await asked.ready;
   assert.match(asked.stats().fallbackReason, /asked/);
+});
+
+// -- a failing disk (review of issue 14: no loop, no stall) ----------------------------------
+
+/** A disk that fails every call from the `failAt`-th write on, as a dead worker would. */
+class FailingDisk extends MemoryBackend {
+  constructor(failAt) {
+    super();
+    this.kind = 'opfs';
+    this.writes = 0;
+    this.failAt = failAt;
+    this.closed = false;
+  }
+
+  async write(...args) {
+    if (++this.writes >= this.failAt) throw new Error('the storage worker failed: boom');
+    return super.write(...args);
+  }
+
+  async read(...args) {
+    if (this.writes >= this.failAt) throw new Error('the storage worker failed: boom');
+    return super.read(...args);
+  }
+
+  async close() {
+    this.closed = true;
+  }
+}
+
+test('a failing disk is given up once for memory; pieces only on it are missing again', async () => {
+  const m = tinyManifest(6);
+  const disk = new FailingDisk(4);
+  const failovers = [];
+  const store = new PieceStore(m, disk, { cachePieces: 2, onFailover: (ev) => failovers.push(ev) });
+  for (let i = 0; i < 3; i++) await store.put(i, pieceBytes(m, i));
+  await store.put(3, pieceBytes(m, 3)); // the disk fails here; memory takes it
+  assert.equal(failovers.length, 1);
+  assert.deepEqual(failovers[0].lost, [0, 1]); // the LRU held 2 and 3
+  assert.match(failovers[0].reason, /opfs storage failed: the storage worker failed: boom/);
+  assert.equal(disk.closed, true);
+  assert.deepEqual([0, 1, 2, 3].map((i) => store.has(i)), [false, false, true, true]);
+  assert.equal(store.stats().backend, 'memory');
+  assert.match(store.stats().failure, /boom/);
+  // Later puts and reads go to memory and never touch the dead disk.
+  const writes = disk.writes;
+  for (const i of [0, 1, 4, 5]) await store.put(i, pieceBytes(m, i));
+  assert.equal(disk.writes, writes);
+  assert.equal(store.complete, true);
+  assert.deepEqual(await store.get(0), pieceBytes(m, 0));
+  assert.equal(failovers.length, 1);
+  const file = await store.file('');
+  assert.equal(file.size, m.size);
+});
+
+test('a read that fails gives the disk up too: an evicted piece reads as missing', async () => {
+  const m = tinyManifest(4);
+  const disk = new FailingDisk(5);
+  const failovers = [];
+  const store = new PieceStore(m, disk, { cachePieces: 2, onFailover: (ev) => failovers.push(ev) });
+  for (let i = 0; i < 4; i++) await store.put(i, pieceBytes(m, i));
+  disk.writes = disk.failAt; // the worker dies now
+  assert.equal(await store.get(0), null);
+  assert.deepEqual(failovers.map((f) => f.lost), [[0, 1]]);
+  assert.deepEqual(await store.get(3), pieceBytes(m, 3)); // still in the LRU: kept
+  assert.equal(await store.read(0, 8), null);
+});
+
+test('puts under way when the disk fails all land in memory, with one failover', async () => {
+  const m = tinyManifest(6);
+  const disk = new FailingDisk(1);
+  const failovers = [];
+  const store = new PieceStore(m, disk, { onFailover: (ev) => failovers.push(ev) });
+  await Promise.all([0, 1, 2, 3].map((i) => store.put(i, pieceBytes(m, i))));
+  assert.equal(failovers.length, 1);
+  assert.deepEqual(failovers[0].lost, []);
+  assert.equal(store.nHave, 4);
+});
+
+/** A Worker stand-in: answers nothing by itself; the test plays the worker's side. */
+class FakeWorker {
+  constructor() {
+    this.posted = [];
+    this.terminated = false;
+  }
+
+  postMessage(msg) {
+    this.posted.push(msg);
+  }
+
+  terminate() {
+    this.terminated = true;
+  }
+}
+
+test('a dead storage worker fails what waits and every later call at once', async () => {
+  const worker = new FakeWorker();
+  const backend = new OpfsBackend(worker, 'x');
+  const waiting = backend.write(0, 0, new Uint8Array(4));
+  worker.onmessage({ data: { id: worker.posted[0].id, ok: true } });
+  await waiting;
+  const pending = backend.read(0, 0, 4);
+  worker.onerror({ message: 'out of memory' });
+  await assert.rejects(pending, /storage worker failed: out of memory/);
+  const posted = worker.posted.length;
+  await assert.rejects(backend.write(1, 4, new Uint8Array(4)), /out of memory/);
+  assert.equal(worker.posted.length, posted); // not even sent
+});
+
+// -- the swarm's side: backlog, failover, serving --------------------------------------------
+
+async function hashedManifest(count, pieceSize) {
+  const pieces = Array.from({ length: count }, (_, i) => new Uint8Array(pieceSize).fill(i + 1));
+  const hashes = new Uint8Array(32 * count);
+  for (let i = 0; i < count; i++) {
+    hashes.set(new Uint8Array(await crypto.subtle.digest('SHA-256', pieces[i])), 32 * i);
+  }
+  return { m: new Manifest('x', count * pieceSize, pieceSize, hashes, new Uint8Array(10)), pieces };
+}
+
+/** A connected peer with every piece, as the swarm sees it; `sent` collects what goes out. */
+function fakeSession(swarm, id = 'seeder') {
+  const s = {
+    id,
+    announced: true,
+    ready: true,
+    hasAll: true,
+    pieces: new Set(),
+    refused: new Set(),
+    slots: 4,
+    bytesDown: 0,
+    bytesUp: 0,
+    rate: new Rate(),
+    upRate: new Rate(),
+    serveQueue: [],
+    requests: [],
+    sent: [],
+    has: () => true,
+    proto: {
+      manifestAsked: false,
+      sendRequest: (...block) => { s.requests.push(block); return null; },
+      sendCancel: () => null,
+    },
+    link: { open: true, buffered: 0, send: (bytes) => { s.sent.push(wire.decode(bytes)); return true; } },
+    send: (bytes) => { if (bytes) s.link.send(bytes); },
+  };
+  swarm.sessions.set(id, s);
+  swarm.picker.addPeer(id, null);
+  return s;
+}
+
+/** A backend whose writes wait until `release()`: a disk slower than the network. */
+class SlowDisk extends MemoryBackend {
+  constructor() {
+    super();
+    this.waiting = [];
+  }
+
+  write(...args) {
+    return new Promise((ok) => this.waiting.push(() => ok(super.write(...args))));
+  }
+
+  release() {
+    for (const w of this.waiting.splice(0)) w();
+  }
+}
+
+const settle = () => new Promise((ok) => setTimeout(ok, 20));
+
+test('the backlog bound is the LRU bound', () => {
+  assert.equal(MAX_BACKLOG, CACHE_BYTES);
+});
+
+test('requests pause while pieces wait to be stored past the backlog bound', async () => {
+  const pieceSize = 16384;
+  const { m, pieces } = await hashedManifest(12, pieceSize);
+  const swarm = new Swarm({ contentHash: HASH, signalUrl: 'http://x', io: null, maxBacklog: 2 * pieceSize,
+    store: { memory: true } });
+  swarm.setManifest(m, 'seeder');
+  const disk = new SlowDisk();
+  swarm.store = new PieceStore(m, disk);
+  const s = fakeSession(swarm);
+  swarm.refill(s);
+  assert.equal(s.requests.length, 4);
+  const deliver = (k) => {
+    const [piece, offset, length] = s.requests[k];
+    swarm.onBlock(s, { piece, offset, data: pieces[piece].subarray(offset, offset + length) });
+  };
+  deliver(0);
+  assert.equal(s.requests.length, 5); // one piece pending: below the bound, the slot refills
+  deliver(1); // two pieces pending: the bound, nothing more is asked for
+  deliver(2);
+  assert.equal(swarm.backlog, 3 * pieceSize);
+  assert.equal(s.requests.length, 5);
+  swarm.refillAll();
+  assert.equal(s.requests.length, 5);
+  await settle(); // hashed; the writes still wait
+  assert.equal(swarm.backlog, 3 * pieceSize);
+  assert.equal(s.requests.length, 5);
+  disk.release();
+  await settle();
+  assert.equal(swarm.backlog, 0);
+  assert.equal(swarm.picker.nHave, 3);
+  assert.equal(s.requests.length, 3 + 4); // the slots refilled once the disk caught up
+});
+
+test('a disk failure mid-download: one warning, and the lost pieces are fetched again', async () => {
+  const pieceSize = 16384;
+  const { m, pieces } = await hashedManifest(6, pieceSize);
+  const swarm = new Swarm({ contentHash: HASH, signalUrl: 'http://x', io: null, store: { memory: true } });
+  const warnings = [];
+  const errors = [];
+  swarm.on('warning', (ev) => warnings.push(ev.message));
+  swarm.on('error', (ev) => errors.push(ev.message));
+  swarm.setManifest(m, 'seeder');
+  swarm.store = new PieceStore(m, new FailingDisk(4), {
+    cachePieces: 1, onFailover: (ev) => swarm.onStorageFailover(ev),
+  });
+  const s = fakeSession(swarm);
+  s.slots = 1; // one piece at a time: a deterministic order
+  swarm.refill(s);
+  for (let k = 0; k < 20 && !swarm.picker.complete; k++) {
+    const [piece, offset, length] = s.requests[s.requests.length - 1];
+    swarm.onBlock(s, { piece, offset, data: pieces[piece].subarray(offset, offset + length) });
+    await settle();
+  }
+  assert.equal(swarm.picker.complete, true);
+  assert.equal(swarm.store.complete, true);
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0], /storage failed.*kept in memory from now on.*fetching the 3 pieces/);
+  assert.deepEqual(errors, []);
+  assert.equal(s.requests.length, 6 + 3); // every piece once, the three lost ones twice
+});
+
+test('a piece memory cannot take either stops the download with one error', async () => {
+  const pieceSize = 16384;
+  const { m, pieces } = await hashedManifest(4, pieceSize);
+  const swarm = new Swarm({ contentHash: HASH, signalUrl: 'http://x', io: null, store: { memory: true } });
+  const errors = [];
+  swarm.on('error', (ev) => errors.push(ev.message));
+  swarm.setManifest(m, 'seeder');
+  const broken = new MemoryBackend();
+  broken.write = async () => { throw new Error('out of memory'); };
+  swarm.store = new PieceStore(m, broken);
+  const s = fakeSession(swarm);
+  swarm.refill(s);
+  for (const [piece, offset, length] of s.requests.slice()) {
+    swarm.onBlock(s, { piece, offset, data: pieces[piece].subarray(offset, offset + length) });
+  }
+  await settle();
+  assert.equal(errors.length, 1);
+  assert.match(errors[0], /could not store piece \d: out of memory; the download stopped/);
+  const asked = s.requests.length;
+  swarm.refillAll();
+  assert.equal(s.requests.length, asked);
+});
+
+test('serving: a piece storage cannot read is refused once, and no piece stays loaded', async () => {
+  const pieceSize = 16384;
+  const { m, pieces } = await hashedManifest(4, pieceSize);
+  const swarm = new Swarm({ contentHash: HASH, signalUrl: 'http://x', io: null, store: { memory: true } });
+  const warnings = [];
+  swarm.on('warning', (ev) => warnings.push(ev.message));
+  swarm.setManifest(m, 'seeder');
+  const disk = new CountingBackend();
+  swarm.store = new PieceStore(m, disk, { cachePieces: 1 });
+  for (let i = 0; i < 4; i++) {
+    await swarm.store.put(i, pieces[i]);
+    swarm.picker.onPieceVerified(i);
+  }
+  const s = fakeSession(swarm, 'leecher');
+  // Each piece read from disk once (an LRU of one piece), piece 0 for two blocks.
+  s.serveQueue.push([0, 0, 8192], [0, 8192, 8192], [1, 0, 100], [3, 0, 100]);
+  swarm.pumpServe(s);
+  for (let k = 0; k < 10 && s.serveQueue.length; k++) await settle();
+  assert.deepEqual(s.sent.map((e) => [e.type, e.piece, e.offset]),
+    [['piece', 0, 0], ['piece', 0, 8192], ['piece', 1, 0], ['piece', 3, 0]]);
+  assert.equal(disk.reads, 3);
+  assert.equal(s.loaded, null);
+  // Now reads fail (memory has nowhere to fail over to): one refusal per request, no loop.
+  disk.read = async () => { throw new Error('gone'); };
+  s.serveQueue.push([1, 0, 100], [2, 0, 100]);
+  swarm.pumpServe(s);
+  for (let k = 0; k < 10 && s.serveQueue.length; k++) await settle();
+  assert.deepEqual(s.sent.slice(4).map((e) => [e.type, e.piece]), [['reject', 1], ['reject', 2]]);
+  assert.equal(warnings.length, 2);
+  assert.equal(s.serveQueue.length, 0);
+});
+
+// -- two tabs opening together (Web Locks) ---------------------------------------------------
+
+/** Just enough of OPFS, Web Locks and a Worker for OpfsBackend.open, in Node. */
+function fakeBrowser(files, heldByOthers) {
+  const held = new Set(heldByOthers);
+  const dir = {
+    async *keys() { yield* [...files]; },
+    async removeEntry(name) { files.delete(name); },
+    async getFileHandle(name) { return { name }; },
+  };
+  const root = { async getDirectoryHandle() { return dir; } };
+  const locks = {
+    async request(name, fn) {
+      held.add(name);
+      try {
+        return await fn();
+      } finally {
+        held.delete(name);
+      }
+    },
+    async query() { return { held: [...held].map((name) => ({ name })), pending: [] }; },
+  };
+  class Worker extends FakeWorker {
+    postMessage(msg) {
+      super.postMessage(msg);
+      if (msg.op === 'open') files.add(msg.name);
+      if (msg.op === 'close') files.delete(msg.name);
+      queueMicrotask(() => this.onmessage({ data: { id: msg.id, ok: true } }));
+    }
+  }
+  return { navigator: { storage: { getDirectory: async () => root }, locks }, Worker, held };
+}
+
+test('a tab keeps the files whose lock another tab holds, and removes the rest', async () => {
+  const files = new Set(['cc.other', 'dd.gone']);
+  const fake = fakeBrowser(files, [`${OPFS_DIR}/cc.other`]);
+  globalThis.navigator = fake.navigator;
+  globalThis.Worker = fake.Worker;
+  try {
+    const backend = await OpfsBackend.open('ab', 100);
+    assert.ok(files.has('cc.other')); // another tab's, opening or open
+    assert.ok(!files.has('dd.gone')); // a closed tab's leftover
+    assert.ok(files.has(backend.name));
+    assert.ok(fake.held.has(`${OPFS_DIR}/${backend.name}`)); // ours, for as long as we live
+    await backend.close();
+    assert.ok(!files.has(backend.name));
+    assert.ok(!fake.held.has(`${OPFS_DIR}/${backend.name}`));
+  } finally {
+    delete globalThis.navigator;
+    delete globalThis.Worker;
+  }
 });

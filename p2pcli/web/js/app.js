@@ -94,6 +94,12 @@ function watch(hash, params) {
   const cache = Number.parseInt(params.get('cache') || '', 10);
   if (cache > 0) store.cachePieces = cache;
   const swarm = new Swarm({ contentHash: fromHex(hash), signalUrl: signal, token, io: window.io, store });
+  // Leaving for good (not into the back/forward cache): close the peers and remove the
+  // piece file now rather than when the next tab opens. Best effort: the removal is async
+  // and the page may be gone first; the next tab's clean-up catches what this misses.
+  window.addEventListener('pagehide', (e) => {
+    if (!e.persisted) swarm.close();
+  });
   let player = null;
   let mode = 'connecting';
   let announcedAt = null;

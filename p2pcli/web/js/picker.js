@@ -56,6 +56,14 @@ export class Picker {
     this.active.delete(piece);
   }
 
+  /** A held piece is gone (its storage failed): it is wanted again, like any missing one. */
+  forget(piece) {
+    if (this.have[piece]) {
+      this.have[piece] = 0;
+      this.nHave--;
+    }
+  }
+
   addPeer(peer, pieces) {
     if (!this.peerBlocks.has(peer)) this.peerBlocks.set(peer, new Map());
     if (pieces === null) {

@@ -432,14 +432,17 @@ export class Player {
     if (!this.scan) return;
     const from = this.scan.from;
     const n = Math.min(this.swarm.contiguousFrom(from), SCAN_LIMIT);
-    if (n <= 0) return;
-    const bytes = this.bytes(from, from + n);
+    if (n <= (this.scan.scanned || 0)) return; // nothing verified since the last look
+    // Any read from `from` will do: the verified run grows while a read is in flight, and
+    // asking for the exact length would drop that read and start over each time.
+    const bytes = this.bytes(from, from + n, true);
     if (!bytes) return;
+    this.scan.scanned = bytes.length;
     const at = media.findFragment(this.info.kind, bytes, 0);
     if (at >= 0) {
       this.scan = null;
       this.moveCursor(from + at);
-    } else if (n >= SCAN_LIMIT || from + n >= this.mediaEnd) {
+    } else if (bytes.length >= SCAN_LIMIT || from + bytes.length >= this.mediaEnd) {
       this.scan = null;
       this.fail(new Error('could not find where the video continues after the seek'));
     }

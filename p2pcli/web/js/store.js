@@ -9,20 +9,28 @@
 //   appends and other peers ask for come in runs), bounded by CACHE_BYTES (at least
 //   MIN_CACHE_PIECES). Reads are async: a piece outside the LRU comes back from disk.
 // - "Save file" is the OPFS file itself (getFile(): disk-backed), not a Blob of pieces.
-// - No browser-side cache across reloads: each tab writes its own file and the next tab to
-//   open removes every file no other tab still holds open (an open file is locked, so its
-//   removal fails and it is kept). OPFS use is thus bounded by the files of the open tabs;
-//   a reload fetches again, which for a swarm that just served us is cheap, and there is
-//   no have-list to trust or 4 GiB to re-verify.
-// - Where OPFS or its sync access handle is missing (some private windows, older
-//   browsers) every piece stays in memory, as before; `fallbackReason` says why, for the
-//   page's status.
+// - No browser-side cache across reloads: each tab writes its own file, holds a Web Lock
+//   named after it for its lifetime, and removes it on close (best effort on pagehide: the
+//   page may die first). The next tab to open removes every file whose lock nobody holds,
+//   so a file outlives its tab only until another tab opens; a reload fetches again, which
+//   for a swarm that just served us is cheap, and there is no have-list to trust or 4 GiB
+//   to re-verify.
+// - Where OPFS or its sync access handle is missing (older browsers) every piece stays in
+//   memory, as before; `fallbackReason` says why, for the page's status.
+// - The first failure of the disk (a write or read the worker refuses, the worker dying)
+//   is final: the backend is dead (later calls fail at once), the store goes on in memory,
+//   and the pieces that were only on disk count as missing again, so the swarm fetches
+//   them once more (`onFailover`). A failing disk thus neither loops nor stalls.
 //
 // `Lru` and the bookkeeping in `PieceStore` take no I/O of their own; the backends hold it.
 
 export const CACHE_BYTES = 32 * 1024 * 1024;
 export const MIN_CACHE_PIECES = 4;
 export const OPFS_DIR = 'p2p-pieces';
+// A worker call unanswered this long means a worker that died without an error event (the
+// browser killed it): give the disk up rather than wait forever. A sync access handle
+// writes a piece in milliseconds, so only a dead worker gets near this.
+export const WORKER_TIMEOUT = 60000;
 
 /** Least recently used first out; `set` returns the keys it evicted. */
 export class Lru {
@@ -37,6 +45,11 @@ export class Lru {
 
   has(key) {
     return this.map.has(key);
+  }
+
+  /** The value without making it the most recent. */
+  peek(key) {
+    return this.map.get(key);
   }
 
   get(key) {
@@ -94,6 +107,8 @@ export class OpfsBackend {
     this.name = name;
     this.next = 1;
     this.waiting = new Map(); // message id -> {ok, fail}
+    this.dead = null; // the error that killed the worker: every later call fails with it
+    this.unlock = () => {}; // releases the Web Lock that keeps other tabs off our file
     worker.onmessage = (e) => {
       const w = this.waiting.get(e.data.id);
       if (!w) return;
@@ -101,10 +116,15 @@ export class OpfsBackend {
       if (e.data.ok) w.ok(e.data.bytes);
       else w.fail(new Error(e.data.error));
     };
-    worker.onerror = (e) => {
-      for (const w of this.waiting.values()) w.fail(new Error(e.message || 'the storage worker failed'));
-      this.waiting.clear();
-    };
+    worker.onerror = (e) => this.die(new Error(`the storage worker failed: ${e.message || 'no reason given'}`));
+    worker.onmessageerror = () => this.die(new Error('the storage worker sent a message that could not be read'));
+  }
+
+  /** The worker is gone: fail what waits and everything asked from now on. */
+  die(err) {
+    if (!this.dead) this.dead = err;
+    for (const w of this.waiting.values()) w.fail(this.dead);
+    this.waiting.clear();
   }
 
   /** Opens the file for `contentId`, `size` bytes; throws where OPFS cannot be used. */
@@ -113,24 +133,36 @@ export class OpfsBackend {
       throw new Error('this browser gives pages no Origin Private File System');
     }
     if (typeof Worker === 'undefined') throw new Error('this browser has no Web Workers');
-    await removeUnused();
     const tag = Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, '0')).join('');
     const name = `${contentId}.${tag}`;
+    // Locked before the file exists: another tab opening now cannot take it for a leftover
+    // between our create and our sync access handle.
+    const unlock = await holdLock(name);
+    await removeUnused().catch(() => {}); // housekeeping: never a reason to fall back
     const worker = new Worker(new URL('./store-worker.js', import.meta.url));
     const backend = new OpfsBackend(worker, name);
+    backend.unlock = unlock;
     try {
       await backend.call({ op: 'open', dir: OPFS_DIR, name, size });
     } catch (e) {
-      worker.terminate();
+      await backend.close().catch(() => {});
       throw e;
     }
     return backend;
   }
 
   call(msg, transfer = []) {
+    if (this.dead) return Promise.reject(this.dead);
     const id = this.next++;
     return new Promise((ok, fail) => {
-      this.waiting.set(id, { ok, fail });
+      const timer = setTimeout(() => {
+        this.die(new Error(`the storage worker did not answer for ${WORKER_TIMEOUT / 1000} s`));
+      }, WORKER_TIMEOUT);
+      const settle = (fn) => (v) => {
+        clearTimeout(timer);
+        fn(v);
+      };
+      this.waiting.set(id, { ok: settle(ok), fail: settle(fail) });
       this.worker.postMessage({ ...msg, id }, transfer);
     });
   }
@@ -157,22 +189,62 @@ export class OpfsBackend {
     return new Blob([f], { type });
   }
 
+  /** Close and remove the file (also after the worker died: its file is of no use). */
   async close() {
-    await this.call({ op: 'close' }).catch(() => {});
-    this.worker.terminate();
-    const root = await navigator.storage.getDirectory();
-    const dir = await root.getDirectoryHandle(OPFS_DIR);
-    await dir.removeEntry(this.name).catch(() => {});
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      await this.call({ op: 'close' }).catch(() => {});
+      this.worker.terminate();
+      this.die(new Error('the piece store is closed'));
+      try {
+        const root = await navigator.storage.getDirectory();
+        const dir = await root.getDirectoryHandle(OPFS_DIR);
+        await dir.removeEntry(this.name).catch(() => {});
+      } finally {
+        this.unlock();
+      }
+    })();
+    return this.closing;
   }
 }
 
-/** Delete the piece files of tabs that are gone (a file another tab has open is locked). */
+const lockName = (fileName) => `${OPFS_DIR}/${fileName}`;
+
+/**
+ * Hold the Web Lock for piece file `name` until the returned function is called (or the
+ * tab is gone: the browser releases a dead tab's locks). Without Web Locks: a no-op.
+ */
+async function holdLock(name) {
+  const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined;
+  if (!locks) return () => {};
+  let release;
+  const held = new Promise((ok) => {
+    locks.request(lockName(name), () => {
+      ok();
+      return new Promise((r) => { release = r; });
+    }).catch(() => ok());
+  });
+  await held;
+  return () => release && release();
+}
+
+/**
+ * Delete the piece files of tabs that are gone: every file whose Web Lock nobody holds or
+ * waits for (`locks.query()` covers the whole origin). A file another tab has open is
+ * also locked by its access handle, so its removal fails and it is kept.
+ */
 async function removeUnused() {
   const root = await navigator.storage.getDirectory();
   const dir = await root.getDirectoryHandle(OPFS_DIR, { create: true });
+  const inUse = new Set();
+  if (navigator.locks && navigator.locks.query) {
+    const { held = [], pending = [] } = await navigator.locks.query();
+    for (const l of [...held, ...pending]) inUse.add(l.name);
+  }
   const names = [];
   for await (const name of dir.keys()) names.push(name);
   for (const name of names) {
+    if (inUse.has(lockName(name))) continue; // an open tab's, or one opening right now
     await dir.removeEntry(name).catch(() => {}); // in use by an open tab: keep it
   }
 }
@@ -183,8 +255,10 @@ export class PieceStore {
    * `backend`: a promise of a backend (MemoryBackend, OpfsBackend), so the store can be
    * used at once; writes and reads wait for it.
    * `cachePieces`: the LRU's bound in pieces (default: CACHE_BYTES worth).
+   * `onFailover({reason, lost})`: called once if the backend fails and the store moved to
+   * memory; `lost` are the pieces that were only on the dead backend, no longer held.
    */
-  constructor(manifest, backend, { cachePieces = null } = {}) {
+  constructor(manifest, backend, { cachePieces = null, onFailover = null } = {}) {
     this.m = manifest;
     const limit = cachePieces ?? Math.max(MIN_CACHE_PIECES, Math.floor(CACHE_BYTES / manifest.pieceSize));
     this.cache = new Lru(limit);
@@ -198,6 +272,36 @@ export class PieceStore {
     });
     this.peakCached = 0;
     this.diskReads = 0;
+    this.failure = null; // why the backend was given up, once it was
+    this.onFailover = onFailover;
+  }
+
+  /**
+   * `backend` (the current one) failed with `err`: give it up for memory, keeping the
+   * pieces the LRU still has; the others are missing again. Pieces whose put is under way
+   * are not held yet: their put writes them to memory itself.
+   */
+  failover(backend, err) {
+    if (backend !== this.backend) return; // another call failed over already
+    if (backend.kind === 'memory') throw err; // nowhere left to go
+    this.failure = `${backend.kind} storage failed: ${err.message}`;
+    const memory = new MemoryBackend();
+    const lost = [];
+    for (let i = 0; i < this.m.pieceCount; i++) {
+      if (!this.have[i]) continue;
+      const bytes = this.cache.peek(i);
+      if (bytes) {
+        memory.pieces.set(i, bytes);
+      } else {
+        this.have[i] = 0;
+        this.nHave--;
+        lost.push(i);
+      }
+    }
+    this.backend = memory;
+    this.ready = Promise.resolve(memory);
+    backend.close().catch(() => {});
+    if (this.onFailover) this.onFailover({ reason: this.failure, lost });
   }
 
   /**
@@ -243,7 +347,12 @@ export class PieceStore {
     if (this.has(i)) return;
     this.remember(i, bytes);
     const backend = await this.ready;
-    await backend.write(i, this.m.pieceOffset(i), bytes);
+    try {
+      await backend.write(i, this.m.pieceOffset(i), bytes);
+    } catch (e) {
+      this.failover(backend, e);
+      await this.backend.write(i, this.m.pieceOffset(i), bytes);
+    }
     if (!this.has(i)) {
       this.have[i] = 1;
       this.nHave++;
@@ -257,7 +366,13 @@ export class PieceStore {
     if (hit) return hit;
     const backend = await this.ready;
     this.diskReads++;
-    const bytes = await backend.read(i, this.m.pieceOffset(i), this.m.pieceLength(i));
+    let bytes;
+    try {
+      bytes = await backend.read(i, this.m.pieceOffset(i), this.m.pieceLength(i));
+    } catch (e) {
+      this.failover(backend, e);
+      return this.get(i); // from memory if the LRU kept it, else null: it is missing now
+    }
     this.remember(i, bytes);
     return bytes;
   }
@@ -307,6 +422,7 @@ export class PieceStore {
     return {
       backend: this.backend ? this.backend.kind : null,
       fallbackReason: this.fallbackReason,
+      failure: this.failure,
       have: this.nHave,
       cached: this.cache.size,
       cacheLimit: this.cache.limit,

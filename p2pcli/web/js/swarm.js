@@ -14,7 +14,7 @@ import { decodeVerified } from './manifest.js';
 import { HIGH_WATER, PeerLink } from './peer.js';
 import { Picker } from './picker.js';
 import { toHex } from './sha256.js';
-import { PieceStore } from './store.js';
+import { CACHE_BYTES, PieceStore } from './store.js';
 import * as wire from './wire.js';
 
 // What this page advertises as max_block: the largest PIECE payload it can receive.
@@ -30,6 +30,9 @@ const MAX_REFUSALS = 8;
 const HANDSHAKE_TIMEOUT = 10000;
 const CONNECT_TIMEOUT = 15000;
 const TICK = 500;
+// Bytes of whole pieces being hashed or written to storage at most before we stop asking
+// for more: a disk slower than the network must not pile pieces up in memory.
+export const MAX_BACKLOG = CACHE_BYTES;
 // The prefix of a refusal for want of a connection slot (PROTOCOL.md 3.3, rule 8), in a
 // CLOSE reason or the `busy` field of an answer: "try again later", not an error.
 export const BUSY = 'busy: ';
@@ -131,6 +134,7 @@ export class Swarm {
   /**
    * `opts`: {contentHash: Uint8Array, signalUrl, token, iceServers, maxPeers, io, store}
    * `store`: options for PieceStore.open ({memory, cachePieces}).
+   * `maxBacklog`: bytes of pieces being hashed or stored before requests pause (tests).
    * Events (`on(name, fn)`): signaling, manifest, storage, piece, piece-rejected,
    * peer-joined, peer-left, warning, error, stats.
    */
@@ -154,6 +158,9 @@ export class Swarm {
     this.buffers = new Map(); // piece -> bytes being assembled
     this.contributors = new Map(); // piece -> Set of session ids
     this.verifying = new Set();
+    this.backlog = 0; // bytes of the pieces being verified or stored
+    this.maxBacklog = opts.maxBacklog || MAX_BACKLOG;
+    this.halted = null; // why downloading stopped for good (storage failed in memory too)
     this.listeners = new Map();
     this.downRate = new Rate();
     this.upRate = new Rate();
@@ -547,7 +554,10 @@ export class Swarm {
     this.manifest = m;
     const lengths = Array.from({ length: m.pieceCount }, (_, i) => m.pieceLength(i));
     this.picker = new Picker(lengths, Math.min(m.pieceSize, MAX_BLOCK));
-    this.store = PieceStore.open(m, this.contentId, this.storeOptions);
+    this.store = PieceStore.open(m, this.contentId, {
+      ...this.storeOptions,
+      onFailover: (ev) => this.onStorageFailover(ev),
+    });
     this.store.ready.then(() => this.emit('storage', this.store.stats()));
     this.emit('manifest', { manifest: m, from });
     for (const s of this.sessions.values()) {
@@ -619,9 +629,14 @@ export class Swarm {
     for (const s of this.sessions.values()) this.refill(s);
   }
 
+  /** Whether to ask for more: not while storage lags `maxBacklog` behind, or failed. */
+  get mayRequest() {
+    return this.halted === null && this.backlog < this.maxBacklog;
+  }
+
   refill(s) {
     const p = this.picker;
-    if (!p || p.complete || !s.announced || !s.ready) return;
+    if (!p || p.complete || !s.announced || !s.ready || !this.mayRequest) return;
     const free = s.slots - p.inFlight(s.id);
     if (free <= 0) return;
     const has = s.hasAll && !s.refused.size ? null : (piece) => s.has(piece);
@@ -663,9 +678,25 @@ export class Swarm {
       this.buffers.delete(ev.piece);
       this.contributors.delete(ev.piece);
       this.verifying.add(ev.piece);
-      this.verify(ev.piece, data, peers);
+      this.backlog += data.length;
+      this.verify(ev.piece, data, peers).catch((e) => {
+        console.error(e);
+        p.onPieceFailed(ev.piece); // fetch it again rather than leave it stuck
+        this.emit('warning', { message: `could not check piece ${ev.piece} (a bug): ${e.message}` });
+      }).finally(() => {
+        this.backlog -= data.length;
+        this.refillAll(); // below the bound again, maybe
+      });
     }
     this.refill(s);
+  }
+
+  /** The store gave up its disk for memory: fetch again what was only on the disk. */
+  onStorageFailover({ reason, lost }) {
+    for (const piece of lost) this.picker.forget(piece);
+    const again = lost.length ? `; fetching the ${lost.length} pieces that were only on disk again` : '';
+    this.emit('warning', { message: `${reason}: the file is kept in memory from now on${again}` });
+    this.refillAll();
   }
 
   async verify(piece, data, peers) {
@@ -697,9 +728,13 @@ export class Swarm {
     try {
       await this.store.put(piece, data);
     } catch (e) {
+      // Not even memory takes it (the store fell back already): fetching it again would
+      // fail again, forever. Stop, and say so once.
       p.onPieceFailed(piece);
-      this.emit('error', { message: `could not store piece ${piece}: ${e.message}` });
-      this.refillAll();
+      if (!this.halted) {
+        this.halted = `could not store piece ${piece}: ${e.message}`;
+        this.emit('error', { message: `${this.halted}; the download stopped` });
+      }
       return;
     }
     if (p.have[piece]) return;
@@ -734,12 +769,14 @@ export class Swarm {
       }
       // Not in memory: read it from disk, then go on. One read per peer at a time, and the
       // piece read is kept here so a small LRU cannot evict it before it is sent.
-      const data = this.store.cached(piece) || (s.loaded && s.loaded.piece === piece ? s.loaded.data : null);
+      if (s.loaded && s.loaded.piece !== piece) s.loaded = null; // done with it
+      const data = this.store.cached(piece) || (s.loaded ? s.loaded.data : null);
       if (!data) {
         if (!s.loading) this.loadForServing(s, piece);
         return;
       }
       s.serveQueue.shift();
+      if (!s.serveQueue.length) s.loaded = null;
       if (!s.link.send(wire.encodePiece(piece, offset, data.subarray(offset, offset + length)))) return;
       s.bytesUp += length;
       s.upRate.add(length);
@@ -751,11 +788,24 @@ export class Swarm {
 
   loadForServing(s, piece) {
     s.loading = true;
+    // Refuse the request at the head if the read brings nothing: retrying it would fail
+    // the same way, in a loop.
+    const refuse = () => {
+      const head = s.serveQueue[0];
+      if (head && head[0] === piece) {
+        s.serveQueue.shift();
+        s.send(wire.encodeReject(...head));
+      }
+    };
     this.store.get(piece).then(
       (data) => {
-        s.loaded = data ? { piece, data } : null;
+        if (data) s.loaded = { piece, data };
+        else refuse(); // no longer held (the disk failed): pumpServe refuses the rest
       },
-      (e) => this.emit('warning', { message: `could not read piece ${piece} from storage: ${e.message}` }),
+      (e) => {
+        this.emit('warning', { message: `could not read piece ${piece} from storage: ${e.message}` });
+        refuse();
+      },
     ).finally(() => {
       s.loading = false;
       if (this.sessions.get(s.id) === s) this.pumpServe(s);
