@@ -164,8 +164,15 @@ class Procs:
             p.kill()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)  # for fixtures that report on failure
+    return report
+
+
 @pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
+def procs(request, tmp_path: Path) -> Iterator[Procs]:
     env = dict(os.environ)
     env["P2P_CACHE_DIR"] = str(tmp_path / "cache")
     env.pop("P2P_SIGNAL", None)
@@ -175,6 +182,14 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
         yield ps
     finally:
         ps.stop_all()
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            # A failure that a full CI run shows once and a rerun does not: what every
+            # process said, in the report (its files are gone with the run's temp dir).
+            for p in ps.all:
+                lines = p.err_path.read_text(errors="replace").splitlines()
+                print(f"--- {p.name} stderr, last {min(len(lines), 40)} of {len(lines)} lines")
+                print("\n".join(lines[-40:]))
 
 
 @pytest.fixture
