@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--port",
                 envvar="P2P_SIGNAL_PORT",
+                min=0,
+                max=65535,
                 help="Port of the embedded signaling server (used when no --signal is given); "
                 "the next free port is taken if it is busy.",
             ),

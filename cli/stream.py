@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         port: Annotated[
             int,
-            typer.Option("--port", envvar="P2P_STREAM_PORT",
+            typer.Option("--port", envvar="P2P_STREAM_PORT", min=0, max=65535,
                          help="Local HTTP port on 127.0.0.1 (0: any free port)."),
         ] = 0,
         output: Annotated[

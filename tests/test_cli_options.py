@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import P2P
+from conftest import P2P, ROOT
 
 SWARM_COMMANDS = ("seed", "fetch", "stream")
 SWARM_OPTIONS = ("--signal", "--ice-server", "--ice-host", "--token", "--max-peers",
@@ -25,3 +25,22 @@ def test_every_swarm_command_takes_every_swarm_option(command: str) -> None:
     wanted = SWARM_OPTIONS + (DOWNLOAD_OPTIONS if command != "seed" else ())
     missing = [o for o in wanted if o not in out.stdout]
     assert not missing, f"p2p {command} lacks {missing}"
+
+
+PORT_COMMANDS = {  # every command with a --port, with what else it needs to parse
+    "seed": ["seed", "README.md"],
+    "stream": ["stream", "0" * 64],
+    "serve-signal": ["serve-signal"],
+}
+
+
+@pytest.mark.parametrize("value", ["99999", "-1", "65536"])
+@pytest.mark.parametrize("command", list(PORT_COMMANDS))
+def test_every_port_option_refuses_a_port_that_cannot_exist(command: str, value: str) -> None:
+    # `stream --port 99999` once ended in an OverflowError traceback from bind(), and
+    # `seed --port 99999` quietly took another port.
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+    out = subprocess.run([P2P, *PORT_COMMANDS[command], "--port", value], capture_output=True,
+                         text=True, env=env, timeout=60, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    assert "Invalid value for '--port'" in out.stderr and "Traceback" not in out.stderr
