@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated
 
@@ -202,3 +203,26 @@ def parse_rate(text: str | None) -> float | None:
             f"--max-upload-rate {text!r}: expected bytes per second like 500k, 2M or 1MiB"
         ) from None
     return value or None
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def parse_public_host(value: str | None) -> str | None:
+    """`--public-host`: an IP address or a DNS name, as it goes into the link's URL (a
+    typo such as 'a b' would make a link nobody can use)."""
+    if value is None:
+        return None
+    host = value.strip()
+    with_brackets = host.startswith("[") and host.endswith("]")
+    try:
+        return str(ipaddress.ip_address(host[1:-1] if with_brackets else host))
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    if name and len(name) <= 253 and all(_LABEL.fullmatch(p) for p in name.split(".")):
+        return host
+    raise UsageError(
+        f"--public-host {value!r} is not an IP address or host name; give e.g. 192.168.1.5 "
+        "or myhost.example.org"
+    )

@@ -18,6 +18,7 @@ from .common import (
     TokenOpt,
     VerboseOpt,
     parse_ice_hosts,
+    parse_public_host,
     parse_rate,
     setup_logging,
     split_urls,
@@ -87,6 +88,7 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(verbose)
         hosts = parse_ice_hosts(ice_host)
+        public = parse_public_host(public_host)
         patches.apply(host_addresses=hosts)
         urls = split_urls(signal)
         config = swarm_config(
@@ -110,7 +112,7 @@ def register(app: typer.Typer) -> None:
             path=file,
             embedded_signal=not urls,
             signal_port=port,
-            public_host=public_host or (hosts[0] if hosts else None),
+            public_host=public or (hosts[0] if hosts else None),
         )
         try:
             runner.run(lambda: seed(opts, config, emit, reporter.hashing))

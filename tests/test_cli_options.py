@@ -44,3 +44,20 @@ def test_every_port_option_refuses_a_port_that_cannot_exist(command: str, value:
                          text=True, env=env, timeout=60, cwd=ROOT)
     assert out.returncode == 2, out.stderr
     assert "Invalid value for '--port'" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("value", ["a b", "-x.org", "x..org", "http://x", "a" * 64, "1.2.3.4:80"])
+def test_public_host_refuses_what_cannot_go_in_a_link(value: str) -> None:
+    out = subprocess.run([P2P, "seed", "README.md", "--public-host", value], capture_output=True,
+                         text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("p2p: --public-host") and out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(("value", "kept"), [("192.168.1.5", "192.168.1.5"),
+                                             ("[::1]", "::1"), ("my-host.example.org", None),
+                                             ("localhost.", None)])
+def test_public_host_takes_addresses_and_names(value: str, kept: str | None) -> None:
+    from p2p_cli.common import parse_public_host
+
+    assert parse_public_host(value) == (kept or value)
