@@ -92,6 +92,8 @@ async def main(url: str, path: str, mode: str) -> None:
 
     async def converse(link: PeerLink) -> None:
         if not await link.wait_open(15):
+            print("hostile: the data channel did not open within 15 s", file=sys.stderr,
+                  flush=True)
             return
         if mode == "nohandshake":
             return
@@ -113,7 +115,11 @@ async def main(url: str, path: str, mode: str) -> None:
                 # purpose): read the answers without it.
                 ev = wire.decode(data) if mode.startswith("manifest") and proto.remote \
                     else proto.receive(data)
-            except wire.ProtocolError:
+            except wire.ProtocolError as e:
+                # Said on stderr: a run where the attack never started (seen once in CI: the
+                # tab never dropped us) then shows why in the failed test's report.
+                print(f"hostile: protocol error, attack stopped: {e}", file=sys.stderr,
+                      flush=True)
                 return
             if idle:
                 continue  # it has nothing and wants nothing
@@ -126,6 +132,8 @@ async def main(url: str, path: str, mode: str) -> None:
                     link.send_nowait(next_block(proto, loops))
                 continue
             if isinstance(ev, wire.Handshake):
+                print(f"hostile: handshake received, attacking ({mode})", file=sys.stderr,
+                      flush=True)
                 link.send_nowait(wire.encode_have_all())
                 await attack(link)
             elif isinstance(ev, wire.ManifestData) and mode == "manifestloop":
