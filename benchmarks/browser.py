@@ -59,7 +59,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,15 +76,17 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from chromium import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402  (the tests' Chromium flags)
 from transfer import (  # noqa: E402
     GIB,
+    NETNS_ENV,
     P2P,
     Runner,
     cpu,
     free_port,
+    in_namespace,
+    medians,
     p2p_scenario,
     parse_size,
 )
 
-NETNS_ENV = "P2P_BENCH_NETNS"  # set in the re-run inside the namespace: its name
 MSG = 64 * 1024
 
 # Installed before the page's scripts: records when the swarm got its manifest and when
@@ -550,49 +551,6 @@ def report(i: int, key: str, res: dict) -> None:
     print(f"round {i + 1} {key}: {res}", file=sys.stderr, flush=True)
 
 
-def medians(rounds: list[dict[str, dict]]) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for key in rounds[0]:
-        cols = {c for rows in rounds for c in rows.get(key, {})}
-        out[key] = {}
-        for c in sorted(cols):
-            vals = [rows[key][c] for rows in rounds if c in rows.get(key, {})]
-            out[key][c] = round(statistics.median(vals), 2)
-    return out
-
-
-def in_namespace(argv: list[str]) -> int:
-    """Re-run this script inside a fresh namespace with only `lo` up; delete it after.
-
-    Chromium, Playwright's driver and every `p2p` process inherit it, so no traffic leaves
-    it and Chromium's background requests go nowhere. Named like tests/netns.py's, so a
-    run that dies leaves nothing the next one does not reap.
-    """
-    if os.geteuid() != 0:
-        sys.exit("benchmarks/browser.py needs root: it runs in a network namespace")
-    sys.path.insert(0, str(ROOT / "tests"))
-    import netns
-
-    netns.reap_stale()
-    ns = f"{netns.PREFIX}{os.getpid()}xbench-browser"
-    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
-    inner = None
-    try:
-        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True, timeout=30)
-        inner = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, __file__, *argv],
-                                 env={**os.environ, NETNS_ENV: ns}, start_new_session=True)
-        return inner.wait()
-    finally:
-        if inner is not None and inner.poll() is None:
-            os.killpg(inner.pid, signal.SIGTERM)
-            try:
-                inner.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(inner.pid, signal.SIGKILL)
-                inner.wait()
-        subprocess.run(["ip", "netns", "del", ns], timeout=30)
-
-
 COLS = ["mb_per_s", "x_raw", "mb_per_s_connected", "mb_per_s_2nd_half", "wall_s",
         "cli_cpu_s_per_gib", "chromium_cpu_s_per_gib", "discarded", "renderer_start_mib",
         "renderer_peak_mib", "chromium_peak_mib", "load_1m"]
@@ -636,7 +594,10 @@ def main(argv: list[str] | None = None) -> int:
     # finally stops its processes and the browser, and the namespace is deleted after them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not os.environ.get(NETNS_ENV):
-        return in_namespace(argv)
+        # Chromium, Playwright's driver and every `p2p` process inherit it: Chromium's
+        # background requests go nowhere.
+        return in_namespace(__file__, argv, tag="browser",
+                            why="benchmarks/browser.py needs root: it runs in a network namespace")
 
     rounds = measure(args, size, mtus)
     if args.json:

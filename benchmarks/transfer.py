@@ -364,29 +364,31 @@ def bare_tuned_scenario(size: int) -> dict:
     }
 
 
-def ndc_scenario(size: int) -> dict:
-    """libdatachannel's figure: benchmarks/ndc_channel.mjs, two node processes."""
+def _node_json(script: Path, args: list[str], need: str, installed: bool = True) -> dict:
+    """Run a node benchmark script (600 s of work at most) and read its JSON result.
+    `need`: what to install, said when node or the script's packages are missing."""
     node = shutil.which("node")
-    if node is None:
-        raise RuntimeError("the ndc scenario needs node (and `npm ci` in tests/js)")
-    out = subprocess.run([node, str(NDC), "--size", str(size), "--timeout", "600"],
+    if node is None or not installed:
+        raise RuntimeError(need)
+    out = subprocess.run([node, str(script), *args, "--timeout", "600"],
                          capture_output=True, text=True, timeout=660)
     if out.returncode != 0:
-        raise RuntimeError(f"ndc_channel.mjs failed: {out.stderr.strip()[-2000:]}")
-    return _channel_row(json.loads(out.stdout))
+        raise RuntimeError(f"{script.name} failed: {out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout)
+
+
+def ndc_scenario(size: int) -> dict:
+    """libdatachannel's figure: benchmarks/ndc_channel.mjs, two node processes."""
+    return _channel_row(_node_json(NDC, ["--size", str(size)],
+                                   "the ndc scenario needs node (and `npm ci` in tests/js)"))
 
 
 def webtorrent_scenario(src: Path) -> dict:
     """WebTorrent 2.8.5 over WebRTC in node, seeding the same file: wt_swarm.mjs."""
-    node = shutil.which("node")
-    if node is None or not (WEBTORRENT.parent / "node_modules" / "webtorrent").is_dir():
-        raise RuntimeError("the webtorrent scenario needs node and, once, "
-                           "`npm ci --ignore-scripts` in benchmarks/webtorrent")
-    out = subprocess.run([node, str(WEBTORRENT), "--file", str(src), "--timeout", "600"],
-                         capture_output=True, text=True, timeout=660)
-    if out.returncode != 0:
-        raise RuntimeError(f"wt_swarm.mjs failed: {out.stderr.strip()[-2000:]}")
-    res = json.loads(out.stdout)
+    res = _node_json(WEBTORRENT, ["--file", str(src)],
+                     "the webtorrent scenario needs node and, once, "
+                     "`npm ci --ignore-scripts` in benchmarks/webtorrent",
+                     installed=(WEBTORRENT.parent / "node_modules" / "webtorrent").is_dir())
     return {
         "mb_per_s": round(res["mb_per_s"], 2),
         "mb_per_s_connected": round(res["mb_per_s_connected"], 2),
@@ -505,41 +507,42 @@ def medians(rounds: list[dict[str, dict]]) -> dict[str, dict]:
     return out
 
 
-def in_namespace(args: argparse.Namespace, argv: list[str]) -> int:
-    """Re-run this script inside a fresh namespace (loopback up, its MTU set); delete it after.
+def in_namespace(script: str, argv: list[str], *, tag: str, why: str,
+                 mtu: int | None = None) -> int:
+    """Re-run `script` inside a fresh namespace (loopback up, its MTU set when given);
+    delete it after. `why`: the message when not root.
 
     Everything the run starts (the signaling server, p2p, the bare channel's and node's
-    children) inherits the namespace, so its traffic never leaves it and iptables rules
-    set there touch nothing else. Named like tests/netns.py's, so a run that dies leaves
-    nothing the next Lab does not reap.
+    children, Chromium) inherits the namespace, so its traffic never leaves it and iptables
+    rules set there touch nothing else. Named like tests/netns.py's, so a run that dies
+    leaves nothing the next Lab does not reap.
     """
     if os.geteuid() != 0:
-        sys.exit("--mtu and --loss need root (ip netns, iptables)")
+        sys.exit(why)
     sys.path.insert(0, str(ROOT / "tests"))
     import netns
 
     netns.reap_stale()
-    ns = f"{netns.PREFIX}{os.getpid()}xbench-mtu"
+    ns = f"{netns.PREFIX}{os.getpid()}xbench-{tag}"
     subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
     inner = None
     try:
         subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True, timeout=30)
-        if args.mtu:
-            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "mtu", str(args.mtu)],
+        if mtu:
+            subprocess.run(["ip", "-n", ns, "link", "set", "lo", "mtu", str(mtu)],
                            check=True, timeout=30)
-        inner = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, __file__, *argv],
+        inner = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, script, *argv],
                                  env={**os.environ, NETNS_ENV: ns}, start_new_session=True)
         return inner.wait()
     finally:
         if inner is not None and inner.poll() is None:
             os.killpg(inner.pid, signal.SIGTERM)
             try:
-                inner.wait(10)
+                inner.wait(15)
             except subprocess.TimeoutExpired:
                 os.killpg(inner.pid, signal.SIGKILL)
                 inner.wait()
         subprocess.run(["ip", "netns", "del", ns], timeout=30)
-
 
 COLS = ["mb_per_s", "x_ndc", "x_bare", "mb_per_s_connected", "wall_s", "seed_cpu_s_per_gib",
         "seed_cpu_s_per_gib_up", "seed_up_mb_per_s", "seed_share", "fetch_median_mb_per_s",
@@ -594,7 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     # finally stops its processes, and the namespace is deleted after them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if netns_mode and not os.environ.get(NETNS_ENV):
-        return in_namespace(args, argv)
+        return in_namespace(__file__, argv, tag="mtu", mtu=args.mtu,
+                            why="--mtu and --loss need root (ip netns, iptables)")
 
     rounds = measure(args, size, losses)
     where = (f"in a network namespace, loopback MTU {args.mtu or 65536}" if netns_mode

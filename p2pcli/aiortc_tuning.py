@@ -1005,17 +1005,20 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         # at the wrong moment printed "Task exception was never retrieved" and a traceback.
         # A packet sent on a closed transport is lost, like any other: drop it here.
         try:
-            await self._send_chunk_sized(chunk)
+            if self._count_data(chunk):
+                await self._send_pieces(chunk)
+            else:
+                await super()._send_chunk(chunk)
         except ConnectionError:
             log.debug("SCTP: %s not sent, the transport is closed", type(chunk).__name__)
 
-    async def _send_chunk_sized(self, chunk: _sctp.Chunk) -> None:
-        # DATA packets feed the sizer's loss estimate; one cut larger than the path now
-        # carries goes as pieces to a peer that joins them (else whole, as aiortc would).
+    def _count_data(self, chunk: _sctp.Chunk) -> bool:
+        """Feed a DATA packet to the sizer's loss estimate. True when it was cut larger than
+        the path now carries and goes as pieces to a peer that joins them (else whole, as
+        aiortc would send it)."""
         sizer = self._sizer
         if sizer is None or not sizer.candidates or type(chunk) is not _sctp.DataChunk:
-            await super()._send_chunk(chunk)  # nothing to choose (stock peer): no bookkeeping
-            return
+            return False  # nothing to choose (stock peer): no bookkeeping
         size = data_packet_size(chunk)
         if chunk._sent_count == 2 and not chunk._acked and not getattr(
                 chunk, "_t3_resend", False):
@@ -1030,15 +1033,15 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             log.debug("SCTP: cutting messages at %d bytes (loss per IP packet %.4f)",
                       sizer.size, sizer.fragment_loss() or 0.0)
             self._use_packet_size(sizer.size)
-        if size > sizer.confirmed and self._peer_joins_pieces:
-            self._packet_id += 1
-            packet = _sctp.serialize_packet(self._local_port, self._remote_port,
-                                            self._remote_verification_tag, chunk)
-            STATS.split_packets += 1
-            for piece in split_packet(packet, self._packet_id):
-                await self.transport._send_data(piece)
-            return
-        await super()._send_chunk(chunk)
+        return size > sizer.confirmed and self._peer_joins_pieces
+
+    async def _send_pieces(self, chunk: _sctp.Chunk) -> None:
+        self._packet_id += 1
+        packet = _sctp.serialize_packet(self._local_port, self._remote_port,
+                                        self._remote_verification_tag, chunk)
+        STATS.split_packets += 1
+        for piece in split_packet(packet, self._packet_id):
+            await self.transport._send_data(piece)
 
     # -- receiving: reassembly only when a message can complete ------------------------------
 

@@ -202,6 +202,14 @@ class Tab:
         return (json.dumps(brief, indent=1, default=str)[:4000] + "\nconsole:\n"
                 + "\n".join(self.console[-40:]))
 
+    def save(self, to: Path) -> Path:
+        """Click the page's Save button once it is enabled; the file it hands the browser."""
+        self.page.wait_for_selector("#save:not([disabled])", timeout=10_000)
+        with self.page.expect_download(timeout=30_000) as saving:
+            self.page.click("#save")
+        saving.value.save_as(to)
+        return to
+
     def screenshot(self, name: str) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / name

@@ -489,6 +489,17 @@ class TestPacketSizer:
 ETHERNET = {"candidates": (16384, 8192, 4096, 1388), "path_limit": 1388}
 
 
+
+def per_ip(p: float):
+    """Loss per IP packet p: a packet of k IP packets is lost with 1-(1-p)^k."""
+    return lambda k: 1 - (1 - p) ** k
+
+
+def per_datagram(p: float):
+    """Loss per datagram p, whatever its size."""
+    return lambda k: 1 - (1 - p)
+
+
 class TestFragments:
     """Packets above the path's unfragmented limit (1388 at MTU 1500) cross as IP fragments."""
 
@@ -504,6 +515,16 @@ class TestFragments:
                 now = s.timer()
                 s.on_timer(now)
         return sent
+
+    @staticmethod
+    def traffic(s, rng, packets, loss, size=None):
+        """`packets` DATA packets of `size` (else the sizer's size at each), each lost with
+        probability `loss(IP packets it takes at MTU 1500)`."""
+        for _ in range(packets):
+            sz = s.size if size is None else size
+            s.on_sent(sz)
+            if rng.random() < loss(tuning.fragments(sz, 1388)):
+                s.on_lost(sz)
 
     def test_fragments(self):
         from p2pcli.aiortc_tuning import fragments
@@ -543,11 +564,7 @@ class TestFragments:
         rng = random.Random(7)
         s = PacketSizer(**ETHERNET)
         self.probe_all(s)
-        for _ in range(20000):
-            k = tuning.fragments(s.size, 1388)
-            s.on_sent(s.size)
-            if rng.random() < 1 - (1 - loss) ** k:
-                s.on_lost(s.size)
+        self.traffic(s, rng, 20000, per_ip(loss))
         assert s.size == size
         assert abs(s.fragment_loss() - loss) < loss / 2
 
@@ -569,10 +586,7 @@ class TestFragments:
         s = PacketSizer(**ETHERNET)
         self.probe_all(s)
         rng = random.Random(5)
-        for _ in range(2000):  # 5% per IP packet
-            s.on_sent(s.size)
-            if rng.random() < 1 - 0.95 ** tuning.fragments(s.size, 1388):
-                s.on_lost(s.size)
+        self.traffic(s, rng, 2000, per_ip(0.05))
         assert s.size == 1388
         for _ in range(20000):
             s.on_sent(s.size)
@@ -604,20 +618,13 @@ class TestFragments:
         # Data flowed at base size while the probes were out (one was lost): 5% lost there
         # says nothing about whether a 16 KiB packet (12 IP packets) loses 5% or 46%.
         # Measure the next larger fragment count (4096: 3 IP packets), then decide.
-        for per_datagram, final in ((True, 16384), (False, 1388)):
+        for whole, final in ((True, 16384), (False, 1388)):
             rng = random.Random(2)
             s = PacketSizer(**ETHERNET)
-            for _ in range(800):
-                s.on_sent(BASE_PACKET)
-                if rng.random() < 0.05:
-                    s.on_lost(BASE_PACKET)
+            self.traffic(s, rng, 800, per_ip(0.05), size=BASE_PACKET)
             self.probe_all(s)
             assert s.size == 4096
-            for _ in range(8000):
-                k = 1 if per_datagram else tuning.fragments(s.size, 1388)
-                s.on_sent(s.size)
-                if rng.random() < 1 - 0.95**k:
-                    s.on_lost(s.size)
+            self.traffic(s, rng, 8000, per_datagram(0.05) if whole else per_ip(0.05))
             assert s.size == final
 
     def test_heavy_loss_measured_at_the_base_size_is_not_explored(self):
@@ -625,10 +632,7 @@ class TestFragments:
         # for T3s and a black hole (8192 at 26% drew two). Stay.
         rng = random.Random(4)
         s = PacketSizer(**ETHERNET)
-        for _ in range(400):
-            s.on_sent(BASE_PACKET)
-            if rng.random() < 0.1:
-                s.on_lost(BASE_PACKET)
+        self.traffic(s, rng, 400, per_ip(0.1), size=BASE_PACKET)
         self.probe_all(s)
         assert s.size == 1388
 

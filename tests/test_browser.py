@@ -324,12 +324,7 @@ def test_a_file_mse_cannot_play_is_downloaded_whole(procs, tmp_path: Path, kind:
         assert st["mode"] in ("download", "whole")
         assert any("cannot be streamed" in m["text"] and why in m["text"]
                    for m in st["messages"]), st["messages"]
-        tab.page.wait_for_selector("#save:not([disabled])", timeout=10_000)
-        with tab.page.expect_download(timeout=30_000) as saving:
-            tab.page.click("#save")
-        saved = tmp_path / "saved.bin"
-        saving.value.save_as(saved)
-        assert sha256(saved) == sha256(data)
+        assert sha256(tab.save(tmp_path / "saved.bin")) == sha256(data)
         if kind == "plain-mp4":
             tab.wait_playing(60)
         tab.screenshot(f"browser-download-{kind}.png")
@@ -372,12 +367,7 @@ def test_a_tab_keeps_the_file_on_disk_and_few_pieces_in_memory(procs, tmp_path: 
         files = tab.page.evaluate(OPFS_FILE_JS, seeding["hash"])
         assert [(f["size"], f["sha256"]) for f in files] == [(data.stat().st_size, sha256(data))]
 
-        tab.page.wait_for_selector("#save:not([disabled])", timeout=10_000)
-        with tab.page.expect_download(timeout=30_000) as saving:
-            tab.page.click("#save")
-        saved = tmp_path / "saved.bin"
-        saving.value.save_as(saved)
-        assert sha256(saved) == sha256(data)
+        assert sha256(tab.save(tmp_path / "saved.bin")) == sha256(data)
 
         seed.signal(signal.SIGTERM)
         assert seed.wait(30) == 0
