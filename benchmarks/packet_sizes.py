@@ -101,6 +101,7 @@ def run_inner(variants: list[str], size: int, msg_size: int) -> dict[str, dict]:
                 res["split_packets"] = st.get("split_packets", "-")
                 res["black_holes"] = st["black_holes"]
                 res["fragment_loss"] = st.get("fragment_loss", "-")
+                res["probe_trains"] = st.get("probe_trains", "-")  # absent before this change
         print(f"  {name}: {res}", file=sys.stderr, flush=True)
         out[name] = res
     return out
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                           "per_datagram": args.per_datagram, "rounds": rounds}, indent=2))
         return 0
     cols = ["mb_per_s", "speed_vs_stock", "sender_cpu_s_per_gib", "receiver_cpu_s_per_gib",
-            "packet_bytes", "final_packet", "probes", "fast_recoveries", "t3_expiries"]
+            "packet_bytes", "final_packet", "probes", "probe_trains", "fast_recoveries",
+            "t3_expiries"]
     print(f"bare channel, {args.size / 2**20:g} MiB, MTU {args.mtu}"
           + (", every IPv4 fragment dropped" if args.drop_fragments else ""))
     for rnd in rounds:

@@ -288,7 +288,7 @@ def p2p_scenario(workdir: Path, src: Path, seeders: int, fetchers: int,
     st = r.tuning_stats("seed0")
     if st:
         row |= {"seed_packet": st["packet_size"], "seed_fast_recoveries": st["fast_recoveries"],
-                "seed_t3": st["t3_expiries"]}
+                "seed_t3": st["t3_expiries"], "seed_trains": st.get("probe_trains", "-")}
     return row
 
 
@@ -548,7 +548,7 @@ COLS = ["mb_per_s", "x_ndc", "x_bare", "mb_per_s_connected", "wall_s", "seed_cpu
         "seed_cpu_s_per_gib_up", "seed_up_mb_per_s", "seed_share", "fetch_median_mb_per_s",
         "fetch_median_mb_per_s_connected", "fetch_cpu_s_per_gib", "seed_peak_rss_mb",
         "fetch_peak_rss_mb", "refused_by_seed", "refused_by_fetchers", "seed_packet",
-        "seed_fast_recoveries", "seed_t3", "load_1m"]
+        "seed_fast_recoveries", "seed_t3", "seed_trains", "load_1m"]
 
 
 def print_table(title: str, rows: dict[str, dict]) -> None:
