@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated
@@ -74,17 +75,28 @@ TargetArg = Annotated[
         show_default=False,
     ),
 ]
+def finite(value: float | None) -> float | None:
+    """Callback of every float option: 'nan' and 'inf' parse as floats but are no number
+    of seconds or rate (`--timeout nan` once waited forever)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 TimeoutOpt = Annotated[
     float,
     typer.Option(
         "--timeout",
         envvar="P2P_TIMEOUT",
+        min=0.0,
+        callback=finite,
         help="Seconds to wait for a usable peer (at start, or after all peers left).",
     ),
 ]
 RetriesOpt = Annotated[
     int,
-    typer.Option("--retries", envvar="P2P_RETRIES", help="Attempts to reach the signaling server."),
+    typer.Option("--retries", envvar="P2P_RETRIES", min=1,
+                 help="Attempts to reach the signaling server."),
 ]
 ForceOpt = Annotated[
     bool,
@@ -198,6 +210,8 @@ def parse_rate(text: str | None) -> float | None:
     unit = t[len(num) :]
     try:
         value = float(num) * _UNITS[unit]
+        if not math.isfinite(value) or value < 0:  # 'nan', 'inf', '-5k'
+            raise ValueError(value)
     except (ValueError, KeyError):
         raise UsageError(
             f"--max-upload-rate {text!r}: expected bytes per second like 500k, 2M or 1MiB"

@@ -15,6 +15,7 @@ from .common import (
     SignalOpt,
     TokenOpt,
     VerboseOpt,
+    finite,
     setup_logging,
     split_urls,
 )
@@ -62,7 +63,7 @@ def register(app: typer.Typer) -> None:
         token: TokenOpt = None,
         timeout: Annotated[
             float,
-            typer.Option("--timeout", min=0.5,
+            typer.Option("--timeout", min=0.5, callback=finite,
                          help="Seconds to wait for each STUN/TURN server's answer."),
         ] = 3.0,
         json: JsonOpt = False,

@@ -30,7 +30,7 @@ from p2pcli.signaling.log import (
     Stopping,
 )
 
-from .common import JsonOpt, QuietOpt
+from .common import JsonOpt, QuietOpt, finite
 from .output import visible
 
 if TYPE_CHECKING:
@@ -175,6 +175,7 @@ NodeTimeoutOpt = Annotated[
         "--node-timeout",
         envvar="P2P_NODE_TIMEOUT",
         min=1.0,
+        callback=finite,
         help="With --redis: seconds after which a node that stopped is dead and its "
         "peers leave their rooms (announced with peer-left).",
     ),
@@ -186,6 +187,7 @@ MaxMessageRateOpt = Annotated[
         "--max-message-rate",
         envvar="P2P_SIGNAL_MESSAGE_RATE",
         min=0.0,
+        callback=finite,
         help="Events per second one connection may send (bursts of 5 s worth); "
         "over it they are refused with error rate-limited. 0: no limit.",
     ),
@@ -197,6 +199,7 @@ MaxAnnounceRateOpt = Annotated[
         "--max-announce-rate",
         envvar="P2P_SIGNAL_ANNOUNCE_RATE",
         min=0.0,
+        callback=finite,
         help="Announces per second one connection may send (bursts of 5 s worth). "
         "0: no limit.",
     ),
@@ -240,6 +243,7 @@ PingIntervalOpt = Annotated[
         "--ping-interval",
         envvar="P2P_SIGNAL_PING_INTERVAL",
         min=0.1,
+        callback=finite,
         help="Seconds between pings to each client (both transports).",
     ),
 ]
@@ -250,6 +254,7 @@ PingTimeoutOpt = Annotated[
         "--ping-timeout",
         envvar="P2P_SIGNAL_PING_TIMEOUT",
         min=0.1,
+        callback=finite,
         help="Seconds a client has to answer a ping before it is disconnected and "
         "removed from its rooms.",
     ),
@@ -309,6 +314,7 @@ ConnectTimeoutOpt = Annotated[
         "--connect-timeout",
         envvar="P2P_SIGNAL_CONNECT_TIMEOUT",
         min=0.1,
+        callback=finite,
         help="Seconds a Socket.IO client has, once its engine.io session is open, to "
         "connect (with the token); then it is closed. Counts toward "
         "--max-conns-per-ip meanwhile.",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import itertools
 import os
 import random
 import struct
@@ -700,7 +701,7 @@ class TestProbeTrains:
             TestFragments.traffic(s, rng, 200, per_ip(0.07))
             judged.append(self.run_train(s, rng, per_ip(0.07), 0.07, judged[-1]))
             assert s.size == 1388
-        gaps = [round(b - a) for a, b in zip(judged, judged[1:])]
+        gaps = [round(b - a) for a, b in itertools.pairwise(judged)]
         assert gaps == [10, 20, 40]  # plus the train's own ~0.2 s, rounded away
 
     @pytest.mark.parametrize("loss", [0.01, 0.05])
