@@ -81,6 +81,8 @@ class PeerJoined(Event):
     "The peer's signaling id."
     connection: str
     "ICE candidate pair kind: host, srflx, relay (TURN) or unknown."
+    pair: str | None = field(default=None, metadata=OPTIONAL)
+    "The pair itself, local -> remote: 'srflx 203.0.113.5:40000 -> srflx 198.51.100.7:51000'."
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -219,6 +219,16 @@ class PeerLink:
             return "srflx"
         return "host"
 
+    def candidate_pair(self) -> str | None:
+        """The nominated pair as people read it, local -> remote: 'srflx 203.0.113.5:40000
+        -> host 192.0.2.7:51000' (each side's type, address and port); None until there
+        is one."""
+        pair = self._nominated_pair()
+        if pair is None:
+            return None
+        ends = (pair.local_candidate, pair.remote_candidate)
+        return " -> ".join(f"{c.type} {c.host}:{c.port}" for c in ends)
+
     def remote_candidate(self) -> tuple[str, str, int] | None:
         """(type, host, port) of the remote end of the nominated ICE pair, None until
         there is one: the address this peer's datagrams really come from."""

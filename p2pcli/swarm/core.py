@@ -149,13 +149,15 @@ class SwarmCore:
         return Peer(peer, proto, offerer=offerer, now=now)
 
     def peer_opened(self, peer: str, address: str | None, connection: str | None,
-                    now: float) -> None:
-        """The data channel opened; `address` keys the per-address limit."""
+                    now: float, pair: str | None = None) -> None:
+        """The data channel opened; `address` keys the per-address limit, `pair` is
+        reported (local -> remote candidate)."""
         p = self.peers.get(peer)
         if p is None:
             return
         p.opened_at = p.last_data = now
         p.connection = connection or "unknown"
+        p.pair = pair
         if self.admission.opened(p, address, now, REFUSE_GRACE):
             self.out.send(p, p.proto.handshake())
 
@@ -188,7 +190,7 @@ class SwarmCore:
         self.last_helpful = now
         self.admission.busy_peers.pop(p.id, None)  # it had room after all
         self.connections[p.id] = p.connection or "unknown"
-        self.out.emit(ev.PeerJoined(peer=p.id, connection=self.connections[p.id]))
+        self.out.emit(ev.PeerJoined(peer=p.id, connection=self.connections[p.id], pair=p.pair))
         if self.manifest is not None:
             self.pieces.start(p)
         else:
