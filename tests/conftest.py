@@ -200,6 +200,21 @@ def signal_url(procs: Procs) -> str:
     return procs.serve_signal()
 
 
+@contextlib.contextmanager
+def running_lab(procs: Procs, lab, unavailable: str | None) -> Iterator:
+    """A namespace lab (tests/netns.py, turn_helpers.py, nat_helpers.py) for one test:
+    skipped with `unavailable`'s reason if it cannot run here; its processes stopped
+    before its namespaces go (a process inside would keep a deleted namespace alive)."""
+    if unavailable:
+        pytest.skip(unavailable)
+    try:
+        lab.start()
+        yield lab
+    finally:
+        procs.stop_all()
+        lab.close()
+
+
 def make_file(path: Path, size: int, seed: int = 1) -> Path:
     import random
 

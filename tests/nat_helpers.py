@@ -26,19 +26,14 @@ from __future__ import annotations
 
 import functools
 import os
-import random
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from netns import _run, reap_stale
+from netns import Namespaces, Node, _run, reap_stale
+from turn_helpers import SIGNAL_PORT, TURN_PORT
 
 PREFIX = "p2pnat"  # namespace names: p2pnat<pid>x<tag>-<role>
-P2P = str(Path(sys.executable).parent / "p2p")
-SIGNAL_PORT = 8080
-STUN_PORT = 3478
 
 
 @functools.cache
@@ -65,41 +60,27 @@ def unavailable() -> str | None:
 
 
 @dataclass
-class Node:
-    ns: str
-    "Namespace name, for `ip netns exec`."
-    addr: str
-    "Its own address (a home's private one, the public namespace's on the bridge)."
+class NatLab(Namespaces):
+    """The topology above; `server`, `a`, `b`, `signal_url` and `turn_url` as TurnLab has
+    them, so tests/turn_helpers.py's steps (coturn, serve-signal, seed, fetch) run here."""
 
-    def cmd(self, *args: str) -> list[str]:
-        return ["ip", "netns", "exec", self.ns, *args]
-
-    def p2p(self, *args: str) -> list[str]:
-        return self.cmd(P2P, *args)
-
-
-@dataclass
-class NatLab:
+    prefix: str = PREFIX
     symmetric: bool = False
     "Both routers map each destination to a new random port (`--random-fully`)."
-    tag: str = field(default_factory=lambda: f"{random.randrange(16**4):04x}")
-    net: int = field(default_factory=lambda: random.randrange(1, 255))
     pub: Node | None = None
     a: Node | None = None
     b: Node | None = None
     routers: dict[str, Node] = field(default_factory=dict)
-    _names: list[str] = field(default_factory=list)
+    "Each home's router, by home, with its WAN (public) address."
 
-    def _ns(self, role: str) -> str:
-        name = f"{PREFIX}{os.getpid()}x{self.tag}-{role}"
-        _run("ip", "netns", "add", name)
-        self._names.append(name)
-        _run("ip", "-n", name, "link", "set", "lo", "up")
-        return name
+    @property
+    def server(self) -> Node:
+        assert self.pub is not None
+        return self.pub
 
     def start(self) -> NatLab:
         reap_stale(PREFIX)
-        pub = self._ns("pub")
+        pub = self._new_ns("pub")
         self.pub = Node(pub, f"172.31.{self.net}.1")
         _run("ip", "-n", pub, "link", "add", "br0", "type", "bridge")
         _run("ip", "-n", pub, "addr", "add", f"{self.pub.addr}/24", "dev", "br0")
@@ -120,17 +101,17 @@ class NatLab:
 
     def _router(self, role: str, i: int) -> Node:
         """Router `r<role>` between the bridge and home `role` (192.168.i.0/24)."""
-        assert self.pub is not None
-        router = self._ns(f"r{role}")
+        pub = self.server.ns
+        router = self._new_ns(f"r{role}")
         wan = Node(router, f"172.31.{self.net}.{i + 1}")
         # Both ends of each veth are created inside their namespaces: nothing in root.
-        _run("ip", "-n", self.pub.ns, "link", "add", f"w{role}", "type", "veth",
+        _run("ip", "-n", pub, "link", "add", f"w{role}", "type", "veth",
              "peer", "name", "wan0", "netns", router)
-        _run("ip", "-n", self.pub.ns, "link", "set", f"w{role}", "master", "br0")
-        _run("ip", "-n", self.pub.ns, "link", "set", f"w{role}", "up")
+        _run("ip", "-n", pub, "link", "set", f"w{role}", "master", "br0")
+        _run("ip", "-n", pub, "link", "set", f"w{role}", "up")
         _run("ip", "-n", router, "addr", "add", f"{wan.addr}/24", "dev", "wan0")
         _run("ip", "-n", router, "link", "set", "wan0", "up")
-        home = self._ns(role)
+        home = self._new_ns(role)
         _run("ip", "-n", router, "link", "add", "lan0", "type", "veth",
              "peer", "name", "eth0", "netns", home)
         _run("ip", "-n", router, "addr", "add", f"192.168.{i}.1/24", "dev", "lan0")
@@ -150,26 +131,12 @@ class NatLab:
 
     @property
     def signal_url(self) -> str:
-        assert self.pub is not None
-        return f"http://{self.pub.addr}:{SIGNAL_PORT}"
+        return f"http://{self.server.addr}:{SIGNAL_PORT}"
 
     @property
     def stun_url(self) -> str:
-        assert self.pub is not None
-        return f"stun:{self.pub.addr}:{STUN_PORT}"
+        return f"stun:{self.server.addr}:{TURN_PORT}"
 
     @property
     def turn_url(self) -> str:
-        assert self.pub is not None
-        return f"turn:{self.pub.addr}:{STUN_PORT}"
-
-    def udp_listening(self, port: int) -> bool:
-        """Whether a UDP socket is bound to `port` in the public namespace."""
-        assert self.pub is not None
-        table = _run(*self.pub.cmd("cat", "/proc/net/udp"))
-        return any(line.split()[1].endswith(f":{port:04X}") for line in table.splitlines()[1:])
-
-    def close(self) -> None:
-        for name in reversed(self._names):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        self._names.clear()
+        return f"turn:{self.server.addr}:{TURN_PORT}"

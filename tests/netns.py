@@ -118,6 +118,42 @@ class Node:
 
 
 @dataclass
+class Namespaces:
+    """Namespaces one lab created, named `<prefix><pid>x<tag>-<role>` (see `reap_stale`),
+    deleted together by `close()`."""
+
+    prefix: str = PREFIX
+    tag: str = field(default_factory=lambda: f"{random.randrange(16**4):04x}")
+    net: int = field(default_factory=lambda: random.randrange(1, 255))
+    "A random number for the lab's subnets."
+    _names: list[str] = field(default_factory=list)
+
+    def _new_ns(self, role: str) -> str:
+        """A new namespace for `role`, loopback up."""
+        name = f"{self.prefix}{os.getpid()}x{self.tag}-{role}"
+        _run("ip", "netns", "add", name)
+        self._names.append(name)
+        _run("ip", "-n", name, "link", "set", "lo", "up")
+        return name
+
+    @property
+    def server(self) -> Node:
+        """The namespace where the lab's servers run."""
+        raise NotImplementedError
+
+    def udp_listening(self, port: int) -> bool:
+        """Whether a UDP socket is bound to `port` in the server's namespace."""
+        table = _run(*self.server.cmd("cat", "/proc/net/udp"))
+        return any(line.split()[1].endswith(f":{port:04X}") for line in table.splitlines()[1:])
+
+    def close(self) -> None:
+        """Delete every namespace of this lab (and with them veths, bridges and rules)."""
+        for name in reversed(self._names):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        self._names.clear()
+
+
+@dataclass
 class Lab:
     """A hub with a bridge and any number of peer namespaces on it."""
 

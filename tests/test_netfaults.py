@@ -13,23 +13,15 @@ from pathlib import Path
 
 import netns
 import pytest
-from conftest import Proc, Procs, make_file, sha256
+from conftest import Proc, Procs, make_file, running_lab, sha256
 
 SIZE = 8 * 1024 * 1024  # 512 pieces of 16 KiB
 
 
 @pytest.fixture
 def lab(procs: Procs) -> Iterator[netns.Lab]:
-    why = netns.unavailable()
-    if why:
-        pytest.skip(why)
-    lab = netns.Lab()
-    try:
-        lab.start()
+    with running_lab(procs, netns.Lab(), netns.unavailable()) as lab:
         yield lab
-    finally:
-        procs.stop_all()  # processes inside would keep a deleted namespace alive
-        lab.close()
 
 
 def start_signal(procs: Procs, lab: netns.Lab) -> Proc:

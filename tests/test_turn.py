@@ -23,8 +23,6 @@ import hashlib
 import hmac
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,8 +33,18 @@ import socketio
 import turn_helpers
 from aiohttp import ClientSession
 from aiortc import RTCIceServer
-from conftest import Proc, Procs, make_file, sha256
-from turn_helpers import TurnLab, coturn_config
+from conftest import Proc, Procs, make_file, running_lab, sha256
+from turn_helpers import (
+    SECRET,
+    TurnLab,
+    coturn_config,
+    event,
+    fetch_in,
+    reaches,
+    seed_in,
+    start_coturn,
+    start_signal,
+)
 
 from p2pcli.errors import UsageError
 from p2pcli.iceprobe import check_server, choose_ice_servers
@@ -46,7 +54,6 @@ from p2pcli.signaling.server import start_signal_server
 from p2pcli.signaling.turncreds import IceConfig, turn_credentials
 
 SIZE = 4 * 1024 * 1024
-SECRET = "correct horse battery staple"
 
 # -- the ice-config the server hands out (sans I/O) -------------------------------------------
 
@@ -282,74 +289,14 @@ async def test_choose_keeps_the_first_turn_server_that_works(loopback_coturn: in
 
 @pytest.fixture
 def lab(procs: Procs) -> Iterator[TurnLab]:
-    why = turn_helpers.unavailable()
-    if why:
-        pytest.skip(why)
-    lab = TurnLab()
-    try:
-        lab.start()
+    with running_lab(procs, TurnLab(), turn_helpers.unavailable()) as lab:
         yield lab
-    finally:
-        procs.stop_all()  # processes inside would keep a deleted namespace alive
-        lab.close()
-
-
-def start_coturn(procs: Procs, lab: TurnLab, tmp_path: Path, secret: str = SECRET) -> Proc:
-    assert lab.relay is not None
-    conf = tmp_path / "turnserver.conf"
-    conf.write_text(coturn_config(lab.relay.addr, secret, workdir=tmp_path))
-    turn = procs.start(lab.relay.cmd("turnserver", "-c", str(conf)), "turnserver")
-    deadline = time.monotonic() + 20
-    while not lab.udp_listening(turn_helpers.TURN_PORT):
-        assert turn.p.poll() is None, f"turnserver exited:\n{turn.stdout[-3000:]}"
-        assert time.monotonic() < deadline, f"turnserver never listened:\n{turn.stdout[-3000:]}"
-        time.sleep(0.05)
-    return turn
-
-
-def start_signal(procs: Procs, lab: TurnLab, *ice: str) -> Proc:
-    """serve-signal in the relay namespace, where both peers reach it."""
-    assert lab.relay is not None
-    # No token in these labs: the TURN server is theirs alone, so an open relay is meant.
-    sig = procs.start(lab.relay.p2p("serve-signal", "--host", lab.relay.addr, "--port",
-                                    str(turn_helpers.SIGNAL_PORT), "--json", "--open-relay",
-                                    *ice), "signal")
-    sig.wait_for(lambda p: any(e["event"] == "listening" for e in p.events()), 30, "listening")
-    return sig
-
-
-def seed_in(procs: Procs, lab: TurnLab, src: Path) -> tuple[Proc, str]:
-    """`p2p seed` in "a", with no ICE option: servers come from the signaling server."""
-    assert lab.a is not None
-    p = procs.start(lab.a.p2p("seed", str(src), "--signal", lab.signal_url, "--json"), "seed")
-    link = p.wait_for(lambda p: p.stdout.strip(), 60, "the link")
-    # The seeder must have its ice-config (and checked the servers) before peers arrive.
-    p.wait_for(lambda p: any(e["event"] == "ice-config" for e in p.events()), 30, "ice-config")
-    return p, link
-
-
-def fetch_in(procs: Procs, lab: TurnLab, link: str, *extra: str) -> Proc:
-    assert lab.b is not None
-    return procs.start(lab.b.p2p("fetch", link, "-o", "out.bin", "--json", *extra), "fetch")
-
-
-def event(proc: Proc, name: str) -> dict:
-    found = [e for e in proc.events() if e["event"] == name]
-    assert found, f"no {name} event:\n{proc.stderr[-3000:]}"
-    return found[-1]
 
 
 def no_path_between(lab: TurnLab) -> bool:
-    """Whether "a" truly cannot reach "b" (a TCP connect that must not complete)."""
+    """Whether "a" truly cannot reach "b"."""
     assert lab.a is not None and lab.b is not None
-    code = (f"import socket; s=socket.socket(); s.settimeout(1)\n"
-            f"try: s.connect(('{lab.b.addr}', 9))\n"
-            f"except ConnectionRefusedError: print('reached')\n"
-            f"except OSError: print('no path')\n")
-    r = subprocess.run(lab.a.cmd(sys.executable, "-c", code), capture_output=True, text=True,
-                       timeout=30)
-    assert r.stdout.strip() in ("no path", "reached"), r.stderr
-    return r.stdout.strip() == "no path"
+    return not reaches(lab.a, lab.b.addr)
 
 
 @pytest.mark.timeout(240)

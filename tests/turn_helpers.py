@@ -14,27 +14,33 @@ lives only inside these namespaces, and `close()` deletes them (veths with them)
 Namespaces of runs whose process is gone are deleted when the next lab starts.
 
 Also here: coturn's configuration (the same file README's "Across the internet" shows)
-and starting it as a test's own process, never as a system service.
+and starting it as a test's own process, never as a system service; and the steps the
+TURN and NAT tests share (tests/nat_helpers.py's lab has the same `server`, `a` and `b`).
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import random
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from netns import _run, reap_stale
+if TYPE_CHECKING:
+    from conftest import Proc, Procs
+
+from netns import Namespaces, Node, _run, reap_stale
 
 PREFIX = "p2pturn"  # namespace names: p2pturn<pid>x<tag>-<role>
 P2P = str(Path(sys.executable).parent / "p2p")
 TURN_PORT = 3478
 SIGNAL_PORT = 8080
 REALM = "p2p.test"
+SECRET = "correct horse battery staple"  # coturn's and serve-signal's, in the labs
 
 
 @functools.cache
@@ -55,42 +61,24 @@ def unavailable() -> str | None:
 
 
 @dataclass
-class Node:
-    ns: str
-    "Namespace name, for `ip netns exec`."
-    addr: str
-    "Its address on the link to the relay namespace."
-
-    def cmd(self, *args: str) -> list[str]:
-        return ["ip", "netns", "exec", self.ns, *args]
-
-    def p2p(self, *args: str) -> list[str]:
-        return self.cmd(P2P, *args)
-
-
-@dataclass
-class TurnLab:
-    tag: str = field(default_factory=lambda: f"{random.randrange(16**4):04x}")
-    net: int = field(default_factory=lambda: random.randrange(1, 255))
+class TurnLab(Namespaces):
+    prefix: str = PREFIX
     relay: Node | None = None
     a: Node | None = None
     b: Node | None = None
-    _names: list[str] = field(default_factory=list)
 
-    def _ns(self, role: str) -> str:
-        name = f"{PREFIX}{os.getpid()}x{self.tag}-{role}"
-        _run("ip", "netns", "add", name)
-        self._names.append(name)
-        _run("ip", "-n", name, "link", "set", "lo", "up")
-        return name
+    @property
+    def server(self) -> Node:
+        assert self.relay is not None
+        return self.relay
 
     def start(self) -> TurnLab:
         reap_stale(PREFIX)
-        relay = self._ns("relay")
+        relay = self._new_ns("relay")
         self.relay = Node(relay, f"10.232.{self.net}.1")
         _run("ip", "netns", "exec", relay, "sysctl", "-qw", "net.ipv4.ip_forward=0")
         for role, subnet, port in (("a", 232, "ha"), ("b", 233, "hb")):
-            name = self._ns(role)
+            name = self._new_ns(role)
             # Both ends are created inside their namespaces: nothing appears in root.
             _run("ip", "-n", relay, "link", "add", port, "type", "veth",
                  "peer", "name", "eth0", "netns", name)
@@ -106,29 +94,15 @@ class TurnLab:
     def routed(self, on: bool) -> None:
         """Give "a" and "b" a direct path to each other (through the relay namespace's
         kernel, not through TURN), or take it away."""
-        assert self.relay is not None
-        _run(*self.relay.cmd("sysctl", "-qw", f"net.ipv4.ip_forward={int(on)}"))
+        _run(*self.server.cmd("sysctl", "-qw", f"net.ipv4.ip_forward={int(on)}"))
 
     @property
     def signal_url(self) -> str:
-        assert self.relay is not None
-        return f"http://{self.relay.addr}:{SIGNAL_PORT}"
+        return f"http://{self.server.addr}:{SIGNAL_PORT}"
 
     @property
     def turn_url(self) -> str:
-        assert self.relay is not None
-        return f"turn:{self.relay.addr}:{TURN_PORT}"
-
-    def udp_listening(self, port: int) -> bool:
-        """Whether a UDP socket is bound to `port` in the relay namespace."""
-        assert self.relay is not None
-        table = _run(*self.relay.cmd("cat", "/proc/net/udp"))
-        return any(line.split()[1].endswith(f":{port:04X}") for line in table.splitlines()[1:])
-
-    def close(self) -> None:
-        for name in reversed(self._names):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        self._names.clear()
+        return f"turn:{self.server.addr}:{TURN_PORT}"
 
 
 def coturn_config(listen_ip: str, secret: str, *, port: int = TURN_PORT,
@@ -157,3 +131,64 @@ def coturn_config(listen_ip: str, secret: str, *, port: int = TURN_PORT,
         # Keep coturn's own files in the test's directory, not in /var.
         lines += [f"pidfile={workdir / 'turnserver.pid'}", f"userdb={workdir / 'turndb'}"]
     return "\n".join(lines) + "\n"
+
+
+# -- steps the TURN and NAT tests share: coturn and serve-signal on the lab's server,
+# a seeder in "a", a fetcher in "b" ----------------------------------------------------------
+
+
+def start_coturn(procs: Procs, lab: TurnLab, tmp_path: Path, secret: str = SECRET) -> Proc:
+    """coturn on the lab's server namespace, as a process of the test."""
+    conf = tmp_path / "turnserver.conf"
+    conf.write_text(coturn_config(lab.server.addr, secret, workdir=tmp_path))
+    turn = procs.start(lab.server.cmd("turnserver", "-c", str(conf)), "turnserver")
+    deadline = time.monotonic() + 20
+    while not lab.udp_listening(TURN_PORT):
+        assert turn.p.poll() is None, f"turnserver exited:\n{turn.stdout[-3000:]}"
+        assert time.monotonic() < deadline, f"turnserver never listened:\n{turn.stdout[-3000:]}"
+        time.sleep(0.05)
+    return turn
+
+
+def start_signal(procs: Procs, lab: TurnLab, *ice: str) -> Proc:
+    """serve-signal on the lab's server namespace, where both peers reach it."""
+    # No token in these labs: the TURN server is theirs alone, so an open relay is meant.
+    sig = procs.start(lab.server.p2p("serve-signal", "--host", lab.server.addr, "--port",
+                                     str(SIGNAL_PORT), "--json", "--open-relay", *ice),
+                      "signal")
+    sig.wait_for(lambda p: any(e["event"] == "listening" for e in p.events()), 30, "listening")
+    return sig
+
+
+def seed_in(procs: Procs, lab: TurnLab, src: Path) -> tuple[Proc, str]:
+    """`p2p seed` in "a", with no ICE option: servers come from the signaling server."""
+    assert lab.a is not None
+    p = procs.start(lab.a.p2p("seed", str(src), "--signal", lab.signal_url, "--json"), "seed")
+    link = p.wait_for(lambda p: p.stdout.strip(), 60, "the link")
+    # The seeder must have its ice-config (and checked the servers) before peers arrive.
+    p.wait_for(lambda p: any(e["event"] == "ice-config" for e in p.events()), 30, "ice-config")
+    return p, link
+
+
+def fetch_in(procs: Procs, lab: TurnLab, link: str, *extra: str) -> Proc:
+    assert lab.b is not None
+    return procs.start(lab.b.p2p("fetch", link, "-o", "out.bin", "--json", *extra), "fetch")
+
+
+def event(proc: Proc, name: str) -> dict:
+    """The last `name` event `proc` printed (its stderr in the failure if none)."""
+    found = [e for e in proc.events() if e["event"] == name]
+    assert found, f"no {name} event:\n{proc.stderr[-3000:]}"
+    return found[-1]
+
+
+def reaches(src: Node, addr: str) -> bool:
+    """Whether namespace `src` reaches `addr` (TCP port 9: a refusal means it arrived)."""
+    code = (f"import socket; s=socket.socket(); s.settimeout(1)\n"
+            f"try: s.connect(('{addr}', 9))\n"
+            f"except ConnectionRefusedError: print('reached')\n"
+            f"except OSError: print('no path')\n")
+    r = subprocess.run(src.cmd(sys.executable, "-c", code), capture_output=True, text=True,
+                       timeout=30)
+    assert r.stdout.strip() in ("no path", "reached"), r.stderr
+    return r.stdout.strip() == "reached"
