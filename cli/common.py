@@ -13,16 +13,19 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from p2pcli.errors import UsageError
 
 if TYPE_CHECKING:
+    from p2pcli.events import EventSink
     from p2pcli.link import Target
     from p2pcli.swarm import SwarmConfig
+
+T = TypeVar("T")
 
 SignalOpt = Annotated[
     str | None,
@@ -116,6 +119,16 @@ MaxPeersPerAddressOpt = Annotated[
         show_default=False,
     ),
 ]
+LanOpt = Annotated[
+    bool,
+    typer.Option(
+        "--lan/--no-lan",
+        envvar="P2P_LAN",
+        help="mDNS on the local network: seed announces the share, and fetch/stream given a "
+        "bare hash (no link, no --signal) look for a seeder there for 1.5 s before trying "
+        "the default server. Nothing leaves the LAN. P2P_LAN=0 turns it off.",
+    ),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Log debugging details on stderr.")
 ]
@@ -146,12 +159,30 @@ def target_config(
     token: str | None,
     **kwargs,
 ) -> tuple[Target, SwarmConfig]:
-    """Parse HASH_OR_LINK; signaling URLs come from --signal, else the link, else the default."""
+    """Parse HASH_OR_LINK; signaling URLs come from --signal, else the link, else the default
+    (which a bare hash replaces by a seeder found on the LAN: see `looks_on_lan`)."""
     from p2pcli.link import DEFAULT_SIGNAL, parse_target
 
     t = parse_target(target)
     urls = split_urls(signal) or list(t.signals) or [DEFAULT_SIGNAL]
     return t, swarm_config(urls, ice_server, token or t.token, **kwargs)
+
+
+def looks_on_lan(t: Target, signal: str | None, lan: bool) -> bool:
+    """A bare hash with no --signal / P2P_SIGNAL searches the LAN first (links never wait)."""
+    return lan and not t.signals and not split_urls(signal)
+
+
+def lan_first(
+    search: bool, t: Target, config: SwarmConfig, emit: EventSink,
+    main: Callable[[], Awaitable[T]],
+) -> Callable[[], Awaitable[T]]:
+    """`main`, preceded by a LAN search for a bare hash when `search` (p2pcli/mdns.py)."""
+    if not search:
+        return main
+    from p2pcli.mdns import with_lan_lookup
+
+    return lambda: with_lan_lookup(t, config, emit, main)
 
 
 def parse_ice_hosts(values: Iterable[str] | None) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from .common import (
     IceHostOpt,
     IceServerOpt,
     JsonOpt,
+    LanOpt,
     MaxPeersOpt,
     MaxPeersPerAddressOpt,
     QuietOpt,
@@ -70,6 +71,7 @@ def register(app: typer.Typer) -> None:
         ice_server: IceServerOpt = None,
         ice_host: IceHostOpt = None,
         token: TokenOpt = None,
+        lan: LanOpt = True,
         quiet: QuietOpt = False,
         json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -113,6 +115,8 @@ def register(app: typer.Typer) -> None:
             embedded_signal=not urls,
             signal_port=port,
             public_host=public or (hosts[0] if hosts else None),
+            lan=lan,
+            lan_hosts=hosts,
         )
         try:
             runner.run(lambda: seed(opts, config, emit, reporter.hashing))
