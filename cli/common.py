@@ -160,7 +160,7 @@ def target_config(
     **kwargs,
 ) -> tuple[Target, SwarmConfig]:
     """Parse HASH_OR_LINK; signaling URLs come from --signal, else the link, else the default
-    (which a bare hash replaces by a seeder found on the LAN: see `looks_on_lan`)."""
+    (which a bare hash replaces by a seeder found on the LAN: see `lan_first`)."""
     from p2pcli.link import DEFAULT_SIGNAL, parse_target
 
     t = parse_target(target)
@@ -168,21 +168,23 @@ def target_config(
     return t, swarm_config(urls, ice_server, token or t.token, **kwargs)
 
 
-def looks_on_lan(t: Target, signal: str | None, lan: bool) -> bool:
-    """A bare hash with no --signal / P2P_SIGNAL searches the LAN first (links never wait)."""
-    return lan and not t.signals and not split_urls(signal)
+def bare(t: Target, signal: str | None) -> bool:
+    """A bare hash with no --signal / P2P_SIGNAL: its server would be the default one."""
+    return not t.signals and not split_urls(signal)
 
 
 def lan_first(
-    search: bool, t: Target, config: SwarmConfig, emit: EventSink,
+    t: Target, signal: str | None, lan: bool, config: SwarmConfig, emit: EventSink,
     main: Callable[[], Awaitable[T]],
 ) -> Callable[[], Awaitable[T]]:
-    """`main`, preceded by a LAN search for a bare hash when `search` (p2pcli/mdns.py)."""
-    if not search:
+    """`main`, preceded for a bare hash by a LAN search (unless --no-lan), and with an error
+    that says where we looked when nothing answers (p2pcli/mdns.py). A link or --signal
+    runs `main` as it is: no mDNS wait."""
+    if not bare(t, signal):
         return main
     from p2pcli.mdns import with_lan_lookup
 
-    return lambda: with_lan_lookup(t, config, emit, main)
+    return lambda: with_lan_lookup(t, config, emit, main, search=lan)
 
 
 def parse_ice_hosts(values: Iterable[str] | None) -> tuple[str, ...]:

@@ -23,7 +23,6 @@ from .common import (
     TokenOpt,
     VerboseOpt,
     lan_first,
-    looks_on_lan,
     parse_ice_hosts,
     setup_logging,
     target_config,
@@ -95,7 +94,7 @@ def register(app: typer.Typer) -> None:
         reporter = Reporter(quiet=quiet, json=json)
         try:
             runner.run(
-                lan_first(looks_on_lan(t, signal, lan), t, config, reporter,
+                lan_first(t, signal, lan, config, reporter,
                         lambda: fetch(t, config, opts, reporter)),
                 "interrupted; the partial download is kept: run the same command to resume",
             )

@@ -24,7 +24,6 @@ from .common import (
     TokenOpt,
     VerboseOpt,
     lan_first,
-    looks_on_lan,
     parse_ice_hosts,
     setup_logging,
     target_config,
@@ -126,7 +125,7 @@ def register(app: typer.Typer) -> None:
         emit = _print_url(reporter) if player == "none" else reporter
         try:
             runner.run(
-                lan_first(looks_on_lan(t, signal, lan), t, config, emit,
+                lan_first(t, signal, lan, config, emit,
                         lambda: stream(t, config, opts, emit)),
                 "interrupted; the partial download is kept: run the same command to resume",
             )

@@ -142,7 +142,8 @@ def accept(answer: Answer, content_id: str,
     `content_id`. Among its addresses, one inside `local_networks` (ours) comes first: a
     multi-homed seeder also lists addresses we have no route to."""
     txt = {k.lower(): v for k, v in answer.txt.items()}
-    if _text(txt.get(b"v")) != TXT_VERSION or _text(txt.get(b"h")) != content_id.lower():
+    h = _text(txt.get(b"h"))
+    if _text(txt.get(b"v")) != TXT_VERSION or h is None or h.lower() != content_id.lower():
         return None
     if b"s" in txt:
         url = _text(txt[b"s"])

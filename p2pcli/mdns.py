@@ -184,25 +184,30 @@ async def find_seeder(content_id: str, seconds: float = lan.BROWSE_SECONDS) -> l
 
 async def with_lan_lookup(
     target: Target, config: SwarmConfig, emit: EventSink,
-    main: Callable[[], Awaitable[T]], seconds: float = lan.BROWSE_SECONDS,
+    main: Callable[[], Awaitable[T]], *, search: bool = True,
+    seconds: float = lan.BROWSE_SECONDS,
 ) -> T:
-    """For a bare hash: look on the LAN first, then run `main` against what was found, or
-    against the default server; when that cannot be reached either, say both in one line."""
-    started = time.monotonic()
-    got = await find_seeder(target.content_id, seconds)
-    emit(events.LanSearched(
-        seconds=round(time.monotonic() - started, 3),
-        url=got.signal_url if got else None,
-        service=got.name if got else None,
-    ))
-    if got is not None:
-        config.signal_urls = [got.signal_url]
-        return await main()
+    """For a bare hash: look on the LAN first (when `search`), then run `main` against what
+    was found, or against the default server; when that cannot be reached either, say in
+    one line where we looked and what to pass instead."""
+    if search:
+        started = time.monotonic()
+        got = await find_seeder(target.content_id, seconds)
+        emit(events.LanSearched(
+            seconds=round(time.monotonic() - started, 3),
+            url=got.signal_url if got else None,
+            service=got.name if got else None,
+        ))
+        if got is not None:
+            config.signal_urls = [got.signal_url]
+            return await main()
     try:
         return await main()
     except SignalUnreachable:
+        where = (f"answered on the LAN within {seconds:g}s" if search
+                 else "was looked for on the LAN (--no-lan / P2P_LAN=0)")
         raise NoPeers(
-            f"no seeder of {target.content_id[:16]}... answered on the LAN within {seconds:g}s "
-            f"and no signaling server runs at the default {DEFAULT_SIGNAL}; pass the full "
-            "p2p:// link from the seeder, or --signal URL"
+            f"no seeder of {target.content_id[:16]}... {where}, and no signaling server runs "
+            f"at the default {DEFAULT_SIGNAL}; pass the full p2p:// link from the seeder, or "
+            "--signal URL"
         ) from None
