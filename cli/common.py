@@ -73,7 +73,8 @@ TargetArg = Annotated[
     str,
     typer.Argument(
         metavar="HASH_OR_LINK",
-        help="A p2p:// link printed by 'p2p seed', or a bare 64-hex-digit content hash.",
+        help="A p2p:// link printed by 'p2p seed', or a bare 64-hex-digit content hash "
+        "(looked for on the LAN first, then at http://127.0.0.1:8080).",
         show_default=False,
     ),
 ]

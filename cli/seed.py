@@ -79,7 +79,9 @@ def register(app: typer.Typer) -> None:
         """Share FILE: hash it, print a link, and serve its pieces to every peer until Ctrl-C.
 
         With no --signal (or P2P_SIGNAL), a signaling server starts inside this process and
-        the link points at it, so this command alone shares a file on your network.
+        the link points at it, so this command alone shares a file on your network. The
+        share is also announced on the LAN over mDNS (unless --no-lan), so there the bare
+        hash is enough: p2p fetch HASH.
         """
         from p2pcli import patches, runner
         from p2pcli.errors import Interrupted
