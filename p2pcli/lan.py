@@ -37,6 +37,12 @@ BROWSE_SECONDS = 1.5
 mDNS responders answer a shared (PTR) question after a random 20-120 ms, and zeroconf's
 browser asks again about 1 s after its first query: 1.5 s covers one lost packet with
 room to spare, and costs a hash with no seeder on the LAN little before the fallback."""
+MAX_RESOLVES = 64
+"""Instances with our hash prefix resolved per search, at most: a host flooding the LAN
+with fake instances costs a fetcher this many lookups (most answered from the cache: a
+responder sends SRV, TXT and addresses with its PTR), then is ignored. mDNS has no
+authentication, so a LAN host can always hide a seeder this way or others; a link that
+names its signaling server does not depend on the LAN."""
 MIN_PORT = 1024
 "Lowest port we dial from an answer (see the module docstring)."
 _MAX_URL = 200  # a TXT string holds 255 bytes, "s=" included

@@ -162,8 +162,14 @@ async def find_seeder(content_id: str, seconds: float = lan.BROWSE_SECONDS) -> l
         elif not found.done():
             found.set_result(got)
 
+    resolving = 0
+
     def on_change(zeroconf, service_type: str, name: str, state_change) -> None:
-        if state_change is ServiceStateChange.Added and lan.matches_instance(name, content_id):
+        nonlocal resolving
+        if state_change is not ServiceStateChange.Added or found.done():
+            return
+        if lan.matches_instance(name, content_id) and resolving < lan.MAX_RESOLVES:
+            resolving += 1
             task = loop.create_task(resolve(name))
             pending.add(task)
             task.add_done_callback(pending.discard)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import netns
 import pytest
 from conftest import ROOT, Proc, Procs, make_file, one_line_error, sha256
+from helpers import mdns_hostile
 
 from p2pcli.errors import ExitCode
 
@@ -64,17 +66,18 @@ def event(proc: Proc, kind: str) -> dict | None:
     return next((e for e in proc.events() if e["event"] == kind), None)
 
 
-@pytest.mark.parametrize("to", ["file", "stdout"])
+@pytest.mark.parametrize("to", ["file", "stdout", "file, same host"])
 def test_bare_hash_fetch_finds_the_seeder_by_mdns_alone(
     procs: Procs, lab: netns.Lab, tmp_path: Path, to: str
 ):
-    a, b = lab.add("a"), lab.add("b")
+    a = lab.add("a")
+    b = a if to == "file, same host" else lab.add("b")
     src = make_file(tmp_path / "src.bin", 2_000_000)
     seed, link = seed_in(procs, a, src)
     ad = announced(seed)
     assert ad["addresses"] == [a.addr] and ad["port"] == 8080 and "signal" not in ad
     out = tmp_path / "out.bin"
-    if to == "file":
+    if to != "stdout":
         f = fetch_in(procs, b, content_id(link), "--json", "-o", str(out))
     else:
         with open(out, "wb") as sink:
@@ -85,6 +88,56 @@ def test_bare_hash_fetch_finds_the_seeder_by_mdns_alone(
     assert found is not None and found["url"] == f"http://{a.addr}:8080", f.stderr
     assert found["service"] == ad["service"]
     assert event(f, "signaling-connected")["url"] == f"http://{a.addr}:8080"
+
+
+def test_bare_hash_stream_finds_the_seeder_by_mdns_alone(
+    procs: Procs, lab: netns.Lab, tmp_path: Path
+):
+    a, b = lab.add("a"), lab.add("b")
+    src = make_file(tmp_path / "src.bin", 1_000_000)
+    seed, link = seed_in(procs, a, src)
+    announced(seed)
+    s = procs.start(b.p2p("stream", content_id(link), "--ice-host", b.addr, "--json",
+                          "--player", "none", "-o", str(tmp_path / "kept.bin")), "stream")
+    url = s.wait_for(lambda p: p.stdout.strip(), 60, "the URL")
+    assert event(s, "lan-searched")["url"] == f"http://{a.addr}:8080"
+    # The stream's HTTP server listens on B's loopback: read it from inside B.
+    got = subprocess.run(
+        b.cmd(sys.executable, "-c", "import sys, urllib.request; sys.stdout.buffer.write("
+              f"urllib.request.urlopen({url!r}, timeout=60).read())"),
+        capture_output=True, timeout=90, check=True).stdout
+    assert got == src.read_bytes()
+
+
+@pytest.mark.parametrize("seeder", [True, False], ids=["beside-a-seeder", "alone"])
+def test_hostile_announcements_are_never_dialed(procs: Procs, lab: netns.Lab, tmp_path: Path,
+                                                seeder: bool):
+    a, b, c = lab.add("a"), lab.add("b"), lab.add("c")
+    src = make_file(tmp_path / "src.bin", 200_000)
+    from p2pcli.hashing import hash_file
+
+    cid = hash_file(str(src)).content_id
+    bad = procs.start(c.cmd(sys.executable, str(ROOT / "tests" / "helpers" / "mdns_hostile.py"),
+                            cid, c.addr), "hostile", env={**procs.env, "PYTHONPATH": str(ROOT)})
+    bad.wait_for(lambda p: "ready" in p.stdout, 60, "the fake seeders")
+    if seeder:
+        seed, link = seed_in(procs, a, src)
+        assert content_id(link) == cid
+        announced(seed)
+    f = fetch_in(procs, b, cid, "--json", "--verbose", "-o", str(tmp_path / "out.bin"))
+    if seeder:
+        assert f.wait(90) == 0, f.stderr
+        assert event(f, "lan-searched")["url"] == f"http://{a.addr}:8080"
+        assert sha256(tmp_path / "out.bin") == sha256(src)
+    else:
+        # Had it dialed any of them, it would have failed to reach it (exit 4), or
+        # reached something that is no signaling server; it skipped them all instead.
+        assert "no seeder" in one_line_error(f, ExitCode.NO_PEERS)
+        assert "url" not in event(f, "lan-searched")
+        # ... and it did see every one of them (the debug log names each it skipped).
+        skipped = {line.split("name='", 1)[1].split("'", 1)[0]
+                   for line in f.stderr.splitlines() if "ignored mDNS answer" in line}
+        assert len(skipped) == len(mdns_hostile.fakes(cid, c.addr)), f.stderr
 
 
 def test_seeder_exit_withdraws_its_announcement(procs: Procs, lab: netns.Lab, tmp_path: Path):
