@@ -167,6 +167,46 @@ def accept(answer: Answer, content_id: str,
     return Found(answer.name, f"http://{host}:{answer.port}")
 
 
+class Search:
+    """One fetcher's search: which browsed instances to resolve, and the answer that wins.
+
+    The first acceptable answer wins (a seeder's embedded server is its swarm's meeting
+    point; two seeders of one file on one LAN are two swarms, either will do). Instances
+    without our hash prefix are never resolved, and at most `MAX_RESOLVES` are.
+    """
+
+    def __init__(self, content_id: str,
+                 local_networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = ()
+                 ) -> None:
+        self.content_id = content_id
+        self.local_networks = list(local_networks)
+        self.found: Found | None = None
+        "The winning answer, once there is one."
+        self.ignored: list[Answer] = []
+        "Answers refused so far (for the debug log)."
+        self._resolving: set[str] = set()
+
+    def should_resolve(self, name: str) -> bool:
+        """Whether to look up a browsed instance `name` (and count it if so)."""
+        key = name.lower()
+        if (self.found is not None or key in self._resolving
+                or len(self._resolving) >= MAX_RESOLVES
+                or not matches_instance(name, self.content_id)):
+            return False
+        self._resolving.add(key)
+        return True
+
+    def offer(self, answer: Answer) -> Found | None:
+        """A resolved instance; returns the winner when this answer is it."""
+        if self.found is not None:
+            return None
+        got = accept(answer, self.content_id, self.local_networks)
+        if got is None:
+            self.ignored.append(answer)
+        self.found = got
+        return got
+
+
 def why_not_announced(*, port: int | None, signal_url: str | None, token: bool) -> str | None:
     """Why a seeder does not announce its share on the LAN (None: it does). A fetcher would
     skip such an announcement anyway (see `accept`), or, with a token, could not join."""

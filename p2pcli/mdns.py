@@ -24,6 +24,9 @@ from .events import EventSink
 from .link import DEFAULT_SIGNAL
 
 if TYPE_CHECKING:
+    from zeroconf import ServiceInfo
+    from zeroconf.asyncio import AsyncZeroconf
+
     from .link import Target
     from .swarm import SwarmConfig
 
@@ -62,8 +65,8 @@ class Announcer:
     """One share's DNS-SD instance, registered until `close()` sends its goodbyes."""
 
     def __init__(self) -> None:
-        self._zc = None
-        self._info = None
+        self._zc: AsyncZeroconf | None = None
+        self._info: ServiceInfo | None = None
 
     async def start(self, content_id: str, port: int, addresses: list[str],
                     signal_url: str | None) -> events.LanAnnounced:
@@ -141,35 +144,35 @@ async def find_seeder(content_id: str, seconds: float = lan.BROWSE_SECONDS) -> l
 
     loop = asyncio.get_running_loop()
     found: asyncio.Future[lan.Found] = loop.create_future()
-    nets = local_networks()
+    search = lan.Search(content_id, local_networks())
     pending: set[asyncio.Task] = set()
 
     try:
         azc = AsyncZeroconf()
-    except Exception as e:
+    except Exception as e:  # no usable interface, socket refused: as if nobody answered
         log.debug("mDNS unavailable: %s", e)
         return None
 
     async def resolve(name: str) -> None:
         info = AsyncServiceInfo(lan.SERVICE_TYPE, name)
-        if not await info.async_request(azc.zeroconf, int(seconds * 1000)):
+        try:
+            if not await info.async_request(azc.zeroconf, int(seconds * 1000)):
+                return
+        except Exception as e:  # a malformed record zeroconf chokes on: skip it
+            log.debug("mDNS lookup of %r failed: %s", name, e)
             return
+        if search.found is not None:
+            return  # another answer already won
         answer = lan.Answer(name=name, port=info.port,
                             addresses=tuple(info.parsed_addresses()), txt=info.properties)
-        got = lan.accept(answer, content_id, nets)
-        if got is None:
-            log.debug("ignored mDNS answer %r", answer)
-        elif not found.done():
+        got = search.offer(answer)
+        if got is not None and not found.done():
             found.set_result(got)
-
-    resolving = 0
+        elif got is None:
+            log.debug("ignored mDNS answer %r", answer)
 
     def on_change(zeroconf, service_type: str, name: str, state_change) -> None:
-        nonlocal resolving
-        if state_change is not ServiceStateChange.Added or found.done():
-            return
-        if lan.matches_instance(name, content_id) and resolving < lan.MAX_RESOLVES:
-            resolving += 1
+        if state_change is ServiceStateChange.Added and search.should_resolve(name):
             task = loop.create_task(resolve(name))
             pending.add(task)
             task.add_done_callback(pending.discard)

@@ -157,6 +157,28 @@ def test_any_answer_is_refused_or_leads_to_a_lan_address(txt, port, addresses):
         assert lan.lan_signal_url(got.signal_url) == got.signal_url
 
 
+def test_a_search_resolves_only_our_prefix_once_each_and_the_first_good_answer_wins():
+    search = lan.Search(CID)
+    assert not search.should_resolve(f"p2p-{'cd' * 8}-000000.{lan.SERVICE_TYPE}")
+    assert not search.should_resolve(f"my printer.{lan.SERVICE_TYPE}")
+    assert search.should_resolve(NAME)
+    assert not search.should_resolve(NAME.upper())  # the same instance again
+    assert search.offer(answer(addresses=("8.8.8.8",))) is None
+    assert search.found is None and len(search.ignored) == 1
+    first = search.offer(answer(addresses=("10.0.0.1",)))
+    assert first is not None and search.found == first
+    assert search.offer(answer(addresses=("10.0.0.2",))) is None  # too late
+    assert search.found == first
+    other = f"p2p-{CID[:16]}-ffffff.{lan.SERVICE_TYPE}"
+    assert not search.should_resolve(other)  # done: nothing more to look up
+
+
+def test_a_flood_of_instances_costs_at_most_max_resolves_lookups():
+    search = lan.Search(CID)
+    names = [f"p2p-{CID[:16]}-{i:06x}.{lan.SERVICE_TYPE}" for i in range(1000)]
+    assert sum(search.should_resolve(n) for n in names) == lan.MAX_RESOLVES
+
+
 def test_what_a_seeder_announces():
     assert lan.why_not_announced(port=8080, signal_url=None, token=False) is None
     assert lan.why_not_announced(port=None, signal_url="http://10.0.0.1:9000",
