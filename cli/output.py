@@ -207,9 +207,10 @@ class Reporter:
         self.say(f"signaling server running at {ev.url} (embedded)")
 
     def on_lan_announced(self, ev: events.LanAnnounced) -> None:
-        where = ev.signal or f"port {ev.port}"
-        self.say(f"announced on the LAN (mDNS) as {ev.service} at "
-                 f"{', '.join(ev.addresses)}, {where}; a bare hash finds it")
+        where = ev.signal or ", ".join(
+            f"[{a}]:{ev.port}" if ":" in a else f"{a}:{ev.port}" for a in ev.addresses)
+        self.say(f"announced on the LAN (mDNS) as {ev.service.split('._', 1)[0]} at {where}: "
+                 "there, p2p fetch HASH is enough")
 
     def on_seeding(self, ev: events.Seeding) -> None:
         if ev.link is not None:
