@@ -90,6 +90,22 @@ def test_bare_hash_fetch_finds_the_seeder_by_mdns_alone(
     assert event(f, "signaling-connected")["url"] == f"http://{a.addr}:8080"
 
 
+def test_a_seeder_on_a_server_of_its_own_announces_that_server(
+    procs: Procs, lab: netns.Lab, tmp_path: Path
+):
+    a, b = lab.add("a"), lab.add("b")
+    sig = procs.start(lab.signal_cmd(), "signal")
+    sig.wait_for(lambda p: any(e["event"] == "listening" for e in p.events()), 30, "listening")
+    src = make_file(tmp_path / "src.bin", 300_000)
+    seed, link = seed_in(procs, a, src, "--signal", lab.signal_url)
+    ad = announced(seed)
+    assert ad["signal"] == lab.signal_url and ad["port"] == netns.SIGNAL_PORT
+    f = fetch_in(procs, b, content_id(link), "--json", "-o", str(tmp_path / "out.bin"))
+    assert f.wait(90) == 0, f.stderr
+    assert event(f, "lan-searched")["url"] == lab.signal_url
+    assert sha256(tmp_path / "out.bin") == sha256(src)
+
+
 def test_bare_hash_stream_finds_the_seeder_by_mdns_alone(
     procs: Procs, lab: netns.Lab, tmp_path: Path
 ):
