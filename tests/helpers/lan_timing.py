@@ -1,11 +1,12 @@
 """Measure a bare-hash fetch's time to first byte through mDNS, against a full link's.
 
 Not a test (tests never assert times): run it by hand, as root, for the figure README's
-"On a LAN" quotes (the search's own length, ~0.1 s). Two namespaces on a bridge (tests/netns.py); `p2p seed` in one, with its
-embedded server; in the other, alternately, `p2p fetch <bare hash>` (found on the LAN) and
-`p2p fetch <link>` (the same server, named by the link: no mDNS), so every mDNS figure has
-a baseline from the same run. Also times a bare-hash fetch with no seeder anywhere (its
-failure: the LAN search, then the default server's retries).
+"On a LAN" quotes (the search's own length, ~0.1 s). Two namespaces on a bridge
+(tests/netns.py); `p2p seed` in one, with its embedded server; in the other, alternately,
+`p2p fetch <bare hash>` (found on the LAN) and `p2p fetch <link>` (the same server, named
+by the link: no mDNS), so every mDNS figure has a baseline from the same run. Also times a
+bare-hash fetch with no seeder anywhere (its failure: the LAN search, then the default
+server's retries).
 
 First byte: from starting the process to reading its first `piece-verified` event.
 
