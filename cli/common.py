@@ -14,16 +14,19 @@ import ipaddress
 import logging
 import math
 import re
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from p2pcli.errors import UsageError
 
 if TYPE_CHECKING:
+    from p2pcli.events import EventSink
     from p2pcli.link import Target
     from p2pcli.swarm import SwarmConfig
+
+T = TypeVar("T")
 
 SignalOpt = Annotated[
     str | None,
@@ -71,7 +74,8 @@ TargetArg = Annotated[
     str,
     typer.Argument(
         metavar="HASH_OR_LINK",
-        help="A p2p:// link printed by 'p2p seed', or a bare 64-hex-digit content hash.",
+        help="A p2p:// link printed by 'p2p seed', or a bare 64-hex-digit content hash "
+        "(looked for on the LAN first, then at http://127.0.0.1:8080).",
         show_default=False,
     ),
 ]
@@ -128,6 +132,16 @@ MaxPeersPerAddressOpt = Annotated[
         show_default=False,
     ),
 ]
+LanOpt = Annotated[
+    bool,
+    typer.Option(
+        "--lan/--no-lan",
+        envvar="P2P_LAN",
+        help="mDNS on the local network: seed announces the share, and fetch/stream given a "
+        "bare hash (no link, no --signal) look for a seeder there for 1.5 s before trying "
+        "the default server. Nothing leaves the LAN. P2P_LAN=0 turns it off.",
+    ),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Log debugging details on stderr.")
 ]
@@ -158,12 +172,32 @@ def target_config(
     token: str | None,
     **kwargs,
 ) -> tuple[Target, SwarmConfig]:
-    """Parse HASH_OR_LINK; signaling URLs come from --signal, else the link, else the default."""
+    """Parse HASH_OR_LINK; signaling URLs come from --signal, else the link, else the default
+    (which a bare hash replaces by a seeder found on the LAN: see `lan_first`)."""
     from p2pcli.link import DEFAULT_SIGNAL, parse_target
 
     t = parse_target(target)
     urls = split_urls(signal) or list(t.signals) or [DEFAULT_SIGNAL]
     return t, swarm_config(urls, ice_server, token or t.token, **kwargs)
+
+
+def bare(t: Target, signal: str | None) -> bool:
+    """A bare hash with no --signal / P2P_SIGNAL: its server would be the default one."""
+    return not t.signals and not split_urls(signal)
+
+
+def lan_first(
+    t: Target, signal: str | None, lan: bool, config: SwarmConfig, emit: EventSink,
+    main: Callable[[], Awaitable[T]],
+) -> Callable[[], Awaitable[T]]:
+    """`main`, preceded for a bare hash by a LAN search (unless --no-lan), and with an error
+    that says where we looked when nothing answers (p2pcli/mdns.py). A link or --signal
+    runs `main` as it is: no mDNS wait."""
+    if not bare(t, signal):
+        return main
+    from p2pcli.mdns import with_lan_lookup
+
+    return lambda: with_lan_lookup(t, config, emit, main, search=lan)
 
 
 def parse_ice_hosts(values: Iterable[str] | None) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from .common import (
     IceHostOpt,
     IceServerOpt,
     JsonOpt,
+    LanOpt,
     MaxPeersOpt,
     MaxPeersPerAddressOpt,
     QuietOpt,
@@ -21,6 +22,7 @@ from .common import (
     TimeoutOpt,
     TokenOpt,
     VerboseOpt,
+    lan_first,
     parse_ice_hosts,
     setup_logging,
     target_config,
@@ -58,6 +60,7 @@ def register(app: typer.Typer) -> None:
         ice_server: IceServerOpt = None,
         ice_host: IceHostOpt = None,
         token: TokenOpt = None,
+        lan: LanOpt = True,
         quiet: QuietOpt = False,
         json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -91,8 +94,10 @@ def register(app: typer.Typer) -> None:
         reporter = Reporter(quiet=quiet, json=json)
         try:
             runner.run(
-                lambda: fetch(t, config, opts, reporter),
+                lan_first(t, signal, lan, config, reporter,
+                        lambda: fetch(t, config, opts, reporter)),
                 "interrupted; the partial download is kept: run the same command to resume",
             )
         finally:
             reporter.close()
+

@@ -120,6 +120,8 @@ class Reporter:
         return {
             events.Hashed: self.on_hashed,
             events.SignalServer: self.on_signal_server,
+            events.LanAnnounced: self.on_lan_announced,
+            events.LanSearched: self.on_lan_searched,
             events.Seeding: self.on_seeding,
             events.Status: self.on_status,
             events.SignalingConnected: self.on_signaling_connected,
@@ -204,6 +206,12 @@ class Reporter:
     def on_signal_server(self, ev: events.SignalServer) -> None:
         self.say(f"signaling server running at {ev.url} (embedded)")
 
+    def on_lan_announced(self, ev: events.LanAnnounced) -> None:
+        where = ev.signal or ", ".join(
+            f"[{a}]:{ev.port}" if ":" in a else f"{a}:{ev.port}" for a in ev.addresses)
+        self.say(f"announced on the LAN (mDNS) as {ev.service.split('._', 1)[0]} at {where}: "
+                 "there, p2p fetch HASH is enough")
+
     def on_seeding(self, ev: events.Seeding) -> None:
         if ev.link is not None:
             self.say("hash: ", (ev.hash, "bold"))
@@ -226,6 +234,13 @@ class Reporter:
         )
 
     # -- fetch
+
+    def on_lan_searched(self, ev: events.LanSearched) -> None:
+        if ev.url is not None:
+            self.say(f"found a seeder on the LAN (mDNS) in {ev.seconds:.2f}s: {ev.url}")
+        else:
+            self.say(f"no seeder answered on the LAN in {ev.seconds:.1f}s; trying the "
+                     "default signaling server")
 
     def on_signaling_connected(self, ev: events.SignalingConnected) -> None:
         self.say(f"connected to the signaling server at {ev.url}")

@@ -11,6 +11,7 @@ from .common import (
     IceHostOpt,
     IceServerOpt,
     JsonOpt,
+    LanOpt,
     MaxPeersOpt,
     MaxPeersPerAddressOpt,
     QuietOpt,
@@ -70,6 +71,7 @@ def register(app: typer.Typer) -> None:
         ice_server: IceServerOpt = None,
         ice_host: IceHostOpt = None,
         token: TokenOpt = None,
+        lan: LanOpt = True,
         quiet: QuietOpt = False,
         json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -77,7 +79,9 @@ def register(app: typer.Typer) -> None:
         """Share FILE: hash it, print a link, and serve its pieces to every peer until Ctrl-C.
 
         With no --signal (or P2P_SIGNAL), a signaling server starts inside this process and
-        the link points at it, so this command alone shares a file on your network.
+        the link points at it, so this command alone shares a file on your network. The
+        share is also announced on the LAN over mDNS (unless --no-lan), so there the bare
+        hash is enough: p2p fetch HASH.
         """
         from p2pcli import patches, runner
         from p2pcli.errors import Interrupted
@@ -113,6 +117,8 @@ def register(app: typer.Typer) -> None:
             embedded_signal=not urls,
             signal_port=port,
             public_host=public or (hosts[0] if hosts else None),
+            lan=lan,
+            lan_hosts=hosts,
         )
         try:
             runner.run(lambda: seed(opts, config, emit, reporter.hashing))

@@ -13,6 +13,7 @@ from .common import (
     IceHostOpt,
     IceServerOpt,
     JsonOpt,
+    LanOpt,
     MaxPeersOpt,
     MaxPeersPerAddressOpt,
     QuietOpt,
@@ -22,6 +23,7 @@ from .common import (
     TimeoutOpt,
     TokenOpt,
     VerboseOpt,
+    lan_first,
     parse_ice_hosts,
     setup_logging,
     target_config,
@@ -82,6 +84,7 @@ def register(app: typer.Typer) -> None:
         ice_server: IceServerOpt = None,
         ice_host: IceHostOpt = None,
         token: TokenOpt = None,
+        lan: LanOpt = True,
         quiet: QuietOpt = False,
         json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -122,7 +125,8 @@ def register(app: typer.Typer) -> None:
         emit = _print_url(reporter) if player == "none" else reporter
         try:
             runner.run(
-                lambda: stream(t, config, opts, emit),
+                lan_first(t, signal, lan, config, emit,
+                        lambda: stream(t, config, opts, emit)),
                 "interrupted; the partial download is kept: run the same command to resume",
             )
         finally:

@@ -108,6 +108,17 @@ class PeerLeft(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class LanSearched(Event):
+    kind: ClassVar[str] = "lan-searched"
+    seconds: float
+    "How long the LAN was searched (a bare hash only: links and --signal skip it)."
+    url: str | None = field(default=None, metadata=OPTIONAL)
+    "The signaling server of the seeder found; absent when none answered."
+    service: str | None = field(default=None, metadata=OPTIONAL)
+    "Its DNS-SD instance name (with `url`)."
+
+
+@dataclass(frozen=True, kw_only=True)
 class Manifest(Event):
     kind: ClassVar[str] = "manifest"
     peer: str
@@ -319,6 +330,19 @@ class SignalServer(Event):
     "Address of the embedded signaling server, as put in the link."
     port: int
     "The port it listens on."
+
+
+@dataclass(frozen=True, kw_only=True)
+class LanAnnounced(Event):
+    kind: ClassVar[str] = "lan-announced"
+    service: str
+    "The DNS-SD instance announced over mDNS (docs/PROTOCOL.md), withdrawn on exit."
+    port: int
+    "The port announced in its SRV record (the signaling server's)."
+    addresses: list[str]
+    "The addresses announced (A/AAAA records)."
+    signal: str | None = field(default=None, metadata=OPTIONAL)
+    "The signaling URL put in TXT `s`: only for a server other than the embedded one."
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import ifaddr
 
-from . import events
+from . import events, mdns
 from .events import EventSink
 from .hashing import Progress, hash_file, open_for_seeding
 from .link import make_link
@@ -35,6 +35,10 @@ class SeedOptions:
     "Port of the embedded server; the next free one is used when taken (0: any)."
     public_host: str | None = None
     "Address other machines use to reach the embedded server (default: first LAN address)."
+    lan: bool = True
+    "Announce the share over mDNS (p2pcli/mdns.py), withdrawn when seeding stops."
+    lan_hosts: tuple[str, ...] = ()
+    "Addresses to announce (default: every private-network address of this machine)."
 
 
 def lan_address(prefer: tuple[str, ...] = ()) -> str:
@@ -91,6 +95,7 @@ async def seed(
         public = config.signal_urls
     source = SeedFile(open_for_seeding(opts.path)[0], manifest)
     swarm = Swarm(manifest.content_hash, config, emit, manifest=manifest, source=source)
+    announcing: asyncio.Task[mdns.Announcer | None] | None = None
     try:
         await swarm.start()
         link = make_link(manifest.content_hash, public, manifest.name, config.token)
@@ -100,6 +105,14 @@ async def seed(
             command=f"p2p fetch '{link}'",
             watch=watch_url(public[0], manifest.content_id, config.token),
         ))
+        if opts.lan:
+            # In the background: zeroconf probes for a unique name (~0.75 s) first.
+            announcing = asyncio.ensure_future(mdns.announce(
+                manifest.content_id,
+                port=server.port if server is not None else None,
+                signal_url=None if server is not None else public[0],
+                token=bool(config.token), hosts=opts.lan_hosts, emit=emit,
+            ))
         reporter = asyncio.ensure_future(_report(swarm))
         try:
             await swarm.fatal_event.wait()
@@ -108,10 +121,25 @@ async def seed(
         assert swarm.fatal is not None
         raise swarm.fatal
     finally:
+        if announcing is not None:
+            await _withdraw(announcing)
         await swarm.close()
         source.close()
         if server is not None:
             await server.close()
+
+
+async def _withdraw(announcing: asyncio.Task[mdns.Announcer | None]) -> None:
+    """Send the LAN goodbyes (a fetcher's cache forgets us now, not in 2 minutes), whether
+    the announcement finished or is cut short by Ctrl-C."""
+    if not announcing.done():
+        announcing.cancel()
+    try:
+        announcer = await announcing
+    except asyncio.CancelledError:
+        return
+    if announcer is not None:
+        await announcer.close()
 
 
 def _host_for_url(host: str) -> str:

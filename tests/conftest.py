@@ -21,6 +21,11 @@ BIN = Path(sys.executable).parent
 P2P = str(BIN / "p2p")
 LOOPBACK = ["--ice-host", "127.0.0.1"]
 
+# No test may multicast on the machine's real interfaces: every p2p process a test starts
+# inherits this and neither announces nor browses mDNS. tests/test_lan.py turns it back on
+# inside the network namespaces it creates.
+os.environ["P2P_LAN"] = "0"
+
 
 def free_port() -> int:
     with socket.socket() as s:

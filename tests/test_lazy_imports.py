@@ -17,7 +17,8 @@ import pytest
 from conftest import ROOT
 
 #: Loaded by seed, fetch and stream once they connect; never by --help or --version.
-HEAVY = ("aiortc", "aioice", "socketio", "engineio", "aiohttp", "av", "uvloop", "redis")
+HEAVY = ("aiortc", "aioice", "socketio", "engineio", "aiohttp", "av", "uvloop", "redis",
+         "zeroconf")
 
 
 def _modules_after(code: str) -> set[str]:
