@@ -73,6 +73,7 @@ def register(app: typer.Typer) -> None:
         from p2pcli import patches, runner
 
         patches.load_socketio_client()  # before p2pcli.fetch imports socketio
+        from p2pcli.download import check_output_args
         from p2pcli.fetch import FetchOptions, fetch
 
         from .output import Reporter
@@ -91,6 +92,7 @@ def register(app: typer.Typer) -> None:
             stdout_is_tty=sys.stdout.isatty(),
             stdout_fd=sys.stdout.fileno(),
         )
+        check_output_args(opts)  # at once, not after a LAN search or the server's retries
         reporter = Reporter(quiet=quiet, json=json)
         try:
             runner.run(

@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
         """
         # Here, not at the top: `p2p --help` imports every command module (cli/common.py).
         from p2pcli import runner
-        from p2pcli.stream import StreamOptions, stream
+        from p2pcli.stream import StreamOptions, preflight, stream
 
         from .output import Reporter
 
@@ -121,6 +121,7 @@ def register(app: typer.Typer) -> None:
             # Not here: patching loads aiortc, and the player can start before that.
             before_swarm=lambda: _apply_patches(hosts),
         )
+        preflight(t, opts)  # at once, not after a LAN search or the server's retries
         reporter = Reporter(quiet=quiet, json=json)
         emit = _print_url(reporter) if player == "none" else reporter
         try:

@@ -54,6 +54,22 @@ class ReaderGone(Exception):
     """The process reading our stdout went away (EPIPE): stop quietly."""
 
 
+def writes_stdout(opts: FetchOptions, stream: bool = False) -> bool:
+    """The download goes to stdout: `-o -`, or no -o with stdout not a terminal (`fetch`)."""
+    return not stream and (opts.output == "-" or (opts.output is None and not opts.stdout_is_tty))
+
+
+def check_output_args(opts: FetchOptions, stream: bool = False) -> None:
+    """Refuse what the options make impossible before anything else happens (a LAN search
+    or a server's retries first would only delay the usage error)."""
+    if writes_stdout(opts, stream) and opts.seed_after:
+        # A pipe download keeps only its read-ahead window: nothing is left to seed.
+        raise UsageError("--seed-after needs a file to seed from; give -o FILE")
+    if writes_stdout(opts, stream) or opts.output is None:
+        return
+    check_output(Path(opts.output), force=opts.force)
+
+
 class Download:
     """Opens the store once the manifest is known, waits for the pieces, and finishes."""
 
@@ -66,9 +82,7 @@ class Download:
         self.opts = opts
         self.emit = emit
         self.stream = stream  # `p2p stream`: in-order by default, a player's ranges first
-        self.to_stdout = not stream and (
-            opts.output == "-" or (opts.output is None and not opts.stdout_is_tty)
-        )
+        self.to_stdout = writes_stdout(opts, stream)
         self.final: Path | None = None
         self.store: PartFile | None = None
         self.spool_dir: str | None = None
@@ -79,12 +93,7 @@ class Download:
         "The `done` event, once the download is complete and in place."
 
     def check_output_early(self) -> None:
-        if self.to_stdout and self.opts.seed_after:
-            # A pipe download keeps only its read-ahead window: nothing is left to seed.
-            raise UsageError("--seed-after needs a file to seed from; give -o FILE")
-        if self.to_stdout or self.opts.output is None:
-            return
-        check_output(Path(self.opts.output), force=self.opts.force)
+        check_output_args(self.opts, self.stream)
 
     async def start(self) -> None:
         await self.swarm.start()

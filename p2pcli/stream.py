@@ -330,17 +330,24 @@ async def _stop_serving(serving: asyncio.Task[web.AppRunner]) -> None:
         await serving.result().cleanup()
 
 
+def preflight(target: Target, opts: StreamOptions) -> str | None:
+    """Fail fast, before anything is published or searched for: no player, an existing
+    output file (by default named as the link says; the manifest's name is checked again
+    when known). Returns the player to start (None: `--player none`)."""
+    player = None if opts.player == "none" else find_player(opts.player)
+    early = _name_for_url(target.name)
+    if opts.output is not None or early is not None:
+        check_output(Path(opts.output or early), force=opts.force)
+    return player
+
+
 async def stream(
     target: Target, config: SwarmConfig, opts: StreamOptions, emit: EventSink
 ) -> ev.Event:
     """Download `target` while serving it over local HTTP to a player (or to whoever
     reads the `serving` event's URL: `--player none`)."""
-    # Fail fast, before anything is published: no player, an existing output file (by
-    # default named as the link says; the manifest's name is checked again when known).
-    player = None if opts.player == "none" else find_player(opts.player)
+    player = preflight(target, opts)
     early = _name_for_url(target.name)
-    if opts.output is not None or early is not None:
-        check_output(Path(opts.output or early), force=opts.force)
     st = Streamer(emit)
     sock = _listen(opts.port)
     st.port = sock.getsockname()[1]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import netns
 import pytest
-from conftest import ROOT, Proc, Procs, make_file, one_line_error, sha256
+from conftest import ROOT, Proc, Procs, make_file, one_line_error, running_lab, sha256
 from helpers import mdns_hostile
 
 from p2pcli.errors import ExitCode
@@ -26,17 +26,9 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture
 def lab(procs: Procs) -> Iterator[netns.Lab]:
-    why = netns.unavailable()
-    if why:
-        pytest.skip(why)
-    lab = netns.Lab()
-    procs.env["P2P_LAN"] = "1"
-    try:
-        lab.start()
+    procs.env["P2P_LAN"] = "1"  # inside these namespaces only (conftest turns it off)
+    with running_lab(procs, netns.Lab(), netns.unavailable()) as lab:
         yield lab
-    finally:
-        procs.stop_all()  # processes inside would keep a deleted namespace alive
-        lab.close()
 
 
 def seed_in(procs: Procs, node: netns.Node, src: Path, *extra: str,
@@ -221,3 +213,23 @@ def test_switched_off_the_lan_finds_nothing(procs: Procs, lab: netns.Lab, tmp_pa
     else:
         assert event(f, "lan-searched") is None  # it did not look
         assert "--no-lan" in line
+
+
+@pytest.mark.parametrize("mistake", ["fetch: output exists", "fetch: --seed-after to stdout",
+                                     "stream: output exists", "stream: no such player"])
+def test_option_mistakes_are_refused_before_the_lan_search(procs: Procs, lab: netns.Lab,
+                                                           tmp_path: Path, mistake: str):
+    # They once waited out the 1.5 s search (and the default server's retries) first.
+    b = lab.add("b")
+    taken = tmp_path / "taken.bin"
+    taken.write_bytes(b"mine")
+    command, what = mistake.split(": ")
+    extra = {"output exists": ["-o", str(taken)], "--seed-after to stdout": ["--seed-after",
+                                                                             "-o", "-"],
+             "no such player": ["--player", "no-such-player"]}[what]
+    if command == "stream" and what == "output exists":
+        extra += ["--player", "none"]
+    p = procs.start(b.p2p(command, "ab" * 32, "--json", *extra), command)
+    one_line_error(p, ExitCode.USAGE)
+    assert event(p, "lan-searched") is None
+    assert taken.read_bytes() == b"mine"
