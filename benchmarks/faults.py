@@ -624,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown faults {sorted(unknown)}")
 
     base = Path(tempfile.mkdtemp(prefix="p2p-faults-"))
-    env = dict(os.environ, P2P_CACHE_DIR=str(base / "cache"), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, P2P_CACHE_DIR=str(base / "cache"), PYTHONUNBUFFERED="1",
+               P2P_LAN="0")  # no mDNS: not in the CPU figures, no multicast out
     env.pop("P2P_SIGNAL", None)
     src = make_file(base / "src.bin", args.size)
     big = make_file(base / "big.bin", args.loss_size, seed=2) if any(

@@ -101,7 +101,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="p2p-pipemem-"))
     tmp = work / "tmpdir"
     tmp.mkdir()
-    env = {**os.environ, "P2P_CACHE_DIR": str(work / "cache")}
+    env = {**os.environ, "P2P_CACHE_DIR": str(work / "cache"), "P2P_LAN": "0"}  # no mDNS
     procs: list[subprocess.Popen] = []
     try:
         src = work / "big.bin"

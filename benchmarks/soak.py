@@ -111,7 +111,8 @@ def seeder_peers(proc: Proc) -> int | None:
 def run(args: argparse.Namespace) -> dict:
     rng = random.Random(args.seed)
     base = Path(tempfile.mkdtemp(prefix="p2p-soak-"))
-    env = dict(os.environ, P2P_CACHE_DIR=str(base / "cache"), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, P2P_CACHE_DIR=str(base / "cache"), PYTHONUNBUFFERED="1",
+               P2P_LAN="0")  # no mDNS: not in the CPU figures, no multicast out
     env.pop("P2P_SIGNAL", None)
     procs = Procs(base, env)
     src = make_file(base / "src.bin", args.size)

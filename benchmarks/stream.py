@@ -203,7 +203,7 @@ def main() -> None:
     seeddir, cwd = work / "seed", work / "client"
     seeddir.mkdir()
     cwd.mkdir()
-    env = {**os.environ, "P2P_CACHE_DIR": str(work / "cache")}
+    env = {**os.environ, "P2P_CACHE_DIR": str(work / "cache"), "P2P_LAN": "0"}  # no mDNS
     procs: list[subprocess.Popen] = []
     try:
         movie = seeddir / "movie.mp4"

@@ -116,7 +116,8 @@ class Runner:
         self.workdir = workdir
         self.procs: list[subprocess.Popen] = []
         self.spies: list[subprocess.Popen] = []
-        self.env = {**os.environ, "P2P_CACHE_DIR": str(workdir / "cache")}
+        # No mDNS announcements: not in the CPU figures, and no multicast out of the host.
+        self.env = {**os.environ, "P2P_CACHE_DIR": str(workdir / "cache"), "P2P_LAN": "0"}
 
     def start(self, args: list[str], name: str) -> subprocess.Popen:
         p = subprocess.Popen(
