@@ -159,10 +159,20 @@ class SwarmCore:
         if self.admission.opened(p, address, now, REFUSE_GRACE):
             self.out.send(p, p.proto.handshake())
 
+    @property
+    def wanting(self) -> bool:
+        """We still want something from peers: the manifest, or pieces."""
+        return self.manifest is None or (self.picker is not None and not self.picker.complete)
+
     def peer_closed(self, peer: str, now: float) -> None:
+        """`peer`'s link closed. Still ours here: it ended without a CLOSE and without our
+        deciding (we forget a peer as we close its link)."""
         p = self.peers.get(peer)
         if p is not None:
             p.closed = True
+            if p.opened_at is not None and p.dropped is None:
+                self.admission.connection_lost(p, now, wanting=self.wanting,
+                                               has_everything=self.pieces.has_everything(p))
             self._drop(p, p.dropped, now)
 
     def data_received(self, peer: str, data: bytes | str, now: float) -> None:
@@ -186,7 +196,7 @@ class SwarmCore:
             self._drop(p, "already connected to this peer", now)
             return
         self.last_helpful = now
-        self.admission.busy_peers.pop(p.id, None)  # it had room after all
+        self.admission.reconnected(p.id)
         self.connections[p.id] = p.connection or "unknown"
         self.out.emit(ev.PeerJoined(peer=p.id, connection=self.connections[p.id]))
         if self.manifest is not None:
@@ -260,6 +270,7 @@ class SwarmCore:
 
     def _on_close(self, p: Peer, e: wire.Closed, now: float) -> None:
         p.dropped = p.dropped or f"peer closed: {e.reason}"
+        self.admission.forget_redials(p.id)  # it hung up on purpose
         if e.reason.startswith(BUSY):
             self.admission.refused_busy(p, now)
         self._drop(p, None, now)
@@ -348,7 +359,7 @@ class SwarmCore:
             self.last_helpful = now
         for p in list(self.peers.values()):
             self._check_deadlines(p, now)
-        self.admission.handle_timer(now)
+        self.admission.handle_timer(now, wanting=self.wanting)
         self.pieces.expire(now)
 
     def _pace(self, now: float) -> None:
