@@ -24,6 +24,11 @@ export class PeerLink {
     this.trickling = false;
     this.localQueue = [];
     this.remoteQueue = [];
+    // Messages sent before the channel's open event: they go out, in order, once it comes.
+    // Chromium can deliver the remote's first message while the channel still reads
+    // 'connecting' (see Swarm.onMessage); what we answer then (our HANDSHAKE first) must not
+    // be lost, or the remote waits for a handshake that never comes.
+    this.unsent = [];
     this.pc.onicecandidate = (e) => {
       if (!e.candidate || !e.candidate.candidate) return; // end of candidates: nothing to send
       const c = {
@@ -102,6 +107,9 @@ export class PeerLink {
     const opened = () => {
       if (this.opened || this.closed) return;
       this.opened = true;
+      const unsent = this.unsent;
+      this.unsent = [];
+      for (const bytes of unsent) if (!this.send(bytes)) return;
       this.events.open();
     };
     channel.onopen = opened;
@@ -122,8 +130,13 @@ export class PeerLink {
     return this.channel ? this.channel.bufferedAmount : 0;
   }
 
-  /** Queue one message; returns false when the channel is gone. */
+  /** Queue one message (held back until the channel opens); false when the channel is gone. */
   send(bytes) {
+    if (this.closed || this.channel === null) return false;
+    if (!this.opened && (this.unsent.length || this.channel.readyState === 'connecting')) {
+      this.unsent.push(bytes); // behind what waits already: the order is the protocol's
+      return true;
+    }
     if (!this.open) return false;
     try {
       this.channel.send(bytes);
