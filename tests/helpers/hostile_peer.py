@@ -11,6 +11,10 @@ As a source (what a downloader sees):
   badmanifest  answers manifest requests with another file's manifest
   wronghash    handshakes for different content
   mute         says it has everything, never answers a manifest request
+  vanish       serves honestly, but its first link to each peer ends after VANISH_AFTER
+               bytes of blocks without a CLOSE (the peer connection closes, as when a
+               network blips or an SCTP association gives up); it stays in the room and
+               serves in full whoever connects again
 As a requester (what a seeder sees):
   garbage      sends random bytes after the handshake
   oversized    sends one 300 KiB message
@@ -39,6 +43,8 @@ from p2pcli.manifest import Manifest
 from p2pcli.rtc import PeerLink
 from p2pcli.signaling.client import SignalHandlers, SignalingClient
 
+VANISH_AFTER = 200 * 1024
+
 
 async def main(url: str, path: str, mode: str) -> None:
     patches.apply(host_addresses=["127.0.0.1"])  # the tuned stack, as the CLI runs it
@@ -51,6 +57,7 @@ async def main(url: str, path: str, mode: str) -> None:
     tasks: set[asyncio.Task] = set()  # keep references so tasks are not collected
     fd = os.open(path, os.O_RDONLY)
     rng = random.Random(1)
+    vanished: set[str] = set()  # peers whose first link we ended ("vanish")
 
     async def attack(link: PeerLink) -> None:
         if mode == "garbage":
@@ -80,7 +87,7 @@ async def main(url: str, path: str, mode: str) -> None:
 
     async def serve(link: PeerLink, peer: str) -> None:
         try:
-            await converse(link)
+            await converse(link, peer)
             await link.closed.wait()
         finally:
             print(json.dumps({"peer": peer, "received": link.bytes_received}), file=sys.stderr,
@@ -90,7 +97,7 @@ async def main(url: str, path: str, mode: str) -> None:
             await asyncio.sleep(1)
             await offer(peer)
 
-    async def converse(link: PeerLink) -> None:
+    async def converse(link: PeerLink, peer: str) -> None:
         if not await link.wait_open(15):
             print("hostile: the data channel did not open within 15 s", file=sys.stderr,
                   flush=True)
@@ -156,6 +163,12 @@ async def main(url: str, path: str, mode: str) -> None:
                 if mode == "corrupt":
                     block[0] ^= 0xFF
                 await link.send(wire.encode_piece_header(ev.piece, ev.offset) + bytes(block))
+                if mode == "vanish" and peer not in vanished and link.bytes_sent > VANISH_AFTER:
+                    vanished.add(peer)
+                    print(f"hostile: vanishing from {peer} after {link.bytes_sent} bytes",
+                          file=sys.stderr, flush=True)
+                    await link.close()  # no CLOSE message: the connection just ends
+                    return
 
     async def on_signal(kind: str, peer: str, data: dict) -> None:
         if kind == "offer":
