@@ -527,3 +527,14 @@ def test_a_peer_that_closed_left_the_room_or_is_not_needed_is_never_redialed(how
     net.run_for(10 * retry_delay(1))
     assert connects(d, "s") == [connects(d, "s")[0]]
     assert d.core.admission.lost_peers == {}
+
+
+def test_a_peer_dropped_with_a_reason_gets_its_close_before_the_link_goes() -> None:
+    # The adapter lingers on such a link (rtc.LINGER) so the CLOSE is not dropped with it.
+    net, _data, m, s = setup()
+    r = open_raw(net, s, handshake=Wire(m).handshake())
+    r.send("s", b"\xee")  # a protocol error: dropped, banned, told why
+    net.run_for(0.1)
+    closes = [a for _, a in s.did(act.Close) if a.peer == "raw"]
+    assert closes == [act.Close("raw", linger=True)]
+    assert r.got(wire.Closed)

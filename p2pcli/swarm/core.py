@@ -338,7 +338,7 @@ class SwarmCore:
         if reason:
             self.out.send(p, p.proto.send_close(reason))
         self.pieces.detach(p)
-        self.out.push(act.Close(p.id))
+        self.out.push(act.Close(p.id, linger=bool(reason)))
         if p.proto.remote is not None or ban or warn:
             self.out.emit(ev.PeerLeft(peer=p.id, received=p.bytes_down, sent=p.bytes_up,
                                    reason=reason or None))
