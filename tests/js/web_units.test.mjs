@@ -336,6 +336,25 @@ test('what we answer a message that comes before the open event goes out, handsh
   swarm.close();
 });
 
+test('a channel announced already open sends nothing before its open event, then all in order', async () => {
+  // Chromium: the remote's channel reads 'open' in ondatachannel, and a message sent
+  // before the 'open' event that follows can vanish (our HANDSHAKE did; HAVE_ALL came first).
+  const { swarm } = pageSwarm();
+  await swarm.onSignal('offer', 'peer', { hash: swarm.contentId, offer: { type: 'offer', sdp: 'v=0' } });
+  const s = swarm.sessions.get('peer');
+  const channel = new FakeChannel();
+  channel.readyState = 'open';
+  s.link.pc.ondatachannel({ channel });
+  await tick();
+  swarm.onMessage(s, wire.encodeHandshake(HASH, OTHER, 65536)); // theirs came first
+  assert.deepEqual(channel.sent, []);
+  channel.onopen();
+  const theirs = new wire.PeerProtocol(HASH, OTHER, 65536);
+  assert.equal(theirs.receive(channel.sent[0]).type, 'handshake');
+  assert.equal(theirs.receive(channel.sent[1]).type, 'manifest-request');
+  swarm.close();
+});
+
 test('a link that ends without a CLOSE is offered again on the busy schedule, a few times in a row', async () => {
   const { swarm } = pageSwarm();
   let s = await linkTo(swarm, 'seeder');
@@ -386,7 +405,7 @@ test('a peer that sent CLOSE, was banned, left the room, or is not needed is nev
       const channel = new FakeChannel();
       channel.readyState = 'open';
       s.link.pc.ondatachannel({ channel });
-      await tick();
+      channel.onopen();
     } else {
       s = await linkTo(swarm, 'peer');
     }
