@@ -112,11 +112,13 @@ async def main(url: str, path: str, mode: str) -> None:
         link.send_nowait(proto.handshake())
         queue: asyncio.Queue = asyncio.Queue()
         link.on_message = queue.put_nowait
+        received = 0
         while not link.closed.is_set():
             try:
                 data = await asyncio.wait_for(queue.get(), 1)
             except TimeoutError:
                 continue
+            received += 1
             try:
                 # Our own requests are not recorded in `proto` (we break the rules on
                 # purpose): read the answers without it.
@@ -125,8 +127,9 @@ async def main(url: str, path: str, mode: str) -> None:
             except wire.ProtocolError as e:
                 # Said on stderr: a run where the attack never started (seen once in CI: the
                 # tab never dropped us) then shows why in the failed test's report.
-                print(f"hostile: protocol error, attack stopped: {e}", file=sys.stderr,
-                      flush=True)
+                what = data[:16].hex() if isinstance(data, bytes) else repr(data[:16])
+                print(f"hostile: protocol error, attack stopped: {e} (message {received} of "
+                      f"this link: {len(data)} bytes, {what})", file=sys.stderr, flush=True)
                 return
             if idle:
                 continue  # it has nothing and wants nothing
