@@ -538,3 +538,14 @@ def test_a_peer_dropped_with_a_reason_gets_its_close_before_the_link_goes() -> N
     closes = [a for _, a in s.did(act.Close) if a.peer == "raw"]
     assert closes == [act.Close("raw", linger=True)]
     assert r.got(wire.Closed)
+
+
+def test_a_peer_that_left_the_room_before_its_handshake_is_dropped_quietly_at_the_timeout() -> None:
+    # Its process died right after the channel opened: signaling says it left, the link
+    # never reports closing. Gone, not hostile: no ban, no warning (a tab said "error").
+    net, _data, _m, s = setup()
+    r = open_raw(net, s)
+    s.core.admission.signaling_left("raw", net.now)
+    net.run_for(wire.HANDSHAKE_TIMEOUT + TICK + 0.1)
+    assert r.hung_up == ["s"]
+    assert s.warnings() == [] and "raw" not in s.core.admission.banned

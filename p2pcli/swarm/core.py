@@ -375,6 +375,9 @@ class SwarmCore:
                 self._drop(p, None, now)
         elif (p.opened_at is not None and p.proto.remote is None
               and now - p.opened_at >= wire.HANDSHAKE_TIMEOUT):
-            self._drop(p, f"no handshake within {wire.HANDSHAKE_TIMEOUT:g} s", now, ban=True)
+            if p.left_room:  # it left the room meanwhile (its process died): gone, not hostile
+                self._drop(p, None, now)
+            else:
+                self._drop(p, f"no handshake within {wire.HANDSHAKE_TIMEOUT:g} s", now, ban=True)
         elif self.manifest is None and p.manifest.overdue(now):
             self._drop(p, "did not answer the manifest request", now, warn=True)

@@ -355,6 +355,26 @@ test('a channel announced already open sends nothing before its open event, then
   swarm.close();
 });
 
+test('a peer that left the room before its handshake is dropped quietly at the timeout', async (t) => {
+  // Its process died right after the channel opened: no ban, no "error" for the user.
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { swarm, handlers } = pageSwarm();
+  swarm.maybeConnect('peer');
+  const s = swarm.sessions.get('peer');
+  for (let i = 0; i < 10; i++) await Promise.resolve(); // the offer is made
+  s.link.channel.readyState = 'open';
+  s.link.channel.onopen();
+  handlers['peer-left']({ peerId: 'peer' });
+  assert.equal(swarm.sessions.get('peer'), s, 'an open link is kept when its peer leaves');
+  const left = [];
+  swarm.on('peer-left', (ev) => left.push(ev));
+  t.mock.timers.tick(10000);
+  assert.equal(swarm.sessions.has('peer'), false);
+  assert.equal(swarm.banned.has('peer'), false);
+  assert.deepEqual(left, []);
+  swarm.close();
+});
+
 test('a link that ends without a CLOSE is offered again on the busy schedule, a few times in a row', async () => {
   const { swarm } = pageSwarm();
   let s = await linkTo(swarm, 'seeder');

@@ -419,7 +419,9 @@ export class Swarm {
     s.send(s.proto.handshake());
     s.timers.push(setTimeout(() => {
       if (this.sessions.get(s.id) === s && !s.proto.remote) {
-        this.drop(s, 'no handshake within 10 s', { ban: true });
+        // A peer that left the room meanwhile (its process died) is gone, not hostile.
+        if (s.leftRoom) this.drop(s, null);
+        else this.drop(s, 'no handshake within 10 s', { ban: true });
       }
     }, HANDSHAKE_TIMEOUT));
     s.link.connectionKind().then((kind) => {
