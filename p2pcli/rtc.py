@@ -34,6 +34,13 @@ HIGH_WATER = 2 * 1024 * 1024
 LOW_WATER = 512 * 1024
 
 
+LINGER = 2.0
+"""Seconds a link closed right after a CLOSE waits, at most, for what it queued (the CLOSE
+last) to be acknowledged: aiortc's close aborts the association and drops whatever it still
+holds, so the peer saw its channel close with no reason (CI: a tab took that for a network
+failure)."""
+
+
 class LinkClosed(Exception):
     """The data channel or the peer connection went away."""
 
@@ -190,8 +197,14 @@ class PeerLink:
             await asyncio.wait_for(self.opened.wait(), timeout)
         return self.opened.is_set() and not self.closed.is_set()
 
-    async def close(self) -> None:
+    async def close(self, *, linger: float = 0.0) -> None:
+        """Close the connection; nothing can be sent from now on. `linger`: first wait up to
+        that many seconds for what is already queued to be acknowledged by the peer."""
         self._set_closed()
+        if linger > 0:
+            deadline = asyncio.get_running_loop().time() + linger
+            while not self._delivered() and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.02)
         if self.pc.signalingState == "closed":
             # aiortc is already closing (it does so by itself once the remote's DTLS is
             # closed). A second close() would wait on that close's future, and cancelling
@@ -200,6 +213,16 @@ class PeerLink:
             return
         with contextlib.suppress(Exception):
             await self.pc.close()
+
+    def _delivered(self) -> bool:
+        """Nothing we sent is still queued or unacknowledged (or the channel is gone)."""
+        sctp = self.pc.sctp
+        if self.channel is None or self.channel.readyState != "open" or sctp is None:
+            return True
+        # aiortc 1.16's queues (p2pcli/aiortc_tuning.py pins that version): messages not yet
+        # cut into chunks, chunks not yet sent, chunks sent and not yet acknowledged.
+        return not (self.channel.bufferedAmount or sctp._data_channel_queue
+                    or sctp._outbound_queue or sctp._sent_queue)
 
     def candidate_pair_kind(self) -> str | None:
         """How the nominated ICE pair reaches the peer, None until there is one:

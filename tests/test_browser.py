@@ -533,6 +533,31 @@ def test_a_tab_waits_quietly_for_a_busy_seeder_and_gets_in_when_a_slot_frees(
         check_pieces(tab, data)
 
 
+@pytest.mark.timeout(240)
+def test_a_tab_whose_link_to_its_only_source_ends_without_a_close_connects_again(
+    procs, tmp_path: Path
+) -> None:
+    """The tab's only source ends their link without a CLOSE after a few blocks (as a
+    network blip or an SCTP association giving up does) and stays in the room: the tab
+    offers again on the busy back-off, says nothing alarming, and gets the file."""
+    need_browser()
+    data = make_file(tmp_path / "notes.bin", 2 * 1024 * 1024 + 77)
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        source = net.python(HOSTILE, net.signal_url, str(data), "vanish", name="vanishing")
+        sid = source.wait_for(lambda p: p.stdout.strip(), 60, "the source's id").strip()
+        content_id = hash_file(str(data), use_cache=False).content_id
+        tab = browser().tab(watch_url(net.signal_url, content_id), "tab")
+        source.wait_for(lambda p: "hostile: vanishing" in p.stderr, 90, "the link to end")
+        st = tab.wait(lambda s: s if s.get("pieceCount") and len(s["verified"]) == s["pieceCount"]
+                      else None, 120, "every piece, over a second link")
+        assert [d["id"] for d in st["dropped"]] == [sid] and not st["dropped"][0]["banned"]
+        assert st["receivedFrom"][sid] >= data.stat().st_size, "all of it from the one source"
+        alarms = [m for m in st["messages"] if m["level"] in ("warning", "error")]
+        assert not alarms, alarms
+        check_pieces(tab, data)
+
+
 def test_link_and_page_agree_on_pieces(videos: dict[str, Path]) -> None:
     """The piece hashes the browser tests compare against are the seeder's."""
     m = hash_file(str(videos["webm"]), use_cache=False)

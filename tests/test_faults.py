@@ -112,6 +112,22 @@ def test_seeder_killed_mid_transfer_the_other_finishes_it(
     assert sha256(procs.workdir / "out.bin") == sha256(src)
 
 
+def test_a_source_whose_link_ends_without_a_close_is_offered_again_and_the_fetch_completes(
+    procs: Procs, signal_url: str, tmp_path: Path
+):
+    # The only source ends the link after a few blocks without a CLOSE (a network blip, an
+    # SCTP association giving up) and stays in the room: fetch offers again and finishes.
+    src = srcfile(tmp_path, 2 * 1024 * 1024)
+    peer = hostile(procs, signal_url, src, "vanish")
+    f = procs.fetch("".join(f"{b:02x}" for b in _content_hash(src)), "--signal", signal_url,
+                    "-o", "out.bin", "--timeout", "30")
+    assert f.wait(90) == 0, f.stderr
+    assert sha256(procs.workdir / "out.bin") == sha256(src)
+    joined = [e for e in f.events() if e["event"] == "peer-joined" and e["peer"] == peer]
+    assert len(joined) == 2, "a second link to the same peer"
+    assert not [e for e in f.events() if e["event"] == "warning"]
+
+
 def test_last_seeder_killed_fetch_waits_then_exits_no_peers_keeping_part(
     procs: Procs, signal_url: str, tmp_path: Path
 ):

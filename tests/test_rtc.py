@@ -89,3 +89,29 @@ async def test_closing_while_aiortc_closes_by_itself_leaves_no_failed_task():
     gc.collect()
     await asyncio.sleep(0)
     assert not errors, errors
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("queued", [0, 64])
+async def test_a_close_sent_just_before_a_lingering_close_reaches_the_peer(queued: int):
+    # aiortc's close aborts the association and drops what it still holds: a CLOSE sent
+    # right before a plain close() never left (the peer saw its channel close, no reason).
+    import asyncio
+
+    from p2pcli.rtc import LINGER
+
+    a, b = PeerLink.create([]), PeerLink.create([])
+    got: list[bytes] = []
+    b.on_message = got.append
+    await a.accept_answer(await b.answer_offer(await a.make_offer()))
+    assert await a.wait_open(20) and await b.wait_open(20)
+    for _ in range(queued):
+        a.send_nowait(b"x" * 16384)
+    a.send_nowait(b"CLOSE")
+    await a.close(linger=LINGER)
+    for _ in range(100):
+        if got and got[-1] == b"CLOSE":
+            break
+        await asyncio.sleep(0.02)
+    assert len(got) == queued + 1 and got[-1] == b"CLOSE"
+    await b.close()

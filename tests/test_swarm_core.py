@@ -17,6 +17,7 @@ from p2pcli import events as ev
 from p2pcli import wire
 from p2pcli.slots import BUSY, retry_delay
 from p2pcli.swarm import actions as act
+from p2pcli.swarm.admission import MAX_REDIALS
 from p2pcli.swarm.core import REFUSE_GRACE, TICK
 from tests.helpers.swarm_sim import Net, Node, Raw, Wire, default_picker, make_manifest
 
@@ -427,3 +428,124 @@ def test_a_strict_priority_cancels_requests_outside_it_and_asks_for_it_first() -
     assert d.pieces[20] == data[20 * 16 * KiB : 21 * 16 * KiB]
     net.run(lambda: d.complete, 60)  # with the priority met, the rest follows
     assert d.content() == data
+
+
+# -- connections lost without a CLOSE ----------------------------------------------------------
+
+
+def connects(node: Node, peer: str) -> list[float]:
+    return [t for t, a in node.did(act.Connect) if a.peer == peer]
+
+
+def test_a_download_redials_a_seeder_whose_link_broke_without_a_close_and_completes() -> None:
+    net, data, m, s = setup(size=64 * 16 * KiB)
+    s.serve_delay = 0.05
+    net.join(s)
+    d = net.downloader("d", m.content_hash)
+    net.join(d)  # d offers to s
+    net.run(lambda: len(d.pieces) >= 8, 30)
+    net.cut("d", "s")
+    net.run_for(0.01)
+    lost_at = net.now
+    assert "s" not in d.links and not d.complete
+    net.run(lambda: d.complete, 60)
+    again = connects(d, "s")[1:]
+    assert len(again) == 1, "offered again once, and it got through"
+    assert retry_delay(1) <= again[0] - lost_at <= retry_delay(1) + TICK + 0.01  # busy's schedule
+    assert d.content() == data
+    assert [p.peer for p in d.events_of(ev.PeerJoined)] == ["s", "s"]
+    assert d.warnings() == [] and s.warnings() == []
+    assert s.did(act.Connect) == [], "a seeder wants nothing: it never redials"
+
+
+def test_a_seeder_that_offered_and_lost_its_link_is_redialed_by_the_downloader() -> None:
+    # The seeder came second, so it offered; it wants nothing, so the downloader redials.
+    net, data, m, s = setup(size=64 * 16 * KiB)
+    s.serve_delay = 0.05
+    d = net.downloader("d", m.content_hash)
+    net.join(s)  # s offers to d
+    net.run(lambda: len(d.pieces) >= 8, 30)
+    assert connects(s, "d") and not connects(d, "s")
+    net.cut("s", "d")
+    net.run(lambda: d.complete, 60)
+    assert len(connects(d, "s")) == 1 and len(connects(s, "d")) == 1
+    assert d.content() == data and d.warnings() == []
+
+
+def test_of_two_downloaders_only_the_one_that_offered_redials() -> None:
+    # Both want pieces: were both to offer at once, each would drop its own offer to answer
+    # the other's. The one that offered the lost link offers again, alone.
+    net, _data, m, s = setup(size=64 * 16 * KiB)
+    s.serve_delay = 0.05
+    net.join(s)
+    d1 = net.downloader("d1", m.content_hash)
+    net.join(d1)
+    d2 = net.downloader("d2", m.content_hash)
+    net.join(d2)  # d2 offers to s and d1
+    net.run(lambda: "d1" in d2.links and d2.links["d1"].open, 5)
+    net.cut("d2", "d1")
+    net.run_for(retry_delay(1) + 2 * TICK)
+    assert len(connects(d2, "d1")) == 2 and connects(d1, "d2") == []
+    assert d2.links["d1"].open and d1.links["d2"] is d2.links["d1"]
+    net.run(lambda: d1.complete and d2.complete, 60)
+    assert d1.warnings() == [] and d2.warnings() == []
+
+
+def test_a_peer_whose_links_keep_breaking_without_data_is_redialed_a_few_times_then_not() -> None:
+    _net, _data, m, _s = setup()
+    net = Net()  # no seeder: only a peer whose link breaks each time it opens
+    r = net.raw("r")
+    d = net.downloader("d", m.content_hash)
+    net.join(d)  # d offers to r
+    for _ in range(MAX_REDIALS + 1):
+        net.run(lambda: "d" in r.links and r.links["d"].open, 60)
+        r.send("d", Wire(m).handshake())
+        net.run_for(0.1)
+        r.hang_up("d")  # no CLOSE, nothing sent: a link that never brings anything
+    net.run_for(5 * 30.0)
+    assert len(connects(d, "r")) == 1 + MAX_REDIALS
+    assert d.core.admission.lost_peers == {}
+
+
+@pytest.mark.parametrize("how", ["close", "left", "done"])
+def test_a_peer_that_closed_left_the_room_or_is_not_needed_is_never_redialed(how: str) -> None:
+    net, _data, m, s = setup(size=64 * 16 * KiB)
+    s.serve_delay = 0.05
+    net.join(s)
+    d = net.downloader("d", m.content_hash)
+    net.join(d)
+    if how == "done":
+        net.run(lambda: d.complete, 60)
+    else:
+        net.run(lambda: len(d.pieces) >= 8, 30)
+    if how == "close":
+        s.core.forget("d", "going away", net.now)  # a CLOSE, then hang up
+    elif how == "left":
+        net.leave(s)  # signaling says it left; its links end
+    else:
+        net.cut("d", "s")
+    net.run_for(10 * retry_delay(1))
+    assert connects(d, "s") == [connects(d, "s")[0]]
+    assert d.core.admission.lost_peers == {}
+
+
+def test_a_peer_dropped_with_a_reason_gets_its_close_before_the_link_goes() -> None:
+    # The adapter lingers on such a link (rtc.LINGER) so the CLOSE is not dropped with it.
+    net, _data, m, s = setup()
+    r = open_raw(net, s, handshake=Wire(m).handshake())
+    r.send("s", b"\xee")  # a protocol error: dropped, banned, told why
+    net.run_for(0.1)
+    closes = [a for _, a in s.did(act.Close) if a.peer == "raw"]
+    assert closes == [act.Close("raw", linger=True)]
+    assert r.got(wire.Closed)
+
+
+def test_a_peer_that_left_the_room_before_its_handshake_is_dropped_quietly_at_the_timeout() -> None:
+    # Its process died right after the channel opened: signaling says it left, the link
+    # never reports closing. Gone, not hostile: no ban, no warning (a tab said "error").
+    net, _data, _m, s = setup()
+    r = open_raw(net, s)
+    s.core.admission.signaling_left("raw", net.now)
+    net.run_for(wire.HANDSHAKE_TIMEOUT + TICK + 0.1)
+    assert r.hung_up == ["s"]
+    assert s.warnings() == [] and "raw" not in s.core.admission.banned

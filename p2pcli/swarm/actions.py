@@ -23,6 +23,8 @@ class Close:
     """The core forgot this peer: close its link and stop its tasks."""
 
     peer: str
+    linger: bool = False
+    "A CLOSE was just queued: let it reach the peer before the link goes."
 
 
 @dataclass(frozen=True, slots=True)

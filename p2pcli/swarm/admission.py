@@ -1,5 +1,17 @@
 """Which peers we talk to (sans-IO): peer lists, offers, "busy" and its retries, the
-connection slots at open, and bans. Part of the swarm core; it shares its peers and outbox."""
+connection slots at open, redials after a lost connection, and bans. Part of the swarm
+core; it shares its peers and outbox.
+
+A connection that ends without a CLOSE, while neither side decided to end it (the peer's
+Wi-Fi blipped, its SCTP association gave up), is not a verdict on the peer: if
+we still want pieces and it is still in the signaling room, it is offered a connection
+again on the "busy" back-off (`retry_delay`), at most `MAX_REDIALS` times in a row (a
+connection that brought us data starts the count again). Only one side redials, so two
+downloaders never offer to each other at once (each would drop its own offer to answer
+the other's): the side that offered the lost connection, or the side that wants pieces
+from a peer that has them all (that peer wants nothing and never redials). A peer that
+sent CLOSE, was banned or left the room is never redialed.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +21,9 @@ from .. import events as ev
 from ..slots import Refuse, Slots, retry_delay
 from . import actions as act
 from .peer import Peer
+
+MAX_REDIALS = 4
+"Offers in a row to a peer whose connections end without a CLOSE and bring us nothing."
 
 Drop = Callable[..., None]  # (peer, reason, now, *, ban=False, warn=False)
 NewPeer = Callable[[str, bool, float], Peer]  # (id, we offer, now)
@@ -33,6 +48,10 @@ class Admission:
         self.banned_ids: set[bytes] = set()
         self.connect_failures = 0
         "Peers whose WebRTC connection never opened."
+        self.lost_peers: dict[str, float] = {}
+        "Peers whose connection ended without a CLOSE: when to offer again."
+        self.redials: dict[str, int] = {}
+        "Offers made since a lost connection to the peer last brought us data."
 
     def unopened(self) -> int:
         """Connections that never opened, counting those still trying (not busy retries)."""
@@ -79,7 +98,10 @@ class Admission:
 
     def signaling_left(self, peer: str, now: float) -> None:
         self.busy_peers.pop(peer, None)
+        self.forget_redials(peer)
         p = self.peers.get(peer)
+        if p is not None:
+            p.left_room = True  # if its link ends now, it is gone for good
         # Once connected, WebRTC no longer needs the server: keep the link.
         if p is not None and p.opened_at is None:
             self.drop(p, None, now)
@@ -107,6 +129,28 @@ class Admission:
             self.drop_idle(verdict.evict, "gave its slot to another peer from its address", now)
         return True
 
+    def connection_lost(self, p: Peer, now: float, *, wanting: bool,
+                        has_everything: bool) -> None:
+        """`p`'s open connection ended without a CLOSE and we did not end it. `wanting`: we
+        still want pieces (or the manifest); `has_everything`: `p` announced every piece."""
+        if p.bytes_down:
+            self.redials.pop(p.id, None)  # it worked for a while: a new blip, a new count
+        if (not wanting or p.left_room or p.id in self.banned
+                or not (p.offerer or has_everything)
+                or self.redials.get(p.id, 0) >= MAX_REDIALS):
+            return
+        self.lost_peers[p.id] = now + retry_delay(self.redials.get(p.id, 0) + 1)
+
+    def reconnected(self, peer: str) -> None:
+        """`peer` handshook: nothing to redial (the count stays, for its next loss)."""
+        self.busy_peers.pop(peer, None)  # it had room after all
+        self.lost_peers.pop(peer, None)
+
+    def forget_redials(self, peer: str) -> None:
+        """Never redial `peer` (it left the room, sent CLOSE, or was banned)."""
+        self.lost_peers.pop(peer, None)
+        self.redials.pop(peer, None)
+
     def refused_busy(self, p: Peer, now: float) -> None:
         """`p` has no slot for us now: offer again later."""
         p.refused_busy = True
@@ -116,6 +160,7 @@ class Admission:
     def ban(self, p: Peer) -> None:
         """`p` misbehaved: never talk to it again, under this id or its peer id."""
         self.banned.add(p.id)
+        self.forget_redials(p.id)
         if p.proto.remote:
             self.banned_ids.add(p.proto.remote.peer_id)
 
@@ -124,14 +169,25 @@ class Admission:
         if p is not None:
             self.drop(p, f"idle for {self.slots.idle_for(peer, now):.0f}s, {why}", now)
 
-    def handle_timer(self, now: float) -> None:
-        """Free a slot from an idle peer when they are all taken; retry busy peers."""
+    def handle_timer(self, now: float, *, wanting: bool = True) -> None:
+        """Free a slot from an idle peer when they are all taken; retry busy peers; redial
+        lost ones while we still want pieces (`wanting`)."""
         idle = self.slots.to_drop(now)
         if idle is not None:
             self.drop_idle(idle, "while every slot was taken", now)
         for sig, (attempts, at) in list(self.busy_peers.items()):
             if now >= at and sig not in self.peers:
                 self.busy_peers[sig] = (attempts, now + retry_delay(attempts + 1))
+                self.peer_listed(sig, now)
+        for sig, at in list(self.lost_peers.items()):
+            if not wanting:
+                del self.lost_peers[sig]
+            elif now >= at and sig not in self.peers:
+                made = self.redials[sig] = self.redials.get(sig, 0) + 1
+                if made < MAX_REDIALS:  # the next try, should this one not get through
+                    self.lost_peers[sig] = now + retry_delay(made + 1)
+                else:
+                    del self.lost_peers[sig]
                 self.peer_listed(sig, now)
 
     def _add(self, peer: str, *, offerer: bool, now: float) -> None:

@@ -161,10 +161,20 @@ class SwarmCore:
         if self.admission.opened(p, address, now, REFUSE_GRACE):
             self.out.send(p, p.proto.handshake())
 
+    @property
+    def wanting(self) -> bool:
+        """We still want something from peers: the manifest, or pieces."""
+        return self.manifest is None or (self.picker is not None and not self.picker.complete)
+
     def peer_closed(self, peer: str, now: float) -> None:
+        """`peer`'s link closed. Still ours here: it ended without a CLOSE and without our
+        deciding (we forget a peer as we close its link)."""
         p = self.peers.get(peer)
         if p is not None:
             p.closed = True
+            if p.opened_at is not None and p.dropped is None:
+                self.admission.connection_lost(p, now, wanting=self.wanting,
+                                               has_everything=self.pieces.has_everything(p))
             self._drop(p, p.dropped, now)
 
     def data_received(self, peer: str, data: bytes | str, now: float) -> None:
@@ -188,7 +198,7 @@ class SwarmCore:
             self._drop(p, "already connected to this peer", now)
             return
         self.last_helpful = now
-        self.admission.busy_peers.pop(p.id, None)  # it had room after all
+        self.admission.reconnected(p.id)
         self.connections[p.id] = p.connection or "unknown"
         self.out.emit(ev.PeerJoined(peer=p.id, connection=self.connections[p.id], pair=p.pair))
         if self.manifest is not None:
@@ -262,6 +272,7 @@ class SwarmCore:
 
     def _on_close(self, p: Peer, e: wire.Closed, now: float) -> None:
         p.dropped = p.dropped or f"peer closed: {e.reason}"
+        self.admission.forget_redials(p.id)  # it hung up on purpose
         if e.reason.startswith(BUSY):
             self.admission.refused_busy(p, now)
         self._drop(p, None, now)
@@ -329,7 +340,7 @@ class SwarmCore:
         if reason:
             self.out.send(p, p.proto.send_close(reason))
         self.pieces.detach(p)
-        self.out.push(act.Close(p.id))
+        self.out.push(act.Close(p.id, linger=bool(reason)))
         if p.proto.remote is not None or ban or warn:
             self.out.emit(ev.PeerLeft(peer=p.id, received=p.bytes_down, sent=p.bytes_up,
                                    reason=reason or None))
@@ -350,7 +361,7 @@ class SwarmCore:
             self.last_helpful = now
         for p in list(self.peers.values()):
             self._check_deadlines(p, now)
-        self.admission.handle_timer(now)
+        self.admission.handle_timer(now, wanting=self.wanting)
         self.pieces.expire(now)
 
     def _pace(self, now: float) -> None:
@@ -366,6 +377,9 @@ class SwarmCore:
                 self._drop(p, None, now)
         elif (p.opened_at is not None and p.proto.remote is None
               and now - p.opened_at >= wire.HANDSHAKE_TIMEOUT):
-            self._drop(p, f"no handshake within {wire.HANDSHAKE_TIMEOUT:g} s", now, ban=True)
+            if p.left_room:  # it left the room meanwhile (its process died): gone, not hostile
+                self._drop(p, None, now)
+            else:
+                self._drop(p, f"no handshake within {wire.HANDSHAKE_TIMEOUT:g} s", now, ban=True)
         elif self.manifest is None and p.manifest.overdue(now):
             self._drop(p, "did not answer the manifest request", now, warn=True)

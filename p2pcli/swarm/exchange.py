@@ -53,6 +53,13 @@ class PieceExchange:
             return len(p.refused) < k.count - k.n_have
         return any(not k.have[i] and i not in p.refused for i in p.pieces)
 
+    def has_everything(self, p: Peer) -> bool:
+        """`p` announced every piece (it wants nothing from anyone)."""
+        if p.has_all:
+            return True
+        m = self.manifest
+        return m is not None and len(p.pieces) == m.piece_count
+
     def progress_fields(self) -> dict[str, int]:
         m, k = self.manifest, self.picker
         if m is None or k is None:

@@ -24,7 +24,7 @@ from ..iceprobe import choose_ice_servers
 from ..iceurls import servers_from_config, turn_urls
 from ..manifest import Manifest
 from ..picker import Picker
-from ..rtc import LinkClosed, PeerLink
+from ..rtc import LINGER, LinkClosed, PeerLink
 from ..signaling.client import SignalHandlers, SignalingClient
 from ..slots import address_key
 from ..store import PartFile, SeedFile
@@ -164,7 +164,7 @@ class Swarm:
             elif isinstance(a, act.Verify):
                 self._spawn(self._verify(a.piece, a.data))
             elif isinstance(a, act.Close):
-                self._close_link(a.peer)
+                self._close_link(a.peer, linger=a.linger)
             elif isinstance(a, act.Connect):
                 link = self.links[a.peer] = PeerLink.create(self.config.ice_servers)
                 self._spawn(self._run_offer(a.peer, link))
@@ -183,13 +183,13 @@ class Swarm:
             return
         self._peer_tasks.setdefault(peer, []).append(self._spawn(coro))
 
-    def _close_link(self, peer: str) -> None:
+    def _close_link(self, peer: str, *, linger: bool = False) -> None:
         link = self.links.pop(peer, None)
         self._wakeups.pop(peer, None)
         for t in self._peer_tasks.pop(peer, []):
             t.cancel()
         if link is not None:
-            task = self._spawn(link.close())
+            task = self._spawn(link.close(linger=LINGER if linger else 0.0))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 

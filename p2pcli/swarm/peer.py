@@ -49,6 +49,8 @@ class Peer:
         "Why it was dropped or turned away, for the peer-left event."
         self.refused_busy = False
         "It answered 'busy': no slot for us there, for now (not a network failure)."
+        self.left_room = False
+        "Signaling said it left: once its link ends, it is not redialed."
         self.refusing_until: float | None = None
         "We turned it away with a CLOSE: hang up at this time if it has not."
 

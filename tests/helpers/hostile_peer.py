@@ -11,6 +11,10 @@ As a source (what a downloader sees):
   badmanifest  answers manifest requests with another file's manifest
   wronghash    handshakes for different content
   mute         says it has everything, never answers a manifest request
+  vanish       serves honestly, but its first link to each peer ends after VANISH_AFTER
+               bytes of blocks without a CLOSE (the peer connection closes, as when a
+               network blips or an SCTP association gives up); it stays in the room and
+               serves in full whoever connects again
 As a requester (what a seeder sees):
   garbage      sends random bytes after the handshake
   oversized    sends one 300 KiB message
@@ -39,6 +43,8 @@ from p2pcli.manifest import Manifest
 from p2pcli.rtc import PeerLink
 from p2pcli.signaling.client import SignalHandlers, SignalingClient
 
+VANISH_AFTER = 200 * 1024
+
 
 async def main(url: str, path: str, mode: str) -> None:
     patches.apply(host_addresses=["127.0.0.1"])  # the tuned stack, as the CLI runs it
@@ -51,6 +57,7 @@ async def main(url: str, path: str, mode: str) -> None:
     tasks: set[asyncio.Task] = set()  # keep references so tasks are not collected
     fd = os.open(path, os.O_RDONLY)
     rng = random.Random(1)
+    vanished: set[str] = set()  # peers whose first link we ended ("vanish")
 
     async def attack(link: PeerLink) -> None:
         if mode == "garbage":
@@ -80,7 +87,7 @@ async def main(url: str, path: str, mode: str) -> None:
 
     async def serve(link: PeerLink, peer: str) -> None:
         try:
-            await converse(link)
+            await converse(link, peer)
             await link.closed.wait()
         finally:
             print(json.dumps({"peer": peer, "received": link.bytes_received}), file=sys.stderr,
@@ -90,7 +97,7 @@ async def main(url: str, path: str, mode: str) -> None:
             await asyncio.sleep(1)
             await offer(peer)
 
-    async def converse(link: PeerLink) -> None:
+    async def converse(link: PeerLink, peer: str) -> None:
         if not await link.wait_open(15):
             print("hostile: the data channel did not open within 15 s", file=sys.stderr,
                   flush=True)
@@ -105,11 +112,13 @@ async def main(url: str, path: str, mode: str) -> None:
         link.send_nowait(proto.handshake())
         queue: asyncio.Queue = asyncio.Queue()
         link.on_message = queue.put_nowait
+        received = 0
         while not link.closed.is_set():
             try:
                 data = await asyncio.wait_for(queue.get(), 1)
             except TimeoutError:
                 continue
+            received += 1
             try:
                 # Our own requests are not recorded in `proto` (we break the rules on
                 # purpose): read the answers without it.
@@ -118,8 +127,9 @@ async def main(url: str, path: str, mode: str) -> None:
             except wire.ProtocolError as e:
                 # Said on stderr: a run where the attack never started (seen once in CI: the
                 # tab never dropped us) then shows why in the failed test's report.
-                print(f"hostile: protocol error, attack stopped: {e}", file=sys.stderr,
-                      flush=True)
+                what = data[:16].hex() if isinstance(data, bytes) else repr(data[:16])
+                print(f"hostile: protocol error, attack stopped: {e} (message {received} of "
+                      f"this link: {len(data)} bytes, {what})", file=sys.stderr, flush=True)
                 return
             if idle:
                 continue  # it has nothing and wants nothing
@@ -156,6 +166,12 @@ async def main(url: str, path: str, mode: str) -> None:
                 if mode == "corrupt":
                     block[0] ^= 0xFF
                 await link.send(wire.encode_piece_header(ev.piece, ev.offset) + bytes(block))
+                if mode == "vanish" and peer not in vanished and link.bytes_sent > VANISH_AFTER:
+                    vanished.add(peer)
+                    print(f"hostile: vanishing from {peer} after {link.bytes_sent} bytes",
+                          file=sys.stderr, flush=True)
+                    await link.close()  # no CLOSE message: the connection just ends
+                    return
 
     async def on_signal(kind: str, peer: str, data: dict) -> None:
         if kind == "offer":

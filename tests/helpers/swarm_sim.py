@@ -364,6 +364,15 @@ class Net:
         for n in self.nodes():
             n.core.admission.signaling_left(ep.name, self.now)
 
+    def cut(self, a: str, b: str) -> None:
+        """The link between `a` and `b` breaks (a network blip; an SCTP association that gave
+        up): both ends hear it closed, with no CLOSE message, and both stay in the room."""
+        ea, eb = self.endpoints[a], self.endpoints[b]
+        link = ea.links[b]
+        assert eb.links.get(a) is link and link.open
+        self.later(lambda: self._hang_up(link, b, a))
+        self.later(lambda: self._hang_up(link, a, b))
+
     # -- what happens on the wire
 
     def later(self, fn: Callable[[], None], delay: float | None = None) -> None:

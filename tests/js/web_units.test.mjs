@@ -8,7 +8,9 @@ import { test } from 'node:test';
 
 import { parseTarget, watchPath } from '../../p2pcli/web/js/link.js';
 import { Picker } from '../../p2pcli/web/js/picker.js';
-import { BUSY, iceServersFrom, MAX_BACKLOG, Rate, retryDelay, Swarm } from '../../p2pcli/web/js/swarm.js';
+import {
+  BUSY, iceServersFrom, MAX_BACKLOG, MAX_REDIALS, Rate, retryDelay, Swarm,
+} from '../../p2pcli/web/js/swarm.js';
 import { sha256js, toHex } from '../../p2pcli/web/js/sha256.js';
 import * as wire from '../../p2pcli/web/js/wire.js';
 import { offsetForTime } from '../../p2pcli/web/js/media.js';
@@ -240,6 +242,205 @@ test('a peer that said busy is offered again on the back-off, until it leaves', 
   swarm.busyPeers.delete('seeder'); // what peer-left and a handshake do
   swarm.retryBusy(Infinity);
   assert.equal(offered.length, 2);
+});
+
+// A stand-in for RTCPeerConnection (Node has none): enough for PeerLink to offer, answer and
+// carry one data channel whose opening and closing the test drives by hand.
+class FakeChannel {
+  constructor(label = 'p2p') {
+    this.label = label;
+    this.readyState = 'connecting';
+    this.sent = [];
+  }
+
+  send(bytes) {
+    this.sent.push(bytes);
+  }
+
+  close() {}
+}
+
+class FakePeerConnection {
+  constructor() {
+    this.connectionState = 'new';
+  }
+
+  createDataChannel(label) {
+    return new FakeChannel(label);
+  }
+
+  async createOffer() {
+    return { type: 'offer', sdp: 'v=0' };
+  }
+
+  async createAnswer() {
+    return { type: 'answer', sdp: 'v=0' };
+  }
+
+  async setLocalDescription(d) {
+    this.localDescription = d;
+  }
+
+  async setRemoteDescription() {}
+
+  close() {
+    this.connectionState = 'closed';
+  }
+}
+
+/** A page's swarm in Node: fake peer connections, and a signaling socket that records. */
+function pageSwarm() {
+  globalThis.RTCPeerConnection = FakePeerConnection;
+  const handlers = {};
+  const socket = { id: 'me', on: (name, fn) => { handlers[name] = fn; }, emit: () => {}, close: () => {} };
+  const swarm = new Swarm({ contentHash: HASH, signalUrl: 'http://x', io: () => socket });
+  swarm.start();
+  clearInterval(swarm.ticker); // the test calls the housekeeping itself
+  return { swarm, handlers };
+}
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+/** We offer to `id` (it was in a peer list) and the channel opens. */
+async function linkTo(swarm, id) {
+  swarm.maybeConnect(id);
+  const s = swarm.sessions.get(id);
+  await tick(); // the offer is made
+  s.link.channel.readyState = 'open';
+  s.link.channel.onopen();
+  return s;
+}
+
+/** The channel closes under us: no CLOSE message came first. */
+function lose(s) {
+  s.link.channel.readyState = 'closed';
+  s.link.channel.onclose();
+}
+
+test('what we answer a message that comes before the open event goes out, handshake first, once the channel opens', async () => {
+  const { swarm } = pageSwarm();
+  swarm.maybeConnect('seeder');
+  const s = swarm.sessions.get('seeder');
+  await tick();
+  const channel = s.link.channel;
+  assert.equal(channel.readyState, 'connecting');
+  // Chromium delivers the remote's HANDSHAKE while the channel still reads 'connecting'.
+  channel.onmessage({ data: wire.encodeHandshake(HASH, OTHER, 65536).slice().buffer });
+  assert.deepEqual(channel.sent, [], 'nothing can be sent yet');
+  channel.readyState = 'open';
+  channel.onopen();
+  assert.ok(channel.sent.length >= 2, 'our handshake and the manifest request');
+  const theirs = new wire.PeerProtocol(HASH, OTHER, 65536);
+  assert.equal(theirs.receive(channel.sent[0]).type, 'handshake');
+  assert.equal(theirs.receive(channel.sent[1]).type, 'manifest-request');
+  swarm.close();
+});
+
+test('a channel announced already open sends nothing before its open event, then all in order', async () => {
+  // Chromium: the remote's channel reads 'open' in ondatachannel, and a message sent
+  // before the 'open' event that follows can vanish (our HANDSHAKE did; HAVE_ALL came first).
+  const { swarm } = pageSwarm();
+  await swarm.onSignal('offer', 'peer', { hash: swarm.contentId, offer: { type: 'offer', sdp: 'v=0' } });
+  const s = swarm.sessions.get('peer');
+  const channel = new FakeChannel();
+  channel.readyState = 'open';
+  s.link.pc.ondatachannel({ channel });
+  await tick();
+  swarm.onMessage(s, wire.encodeHandshake(HASH, OTHER, 65536)); // theirs came first
+  assert.deepEqual(channel.sent, []);
+  channel.onopen();
+  const theirs = new wire.PeerProtocol(HASH, OTHER, 65536);
+  assert.equal(theirs.receive(channel.sent[0]).type, 'handshake');
+  assert.equal(theirs.receive(channel.sent[1]).type, 'manifest-request');
+  swarm.close();
+});
+
+test('a peer that left the room before its handshake is dropped quietly at the timeout', async (t) => {
+  // Its process died right after the channel opened: no ban, no "error" for the user.
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const { swarm, handlers } = pageSwarm();
+  swarm.maybeConnect('peer');
+  const s = swarm.sessions.get('peer');
+  for (let i = 0; i < 10; i++) await Promise.resolve(); // the offer is made
+  s.link.channel.readyState = 'open';
+  s.link.channel.onopen();
+  handlers['peer-left']({ peerId: 'peer' });
+  assert.equal(swarm.sessions.get('peer'), s, 'an open link is kept when its peer leaves');
+  const left = [];
+  swarm.on('peer-left', (ev) => left.push(ev));
+  t.mock.timers.tick(10000);
+  assert.equal(swarm.sessions.has('peer'), false);
+  assert.equal(swarm.banned.has('peer'), false);
+  assert.deepEqual(left, []);
+  swarm.close();
+});
+
+test('a link that ends without a CLOSE is offered again on the busy schedule, a few times in a row', async () => {
+  const { swarm } = pageSwarm();
+  let s = await linkTo(swarm, 'seeder');
+  const before = performance.now();
+  lose(s);
+  assert.equal(swarm.sessions.has('seeder'), false);
+  const at = swarm.lostPeers.get('seeder');
+  assert.ok(at >= before + retryDelay(1) && at <= performance.now() + retryDelay(1), 'the busy schedule');
+  swarm.redialLost(at - 1);
+  assert.equal(swarm.sessions.has('seeder'), false, 'not before its time');
+  let offers = 1;
+  for (;;) {
+    swarm.redialLost(swarm.lostPeers.get('seeder'));
+    if (!swarm.sessions.has('seeder')) break;
+    offers += 1;
+    await tick();
+    s = swarm.sessions.get('seeder');
+    s.link.channel.readyState = 'open';
+    s.link.channel.onopen();
+    lose(s); // again, and it never brought a byte
+    if (!swarm.lostPeers.has('seeder')) break;
+  }
+  assert.equal(offers, 1 + MAX_REDIALS, 'a few redials, then it gives up');
+  assert.equal(swarm.lostPeers.size, 0);
+  assert.equal(swarm.stats().redialing.length, 0);
+  swarm.close();
+});
+
+test('a link that brought data starts the redial count again', async () => {
+  const { swarm } = pageSwarm();
+  swarm.redials.set('seeder', MAX_REDIALS); // it had used up its redials
+  const s = await linkTo(swarm, 'seeder');
+  s.bytesDown = 1000; // then this link worked for a while
+  lose(s);
+  assert.ok(swarm.lostPeers.has('seeder'));
+  assert.equal(swarm.redials.has('seeder'), false);
+  swarm.close();
+});
+
+test('a peer that sent CLOSE, was banned, left the room, or is not needed is never redialed', async () => {
+  for (const how of ['close', 'ban', 'left', 'done', 'answered']) {
+    const { swarm, handlers } = pageSwarm();
+    let s;
+    if (how === 'answered') {
+      // It offered and has nothing we know of: it redials us itself, if it wants to.
+      await swarm.onSignal('offer', 'peer', { hash: swarm.contentId, offer: { type: 'offer', sdp: 'v=0' } });
+      s = swarm.sessions.get('peer');
+      const channel = new FakeChannel();
+      channel.readyState = 'open';
+      s.link.pc.ondatachannel({ channel });
+      channel.onopen();
+    } else {
+      s = await linkTo(swarm, 'peer');
+    }
+    swarm.onMessage(s, wire.encodeHandshake(HASH, OTHER, 65536));
+    if (how === 'close') swarm.onMessage(s, wire.encodeClose('going away'));
+    if (how === 'ban') swarm.onMessage(s, new Uint8Array([0xee, 1, 2])); // a protocol error
+    if (how === 'left') handlers['peer-left']({ peerId: 'peer' });
+    if (how === 'done') swarm.halted = 'nothing more to download';
+    if (swarm.sessions.get('peer') === s) lose(s);
+    assert.equal(swarm.sessions.has('peer'), false, how);
+    assert.equal(swarm.lostPeers.size, 0, how);
+    swarm.redialLost(Infinity);
+    assert.equal(swarm.sessions.has('peer'), false, how);
+    swarm.close();
+  }
 });
 
 // -- picker ---------------------------------------------------------------------------------

@@ -7,6 +7,9 @@ import { CHANNEL_LABEL, CHANNEL_PROTOCOL } from './wire.js';
 // Stop queueing data once this much waits in the channel; resume on bufferedamountlow.
 export const HIGH_WATER = 2 * 1024 * 1024;
 export const LOW_WATER = 512 * 1024;
+// How long a channel announced already open may go without its 'open' event before we
+// send anyway (Chromium fires it at once; this only guards a browser that never does).
+export const OPEN_EVENT_WAIT = 1000;
 
 export class PeerLink {
   /**
@@ -24,6 +27,13 @@ export class PeerLink {
     this.trickling = false;
     this.localQueue = [];
     this.remoteQueue = [];
+    // Messages sent before the channel's open event: they go out, in order, once it comes.
+    // Chromium announces a remote channel reading 'open' before its 'open' event, and a
+    // message sent in between can vanish (seen in CI and in loops: the remote's first
+    // message from us was HAVE_ALL, our HANDSHAKE lost); it can also deliver the remote's
+    // first message before that event (see Swarm.onMessage). What we send then (our
+    // HANDSHAKE first) must not be lost, or the remote waits for a handshake forever.
+    this.unsent = [];
     this.pc.onicecandidate = (e) => {
       if (!e.candidate || !e.candidate.candidate) return; // end of candidates: nothing to send
       const c = {
@@ -98,10 +108,13 @@ export class PeerLink {
     channel.binaryType = 'arraybuffer';
     channel.bufferedAmountLowThreshold = LOW_WATER;
     // Chromium announces a remote channel already open and then fires 'open' as well:
-    // report it once.
+    // report it once, at the event (nothing is sent before it, see `unsent`).
     const opened = () => {
       if (this.opened || this.closed) return;
       this.opened = true;
+      const unsent = this.unsent;
+      this.unsent = [];
+      for (const bytes of unsent) if (!this.send(bytes)) return;
       this.events.open();
     };
     channel.onopen = opened;
@@ -111,7 +124,7 @@ export class PeerLink {
       if (typeof e.data === 'string') this.events.message(e.data);
       else this.events.message(new Uint8Array(e.data));
     };
-    if (channel.readyState === 'open') queueMicrotask(opened);
+    if (channel.readyState === 'open') setTimeout(opened, OPEN_EVENT_WAIT);
   }
 
   get open() {
@@ -122,8 +135,13 @@ export class PeerLink {
     return this.channel ? this.channel.bufferedAmount : 0;
   }
 
-  /** Queue one message; returns false when the channel is gone. */
+  /** Queue one message (held back until the channel opens); false when the channel is gone. */
   send(bytes) {
+    if (this.closed || this.channel === null) return false;
+    if (!this.opened && ['connecting', 'open'].includes(this.channel.readyState)) {
+      this.unsent.push(bytes); // until the open event, in order: the order is the protocol's
+      return true;
+    }
     if (!this.open) return false;
     try {
       this.channel.send(bytes);

@@ -46,6 +46,16 @@ export function retryDelay(attempt) {
   return 1000 * Math.min(30, 2 * 2 ** Math.max(0, attempt - 4));
 }
 
+/**
+ * Offers in a row to a peer whose links end without a CLOSE and bring us nothing. A link
+ * that ends so (a Wi-Fi blip, the peer's SCTP association giving up) while we still
+ * want pieces and the peer is still in the signaling room is offered again on the busy
+ * schedule (`retryDelay`), by one side only so two offers never cross: the side that
+ * offered it, or the side that wants pieces from a peer that has them all (that peer
+ * wants nothing and never redials). The same rule as p2pcli/swarm/admission.py.
+ */
+export const MAX_REDIALS = 4;
+
 /** Exponentially weighted bytes per second. */
 export class Rate {
   constructor(halfLife = 2000) {
@@ -152,6 +162,8 @@ export class Swarm {
     this.banned = new Set();
     this.bannedIds = new Set();
     this.busyPeers = new Map(); // said busy: signaling id -> {attempts, at (retry time)}
+    this.lostPeers = new Map(); // link ended without a CLOSE: signaling id -> when to offer again
+    this.redials = new Map(); // signaling id -> offers made since a lost link last brought data
     this.manifest = null;
     this.picker = null;
     this.store = null; // verified pieces (store.js), once the manifest is known
@@ -226,7 +238,9 @@ export class Swarm {
     });
     socket.on('peer-left', (data) => {
       if (data) this.busyPeers.delete(data.peerId); // gone: nothing to retry
+      if (data) this.forgetRedials(data.peerId);
       const s = data && this.sessions.get(data.peerId);
+      if (s) s.leftRoom = true; // if its link ends now, it is gone for good
       // Once connected, WebRTC no longer needs the server: keep the link.
       if (s && !s.proto.remote && !(s.link && s.link.open)) this.drop(s, null);
     });
@@ -286,7 +300,10 @@ export class Swarm {
       message: (m) => this.onMessage(s, m),
       low: () => this.pumpServe(s),
       closed: (reason) => {
-        if (this.sessions.get(s.id) === s) this.drop(s, s.dropped || reason);
+        if (this.sessions.get(s.id) !== s) return;
+        // Still ours: the link ended without a CLOSE, and not by our doing.
+        if (s.link.opened && !s.dropped) this.connectionLost(s);
+        this.drop(s, s.dropped || reason);
       },
     });
   }
@@ -346,6 +363,47 @@ export class Swarm {
     }
   }
 
+  /** We still want something from peers: the manifest, or pieces. */
+  get wanting() {
+    return !this.halted && (!this.manifest || Boolean(this.picker && !this.picker.complete));
+  }
+
+  /** `s` announced every piece: it wants nothing from anyone. */
+  hasEverything(s) {
+    return s.hasAll || Boolean(this.manifest && s.pieces.size === this.manifest.pieceCount);
+  }
+
+  /** `s`'s open link ended without a CLOSE: offer again later, if it is ours to (MAX_REDIALS). */
+  connectionLost(s, now = performance.now()) {
+    if (s.bytesDown) this.redials.delete(s.id); // it worked for a while: a new blip, a new count
+    const made = this.redials.get(s.id) || 0;
+    if (!this.wanting || s.leftRoom || this.banned.has(s.id) || made >= MAX_REDIALS) return;
+    if (!(s.offerer || this.hasEverything(s))) return; // the other side offers again
+    this.lostPeers.set(s.id, now + retryDelay(made + 1));
+  }
+
+  /** Offer again to the peers whose links were lost, while we want pieces. */
+  redialLost(now) {
+    for (const [id, at] of this.lostPeers) {
+      if (!this.wanting) {
+        this.lostPeers.delete(id);
+      } else if (now >= at && !this.sessions.has(id)) {
+        const made = (this.redials.get(id) || 0) + 1;
+        this.redials.set(id, made);
+        // The next try, should this one not get through.
+        if (made < MAX_REDIALS) this.lostPeers.set(id, now + retryDelay(made + 1));
+        else this.lostPeers.delete(id);
+        this.maybeConnect(id);
+      }
+    }
+  }
+
+  /** Never redial `id`: it left the room, sent CLOSE, or was banned. */
+  forgetRedials(id) {
+    this.lostPeers.delete(id);
+    this.redials.delete(id);
+  }
+
   // -- one peer -------------------------------------------------------------------------------
 
   runSession(s) {
@@ -361,7 +419,9 @@ export class Swarm {
     s.send(s.proto.handshake());
     s.timers.push(setTimeout(() => {
       if (this.sessions.get(s.id) === s && !s.proto.remote) {
-        this.drop(s, 'no handshake within 10 s', { ban: true });
+        // A peer that left the room meanwhile (its process died) is gone, not hostile.
+        if (s.leftRoom) this.drop(s, null);
+        else this.drop(s, 'no handshake within 10 s', { ban: true });
       }
     }, HANDSHAKE_TIMEOUT));
     s.link.connectionKind().then((kind) => {
@@ -377,6 +437,7 @@ export class Swarm {
     s.timers.forEach(clearTimeout);
     if (ban) {
       this.banned.add(s.id);
+      this.forgetRedials(s.id);
       if (s.proto.remote) this.bannedIds.add(toHex(s.proto.remote.peerId));
     }
     if (reason && s.link && s.link.open) s.send(wire.encodeClose(reason));
@@ -475,6 +536,7 @@ export class Swarm {
           throw new wire.ProtocolError('connected to ourselves or to a dropped peer');
         }
         this.busyPeers.delete(s.id); // it had room after all
+        this.lostPeers.delete(s.id); // reconnected (the count stays, for its next loss)
         this.emit('peer-joined', { id: s.id, connection: s.connection });
         if (this.manifest) {
           s.proto.setGeometry(this.geometry());
@@ -494,6 +556,7 @@ export class Swarm {
         break;
       case 'close':
         s.dropped = s.dropped || `peer closed: ${ev.reason}`;
+        this.forgetRedials(s.id); // it hung up on purpose
         if (ev.reason.startsWith(BUSY)) this.refusedBusy(s, ev.reason);
         this.drop(s, null);
         break;
@@ -828,6 +891,7 @@ export class Swarm {
       }
     }
     this.retryBusy(now);
+    this.redialLost(now);
     if (p && !p.complete) {
       const timedOut = new Set();
       for (const [id, block] of p.expired(now)) {
@@ -871,6 +935,7 @@ export class Swarm {
       sent: this.bytesUp,
       have: this.picker ? this.picker.nHave : 0,
       busy: [...this.busyPeers.keys()],
+      redialing: [...this.lostPeers.keys()],
       pieceCount: this.manifest ? this.manifest.pieceCount : null,
       store: this.store ? this.store.stats() : null,
     };
