@@ -28,6 +28,10 @@ _INT = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
 _FLOAT = re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,17})?")
 #: The annotations the plain coercion knows.
 _PLAIN = (str, int, float, bool, list[str])
+#: Strings a bool option takes from its environment variable (P2P_LAN=0), as pydantic reads
+#: them; its other spellings (" 1", "") are left to it.
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "y": True, "t": True,
+          "0": False, "false": False, "no": False, "off": False, "n": False, "f": False}
 
 _stock_get_runtime_param: Any = None
 """typer's own `get_runtime_param`, once `install()` replaced it."""
@@ -38,6 +42,8 @@ def plain_value(annotation: Any, value: Any) -> tuple[bool, Any]:
     if annotation is str or annotation is bool:
         if type(value) is annotation:
             return True, value
+        if annotation is bool and type(value) is str and value.lower() in _BOOLS:
+            return True, _BOOLS[value.lower()]
     elif annotation is int:
         if type(value) is int:
             return True, value

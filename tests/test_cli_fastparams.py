@@ -15,6 +15,8 @@ CASES = [
     (int, "0"), (int, "8080"), (int, "-3"), (int, 32),
     (float, "10"), (float, "2.5"), (float, "-0.25"), (float, 10.0),
     (bool, True), (bool, False),
+    # From an environment variable (P2P_LAN=0): the test suite sets one for every command.
+    (bool, "0"), (bool, "1"), (bool, "TRUE"), (bool, "off"), (bool, "Yes"), (bool, "n"),
     (list[str], ("127.0.0.1",)), (list[str], ["a", "b"]), (list[str], ()),
 ]
 
@@ -30,7 +32,7 @@ def test_the_plain_coercion_gives_what_typers_pydantic_one_gives(annotation, val
 @pytest.mark.parametrize(("annotation", "value"), [
     (int, "007"), (int, "+5"), (int, " 5"), (int, "5_0"), (int, "5.0"), (int, "abc"),
     (int, "٣"), (float, ".5"), (float, "1e3"), (float, "nan"), (float, 10), (str, 5),
-    (bool, "yes"), (list[str], ("a", 1)), (list[str], "ab"),
+    (bool, " 1"), (bool, ""), (bool, "2"), (list[str], ("a", 1)), (list[str], "ab"),
 ])
 def test_any_other_value_is_left_to_typer(annotation, value):
     assert fastparams.plain_value(annotation, value) == (False, None)
