@@ -165,7 +165,7 @@ async def test_private_attributes_relied_on_exist():
                  "_last_received_tsn", "_loop", "_local_port", "_remote_port",
                  "_remote_verification_tag", "_local_verification_tag", "_association_state",
                  "_outbound_queue", "_sent_queue", "_outbound_stream_seq", "_local_tsn",
-                 "_flight_size", "_cwnd",
+                 "_flight_size", "_cwnd", "_data_channel_queue",  # rtc.PeerLink._delivered
                  "_partial_bytes_acked", "_fast_recovery_exit", "_fast_recovery_transmit",
                  "_forward_tsn_chunk", "_last_sacked_tsn", "_t3_handle", "_rto", "_srtt"):
         assert hasattr(s, name), name
