@@ -25,12 +25,9 @@ them), and namespaces of runs whose process is gone are deleted when the next la
 from __future__ import annotations
 
 import functools
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 
-from netns import Namespaces, Node, _run, reap_stale
+from netns import Namespaces, Node, _run, probe, reap_stale
 from turn_helpers import SIGNAL_PORT, TURN_PORT
 
 PREFIX = "p2pnat"  # namespace names: p2pnat<pid>x<tag>-<role>
@@ -39,24 +36,9 @@ PREFIX = "p2pnat"  # namespace names: p2pnat<pid>x<tag>-<role>
 @functools.cache
 def unavailable() -> str | None:
     """Why these tests cannot run here (None: they can). Probed once per process."""
-    if os.geteuid() != 0:
-        return "NAT namespace tests need root (ip netns add, iptables)"
-    for tool in ("ip", "iptables", "turnserver"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (scripts/test-all installs it)"
-    probe = f"{PREFIX}{os.getpid()}probe"
-    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"ip netns add failed: {r.stderr.strip() or r.returncode}"
-    try:
-        r = subprocess.run(["ip", "netns", "exec", probe, "iptables", "-t", "nat", "-A",
-                            "POSTROUTING", "-o", "lo", "-j", "MASQUERADE", "--random-fully"],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            return f"iptables cannot NAT here: {r.stderr.strip() or r.returncode}"
-    finally:
-        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
+    return probe(PREFIX, ("ip", "iptables", "turnserver"),
+                 ("-t", "nat", "-A", "POSTROUTING", "-o", "lo", "-j", "MASQUERADE",
+                  "--random-fully"), "iptables cannot NAT here")
 
 
 @dataclass

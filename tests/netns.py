@@ -42,29 +42,37 @@ class LabError(RuntimeError):
     """A namespace or iptables command failed."""
 
 
-@functools.cache
-def unavailable() -> str | None:
-    """Why namespaces cannot be used here (None: they can). Probed once per process."""
+def probe(prefix: str, tools: tuple[str, ...], rule: tuple[str, ...] | None = None,
+          failing: str = "") -> str | None:
+    """Why a lab cannot run here (None: it can): root, `tools` on PATH, a namespace, and
+    the iptables `rule` (whose failure is said as `failing`) accepted inside it."""
     if os.geteuid() != 0:
         return "network namespace tests need root (ip netns add, iptables)"
-    for tool in ("ip", "iptables"):
+    for tool in tools:
         if shutil.which(tool) is None:
-            return f"{tool} is not installed (scripts/test-all installs iproute2 and iptables)"
-    probe = f"{PREFIX}{os.getpid()}probe"
-    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+            return f"{tool} is not installed (scripts/test-all installs it)"
+    name = f"{prefix}{os.getpid()}probe"
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
     if r.returncode != 0:
         return f"ip netns add failed: {r.stderr.strip() or r.returncode}"
     try:
-        r = subprocess.run(
-            ["ip", "netns", "exec", probe, "iptables", "-A", "INPUT", "-p", "udp", "-m",
-             "statistic", "--mode", "random", "--probability", "0.5", "-j", "DROP"],
-            capture_output=True, text=True,
-        )
-        if r.returncode != 0:
-            return f"iptables statistic match unusable in a namespace: {r.stderr.strip()}"
+        if rule is not None:
+            r = subprocess.run(["ip", "netns", "exec", name, "iptables", *rule],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                return f"{failing}: {r.stderr.strip() or r.returncode}"
     finally:
-        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
     return None
+
+
+@functools.cache
+def unavailable() -> str | None:
+    """Why namespaces cannot be used here (None: they can). Probed once per process."""
+    return probe(PREFIX, ("ip", "iptables"),
+                 ("-A", "INPUT", "-p", "udp", "-m", "statistic", "--mode", "random",
+                  "--probability", "0.5", "-j", "DROP"),
+                 "iptables statistic match unusable in a namespace")
 
 
 def _run(*args: str) -> str:

@@ -21,8 +21,6 @@ TURN and NAT tests share (tests/nat_helpers.py's lab has the same `server`, `a` 
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -33,10 +31,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from conftest import Proc, Procs
 
-from netns import Namespaces, Node, _run, reap_stale
+from netns import Namespaces, Node, _run, probe, reap_stale
 
 PREFIX = "p2pturn"  # namespace names: p2pturn<pid>x<tag>-<role>
-P2P = str(Path(sys.executable).parent / "p2p")
 TURN_PORT = 3478
 SIGNAL_PORT = 8080
 REALM = "p2p.test"
@@ -46,18 +43,7 @@ SECRET = "correct horse battery staple"  # coturn's and serve-signal's, in the l
 @functools.cache
 def unavailable() -> str | None:
     """Why these tests cannot run here (None: they can). Probed once per process."""
-    if os.geteuid() != 0:
-        return "TURN namespace tests need root (ip netns add)"
-    if shutil.which("ip") is None:
-        return "ip is not installed (scripts/test-all installs iproute2)"
-    if shutil.which("turnserver") is None:
-        return "turnserver is not installed (scripts/test-all installs Debian's coturn)"
-    probe = f"{PREFIX}{os.getpid()}probe"
-    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"ip netns add failed: {r.stderr.strip() or r.returncode}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
+    return probe(PREFIX, ("ip", "turnserver"))
 
 
 @dataclass
