@@ -214,7 +214,7 @@ async def with_lan_lookup(
         return await main()
     except SignalUnreachable:
         where = (f"answered on the LAN within {seconds:g}s" if search
-                 else "was looked for on the LAN (--no-lan / P2P_LAN=0)")
+                 else "is known: the LAN search is off (--no-lan / P2P_LAN=0)")
         raise NoPeers(
             f"no seeder of {target.content_id[:16]}... {where}, and no signaling server runs "
             f"at the default {DEFAULT_SIGNAL}; pass the full p2p:// link from the seeder, or "
