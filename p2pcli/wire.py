@@ -46,6 +46,48 @@ MANIFEST_TIMEOUT = 20.0
 BAD_PIECE_STRIKES = 3  # shared blame for bad pieces before a peer is dropped
 MAX_REFUSALS = 8  # REJECTs of pieces a peer said it had, before it counts as lying
 
+# -- extensions, negotiated through the channel's protocol string (PROTOCOL.md 3.5) --------
+# Old peers and the page drop a peer that sends a message type they do not know, so an
+# extension's messages go only to a peer that said it speaks them: the offerer lists the
+# extensions it speaks in the channel's protocol string ("p2p/1 pex"; old answerers read
+# only the label), and an answerer that speaks some of them says which in an EXTENSIONS
+# message right after its HANDSHAKE. An old offerer's "p2p/1" gets no EXTENSIONS.
+
+PEX = "pex"
+SUPPORTED_EXTENSIONS = frozenset({PEX})
+MAX_EXTENSIONS = 256  # bytes of extension names in one EXTENSIONS message
+PEX_MAX_PEERS = 50  # peer ids in one PEX message
+PEX_INTERVAL = 30.0  # seconds a sender leaves between PEX messages after the first
+PEX_BURST = 3  # PEX messages a receiver takes at once; then one per PEX_INTERVAL / 2
+SIGNAL_MAX = 16 * 1024  # bytes of SDP (or busy reason) in one RELAY / RELAYED
+SIGNAL_BURST = 8  # RELAY + RELAYED a sender sends on one link at once...
+SIGNAL_REFILL = 2.0  # ...then one per this many seconds; a receiver allows twice as many
+
+
+class Signal:
+    """What a RELAY / RELAYED carries (its kind byte); the payload is UTF-8 text."""
+
+    OFFER = 1  # an SDP offer
+    ANSWER = 2  # an SDP answer
+    BUSY = 3  # "no slot for you now", the reason (at most MAX_REASON bytes)
+
+
+SIGNAL_NAMES = {Signal.OFFER: "offer", Signal.ANSWER: "answer", Signal.BUSY: "busy"}
+
+
+def channel_protocol(extensions: frozenset[str] | set[str]) -> str:
+    """The protocol string an offerer gives its channel: "p2p/1", then the extensions."""
+    return " ".join([CHANNEL_PROTOCOL, *sorted(extensions)])
+
+
+def offered_extensions(protocol: str | None) -> frozenset[str] | None:
+    """The extensions a remote offerer listed in its channel's protocol string (None: it
+    listed none, so it must never receive an EXTENSIONS message)."""
+    words = (protocol or "").split(" ")
+    if words[0] != CHANNEL_PROTOCOL or len(words) == 1:
+        return None
+    return frozenset(w for w in words[1:] if w)
+
 
 def manifest_request_limit(size: int | None) -> int:
     """How many MANIFEST_REQUESTs one peer may send us while our manifest is `size` bytes
@@ -66,6 +108,10 @@ class MsgType:
     PIECE = 0x09
     CANCEL = 0x0A
     REJECT = 0x0B
+    EXTENSIONS = 0x0C
+    PEX = 0x0D
+    RELAY = 0x0E
+    RELAYED = 0x0F
 
 
 class ProtocolError(Exception):
@@ -168,6 +214,38 @@ class BlockRejected:
     "Block length."
 
 
+@dataclass(frozen=True)
+class ExtensionsAccepted:
+    names: frozenset[str]
+    "The extensions of our offer the remote speaks too (possibly none)."
+
+
+@dataclass(frozen=True)
+class PexReceived:
+    peers: tuple[bytes, ...]
+    "Peer ids (16 bytes each) of peers the remote is connected to and can relay to."
+
+
+@dataclass(frozen=True)
+class RelayRequested:
+    target: bytes
+    "The peer id the remote wants this signal forwarded to."
+    kind: int
+    "A `Signal` kind."
+    payload: str
+    "SDP, or a busy reason."
+
+
+@dataclass(frozen=True)
+class RelayedSignal:
+    source: bytes
+    "The peer id the signal came from, as the relaying remote stamps it."
+    kind: int
+    "A `Signal` kind."
+    payload: str
+    "SDP, or a busy reason."
+
+
 Event = (
     Handshake
     | Closed
@@ -180,12 +258,17 @@ Event = (
     | BlockReceived
     | BlockCancelled
     | BlockRejected
+    | ExtensionsAccepted
+    | PexReceived
+    | RelayRequested
+    | RelayedSignal
 )
 
 _HANDSHAKE = struct.Struct(">B4sB32s16sI")
 _U32 = struct.Struct(">BI")
 _U32x2 = struct.Struct(">BII")
 _U32x3 = struct.Struct(">BIII")
+_SIGNAL = struct.Struct(">B16sB")
 Block = tuple[int, int, int]  # piece, offset, length
 
 
@@ -241,6 +324,70 @@ def encode_reject(piece: int, offset: int, length: int) -> bytes:
     return _U32x3.pack(MsgType.REJECT, piece, offset, length)
 
 
+def encode_extensions(names: frozenset[str] | set[str]) -> bytes:
+    raw = " ".join(sorted(names)).encode("ascii")
+    if len(raw) > MAX_EXTENSIONS:
+        raise ValueError("extension names too long")
+    return bytes([MsgType.EXTENSIONS]) + raw
+
+
+def encode_pex(peers: list[bytes] | tuple[bytes, ...]) -> bytes:
+    if len(peers) > PEX_MAX_PEERS or len(set(peers)) != len(peers):
+        raise ValueError(f"PEX of {len(peers)} ids (at most {PEX_MAX_PEERS}, no repeats)")
+    if any(len(p) != 16 for p in peers):
+        raise ValueError("peer ids are 16 bytes")
+    return bytes([MsgType.PEX]) + b"".join(peers)
+
+
+def _encode_signal(t: int, peer: bytes, kind: int, payload: str) -> bytes:
+    raw = payload.encode("utf-8")
+    limit = MAX_REASON if kind == Signal.BUSY else SIGNAL_MAX
+    if kind not in SIGNAL_NAMES or len(raw) > limit or len(peer) != 16:
+        raise ValueError(f"signal of kind {kind}, {len(raw)} bytes, id of {len(peer)}")
+    return _SIGNAL.pack(t, peer, kind) + raw
+
+
+def encode_relay(target: bytes, kind: int, payload: str) -> bytes:
+    return _encode_signal(MsgType.RELAY, target, kind, payload)
+
+
+def encode_relayed(source: bytes, kind: int, payload: str) -> bytes:
+    return _encode_signal(MsgType.RELAYED, source, kind, payload)
+
+
+def _decode_extension(t: int, data: bytes) -> Event:
+    """The extensions' messages (types 0x0C..0x0F), checked against their limits."""
+    if t == MsgType.EXTENSIONS:
+        if len(data) - 1 > MAX_EXTENSIONS:
+            raise ProtocolError(f"EXTENSIONS of {len(data) - 1} bytes")
+        try:
+            text = data[1:].decode("ascii")
+        except UnicodeDecodeError:
+            raise ProtocolError("EXTENSIONS names are not ASCII") from None
+        return ExtensionsAccepted(frozenset(w for w in text.split(" ") if w))
+    if t == MsgType.PEX:
+        n, rest = divmod(len(data) - 1, 16)
+        if rest or n > PEX_MAX_PEERS:
+            raise ProtocolError(f"PEX of {len(data) - 1} bytes (at most {PEX_MAX_PEERS} ids)")
+        peers = tuple(data[1 + 16 * i : 17 + 16 * i] for i in range(n))
+        if len(set(peers)) != n:
+            raise ProtocolError("PEX names a peer twice")
+        return PexReceived(peers)
+    _, peer, kind = _SIGNAL.unpack_from(data)
+    raw = data[_SIGNAL.size :]
+    if kind not in SIGNAL_NAMES:
+        raise ProtocolError(f"signal of unknown kind {kind}")
+    if len(raw) > (MAX_REASON if kind == Signal.BUSY else SIGNAL_MAX):
+        raise ProtocolError(f"signal of {len(raw)} bytes")
+    try:
+        payload = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("signal is not UTF-8") from None
+    if t == MsgType.RELAY:
+        return RelayRequested(peer, kind, payload)
+    return RelayedSignal(peer, kind, payload)
+
+
 def decode(data: bytes) -> Event:
     """Decode one message without context. Raises only `ProtocolError`."""
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -285,6 +432,8 @@ def decode(data: bytes) -> Event:
         if t == MsgType.REJECT:
             _, p, o, n = _exact(_U32x3, data)
             return BlockRejected(p, o, n)
+        if MsgType.EXTENSIONS <= t <= MsgType.RELAYED:
+            return _decode_extension(t, data)
     except struct.error:
         raise ProtocolError(f"truncated message of type {t:#04x}") from None
     raise ProtocolError(f"unknown message type {t:#04x}")
@@ -371,6 +520,12 @@ class PeerProtocol:
         self.availability_sent = False
         self.requests: deque[Block] = deque()
         self.serving: Counter[Block] = Counter()
+        # Extensions (PROTOCOL.md 3.5): those we offered as the offerer (None: we answer,
+        # or offered none), those the remote offered when we answer, those both speak.
+        self.offered: frozenset[str] | None = None
+        self.remote_offered: frozenset[str] | None = None
+        self.extensions: frozenset[str] = frozenset()
+        self.received_since_handshake = 0
 
     # -- outgoing
 
@@ -379,6 +534,46 @@ class PeerProtocol:
             raise ValueError("handshake sent twice")
         self.handshake_sent = True
         return encode_handshake(self.content_hash, self.peer_id, self.max_block)
+
+    def offer_extensions(self, names: frozenset[str]) -> None:
+        """We are the offerer and listed `names` in the channel's protocol string."""
+        self.offered = names
+
+    def answer_extensions(self, protocol: str | None) -> None:
+        """We answer a channel whose protocol string the offerer set to `protocol`."""
+        self.remote_offered = offered_extensions(protocol)
+        if self.remote_offered is not None:
+            self.extensions = self.remote_offered & SUPPORTED_EXTENSIONS
+
+    def extensions_message(self) -> bytes | None:
+        """The EXTENSIONS an answerer sends right after its HANDSHAKE; None when the
+        offerer listed no extension (it may be an old peer, which would drop us for it)."""
+        if self.remote_offered is None or self.offered is not None:
+            return None
+        if not self.handshake_sent:
+            raise ValueError("EXTENSIONS before our handshake")
+        return encode_extensions(self.extensions)
+
+    @property
+    def speaks_pex(self) -> bool:
+        """Both handshakes are done and both sides said they speak peer exchange."""
+        return PEX in self.extensions and self.handshake_sent and self.remote is not None
+
+    def _check_pex(self) -> None:
+        if not self.speaks_pex:
+            raise ValueError("peer exchange with a peer that did not negotiate it")
+
+    def send_pex(self, peers: list[bytes]) -> bytes:
+        self._check_pex()
+        return encode_pex(peers)
+
+    def send_relay(self, target: bytes, kind: int, payload: str) -> bytes:
+        self._check_pex()
+        return encode_relay(target, kind, payload)
+
+    def send_relayed(self, source: bytes, kind: int, payload: str) -> bytes:
+        self._check_pex()
+        return encode_relayed(source, kind, payload)
 
     def _check_started(self, what: str) -> None:
         if not self.handshake_sent or self.remote is None:
@@ -511,6 +706,7 @@ class PeerProtocol:
             return ev
         if isinstance(ev, Handshake):
             raise ProtocolError("second handshake")
+        self.received_since_handshake += 1
         if isinstance(ev, Closed):
             self.closed = True
         elif isinstance(ev, ManifestRequested):
@@ -546,6 +742,14 @@ class PeerProtocol:
                 )
         elif isinstance(ev, BlockRejected) and not self._answered((ev.piece, ev.offset, ev.length)):
             raise ProtocolError("reject for a block we did not request")
+        elif isinstance(ev, ExtensionsAccepted):
+            if (self.offered is None or self.received_since_handshake != 1
+                    or not ev.names <= self.offered):
+                raise ProtocolError("EXTENSIONS we did not ask for, or not right after "
+                                    "the handshake")
+            self.extensions = ev.names
+        elif isinstance(ev, PexReceived | RelayRequested | RelayedSignal) and not self.speaks_pex:
+            raise ProtocolError("peer exchange message without negotiating peer exchange")
         return ev
 
     def _answered(self, block: Block) -> bool:

@@ -101,6 +101,10 @@ EXAMPLES: list[tuple[bytes, wire.Event]] = [
     (wire.encode_piece_header(1, 16 * KiB) + b"data", BlockReceived(1, 16 * KiB, b"data")),
     (wire.encode_cancel(1, 0, 16 * KiB), BlockCancelled(1, 0, 16 * KiB)),
     (wire.encode_reject(2, 0, 1000), BlockRejected(2, 0, 1000)),
+    (wire.encode_extensions({"pex"}), wire.ExtensionsAccepted(frozenset({"pex"}))),
+    (wire.encode_pex([OUR_ID, THEIR_ID]), wire.PexReceived((OUR_ID, THEIR_ID))),
+    (wire.encode_relay(THEIR_ID, 1, "v=0"), wire.RelayRequested(THEIR_ID, 1, "v=0")),
+    (wire.encode_relayed(OUR_ID, 3, "full"), wire.RelayedSignal(OUR_ID, 3, "full")),
 ]
 
 
@@ -249,7 +253,7 @@ def test_empty_message_is_rejected() -> None:
         decode(b"")
 
 
-@pytest.mark.parametrize("t", [0x00, 0x0C, 0x7F, 0xFF])
+@pytest.mark.parametrize("t", [0x00, 0x10, 0x7F, 0xFF])
 def test_unknown_message_type_is_rejected(t: int) -> None:
     with pytest.raises(ProtocolError, match="unknown message type"):
         decode(bytes([t]) + b"\x00" * 12)
@@ -259,6 +263,7 @@ FIXED = [
     d
     for d, _ in EXAMPLES
     if d[0] not in (MsgType.CLOSE, MsgType.MANIFEST_DATA, MsgType.BITFIELD, MsgType.PIECE)
+    and d[0] < MsgType.EXTENSIONS  # the extensions' messages have variable parts
 ]
 
 
@@ -894,3 +899,108 @@ def test_a_request_flood_is_a_protocol_error() -> None:
 def test_text_and_oversized_messages_are_protocol_errors(data: bytes | str) -> None:
     with pytest.raises(ProtocolError):
         connected().receive(data)
+
+
+# -- extensions and peer exchange (PROTOCOL.md 3.5) --------------------------------------------
+
+
+def test_extension_messages_have_the_layout_the_doc_gives() -> None:
+    assert wire.encode_extensions({"pex"}) == b"\x0cpex"
+    assert wire.encode_pex([OUR_ID]) == b"\x0d" + OUR_ID
+    assert wire.encode_relay(THEIR_ID, 2, "sdp") == b"\x0e" + THEIR_ID + b"\x02sdp"
+    assert wire.encode_relayed(OUR_ID, 1, "é") == b"\x0f" + OUR_ID + b"\x01" + "é".encode()
+
+
+def test_the_channel_protocol_string_lists_extensions_after_p2p_1() -> None:
+    assert wire.channel_protocol(frozenset()) == "p2p/1"
+    assert wire.channel_protocol({"pex"}) == "p2p/1 pex"
+    assert wire.offered_extensions("p2p/1 pex zzz") == {"pex", "zzz"}
+    for plain in ("p2p/1", "", None, "p2p/2 pex", "p2p/1pex"):
+        assert wire.offered_extensions(plain) is None
+
+
+@pytest.mark.parametrize("data", [
+    b"\x0d" + OUR_ID + b"x",  # not a whole number of ids
+    b"\x0d" + b"".join(bytes([i]) * 16 for i in range(51)),  # 51 ids
+    b"\x0d" + OUR_ID + OUR_ID,  # the same id twice
+    b"\x0e" + THEIR_ID,  # no kind
+    b"\x0e" + THEIR_ID + b"\x04sdp",  # unknown kind
+    b"\x0f" + THEIR_ID + b"\x01" + b"a" * (16 * KiB + 1),  # SDP over 16 KiB
+    b"\x0f" + THEIR_ID + b"\x03" + b"a" * 513,  # busy reason over 512 bytes
+    b"\x0e" + THEIR_ID + b"\x01\xff",  # not UTF-8
+    b"\x0c" + b"p" * 257,  # extension names over 256 bytes
+    b"\x0c\xe9",  # not ASCII
+])
+def test_malformed_extension_messages_are_protocol_errors(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode(data)
+
+
+def test_encoders_refuse_what_the_limits_forbid() -> None:
+    with pytest.raises(ValueError):
+        wire.encode_pex([bytes([i]) * 16 for i in range(51)])
+    with pytest.raises(ValueError):
+        wire.encode_relay(THEIR_ID, 1, "a" * (16 * KiB + 1))
+    with pytest.raises(ValueError):
+        wire.encode_relayed(THEIR_ID, 9, "")
+
+
+def offerer_speaking_pex() -> PeerProtocol:
+    p = PeerProtocol(HASH, OUR_ID)
+    p.offer_extensions(frozenset({"pex"}))
+    p.handshake()
+    p.receive(raw_handshake())
+    return p
+
+
+def test_an_answerer_says_which_offered_extensions_it_speaks_right_after_its_handshake() -> None:
+    p = PeerProtocol(HASH, OUR_ID)
+    p.answer_extensions("p2p/1 pex future")
+    p.handshake()
+    assert decode(p.extensions_message()) == wire.ExtensionsAccepted(frozenset({"pex"}))
+    p.receive(raw_handshake())
+    assert p.speaks_pex
+    assert isinstance(p.receive(wire.encode_pex([THEIR_ID])), wire.PexReceived)
+
+
+def test_a_plain_p2p_1_channel_gets_no_extensions_message_and_no_pex() -> None:
+    p = PeerProtocol(HASH, OUR_ID)
+    p.answer_extensions("p2p/1")  # an old CLI or the page offered
+    p.handshake()
+    assert p.extensions_message() is None
+    p.receive(raw_handshake())
+    assert not p.speaks_pex
+    with pytest.raises(ValueError):
+        p.send_pex([])
+    with pytest.raises(ProtocolError, match="without negotiating"):
+        p.receive(wire.encode_pex([]))
+
+
+def test_the_offerer_speaks_pex_once_the_answerer_accepted_it() -> None:
+    p = offerer_speaking_pex()
+    assert not p.speaks_pex  # an old answerer never says anything: we never send PEX
+    p.receive(wire.encode_extensions({"pex"}))
+    assert p.speaks_pex
+    assert decode(p.send_relay(THEIR_ID, 1, "v=0")) == wire.RelayRequested(THEIR_ID, 1, "v=0")
+
+
+@pytest.mark.parametrize("case", ["not offered", "late", "twice", "unknown name"])
+def test_extensions_out_of_place_are_protocol_errors(case: str) -> None:
+    p = offerer_speaking_pex()
+    if case == "not offered":
+        p = connected()
+    elif case == "late":
+        p.receive(wire.encode_have_all())
+    elif case == "twice":
+        p.receive(wire.encode_extensions({"pex"}))
+    with pytest.raises(ProtocolError):
+        p.receive(wire.encode_extensions({"other"} if case == "unknown name" else {"pex"}))
+
+
+def test_an_answerer_never_accepts_an_extensions_message() -> None:
+    p = PeerProtocol(HASH, OUR_ID)
+    p.answer_extensions("p2p/1 pex")
+    p.handshake()
+    p.receive(raw_handshake())
+    with pytest.raises(ProtocolError):
+        p.receive(wire.encode_extensions({"pex"}))

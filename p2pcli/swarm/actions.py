@@ -74,13 +74,26 @@ class OpenStore:
 
 
 @dataclass(frozen=True, slots=True)
+class Relay:
+    """A connected peer relayed a signal to us (peer exchange): handle it as an offer or
+    answer from a rendezvous (`meet.MeetHandlers.signal`), from `peer` (a "px:" id)."""
+
+    kind: str
+    "offer or answer."
+    peer: str
+    data: dict
+    '{"offer" | "answer": {"type", "sdp"}} or {"busy": reason}.'
+
+
+@dataclass(frozen=True, slots=True)
 class Emit:
     """Report an event."""
 
     event: Event
 
 
-Action = Send | Close | Connect | SignalBusy | Upload | AnswerManifest | Verify | OpenStore | Emit
+Action = (Send | Close | Connect | SignalBusy | Upload | AnswerManifest | Verify | OpenStore
+          | Relay | Emit)
 
 
 class Outbox:

@@ -24,6 +24,7 @@ from .admission import Admission
 from .exchange import PieceExchange
 from .manifest_fetch import ManifestRejected, check_late_answer
 from .peer import Peer
+from .pex import PeerExchange
 from .rates import Rate
 from .serving import Serving
 
@@ -44,6 +45,7 @@ class SwarmCore:
         max_peers: int = 32,
         max_peers_per_address: int | None = None,
         manifest: Manifest | None = None,
+        extensions: frozenset[str] = wire.SUPPORTED_EXTENSIONS,
     ) -> None:
         self.content_hash = content_hash
         self.peer_id = peer_id
@@ -54,6 +56,8 @@ class SwarmCore:
         self.pieces.manifest = manifest
         self.admission = Admission(self.peers, self.out, self.slots, self._drop,
                                    self._new_peer)
+        self.pex = PeerExchange(peer_id, self.peers, self.out, self.admission, self._drop,
+                                lambda: self.wanting, extensions=extensions)
         self.serving = Serving(self.peers, self.pieces)
         self.bytes_up = self.bytes_down = 0
         self.up_rate, self.down_rate = Rate(now), Rate(now)
@@ -72,13 +76,13 @@ class SwarmCore:
             wire.BlockReceived: self._on_block,
             wire.BlockRequested: self._on_request,
             wire.BlockCancelled: lambda p, e, now: None,  # `PeerProtocol` unqueued it
-            wire.BlockRejected: x.on_reject,
-            wire.HaveReceived: x.on_have,
+            wire.BlockRejected: x.on_reject, wire.HaveReceived: x.on_have,
             wire.BitfieldReceived: self._on_availability,
             wire.HaveAllReceived: self._on_availability,
             wire.ManifestRequested: self._on_manifest_request,
             wire.ManifestData: self._on_manifest_data,
             wire.Closed: self._on_close,
+            **self.pex.handlers(),  # the peer exchange extension's messages
         }
 
     # -- outputs ---------------------------------------------------------------------------
@@ -146,12 +150,13 @@ class SwarmCore:
         proto = wire.PeerProtocol(self.content_hash, self.peer_id)
         if self.manifest is not None:
             proto.set_local_manifest_size(len(self.manifest.encoded))
+        self.pex.new_peer(proto, offerer)
         return Peer(peer, proto, offerer=offerer, now=now)
 
     def peer_opened(self, peer: str, address: str | None, connection: str | None,
-                    now: float, pair: str | None = None) -> None:
+                    now: float, pair: str | None = None, protocol: str | None = None) -> None:
         """The data channel opened; `address` keys the per-address limit, `pair` is
-        reported (local -> remote candidate)."""
+        reported (local -> remote candidate), `protocol` lists the offerer's extensions."""
         p = self.peers.get(peer)
         if p is None:
             return
@@ -160,6 +165,7 @@ class SwarmCore:
         p.pair = pair
         if self.admission.opened(p, address, now, REFUSE_GRACE):
             self.out.send(p, p.proto.handshake())
+            self.pex.opened(p, protocol)
 
     @property
     def wanting(self) -> bool:
@@ -196,6 +202,8 @@ class SwarmCore:
                for o in self.peers.values()):
             # Same peer under a new signaling id (e.g. after a server restart).
             self._drop(p, "already connected to this peer", now)
+            return
+        if not self.pex.handshook(p, now):
             return
         self.last_helpful = now
         self.admission.reconnected(p.id)
@@ -340,6 +348,7 @@ class SwarmCore:
         if reason:
             self.out.send(p, p.proto.send_close(reason))
         self.pieces.detach(p)
+        self.pex.forget(p, reason, now)
         self.out.push(act.Close(p.id, linger=bool(reason)))
         if p.proto.remote is not None or ban or warn:
             self.out.emit(ev.PeerLeft(peer=p.id, received=p.bytes_down, sent=p.bytes_up,
@@ -362,6 +371,7 @@ class SwarmCore:
         for p in list(self.peers.values()):
             self._check_deadlines(p, now)
         self.admission.handle_timer(now, wanting=self.wanting)
+        self.pex.tick(now)
         self.pieces.expire(now)
 
     def _pace(self, now: float) -> None:
