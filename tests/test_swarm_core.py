@@ -141,8 +141,9 @@ def test_end_game_asks_a_second_peer_for_the_last_blocks_and_cancels_the_loser()
 def test_a_full_swarm_answers_busy_and_the_refused_peer_retries_after_its_delay() -> None:
     net, _data, m, s = setup(size=64 * 16 * KiB, max_peers=1)
     s.serve_delay = 0.5  # d1 stays busy downloading for a while: it keeps its slot
-    d1 = net.downloader("d1", m.content_hash)
-    d2 = net.downloader("d2", m.content_hash)
+    # Signaling alone: through d1, peer exchange would bring d2 to s first (test_pex.py).
+    d1 = net.downloader("d1", m.content_hash, extensions=frozenset())
+    d2 = net.downloader("d2", m.content_hash, extensions=frozenset())
     net.join(s)
     net.join(d1)
     net.run(lambda: len(d1.pieces) > 0, 10)
@@ -475,7 +476,8 @@ def test_a_seeder_that_offered_and_lost_its_link_is_redialed_by_the_downloader()
 def test_of_two_downloaders_only_the_one_that_offered_redials() -> None:
     # Both want pieces: were both to offer at once, each would drop its own offer to answer
     # the other's. The one that offered the lost link offers again, alone.
-    net, _data, m, s = setup(size=64 * 16 * KiB)
+    # Signaling alone: s would introduce d1 to d2 again by peer exchange (test_pex.py).
+    net, _data, m, s = setup(size=64 * 16 * KiB, extensions=frozenset())
     s.serve_delay = 0.05
     net.join(s)
     d1 = net.downloader("d1", m.content_hash)

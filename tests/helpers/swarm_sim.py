@@ -30,6 +30,7 @@ from p2pcli import wire
 from p2pcli.manifest import Manifest, piece_count_for
 from p2pcli.picker import Picker
 from p2pcli.swarm import actions as act
+from p2pcli.swarm import pex
 from p2pcli.swarm.core import SwarmCore
 
 START = 1000.0  # the fake clock's first reading (any value; not 0, to catch "0 is unset")
@@ -55,9 +56,17 @@ class Link:
     "The offerer."
     b: str
     open: bool = False
+    protocol: str = wire.CHANNEL_PROTOCOL
+    "The offerer's channel protocol string (its extensions)."
+    keys: dict[str, str] = field(default_factory=dict)
+    "What each end calls the other, when not its name (a 'px:' id: met by peer exchange)."
 
     def other(self, name: str) -> str:
         return self.b if name == self.a else self.a
+
+    def key_at(self, name: str) -> str:
+        """The id endpoint `name` knows the other end by."""
+        return self.keys.get(name, self.other(name))
 
 
 class Endpoint:
@@ -74,7 +83,7 @@ class Endpoint:
         """Put `data` on our open link to `peer` (dropped if there is none)."""
         link = self.links.get(peer)
         if link is not None and link.open:
-            self.net.later(lambda: self.net._deliver(link, self.name, peer, data))
+            self.net.later(lambda: self.net._deliver(link, self.name, data))
 
     # What the network tells an endpoint (overridden).
     def offered(self, src: str, link: Link) -> bool:
@@ -95,10 +104,12 @@ class Node(Endpoint):
     def __init__(self, net: Net, name: str, address: str, content_hash: bytes, *,
                  data: bytes | None, manifest: Manifest | None, peer_id: bytes,
                  max_peers: int, max_peers_per_address: int | None,
-                 picker: Callable[[Manifest], Picker] | None) -> None:
+                 picker: Callable[[Manifest], Picker] | None,
+                 extensions: frozenset[str] = wire.SUPPORTED_EXTENSIONS) -> None:
         super().__init__(net, name, address)
         self.core = SwarmCore(content_hash, peer_id, now=net.now, manifest=manifest,
-                              max_peers=max_peers, max_peers_per_address=max_peers_per_address)
+                              max_peers=max_peers, max_peers_per_address=max_peers_per_address,
+                              extensions=extensions)
         self.pieces: dict[int, bytes] = {}
         "What we hold, verified: every piece for a seeder."
         if manifest is not None:
@@ -116,6 +127,8 @@ class Node(Endpoint):
         "Pieces this node serves with one byte flipped."
         self._serving: set[str] = set()
         self.verify_log: list[tuple[int, bool]] = []
+        self.pex_offers: list[tuple[str, bool]] = []
+        "Offers made through peer exchange: (to whom, whether a via took it)."
 
     # -- queries for tests
 
@@ -164,12 +177,18 @@ class Node(Endpoint):
             link = self.links.pop(a.peer, None)
             self._serving.discard(a.peer)
             if link is not None:
-                net.later(lambda: net._hang_up(link, self.name, a.peer))
+                net.later(lambda: net._hang_up(link, self.name))
+        elif isinstance(a, act.Connect) and a.peer.startswith(pex.PREFIX):
+            self._dial_pex(a.peer)
         elif isinstance(a, act.Connect):
-            link = self.links[a.peer] = Link(self.name, a.peer)
+            link = self.links[a.peer] = Link(self.name, a.peer, protocol=self.protocol)
             net.later(lambda: net._offer(link))
+        elif isinstance(a, act.SignalBusy) and a.peer.startswith(pex.PREFIX):
+            core.pex.send_signal("answer", a.peer, {"busy": a.reason}, net.now)
         elif isinstance(a, act.SignalBusy):
             net.later(lambda: net._busy(self.name, a.peer))
+        elif isinstance(a, act.Relay):
+            self._relayed(a)
         elif isinstance(a, act.Upload):
             if not self.serving_stalled and a.peer not in self._serving:
                 self._serving.add(a.peer)
@@ -189,6 +208,50 @@ class Node(Endpoint):
             core.store_opened(a.manifest, picker, offers_pieces=True, now=net.now)
         else:  # pragma: no cover - a new action kind the harness must learn
             raise AssertionError(f"unknown action {a!r}")
+
+    # -- peer exchange: what node.py's PexMeeting does. The "SDP" is a token naming the
+    # simulated link; a connection opens when the offerer takes the answer.
+
+    @property
+    def protocol(self) -> str:
+        return self.core.pex.channel_protocol
+
+    def _dial_pex(self, key: str) -> None:
+        net = self.net
+        target = net.by_peer_id(pex.id_of(key))
+        link = self.links[key] = Link(self.name, target or f"nobody-{key}",
+                                      protocol=self.protocol, keys={self.name: key})
+        sent = self.core.pex.send_signal("offer", key, {"offer": {"type": "offer",
+                                                                  "sdp": net.token(link)}},
+                                         net.now)
+        self.pex_offers.append((key, sent))
+        net.later(lambda: net._never_opened(link), 15.0)  # unless an answer opens it
+
+    def _relayed(self, a: act.Relay) -> None:
+        net, core = self.net, self.core
+        if a.kind == "offer":
+            link = net.pending.get(a.data["offer"]["sdp"])
+            if link is None or link.b != self.name:  # forged: nobody is at the other end
+                link = Link(f"nobody-{a.peer}", self.name)
+            admitted = core.admission.offer_received(a.peer, net.now)
+            self.drain()
+            if admitted:
+                link.keys[self.name] = a.peer
+                self.links[a.peer] = link
+                core.pex.send_signal("answer", a.peer, {"answer": {"type": "answer",
+                                                                   "sdp": net.token(link)}},
+                                     net.now)
+                net.later(lambda: self._answer_timeout(a.peer, link), 15.0)
+        elif core.admission.expects_answer(a.peer):
+            if isinstance(a.data.get("busy"), str):
+                core.admission.answered_busy(a.peer, net.now)
+            elif (link := self.links.get(a.peer)) is not None and (
+                    net.pending.get(a.data["answer"]["sdp"]) is link):
+                net.later(lambda: net._open(link))
+
+    def _answer_timeout(self, key: str, link: Link) -> None:
+        if self.links.get(key) is link and not link.open:
+            self.core.admission.connect_failed(key, "connection timed out", self.net.now)
 
     def _verify(self, a: act.Verify) -> None:
         m = self.core.manifest
@@ -235,8 +298,8 @@ class Node(Endpoint):
         return admitted
 
     def opened(self, peer: str, link: Link) -> None:
-        src = self.net.endpoints[peer]
-        self.core.peer_opened(peer, src.address, "host", self.net.now)
+        src = self.net.endpoints[link.other(self.name)]
+        self.core.peer_opened(peer, src.address, "host", self.net.now, protocol=link.protocol)
 
     def received(self, peer: str, data: bytes) -> None:
         self.core.data_received(peer, data, self.net.now)
@@ -274,6 +337,10 @@ class Raw(Endpoint):
         self.refused_busy: list[str] = []
         "Peers that answered our offer with busy."
         self.accept = True
+        self.protocol = wire.CHANNEL_PROTOCOL
+        "The channel protocol string of our offers ('p2p/1 pex' to speak peer exchange)."
+        self.peer_id = b"raw-peer-id-0001"
+        "The id it handshakes with (tests keep it in step with `Wire.peer_id`)."
 
     def got(self, kind: type | None = None, peer: str | None = None) -> list[Any]:
         return [e for p, e in self.inbox
@@ -282,16 +349,16 @@ class Raw(Endpoint):
     def send(self, peer: str, data: bytes | str) -> None:
         link = self.links.get(peer)
         assert link is not None and link.open, f"{self.name} has no open link to {peer}"
-        self.net.later(lambda: self.net._deliver(link, self.name, peer, data))
+        self.net.later(lambda: self.net._deliver(link, self.name, data))
 
     def connect(self, peer: str) -> None:
         """Offer a connection to `peer` (as if its name came in a peer list)."""
-        link = self.links[peer] = Link(self.name, peer)
+        link = self.links[peer] = Link(self.name, peer, protocol=self.protocol)
         self.net.later(lambda: self.net._offer(link))
 
     def hang_up(self, peer: str) -> None:
         link = self.links.pop(peer)
-        self.net.later(lambda: self.net._hang_up(link, self.name, peer))
+        self.net.later(lambda: self.net._hang_up(link, self.name))
 
     def offered(self, src: str, link: Link) -> bool:
         if self.accept:
@@ -320,6 +387,22 @@ class Net:
         self._due: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._ids = itertools.count(1)
+        self.pending: dict[str, Link] = {}
+        "Links being set up through peer exchange, by the token their offer carries."
+
+    def token(self, link: Link) -> str:
+        """The stand-in for an SDP: it names `link`."""
+        t = f"sim-link-{id(link)}"
+        self.pending[t] = link
+        return t
+
+    def by_peer_id(self, peer_id: bytes | None) -> str | None:
+        """The endpoint that handshakes with `peer_id`."""
+        for e in self.endpoints.values():
+            pid = e.core.peer_id if isinstance(e, Node) else getattr(e, "peer_id", None)
+            if pid == peer_id:
+                return e.name
+        return None
 
     # -- building
 
@@ -333,11 +416,12 @@ class Net:
               manifest: Manifest | None, address: str | None = None,
               peer_id: bytes | None = None, max_peers: int = 32,
               max_peers_per_address: int | None = None,
-              picker: Callable[[Manifest], Picker] | None = None) -> Node:
+              picker: Callable[[Manifest], Picker] | None = None,
+              extensions: frozenset[str] = wire.SUPPORTED_EXTENSIONS) -> Node:
         n = Node(self, name, address or f"10.0.0.{next(self._ids)}", content_hash, data=data,
                  manifest=manifest, peer_id=peer_id or name.encode().ljust(16, b"."),
                  max_peers=max_peers, max_peers_per_address=max_peers_per_address,
-                 picker=picker)
+                 picker=picker, extensions=extensions)
         self.endpoints[name] = n
         return n
 
@@ -359,7 +443,7 @@ class Net:
         """`ep` goes away: its links close and signaling tells everyone it left."""
         for peer, link in list(ep.links.items()):
             del ep.links[peer]
-            self.later(lambda link=link, peer=peer: self._hang_up(link, ep.name, peer))
+            self.later(lambda link=link: self._hang_up(link, ep.name))
         del self.endpoints[ep.name]
         for n in self.nodes():
             n.core.admission.signaling_left(ep.name, self.now)
@@ -370,8 +454,8 @@ class Net:
         ea, eb = self.endpoints[a], self.endpoints[b]
         link = ea.links[b]
         assert eb.links.get(a) is link and link.open
-        self.later(lambda: self._hang_up(link, b, a))
-        self.later(lambda: self._hang_up(link, a, b))
+        self.later(lambda: self._hang_up(link, b))
+        self.later(lambda: self._hang_up(link, a))
 
     # -- what happens on the wire
 
@@ -392,7 +476,7 @@ class Net:
 
     def _never_opened(self, link: Link) -> None:
         src = self.endpoints.get(link.a)
-        if isinstance(src, Node) and src.links.get(link.b) is link:
+        if isinstance(src, Node) and src.links.get(link.key_at(link.a)) is link and not link.open:
             src.core.admission.connect_failed(link.b, "connection timed out", self.now)
 
     def _busy(self, who: str, peer: str) -> None:
@@ -402,27 +486,31 @@ class Net:
 
     def _open(self, link: Link) -> None:
         ends = [self.endpoints.get(link.a), self.endpoints.get(link.b)]
-        if not all(e is not None and e.links.get(link.other(e.name)) is link for e in ends):
+        if link.open:
+            return
+        if not all(e is not None and e.links.get(link.key_at(e.name)) is link for e in ends):
             for e in ends:  # one side closed it while it connected
-                if e is not None and e.links.get(link.other(e.name)) is link:
-                    e.closed(link.other(e.name), link)
+                if e is not None and e.links.get(link.key_at(e.name)) is link:
+                    e.closed(link.key_at(e.name), link)
             return
         link.open = True
         for e in ends:
             assert e is not None
-            e.opened(link.other(e.name), link)
+            e.opened(link.key_at(e.name), link)
             if isinstance(e, Node):
                 e.drain()  # the handshake goes first, as node.py does
 
-    def _deliver(self, link: Link, src: str, dst: str, data: bytes | str) -> None:
+    def _deliver(self, link: Link, src: str, data: bytes | str) -> None:
+        dst = link.other(src)
         ep = self.endpoints.get(dst)
-        if ep is not None and ep.links.get(src) is link:
-            ep.received(src, data)
+        if ep is not None and ep.links.get(link.key_at(dst)) is link:
+            ep.received(link.key_at(dst), data)
 
-    def _hang_up(self, link: Link, src: str, dst: str) -> None:
+    def _hang_up(self, link: Link, src: str) -> None:
+        dst = link.other(src)
         ep = self.endpoints.get(dst)
-        if ep is not None and ep.links.get(src) is link:
-            ep.closed(src, link)
+        if ep is not None and ep.links.get(link.key_at(dst)) is link:
+            ep.closed(link.key_at(dst), link)
 
     # -- running
 
