@@ -15,6 +15,7 @@ from .common import (
     LanOpt,
     MaxPeersOpt,
     MaxPeersPerAddressOpt,
+    PeerJSOpt,
     QuietOpt,
     RetriesOpt,
     SignalOpt,
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         signal: SignalOpt = None,
         tracker: TrackerOpt = None,
+        peerjs: PeerJSOpt = None,
         timeout: TimeoutOpt = 10.0,
         retries: RetriesOpt = 3,
         force: ForceOpt = False,
@@ -83,7 +85,7 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
         t, config = target_config(
-            target, signal, ice_server, token, tracker,
+            target, signal, ice_server, token, tracker, peerjs,
             timeout=timeout, retries=retries, max_peers=max_peers,
             max_peers_per_address=max_peers_per_address,
         )

@@ -14,12 +14,14 @@ from .common import (
     LanOpt,
     MaxPeersOpt,
     MaxPeersPerAddressOpt,
+    PeerJSOpt,
     QuietOpt,
     SignalOpt,
     TokenOpt,
     TrackerOpt,
     VerboseOpt,
     parse_ice_hosts,
+    parse_peerjs,
     parse_public_host,
     parse_rate,
     parse_trackers,
@@ -39,6 +41,7 @@ def register(app: typer.Typer) -> None:
         file: Annotated[str, typer.Argument(help="The file to share.", show_default=False)],
         signal: SignalOpt = None,
         tracker: TrackerOpt = None,
+        peerjs: PeerJSOpt = None,
         max_upload_rate: Annotated[
             str | None,
             typer.Option(
@@ -106,6 +109,7 @@ def register(app: typer.Typer) -> None:
             max_peers=max_peers,
             max_peers_per_address=max_peers_per_address,
             trackers=parse_trackers(tracker),
+            peerjs=parse_peerjs(peerjs),
         )
         reporter = Reporter(quiet=quiet, json=json)
 
