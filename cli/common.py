@@ -59,6 +59,17 @@ PeerJSOpt = Annotated[
         show_default=False,
     ),
 ]
+PublicOpt = Annotated[
+    bool,
+    typer.Option(
+        "--public",
+        envvar="P2P_PUBLIC",
+        help="Also meet peers across the internet with no server of your own: announce to "
+        "well-known public WebTorrent trackers and use a public STUN server (lists in "
+        "README; your config file may replace them). Without it, p2p contacts only the "
+        "LAN and the servers you name (link, --signal, --tracker, --peerjs, --ice-server).",
+    ),
+]
 IceServerOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -194,6 +205,7 @@ def target_config(
     token: str | None,
     tracker: list[str] | None = None,
     peerjs: list[str] | None = None,
+    public: bool = False,
     **kwargs,
 ) -> tuple[Target, SwarmConfig]:
     """Parse HASH_OR_LINK. Signaling URLs come from --signal, else the link, else (with no
@@ -202,12 +214,25 @@ def target_config(
     from p2pcli.link import DEFAULT_SIGNAL, parse_target
 
     t = parse_target(target)
+    tracker, ice_server = with_public(public, tracker, ice_server)
     trackers = list(dict.fromkeys([*parse_trackers(tracker), *t.trackers]))
     servers = list(dict.fromkeys([*parse_peerjs(peerjs), *t.peerjs]))
     others = trackers or servers
     urls = split_urls(signal) or list(t.signals) or ([] if others else [DEFAULT_SIGNAL])
     return t, swarm_config(urls, ice_server, token or t.token, trackers=trackers,
                            peerjs=servers, **kwargs)
+
+
+def with_public(public: bool, tracker: list[str] | None, ice_server: list[str] | None
+                ) -> tuple[list[str] | None, list[str] | None]:
+    """--tracker and --ice-server, with --public's trackers added and its STUN server used
+    unless the user named ICE servers (p2pcli/publicnet.py)."""
+    if not public:
+        return tracker, ice_server
+    from p2pcli import publicnet
+
+    servers = publicnet.load()
+    return [*(tracker or []), *servers.trackers], ice_server or list(servers.stun) or None
 
 
 def parse_trackers(values: Iterable[str] | None) -> list[str]:

@@ -15,6 +15,7 @@ from .common import (
     MaxPeersOpt,
     MaxPeersPerAddressOpt,
     PeerJSOpt,
+    PublicOpt,
     QuietOpt,
     SignalOpt,
     TokenOpt,
@@ -28,6 +29,7 @@ from .common import (
     setup_logging,
     split_urls,
     swarm_config,
+    with_public,
 )
 
 # p2pcli.seed.DEFAULT_EMBEDDED_PORT, repeated so that --help does not import the swarm
@@ -42,6 +44,7 @@ def register(app: typer.Typer) -> None:
         signal: SignalOpt = None,
         tracker: TrackerOpt = None,
         peerjs: PeerJSOpt = None,
+        public: PublicOpt = False,
         max_upload_rate: Annotated[
             str | None,
             typer.Option(
@@ -98,9 +101,10 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(verbose)
         hosts = parse_ice_hosts(ice_host)
-        public = parse_public_host(public_host)
+        link_host = parse_public_host(public_host)
         patches.apply(host_addresses=hosts)
         urls = split_urls(signal)
+        tracker, ice_server = with_public(public, tracker, ice_server)
         config = swarm_config(
             urls,
             ice_server,
@@ -124,7 +128,7 @@ def register(app: typer.Typer) -> None:
             path=file,
             embedded_signal=not urls,
             signal_port=port,
-            public_host=public or (hosts[0] if hosts else None),
+            public_host=link_host or (hosts[0] if hosts else None),
             lan=lan,
             lan_hosts=hosts,
         )
