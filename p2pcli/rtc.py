@@ -95,11 +95,12 @@ class PeerLink:
                 raise LinkClosed("peer connection closed during setup") from e
             raise
 
-    async def make_offer(self) -> dict:
-        """Offerer side: open the channel and return the offer (all candidates included)."""
+    async def make_offer(self, protocol: str = CHANNEL_PROTOCOL) -> dict:
+        """Offerer side: open the channel and return the offer (all candidates included).
+        `protocol` is the channel's protocol string: "p2p/1" and the extensions we speak."""
         with self._setup_step():
             self._attach(
-                self.pc.createDataChannel(CHANNEL_LABEL, ordered=True, protocol=CHANNEL_PROTOCOL)
+                self.pc.createDataChannel(CHANNEL_LABEL, ordered=True, protocol=protocol)
             )
             await self.pc.setLocalDescription(await self.pc.createOffer())
         d = self.pc.localDescription
@@ -171,6 +172,11 @@ class PeerLink:
         self._low.set()
 
     # -- data ------------------------------------------------------------------------------
+
+    @property
+    def channel_protocol(self) -> str | None:
+        """The channel's protocol string, as its offerer set it (None: no channel)."""
+        return self.channel.protocol if self.channel else None
 
     @property
     def buffered(self) -> int:

@@ -32,6 +32,7 @@ from .config import SwarmConfig
 from .core import SwarmCore
 from .limiter import RateLimiter
 from .meet import MeetHandlers, Meeting, build_meetings, meeting_for, start_all
+from .pexmeet import PexMeeting
 from .uploader import Uploader
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class Swarm:
                            stats=self._tracker_stats),
             self.emit,
         )
+        self.meetings.append(PexMeeting(self.core, self._drain))  # our peers relay for others
         self.core.wait_from(time.monotonic())  # `--timeout` counts from here
         self._spawn(self._timer())
 
@@ -170,6 +172,8 @@ class Swarm:
                                         {"hash": self.content_id, "busy": a.reason}))
             elif isinstance(a, act.OpenStore):
                 self._spawn(self._open_store(a.manifest))
+            elif isinstance(a, act.Relay):  # peer exchange: as a rendezvous' offer / answer
+                self._spawn(self._on_signal(a.kind, a.peer, a.data))
 
     def _peer_task(self, peer: str, coro) -> None:
         if peer not in self.links:
@@ -211,7 +215,7 @@ class Swarm:
 
     async def _new_offer(self) -> tuple[PeerLink, dict]:
         link = PeerLink.create(self.config.ice_servers)
-        return link, await link.make_offer()
+        return link, await link.make_offer(self.core.pex.channel_protocol)
 
     async def _adopt(self, peer: str, link: PeerLink, answer: dict) -> None:
         """`peer` answered an offer a tracker carried: the link becomes its connection."""
@@ -277,7 +281,7 @@ class Swarm:
 
     async def _run_offer(self, peer: str, link: PeerLink) -> None:
         try:
-            offer = await link.make_offer()
+            offer = await link.make_offer(self.core.pex.channel_protocol)
         except LinkClosed:
             self._forget(peer, link, None)  # it left while we were making the offer
             return
@@ -317,7 +321,7 @@ class Swarm:
             return
         self.core.peer_opened(peer, address_key(link.remote_candidate()),
                               link.candidate_pair_kind(), time.monotonic(),
-                              link.candidate_pair())
+                              link.candidate_pair(), link.channel_protocol)
         self._drain()  # the handshake goes first: the handler may answer early messages
         if self.links.get(peer) is link:
             link.on_message = lambda m: self._on_message(peer, link, m)

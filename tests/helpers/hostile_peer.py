@@ -27,6 +27,10 @@ As a requester (what a seeder sees):
   manifestloop   asks for the manifest again each time it arrives, 3000 times
   leech        has nothing, downloads from peers that have everything, block after block,
                forever (a useful peer to a seeder); hangs up on peers that lack the manifest
+Peer exchange (it offers "p2p/1 pex", docs/PROTOCOL.md 3.5; prints each RELAY it is sent):
+  pexnames     lists 50 made-up peer ids in a PEX, relays nothing
+  pexflood     sends PEX after PEX
+  relayflood   sends 100 RELAYs at once
 """
 
 from __future__ import annotations
@@ -77,6 +81,14 @@ async def main(url: str, path: str, mode: str) -> None:
                 link.send_nowait(wire.encode_manifest_request(0, wire.MANIFEST_CHUNK))
         elif mode == "manifestloop":
             link.send_nowait(wire.encode_manifest_request(0, wire.MANIFEST_CHUNK))
+        elif mode == "pexnames":
+            link.send_nowait(wire.encode_pex([os.urandom(16) for _ in range(50)]))
+        elif mode == "pexflood":
+            for _ in range(20):
+                link.send_nowait(wire.encode_pex([os.urandom(16)]))
+        elif mode == "relayflood":
+            for _ in range(100):
+                link.send_nowait(wire.encode_relay(os.urandom(16), wire.Signal.OFFER, "v=0"))
 
     def next_block(proto: wire.PeerProtocol, n: int) -> bytes:
         block = min(m.piece_size, proto.max_block)
@@ -108,6 +120,8 @@ async def main(url: str, path: str, mode: str) -> None:
         loops = 0
         chash = os.urandom(32) if mode == "wronghash" else m.content_hash
         proto = wire.PeerProtocol(chash, peer_id)
+        if PEX_MODE:
+            proto.offer_extensions(frozenset({wire.PEX}))
         proto.set_geometry(wire.Geometry(m.piece_count, m.piece_size, m.size))
         link.send_nowait(proto.handshake())
         queue: asyncio.Queue = asyncio.Queue()
@@ -141,11 +155,19 @@ async def main(url: str, path: str, mode: str) -> None:
                     loops += 1
                     link.send_nowait(next_block(proto, loops))
                 continue
+            if isinstance(ev, wire.RelayRequested):
+                print(f"hostile: asked to relay to {ev.target.hex()}", file=sys.stderr,
+                      flush=True)
+                continue
+            if PEX_MODE and isinstance(ev, wire.ExtensionsAccepted):
+                await attack(link)  # it speaks pex: now the attack is in the protocol
+                continue
             if isinstance(ev, wire.Handshake):
                 print(f"hostile: handshake received, attacking ({mode})", file=sys.stderr,
                       flush=True)
                 link.send_nowait(wire.encode_have_all())
-                await attack(link)
+                if not PEX_MODE:
+                    await attack(link)
             elif isinstance(ev, wire.ManifestData) and mode == "manifestloop":
                 loops += 1
                 if loops < 3000:
@@ -186,7 +208,7 @@ async def main(url: str, path: str, mode: str) -> None:
 
     async def offer(peer: str) -> None:
         link = links[peer] = PeerLink.create([])
-        sdp = await link.make_offer()
+        sdp = await link.make_offer("p2p/1 pex" if PEX_MODE else wire.CHANNEL_PROTOCOL)
         await client.send("offer", peer, {"hash": content_id, "offer": sdp})
         tasks.add(asyncio.ensure_future(serve(link, peer)))
 
@@ -202,4 +224,5 @@ async def main(url: str, path: str, mode: str) -> None:
 
 
 if __name__ == "__main__":
+    PEX_MODE = sys.argv[3].startswith(("pex", "relay"))
     asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
