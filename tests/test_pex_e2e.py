@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import io
-import signal
 import subprocess
 import sys
 import tarfile

@@ -4,7 +4,8 @@
 threads. The other modules each hold one concern of the core: `peer` (what we know of one
 peer), `manifest_fetch` (getting the manifest from a peer), `rates`, `actions` (what the
 core asks the adapter to do), `diagnose` (the error when nobody could help), `config` and
-`limiter` (the upload limit).
+`limiter` (the upload limit), `pex` and `pexmeet` (peer exchange: the policy, and the
+meeting that carries its signals).
 """
 
 from __future__ import annotations
