@@ -153,7 +153,7 @@ def fake_ids(n: int) -> list[bytes]:
 
 def test_ids_a_hostile_peer_names_are_offered_only_through_it_and_only_a_few_at_once() -> None:
     net, _data, m, a = setup()
-    a.serve_delay = 0.5
+    a.serve_delay = 5.0  # d still wants pieces long after r's dials failed
     d = net.downloader("d", m.content_hash)
     meet(net, d, "a")
     net.run(lambda: d.core.usable_peers(), 5)
@@ -166,8 +166,22 @@ def test_ids_a_hostile_peer_names_are_offered_only_through_it_and_only_a_few_at_
     assert ext_types(d, "a") == [wire.MsgType.PEX] * len(ext_types(d, "a")), \
         "nothing named by r went to a"
     assert all(k.startswith(PREFIX) or k in ("a", "evil") for k in d.core.peers)
-    net.run_for(20)  # nobody answers: those dials fail, others take their place
-    assert len(r.got(wire.RelayRequested, "d")) <= 2 * MAX_DIALING
+    net.run_for(2 * pex.RETRY_AFTER + 20)  # nobody answers: those dials fail...
+    assert not d.complete
+    assert len(r.got(wire.RelayRequested, "d")) == MAX_DIALING, "...and r introduces no more"
+    assert d.core.pex.via_failures["evil"] >= pex.MAX_FAILURES
+
+
+def test_offers_relayed_through_one_peer_hold_at_most_a_few_slots() -> None:
+    net, _data, m, _a = setup()
+    d = net.downloader("d", m.content_hash)
+    r, _ = pex_raw(net, d)
+    for pid in fake_ids(10):  # within the signal budget, from ten made-up sources
+        r.send("d", wire.encode_relayed(pid, wire.Signal.OFFER, "forged"))
+    net.run_for(1)
+    assert len(d.did(act.Relay)) == MAX_DIALING
+    assert len([k for k in d.core.peers if k.startswith(PREFIX)]) == MAX_DIALING
+    assert "evil" in d.core.peers, "within the budget: not a flood"
 
 
 def test_a_pex_flood_drops_and_bans_the_peer() -> None:

@@ -9,17 +9,19 @@ The policy, in the order things happen:
   PEX_INTERVAL. Ids only, never addresses: a listed peer is reached through us.
 - Dial: only while we want something and have a free slot; only ids that a connected peer
   listed; never ourselves, a peer we are connected to or already dialing, a banned one, or
-  one whose dials failed lately; at most MAX_DIALING at once. The offer goes as a RELAY to
-  the peer that listed the id (its "via"). Two peers that dial each other at once: the
-  lower peer id keeps its offer, the other answers it.
+  one whose dials failed lately; at most MAX_DIALING at once, and none through a peer
+  whose last MAX_FAILURES introductions all failed. The offer goes as a RELAY to the peer
+  that listed the id (its "via"). Two peers that dial each other at once: the lower peer
+  id keeps its offer, the other answers it.
 - Relay (the middle peer): only between two ready peers that speak pex; the source is
   stamped with the sender's peer id from its handshake, so nobody can speak for another;
   each link's signals go within a token bucket (SIGNAL_BURST, then one per SIGNAL_REFILL),
   the excess dropped. A peer that sends more than twice that, or PEX more often than
   PEX_BURST then one per PEX_INTERVAL / 2, floods: it is dropped and banned.
 - Be dialed: a relayed offer goes to admission like a rendezvous' offer, from the id
-  "px:<source peer id, hex>"; an answer counts only through the via our offer went to; the
-  peer that handshakes on such a connection must have the id it was introduced by.
+  "px:<source peer id, hex>", at most MAX_DIALING through one peer still opening at once;
+  an answer counts only through the via our offer went to; the peer that handshakes on
+  such a connection must have the id it was introduced by.
 What a hostile peer can do with this: name ids (we offer only through it, so it reaches
 no one else) and relay SDP of its choosing, at the rate above and to our free slots, as a
 peer on a signaling server can.
@@ -100,6 +102,8 @@ class PeerExchange:
         "Peer exchange id -> (the peer relaying its signals, since when)."
         self.failures: dict[bytes, tuple[int, float]] = {}
         "Peer ids whose dials failed: (how many, when to try again)."
+        self.via_failures: dict[str, int] = {}
+        "Dials through each via that failed since one through it last got through."
         self.relayed = 0
         "Signals we relayed between two of our peers."
 
@@ -136,6 +140,7 @@ class PeerExchange:
             return False
         if pid is not None:
             self.failures.pop(pid, None)
+            self.via_failures.pop(self.via.get(p.id, ("",))[0], None)
         self.tell(p, now)
         return True
 
@@ -143,12 +148,16 @@ class PeerExchange:
         """`p` was dropped (`reason`: not on purpose)."""
         self.heard.pop(p.id, None)
         self.told.pop(p.id, None)
+        self.via_failures.pop(p.id, None)
         for k in ("pex", "in", "out"):
             self.buckets.pop((p.id, k), None)
         pid = id_of(p.id)
         if pid is not None and p.offerer and p.proto.remote is None and reason:
             n = self.failures.get(pid, (0, 0.0))[0] + 1
             self.failures[pid] = (n, now + RETRY_AFTER)
+            via = self.via.get(p.id, ("",))[0]
+            if via in self.peers:  # it listed a peer we could not reach through it
+                self.via_failures[via] = self.via_failures.get(via, 0) + 1
 
     # -- telling ---------------------------------------------------------------------------
 
@@ -201,6 +210,8 @@ class PeerExchange:
                     mine is not None and mine.offerer and mine.opened_at is None
                     and self.own_id < src):
                 return  # connected already, or both dialed: the lower id's offer stands
+            if self._answering_through(p.id) >= MAX_DIALING:
+                return  # made-up offers would hold our slots until each timed out
             self.via[key] = (p.id, now)
             self.out.push(act.Relay("offer", key, {"offer": {"type": "offer",
                                                                "sdp": e.payload}}))
@@ -249,8 +260,8 @@ class PeerExchange:
         connected = {p.proto.remote.peer_id for p in self.peers.values() if p.proto.remote}
         for via, ids in list(self.heard.items()):
             v = self.peers.get(via)
-            if v is None or not v.ready:
-                continue
+            if v is None or not v.ready or self.via_failures.get(via, 0) >= MAX_FAILURES:
+                continue  # gone, or the peers it names cannot be reached through it
             for pid in ids:
                 if dialing >= MAX_DIALING or adm.slots.full:
                     return
@@ -289,6 +300,11 @@ class PeerExchange:
             if q.ready and q.proto.remote is not None and q.proto.remote.peer_id == peer_id:
                 return q
         return None
+
+    def _answering_through(self, via: str) -> int:
+        """Connections we answered, offered through `via`, not open yet."""
+        return sum(1 for k, q in self.peers.items() if k.startswith(PREFIX) and not q.offerer
+                   and q.opened_at is None and self.via.get(k, ("",))[0] == via)
 
     def _bucket(self, p: Peer, kind: str, burst: int, every: float, now: float) -> bool:
         b = self.buckets.get((p.id, kind))

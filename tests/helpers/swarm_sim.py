@@ -476,8 +476,9 @@ class Net:
 
     def _never_opened(self, link: Link) -> None:
         src = self.endpoints.get(link.a)
-        if isinstance(src, Node) and src.links.get(link.key_at(link.a)) is link and not link.open:
-            src.core.admission.connect_failed(link.b, "connection timed out", self.now)
+        key = link.key_at(link.a)
+        if isinstance(src, Node) and src.links.get(key) is link and not link.open:
+            src.core.admission.connect_failed(key, "connection timed out", self.now)
 
     def _busy(self, who: str, peer: str) -> None:
         ep = self.endpoints.get(peer)
