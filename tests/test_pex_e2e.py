@@ -110,6 +110,22 @@ def test_a_peer_that_floods_peer_exchange_is_dropped(procs: Procs, signal_url: s
     assert reason in left[0]["reason"]
 
 
+def test_forged_relays_reach_nobody_and_cost_the_fetch_nothing(procs: Procs, signal_url: str):
+    src = make_file(procs.workdir / "src.bin", 2_000_000)
+    _, link = procs.seed(src, signal_url, "--max-upload-rate", "300k")
+    f = procs.fetch(link, "-o", "out.bin", name="fetch")
+    f.wait_for(lambda p: events_of(p, "peer-joined"), 30, "the fetch connected")
+    h, hid = hostile_after(procs, signal_url, src, "forgedrelay")
+    h.wait_for(lambda p: p.stderr.count("speaks pex, attacking") >= 2, 30, "the attack")
+    assert f.wait(90) == 0, f.stderr
+    assert sha256(procs.workdir / "out.bin") == sha256(src)
+    joined = [e["peer"] for e in events_of(f, "peer-joined")]
+    assert hid in joined and not [p for p in joined if p.startswith(PREFIX)], joined
+    assert not [e for e in events_of(f, "peer-left") if e["peer"] == hid and "flood" in
+                (e.get("reason") or "")], "within the budget: not dropped for it"
+    assert "Traceback" not in f.stderr and "internal error" not in f.stderr
+
+
 def test_ids_a_hostile_peer_names_are_offered_through_it_alone_and_never_reached(
         procs: Procs, signal_url: str):
     src = make_file(procs.workdir / "src.bin", 3_000_000)
@@ -117,6 +133,7 @@ def test_ids_a_hostile_peer_names_are_offered_through_it_alone_and_never_reached
     f = procs.fetch(link, "-o", "out.bin", name="fetch")
     f.wait_for(lambda p: events_of(p, "peer-joined"), 30, "the fetch connected")
     h, hid = hostile_after(procs, signal_url, src, "pexnames")
+    h.wait_for(lambda p: p.stderr.count("speaks pex, attacking") >= 2, 30, "the attack")
     assert f.wait(90) == 0, f.stderr
     assert sha256(procs.workdir / "out.bin") == sha256(src)
     joined = [e["peer"] for e in events_of(f, "peer-joined")]

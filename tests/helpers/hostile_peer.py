@@ -31,6 +31,8 @@ Peer exchange (it offers "p2p/1 pex", docs/PROTOCOL.md 3.5; prints each RELAY it
   pexnames     lists 50 made-up peer ids in a PEX, relays nothing
   pexflood     sends PEX after PEX
   relayflood   sends 100 RELAYs at once
+  forgedrelay  relays offers (unparsable SDP) from made-up peers, and answers to offers
+               nobody made, within the signal budget
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ async def main(url: str, path: str, mode: str) -> None:
         elif mode == "relayflood":
             for _ in range(100):
                 link.send_nowait(wire.encode_relay(os.urandom(16), wire.Signal.OFFER, "v=0"))
+        elif mode == "forgedrelay":
+            for i in range(wire.SIGNAL_BURST):
+                kind = wire.Signal.OFFER if i % 2 else wire.Signal.ANSWER
+                link.send_nowait(wire.encode_relayed(os.urandom(16), kind, "v=0 forged"))
 
     def next_block(proto: wire.PeerProtocol, n: int) -> bytes:
         block = min(m.piece_size, proto.max_block)
@@ -160,6 +166,8 @@ async def main(url: str, path: str, mode: str) -> None:
                       flush=True)
                 continue
             if PEX_MODE and isinstance(ev, wire.ExtensionsAccepted):
+                print(f"hostile: {peer} speaks pex, attacking ({mode})", file=sys.stderr,
+                      flush=True)
                 await attack(link)  # it speaks pex: now the attack is in the protocol
                 continue
             if isinstance(ev, wire.Handshake):
@@ -224,5 +232,5 @@ async def main(url: str, path: str, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    PEX_MODE = sys.argv[3].startswith(("pex", "relay"))
+    PEX_MODE = sys.argv[3].startswith(("pex", "relay", "forged"))
     asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
