@@ -187,3 +187,12 @@ def test_two_peers_meet_through_the_real_tracker(tracker: tuple[str, Proc]):
     asyncio.run(main())
     warnings = [line for line in server.stderr.splitlines() if line]
     assert warnings == ["warning: invalid info_hash"], warnings
+
+
+def test_a_new_connection_announces_at_once_and_says_started_again():
+    s = session()
+    s.announce(0.0, [], left=1)
+    assert not s.due(1.0)
+    s.restart()
+    assert s.due(1.0)
+    assert json.loads(s.announce(1.0, [], left=1))["event"] == "started"

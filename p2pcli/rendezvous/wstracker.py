@@ -145,6 +145,12 @@ class TrackerSession:
         if len(self.info_hash) != ID_LEN or len(self.peer_id) != ID_LEN:
             raise ValueError("info_hash and peer_id have 20 bytes")
 
+    def restart(self) -> None:
+        """A new connection to the tracker: it forgot us with the old one, so the next
+        announce goes at once and says `started` again (offers in flight stay valid)."""
+        self.started = False
+        self.next_at = 0.0
+
     def due(self, now: float) -> bool:
         """Whether a regular announce (with fresh offers) may go now."""
         return now >= self.next_at
