@@ -23,7 +23,7 @@ from . import actions as act
 from .admission import Admission
 from .exchange import PieceExchange
 from .manifest_fetch import ManifestRejected, check_late_answer
-from .peer import Peer
+from .peer import Peer, second_connection
 from .pex import PeerExchange
 from .rates import Rate
 from .serving import Serving
@@ -45,7 +45,6 @@ class SwarmCore:
         max_peers: int = 32,
         max_peers_per_address: int | None = None,
         manifest: Manifest | None = None,
-        extensions: frozenset[str] = wire.SUPPORTED_EXTENSIONS,
     ) -> None:
         self.content_hash = content_hash
         self.peer_id = peer_id
@@ -57,7 +56,7 @@ class SwarmCore:
         self.admission = Admission(self.peers, self.out, self.slots, self._drop,
                                    self._new_peer)
         self.pex = PeerExchange(peer_id, self.peers, self.out, self.admission, self._drop,
-                                lambda: self.wanting, extensions=extensions)
+                                lambda: self.wanting)
         self.serving = Serving(self.peers, self.pieces)
         self.bytes_up = self.bytes_down = 0
         self.up_rate, self.down_rate = Rate(now), Rate(now)
@@ -150,19 +149,20 @@ class SwarmCore:
         proto = wire.PeerProtocol(self.content_hash, self.peer_id)
         if self.manifest is not None:
             proto.set_local_manifest_size(len(self.manifest.encoded))
-        self.pex.new_peer(proto, offerer)
         return Peer(peer, proto, offerer=offerer, now=now)
 
     def peer_opened(self, peer: str, address: str | None, connection: str | None,
-                    now: float, pair: str | None = None, protocol: str | None = None) -> None:
+                    now: float, pair: str | None = None, key: str = "", protocol: str = "") -> None:
         """The data channel opened; `address` keys the per-address limit, `pair` is
-        reported (local -> remote candidate), `protocol` lists the offerer's extensions."""
+        reported (local -> remote candidate), `key` names the connection the same way at
+        both ends (see `_on_handshake`), `protocol` lists the offerer's extensions."""
         p = self.peers.get(peer)
         if p is None:
             return
         p.opened_at = p.last_data = now
         p.connection = connection or "unknown"
         p.pair = pair
+        p.link_key = key
         if self.admission.opened(p, address, now, REFUSE_GRACE):
             self.out.send(p, p.proto.handshake())
             self.pex.opened(p, protocol)
@@ -198,13 +198,11 @@ class SwarmCore:
     def _on_handshake(self, p: Peer, e: wire.Handshake, now: float) -> None:
         if e.peer_id == self.peer_id or e.peer_id in self.admission.banned_ids:
             raise wire.ProtocolError("connected to ourselves or to a dropped peer")
-        if any(o is not p and o.proto.remote is not None and o.proto.remote.peer_id == e.peer_id
-               for o in self.peers.values()):
-            # Same peer under a new signaling id (e.g. after a server restart).
-            self._drop(p, "already connected to this peer", now)
-            return
-        if not self.pex.handshook(p, now):
-            return
+        if (dup := second_connection(p, self.peers.values())) is not None:
+            self._drop(dup, "already connected to this peer", now)
+            if dup is p:
+                return
+        self.pex.handshook(p, now)  # raises for a peer that is not the one introduced
         self.last_helpful = now
         self.admission.reconnected(p.id)
         self.connections[p.id] = p.connection or "unknown"
