@@ -246,5 +246,5 @@ def test_a_peer_that_answers_under_another_id_than_it_was_introduced_by_is_dropp
     impostor.send("d", Wire(m, peer_id=b"someone-else-001").handshake())
     net.run_for(0.1)
     assert any("not the peer it was introduced as" in w for w in d.warnings())
-    assert key_of(impostor.peer_id) not in d.core.peers
-    assert d.core.pex.failures[impostor.peer_id][0] == pex.MAX_FAILURES, "never dialed again"
+    key = key_of(impostor.peer_id)
+    assert key not in d.core.peers and key in d.core.admission.banned, "never dialed again"

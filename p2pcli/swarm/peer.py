@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .. import wire
 from .manifest_fetch import ManifestFetch
 from .rates import Rate
@@ -63,3 +65,19 @@ class Peer:
 
     def has(self, piece: int) -> bool:
         return (self.has_all or piece in self.pieces) and piece not in self.refused
+
+
+def second_connection(p: Peer, others: Iterable[Peer]) -> Peer | None:
+    """`p` handshook: if we already have a connection to the same peer (two rendezvous
+    found it, or it came back under a new signaling id), the one of the two to drop.
+
+    Both ends must drop the same one, or each drops a different one and none is left: keep
+    the one whose key (the same string at both ends) sorts first; without keys, the one
+    that was there first."""
+    assert p.proto.remote is not None
+    twin = next((o for o in others if o is not p and o.proto.remote is not None
+                 and o.proto.remote.peer_id == p.proto.remote.peer_id), None)
+    if twin is None:
+        return None
+    return twin if p.link_key and twin.link_key and p.link_key < twin.link_key else p
+

@@ -118,31 +118,29 @@ class PeerExchange:
 
     # -- a peer's life ---------------------------------------------------------------------
 
-    def new_peer(self, proto: wire.PeerProtocol, offerer: bool) -> None:
-        """A conversation starts; as the offerer, our channel lists our extensions."""
-        if offerer and self.extensions:
-            proto.offer_extensions(self.extensions)
-
-    def opened(self, p: Peer, protocol: str | None) -> None:
-        """`p`'s channel opened with the offerer's `protocol` string; our handshake is
-        queued. Answering, say which of its extensions we speak."""
-        if not p.offerer:
+    def opened(self, p: Peer, protocol: str) -> None:
+        """`p`'s channel opened; our handshake is queued. Offering, our channel listed our
+        extensions (`protocol` is that string); answering, say which of the offerer's
+        extensions (its `protocol`) we speak."""
+        if p.offerer:
+            offered = wire.offered_extensions(protocol)  # what our channel really listed
+            if offered and self.extensions:
+                p.proto.offer_extensions(offered & self.extensions)
+        else:
             p.proto.answer_extensions(protocol if self.extensions else None)
             self.out.send(p, p.proto.extensions_message())
 
-    def handshook(self, p: Peer, now: float) -> bool:
-        """`p` handshook; False if it is not the peer it was introduced as (dropped)."""
+    def handshook(self, p: Peer, now: float) -> None:
+        """`p` handshook. A peer met through peer exchange must be the one introduced:
+        else it broke the protocol (the core drops and bans it)."""
         assert p.proto.remote is not None
         pid = id_of(p.id)
         if pid is not None and p.proto.remote.peer_id != pid:
-            self.failures[pid] = (MAX_FAILURES, now)
-            self.drop(p, "not the peer it was introduced as", now, warn=True)
-            return False
+            raise wire.ProtocolError("not the peer it was introduced as")
         if pid is not None:
             self.failures.pop(pid, None)
             self.via_failures.pop(self.via.get(p.id, ("",))[0], None)
         self.tell(p, now)
-        return True
 
     def forget(self, p: Peer, reason: str | None, now: float) -> None:
         """`p` was dropped (`reason`: not on purpose)."""

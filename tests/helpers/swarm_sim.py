@@ -108,8 +108,8 @@ class Node(Endpoint):
                  extensions: frozenset[str] = wire.SUPPORTED_EXTENSIONS) -> None:
         super().__init__(net, name, address)
         self.core = SwarmCore(content_hash, peer_id, now=net.now, manifest=manifest,
-                              max_peers=max_peers, max_peers_per_address=max_peers_per_address,
-                              extensions=extensions)
+                              max_peers=max_peers, max_peers_per_address=max_peers_per_address)
+        self.core.pex.extensions = extensions  # empty: a peer from before extensions
         self.pieces: dict[int, bytes] = {}
         "What we hold, verified: every piece for a seeder."
         if manifest is not None:
