@@ -2,7 +2,7 @@
 
 - The swarm survives its rendezvous: seeder A and fetcher B (--seed-after) meet through a
   signaling server, which is then killed. C meets only B (through a tracker A never
-  announced to), learns A's id from B, offers to A through B, and gets pieces from A.
+  announced to), learns A's id from B, offers to A through B, and connects to A.
 - Mixed swarms: today's CLI and the CLI from before extensions (`git archive b9af850`)
   transfer in both directions, whichever side offers.
 - A hostile peer that speaks pex: the ids it names are offered only through it (a few, and
@@ -58,8 +58,10 @@ def test_a_newcomer_reaches_the_seeder_through_a_fetcher_once_the_server_is_gone
     assert via_pex, f"C never reached A through B: {joined}"
     assert [e["peer"] for e in events_of(a, "peer-joined") if e["peer"].startswith(PREFIX)], \
         "A saw C arrive through peer exchange"
+    # Whether A's pieces arrive before B has sent them all is a race (B is on loopback
+    # too): that C connected to A at all is what only peer exchange could do.
     (done,) = events_of(c, "done")
-    assert sum(n for p, n in done["peers"].items() if p.startswith(PREFIX)) > 0, done
+    assert [p for p in done["connections"] if p.startswith(PREFIX)], done
 
 
 def old_cli(tmp: Path) -> Path:
