@@ -37,6 +37,17 @@ SignalOpt = Annotated[
         show_default=False,
     ),
 ]
+TrackerOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tracker",
+        envvar="P2P_TRACKERS",
+        help="WebTorrent WebSocket tracker (ws:// or wss://) to meet peers through, beside the "
+        "signaling server; repeatable or comma-separated. seed puts it in the link (tr=). "
+        "Default: none.",
+        show_default=False,
+    ),
+]
 IceServerOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -170,20 +181,32 @@ def target_config(
     signal: str | None,
     ice_server: list[str] | None,
     token: str | None,
+    tracker: list[str] | None = None,
     **kwargs,
 ) -> tuple[Target, SwarmConfig]:
-    """Parse HASH_OR_LINK; signaling URLs come from --signal, else the link, else the default
-    (which a bare hash replaces by a seeder found on the LAN: see `lan_first`)."""
+    """Parse HASH_OR_LINK. Signaling URLs come from --signal, else the link, else (with no
+    tracker either) the default, which a bare hash replaces by a seeder found on the LAN
+    (see `lan_first`). Trackers: --tracker's and the link's, all of them."""
     from p2pcli.link import DEFAULT_SIGNAL, parse_target
 
     t = parse_target(target)
-    urls = split_urls(signal) or list(t.signals) or [DEFAULT_SIGNAL]
-    return t, swarm_config(urls, ice_server, token or t.token, **kwargs)
+    trackers = list(dict.fromkeys([*parse_trackers(tracker), *t.trackers]))
+    urls = split_urls(signal) or list(t.signals) or ([] if trackers else [DEFAULT_SIGNAL])
+    return t, swarm_config(urls, ice_server, token or t.token, trackers=trackers, **kwargs)
+
+
+def parse_trackers(values: Iterable[str] | None) -> list[str]:
+    """--tracker values (repeatable, each maybe comma-separated), checked: ws(s) only."""
+    from p2pcli.link import check_tracker_url
+
+    urls = [u.strip() for v in values or () for u in v.split(",") if u.strip()]
+    return [check_tracker_url(u) for u in urls]
 
 
 def bare(t: Target, signal: str | None) -> bool:
-    """A bare hash with no --signal / P2P_SIGNAL: its server would be the default one."""
-    return not t.signals and not split_urls(signal)
+    """A bare hash (a link naming no rendezvous) with no --signal / P2P_SIGNAL: it meets
+    through the default server, or --tracker's, after a look on the LAN."""
+    return not t.signals and not t.trackers and not split_urls(signal)
 
 
 def lan_first(

@@ -17,10 +17,12 @@ from .common import (
     QuietOpt,
     SignalOpt,
     TokenOpt,
+    TrackerOpt,
     VerboseOpt,
     parse_ice_hosts,
     parse_public_host,
     parse_rate,
+    parse_trackers,
     setup_logging,
     split_urls,
     swarm_config,
@@ -36,6 +38,7 @@ def register(app: typer.Typer) -> None:
     def seed_cmd(
         file: Annotated[str, typer.Argument(help="The file to share.", show_default=False)],
         signal: SignalOpt = None,
+        tracker: TrackerOpt = None,
         max_upload_rate: Annotated[
             str | None,
             typer.Option(
@@ -102,6 +105,7 @@ def register(app: typer.Typer) -> None:
             max_upload_rate=parse_rate(max_upload_rate),
             max_peers=max_peers,
             max_peers_per_address=max_peers_per_address,
+            trackers=parse_trackers(tracker),
         )
         reporter = Reporter(quiet=quiet, json=json)
 

@@ -1,10 +1,14 @@
 """Share links: a content hash plus where to meet peers for it (sans-IO).
 
-    p2p://<64 hex digits>?signal=<url>[&signal=<url>...][&name=<file name>][&token=<secret>]
+    p2p://<64 hex digits>?signal=<url>[&signal=<url>...][&tr=<ws(s) url>...][&name=<file name>]
+        [&token=<secret>]
 
 Like a magnet link, a link is everything `p2p fetch` needs. Query values are
 percent-encoded (RFC 3986). A bare content hash is accepted wherever a link is, with the
-signaling URL taken from --signal / P2P_SIGNAL / the default. A player page URL
+signaling URL taken from --signal / P2P_SIGNAL / the default. `tr=` names a WebTorrent
+WebSocket tracker, as in a magnet link; a link may carry several rendezvous of each kind
+and a fetch uses them all at once. Parameters a version does not know are ignored, so
+older links keep working and newer links still work (partly) with older versions. A player page URL
 `http(s)://host[:port]/watch/<hash>` is accepted too: its origin is the signaling server.
 """
 
@@ -37,6 +41,8 @@ class Target:
     "Suggested file name (informational; the verified manifest decides)."
     token: str | None = None
     "Signaling access token, if the server needs one."
+    trackers: tuple[str, ...] = field(default_factory=tuple)
+    "WebTorrent WebSocket trackers carried by the link (`tr=`)."
 
     @property
     def content_id(self) -> str:
@@ -55,11 +61,25 @@ def _check_signal_url(url: str, original: str) -> str:
     return url
 
 
+def check_tracker_url(url: str, original: str | None = None) -> str:
+    """A WebTorrent WebSocket tracker URL (ws:// or wss://); `original`: the link it came
+    from, for the message (None: the user gave it with --tracker)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("ws", "wss") or not parts.netloc:
+        where = f"link {original!r} has tracker" if original else "tracker"
+        raise InvalidLink(f"{where} {url!r} is not a ws:// or wss:// URL")
+    return url
+
+
 def make_link(
     content_hash: bytes, signals: list[str] | tuple[str, ...], name: str | None = None,
-    token: str | None = None,
+    token: str | None = None, trackers: list[str] | tuple[str, ...] = (),
 ) -> str:
     query = [f"signal={quote(s, safe='')}" for s in signals]
+    query += [f"tr={quote(t, safe='')}" for t in trackers]
     if name:
         query.append(f"name={quote(name, safe='')}")
     if token:
@@ -89,7 +109,8 @@ def parse_target(text: str) -> Target:
         signals = tuple(_check_signal_url(s, text) for s in query.get("signal", []) if s)
         name = (query.get("name") or [None])[0] or None
         token = (query.get("token") or [None])[0] or None
-        return Target(bytes.fromhex(parts.netloc), signals, name, token)
+        trackers = tuple(check_tracker_url(u, text) for u in query.get("tr", []) if u)
+        return Target(bytes.fromhex(parts.netloc), signals, name, token, trackers)
     if parts.scheme in ("http", "https"):
         m = re.match(r"^/watch/([0-9a-fA-F]{64})/?$", parts.path)
         if m and parts.netloc:
