@@ -7,36 +7,50 @@ real `bittorrent-tracker` server in the "public" namespace); and, in the same ru
 WebTorrent (2.8.5, node, node-datachannel) seeding in home A and leeching in home B through
 that same tracker (tests/js/wt_timing.mjs). mDNS cannot cross a NAT: it is measured on a
 LAN (two namespaces on one bridge, tests/netns.py's Lab). Plain loopback, with no NAT, is
-measured too (p2p through serve-signal, WebTorrent through the tracker), for reference.
+measured too, for reference.
 
-Each round starts one fresh fetch (and one fresh WebTorrent leecher) per kind, one at a
-time, against seeders that stay up for the whole run; the kinds' order rotates from round
-to round. Per kind, medians (and min-max) over the rounds of:
+Kinds (--kinds):
+  serve-signal    the link names `p2p serve-signal` in the public namespace (its ICE
+                  servers: coturn as STUN)
+  tracker         a link with only `tr=` (the tracker): no signaling server involved; both
+                  sides get coturn as STUN with --ice-server
+  mdns            a bare hash, found by mDNS on the LAN (the seeder's embedded server)
+  webtorrent      WebTorrent as it runs in node: simple-peer waits out its 5 s ICE timeout
+                  for an end-of-candidates event that node-datachannel's polyfill never
+                  fires, once on the offer and once on the answer
+  webtorrent-eoc  WebTorrent with that event fired when ICE gathering completes, as a
+                  browser fires it (its own info hash, so the two never meet)
+  loopback        the same kinds again on 127.0.0.1 (all but mdns)
+
+Each round starts one fresh fetch (or WebTorrent leecher) per kind, one at a time, against
+seeders that stay up for the whole run; the kinds' order rotates from round to round.
+Per kind, medians (min-max) over the rounds of:
 
   p2p (from its --json events; `t` counts from the command's start, interpreter start-up
-  not counted, "spawn" from our Popen, start-up included):
-    peer         `peer-joined`: the first peer's data channel is open
-    first byte   the first `piece-verified` (16 KiB pieces at the default --size: the
+  not counted; "spawn": from our Popen, start-up included):
+    first peer   `peer-joined`: the first peer's data channel is open
+    first byte   the first `piece-verified` (16 KiB pieces at the default --size, so the
                  first piece is the first bytes anyone can use)
     done         `done`
     spawn        the first piece-verified line's arrival, from Popen
     pair         the fetcher's candidate pair (local -> remote) and its kind
-  WebTorrent (tests/js/wt_timing.mjs; from `client.add`, and "spawn" from node's start):
-    peer         the first `wire` (a peer past the BitTorrent handshake)
-    first block  the first PIECE message; verified: the first piece hash-checked (16 KiB
+  WebTorrent (from `client.add`; "spawn": from node's own start):
+    first peer   the first `wire` (a peer past the BitTorrent handshake)
+    first byte   the first PIECE message; verified: the first piece hash-checked (16 KiB
                  pieces, as p2p's)
-    addr         the remote address of the first wire
+    pair         the first wire's remote address
 
-Ratios are WebTorrent's median time to first peer over p2p's median time to first byte,
-both in the same topology and the same run; each round's own ratio is shown as a range,
-which says how noisy the run was.
+Ratios, per topology, of each WebTorrent variant to each p2p kind: WebTorrent's first peer
+over p2p's first byte (the issue's comparison), first byte over first byte, and both from
+process start; each as the ratio of medians and the range of the rounds' own ratios (how
+noisy the run was). Every figure is from this run.
 
-Needs root, iptables, coturn (`turnserver`), node and `npm ci` in tests/js; the NAT and LAN
-labs are skipped, with the reason, when they cannot run; everything started here is stopped
-and every namespace deleted on exit, Ctrl-C and SIGTERM included.
+Needs root, iptables, coturn (`turnserver`), node, and `npm ci` in tests/js; a lab that
+cannot run is skipped with the reason. Everything started here is stopped and every
+namespace deleted on exit, Ctrl-C and SIGTERM included.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/rendezvous.py [--runs 5] [--size 4M]
-        [--kinds serve-signal,mdns,webtorrent,loopback] [--json]
+        [--kinds serve-signal,tracker,mdns,webtorrent,webtorrent-eoc,loopback] [--json]
 """
 
 from __future__ import annotations
@@ -56,12 +70,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import nat_helpers  # noqa: E402
 import netns  # noqa: E402
-from conftest import P2P, Procs, make_file  # noqa: E402
+from conftest import P2P, Proc, Procs, make_file  # noqa: E402
 from nat_helpers import NatLab  # noqa: E402
 from turn_helpers import seed_in, start_coturn, start_signal  # noqa: E402
 
@@ -227,8 +242,9 @@ class Bench:
 
     # Seeders.
 
-    def _wt_seed(self, cmd: Callable[..., list[str]], announce: str, *opts: str) -> str:
-        p = self.procs.start(cmd(self.node, str(WT), "seed", "--file", str(self.src),
+    def _wt_seed(self, cmd: Callable[..., list[str]], announce: str, src: Path,
+                 *opts: str) -> str:
+        p = self.procs.start(cmd(self.node, str(WT), "seed", "--file", str(src),
                                  "--announce", announce, "--piece-length", str(PIECE), *opts),
                              f"wt-seed-{len(self.procs.all)}")
         line = p.wait_for(lambda p: p.stdout.strip(), 60, "WebTorrent's magnet")
@@ -239,6 +255,16 @@ class Bench:
                              f"tracker-{len(self.procs.all)}")
         p.wait_for(lambda p: p.stdout.strip(), 30, "the tracker listening")
         return f"ws://{host}:{json.loads(p.stdout.splitlines()[0])['port']}"
+
+    @staticmethod
+    def _tracker_link(seed: Proc, tracker: str) -> str:
+        """The seeder's link with only the tracker in it (tr=, no signal=), once it has
+        announced there: fetching it meets through the tracker or not at all."""
+        link = seed.wait_for(lambda p: p.stdout.strip(), 60, "the link").splitlines()[0]
+        seed.wait_for(lambda p: any(e["event"] == "announced" for e in p.events()), 30,
+                      "the tracker announce")
+        content = link.split("://", 1)[1].split("?", 1)[0]
+        return f"p2p://{content}?tr={quote(tracker, safe='')}"
 
     def _fetch(self, kind: str, cmd: list[str], out: Path, env: dict | None = None) -> Sample:
         return p2p_sample(kind, run_timed(cmd, out, env or self.env, self.timeout + 60))
@@ -251,7 +277,7 @@ class Bench:
     def nat(self, want: set[str]) -> None:
         reason = nat_helpers.unavailable()
         if reason:
-            for k in want & {"serve-signal", "webtorrent"}:
+            for k in want & {"serve-signal", "tracker", "webtorrent", "webtorrent-eoc"}:
                 self.skipped[k] = reason
             return
         lab = NatLab()
@@ -270,17 +296,23 @@ class Bench:
                 return self._fetch("serve-signal", b.p2p("fetch", link, "-o", "out.bin", "--json",
                                                          *timeout), out)
             self.kinds.append(Kind("serve-signal", "NAT", True, via_signal))
-        if "webtorrent" in want:
-            announce = self._tracker(pub.cmd, pub.addr, TRACKER_PORT)
-            stun = ["--stun", lab.stun_url]
-            magnet = self._wt_seed(a.cmd, announce, *stun)
+        # One tracker in the public namespace for p2p and WebTorrent alike.
+        announce = self._tracker(pub.cmd, pub.addr, TRACKER_PORT) if want & {
+            "tracker", "webtorrent", "webtorrent-eoc"} else ""
+        if "tracker" in want:
+            # The seeder's embedded server is in A, out of B's reach, and its ICE servers
+            # are its own (no signaling server hands them out): the tracker is all they share.
+            ice = ["--ice-server", lab.stun_url]
+            seed = self.procs.start(a.p2p("seed", str(self.src), "--tracker", announce, "--json",
+                                          *ice), "nat-tracker-seed")
+            only = self._tracker_link(seed, announce)
 
-            def webtorrent(i: int) -> Sample:
-                out = self._out("nat-wt", i)
-                return self._leech("webtorrent", b.cmd(
-                    self.node, str(WT), "leech", "--magnet", magnet, "--out", str(out / "dl"),
-                    "--timeout", str(self.timeout), *stun), out)
-            self.kinds.append(Kind("webtorrent", "NAT", False, webtorrent))
+            def via_tracker(i: int) -> Sample:
+                out = self._out("nat-tracker", i)
+                return self._fetch("tracker", b.p2p("fetch", only, "-o", "out.bin", "--json",
+                                                    *ice, *timeout), out)
+            self.kinds.append(Kind("tracker", "NAT", True, via_tracker))
+        self._webtorrent(want, "NAT", b.cmd, a.cmd, announce, "--stun", lab.stun_url)
 
     def lan(self) -> None:
         reason = netns.unavailable()
@@ -306,30 +338,65 @@ class Bench:
                                out, env)
         self.kinds.append(Kind("mdns", "LAN", True, mdns))
 
-    def loopback(self) -> None:
-        url = self.procs.serve_signal("loop-signal")
-        _, link = self.procs.seed(self.src, url, name="loop-seed")
+    def loopback(self, want: set[str]) -> None:
+        """The same kinds on this machine's loopback: no NAT, no namespace (no mDNS)."""
         host = ["--ice-host", "127.0.0.1"]
+        if "serve-signal" in want:
+            url = self.procs.serve_signal("loop-signal")
+            _, link = self.procs.seed(self.src, url, name="loop-seed")
 
-        def via_signal(i: int) -> Sample:
-            out = self._out("loop-signal", i)
-            return self._fetch("serve-signal", [P2P, "fetch", link, *host, "--json", "-o",
-                                                "out.bin", "--timeout", str(self.timeout)], out)
-        self.kinds.append(Kind("serve-signal", "loopback", True, via_signal))
-
+            def via_signal(i: int) -> Sample:
+                out = self._out("loop-signal", i)
+                return self._fetch("serve-signal", [P2P, "fetch", link, *host, "--json", "-o",
+                                                    "out.bin", "--timeout", str(self.timeout)],
+                                   out)
+            self.kinds.append(Kind("serve-signal", "loopback", True, via_signal))
+        if not want & {"tracker", "webtorrent", "webtorrent-eoc"}:
+            return
         announce = self._tracker(lambda *a: list(a), "127.0.0.1", 0)
-        bind = ["--bind", "127.0.0.1"]
-        magnet = self._wt_seed(lambda *a: list(a), announce, *bind)
+        if "tracker" in want:
+            seed = self.procs.start([P2P, "seed", str(self.src), "--tracker", announce, *host,
+                                     "--json"], "loop-tracker-seed")
+            only = self._tracker_link(seed, announce)
 
-        def webtorrent(i: int) -> Sample:
-            out = self._out("loop-wt", i)
-            return self._leech("webtorrent", [
-                self.node, str(WT), "leech", "--magnet", magnet, "--out", str(out / "dl"),
-                "--timeout", str(self.timeout), *bind], out)
-        self.kinds.append(Kind("webtorrent", "loopback", False, webtorrent))
+            def via_tracker(i: int) -> Sample:
+                out = self._out("loop-tracker", i)
+                return self._fetch("tracker", [P2P, "fetch", only, *host, "--json", "-o",
+                                               "out.bin", "--timeout", str(self.timeout)], out)
+            self.kinds.append(Kind("tracker", "loopback", True, via_tracker))
+        local = lambda *args: list(args)  # noqa: E731
+        self._webtorrent(want, "loopback", local, local, announce, "--bind", "127.0.0.1")
+
+    def _webtorrent(self, want: set[str], topology: str, in_b: Callable[..., list[str]],
+                    in_a: Callable[..., list[str]], announce: str, *opts: str) -> None:
+        """WebTorrent seeding in A and leeching in B through `announce`: as it is in node
+        ("webtorrent"), and with the end of ICE candidates signalled as a browser does
+        ("webtorrent-eoc"; tests/js/wt_timing.mjs says why that costs 10 s in node)."""
+        for kind in ("webtorrent", "webtorrent-eoc"):
+            if kind not in want:
+                continue
+            extra = [*opts, "--end-of-candidates", "1" if kind.endswith("eoc") else "0"]
+            # Its own file name, so its own info hash: a leecher of one variant must not
+            # find the other variant's seeder on the tracker.
+            src = self.base / f"{kind}.bin"
+            if not src.exists():
+                os.link(self.src, src)
+            magnet = self._wt_seed(in_a, announce, src, *extra)
+
+            def leech(i: int, kind: str = kind, magnet: str = magnet,
+                      extra: list[str] = extra) -> Sample:
+                out = self._out(f"{topology}-{kind}", i)
+                return self._leech(kind, in_b(
+                    self.node, str(WT), "leech", "--magnet", magnet, "--out", str(out / "dl"),
+                    "--timeout", str(self.timeout), *extra), out)
+            self.kinds.append(Kind(kind, topology, False, leech))
 
 
 # -- report -------------------------------------------------------------------------------
+
+
+LABEL = {"webtorrent": "WebTorrent 2.8.5, tracker",
+         "webtorrent-eoc": "WebTorrent 2.8.5, tracker, end-of-candidates fired"}
 
 
 def med(xs: list[float]) -> str:
@@ -348,36 +415,38 @@ def report(kinds: list[Kind], samples: dict[tuple[str, str], list[Sample]], runs
     for k in kinds:
         ss = samples[(k.topology, k.name)]
         good = [s for s in ss if s.ok]
-        who = "p2p" if k.p2p else "WebTorrent 2.8.5"
         pairs = sorted({s.pair or "?" for s in good})
         out.append(
-            f"| {k.topology} | {who} {k.name if k.p2p else 'via the tracker'} | "
+            f"| {k.topology} | {LABEL.get(k.name, f'p2p {k.name}')} | "
             f"{len(good)}/{len(ss)} | {med([s.peer for s in good])} | "
             f"{med([s.first for s in good])} | {med([s.verified for s in good])} | "
             f"{med([s.done for s in good])} | {med([s.spawn for s in good])} | "
             f"{'; '.join(pairs)} |")
     out.append("")
-    # WebTorrent's time to first peer over p2p's time to first byte, per topology.
+    # Per topology, each WebTorrent variant against each p2p rendezvous: its time to first
+    # peer over p2p's time to first byte (the issue's comparison), and first byte over first
+    # byte (like for like); each round's own ratio as a range, to show the noise.
+    def ratio(wt: list[Sample], mine: list[Sample], a: Callable[[Sample], float],
+              b: Callable[[Sample], float]) -> str:
+        good_wt, good = [s for s in wt if s.ok], [s for s in mine if s.ok]
+        whole = statistics.median(map(a, good_wt)) / statistics.median(map(b, good))
+        rounds = [a(w) / b(m) for w, m in zip(wt, mine, strict=False) if w.ok and m.ok]
+        return f"{whole:.1f}x (rounds {min(rounds):.1f}-{max(rounds):.1f}x)"
+
     for topo in dict.fromkeys(k.topology for k in kinds):
-        wt = [s for s in samples.get((topo, "webtorrent"), []) if s.ok]
-        if not wt:
-            continue
-        for k in kinds:
-            if k.topology != topo or not k.p2p:
+        for w in (k for k in kinds if k.topology == topo and not k.p2p):
+            wt = samples[(topo, w.name)]
+            if not any(s.ok for s in wt):
                 continue
-            mine = samples[(topo, k.name)]
-            good = [s for s in mine if s.ok]
-            if not good:
-                continue
-            ratio = statistics.median(s.peer for s in wt) / statistics.median(
-                s.first for s in good)
-            per_round = [w.peer / m.first for w, m in zip(
-                samples[(topo, "webtorrent")], mine, strict=False) if w.ok and m.ok]
-            spawn = statistics.median(s.spawn for s in wt) / statistics.median(
-                s.spawn for s in good)
-            out.append(f"{topo}: WebTorrent's first peer / p2p {k.name}'s first byte = "
-                       f"{ratio:.1f}x (rounds {min(per_round):.1f}-{max(per_round):.1f}x); "
-                       f"from spawn {spawn:.1f}x")
+            for k in (k for k in kinds if k.topology == topo and k.p2p):
+                mine = samples[(topo, k.name)]
+                if not any(s.ok for s in mine):
+                    continue
+                out.append(
+                    f"{topo}: {LABEL[w.name]} / p2p {k.name}: first peer / first byte "
+                    f"{ratio(wt, mine, lambda s: s.peer, lambda s: s.first)}; first byte / "
+                    f"first byte {ratio(wt, mine, lambda s: s.first, lambda s: s.first)}; "
+                    f"from spawn {ratio(wt, mine, lambda s: s.spawn, lambda s: s.spawn)}")
     for k in kinds:
         lan = [s.extra["lan_search_s"] for s in samples[(k.topology, k.name)]
                if s.ok and "lan_search_s" in s.extra]
@@ -396,7 +465,7 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-KINDS = ("serve-signal", "mdns", "webtorrent", "loopback")
+KINDS = ("serve-signal", "tracker", "mdns", "webtorrent", "webtorrent-eoc", "loopback")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -423,12 +492,12 @@ def main(argv: list[str] | None = None) -> int:
     load = [os.getloadavg()[0]]
     started = time.monotonic()
     try:
-        if want & {"serve-signal", "webtorrent"}:
+        if want - {"mdns", "loopback"}:
             bench.nat(want)
         if "mdns" in want:
             bench.lan()
         if "loopback" in want:
-            bench.loopback()
+            bench.loopback(want)
         kinds = bench.kinds
         for r in range(args.runs):
             shift = r % max(1, len(kinds))

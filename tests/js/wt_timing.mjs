@@ -6,11 +6,12 @@
 // (a seeder in one home, a leecher in another, the tracker in the public namespace):
 //
 //   node wt_timing.mjs seed --file PATH --announce ws://HOST:PORT [--stun stun:HOST:PORT]
-//                          [--bind ADDR] [--piece-length BYTES]
+//                          [--bind ADDR] [--piece-length BYTES] [--end-of-candidates 1]
 //     Seeds PATH to that tracker only; prints one JSON line {"magnet": ..., "info_hash": ...}
 //     once it has announced, then seeds until SIGTERM/SIGINT.
 //
 //   node wt_timing.mjs leech --magnet URI --out DIR [--stun ...] [--bind ADDR] [--timeout S]
+//                           [--end-of-candidates 1]
 //     Adds the magnet (its tr= is the only tracker) and prints one JSON line when done:
 //       wire_s        client.add -> the torrent's first 'wire' event (first peer connected)
 //       first_byte_s  client.add -> its first 'download' event: the first bytes a peer sent
@@ -34,7 +35,7 @@ import { mkdirSync } from 'node:fs';
 function parseArgs() {
   const [role, ...a] = process.argv.slice(2);
   const o = { role, file: '', announce: '', magnet: '', out: '', stun: '', bind: '',
-    'piece-length': 0, timeout: 120 };
+    'piece-length': 0, timeout: 120, 'end-of-candidates': '0' };
   for (let i = 0; i < a.length; i += 2) {
     const key = a[i].replace(/^--/, '');
     if (!(key in o) || a[i + 1] === undefined) throw new Error(`bad option ${a[i]}`);
@@ -44,7 +45,27 @@ function parseArgs() {
   return o;
 }
 
+// webrtc-polyfill (node-datachannel under WebTorrent in node) never fires the end-of-
+// candidates event (`icecandidate` with a null candidate) that browsers fire when ICE
+// gathering completes. simple-peer, with the trackers' trickle: false, waits for that event
+// before it sends an offer or an answer, and without it gives up waiting after its 5 s
+// iceCompleteTimeout: 10 s per connection (offer, then answer) that a browser would not
+// spend. --end-of-candidates 1 fires it at gathering's end, as a browser does, to measure
+// WebTorrent without that artefact of running it in node.
+async function endOfCandidates() {
+  const { RTCPeerConnection } = await import('webrtc-polyfill');
+  const dispatch = RTCPeerConnection.prototype.dispatchEvent;
+  RTCPeerConnection.prototype.dispatchEvent = function (ev) {
+    const r = dispatch.call(this, ev);
+    if (ev.type === 'icegatheringstatechange' && this.iceGatheringState === 'complete') {
+      this.onicecandidate?.({ candidate: null });
+    }
+    return r;
+  };
+}
+
 async function client(o) {
+  if (o['end-of-candidates'] === '1') await endOfCandidates();
   const { default: WebTorrent } = await import('webtorrent');
   const rtcConfig = { iceServers: o.stun ? [{ urls: o.stun }] : [] };
   if (o.bind) rtcConfig.bindAddress = o.bind;
