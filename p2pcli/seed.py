@@ -99,7 +99,7 @@ async def seed(
     try:
         await swarm.start()
         link = make_link(manifest.content_hash, public, manifest.name, config.token,
-                         config.trackers)
+                         config.trackers, config.peerjs)
         emit(events.Seeding(
             hash=manifest.content_id,
             link=link,

@@ -86,8 +86,9 @@ class TrackerMeeting:
             if isinstance(e, TimeoutError):
                 why = (f"what it sent is no tracker's answer: {self._ignored}" if self._ignored
                        else f"no answer in {CONNECT_TIMEOUT:g}s")
-            else:
-                why = str(e) or type(e).__name__
+            else:  # aiohttp's "Cannot connect to host ... ssl:default [...]" says less
+                why = getattr(getattr(e, "os_error", None), "strerror", None) or str(e) \
+                    or type(e).__name__
             raise SignalUnreachable(
                 f"WebTorrent tracker {self.url} could not be reached ({why})") from None
         self._task = asyncio.ensure_future(self._run())

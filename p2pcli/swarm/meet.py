@@ -124,7 +124,8 @@ class SignalMeeting:
 def build_meetings(config: SwarmConfig, content_hash: bytes, peer_id: bytes, h: MeetHandlers,
                    *, stats: Stats) -> list[Meeting]:
     """One meeting per rendezvous the user configured: the signaling server(s) (one
-    connection, its URLs in turn), then each tracker and PeerJS server."""
+    connection, its URLs in turn), then each tracker and PeerJS server (imported only
+    when used)."""
     meetings: list[Meeting] = []
     if config.signal_urls:
         meetings.append(SignalMeeting(config.signal_urls, content_hash.hex(), peer_id.hex(), h,
@@ -135,8 +136,14 @@ def build_meetings(config: SwarmConfig, content_hash: bytes, peer_id: bytes, h: 
 
         meetings += [TrackerMeeting(url, content_hash, h, prefix=f"wt{i}:", stats=stats)
                      for i, url in enumerate(config.trackers)]
+    if config.peerjs:
+        from ..rendezvous.peerjsclient import PeerJSMeeting
+
+        meetings += [PeerJSMeeting(url, content_hash, h, prefix=f"pj{i}:")
+                     for i, url in enumerate(config.peerjs)]
     if not meetings:
-        raise UsageError("no rendezvous to meet peers: give --signal, --tracker or a link")
+        raise UsageError("no rendezvous to meet peers: give --signal, --tracker, --peerjs "
+                         "or a link")
     return meetings
 
 
