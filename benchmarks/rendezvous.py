@@ -49,7 +49,7 @@ Needs root, iptables, coturn (`turnserver`), node, and `npm ci` in tests/js; a l
 cannot run is skipped with the reason. Everything started here is stopped and every
 namespace deleted on exit, Ctrl-C and SIGTERM included.
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/rendezvous.py [--runs 5] [--size 4M]
+    .venv/bin/python benchmarks/rendezvous.py [--runs 5] [--size 4M]
         [--kinds serve-signal,tracker,mdns,webtorrent,webtorrent-eoc,loopback] [--json]
 """
 
@@ -59,6 +59,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -165,6 +166,8 @@ class Sample:
     " WebTorrent: its first block since node's start), start-up included."
     pair: str | None = None
     error: str | None = None
+    void: str | None = None
+    "Why this sample does not count: its seeder or server was gone (killed from outside)."
     extra: dict = field(default_factory=dict)
 
 
@@ -201,6 +204,22 @@ def wt_sample(kind: str, lines: Lines, size: int) -> Sample:
                   extra={"first_byte_s": r["first_byte_s"]})
 
 
+Tracker = tuple[str, Callable[..., list[str]]]
+"A tracker's URL, and how to run a command where its clients are (its namespace)."
+
+
+def listening(url: str, cmd: Callable[..., list[str]]) -> bool:
+    """Whether the tracker at `url` accepts a TCP connection from where `cmd` runs. (A
+    SIGTERM makes ws_tracker.mjs close its listener and wait for its clients: it lives on,
+    deaf.)"""
+    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    probe = ("import socket; s = socket.socket(); s.settimeout(2); "
+             f"print(s.connect_ex(({host!r}, {port})))")
+    r = subprocess.run(cmd(sys.executable, "-c", probe), capture_output=True, text=True,
+                       timeout=30)
+    return r.stdout.strip() == "0"
+
+
 # -- the labs -----------------------------------------------------------------------------
 
 
@@ -216,24 +235,66 @@ class Kind:
 
 
 class Bench:
-    def __init__(self, base: Path, size: int, timeout: float) -> None:
+    """The seeders and servers of each topology, and its kinds' samplers.
+
+    A topology whose processes died (or whose tracker stopped listening) is torn down and
+    built again before its next sample, and a sample that failed because of that does not
+    count: on a machine shared with other sessions' tests, something outside this run
+    killed every `p2p` process of one run, and in another made both trackers stop
+    listening, mid-run. Each such event is noted in the report.
+    """
+
+    def __init__(self, base: Path, size: int, timeout: float, want: set[str]) -> None:
         self.base = base
         self.size = size
         self.timeout = timeout
+        self.want = want
         self.src = make_file(base / "src.bin", size)
         self.env = dict(os.environ, P2P_CACHE_DIR=str(base / "cache"), PYTHONUNBUFFERED="1",
                         P2P_LAN="0")  # only the LAN lab's processes multicast (below)
         self.env.pop("P2P_SIGNAL", None)
         self.procs = Procs(base, self.env)
-        self.labs: list = []
+        "The processes of the topology being built (each topology has its own)."
+        self.built: dict[str, tuple[Procs, object | None, list[Tracker]]] = {}
+        "Per topology: its processes, its lab, its trackers."
+        self.builds = 0
         self.kinds: list[Kind] = []
+        self.trackers: list[Tracker] = []
+        self.notes: list[str] = []
         self.skipped: dict[str, str] = {}
         self.node = shutil.which("node") or "node"
+        self._lab: object | None = None
+
+    def build(self, topology: str) -> None:
+        """Start `topology`'s lab, servers and seeders (again, after `teardown`)."""
+        self.builds += 1
+        work = self.base / f"{topology}-{self.builds}"
+        work.mkdir()
+        self.procs = Procs(work, self.env)
+        self._lab = None
+        self.trackers = []
+        self.kinds = [k for k in self.kinds if k.topology != topology]
+        try:
+            {"NAT": self.nat, "LAN": self.lan, "loopback": self.loopback}[topology]()
+        finally:
+            self.built[topology] = (self.procs, self._lab, self.trackers)
+
+    def unhealthy(self, topology: str) -> str | None:
+        """Why `topology` cannot give a fair sample now (None: it can)."""
+        procs, _, trackers = self.built[topology]
+        dead = [f"{p.name} exited {p.p.returncode}" for p in procs.all if p.p.poll() is not None]
+        deaf = [f"{url} stopped listening" for url, cmd in trackers if not listening(url, cmd)]
+        return "; ".join(dead + deaf) or None
+
+    def teardown(self, topology: str) -> None:
+        procs, lab, _ = self.built.pop(topology)
+        procs.stop_all()
+        if lab is not None:
+            lab.close()  # type: ignore[attr-defined]
 
     def close(self) -> None:
-        self.procs.stop_all()
-        for lab in reversed(self.labs):
-            lab.close()
+        for topology in list(self.built):
+            self.teardown(topology)
 
     def _out(self, tag: str, i: int) -> Path:
         d = self.base / f"{tag}-{i}"
@@ -254,7 +315,9 @@ class Bench:
         p = self.procs.start(cmd(self.node, str(JS / "ws_tracker.mjs"), host, str(port)),
                              f"tracker-{len(self.procs.all)}")
         p.wait_for(lambda p: p.stdout.strip(), 30, "the tracker listening")
-        return f"ws://{host}:{json.loads(p.stdout.splitlines()[0])['port']}"
+        url = f"ws://{host}:{json.loads(p.stdout.splitlines()[0])['port']}"
+        self.trackers.append((url, cmd))
+        return url
 
     @staticmethod
     def _tracker_link(seed: Proc, tracker: str) -> str:
@@ -274,18 +337,14 @@ class Bench:
 
     # Topologies.
 
-    def nat(self, want: set[str]) -> None:
-        reason = nat_helpers.unavailable()
-        if reason:
-            for k in want & {"serve-signal", "tracker", "webtorrent", "webtorrent-eoc"}:
-                self.skipped[k] = reason
-            return
+    def nat(self) -> None:
+        want = self.want
         lab = NatLab()
-        self.labs.append(lab)
+        self._lab = lab
         lab.start()
         assert lab.pub and lab.a and lab.b
         a, b, pub = lab.a, lab.b, lab.pub
-        start_coturn(self.procs, lab, self.base)
+        start_coturn(self.procs, lab, self.procs.workdir)
         timeout = ["--timeout", str(self.timeout)]
         if "serve-signal" in want:
             start_signal(self.procs, lab, "--ice-server", lab.stun_url)
@@ -315,12 +374,8 @@ class Bench:
         self._webtorrent(want, "NAT", b.cmd, a.cmd, announce, "--stun", lab.stun_url)
 
     def lan(self) -> None:
-        reason = netns.unavailable()
-        if reason:
-            self.skipped["mdns"] = reason
-            return
         lab = netns.Lab()
-        self.labs.append(lab)
+        self._lab = lab
         lab.start()
         a, b = lab.add("a"), lab.add("b")
         env = {**self.env, "P2P_LAN": "1"}  # inside these namespaces only
@@ -338,8 +393,9 @@ class Bench:
                                out, env)
         self.kinds.append(Kind("mdns", "LAN", True, mdns))
 
-    def loopback(self, want: set[str]) -> None:
+    def loopback(self) -> None:
         """The same kinds on this machine's loopback: no NAT, no namespace (no mDNS)."""
+        want = self.want
         host = ["--ice-host", "127.0.0.1"]
         if "serve-signal" in want:
             url = self.procs.serve_signal("loop-signal")
@@ -415,10 +471,14 @@ def report(kinds: list[Kind], samples: dict[tuple[str, str], list[Sample]], runs
     for k in kinds:
         ss = samples[(k.topology, k.name)]
         good = [s for s in ss if s.ok]
-        pairs = sorted({s.pair or "?" for s in good})
+        void = [s for s in ss if s.void]
+        # Ports change every fetch: the pair's kinds and addresses, with how many had it.
+        shapes = [re.sub(r":\d+\b", "", s.pair or "?") for s in good]
+        pairs = [f"{shape} ({shapes.count(shape)})" for shape in sorted(set(shapes))]
         out.append(
             f"| {k.topology} | {LABEL.get(k.name, f'p2p {k.name}')} | "
-            f"{len(good)}/{len(ss)} | {med([s.peer for s in good])} | "
+            f"{len(good)}/{len(ss) - len(void)}{f' ({len(void)} void)' if void else ''} | "
+            f"{med([s.peer for s in good])} | "
             f"{med([s.first for s in good])} | {med([s.verified for s in good])} | "
             f"{med([s.done for s in good])} | {med([s.spawn for s in good])} | "
             f"{'; '.join(pairs)} |")
@@ -452,9 +512,12 @@ def report(kinds: list[Kind], samples: dict[tuple[str, str], list[Sample]], runs
                if s.ok and "lan_search_s" in s.extra]
         if lan:
             out.append(f"{k.topology} {k.name}: of which the LAN search {med(lan)} s")
-    fails = [s for ss in samples.values() for s in ss if not s.ok]
-    for s in fails:
-        out.append(f"FAILED {s.kind}: {s.error}")
+    for (topology, _), ss in samples.items():
+        for s in ss:
+            if s.void:
+                out.append(f"void {topology} {s.kind}: {s.void}")
+            elif not s.ok:
+                out.append(f"FAILED {topology} {s.kind}: {s.error}")
     for name, why in skipped.items():
         out.append(f"skipped {name}: {why}")
     return "\n".join(out)
@@ -487,26 +550,45 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)
     base = Path(tempfile.mkdtemp(prefix="p2p-rendezvous-"))
-    bench = Bench(base, args.size, args.timeout)
+    bench = Bench(base, args.size, args.timeout, want)
     samples: dict[tuple[str, str], list[Sample]] = {}
     load = [os.getloadavg()[0]]
     started = time.monotonic()
+    topologies = []
+    if want - {"mdns", "loopback"}:
+        if reason := nat_helpers.unavailable():
+            bench.skipped["NAT"] = reason
+        else:
+            topologies.append("NAT")
+    if "mdns" in want:
+        if reason := netns.unavailable():
+            bench.skipped["LAN"] = reason
+        else:
+            topologies.append("LAN")
+    if "loopback" in want:
+        topologies.append("loopback")
     try:
-        if want - {"mdns", "loopback"}:
-            bench.nat(want)
-        if "mdns" in want:
-            bench.lan()
-        if "loopback" in want:
-            bench.loopback(want)
-        kinds = bench.kinds
+        for topology in topologies:
+            bench.build(topology)
+        order = [(k.topology, k.name) for k in bench.kinds]
         for r in range(args.runs):
-            shift = r % max(1, len(kinds))
-            for k in kinds[shift:] + kinds[:shift]:
-                s = k.run(r)
-                samples.setdefault((k.topology, k.name), []).append(s)
-                print(f"round {r + 1} {k.topology} {k.name}: "
-                      f"{'ok' if s.ok else 'FAILED'} peer {s.peer} first {s.first} "
-                      f"{s.pair or ''} {s.error or ''}", file=sys.stderr, flush=True)
+            shift = r % max(1, len(order))
+            for topology, name in order[shift:] + order[:shift]:
+                if why := bench.unhealthy(topology):
+                    bench.notes.append(f"round {r + 1}, before {topology} {name}: {why}; "
+                                       f"{topology} rebuilt")
+                    print(bench.notes[-1], file=sys.stderr, flush=True)
+                    bench.teardown(topology)
+                    bench.build(topology)
+                kind = next(k for k in bench.kinds if (k.topology, k.name) == (topology, name))
+                s = kind.run(r)
+                if not s.ok and (why := bench.unhealthy(topology)):
+                    s.void = why
+                samples.setdefault((topology, name), []).append(s)
+                status = "ok" if s.ok else f"VOID ({s.void})" if s.void else "FAILED"
+                print(f"round {r + 1} {topology} {name}: {status} peer {s.peer} "
+                      f"first {s.first} {s.pair or ''} {s.error or ''}", file=sys.stderr,
+                      flush=True)
         load.append(os.getloadavg()[0])
     finally:
         bench.close()
@@ -516,14 +598,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({
             "size": args.size, "runs": args.runs, "seconds": round(elapsed, 1), "load": load,
-            "skipped": bench.skipped,
+            "skipped": bench.skipped, "notes": bench.notes,
             "samples": {f"{t} {n}": [asdict(s) for s in ss] for (t, n), ss in samples.items()},
         }, indent=2))
     else:
         print(f"rendezvous: {args.size / 2**20:g} MiB file, {args.runs} round(s), "
               f"{elapsed:.0f} s, {os.cpu_count()} CPUs, load {load[0]:.1f} -> {load[-1]:.1f}")
         print(report(bench.kinds, samples, args.runs, bench.skipped))
-    return 0 if all(s.ok for ss in samples.values() for s in ss) else 1
+        for note in bench.notes:
+            print(note)
+    return 0 if all(s.ok or s.void for ss in samples.values() for s in ss) else 1
 
 
 if __name__ == "__main__":
