@@ -84,6 +84,8 @@ from turn_helpers import seed_in, start_coturn, start_signal  # noqa: E402
 JS = ROOT / "tests" / "js"
 WT = JS / "wt_timing.mjs"
 TRACKER_PORT = 8000
+PEERJS = JS / "peerjs_server.mjs"
+PEERJS_PORT = 9000
 PIECE = 16 * 1024  # p2p's piece size up to 16 MiB (docs/PROTOCOL.md 1.1); WebTorrent's too
 
 
@@ -320,14 +322,37 @@ class Bench:
         return url
 
     @staticmethod
-    def _tracker_link(seed: Proc, tracker: str) -> str:
-        """The seeder's link with only the tracker in it (tr=, no signal=), once it has
-        announced there: fetching it meets through the tracker or not at all."""
+    def _only_link(seed: Proc, param: str, url: str) -> str:
+        """The seeder's link with only `url` in it (`param`=: tr or peerjs; no signal=),
+        once it has announced there: fetching it meets through that or not at all."""
         link = seed.wait_for(lambda p: p.stdout.strip(), 60, "the link").splitlines()[0]
-        seed.wait_for(lambda p: any(e["event"] == "announced" for e in p.events()), 30,
-                      "the tracker announce")
+        seed.wait_for(lambda p: any(e["event"] == "announced" and e["url"] == url
+                                    for e in p.events()), 30, f"the announce to {url}")
         content = link.split("://", 1)[1].split("?", 1)[0]
-        return f"p2p://{content}?tr={quote(tracker, safe='')}"
+        return f"p2p://{content}?{param}={quote(url, safe='')}"
+
+    def _peerjs(self, cmd: Callable[..., list[str]], host: str, port: int) -> str:
+        """The real PeerJS server (tests/js/peerjs_server.mjs: the `peer` package)."""
+        p = self.procs.start(cmd(self.node, str(PEERJS), host, str(port)),
+                             f"peerjs-{len(self.procs.all)}")
+        p.wait_for(lambda p: p.stdout.strip(), 30, "the PeerJS server listening")
+        return f"http://{host}:{json.loads(p.stdout.splitlines()[0])['port']}"
+
+    def _meet_only(self, topology: str, kind: str, flag: str, param: str, url: str,
+                   in_a: Callable[..., list[str]], in_b: Callable[..., list[str]],
+                   *opts: str) -> None:
+        """A seeder in A announcing to `url` alone (`flag`), fetched in B from a link that
+        names only `url` (`param`=). Its embedded signaling server stays out of the
+        meeting: on loopback the link does not name it, behind NAT B cannot reach it."""
+        seed = self.procs.start(in_a(P2P, "seed", str(self.src), flag, url, "--json", *opts),
+                                f"{kind}-seed")
+        only = self._only_link(seed, param, url)
+
+        def fetch(i: int) -> Sample:
+            out = self._out(f"{topology}-{kind}", i)
+            return self._fetch(kind, in_b(P2P, "fetch", only, "-o", "out.bin", "--json", *opts,
+                                          "--timeout", str(self.timeout)), out)
+        self.kinds.append(Kind(kind, topology, True, fetch))
 
     def _fetch(self, kind: str, cmd: list[str], out: Path, env: dict | None = None) -> Sample:
         return p2p_sample(kind, run_timed(cmd, out, env or self.env, self.timeout + 60))
@@ -358,19 +383,13 @@ class Bench:
         # One tracker in the public namespace for p2p and WebTorrent alike.
         announce = self._tracker(pub.cmd, pub.addr, TRACKER_PORT) if want & {
             "tracker", "webtorrent", "webtorrent-eoc"} else ""
+        # Both sides get coturn as STUN server themselves: no signaling server hands it out.
+        ice = ["--ice-server", lab.stun_url]
         if "tracker" in want:
-            # The seeder's embedded server is in A, out of B's reach, and its ICE servers
-            # are its own (no signaling server hands them out): the tracker is all they share.
-            ice = ["--ice-server", lab.stun_url]
-            seed = self.procs.start(a.p2p("seed", str(self.src), "--tracker", announce, "--json",
-                                          *ice), "nat-tracker-seed")
-            only = self._tracker_link(seed, announce)
-
-            def via_tracker(i: int) -> Sample:
-                out = self._out("nat-tracker", i)
-                return self._fetch("tracker", b.p2p("fetch", only, "-o", "out.bin", "--json",
-                                                    *ice, *timeout), out)
-            self.kinds.append(Kind("tracker", "NAT", True, via_tracker))
+            self._meet_only("NAT", "tracker", "--tracker", "tr", announce, a.p2p, b.p2p, *ice)
+        if "peerjs" in want:
+            url = self._peerjs(pub.cmd, pub.addr, PEERJS_PORT)
+            self._meet_only("NAT", "peerjs", "--peerjs", "peerjs", url, a.p2p, b.p2p, *ice)
         self._webtorrent(want, "NAT", b.cmd, a.cmd, announce, "--stun", lab.stun_url)
 
     def lan(self) -> None:
@@ -407,20 +426,16 @@ class Bench:
                                                     "out.bin", "--timeout", str(self.timeout)],
                                    out)
             self.kinds.append(Kind("serve-signal", "loopback", True, via_signal))
+        local = lambda *args: list(args)  # noqa: E731
+        if "peerjs" in want:
+            url = self._peerjs(local, "127.0.0.1", 0)
+            self._meet_only("loopback", "peerjs", "--peerjs", "peerjs", url, local, local, *host)
         if not want & {"tracker", "webtorrent", "webtorrent-eoc"}:
             return
-        announce = self._tracker(lambda *a: list(a), "127.0.0.1", 0)
+        announce = self._tracker(local, "127.0.0.1", 0)
         if "tracker" in want:
-            seed = self.procs.start([P2P, "seed", str(self.src), "--tracker", announce, *host,
-                                     "--json"], "loop-tracker-seed")
-            only = self._tracker_link(seed, announce)
-
-            def via_tracker(i: int) -> Sample:
-                out = self._out("loop-tracker", i)
-                return self._fetch("tracker", [P2P, "fetch", only, *host, "--json", "-o",
-                                               "out.bin", "--timeout", str(self.timeout)], out)
-            self.kinds.append(Kind("tracker", "loopback", True, via_tracker))
-        local = lambda *args: list(args)  # noqa: E731
+            self._meet_only("loopback", "tracker", "--tracker", "tr", announce, local, local,
+                            *host)
         self._webtorrent(want, "loopback", local, local, announce, "--bind", "127.0.0.1")
 
     def _webtorrent(self, want: set[str], topology: str, in_b: Callable[..., list[str]],
@@ -528,7 +543,8 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-KINDS = ("serve-signal", "tracker", "mdns", "webtorrent", "webtorrent-eoc", "loopback")
+KINDS = ("serve-signal", "tracker", "peerjs", "mdns", "webtorrent", "webtorrent-eoc",
+         "loopback")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -548,9 +564,15 @@ def main(argv: list[str] | None = None) -> int:
     if not (JS / "node_modules" / "webtorrent").is_dir():
         ap.error("tests/js has no webtorrent: run `npm ci` in tests/js first")
 
+    skipped = {}
+    if "peerjs" in want and not (PEERJS.exists() and (JS / "node_modules" / "peer").is_dir()):
+        skipped["peerjs"] = "no PeerJS server here (tests/js/peerjs_server.mjs and `peer`)"
+        want.discard("peerjs")
+
     signal.signal(signal.SIGTERM, _interrupt)
     base = Path(tempfile.mkdtemp(prefix="p2p-rendezvous-"))
     bench = Bench(base, args.size, args.timeout, want)
+    bench.skipped.update(skipped)
     samples: dict[tuple[str, str], list[Sample]] = {}
     load = [os.getloadavg()[0]]
     started = time.monotonic()
