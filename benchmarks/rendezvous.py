@@ -326,7 +326,9 @@ class Bench:
         """The seeder's link with only `url` in it (`param`=: tr or peerjs; no signal=),
         once it has announced there: fetching it meets through that or not at all."""
         link = seed.wait_for(lambda p: p.stdout.strip(), 60, "the link").splitlines()[0]
-        seed.wait_for(lambda p: any(e["event"] == "announced" and e["url"] == url
+        # `announced` names the server as the client dialled it (PeerJS: its ws:// URL).
+        via = {"tr": "tracker"}.get(param, param)
+        seed.wait_for(lambda p: any(e["event"] == "announced" and e["via"] == via
                                     for e in p.events()), 30, f"the announce to {url}")
         content = link.split("://", 1)[1].split("?", 1)[0]
         return f"p2p://{content}?{param}={quote(url, safe='')}"
@@ -341,16 +343,17 @@ class Bench:
     def _meet_only(self, topology: str, kind: str, flag: str, param: str, url: str,
                    in_a: Callable[..., list[str]], in_b: Callable[..., list[str]],
                    *opts: str) -> None:
-        """A seeder in A announcing to `url` alone (`flag`), fetched in B from a link that
-        names only `url` (`param`=). Its embedded signaling server stays out of the
-        meeting: on loopback the link does not name it, behind NAT B cannot reach it."""
-        seed = self.procs.start(in_a(P2P, "seed", str(self.src), flag, url, "--json", *opts),
+        """`p2p` in A (`in_a` makes its command line from the arguments) seeding, announced
+        to `url` alone (`flag`), and fetched by `p2p` in B from a link that names only `url`
+        (`param`=). The seeder's embedded signaling server stays out of the meeting: on
+        loopback the link does not name it, behind NAT B cannot reach it."""
+        seed = self.procs.start(in_a("seed", str(self.src), flag, url, "--json", *opts),
                                 f"{kind}-seed")
         only = self._only_link(seed, param, url)
 
         def fetch(i: int) -> Sample:
             out = self._out(f"{topology}-{kind}", i)
-            return self._fetch(kind, in_b(P2P, "fetch", only, "-o", "out.bin", "--json", *opts,
+            return self._fetch(kind, in_b("fetch", only, "-o", "out.bin", "--json", *opts,
                                           "--timeout", str(self.timeout)), out)
         self.kinds.append(Kind(kind, topology, True, fetch))
 
@@ -427,15 +430,15 @@ class Bench:
                                    out)
             self.kinds.append(Kind("serve-signal", "loopback", True, via_signal))
         local = lambda *args: list(args)  # noqa: E731
+        p2p = lambda *args: [P2P, *args]  # noqa: E731
         if "peerjs" in want:
             url = self._peerjs(local, "127.0.0.1", 0)
-            self._meet_only("loopback", "peerjs", "--peerjs", "peerjs", url, local, local, *host)
+            self._meet_only("loopback", "peerjs", "--peerjs", "peerjs", url, p2p, p2p, *host)
         if not want & {"tracker", "webtorrent", "webtorrent-eoc"}:
             return
         announce = self._tracker(local, "127.0.0.1", 0)
         if "tracker" in want:
-            self._meet_only("loopback", "tracker", "--tracker", "tr", announce, local, local,
-                            *host)
+            self._meet_only("loopback", "tracker", "--tracker", "tr", announce, p2p, p2p, *host)
         self._webtorrent(want, "loopback", local, local, announce, "--bind", "127.0.0.1")
 
     def _webtorrent(self, want: set[str], topology: str, in_b: Callable[..., list[str]],
