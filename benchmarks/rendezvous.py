@@ -2,10 +2,10 @@
 
 Issue 15's closing figure: from `p2p fetch` start to its first byte, through each kind of
 rendezvous, with the seeder in one home and the fetcher in another, each behind its own
-Linux NAT (tests/nat_helpers.py's NatLab: coturn as STUN server, `p2p serve-signal` and the
-real `bittorrent-tracker` server in the "public" namespace); and, in the same run, the real
-WebTorrent (2.8.5, node, node-datachannel) seeding in home A and leeching in home B through
-that same tracker (tests/js/wt_timing.mjs). mDNS cannot cross a NAT: it is measured on a
+Linux NAT (tests/nat_helpers.py's NatLab: coturn as STUN server, `p2p serve-signal`, the
+real `bittorrent-tracker` and the real PeerJS server in the "public" namespace); and, in
+the same run, the real WebTorrent (2.8.5, node, node-datachannel) seeding in home A and
+leeching in home B through that same tracker (tests/js/wt_timing.mjs). mDNS cannot cross a NAT: it is measured on a
 LAN (two namespaces on one bridge, tests/netns.py's Lab). Plain loopback, with no NAT, is
 measured too, for reference.
 
@@ -14,6 +14,8 @@ Kinds (--kinds):
                   servers: coturn as STUN)
   tracker         a link with only `tr=` (the tracker): no signaling server involved; both
                   sides get coturn as STUN with --ice-server
+  peerjs          a link with only `peerjs=`: the real PeerJS server (`peer`, run by
+                  tests/js/peerjs_server.mjs) in the public namespace, STUN as above
   mdns            a bare hash, found by mDNS on the LAN (the seeder's embedded server)
   webtorrent      WebTorrent as it runs in node: simple-peer waits out its 5 s ICE timeout
                   for an end-of-candidates event that node-datachannel's polyfill never
@@ -50,7 +52,7 @@ cannot run is skipped with the reason. Everything started here is stopped and ev
 namespace deleted on exit, Ctrl-C and SIGTERM included.
 
     .venv/bin/python benchmarks/rendezvous.py [--runs 5] [--size 4M]
-        [--kinds serve-signal,tracker,mdns,webtorrent,webtorrent-eoc,loopback] [--json]
+        [--kinds serve-signal,tracker,peerjs,mdns,webtorrent,webtorrent-eoc,loopback] [--json]
 """
 
 from __future__ import annotations
