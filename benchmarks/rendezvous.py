@@ -5,9 +5,9 @@ rendezvous, with the seeder in one home and the fetcher in another, each behind 
 Linux NAT (tests/nat_helpers.py's NatLab: coturn as STUN server, `p2p serve-signal`, the
 real `bittorrent-tracker` and the real PeerJS server in the "public" namespace); and, in
 the same run, the real WebTorrent (2.8.5, node, node-datachannel) seeding in home A and
-leeching in home B through that same tracker (tests/js/wt_timing.mjs). mDNS cannot cross a NAT: it is measured on a
-LAN (two namespaces on one bridge, tests/netns.py's Lab). Plain loopback, with no NAT, is
-measured too, for reference.
+leeching in home B through that same tracker (tests/js/wt_timing.mjs). mDNS cannot cross
+a NAT: it is measured on a LAN (two namespaces on one bridge, tests/netns.py's Lab). Plain
+loopback, with no NAT, is measured too, for reference.
 
 Kinds (--kinds):
   serve-signal    the link names `p2p serve-signal` in the public namespace (its ICE
