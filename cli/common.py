@@ -37,6 +37,39 @@ SignalOpt = Annotated[
         show_default=False,
     ),
 ]
+TrackerOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tracker",
+        envvar="P2P_TRACKERS",
+        help="WebTorrent WebSocket tracker (ws:// or wss://) to meet peers through, beside the "
+        "signaling server; repeatable or comma-separated. seed puts it in the link (tr=). "
+        "Default: none.",
+        show_default=False,
+    ),
+]
+PeerJSOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--peerjs",
+        envvar="P2P_PEERJS",
+        help="PeerJS server (peerjs://HOST:PORT/PATH?key=KEY, or http(s)://) to meet "
+        "peers through; repeatable or comma-separated. seed puts it in the link (peerjs=). "
+        "Default: none.",
+        show_default=False,
+    ),
+]
+PublicOpt = Annotated[
+    bool,
+    typer.Option(
+        "--public",
+        envvar="P2P_PUBLIC",
+        help="Also meet peers across the internet with no server of your own: announce to "
+        "well-known public WebTorrent trackers and use a public STUN server (lists in "
+        "README; your config file may replace them). Without it, p2p contacts only the "
+        "LAN and the servers you name (link, --signal, --tracker, --peerjs, --ice-server).",
+    ),
+]
 IceServerOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -170,20 +203,60 @@ def target_config(
     signal: str | None,
     ice_server: list[str] | None,
     token: str | None,
+    tracker: list[str] | None = None,
+    peerjs: list[str] | None = None,
+    public: bool = False,
     **kwargs,
 ) -> tuple[Target, SwarmConfig]:
-    """Parse HASH_OR_LINK; signaling URLs come from --signal, else the link, else the default
-    (which a bare hash replaces by a seeder found on the LAN: see `lan_first`)."""
+    """Parse HASH_OR_LINK. Signaling URLs come from --signal, else the link, else (with no
+    tracker either) the default, which a bare hash replaces by a seeder found on the LAN
+    (see `lan_first`). Trackers and PeerJS servers: the flags' and the link's, all of them."""
     from p2pcli.link import DEFAULT_SIGNAL, parse_target
 
     t = parse_target(target)
-    urls = split_urls(signal) or list(t.signals) or [DEFAULT_SIGNAL]
-    return t, swarm_config(urls, ice_server, token or t.token, **kwargs)
+    tracker, ice_server = with_public(public, tracker, ice_server)
+    trackers = list(dict.fromkeys([*parse_trackers(tracker), *t.trackers]))
+    servers = list(dict.fromkeys([*parse_peerjs(peerjs), *t.peerjs]))
+    others = trackers or servers
+    urls = split_urls(signal) or list(t.signals) or ([] if others else [DEFAULT_SIGNAL])
+    return t, swarm_config(urls, ice_server, token or t.token, trackers=trackers,
+                           peerjs=servers, **kwargs)
+
+
+def with_public(public: bool, tracker: list[str] | None, ice_server: list[str] | None
+                ) -> tuple[list[str] | None, list[str] | None]:
+    """--tracker and --ice-server, with --public's trackers added and its STUN server used
+    unless the user named ICE servers (p2pcli/publicnet.py)."""
+    if not public:
+        return tracker, ice_server
+    from p2pcli import publicnet
+
+    servers = publicnet.load()
+    return [*(tracker or []), *servers.trackers], ice_server or list(servers.stun) or None
+
+
+def parse_trackers(values: Iterable[str] | None) -> list[str]:
+    """--tracker values (repeatable, each maybe comma-separated), checked: ws(s) only."""
+    from p2pcli.link import check_tracker_url
+
+    return [check_tracker_url(u) for u in _each(values)]
+
+
+def parse_peerjs(values: Iterable[str] | None) -> list[str]:
+    """--peerjs values (repeatable, each maybe comma-separated), checked."""
+    from p2pcli.link import check_peerjs_url
+
+    return [check_peerjs_url(u) for u in _each(values)]
+
+
+def _each(values: Iterable[str] | None) -> list[str]:
+    return [u.strip() for v in values or () for u in v.split(",") if u.strip()]
 
 
 def bare(t: Target, signal: str | None) -> bool:
-    """A bare hash with no --signal / P2P_SIGNAL: its server would be the default one."""
-    return not t.signals and not split_urls(signal)
+    """A bare hash (a link naming no rendezvous) with no --signal / P2P_SIGNAL: it meets
+    through the default server, or --tracker's, after a look on the LAN."""
+    return not (t.signals or t.trackers or t.peerjs or split_urls(signal))
 
 
 def lan_first(

@@ -15,12 +15,15 @@ from .common import (
     LanOpt,
     MaxPeersOpt,
     MaxPeersPerAddressOpt,
+    PeerJSOpt,
+    PublicOpt,
     QuietOpt,
     RetriesOpt,
     SignalOpt,
     TargetArg,
     TimeoutOpt,
     TokenOpt,
+    TrackerOpt,
     VerboseOpt,
     lan_first,
     parse_ice_hosts,
@@ -44,6 +47,9 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         signal: SignalOpt = None,
+        tracker: TrackerOpt = None,
+        peerjs: PeerJSOpt = None,
+        public: PublicOpt = False,
         timeout: TimeoutOpt = 10.0,
         retries: RetriesOpt = 3,
         force: ForceOpt = False,
@@ -81,7 +87,7 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
         t, config = target_config(
-            target, signal, ice_server, token,
+            target, signal, ice_server, token, tracker, peerjs, public,
             timeout=timeout, retries=retries, max_peers=max_peers,
             max_peers_per_address=max_peers_per_address,
         )

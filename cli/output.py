@@ -121,6 +121,7 @@ class Reporter:
             events.Hashed: self.on_hashed,
             events.SignalServer: self.on_signal_server,
             events.LanAnnounced: self.on_lan_announced,
+            events.Announced: self.on_announced,
             events.LanSearched: self.on_lan_searched,
             events.Seeding: self.on_seeding,
             events.Status: self.on_status,
@@ -205,6 +206,10 @@ class Reporter:
 
     def on_signal_server(self, ev: events.SignalServer) -> None:
         self.say(f"signaling server running at {ev.url} (embedded)")
+
+    def on_announced(self, ev: events.Announced) -> None:
+        kind = {"tracker": "WebTorrent tracker", "peerjs": "PeerJS server"}.get(ev.via, ev.via)
+        self.say(f"announced to the {kind} {ev.url}")
 
     def on_lan_announced(self, ev: events.LanAnnounced) -> None:
         where = ev.signal or ", ".join(

@@ -14,16 +14,22 @@ from .common import (
     LanOpt,
     MaxPeersOpt,
     MaxPeersPerAddressOpt,
+    PeerJSOpt,
+    PublicOpt,
     QuietOpt,
     SignalOpt,
     TokenOpt,
+    TrackerOpt,
     VerboseOpt,
     parse_ice_hosts,
+    parse_peerjs,
     parse_public_host,
     parse_rate,
+    parse_trackers,
     setup_logging,
     split_urls,
     swarm_config,
+    with_public,
 )
 
 # p2pcli.seed.DEFAULT_EMBEDDED_PORT, repeated so that --help does not import the swarm
@@ -36,6 +42,9 @@ def register(app: typer.Typer) -> None:
     def seed_cmd(
         file: Annotated[str, typer.Argument(help="The file to share.", show_default=False)],
         signal: SignalOpt = None,
+        tracker: TrackerOpt = None,
+        peerjs: PeerJSOpt = None,
+        public: PublicOpt = False,
         max_upload_rate: Annotated[
             str | None,
             typer.Option(
@@ -92,9 +101,10 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(verbose)
         hosts = parse_ice_hosts(ice_host)
-        public = parse_public_host(public_host)
+        link_host = parse_public_host(public_host)
         patches.apply(host_addresses=hosts)
         urls = split_urls(signal)
+        tracker, ice_server = with_public(public, tracker, ice_server)
         config = swarm_config(
             urls,
             ice_server,
@@ -102,6 +112,8 @@ def register(app: typer.Typer) -> None:
             max_upload_rate=parse_rate(max_upload_rate),
             max_peers=max_peers,
             max_peers_per_address=max_peers_per_address,
+            trackers=parse_trackers(tracker),
+            peerjs=parse_peerjs(peerjs),
         )
         reporter = Reporter(quiet=quiet, json=json)
 
@@ -116,7 +128,7 @@ def register(app: typer.Typer) -> None:
             path=file,
             embedded_signal=not urls,
             signal_port=port,
-            public_host=public or (hosts[0] if hosts else None),
+            public_host=link_host or (hosts[0] if hosts else None),
             lan=lan,
             lan_hosts=hosts,
         )

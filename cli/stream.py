@@ -16,12 +16,15 @@ from .common import (
     LanOpt,
     MaxPeersOpt,
     MaxPeersPerAddressOpt,
+    PeerJSOpt,
+    PublicOpt,
     QuietOpt,
     RetriesOpt,
     SignalOpt,
     TargetArg,
     TimeoutOpt,
     TokenOpt,
+    TrackerOpt,
     VerboseOpt,
     lan_first,
     parse_ice_hosts,
@@ -77,6 +80,9 @@ def register(app: typer.Typer) -> None:
         ] = False,
         force: ForceOpt = False,
         signal: SignalOpt = None,
+        tracker: TrackerOpt = None,
+        peerjs: PeerJSOpt = None,
+        public: PublicOpt = False,
         timeout: TimeoutOpt = 10.0,
         retries: RetriesOpt = 3,
         max_peers: MaxPeersOpt = 32,
@@ -106,7 +112,7 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         hosts = parse_ice_hosts(ice_host)
         t, config = target_config(
-            target, signal, ice_server, token,
+            target, signal, ice_server, token, tracker, peerjs, public,
             timeout=timeout, retries=retries, max_peers=max_peers,
             max_peers_per_address=max_peers_per_address,
         )

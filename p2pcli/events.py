@@ -61,6 +61,15 @@ class SignalingConnected(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Announced(Event):
+    kind: ClassVar[str] = "announced"
+    via: str
+    "The kind of rendezvous: tracker (a WebTorrent tracker) or peerjs."
+    url: str
+    "The rendezvous we announced the share to (our signaling server: `signaling-connected`)."
+
+
+@dataclass(frozen=True, kw_only=True)
 class IceConfig(Event):
     kind: ClassVar[str] = "ice-config"
     servers: list[Any]

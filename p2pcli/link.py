@@ -1,10 +1,15 @@
 """Share links: a content hash plus where to meet peers for it (sans-IO).
 
-    p2p://<64 hex digits>?signal=<url>[&signal=<url>...][&name=<file name>][&token=<secret>]
+    p2p://<64 hex digits>?signal=<url>[&signal=<url>...][&tr=<ws(s) url>...]
+        [&peerjs=<url>...][&name=<file name>][&token=<secret>]
 
 Like a magnet link, a link is everything `p2p fetch` needs. Query values are
 percent-encoded (RFC 3986). A bare content hash is accepted wherever a link is, with the
-signaling URL taken from --signal / P2P_SIGNAL / the default. A player page URL
+signaling URL taken from --signal / P2P_SIGNAL / the default. `tr=` names a WebTorrent
+WebSocket tracker, as in a magnet link, and `peerjs=` a PeerJS server; a link may carry
+several rendezvous of each kind and a fetch uses them all at once. Parameters a version
+does not know are ignored, so older links keep working, and a newer link still works
+with an older version through the rendezvous it knows. A player page URL
 `http(s)://host[:port]/watch/<hash>` is accepted too: its origin is the signaling server.
 """
 
@@ -22,6 +27,7 @@ from .manifest import HASH_LEN, parse_content_id
 DEFAULT_SIGNAL = "http://127.0.0.1:8080"
 
 SCHEME = "p2p"
+PEERJS_SCHEMES = ("peerjs", "http", "https", "ws", "wss")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -37,6 +43,10 @@ class Target:
     "Suggested file name (informational; the verified manifest decides)."
     token: str | None = None
     "Signaling access token, if the server needs one."
+    trackers: tuple[str, ...] = field(default_factory=tuple)
+    "WebTorrent WebSocket trackers carried by the link (`tr=`)."
+    peerjs: tuple[str, ...] = field(default_factory=tuple)
+    "PeerJS servers carried by the link (`peerjs=`)."
 
     @property
     def content_id(self) -> str:
@@ -55,11 +65,39 @@ def _check_signal_url(url: str, original: str) -> str:
     return url
 
 
+def check_tracker_url(url: str, original: str | None = None) -> str:
+    """A WebTorrent WebSocket tracker URL (ws:// or wss://); `original`: the link it came
+    from, for the message (None: the user gave it with --tracker)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("ws", "wss") or not parts.netloc:
+        where = f"link {original!r} has tracker" if original else "tracker"
+        raise InvalidLink(f"{where} {url!r} is not a ws:// or wss:// URL")
+    return url
+
+
+def check_peerjs_url(url: str, original: str | None = None) -> str:
+    """A PeerJS server URL (peerjs://, http(s):// or ws(s)://, docs/PROTOCOL.md §2.2)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in PEERJS_SCHEMES or not parts.netloc:
+        where = f"link {original!r} has PeerJS server" if original else "PeerJS server"
+        raise InvalidLink(f"{where} {url!r} is not a peerjs://, http(s):// or ws(s):// URL")
+    return url
+
+
 def make_link(
     content_hash: bytes, signals: list[str] | tuple[str, ...], name: str | None = None,
-    token: str | None = None,
+    token: str | None = None, trackers: list[str] | tuple[str, ...] = (),
+    peerjs: list[str] | tuple[str, ...] = (),
 ) -> str:
     query = [f"signal={quote(s, safe='')}" for s in signals]
+    query += [f"tr={quote(t, safe='')}" for t in trackers]
+    query += [f"peerjs={quote(p, safe='')}" for p in peerjs]
     if name:
         query.append(f"name={quote(name, safe='')}")
     if token:
@@ -89,7 +127,9 @@ def parse_target(text: str) -> Target:
         signals = tuple(_check_signal_url(s, text) for s in query.get("signal", []) if s)
         name = (query.get("name") or [None])[0] or None
         token = (query.get("token") or [None])[0] or None
-        return Target(bytes.fromhex(parts.netloc), signals, name, token)
+        trackers = tuple(check_tracker_url(u, text) for u in query.get("tr", []) if u)
+        peerjs = tuple(check_peerjs_url(u, text) for u in query.get("peerjs", []) if u)
+        return Target(bytes.fromhex(parts.netloc), signals, name, token, trackers, peerjs)
     if parts.scheme in ("http", "https"):
         m = re.match(r"^/watch/([0-9a-fA-F]{64})/?$", parts.path)
         if m and parts.netloc:

@@ -213,6 +213,8 @@ async def with_lan_lookup(
     try:
         return await main()
     except SignalUnreachable:
+        if config.trackers or config.peerjs:  # the error names what was tried
+            raise
         where = (f"answered on the LAN within {seconds:g}s" if search
                  else "is known: the LAN search is off (--no-lan / P2P_LAN=0)")
         raise NoPeers(

@@ -98,7 +98,8 @@ async def seed(
     announcing: asyncio.Task[mdns.Announcer | None] | None = None
     try:
         await swarm.start()
-        link = make_link(manifest.content_hash, public, manifest.name, config.token)
+        link = make_link(manifest.content_hash, public, manifest.name, config.token,
+                         config.trackers, config.peerjs)
         emit(events.Seeding(
             hash=manifest.content_id,
             link=link,

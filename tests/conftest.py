@@ -205,6 +205,26 @@ def signal_url(procs: Procs) -> str:
     return procs.serve_signal()
 
 
+def start_ws_tracker(procs: Procs, name: str = "tracker", host: str = "127.0.0.1",
+                     prefix: list[str] | None = None) -> tuple[str, Proc]:
+    """The real WebTorrent tracker (bittorrent-tracker's server, tests/js/ws_tracker.mjs) on
+    `host`, any port; `prefix`: a command to run it under (`ip netns exec NS`)."""
+    node = shutil.which("node")
+    script = ROOT / "tests" / "js" / "ws_tracker.mjs"
+    if node is None or not (ROOT / "tests/js/node_modules/bittorrent-tracker").is_dir():
+        pytest.skip("node and tests/js's bittorrent-tracker are needed (scripts/test-all)")
+    # Node resolves the script's imports from tests/js/node_modules, next to it.
+    p = procs.start([*(prefix or []), node, str(script), host], name)
+    line = p.wait_for(lambda p: p.stdout.strip(), 30, "the tracker's port")
+    port = json.loads(line.splitlines()[0])["port"]
+    return f"ws://{f'[{host}]' if ':' in host else host}:{port}", p
+
+
+@pytest.fixture
+def tracker(procs: Procs) -> tuple[str, Proc]:
+    return start_ws_tracker(procs)
+
+
 @contextlib.contextmanager
 def running_lab(procs: Procs, lab, unavailable: str | None) -> Iterator:
     """A namespace lab (tests/netns.py, turn_helpers.py, nat_helpers.py) for one test:

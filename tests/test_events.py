@@ -32,6 +32,8 @@ def all_kinds() -> list[type[Event]]:
 DOCUMENTED: list[tuple[Event, dict]] = [
     (ev.SignalingConnected(url="http://s:8080", peer="sid1"),
      {"event": "signaling-connected", "url": "http://s:8080", "peer": "sid1"}),
+    (ev.Announced(via="tracker", url="ws://t:8000"),
+     {"event": "announced", "via": "tracker", "url": "ws://t:8000"}),
     (ev.IceConfig(servers=[["stun:a:3478"], "turn:b"]),
      {"event": "ice-config", "servers": [["stun:a:3478"], "turn:b"]}),
     (ev.Warning(message="dropped peer x: slow"),

@@ -193,3 +193,22 @@ def test_parse_link_shaped_text_raises_only_usage_errors(
     if query:
         text += "?" + "&".join(f"{k}={v}" for k, v in query)
     check_target(text)
+
+
+def test_trackers_ride_in_tr_beside_signals_and_round_trip() -> None:
+    h = bytes(range(32))
+    link = make_link(h, ["http://10.0.0.2:8080"], "a b.mp4", None,
+                     ["wss://tracker.example/announce", "ws://10.0.0.3:8000"])
+    assert "&tr=wss%3A%2F%2Ftracker.example%2Fannounce&tr=ws%3A%2F%2F10.0.0.3%3A8000" in link
+    t = parse_target(link)
+    assert t.trackers == ("wss://tracker.example/announce", "ws://10.0.0.3:8000")
+    assert t.signals == ("http://10.0.0.2:8080",) and t.name == "a b.mp4"
+    # An old link (no tr=) has none; a tracker-only link no signal.
+    assert parse_target(make_link(h, ["http://s:1"])).trackers == ()
+    assert parse_target(f"p2p://{h.hex()}?tr=ws%3A%2F%2Ft%3A1").signals == ()
+
+
+@pytest.mark.parametrize("url", ["http://t/announce", "udp://t:6969", "ws://", "t:8000"])
+def test_a_tracker_in_a_link_must_be_a_websocket_url(url: str) -> None:
+    with pytest.raises(InvalidLink, match="ws:// or wss://"):
+        parse_target(f"p2p://{'ab' * 32}?tr={url}")

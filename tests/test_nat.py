@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import nat_helpers
 import pytest
-from conftest import Procs, make_file, running_lab, sha256
+from conftest import Procs, make_file, running_lab, sha256, start_ws_tracker
 from nat_helpers import NatLab
 from turn_helpers import (
     SECRET,
@@ -85,3 +86,40 @@ def test_symmetric_nats_without_a_relay_fail_in_words(procs: Procs, lab: NatLab,
     last = f.stderr.strip().splitlines()[-1]
     assert "no connection opened" in last and "TURN relay" in last, last
     assert not (tmp_path / "out.bin").exists()
+
+
+def rendezvous_only(link: str, param: str, url: str) -> str:
+    """`link` reduced to its hash and one rendezvous: nothing else can introduce the peers."""
+    content = link.split("://", 1)[1].split("?", 1)[0]
+    return f"p2p://{content}?{param}={quote(url, safe='')}"
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("lab", ["cone"], indirect=True)
+@pytest.mark.parametrize("kind", ["tracker"])
+def test_through_two_nats_meeting_by_each_rendezvous(procs: Procs, lab: NatLab, kind: str,
+                                                      tmp_path: Path) -> None:
+    """The seeder in "a" and the fetcher in "b" meet through one public rendezvous (the
+    signaling server's case is the test above) and hole-punch a server-reflexive pair."""
+    assert lab.pub is not None and lab.a is not None
+    start_coturn(procs, lab, tmp_path)  # as STUN server only
+    ice = ["--ice-server", lab.stun_url]
+    url, _ = start_ws_tracker(procs, host=lab.pub.addr, prefix=lab.pub.cmd())
+    flag, param = {"tracker": ("--tracker", "tr")}[kind]
+    src = make_file(tmp_path / "src.bin", SIZE)
+    seeder = procs.start(lab.a.p2p("seed", str(src), flag, url, *ice, "--json"), "seed")
+    link = seeder.wait_for(lambda p: p.stdout.strip(), 60, "the link")
+    seeder.wait_for(lambda p: any(e["event"] == "announced" for e in p.events()), 30,
+                    "the announce")
+    f = fetch_in(procs, lab, rendezvous_only(link, param, url), *ice, "--timeout", "30")
+    assert f.wait(180) == 0, f.stderr[-3000:]
+    assert sha256(tmp_path / "out.bin") == sha256(src)
+    joined = event(f, "peer-joined")
+    first = next(e["t"] for e in f.events() if e["event"] == "piece-verified")
+    print(f"{kind}: first verified piece {first:.2f} s into the fetch command; "
+          f"pair {joined['pair']}")
+    assert joined["peer"].startswith({"tracker": "wt0:"}[kind]), joined
+    assert joined["connection"] == "srflx", joined
+    local, remote = joined["pair"].split(" -> ")
+    assert local.split()[1].startswith(lab.b.addr + ":"), joined
+    assert remote.split()[1].startswith(lab.routers["a"].addr + ":"), joined

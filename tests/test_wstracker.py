@@ -1,18 +1,17 @@
 """The WebTorrent tracker protocol (p2pcli/rendezvous/wstracker.py): the messages, the
 rules (interval, offers per announce, nothing trusted), and the real thing: two sessions
 meeting through bittorrent-tracker's own server (tests/js/ws_tracker.mjs) over WebSockets.
-Only the protocol is tested here; `seed` and `fetch` do not use trackers yet."""
+The commands' use of it (p2pcli/rendezvous/trackerclient.py) is tests/test_tracker_meet.py's."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import shutil
 
 import aiohttp
 import pytest
-from conftest import ROOT, Proc, Procs
+from conftest import Proc
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -145,18 +144,6 @@ def test_a_failure_reason_is_reported():
 
 
 # -- with the real tracker ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def tracker(procs: Procs) -> tuple[str, Proc]:
-    node = shutil.which("node")
-    script = ROOT / "tests" / "js" / "ws_tracker.mjs"
-    if node is None or not (ROOT / "tests/js/node_modules/bittorrent-tracker").is_dir():
-        pytest.skip("node and tests/js's bittorrent-tracker are needed (scripts/test-all)")
-    # Node resolves the script's imports from tests/js/node_modules, next to it.
-    p = procs.start([node, str(script)], "tracker")
-    line = p.wait_for(lambda p: p.stdout.strip(), 30, "the tracker's port")
-    return f"ws://127.0.0.1:{json.loads(line.splitlines()[0])['port']}", p
 
 
 async def _next(ws: aiohttp.ClientWebSocketResponse, s: TrackerSession, kind: type):

@@ -41,7 +41,6 @@ class Admission:
         self.new_peer = new_peer
         self.accepting = True
         "False once a finished download stops taking new peers."
-        self.own_signal_id: str | None = None
         self.busy_peers: dict[str, tuple[int, float]] = {}
         "Peers that said busy: (attempts, when to offer again)."
         self.banned: set[str] = set()
@@ -61,11 +60,20 @@ class Admission:
 
     def peer_listed(self, peer: str, now: float) -> None:
         """A signaling peer list named `peer`: connect to it if there is room."""
-        if (peer == self.own_signal_id or peer in self.peers or peer in self.banned
+        if (peer in self.peers or peer in self.banned
                 or not self.accepting or self.slots.full):
             return
         self._add(peer, offerer=True, now=now)
         self.out.push(act.Connect(peer))
+
+    def answer_adopted(self, peer: str, now: float) -> bool:
+        """`peer` answered an offer we made in advance (a tracker carried it to whoever it
+        chose): True to keep that connection, as if we had offered to `peer` by name."""
+        if (peer in self.peers or peer in self.banned or not self.accepting
+                or self.slots.full):
+            return False
+        self._add(peer, offerer=True, now=now)
+        return True
 
     def offer_received(self, peer: str, now: float) -> bool:
         """`peer` offers a connection: True to answer it. An idle peer may give its slot

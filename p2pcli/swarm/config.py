@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 @dataclass
 class SwarmConfig:
     signal_urls: list[str]
-    "Signaling servers, in order of preference."
+    "Signaling servers, in order of preference (one connection: a cluster's nodes)."
+    trackers: list[str] = field(default_factory=list)
+    "WebTorrent WebSocket trackers (ws:// or wss://), each announced to at once."
+    peerjs: list[str] = field(default_factory=list)
+    "PeerJS servers (docs/PROTOCOL.md §2.2), each registered with at once."
     ice_servers: list = field(default_factory=list)
     "RTCIceServer list; empty means host candidates only."
     ice_servers_fixed: bool = False

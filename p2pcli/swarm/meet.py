@@ -26,10 +26,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .. import events as ev
-from ..errors import P2PError
+from ..errors import P2PError, UsageError
 from ..events import EventSink
 from ..rtc import PeerLink
 from ..signaling.client import SignalHandlers, SignalingClient
+from .config import SwarmConfig
+
+Stats = Callable[[], tuple[int | None, int, int, bool]]
+"(bytes left or None, uploaded, downloaded, wanting peers): what a tracker announce says."
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,8 @@ class Meeting(Protocol):
     url: str
     prefix: str
     "Every peer id this meeting reports starts with it; ids of no other meeting do."
+    addressed_offers: bool
+    "It can carry an offer to a peer by id (a tracker cannot: it forwards offers made in advance)."
 
     async def start(self) -> None:
         """Connect and announce the share. Raise `P2PError` when the rendezvous cannot
@@ -80,13 +86,18 @@ class SignalMeeting:
 
     kind = "signal"
     prefix = ""
+    addressed_offers = True
 
     def __init__(self, urls: list[str], content_id: str, peer_id: str, h: MeetHandlers, *,
                  token: str | None, retries: int, timeout: float) -> None:
         self.content_id, self.peer_id = content_id, peer_id
         self.emit = h.emit
+
+        async def peer_list(peers: list[str]) -> None:
+            await h.peer_list([p for p in peers if p != self.client.sid])
+
         self.client = SignalingClient(
-            urls, SignalHandlers(peer_list=h.peer_list, new_peer=lambda p: None,
+            urls, SignalHandlers(peer_list=peer_list, new_peer=lambda p: None,
                                  peer_left=h.peer_left, signal=h.signal,
                                  ice_config=h.ice_config),
             token=token, retries=retries, timeout=timeout,
@@ -108,6 +119,32 @@ class SignalMeeting:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def build_meetings(config: SwarmConfig, content_hash: bytes, peer_id: bytes, h: MeetHandlers,
+                   *, stats: Stats) -> list[Meeting]:
+    """One meeting per rendezvous the user configured: the signaling server(s) (one
+    connection, its URLs in turn), then each tracker and PeerJS server (imported only
+    when used)."""
+    meetings: list[Meeting] = []
+    if config.signal_urls:
+        meetings.append(SignalMeeting(config.signal_urls, content_hash.hex(), peer_id.hex(), h,
+                                      token=config.token, retries=config.retries,
+                                      timeout=config.timeout))
+    if config.trackers:
+        from ..rendezvous.trackerclient import TrackerMeeting
+
+        meetings += [TrackerMeeting(url, content_hash, h, prefix=f"wt{i}:", stats=stats)
+                     for i, url in enumerate(config.trackers)]
+    if config.peerjs:
+        from ..rendezvous.peerjsclient import PeerJSMeeting
+
+        meetings += [PeerJSMeeting(url, content_hash, h, prefix=f"pj{i}:")
+                     for i, url in enumerate(config.peerjs)]
+    if not meetings:
+        raise UsageError("no rendezvous to meet peers: give --signal, --tracker, --peerjs "
+                         "or a link")
+    return meetings
 
 
 def meeting_for(meetings: list[Meeting], peer: str) -> Meeting | None:
@@ -135,6 +172,8 @@ async def start_all(meetings: list[Meeting], emit: EventSink) -> list[Meeting]:
         exc = task.exception()
         if exc is None:
             live.append(m)
+            if m.kind != "signal":  # which says `signaling-connected` itself
+                emit(ev.Announced(via=m.kind, url=m.url))
         elif isinstance(exc, P2PError):
             failures.append(exc)
             if len(failures) < len(meetings):  # another may still work: not fatal

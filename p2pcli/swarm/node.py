@@ -25,13 +25,13 @@ from ..iceurls import servers_from_config, turn_urls
 from ..manifest import Manifest
 from ..picker import Picker
 from ..rtc import LINGER, LinkClosed, PeerLink
-from ..signaling.client import SignalHandlers, SignalingClient
 from ..slots import address_key
 from ..store import PartFile, SeedFile
 from . import actions as act
 from .config import SwarmConfig
 from .core import SwarmCore
 from .limiter import RateLimiter
+from .meet import MeetHandlers, Meeting, build_meetings, meeting_for, start_all
 from .uploader import Uploader
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ class Swarm:
         self._peer_tasks: dict[str, list[asyncio.Task]] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
         self.uploader = Uploader(self.core, RateLimiter(config.max_upload_rate), self)
-        self.signal: SignalingClient | None = None
+        self.meetings: list[Meeting] = []
+        "Every rendezvous that is up (swarm/meet.py); one that comes up late joins."
         self.manifest_ready = asyncio.Event()
         self.piece_done = asyncio.Event()  # pulsed when a piece is verified
         self.complete = asyncio.Event()
@@ -94,27 +95,22 @@ class Swarm:
     async def start(self) -> None:
         if self.config.ice_servers_fixed:  # --ice-server: checked as ice-config's are
             await self._on_ice_config(None)
-        handlers = SignalHandlers(
-            peer_list=self._on_peer_list,
-            new_peer=lambda p: None,
-            peer_left=self._on_peer_left,
-            signal=self._on_signal,
-            ice_config=self._on_ice_config,
+        handlers = MeetHandlers(
+            peer_list=self._on_peer_list, peer_left=self._on_peer_left,
+            signal=self._on_signal, ice_config=self._on_ice_config,
+            new_offer=self._new_offer, adopt=self._adopt, emit=self.emit,
         )
-        self.signal = SignalingClient(
-            self.config.signal_urls, handlers, token=self.config.token,
-            retries=self.config.retries, timeout=self.config.timeout,
+        self.meetings = await start_all(
+            build_meetings(self.config, self.content_hash, self.core.peer_id, handlers,
+                           stats=self._tracker_stats),
+            self.emit,
         )
-        await self.signal.connect()
-        self.emit(ev.SignalingConnected(url=self.signal.url, peer=self.signal.sid))
-        await self.signal.announce(self.content_id, self.core.peer_id.hex())
         self.core.wait_from(time.monotonic())  # `--timeout` counts from here
         self._spawn(self._timer())
 
     async def close(self) -> None:
         self.core.stop_accepting()
-        if self.signal:
-            await self.signal.close()
+        await asyncio.gather(*(m.close() for m in self.meetings), return_exceptions=True)
         self.core.close_all(time.monotonic())
         self._drain()
         closing = list(self._closing)
@@ -166,14 +162,12 @@ class Swarm:
             elif isinstance(a, act.Close):
                 self._close_link(a.peer, linger=a.linger)
             elif isinstance(a, act.Connect):
-                link = self.links[a.peer] = PeerLink.create(self.config.ice_servers)
-                self._spawn(self._run_offer(a.peer, link))
+                self._connect(a.peer)
             elif isinstance(a, act.AnswerManifest) and (link := self.links.get(a.peer)):
                 self._peer_task(a.peer, self.uploader.send_manifest(a.peer, link))
             elif isinstance(a, act.SignalBusy):
-                assert self.signal is not None
-                self._spawn(self.signal.send("answer", a.peer,
-                                             {"hash": self.content_id, "busy": a.reason}))
+                self._spawn(self._relay("answer", a.peer,
+                                        {"hash": self.content_id, "busy": a.reason}))
             elif isinstance(a, act.OpenStore):
                 self._spawn(self._open_store(a.manifest))
 
@@ -196,11 +190,48 @@ class Swarm:
     # -- signaling -------------------------------------------------------------------------
 
     async def _on_peer_list(self, peers: list[str]) -> None:
-        self.core.admission.own_signal_id = self.signal.sid if self.signal else None
         now = time.monotonic()
         for p in peers:
             self.core.admission.peer_listed(p, now)
         self._drain()
+
+    def _connect(self, peer: str) -> None:
+        m = meeting_for(self.meetings, peer)
+        if m is None or not m.addressed_offers:  # e.g. a tracker's peer, lost: it redials us
+            self.core.forget(peer, None, time.monotonic())
+            self._drain()
+            return
+        link = self.links[peer] = PeerLink.create(self.config.ice_servers)
+        self._spawn(self._run_offer(peer, link))
+
+    async def _relay(self, kind: str, peer: str, payload: dict) -> None:
+        m = meeting_for(self.meetings, peer)
+        if m is not None:
+            await m.send(kind, peer, payload)
+
+    async def _new_offer(self) -> tuple[PeerLink, dict]:
+        link = PeerLink.create(self.config.ice_servers)
+        return link, await link.make_offer()
+
+    async def _adopt(self, peer: str, link: PeerLink, answer: dict) -> None:
+        """`peer` answered an offer a tracker carried: the link becomes its connection."""
+        if not self.core.admission.answer_adopted(peer, time.monotonic()):
+            await link.close()
+            return
+        self.links[peer] = link
+        try:
+            await link.accept_answer(answer)
+        except (ValueError, TypeError, AttributeError, LinkClosed) as e:
+            self._forget(peer, link, f"bad answer: {e}")
+            return
+        self._spawn(self._run_session(peer, link))
+
+    def _tracker_stats(self) -> tuple[int | None, int, int, bool]:
+        core = self.core
+        m, picker = core.manifest, core.picker
+        left = None if m is None else 0 if picker is None else sum(
+            n for n, have in zip(picker.piece_lengths, picker.have, strict=True) if not have)
+        return left, core.bytes_up, core.bytes_down, core.admission.accepting and left != 0
 
     async def _on_ice_config(self, cfg: dict | None) -> None:
         """STUN/TURN servers from the signaling server, unless the user chose their own
@@ -245,17 +276,15 @@ class Swarm:
             self._drain()
 
     async def _run_offer(self, peer: str, link: PeerLink) -> None:
-        assert self.signal is not None
         try:
             offer = await link.make_offer()
         except LinkClosed:
             self._forget(peer, link, None)  # it left while we were making the offer
             return
-        await self.signal.send("offer", peer, {"hash": self.content_id, "offer": offer})
+        await self._relay("offer", peer, {"hash": self.content_id, "offer": offer})
         await self._run_session(peer, link)
 
     async def _run_answer(self, peer: str, link: PeerLink, offer: Any) -> None:
-        assert self.signal is not None
         if not isinstance(offer, dict):
             self._forget(peer, link, "offer without a session description")
             return
@@ -267,7 +296,7 @@ class Swarm:
         except LinkClosed:
             self._forget(peer, link, None)  # it left while we answered
             return
-        await self.signal.send("answer", peer, {"hash": self.content_id, "answer": answer})
+        await self._relay("answer", peer, {"hash": self.content_id, "answer": answer})
         await self._run_session(peer, link)
 
     def _forget(self, peer: str, link: PeerLink, reason: str | None) -> None:
