@@ -1,7 +1,7 @@
 """Meeting through a PeerJS server (p2pcli/rendezvous/peerjs.py, sans I/O, and its adapter
 peerjsclient.py): ids and slots, who offers, what is relayed and what is not trusted, then
 the real thing: `PeerJSMeeting`s on the `peer` package's own server (tests/js/peerjs_server.mjs),
-and a fake server that talks garbage."""
+a fake server that talks garbage, and `p2p seed --peerjs` / `p2p fetch` meeting there alone."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import asyncio
 import json
 import random
 import re
-import shutil
+import signal
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import aiohttp
 import pytest
 from aiohttp import web
-from conftest import ROOT, Proc, Procs, free_port
+from conftest import Procs, free_port, make_file, one_line_error, sha256, start_peerjs_server
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -437,16 +438,6 @@ class Recorder:
             return v
 
 
-@pytest.fixture
-def peerjs_server(procs: Procs) -> tuple[str, Proc]:
-    node = shutil.which("node")
-    if node is None or not (ROOT / "tests/js/node_modules/peer").is_dir():
-        pytest.skip("node and tests/js's peer package are needed (scripts/test-all)")
-    p = procs.start([node, str(ROOT / "tests/js/peerjs_server.mjs")], "peerjs")
-    line = p.wait_for(lambda p: p.stdout.strip(), 30, "the PeerJS server's port")
-    return f"http://127.0.0.1:{json.loads(line.splitlines()[0])['port']}", p
-
-
 def meeting(url: str, prefix: str, content: bytes = HASH) -> tuple[PeerJSMeeting, Recorder]:
     r = Recorder()
     return PeerJSMeeting(url, content, r.handlers(), prefix=prefix), r
@@ -513,7 +504,7 @@ def test_a_taken_slot_moves_on_and_a_full_share_says_so(peerjs_server):
             await m.start()
             assert m.session.slot == 11
             other, _ = meeting(url, "b:")
-            with pytest.raises(SignalUnreachable, match="all 16 PeerJS ids"):
+            with pytest.raises(SignalUnreachable, match="all 16 ids of this share are taken"):
                 await other.start()
             await other.close()
             await m.close()
@@ -531,9 +522,9 @@ def test_an_unreachable_or_refusing_server_fails_start_in_bounded_time(peerjs_se
         await asyncio.sleep(60)  # takes the TCP connection, never answers the upgrade
 
     async def main() -> None:
-        for bad, match in [(f"ws://127.0.0.1:{free_port()}", "cannot connect"),
-                           (url + "/?key=wrong", "refused: Invalid key provided"),
-                           (url + "/elsewhere/", "cannot connect")]:
+        for bad, match in [(f"ws://127.0.0.1:{free_port()}", "could not be reached"),
+                           (url + "/?key=wrong", "refused us: Invalid key provided"),
+                           (url + "/elsewhere/", "could not be reached")]:
             m, _ = meeting(bad, "x:")
             async with asyncio.timeout(START_TIMEOUT + 5):
                 with pytest.raises(SignalUnreachable, match=match):
@@ -542,7 +533,7 @@ def test_an_unreachable_or_refusing_server_fails_start_in_bounded_time(peerjs_se
         port = server.sockets[0].getsockname()[1]
         m, _ = meeting(f"ws://127.0.0.1:{port}", "x:")
         async with asyncio.timeout(START_TIMEOUT + 5):
-            with pytest.raises(P2PError, match="no answer within"):
+            with pytest.raises(P2PError, match=r"could not be reached \(no answer in 5s\)"):
                 await m.start()
         server.close()
 
@@ -562,10 +553,7 @@ def test_a_dropped_meeting_reconnects_and_is_found_again(procs: Procs, peerjs_se
         server.kill()
         await old_rec.until(lambda: old_rec.warnings, "the lost connection")
         assert "reconnecting" in old_rec.warnings[0]
-        again = procs.start([shutil.which("node"), str(ROOT / "tests/js/peerjs_server.mjs"),
-                             port], "peerjs2")
-        await asyncio.to_thread(again.wait_for, lambda p: p.stdout.strip(), 30, "the port")
-        await asyncio.sleep(0)
+        await asyncio.to_thread(start_peerjs_server, procs, "peerjs2", port=int(port))
         new, new_rec = meeting(url, "n:")
         async with asyncio.timeout(40):
             while old.session.slot is None:  # back on the server (its back-off: 1, 2, 4 s)
@@ -639,3 +627,84 @@ def test_garbage_from_a_fake_server_is_ignored_never_a_crash():
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+# -- seed and fetch through a PeerJS server -----------------------------------------------------
+
+
+def events_of(proc, kind: str) -> list[dict]:
+    return [e for e in proc.events() if e["event"] == kind]
+
+
+def peerjs_only(link: str, server: str) -> str:
+    """`link` with its signaling URL taken out: the PeerJS server is its only rendezvous."""
+    content = link.split("://", 1)[1].split("?", 1)[0]
+    return f"p2p://{content}?peerjs={quote(server, safe='')}"
+
+
+@pytest.mark.timeout(120)
+def test_seed_and_fetch_meet_through_a_peerjs_server_alone(procs: Procs, peerjs_server):
+    """`seed --peerjs` puts the server in its link; a fetch given only that (no signaling
+    server, no LAN) finds the seeder there and gets the file byte for byte, to a file and
+    to stdout, both fetchers at once."""
+    url, server = peerjs_server
+    src = make_file(procs.workdir / "src.bin", 3_000_000)
+    seed, link = procs.seed(src, None, "--peerjs", url, "--no-lan")
+    assert f"peerjs={quote(url, safe='')}" in link
+    seed.wait_for(lambda p: events_of(p, "announced"), 30, "the seeder on the PeerJS server")
+    only = peerjs_only(link, url)
+    f = procs.fetch(only, "-o", "out.bin", "--no-lan", name="to-file")
+    with open(procs.workdir / "piped.bin", "wb") as sink:
+        p = procs.fetch(only, "-o", "-", "--no-lan", name="to-stdout", stdout=sink)
+        assert p.wait(60) == 0, p.stderr
+    assert f.wait(60) == 0, f.stderr
+    assert sha256(procs.workdir / "out.bin") == sha256(procs.workdir / "piped.bin") == \
+        sha256(src)
+    for fetcher in (f, p):
+        assert not events_of(fetcher, "signaling-connected")  # no signaling server at all
+        [announced] = events_of(fetcher, "announced")
+        assert announced["via"] == "peerjs" and announced["url"] == str(pj.parse_server(url))
+        joined = events_of(fetcher, "peer-joined")
+        assert joined and all(j["peer"].startswith("pj0:") for j in joined), joined
+    seed.signal(signal.SIGINT)
+    assert seed.wait(30) == 0, seed.stderr
+    assert "error" not in server.stderr, server.stderr
+
+
+@pytest.mark.timeout(120)
+def test_the_swarm_outlives_its_first_seeder_through_the_peerjs_server(procs: Procs,
+                                                                       peerjs_server):
+    """A seeds (embedded server + PeerJS), B fetches with --seed-after, A quits: C, given
+    A's link, cannot reach A's server but meets B on the PeerJS server and completes."""
+    url, _ = peerjs_server
+    src = make_file(procs.workdir / "src.bin", 2_000_000)
+    a, link = procs.seed(src, None, "--peerjs", url, "--no-lan", name="A")
+    b = procs.fetch(link, "-o", "b.bin", "--seed-after", "--no-lan", name="B")
+    b.wait_for(lambda p: events_of(p, "seeding"), 60, "B seeding")
+    a.signal(signal.SIGINT)
+    assert a.wait(30) == 0, a.stderr
+    c = procs.fetch(link, "-o", "c.bin", "--no-lan", name="C")
+    assert c.wait(60) == 0, c.stderr
+    assert sha256(procs.workdir / "c.bin") == sha256(src)
+    assert not events_of(c, "signaling-connected")  # A's server went with A
+    senders = [j["peer"] for j in events_of(c, "peer-joined")]
+    assert senders and all(s.startswith("pj0:") for s in senders), senders
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("bad", ["down", "wrong key"])
+def test_a_bad_peerjs_server_costs_a_warning_or_one_line(procs: Procs, signal_url: str,
+                                                         peerjs_server, bad: str):
+    url, _ = peerjs_server
+    bad_url = f"http://127.0.0.1:{free_port()}" if bad == "down" else f"{url}/?key=wrong"
+    src = make_file(procs.workdir / "src.bin", 500_000)
+    _, link = procs.seed(src, signal_url, "--no-lan")
+    f = procs.fetch(link, "-o", "out.bin", "--peerjs", bad_url, "--no-lan")
+    assert f.wait(60) == 0, f.stderr  # the signaling server works: a warning at most
+    assert sha256(procs.workdir / "out.bin") == sha256(src)
+    line = one_line_error(procs.fetch(peerjs_only(link, bad_url), "-o", "x.bin", "--no-lan",
+                                      name="alone"), 4)
+    shown = str(pj.parse_server(bad_url))
+    assert f"PeerJS server {shown}" in line, line
+    assert ("could not be reached" if bad == "down" else "refused us: Invalid key") in line
+    assert not (procs.workdir / "x.bin").exists()

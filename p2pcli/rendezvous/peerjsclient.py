@@ -31,12 +31,15 @@ CLOSE_TIMEOUT = 2.0
 PING = 20.0
 "WebSocket ping interval: a server that stops answering is noticed within 1.5 of them."
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+SETTLE = 0.05
+"Seconds between start() returning and the first message passed on to the swarm."
 
 
 class PeerJSMeeting:
     """Peers of one share on one PeerJS server (`Meeting`)."""
 
     kind = "peerjs"
+    addressed_offers = True  # an OFFER goes to a peer by its id
 
     def __init__(self, url: str, content_hash: bytes, handlers: MeetHandlers, *,
                  prefix: str) -> None:
@@ -67,7 +70,7 @@ class PeerJSMeeting:
                 await self._register()
         except TimeoutError:
             await self._http.close()
-            raise SignalUnreachable(f"no answer within {START_TIMEOUT:.0f} s") from None
+            raise self._unreachable(f"no answer in {START_TIMEOUT:g}s") from None
         except BaseException:
             await self._http.close()
             raise
@@ -102,7 +105,10 @@ class PeerJSMeeting:
                 ws = await self._http.ws_connect(self.server.ws_url(peer_id, self.session.token),
                                                  heartbeat=PING)
             except (aiohttp.ClientError, OSError) as e:
-                raise SignalUnreachable(f"cannot connect: {e}") from None
+                # aiohttp's "Cannot connect to host ... ssl:default [...]" says less
+                why = getattr(getattr(e, "os_error", None), "strerror", None) or str(e) \
+                    or type(e).__name__
+                raise self._unreachable(why) from None
             opened = False
             try:
                 opened = await self._first_answer(ws)
@@ -114,8 +120,11 @@ class PeerJSMeeting:
                 log.info("peerjs %s: holding %s", self.url, peer_id)
                 await self._flush()  # the hellos
                 return
-        raise SignalUnreachable(f"all {self.session.slots} PeerJS ids of this share are "
-                                "taken")
+        raise SignalUnreachable(f"PeerJS server {self.url}: all {self.session.slots} ids "
+                                "of this share are taken (as many peers are there)")
+
+    def _unreachable(self, why: str) -> SignalUnreachable:
+        return SignalUnreachable(f"PeerJS server {self.url} could not be reached ({why})")
 
     async def _first_answer(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
         """True when the server gives us the id asked for, False when it is taken."""
@@ -124,11 +133,11 @@ class PeerJSMeeting:
             if msg.type == aiohttp.WSMsgType.BINARY:
                 continue  # not PeerJS: ignored
             if msg.type != aiohttp.WSMsgType.TEXT:
-                raise SignalUnreachable("the server closed the connection before giving "
-                                        "us an id")
+                raise self._unreachable("it closed the connection before giving us an id")
             for e in self.session.receive(msg.data, self._now()):
                 if isinstance(e, Refused):
-                    raise SignalUnreachable(f"refused: {e.reason}")
+                    raise SignalUnreachable(f"PeerJS server {self.url} refused us: "
+                                            f"{e.reason}")
                 if isinstance(e, (Opened, Taken)):
                     return isinstance(e, Opened)
 
@@ -146,6 +155,10 @@ class PeerJSMeeting:
 
     async def _run(self) -> None:
         """Read until the socket drops, then reconnect on a back-off, until closed."""
+        # What arrived with OPEN (hellos the server held for our slot) waits in the socket
+        # until the swarm has this meeting in its list: it routes our peers' offers by it,
+        # and start_all() adds us only once start() has returned.
+        await asyncio.sleep(SETTLE)
         failures = 0
         while not self._closing:
             if self._ws is not None:
