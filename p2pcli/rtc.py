@@ -252,6 +252,21 @@ class PeerLink:
         ends = (pair.local_candidate, pair.remote_candidate)
         return " -> ".join(f"{c.type} {c.host}:{c.port}" for c in ends)
 
+    def key(self) -> str:
+        """This connection's name, the same at both ends: the two DTLS certificate
+        fingerprints of its SDPs (each end's certificate is new per connection), sorted.
+        '' before both descriptions are set."""
+        fps = []
+        for desc in (self.pc.localDescription, self.pc.remoteDescription):
+            if desc is None:
+                return ""
+            fp = next((line.split(":", 1)[1].strip() for line in desc.sdp.splitlines()
+                       if line.startswith("a=fingerprint:")), None)
+            if fp is None:
+                return ""
+            fps.append(fp)
+        return "|".join(sorted(fps))
+
     def remote_candidate(self) -> tuple[str, str, int] | None:
         """(type, host, port) of the remote end of the nominated ICE pair, None until
         there is one: the address this peer's datagrams really come from."""

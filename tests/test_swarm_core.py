@@ -549,3 +549,25 @@ def test_a_peer_that_left_the_room_before_its_handshake_is_dropped_quietly_at_th
     net.run_for(wire.HANDSHAKE_TIMEOUT + TICK + 0.1)
     assert r.hung_up == ["s"]
     assert s.warnings() == [] and "raw" not in s.core.admission.banned
+
+
+@pytest.mark.parametrize("new_key_first", [True, False])
+def test_two_connections_to_one_peer_both_ends_keep_the_same_one(new_key_first: bool) -> None:
+    """Two rendezvous found the same peer, so there are two connections. Each end sees the
+    handshakes in its own order; it keeps the connection whose key (the same at both ends)
+    sorts first, so the two ends never keep different ones and end up with none."""
+    from p2pcli.swarm.core import SwarmCore
+
+    data = bytes(range(256)) * 200
+    m = make_manifest(data)
+    core = SwarmCore(m.content_hash, b"S" * 16, now=1.0, manifest=m)
+    remote = wire.encode_handshake(m.content_hash, b"R" * 16, wire.DEFAULT_MAX_BLOCK)
+    keys = {"first": "b|c", "second": "a|b" if new_key_first else "c|d"}
+    for peer in ("first", "second"):
+        assert core.admission.offer_received(peer, 1.0)
+        core.peer_opened(peer, "10.0.0.1", "host", 1.0, None, keys[peer])
+        core.data_received(peer, remote, 1.0)
+    closed = {a.peer for a in iter(core.next_action, None) if isinstance(a, act.Close)}
+    kept = "second" if new_key_first else "first"
+    assert closed == {"first", "second"} - {kept}
+    assert list(core.peers) == [kept]

@@ -130,3 +130,22 @@ def test_the_swarm_outlives_its_first_seeder_through_the_tracker(procs: Procs, t
     assert not events_of(c, "signaling-connected")  # A's server went with A
     senders = [j["peer"] for j in events_of(c, "peer-joined")]
     assert senders and all(s.startswith("wt0:") for s in senders), senders
+
+
+def test_a_seeder_announces_again_when_its_tracker_restarts(procs: Procs):
+    from conftest import start_ws_tracker
+
+    url, first = start_ws_tracker(procs, name="tracker1")
+    port = url.rsplit(":", 1)[1]
+    src = make_file(procs.workdir / "src.bin", 300_000)
+    seed, link = procs.seed(src, None, "--tracker", url)
+    seed.wait_for(lambda p: len(events_of(p, "announced")) == 1, 30, "the announce")
+    first.kill()  # the tracker forgets every peer
+    node_args = first.args[:-1]  # node ws_tracker.mjs HOST
+    again = procs.start([*node_args, "127.0.0.1", port], "tracker2")
+    again.wait_for(lambda p: p.stdout.strip(), 30, "the tracker again")
+    seed.wait_for(lambda p: len(events_of(p, "announced")) == 2, 60, "the announce again")
+    assert any("reconnecting" in e["message"] for e in events_of(seed, "warning"))
+    f = procs.fetch(tracker_only(link, url), "-o", "out.bin")
+    assert f.wait(60) == 0, f.stderr
+    assert sha256(procs.workdir / "out.bin") == sha256(src)

@@ -11,7 +11,7 @@ import os
 
 import aiohttp
 import pytest
-from conftest import Proc
+from conftest import Proc, Procs, start_ws_tracker
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -155,9 +155,18 @@ async def _next(ws: aiohttp.ClientWebSocketResponse, s: TrackerSession, kind: ty
                 return ev
 
 
+@pytest.fixture(params=["bittorrent-tracker", "serve-signal"])
+def any_tracker(request, procs: Procs) -> tuple[str, Proc | None]:
+    """The real WebTorrent tracker, and `p2p serve-signal`'s /announce, which must behave
+    the same."""
+    if request.param == "bittorrent-tracker":
+        return start_ws_tracker(procs)
+    return procs.serve_signal().replace("http://", "ws://") + "/announce", None
+
+
 @pytest.mark.timeout(60)
-def test_two_peers_meet_through_the_real_tracker(tracker: tuple[str, Proc]):
-    url, server = tracker
+def test_two_peers_meet_through_the_real_tracker(any_tracker: tuple[str, Proc | None]):
+    url, server = any_tracker
 
     async def main() -> None:
         seeder, leecher = session(A), session(B)
@@ -185,5 +194,15 @@ def test_two_peers_meet_through_the_real_tracker(tracker: tuple[str, Proc]):
             assert (await _next(wb, leecher, Announced)).incomplete == 0  # it left the swarm
 
     asyncio.run(main())
-    warnings = [line for line in server.stderr.splitlines() if line]
-    assert warnings == ["warning: invalid info_hash"], warnings
+    if server is not None:
+        warnings = [line for line in server.stderr.splitlines() if line]
+        assert warnings == ["warning: invalid info_hash"], warnings
+
+
+def test_a_new_connection_announces_at_once_and_says_started_again():
+    s = session()
+    s.announce(0.0, [], left=1)
+    assert not s.due(1.0)
+    s.restart()
+    assert s.due(1.0)
+    assert json.loads(s.announce(1.0, [], left=1))["event"] == "started"

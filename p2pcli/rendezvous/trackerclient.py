@@ -44,6 +44,7 @@ CONNECT_TIMEOUT = 5.0  # seconds to open the WebSocket and hear the first answer
 OFFERS = 5  # offers made in advance per announce (WebTorrent: 10; the protocol's cap: 10)
 SEED_OFFERS = 2  # while we want nothing: enough to reach leechers that came before us
 RECONNECT_FIRST, RECONNECT_MAX = 2.0, 60.0
+EXPIRY_CHECK = 10.0  # seconds between looks for offers nobody answered
 CLOSE_TIMEOUT = 1.0  # seconds `stopped` may take on exit
 PEER_ID_PREFIX = b"-P2P010-"
 "Our tracker peer id is this plus 12 random bytes, as BitTorrent clients name theirs."
@@ -157,11 +158,17 @@ class TrackerMeeting:
                 self._warn("lost", f"WebTorrent tracker {self.url}: {e or type(e).__name__}; "
                            "reconnecting")
             await self._drop_socket()
-            await asyncio.sleep(delay)
-            delay = min(RECONNECT_MAX, delay * 2)
-            with contextlib.suppress(aiohttp.ClientError, OSError, ValueError, TimeoutError):
-                await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT)
+            while not self._closing and self._ws is None:
+                await asyncio.sleep(delay)
+                delay = min(RECONNECT_MAX, delay * 2)
+                self.session.restart()
+                try:
+                    await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT)
+                except (aiohttp.ClientError, OSError, ValueError, TimeoutError):
+                    await self._drop_socket()
+                    continue
                 delay = RECONNECT_FIRST
+                self.h.emit(ev.Announced(via=self.kind, url=self.url))
 
     async def _serve(self) -> None:
         """Read the tracker until it goes; announce again when the interval is up."""
@@ -170,7 +177,8 @@ class TrackerMeeting:
             await self._close_pending(self.session.expire(now))
             if self.session.due(now):
                 await self._announce()
-            wait = max(0.05, self.session.next_at - time.monotonic())
+            # Wake for the next announce, and now and then to close expired offers' links.
+            wait = max(0.05, min(self.session.next_at, now + EXPIRY_CHECK) - time.monotonic())
             try:
                 msg = await asyncio.wait_for(self._ws.receive(), wait)
             except TimeoutError:

@@ -51,11 +51,12 @@ def info_hash_for(content_hash: bytes) -> bytes:
     return content_hash[:ID_LEN]
 
 
-def _binary(value: bytes) -> str:
+def binary(value: bytes) -> str:
+    """An id as the JSON string the protocol carries (each character one byte)."""
     return value.decode("latin-1")
 
 
-def _id(value: object) -> bytes | None:
+def parse_id(value: object) -> bytes | None:
     """A 20-byte id from a binary string; None if it is not one."""
     if not isinstance(value, str) or len(value) != ID_LEN:
         return None
@@ -65,7 +66,7 @@ def _id(value: object) -> bytes | None:
         return None
 
 
-def _sdp(value: object, kind: str) -> str | None:
+def parse_sdp(value: object, kind: str) -> str | None:
     """The SDP of a session description of type `kind`; None if it is not one."""
     if not isinstance(value, dict) or value.get("type") != kind:
         return None
@@ -145,6 +146,12 @@ class TrackerSession:
         if len(self.info_hash) != ID_LEN or len(self.peer_id) != ID_LEN:
             raise ValueError("info_hash and peer_id have 20 bytes")
 
+    def restart(self) -> None:
+        """A new connection to the tracker: it forgot us with the old one, so the next
+        announce goes at once and says `started` again (offers in flight stay valid)."""
+        self.started = False
+        self.next_at = 0.0
+
     def due(self, now: float) -> bool:
         """Whether a regular announce (with fresh offers) may go now."""
         return now >= self.next_at
@@ -165,8 +172,8 @@ class TrackerSession:
             offers = []
         msg: dict[str, object] = {
             "action": "announce",
-            "info_hash": _binary(self.info_hash),
-            "peer_id": _binary(self.peer_id),
+            "info_hash": binary(self.info_hash),
+            "peer_id": binary(self.peer_id),
             "numwant": len(offers),
             "uploaded": uploaded,
             "downloaded": downloaded,
@@ -176,7 +183,7 @@ class TrackerSession:
         if event is not None:
             msg["event"] = event
         if offers:
-            msg["offers"] = [{"offer_id": _binary(oid), "offer": {"type": "offer", "sdp": sdp}}
+            msg["offers"] = [{"offer_id": binary(oid), "offer": {"type": "offer", "sdp": sdp}}
                              for oid, sdp in offers]
         for oid, _ in offers:
             if len(oid) != ID_LEN:
@@ -191,10 +198,10 @@ class TrackerSession:
         """Our answer to `Offer`, relayed by the tracker to the peer that made it."""
         return json.dumps({
             "action": "announce",
-            "info_hash": _binary(self.info_hash),
-            "peer_id": _binary(self.peer_id),
-            "to_peer_id": _binary(to_peer_id),
-            "offer_id": _binary(offer_id),
+            "info_hash": binary(self.info_hash),
+            "peer_id": binary(self.peer_id),
+            "to_peer_id": binary(to_peer_id),
+            "offer_id": binary(offer_id),
             "answer": {"type": "answer", "sdp": sdp},
         })
 
@@ -219,22 +226,22 @@ class TrackerSession:
             return Failed(str(msg["failure reason"])[:200])
         if msg.get("action") != "announce":
             return Ignored(f"action {str(msg.get('action'))[:40]!r}")
-        if _id(msg.get("info_hash")) != self.info_hash:
+        if parse_id(msg.get("info_hash")) != self.info_hash:
             return Ignored("another info hash")
         if "offer" in msg or "answer" in msg:
             return self._relayed(msg, now)
         return self._response(msg)
 
     def _relayed(self, msg: dict, now: float) -> TrackerEvent:
-        peer_id, offer_id = _id(msg.get("peer_id")), _id(msg.get("offer_id"))
+        peer_id, offer_id = parse_id(msg.get("peer_id")), parse_id(msg.get("offer_id"))
         if peer_id is None or offer_id is None:
             return Ignored("a peer_id or offer_id that is not 20 bytes")
         if peer_id == self.peer_id:
             return Ignored("our own message")
         if "offer" in msg:
-            sdp = _sdp(msg["offer"], "offer")
+            sdp = parse_sdp(msg["offer"], "offer")
             return Offer(peer_id, offer_id, sdp) if sdp else Ignored("an offer without SDP")
-        sdp = _sdp(msg["answer"], "answer")
+        sdp = parse_sdp(msg["answer"], "answer")
         if sdp is None:
             return Ignored("an answer without SDP")
         until = self._offers.pop(offer_id, None)

@@ -177,6 +177,10 @@ class SignalCore:
         self.rooms.connect(peer_id, transport)
         return None
 
+    def token_ok(self, token: object) -> bool:
+        """Whether `token` admits a connection (for the /announce tracker too)."""
+        return self._check_token(token) is None
+
     def _check_token(self, token: object) -> SignalSchemaError | None:
         if self.token is None or (
             # Constant time, so the token cannot be guessed a character at a time.

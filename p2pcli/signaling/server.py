@@ -34,6 +34,7 @@ from engineio import async_socket as eio_async_socket
 from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as eio_aiohttp
 
+from ..rendezvous.wstracker import MAX_MESSAGE as TRACKER_MAX_MESSAGE
 from .codec import (
     SOCKET_IO,
     WS,
@@ -49,6 +50,7 @@ from .limits import Limits
 from .log import LibraryError, Listening, LogBudget, SignalLog, Stopped, Stopping, no_log
 from .rooms import Rooms, new_peer_id
 from .schema import RELAY_EVENTS, ErrorCode, Relay, SignalSchemaError, parse_ws_frame
+from .tracker import TrackerHub
 from .turncreds import IceConfig
 from .web import add_web_routes
 
@@ -758,6 +760,41 @@ def _json_response(request: web.Request, hub: SignalHub, body: object) -> web.Re
     )
 
 
+def tracker_handler(hub: SignalHub) -> Callable[[web.Request], Coroutine[Any, Any,
+                                                                         web.StreamResponse]]:
+    """/announce: the WebTorrent WebSocket tracker protocol (signaling/tracker.py), so
+    WebTorrent clients and `--tracker` can use this server as a tracker. Its peers are not
+    the signaling rooms' (another protocol); a server with a token wants it here too."""
+    tracker = TrackerHub()
+    sockets: dict[object, web.WebSocketResponse] = {}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if not _origin_allowed(request, hub.cors_origins):
+            raise web.HTTPForbidden(text="origin not allowed\n")
+        if not hub.core.token_ok(_ws_token(request)):
+            raise web.HTTPForbidden(text="this tracker needs ?token=\n")
+        ws = web.WebSocketResponse(compress=False, max_msg_size=4 * TRACKER_MAX_MESSAGE,
+                                   heartbeat=hub.ping_interval)
+        await ws.prepare(request)
+        conn = object()
+        sockets[conn] = ws
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                for target, text in tracker.message(conn, msg.data, time.monotonic()):
+                    sock = sockets.get(target)
+                    if sock is not None and not sock.closed:
+                        with contextlib.suppress(ConnectionError, RuntimeError):
+                            await sock.send_str(text)
+        finally:
+            tracker.closed(conn)
+            sockets.pop(conn, None)
+        return ws
+
+    return handler
+
+
 def make_app(
     hub: SignalHub | None = None,
     *,
@@ -765,7 +802,8 @@ def make_app(
     log: SignalLog = no_log,
     **hub_options: Any,
 ) -> web.Application:
-    """The aiohttp application: Socket.IO at /socket.io/, /ws, /healthz, /stats.
+    """The aiohttp application: Socket.IO at /socket.io/, /ws, /announce (a WebTorrent
+    tracker), /healthz, /stats.
 
     `hub_options` are `SignalHub` fields (limits, token, ping_interval, redis_url...).
     Other modules may add routes to it (``app[HUB_KEY]`` is the hub) before it runs.
@@ -793,6 +831,7 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats)
     app.router.add_get("/ws", hub.ws_handler)
+    app.router.add_get("/announce", tracker_handler(hub))
     add_web_routes(app, index)  # the player page at / and /watch/<hash>; docs/BROWSER.md
 
     async def on_startup(app: web.Application) -> None:

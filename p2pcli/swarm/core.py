@@ -149,15 +149,17 @@ class SwarmCore:
         return Peer(peer, proto, offerer=offerer, now=now)
 
     def peer_opened(self, peer: str, address: str | None, connection: str | None,
-                    now: float, pair: str | None = None) -> None:
+                    now: float, pair: str | None = None, key: str = "") -> None:
         """The data channel opened; `address` keys the per-address limit, `pair` is
-        reported (local -> remote candidate)."""
+        reported (local -> remote candidate), `key` names the connection the same way at
+        both ends (see `_on_handshake`)."""
         p = self.peers.get(peer)
         if p is None:
             return
         p.opened_at = p.last_data = now
         p.connection = connection or "unknown"
         p.pair = pair
+        p.link_key = key
         if self.admission.opened(p, address, now, REFUSE_GRACE):
             self.out.send(p, p.proto.handshake())
 
@@ -192,11 +194,18 @@ class SwarmCore:
     def _on_handshake(self, p: Peer, e: wire.Handshake, now: float) -> None:
         if e.peer_id == self.peer_id or e.peer_id in self.admission.banned_ids:
             raise wire.ProtocolError("connected to ourselves or to a dropped peer")
-        if any(o is not p and o.proto.remote is not None and o.proto.remote.peer_id == e.peer_id
-               for o in self.peers.values()):
-            # Same peer under a new signaling id (e.g. after a server restart).
-            self._drop(p, "already connected to this peer", now)
-            return
+        twin = next((o for o in self.peers.values() if o is not p and o.proto.remote is not None
+                     and o.proto.remote.peer_id == e.peer_id), None)
+        if twin is not None:
+            # A second connection to one peer: two rendezvous found it, or it came back
+            # under a new signaling id. Both ends must drop the same one, or each drops a
+            # different one and none is left: keep the one whose key (the same string at
+            # both ends) sorts first; without keys, the one that was there first.
+            if p.link_key and twin.link_key and p.link_key < twin.link_key:
+                self._drop(twin, "already connected to this peer", now)
+            else:
+                self._drop(p, "already connected to this peer", now)
+                return
         self.last_helpful = now
         self.admission.reconnected(p.id)
         self.connections[p.id] = p.connection or "unknown"

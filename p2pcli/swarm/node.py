@@ -317,7 +317,7 @@ class Swarm:
             return
         self.core.peer_opened(peer, address_key(link.remote_candidate()),
                               link.candidate_pair_kind(), time.monotonic(),
-                              link.candidate_pair())
+                              link.candidate_pair(), link.key())
         self._drain()  # the handshake goes first: the handler may answer early messages
         if self.links.get(peer) is link:
             link.on_message = lambda m: self._on_message(peer, link, m)

@@ -27,6 +27,8 @@ class Peer:
         "The candidate pair's kind once open: host, srflx or relay."
         self.pair: str | None = None
         "The candidate pair in use, 'srflx 1.2.3.4:5 -> host 6.7.8.9:10' (None: unknown)."
+        self.link_key = ""
+        "Names its connection the same way at both ends (rtc.PeerLink.key); '' unknown."
         self.has_all = False
         self.pieces: set[int] = set()
         "Pieces it announced (HAVE, BITFIELD), unless `has_all`."
