@@ -556,6 +556,14 @@ def test_an_unreachable_or_refusing_server_fails_start_in_bounded_time(peerjs_se
     async def silent(reader, writer):
         await asyncio.sleep(60)  # takes the TCP connection, never answers the upgrade
 
+    hang_up = asyncio.Event()
+
+    async def mute(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoclose=False)
+        await ws.prepare(request)
+        await hang_up.wait()  # no OPEN, no answer to a close frame
+        return ws
+
     async def main() -> None:
         for bad, match in [(f"ws://127.0.0.1:{free_port()}", "could not be reached"),
                            (url + "/?key=wrong", "refused us: Invalid key provided"),
@@ -571,6 +579,20 @@ def test_an_unreachable_or_refusing_server_fails_start_in_bounded_time(peerjs_se
             with pytest.raises(P2PError, match=r"could not be reached \(no answer in 5s\)"):
                 await m.start()
         server.close()
+        # A WebSocket server that takes the connection and then says nothing at all.
+        app = web.Application()
+        app.router.add_get("/peerjs", mute)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        m, _ = meeting(f"ws://127.0.0.1:{port}", "x:")
+        async with asyncio.timeout(START_TIMEOUT + 5):
+            with pytest.raises(P2PError, match=r"could not be reached \(no answer in 5s\)"):
+                await m.start()
+        hang_up.set()
+        await runner.cleanup()
 
     asyncio.run(main())
     with pytest.raises(UsageError):

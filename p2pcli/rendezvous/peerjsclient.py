@@ -36,6 +36,14 @@ SETTLE_TURNS = 8
 (start_all needs 2 today; turns cost microseconds, a sleep would delay every first peer)."""
 
 
+async def _close(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Close `ws` without waiting long for a server that does not answer the close frame
+    (aiohttp would wait 10 s)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_TIMEOUT / 2):
+            await ws.close()
+
+
 class PeerJSMeeting:
     """Peers of one share on one PeerJS server (`Meeting`)."""
 
@@ -84,7 +92,7 @@ class PeerJSMeeting:
                 self.session.goodbye()
                 await self._flush()
                 if self._ws is not None:
-                    await self._ws.close()
+                    await _close(self._ws)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -115,7 +123,7 @@ class PeerJSMeeting:
                 opened = await self._first_answer(ws)
             finally:
                 if not opened:
-                    await ws.close()
+                    await _close(ws)
             if opened:
                 self._ws = ws
                 log.info("peerjs %s: holding %s", self.url, peer_id)
@@ -200,7 +208,7 @@ class PeerJSMeeting:
             events = self.session.receive(msg.data, self._now())
             await self._flush()
             if any(isinstance(e, Refused) for e in events):
-                await ws.close()
+                await _close(ws)
                 return
             await self._dispatch(events)
 
