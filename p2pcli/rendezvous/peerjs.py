@@ -289,11 +289,13 @@ class PeerJSSession:
         return self.slot_id(self._trying)
 
     def disconnected(self) -> None:
-        """The socket closed: `claim` starts over."""
+        """The socket closed: `claim` starts over; nothing unsent outlives the socket (the
+        next one says hello afresh)."""
         if self.slot is not None:
             self.last_slot = self.slot
         self.slot = self._trying = self._untried = None
         self._heartbeat_at = None
+        self._out.clear()
 
     def slot_id(self, slot: int) -> str:
         return f"{self.base}-{slot}"
