@@ -166,8 +166,9 @@ class Sample:
     "WebTorrent: client.add -> first piece verified (p2p: the same as `first`)."
     done: float | None = None
     spawn: float | None = None
-    "From process start to the first byte (p2p: first piece-verified's arrival since Popen;"
-    " WebTorrent: its first block since node's start), start-up included."
+    """From process start to the first byte, start-up included (p2p: the first
+    piece-verified line's arrival since our Popen; WebTorrent: its first block since node's
+    own start)."""
     pair: str | None = None
     error: str | None = None
     void: str | None = None
