@@ -11,7 +11,6 @@ import random
 import re
 import signal
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from urllib.parse import quote
 
 import aiohttp
@@ -34,7 +33,7 @@ from p2pcli.rendezvous.peerjs import (
     Taken,
 )
 from p2pcli.rendezvous.peerjsclient import START_TIMEOUT, PeerJSMeeting
-from p2pcli.swarm.meet import MeetHandlers, meeting_for, start_all
+from p2pcli.swarm.meet import MeetHandlers
 
 HASH = bytes(range(32))
 OTHER = bytes(range(1, 33))
@@ -485,40 +484,6 @@ def test_three_peers_meet_and_signal_through_the_real_server(peerjs_server):
 
     asyncio.run(main())
     assert "error" not in server.stderr, server.stderr
-
-
-@pytest.mark.timeout(60)
-def test_what_comes_with_open_waits_until_the_swarm_can_route_it(peerjs_server):
-    """A hello the server held for our slot arrives with OPEN; the swarm (node.py) takes the
-    meeting into the list it routes by only when start_all() returns: the peer it names must
-    be routable by then."""
-    url, _ = peerjs_server
-
-    async def main() -> None:
-        first, _ = meeting(url, "a:")
-        first.session._untried = [0]
-        await first.start()  # its hellos wait on the server for the other slots
-        swarm = SimpleNamespace(meetings=[])
-        routable: list[bool] = []
-        r = Recorder()
-        h = r.handlers()
-
-        record = h.peer_list
-
-        async def peer_list(peers: list[str]) -> None:
-            routable.extend(meeting_for(swarm.meetings, p) is not None for p in peers)
-            await record(peers)
-
-        h.peer_list = peer_list
-        second = PeerJSMeeting(url, HASH, h, prefix="b:")
-        second.session._untried = [5]  # higher: it offers, on the hello held for it
-        swarm.meetings = await start_all([second], h.emit)
-        await r.until(lambda: r.found, "the first peer")
-        assert routable == [True]
-        await first.close()
-        await second.close()
-
-    asyncio.run(main())
 
 
 async def _hold(http: aiohttp.ClientSession, url: str, peer_id: str):

@@ -31,9 +31,6 @@ CLOSE_TIMEOUT = 2.0
 PING = 20.0
 "WebSocket ping interval: a server that stops answering is noticed within 1.5 of them."
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
-SETTLE_TURNS = 8
-"""Event-loop turns between start() returning and the first message passed on to the swarm
-(start_all needs 2 today; turns cost microseconds, a sleep would delay every first peer)."""
 
 
 async def _close(ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -164,11 +161,6 @@ class PeerJSMeeting:
 
     async def _run(self) -> None:
         """Read until the socket drops, then reconnect on a back-off, until closed."""
-        # What arrived with OPEN (hellos the server held for our slot) waits in the socket
-        # until the swarm has this meeting in its list: it routes our peers' offers by it,
-        # and start_all() hands the list over a few event-loop turns after start() returns.
-        for _ in range(SETTLE_TURNS):
-            await asyncio.sleep(0)
         failures = 0
         while not self._closing:
             if self._ws is not None:
