@@ -1,0 +1,126 @@
+"""Folder shares end to end (issue 16): real p2p processes over loopback: seed DIR, fetch
+-o DIR byte-identical, --select, -o - with one file or refused, -o DIR of a single file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import LOOPBACK, P2P, Procs, make_file, one_line_error
+
+PIECE = 16 * 1024
+
+
+def done_event(proc) -> dict:
+    return proc.wait_for(
+        lambda p: next((e for e in p.events() if e["event"] == "done"), None), 120, "done"
+    )
+
+
+def make_tree(root: Path) -> Path:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "emptydir").mkdir()
+    (root / "a.txt").write_bytes(b"hello\n")
+    (root / "empty.bin").write_bytes(b"")
+    make_file(root / "sub" / "big.bin", 3 * 1024 * 1024 + 7)
+    make_file(root / "sub" / "deeper" / "x.bin", PIECE + 3, seed=2)
+    for i in range(40):  # many small files sharing pieces
+        (root / "sub" / f"small{i:02}.txt").write_bytes(os.urandom(i * 97))
+    (root / "sub" / "link.txt").symlink_to("../a.txt")
+    return root
+
+
+def listing(root: Path) -> dict[str, bytes | None]:
+    out: dict[str, bytes | None] = {}
+    for dirpath, dirs, files in os.walk(root):
+        for d in dirs:
+            out[os.path.relpath(os.path.join(dirpath, d), root) + "/"] = None
+        for f in files:
+            p = os.path.join(dirpath, f)
+            out[os.path.relpath(p, root)] = Path(p).read_bytes()
+    return out
+
+
+def test_folder_round_trip_select_and_stdout(procs: Procs, signal_url: str) -> None:
+    src = make_tree(procs.workdir / "src" / "photos")
+    _, link = procs.seed(src, signal_url)
+
+    f = procs.fetch(link, "-o", "out", name="whole")
+    assert f.wait(120) == 0, f.stderr
+    got = listing(procs.workdir / "out" / "photos")
+    want = listing(src)
+    assert got == want  # byte-identical, empty file and empty folder included
+    assert not list((procs.workdir / "out").rglob("*.part"))
+    assert done_event(f)["path"] == "out/photos"
+
+    # Again into the same place: every file exists, so it is refused, one line, exit 2.
+    again = procs.fetch(link, "-o", "out", name="again")
+    assert "already exists; use --force" in one_line_error(again, 2)
+    forced = procs.fetch(link, "-o", "out", "--force", name="forced")
+    assert forced.wait(120) == 0, forced.stderr
+    assert listing(procs.workdir / "out" / "photos") == want
+
+    s = procs.fetch(link, "-o", "sel", "--select", "sub/deeper/*", "--select", "0", name="sel")
+    assert s.wait(120) == 0, s.stderr
+    assert listing(procs.workdir / "sel" / "photos") == {
+        "a.txt": b"hello\n", "sub/": None, "sub/deeper/": None,
+        "sub/deeper/x.bin": (src / "sub/deeper/x.bin").read_bytes()}
+    done = done_event(s)
+    assert done["size"] == 6 + PIECE + 3
+    assert done["received"] < 4 * PIECE  # only the pieces those two files need
+
+    with open(procs.workdir / "piped", "wb") as sink:
+        p = procs.fetch(link, "-o", "-", "--select", "sub/big.bin", name="pipe", stdout=sink)
+        assert p.wait(120) == 0, p.stderr
+    assert (procs.workdir / "piped").read_bytes() == (src / "sub/big.bin").read_bytes()
+
+    refused = procs.fetch(link, "-o", "-", name="refused", stdout=subprocess.DEVNULL)
+    assert "give -o DIR" in one_line_error(refused, 2)
+    two = procs.fetch(link, "-o", "-", "--select", "*.txt", name="two",
+                      stdout=subprocess.DEVNULL)
+    assert "takes one file" in one_line_error(two, 2)
+    nothing = procs.fetch(link, "-o", "x", "--select", "*.mkv", name="nothing")
+    assert "matches no file" in one_line_error(nothing, 2)
+    bad_index = procs.fetch(link, "-o", "x", "--select", "999", name="bad-index")
+    assert "numbered 0 to" in one_line_error(bad_index, 2)
+    (procs.workdir / "afile").write_bytes(b"")
+    # Before the manifest is known, a file there is refused as for any download; with
+    # --force, the folder share says it needs a folder.
+    assert "already exists" in one_line_error(procs.fetch(link, "-o", "afile", name="f1"), 2)
+    not_dir = procs.fetch(link, "-o", "afile", "--force", name="not-dir")
+    assert "is not a folder" in one_line_error(not_dir, 2)
+
+
+def test_several_files_and_single_file_into_a_folder(procs: Procs, signal_url: str) -> None:
+    d = procs.workdir / "src"
+    d.mkdir()
+    one, two = make_file(d / "one.bin", 100_000), make_file(d / "two.bin", 5, seed=3)
+    seeder = procs.p2p("seed", str(one), str(two), *LOOPBACK, "--json", "--signal", signal_url,
+                       name="seed-two")
+    link = seeder.wait_for(lambda p: p.stdout.strip().splitlines()[0] if p.stdout.strip()
+                           else None, 60, "the link")
+    (procs.workdir / "into").mkdir()
+    f = procs.fetch(link, "-o", "into", name="two")
+    assert f.wait(120) == 0, f.stderr
+    assert listing(procs.workdir / "into") == {"one.bin": one.read_bytes(),
+                                               "two.bin": two.read_bytes()}
+
+    # A single-file share with -o DIR: DIR/NAME (it used to be refused).
+    _, link1 = procs.seed(one, signal_url, name="seed-one")
+    (procs.workdir / "dir").mkdir()
+    g = procs.fetch(link1, "-o", "dir", name="one")
+    assert g.wait(120) == 0, g.stderr
+    assert (procs.workdir / "dir" / "one.bin").read_bytes() == one.read_bytes()
+    assert done_event(g)["path"] == "dir/one.bin"
+
+
+@pytest.mark.parametrize("mode", ["human", "json"])
+def test_seed_folder_errors_are_one_line(procs: Procs, tmp_path: Path, mode: str) -> None:
+    d = tmp_path / f"bad-{mode}"
+    d.mkdir()
+    (d / "loop").symlink_to(d)
+    args = ["--json"] if mode == "json" else []
+    p = procs.start([P2P, "seed", str(d), "--port", "0", *args], f"seed-{mode}")
+    assert "symbolic link to a folder" in one_line_error(p, 2)
