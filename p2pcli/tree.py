@@ -9,6 +9,11 @@ Symbolic links follow today's rule for a single file: a link to a file is shared
 content under the link's name. A link to a folder, a dangling link and anything that is
 not a regular file or folder (FIFO, socket, device) are refused with the path: following
 folder links could loop or pull in a whole other tree unnoticed.
+
+A file that changes size while the tree is hashed is caught by the read (one byte more is
+asked at each file's end); unlike a single file, the files are not stat'ed again after
+hashing (100,000 more system calls): a same-size rewrite meanwhile is caught when the
+piece is served (store.py checks every piece before it leaves).
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ import hashlib
 import itertools
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import ManifestError, UsageError
 from .hashing import (
@@ -36,8 +41,10 @@ from .hashing import (
 from .manifest import (
     MAX_ENTRIES,
     Manifest,
+    check_entries,
     check_name,
     decode,
+    make_entries,
     path_key,
     piece_size_for,
 )
@@ -45,12 +52,12 @@ from .manifest import (
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-@dataclass(frozen=True)
-class Item:
-    """One entry found on disk: its path in the share, where it is, and its stat."""
+class Item(NamedTuple):
+    """One entry found on disk: its path in the share, where it is, and its stat.
+    (A tuple: a folder share makes one per file, and a frozen dataclass costs 3x more.)"""
 
     rel: str
-    path: Path
+    path: str
     size: int
     folder: bool
     mtime_ns: int = 0
@@ -73,8 +80,9 @@ def _checked(name: str, shown: str) -> str:
     return name
 
 
-def _walk(top: Path, prefix: str, out: list[Item]) -> None:
-    """Append the files and empty folders under the folder `top` as `prefix/...`."""
+def _walk(top: str, prefix: str, out: list[Item]) -> None:
+    """Append the files and empty folders under the folder `top` as `prefix/...` (no
+    prefix: at the top). Plain strings, not Paths: this runs once per file."""
     try:
         with os.scandir(top) as it:
             found = list(it)
@@ -83,11 +91,16 @@ def _walk(top: Path, prefix: str, out: list[Item]) -> None:
     except OSError as e:
         raise UsageError(f"{top}: cannot list ({e.strerror})") from None
     if not found:
-        out.append(Item(prefix, top, 0, True))
+        if prefix:
+            out.append(Item(prefix, top, 0, True))
         return
+    # Names in code-point order, which is UTF-8 byte order: the walk yields the canonical
+    # order (manifest.path_key) with no sort of the whole list afterwards.
+    found.sort(key=lambda d: d.name)
     for d in found:
-        shown = str(top / d.name)
-        rel = f"{prefix}/{_checked(d.name, shown)}"
+        shown = d.path
+        # Names are checked once the list is complete (`_check`), with the rest of the rules.
+        rel = f"{prefix}/{d.name}" if prefix else d.name
         try:
             link = d.is_symlink()
             st = d.stat()  # follows a link: a link to a file is shared by content
@@ -99,9 +112,9 @@ def _walk(top: Path, prefix: str, out: list[Item]) -> None:
             if link:
                 raise UsageError(f"{shown} is a symbolic link to a folder; p2p shares linked "
                                  "files by content but does not follow linked folders")
-            _walk(Path(d.path), rel, out)
+            _walk(d.path, rel, out)
         elif stat.S_ISREG(st.st_mode):
-            out.append(Item(rel, Path(d.path), st.st_size, False, st.st_mtime_ns,
+            out.append(Item(rel, d.path, st.st_size, False, st.st_mtime_ns,
                             st.st_ino, st.st_dev))
         else:
             raise UsageError(f"{shown} is not a regular file (a FIFO, socket or device)")
@@ -116,7 +129,7 @@ def collect(paths: list[str]) -> tuple[str, list[Item]]:
     top, with no root folder.
     """
     items: list[Item] = []
-    roots: list[Path] = []
+    root = ""
     for raw in paths:
         p = Path(raw).expanduser()
         name = p.name or p.resolve().name  # `seed .` shares the folder under its name
@@ -128,27 +141,24 @@ def collect(paths: list[str]) -> tuple[str, list[Item]]:
             raise UsageError(f"{raw}: cannot open ({e.strerror})") from None
         _checked(name, raw)
         if stat.S_ISDIR(st.st_mode):
-            if p.is_symlink():
-                p = p.resolve()
-            roots.append(p)
-            _walk(p, name, items)
+            # One folder: its name is the root and paths inside are relative to it.
+            # Among several paths, a folder is an entry at the top.
+            _walk(str(p.resolve() if p.is_symlink() else p),
+                  "" if len(paths) == 1 else name, items)
+            if len(paths) == 1:
+                root = name
         elif stat.S_ISREG(st.st_mode):
-            items.append(Item(name, p, st.st_size, False, st.st_mtime_ns, st.st_ino, st.st_dev))
+            items.append(Item(name, str(p), st.st_size, False, st.st_mtime_ns, st.st_ino,
+                              st.st_dev))
         else:
             raise UsageError(f"{raw} is not a regular file or folder")
-    root = ""
-    if len(paths) == 1 and roots:
-        # One folder: its name is the root, paths inside are relative to it.
-        root = items[0].rel.split("/", 1)[0]
-        items = [Item(i.rel.split("/", 1)[1] if "/" in i.rel else "", i.path, i.size,
-                      i.folder, i.mtime_ns, i.ino, i.dev) for i in items]
-        if items == [Item("", roots[0], 0, True)]:
-            items = []  # an empty folder: a share with no entries
-    items.sort(key=lambda i: path_key(i.rel))
+    if len(paths) > 1:  # one folder's walk is in order already
+        items.sort(key=lambda i: path_key(i.rel))
     for a, b in itertools.pairwise(items):
         if a.rel == b.rel:
             raise UsageError(f"{a.path} and {b.path} would both be {a.rel!r} in the share; "
                              "give only one of them")
+    _check(root, items)
     return root, items
 
 
@@ -157,10 +167,10 @@ class TreeReader:
 
     Each call opens the files it touches and closes them again: a share may hold more
     files than a process may keep open, and an open costs microseconds next to a read.
-    A file that is shorter than listed raises `short(path)`.
+    A file whose size differs from the listed one raises `short(path)`.
     """
 
-    def __init__(self, files: list[tuple[Path, int]], short=None) -> None:
+    def __init__(self, files: list[tuple[str, int]], short=None) -> None:
         self.files = [(p, n) for p, n in files if n]
         self.starts: list[int] = []
         at = 0
@@ -169,7 +179,8 @@ class TreeReader:
             at += n
         self.size = at
         self.short = short or (lambda path: UsageError(
-            f"{path} shrank while it was being read; seed it again"))
+            f"{path} changed while it was being hashed; wait until it is written "
+            "completely, then seed it again"))
 
     def segments(self, pos: int, length: int):
         """(file index, offset in file, length) covering [pos, pos + length)."""
@@ -184,14 +195,26 @@ class TreeReader:
 
     def pread(self, buf: memoryview, pos: int) -> int:
         done = 0
-        for i, off, take in self.segments(pos, len(buf)):
-            path = self.files[i][0]
+        extra = memoryview(bytearray(1))
+        files, starts = self.files, self.starts
+        i = bisect.bisect_right(starts, pos) - 1
+        end = min(pos + len(buf), self.size)
+        while pos < end:  # `segments`, inlined: this loop runs once per file
+            path, size = files[i]
+            off = pos - starts[i]
+            take = min(size - off, end - pos)
+            pos += take
+            i += 1
             try:
                 fd = os.open(path, os.O_RDONLY | _CLOEXEC)
             except OSError as e:
                 raise UsageError(f"{path}: cannot open ({e.strerror})") from None
             try:
-                got = os.preadv(fd, [buf[done : done + take]], off)
+                # Up to the file's end, one byte more: a file that grew since it was listed
+                # is caught without a stat of every file (what a small-file tree costs).
+                vec = [buf[done : done + take], extra] if off + take == size else [
+                    buf[done : done + take]]
+                got = os.preadv(fd, vec, off)
             finally:
                 os.close(fd)
             if got != take:
@@ -205,12 +228,25 @@ class TreeReader:
         return bytes(buf[:n])
 
 
+def _check(root: str, items: list[Item]) -> None:
+    """Every rule a receiver applies to the list (manifest.check_entries), before any file
+    is read: a name no receiver may create should not cost a read of the tree."""
+    try:
+        check_entries(make_entries([(i.rel, i.size, i.folder) for i in items]))
+    except ManifestError as e:
+        for i in items:  # which file: the error names its path in the share only
+            for name in i.rel.split("/"):
+                with contextlib.suppress(ManifestError):
+                    check_name(name)
+                    continue
+                _checked(name, i.path)
+        raise UsageError(f"cannot be shared: {e.message.removeprefix('manifest ')}, so some "
+                         "receivers could not save it; rename one of the files") from None
+
+
 def _cache_key(root: str, items: list[Item]) -> str:
-    h = hashlib.sha256(f"tree\0{root}\0".encode("utf-8", "surrogateescape"))
-    for i in items:
-        h.update(f"{i.rel}\0{i.path}\0{i.size}\0{i.folder}\0{i.mtime_ns}\0{i.ino}\0{i.dev}\n"
-                 .encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
+    text = "\n".join(["tree", root, *("\0".join(map(str, i)) for i in items)])
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def hash_tree(paths: list[str], progress: Progress | None = None, *,
@@ -221,7 +257,7 @@ def hash_tree(paths: list[str], progress: Progress | None = None, *,
     """
     if len(paths) == 1 and not Path(paths[0]).expanduser().is_dir():
         m = hash_file(paths[0], progress, use_cache=use_cache)
-        return m, [Item(m.name, Path(paths[0]).expanduser(), m.size, False)]
+        return m, [Item(m.name, str(Path(paths[0]).expanduser()), m.size, False)]
     root, items = collect(paths)
     total = sum(i.size for i in items)
     piece_size = piece_size_for(total)
@@ -237,7 +273,9 @@ def hash_tree(paths: list[str], progress: Progress | None = None, *,
                 return m, items
     reader = TreeReader([(i.path, i.size) for i in items if not i.folder])
     workers = min(workers, os.cpu_count() or 1)
-    if workers > 1 and total > _RUN:
+    # Two threads pay off when reading and hashing dominate; on a tree of small files the
+    # Python work per file holds the GIL, and a second thread only adds contention.
+    if workers > 1 and total > _RUN and total >= _RUN * max(1, len(items)) // 4:
         hashes = _hash_parallel(reader.pread, 0, total, piece_size, progress, workers)
     else:
         pos = 0
@@ -252,9 +290,8 @@ def hash_tree(paths: list[str], progress: Progress | None = None, *,
                             memoryview(bytearray(max(1, min(total, _READ_CHUNK)))), progress)
     if progress:
         progress(total, total)
-    _check_unchanged(items)
     try:
-        m = Manifest.create_tree(root, entries, piece_size, hashes)
+        m = Manifest.create_tree(root, entries, piece_size, hashes, checked=True)
     except ManifestError as e:
         raise UsageError(f"cannot be shared: {e}") from None
     if len(m.encoded) > MAX_MANIFEST:
@@ -270,19 +307,3 @@ def hash_tree(paths: list[str], progress: Progress | None = None, *,
 
 
 MAX_MANIFEST = 16 * 1024 * 1024  # wire.MAX_MANIFEST: a peer refuses a larger one
-
-
-def _check_unchanged(items: list[Item]) -> None:
-    for i in items:
-        if i.folder:
-            continue
-        try:
-            st = os.stat(i.path)
-        except OSError:
-            st = None
-        if st is None or (st.st_size, st.st_mtime_ns) != (i.size, i.mtime_ns):
-            raise UsageError(f"{i.path} changed while it was being hashed; wait until it is "
-                             "written completely, then seed it again")
-
-
-

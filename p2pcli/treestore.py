@@ -48,7 +48,7 @@ MAX_OPEN = 64  # descriptors a download keeps open: a share may hold 100,000 fil
 class SeedTree(_VerifiedReads):
     """The files of a folder share, being seeded. Every read is checked as for one file."""
 
-    def __init__(self, root: str, manifest: Manifest, files: list[tuple[Path, int]],
+    def __init__(self, root: str, manifest: Manifest, files: list[tuple[str, int]],
                  cache: PieceCache | None = None) -> None:
         self.path = Path(root)
         self.manifest = manifest
