@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -124,3 +125,42 @@ def test_seed_folder_errors_are_one_line(procs: Procs, tmp_path: Path, mode: str
     args = ["--json"] if mode == "json" else []
     p = procs.start([P2P, "seed", str(d), "--port", "0", *args], f"seed-{mode}")
     assert "symbolic link to a folder" in one_line_error(p, 2)
+
+
+@pytest.mark.parametrize("mode", ["human", "json"])
+def test_info_shows_the_share_without_downloading(procs: Procs, signal_url: str,
+                                                  mode: str) -> None:
+    src = make_tree(procs.workdir / "src" / "photos")
+    _, link = procs.seed(src, signal_url)
+    args = ["--json"] if mode == "json" else []
+    p = procs.p2p("info", link, *LOOPBACK, *args, name=f"info-{mode}")
+    assert p.wait(60) == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    if mode == "json":
+        out = json.loads(p.stdout)
+        assert out["event"] == "info" and out["name"] == "photos" and out["version"] == 2
+        assert out["peers"] == 1 and out["seeders"] == 1
+        assert out["folders"] == ["emptydir"]
+        paths = [f["path"] for f in out["files"]]
+        assert paths[:3] == ["a.txt", "empty.bin", "sub/big.bin"]
+        assert [f["index"] for f in out["files"]] == list(range(len(paths)))
+        assert out["files"][2]["size"] == 3 * 1024 * 1024 + 7
+        # Not one piece byte came in.
+        left = [e for e in p.events() if e["event"] == "peer-left"]
+        assert all(e["received"] == 0 for e in left)
+    else:
+        assert "name   photos" in p.stdout
+        assert "peers  1 answering, 1 with every piece" in p.stdout
+        assert "sub/deeper/x.bin" in p.stdout and "emptydir/" in p.stdout
+        assert "pieces" not in p.stderr  # no download bar
+
+    one = make_file(procs.workdir / "src" / "single.bin", 1000)
+    _, link1 = procs.seed(one, signal_url, name="seed-one")
+    q = procs.p2p("info", link1, *LOOPBACK, "--json", name="info-one")
+    assert q.wait(60) == 0, q.stderr
+    out = json.loads(q.stdout)
+    assert out["version"] == 1 and out["files"] == [{"index": 0, "path": "single.bin",
+                                                     "size": 1000}]
+    missing = procs.p2p("info", "ab" * 32, *LOOPBACK, "--signal", signal_url, "--timeout", "2",
+                        *args, name=f"info-missing-{mode}")
+    assert "no peer has" in one_line_error(missing, 3)
