@@ -25,9 +25,9 @@ from typing import Any
 from . import events as ev
 from .errors import StorageError, UsageError
 from .events import EventSink
-from .manifest import Manifest
+from .manifest import Entry, Manifest
 from .picker import Picker
-from .selection import one_file, pieces_for, select
+from .selection import first_video, one_file, pieces_for, select
 from .store import PartFile, SpoolRing, check_output, part_path
 from .swarm import Swarm, SwarmConfig, no_peers_error
 from .treestore import TreePart
@@ -117,6 +117,8 @@ class Download:
         self.store: PartFile | TreePart | None = None
         self.span: tuple[int, int] | None = None
         "A folder share's one file going to stdout: its bytes [start, end) in the share."
+        self.stream_file: Entry | None = None
+        "`stream` of a folder share: the file played (--select, else the first video)."
         self.spool_dir: str | None = None
         self.written = 0  # pieces written to stdout
         self.writer: asyncio.Task | None = None
@@ -143,6 +145,9 @@ class Download:
             f = one_file(m, self.opts.select, "writing to stdout (-o -)")
             self.span = (f.offset, f.end)
         elif m.is_tree:
+            if self.stream:
+                chosen = [self._stream_choice(m, chosen)]
+                self.stream_file = m.files[chosen[0]]
             wanted = set(pieces_for(m, chosen))
             skip = [i for i in range(m.piece_count) if i not in wanted]
         if self.span is not None:
@@ -160,7 +165,8 @@ class Download:
         elif m.is_tree:
             base = output_base(self.opts, m)
             self.store = await asyncio.to_thread(TreePart, base, m, chosen,
-                                                 force=self.opts.force)
+                                                 force=self.opts.force,
+                                                 hold_shared=self.stream)
             self.final = part = self.store.path
         else:
             self.final = Path(self.opts.output) if self.opts.output else Path.cwd() / m.name
@@ -184,6 +190,18 @@ class Download:
         if self.on_manifest is not None:
             self.on_manifest(m)
         return self.store, picker
+
+    def _stream_choice(self, m: Manifest, chosen: list[int]) -> int:
+        if self.opts.select:
+            if len(chosen) != 1:
+                one_file(m, self.opts.select, "p2p stream")  # raises, saying why
+            return chosen[0]
+        video = first_video(m)
+        if video is None:
+            raise UsageError(f"this share holds {len(m.files)} files and none looks like a "
+                             "video (by its extension); choose one with --select (p2p info "
+                             "LINK lists them)")
+        return video
 
     def serve_from_final(self) -> None:
         """After `done`, serve pieces from the finished file under its final name."""

@@ -103,7 +103,7 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
     """
 
     def __init__(self, base: Path, manifest: Manifest, selected: list[int], *,
-                 force: bool = False) -> None:
+                 force: bool = False, hold_shared: bool = False) -> None:
         root = _safe_dir(base, (manifest.root,)) if manifest.root else base
         self.path = root
         self.manifest = manifest
@@ -114,6 +114,10 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
         self.selected = set(selected)
         self.keeps_pieces = len(self.selected) == len(files)
         self.force = force
+        # A stream reads back what it wrote: pieces shared with unselected files are kept
+        # in memory, whole (its one file has two at most), as they are not on disk whole.
+        self.hold_shared = hold_shared
+        self._held: dict[int, bytes] = {}
         self._files: list[Entry] = []  # non-empty files, in order: the byte stream
         self._index: list[int] = []  # their index in manifest.files
         for i, f in enumerate(files):
@@ -246,7 +250,19 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
                 raise _storage_error(self._finals[i], e, "writing") from None
         if self._whole(piece):
             self._remember(piece, data)
+        elif self.hold_shared:
+            self._held[piece] = bytes(data)  # verified by the caller; not on disk whole
         self.present[piece] = 1
+
+    def read_piece(self, piece: int) -> bytes:
+        held = self._held.get(piece)
+        return held if held is not None else super().read_piece(piece)
+
+    def read_block(self, piece: int, offset: int, length: int) -> bytes:
+        held = self._held.get(piece)
+        if held is not None:
+            return held[offset : offset + length]
+        return super().read_block(piece, offset, length)
 
     def finish(self, final: Path | None, *, force: bool) -> None:
         """Trim each file to size, flush it, and rename it; create empty files and folders."""

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import LOOPBACK, P2P, Procs, make_file, one_line_error
+from conftest import LOOPBACK, P2P, Procs, make_file, need, one_line_error
 
 PIECE = 16 * 1024
 
@@ -164,3 +165,43 @@ def test_info_shows_the_share_without_downloading(procs: Procs, signal_url: str,
     missing = procs.p2p("info", "ab" * 32, *LOOPBACK, "--signal", signal_url, "--timeout", "2",
                         *args, name=f"info-missing-{mode}")
     assert "no peer has" in one_line_error(missing, 3)
+
+
+def test_stream_plays_a_video_of_a_folder_share(procs: Procs, signal_url: str) -> None:
+    ffmpeg, ffprobe = need("ffmpeg"), need("ffprobe")
+    src = procs.workdir / "src" / "holiday"
+    (src / "clips").mkdir(parents=True)
+    (src / "a-notes.txt").write_bytes(os.urandom(40_000))  # before the videos, sharing pieces
+    for name, codec in (("clips/one.mp4", "libx264"), ("clips/two.mkv", "libx264")):
+        subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i",
+                        "testsrc=duration=3:size=320x240:rate=25", "-c:v", codec,
+                        "-pix_fmt", "yuv420p", str(src / name)], check=True, timeout=120)
+    _, link = procs.seed(src, signal_url)
+
+    s = procs.p2p("stream", link, *LOOPBACK, "--json", "--player", "none", "-o", "st",
+                  name="stream")
+    url = s.wait_for(lambda p: p.stdout.strip(), 60, "the URL")
+    probe = subprocess.run([ffprobe, "-v", "error", "-show_entries", "stream=codec_type",
+                            "-of", "csv=p=0", url], capture_output=True, text=True, timeout=90)
+    assert probe.returncode == 0, probe.stderr
+    assert "video" in probe.stdout.split()
+    with urllib.request.urlopen(url, timeout=60) as r:  # the first video, whole
+        assert r.read() == (src / "clips/one.mp4").read_bytes()
+    listing_url = url.rsplit("/", 1)[0] + "/"
+    with urllib.request.urlopen(listing_url, timeout=30) as r:
+        page = r.read().decode()
+    assert "a-notes.txt" in page and "clips/two.mkv" in page and "(playing)" in page
+
+    t = procs.p2p("stream", link, *LOOPBACK, "--json", "--player", "none", "-o", "st2",
+                  "--select", "*.mkv", name="stream-select")
+    url2 = t.wait_for(lambda p: p.stdout.strip(), 60, "the URL")
+    with urllib.request.urlopen(url2, timeout=60) as r:
+        assert r.read() == (src / "clips/two.mkv").read_bytes()
+    t.wait_for(lambda p: any(e["event"] == "done" for e in p.events()), 60, "done")
+    # Only the played file was written.
+    assert [str(p.relative_to(procs.workdir / "st2")) for p in
+            (procs.workdir / "st2").rglob("*") if p.is_file()] == ["holiday/clips/two.mkv"]
+
+    bad = procs.p2p("stream", link, *LOOPBACK, "--player", "none", "--select", "*.txt",
+                    "--select", "*.mp4", "-o", "st3", name="stream-two")
+    assert "takes one file" in one_line_error(bad, 2)
