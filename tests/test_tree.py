@@ -313,3 +313,46 @@ def test_tree_part_never_writes_through_a_planted_link(tmp_path: Path) -> None:
     st.finish(None, force=True)
     assert not (elsewhere / "victim").exists()
     assert (out / "t" / "a.txt").read_bytes() == b"hello\n"
+
+
+# -- the page decodes the same manifests ---------------------------------------------------
+
+HOSTILE = [
+    [(0, b".."), (0, b"a")], [(0, b"/etc/passwd")], [(0, b"a/../b")], [(0, b"C:x")],
+    [(0, b"b"), (0, b"a")], [(0, b"A.txt"), (0, b"a.txt")], [(0, b"a"), (0, b"a/b")],
+    [(0, b"cafe\xcc\x81"), (0, b"caf\xc3\xa9")], [(0, b"nul.txt")], [(0, b"a//b")],
+]
+
+
+def test_the_page_decodes_folder_manifests_as_python_does(tmp_path: Path) -> None:
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed (scripts/test-all installs nodejs)")
+    src = make_tree(tmp_path / "t")
+    m, _ = hash_tree([str(src)], use_cache=False)
+    (tmp_path / "x").write_bytes(b"x")
+    several, _ = hash_tree([str(tmp_path / "x"), str(src / "a.txt")], use_cache=False)
+    empty_dir = tmp_path / "e"
+    empty_dir.mkdir()
+    empty, _ = hash_tree([str(empty_dir)], use_cache=False)
+    bad = [craft([(k, p, 1) for k, p in entries]) for entries in HOSTILE]
+    request = {"good": [x.encoded.hex() for x in (m, several, empty)],
+               "bad": [b.hex() for b in bad]}
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run(["node", str(root / "tests/js/tree_vectors.mjs")],
+                       input=json.dumps(request), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for got, want in zip(out["good"], (m, several, empty), strict=True):
+        assert got["name"] == want.name and got["size"] == want.size
+        assert got["pieceCount"] == want.piece_count
+        assert got["files"] == [{"path": f.path, "size": f.size, "offset": f.offset}
+                                for f in want.files]
+        assert got["folders"] == [e.path for e in want.entries if e.folder]
+    for message, raw in zip(out["bad"], bad, strict=True):
+        with pytest.raises(ManifestError):
+            decode(raw)
+        assert message, raw
