@@ -37,6 +37,11 @@ export class Manifest {
     return i * this.pieceSize;
   }
 
+  /** The piece holding byte `offset`. */
+  pieceAt(offset) {
+    return Math.floor(offset / this.pieceSize);
+  }
+
   pieceLength(i) {
     return Math.min(this.pieceSize, this.size - i * this.pieceSize);
   }
