@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -205,3 +206,22 @@ def test_stream_plays_a_video_of_a_folder_share(procs: Procs, signal_url: str) -
     bad = procs.p2p("stream", link, *LOOPBACK, "--player", "none", "--select", "*.txt",
                     "--select", "*.mp4", "-o", "st3", name="stream-two")
     assert "takes one file" in one_line_error(bad, 2)
+
+
+def test_interrupted_folder_fetch_resumes(procs: Procs, signal_url: str) -> None:
+    src = procs.workdir / "src" / "set"
+    src.mkdir(parents=True)
+    for i in range(4):
+        make_file(src / f"part{i}.bin", 2 * 1024 * 1024 + i, seed=10 + i)
+    _, link = procs.seed(src, signal_url, "--max-upload-rate", "2M")
+    first = procs.fetch(link, "-o", "out", name="first")
+    first.wait_for(lambda p: sum(e["event"] == "piece-verified" for e in p.events()) >= 100,
+                   60, "100 pieces")
+    first.signal(signal.SIGINT)
+    assert first.wait(30) == 130, first.stderr
+    assert list((procs.workdir / "out" / "set").glob("*.part"))
+    second = procs.fetch(link, "-o", "out", name="second")
+    assert second.wait(120) == 0, second.stderr
+    resumed = next(e for e in second.events() if e["event"] == "resume")
+    assert resumed["pieces"] >= 90  # pieces on a file boundary are fetched again
+    assert listing(procs.workdir / "out" / "set") == listing(src)
