@@ -86,7 +86,7 @@ def info_lines(ev: events.Info) -> list[str]:
         f"name   {visible(ev.name)}",
         f"hash   {ev.hash}",
         f"size   {human_bytes(ev.size)} ({ev.size} bytes), {ev.pieces} pieces of "
-        f"{human_bytes(ev.piece_size)}",
+        f"{human_binary(ev.piece_size)}",  # as `seed` says it
         f"peers  {ev.peers} answering, {ev.seeders} with every piece",
     ]
     if ev.version != 1:
