@@ -53,9 +53,9 @@ PeerJSOpt = Annotated[
     typer.Option(
         "--peerjs",
         envvar="P2P_PEERJS",
-        help="PeerJS server (peerjs://HOST:PORT/PATH?key=KEY, or http(s)://) to meet "
-        "peers through; repeatable or comma-separated. seed puts it in the link (peerjs=). "
-        "Default: none.",
+        help="PeerJS server to meet peers through: peerjs://HOST:PORT/PATH?key=KEY (TLS, as "
+        "wss:// and https://; ws:// or http:// for plain). Repeatable or comma-separated. "
+        "seed puts it in the link (peerjs=). Default: none.",
         show_default=False,
     ),
 ]
