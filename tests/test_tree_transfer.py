@@ -225,3 +225,52 @@ def test_interrupted_folder_fetch_resumes(procs: Procs, signal_url: str) -> None
     resumed = next(e for e in second.events() if e["event"] == "resume")
     assert resumed["pieces"] >= 90  # pieces on a file boundary are fetched again
     assert listing(procs.workdir / "out" / "set") == listing(src)
+
+
+def _crafted(entries: list[tuple[int, bytes, int]], root: bytes = b"r") -> bytes:
+    """Folder-share manifest bytes as an attacker writes them (no validation)."""
+    import struct
+
+    out = [struct.pack(">4sBBH", b"P2PM", 2, 14, len(root)), root,
+           struct.pack(">I", len(entries))]
+    for kind, path, size in entries:
+        out += [struct.pack(">BH", kind, len(path)), path, struct.pack(">Q", size)]
+    total = sum(s for _, _, s in entries)
+    return b"".join(out) + bytes(32) * (-(-total // PIECE))
+
+
+@pytest.mark.parametrize("entries,root", [
+    ([(0, b"../escaped.txt", 5)], b"r"),
+    ([(0, b"ok.txt", 5)], b".."),
+    ([(0, b"/tmp/absolute.txt", 5)], b""),
+    ([(0, b"a\\..\\..\\x.txt", 5)], b""),
+    ([(0, b"A", 5), (0, b"a", 5)], b"r"),
+], ids=["dotdot", "root-dotdot", "absolute", "backslash", "case"])
+def test_a_hostile_manifest_writes_nothing(procs: Procs, signal_url: str, entries, root) -> None:
+    """The hash names the manifest, so anyone can make a link to a hostile one: fetch
+    refuses it before writing anything, anywhere."""
+    import hashlib
+    import sys
+
+    from conftest import ROOT
+
+    raw = _crafted(entries, root)
+    (procs.workdir / "crafted.manifest").write_bytes(raw)
+    hostile = procs.start([sys.executable, str(ROOT / "tests/helpers/hostile_peer.py"),
+                           signal_url, str(procs.workdir / "crafted.manifest"), "crafted"],
+                          "hostile")
+    hostile.wait_for(lambda p: p.stdout.strip(), 30, "hostile announce")
+    out = procs.workdir / "deep" / "out"
+    out.parent.mkdir()
+    f = procs.fetch(hashlib.sha256(raw).hexdigest(), "--signal", signal_url, "-o", str(out),
+                    "--timeout", "3")
+    assert f.wait(60) not in (0, None), f.stderr
+    assert "Traceback" not in f.stderr
+    rejected = [e for e in f.events() if e["event"] == "manifest-rejected"]
+    assert rejected, f.stderr
+    # Nothing anywhere: not the target, not beside it, not in the work dir (which holds
+    # only the crafted bytes and the processes' logs), not at the absolute path.
+    assert list(out.parent.iterdir()) == []
+    made = {p.name for p in procs.workdir.rglob("*")} - {"crafted.manifest", "deep"}
+    assert all(n.endswith((".err", ".out")) for n in made), made
+    assert not Path("/tmp/absolute.txt").exists()
