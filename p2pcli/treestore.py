@@ -21,6 +21,7 @@ import errno
 import hashlib
 import os
 import stat
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -127,6 +128,11 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
         self._starts = [f.offset for f in self._files]
         self._finals = {i: root.joinpath(*files[i].parts) for i in self.selected}
         self._fds: OrderedDict[int, int] = OrderedDict()
+        # Pieces are written and read from several threads: one at a time here, or a
+        # descriptor one thread uses could be closed by another's eviction, and its number
+        # reused for another file.
+        self._io = threading.Lock()
+        self._renamed: set[int] = set()
         self.created = True
         self.resumed: set[int] = set()  # files whose `.part` was already there
         for i in sorted(self.selected):
@@ -171,8 +177,8 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
         if fd is not None:
             self._fds.move_to_end(i)
             return fd
-        # Once finished (seeding after the fetch), the files have their final names.
-        part = self._finals[i] if self.finished else part_path(self._finals[i])
+        # Once renamed (finished, or seeding after the fetch), a file has its final name.
+        part = self._finals[i] if i in self._renamed else part_path(self._finals[i])
         try:
             fd = os.open(part, os.O_RDWR | _NOFOLLOW | _CLOEXEC)
         except OSError as e:
@@ -203,10 +209,11 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
 
     def _pread(self, length: int, offset: int) -> bytes:
         out = bytearray()
-        for i, off, _at, take in self._segments(offset, length):
-            if i not in self.selected:
-                break  # not on disk: the caller's check fails and the piece is fetched
-            out += os.pread(self._file_fd(i), take, off)
+        with self._io:
+            for i, off, _at, take in self._segments(offset, length):
+                if i not in self.selected:
+                    break  # not on disk: the caller's check fails and the piece is fetched
+                out += os.pread(self._file_fd(i), take, off)
         return bytes(out)
 
     # -- the store interface (store.PartFile) ---------------------------------------------
@@ -240,14 +247,16 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
     def write_piece(self, piece: int, data: bytes | bytearray) -> None:
         """Store the selected bytes of a piece the caller has verified."""
         view = memoryview(data)
-        for i, off, at, take in self._segments(self.manifest.piece_offset(piece), len(data)):
-            if i not in self.selected:
-                continue
-            try:
-                if os.pwrite(self._file_fd(i), view[at : at + take], off) != take:
-                    raise OSError(errno.ENOSPC, "short write")
-            except OSError as e:
-                raise _storage_error(self._finals[i], e, "writing") from None
+        with self._io:
+            for i, off, at, take in self._segments(self.manifest.piece_offset(piece),
+                                                   len(data)):
+                if i not in self.selected:
+                    continue
+                try:
+                    if os.pwrite(self._file_fd(i), view[at : at + take], off) != take:
+                        raise OSError(errno.ENOSPC, "short write")
+                except OSError as e:
+                    raise _storage_error(self._finals[i], e, "writing") from None
         if self._whole(piece):
             self._remember(piece, data)
         elif self.hold_shared:
@@ -271,13 +280,15 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
             dest = self._finals[i]
             check_output(dest, force=force)
             if files[i].size:
-                fd = self._file_fd(i)
-                try:
-                    os.ftruncate(fd, files[i].size)
-                    os.fsync(fd)
-                    os.replace(part_path(dest), dest)
-                except OSError as e:
-                    raise _storage_error(dest, e, "finishing the download") from None
+                with self._io:  # peers may still be reading pieces meanwhile
+                    fd = self._file_fd(i)
+                    try:
+                        os.ftruncate(fd, files[i].size)
+                        os.fsync(fd)
+                        os.replace(part_path(dest), dest)
+                        self._renamed.add(i)
+                    except OSError as e:
+                        raise _storage_error(dest, e, "finishing the download") from None
             else:
                 with contextlib.suppress(FileNotFoundError):
                     if force:
@@ -293,9 +304,10 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
         self.finished = True
 
     def close(self) -> None:
-        while self._fds:
-            with contextlib.suppress(OSError):
-                os.close(self._fds.popitem()[1])
+        with self._io:
+            while self._fds:
+                with contextlib.suppress(OSError):
+                    os.close(self._fds.popitem()[1])
 
     def remove(self) -> None:
         self.close()
