@@ -356,3 +356,30 @@ def test_the_page_decodes_folder_manifests_as_python_does(tmp_path: Path) -> Non
         with pytest.raises(ManifestError):
             decode(raw)
         assert message, raw
+
+
+def test_tree_part_from_many_threads_with_few_descriptors(tmp_path: Path, monkeypatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from p2pcli import treestore
+
+    monkeypatch.setattr(treestore, "MAX_OPEN", 2)  # evictions all the time
+    src = tmp_path / "t"
+    src.mkdir()
+    for i in range(30):
+        (src / f"f{i:02}").write_bytes(os.urandom(3000 + 977 * i))
+    m, _ = hash_tree([str(src)], use_cache=False)
+    data = concat(src, m)
+    out = tmp_path / "out"
+    out.mkdir()
+    st = TreePart(out, m, select(m, []))
+    pieces = [(i, data[i * PIECE : (i + 1) * PIECE]) for i in range(m.piece_count)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda p: st.write_piece(*p), pieces))
+        # Reads of written pieces meanwhile, as peers make them.
+        got = list(pool.map(lambda p: st.read_piece(p[0]), pieces))
+    assert got == [d for _, d in pieces]
+    st.finish(None, force=False)
+    st.close()
+    for f in m.files:
+        assert (out / "t" / f.path).read_bytes() == (src / f.path).read_bytes()
