@@ -48,6 +48,7 @@ from .manifest import (
     path_key,
     piece_size_for,
 )
+from .wire import MAX_MANIFEST  # a peer refuses a larger manifest
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -306,4 +307,3 @@ def hash_tree(paths: list[str], progress: Progress | None = None, *,
     return m, items
 
 
-MAX_MANIFEST = 16 * 1024 * 1024  # wire.MAX_MANIFEST: a peer refuses a larger one
