@@ -183,24 +183,13 @@ class TreeReader:
             f"{path} changed while it was being hashed; wait until it is written "
             "completely, then seed it again"))
 
-    def segments(self, pos: int, length: int):
-        """(file index, offset in file, length) covering [pos, pos + length)."""
-        i = bisect.bisect_right(self.starts, pos) - 1
-        end = min(pos + length, self.size)
-        while pos < end and i < len(self.files):
-            off = pos - self.starts[i]
-            take = min(self.files[i][1] - off, end - pos)
-            yield i, off, take
-            pos += take
-            i += 1
-
     def pread(self, buf: memoryview, pos: int) -> int:
         done = 0
         extra = memoryview(bytearray(1))
         files, starts = self.files, self.starts
         i = bisect.bisect_right(starts, pos) - 1
         end = min(pos + len(buf), self.size)
-        while pos < end:  # `segments`, inlined: this loop runs once per file
+        while pos < end:  # once per file: kept lean
             path, size = files[i]
             off = pos - starts[i]
             take = min(size - off, end - pos)
