@@ -143,6 +143,15 @@ ForceOpt = Annotated[
         "entry itself is replaced, never what a link points to).",
     ),
 ]
+SelectOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--select",
+        help="Of a folder share, fetch only these files: an index (as p2p info numbers "
+        "them, from 0) or a pattern matched against the path (*.mkv). Repeatable.",
+        show_default=False,
+    ),
+]
 MaxPeersOpt = Annotated[
     int,
     typer.Option(
