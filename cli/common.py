@@ -53,9 +53,9 @@ PeerJSOpt = Annotated[
     typer.Option(
         "--peerjs",
         envvar="P2P_PEERJS",
-        help="PeerJS server (peerjs://HOST:PORT/PATH?key=KEY, or http(s)://) to meet "
-        "peers through; repeatable or comma-separated. seed puts it in the link (peerjs=). "
-        "Default: none.",
+        help="PeerJS server to meet peers through: peerjs://HOST:PORT/PATH?key=KEY (TLS, as "
+        "wss:// and https://; ws:// or http:// for plain). Repeatable or comma-separated. "
+        "seed puts it in the link (peerjs=). Default: none.",
         show_default=False,
     ),
 ]
@@ -141,6 +141,15 @@ ForceOpt = Annotated[
         "--force", "-f",
         help="Replace an existing output file, or a NAME.part that p2p did not make (the "
         "entry itself is replaced, never what a link points to).",
+    ),
+]
+SelectOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--select",
+        help="Of a folder share, fetch only these files: an index (as p2p info numbers "
+        "them, from 0) or a pattern matched against the path (*.mkv). Repeatable.",
+        show_default=False,
     ),
 ]
 MaxPeersOpt = Annotated[

@@ -19,6 +19,7 @@ from .common import (
     PublicOpt,
     QuietOpt,
     RetriesOpt,
+    SelectOpt,
     SignalOpt,
     TargetArg,
     TimeoutOpt,
@@ -41,8 +42,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--output",
                 "-o",
-                help="Where to write: a file path, or - for stdout. Default: stdout when it is "
-                "a pipe, else a file named as the sender's file in the current directory.",
+                help="Where to write: a file path, a folder (the share goes inside it), or - "
+                "for stdout. Default: stdout when it is a pipe, else the current directory.",
                 show_default=False,
             ),
         ] = None,
@@ -53,6 +54,7 @@ def register(app: typer.Typer) -> None:
         timeout: TimeoutOpt = 10.0,
         retries: RetriesOpt = 3,
         force: ForceOpt = False,
+        select: SelectOpt = None,
         seed_after: Annotated[
             bool,
             typer.Option(
@@ -97,6 +99,7 @@ def register(app: typer.Typer) -> None:
             seed_after=seed_after,
             stdout_is_tty=sys.stdout.isatty(),
             stdout_fd=sys.stdout.fileno(),
+            select=tuple(select or ()),
         )
         check_output_args(opts)  # at once, not after a LAN search or the server's retries
         reporter = Reporter(quiet=quiet, json=json)

@@ -40,9 +40,9 @@ def _root(
 
 def _register() -> None:
     # Imported here so `p2p --help` stays fast and each command lives in its own module.
-    from . import doctor, fetch, seed, serve_signal, stream
+    from . import doctor, fetch, info, seed, serve_signal, stream
 
-    for module in (serve_signal, seed, fetch, stream, doctor):
+    for module in (serve_signal, seed, fetch, info, stream, doctor):
         module.register(app)
 
 

@@ -80,6 +80,23 @@ def human_bytes(n: float) -> str:
     return f"{n} B"
 
 
+def info_lines(ev: events.Info) -> list[str]:
+    """`p2p info`'s answer for people (stdout). Names come from the manifest: `visible`."""
+    lines = [
+        f"name   {visible(ev.name)}",
+        f"hash   {ev.hash}",
+        f"size   {human_bytes(ev.size)} ({ev.size} bytes), {ev.pieces} pieces of "
+        f"{human_binary(ev.piece_size)}",  # as `seed` says it
+        f"peers  {ev.peers} answering, {ev.seeders} with every piece",
+    ]
+    if ev.version != 1:
+        lines.append(f"files  {len(ev.files)} (index, size, path: --select takes either)")
+        lines += [f"{f['index']:>7}  {human_bytes(f['size']):>9}  {visible(f['path'])}"
+                  for f in ev.files]
+        lines += [f"{'-':>7}  {'folder':>9}  {visible(d)}/" for d in ev.folders]
+    return lines
+
+
 #: Renders one event; keyed by the event's class in `Reporter.handlers`.
 Handler = Callable[[Any], None]
 
@@ -95,6 +112,7 @@ SILENT: frozenset[type[Event]] = frozenset({
     events.Http,
     events.FirstByte,
     events.StreamEnded,
+    events.Info,  # `p2p info` prints it on stdout itself (cli/info.py)
 })
 
 

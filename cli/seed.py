@@ -1,4 +1,5 @@
-"""`p2p seed FILE`: share a file; prints the link on stdout and serves until Ctrl-C."""
+"""`p2p seed PATH...`: share a file, a folder or several files; prints the link on stdout
+and serves until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ DEFAULT_EMBEDDED_PORT = 8080
 def register(app: typer.Typer) -> None:
     @app.command("seed")
     def seed_cmd(
-        file: Annotated[str, typer.Argument(help="The file to share.", show_default=False)],
+        files: Annotated[list[str], typer.Argument(
+            help="The file to share; or a folder, or several files and folders: one link "
+            "for them all.", show_default=False, metavar="PATH...")],
         signal: SignalOpt = None,
         tracker: TrackerOpt = None,
         peerjs: PeerJSOpt = None,
@@ -85,7 +88,8 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
         verbose: VerboseOpt = False,
     ) -> None:
-        """Share FILE: hash it, print a link, and serve its pieces to every peer until Ctrl-C.
+        """Share PATH (a file, a folder, or several): hash it, print a link, and serve its
+        pieces to every peer until Ctrl-C.
 
         With no --signal (or P2P_SIGNAL), a signaling server starts inside this process and
         the link points at it, so this command alone shares a file on your network. The
@@ -125,7 +129,8 @@ def register(app: typer.Typer) -> None:
             reporter(ev)
 
         opts = SeedOptions(
-            path=file,
+            path=files[0],
+            more=tuple(files[1:]),
             embedded_signal=not urls,
             signal_port=port,
             public_host=link_host or (hosts[0] if hosts else None),

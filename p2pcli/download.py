@@ -25,10 +25,12 @@ from typing import Any
 from . import events as ev
 from .errors import StorageError, UsageError
 from .events import EventSink
-from .manifest import Manifest
+from .manifest import Entry, Manifest
 from .picker import Picker
+from .selection import first_video, one_file, pieces_for, select
 from .store import PartFile, SpoolRing, check_output, part_path
 from .swarm import Swarm, SwarmConfig, no_peers_error
+from .treestore import TreePart
 from .wire import DEFAULT_MAX_BLOCK
 
 READ_AHEAD_BYTES = 32 * 1024 * 1024  # how far a pipe download may run ahead of the reader
@@ -48,6 +50,8 @@ class FetchOptions:
     "Whether stdout is a terminal (decides the default output)."
     stdout_fd: int = 1
     "Where content goes in pipe mode."
+    select: tuple[str, ...] = ()
+    "`--select`: indices or patterns of the files of a folder share to fetch."
 
 
 class ReaderGone(Exception):
@@ -67,7 +71,33 @@ def check_output_args(opts: FetchOptions, stream: bool = False) -> None:
         raise UsageError("--seed-after needs a file to seed from; give -o FILE")
     if writes_stdout(opts, stream) or opts.output is None:
         return
-    check_output(Path(opts.output), force=opts.force)
+    out = Path(opts.output)
+    if out.is_dir():
+        return  # a folder: the share goes inside it (DIR/NAME, or a folder share's tree)
+    if not out.parent.is_dir():
+        raise UsageError(f"{out.parent} is not an existing folder; create it or choose "
+                         "another -o")
+    check_output(out, force=opts.force)
+
+
+def output_base(opts: FetchOptions, m: Manifest) -> Path:
+    """Where a folder share's tree goes: the -o folder (made if missing), else here."""
+    if opts.output is None:
+        return Path.cwd()
+    base = Path(opts.output)
+    if base.is_dir():
+        return base
+    if os.path.lexists(base):
+        raise UsageError(f"{base} is not a folder; this share holds {len(m.files)} files: "
+                         "give -o DIR")
+    try:
+        base.mkdir()
+    except FileNotFoundError:
+        raise UsageError(f"{base.parent} is not an existing folder; create it or choose "
+                         "another -o") from None
+    except OSError as e:
+        raise StorageError(f"{base}: cannot create the folder ({e.strerror})") from None
+    return base
 
 
 class Download:
@@ -84,7 +114,11 @@ class Download:
         self.stream = stream  # `p2p stream`: in-order by default, a player's ranges first
         self.to_stdout = writes_stdout(opts, stream)
         self.final: Path | None = None
-        self.store: PartFile | None = None
+        self.store: PartFile | TreePart | None = None
+        self.span: tuple[int, int] | None = None
+        "A folder share's one file going to stdout: its bytes [start, end) in the share."
+        self.stream_file: Entry | None = None
+        "`stream` of a folder share: the file played (--select, else the first video)."
         self.spool_dir: str | None = None
         self.written = 0  # pieces written to stdout
         self.writer: asyncio.Task | None = None
@@ -100,8 +134,25 @@ class Download:
         if self.to_stdout:
             self.writer = asyncio.ensure_future(self._write_stdout())
 
-    async def open_store(self, m: Manifest) -> tuple[PartFile, Picker]:
+    async def open_store(self, m: Manifest) -> tuple[PartFile | TreePart, Picker]:
         window = None
+        chosen = select(m, self.opts.select)  # refuses a bad --select before anything else
+        skip: list[int] = []
+        if m.is_tree and self.to_stdout:
+            if not self.opts.select:
+                raise UsageError(f"this share holds {len(m.files)} files: give -o DIR to write "
+                                 "them, or --select one of them to write it to stdout")
+            f = one_file(m, self.opts.select, "writing to stdout (-o -)")
+            self.span = (f.offset, f.end)
+        elif m.is_tree:
+            if self.stream:
+                chosen = [self._stream_choice(m, chosen)]
+                self.stream_file = m.files[chosen[0]]
+            wanted = set(pieces_for(m, chosen))
+            skip = [i for i in range(m.piece_count) if i not in wanted]
+        if self.span is not None:
+            wanted = set(m.pieces_for_range(*self.span))
+            skip = [i for i in range(m.piece_count) if i not in wanted]
         if self.to_stdout:
             window = max(MIN_READ_AHEAD_PIECES, READ_AHEAD_BYTES // m.piece_size)
             # Only the read-ahead window is spooled (a ring of `window` pieces in a private
@@ -109,8 +160,18 @@ class Download:
             self.spool_dir = tempfile.mkdtemp(prefix="p2p-spool-")
             part = Path(self.spool_dir) / "spool"
             self.store = SpoolRing(part, m, window)
+            if self.span is not None:  # the ring starts at the selected file's first piece
+                self.store.low = self.span[0] // m.piece_size
+        elif m.is_tree:
+            base = output_base(self.opts, m)
+            self.store = await asyncio.to_thread(TreePart, base, m, chosen,
+                                                 force=self.opts.force,
+                                                 hold_shared=self.stream)
+            self.final = part = self.store.path
         else:
             self.final = Path(self.opts.output) if self.opts.output else Path.cwd() / m.name
+            if self.final.is_dir():
+                self.final = self.final / m.name  # -o DIR: DIR/NAME
             check_output(self.final, force=self.opts.force)
             part = part_path(self.final)
             self.store = PartFile(part, m, force=self.opts.force)
@@ -121,11 +182,26 @@ class Download:
         picker.strict_priority = self.stream
         for i in found:
             picker.mark_have(i)
+        picker.skip(skip)
+        if self.span is not None:
+            picker.set_cursor(self.span[0] // m.piece_size)
         if found:
             self.emit(ev.Resume(pieces=len(found), path=str(part)))
         if self.on_manifest is not None:
             self.on_manifest(m)
         return self.store, picker
+
+    def _stream_choice(self, m: Manifest, chosen: list[int]) -> int:
+        if self.opts.select:
+            if len(chosen) != 1:
+                one_file(m, self.opts.select, "p2p stream")  # raises, saying why
+            return chosen[0]
+        video = first_video(m)
+        if video is None:
+            raise UsageError(f"this share holds {len(m.files)} files and none looks like a "
+                             "video (by its extension); choose one with --select (p2p info "
+                             "LINK lists them)")
+        return video
 
     def serve_from_final(self) -> None:
         """After `done`, serve pieces from the finished file under its final name."""
@@ -164,11 +240,18 @@ class Download:
     async def _finish(self) -> None:
         m, store = self.swarm.manifest, self.store
         assert m is not None and store is not None
-        if not self.to_stdout:
+        if isinstance(store, TreePart):
+            await asyncio.to_thread(store.finish, None, force=self.opts.force)
+        elif not self.to_stdout:
             await asyncio.to_thread(store.finish, self.final, force=self.opts.force)
         core = self.swarm.core
+        size = m.size
+        if isinstance(store, TreePart):
+            size = sum(m.files[i].size for i in store.selected)
+        elif self.span is not None:
+            size = self.span[1] - self.span[0]
         self.done = ev.Done(
-            name=m.name, size=m.size, path=str(self.final) if self.final else "-",
+            name=m.name, size=size, path=str(self.final) if self.final else "-",
             seconds=round(time.monotonic() - self.started, 3), received=core.bytes_down,
             peers=dict(core.received_from), connections=dict(core.connections),
             sent=core.bytes_up,
@@ -182,11 +265,15 @@ class Download:
         m, p, store = swarm.manifest, swarm.picker, self.store
         assert m is not None and p is not None and store is not None
         fd = self.opts.stdout_fd
-        for i in range(m.piece_count):
+        start, end = self.span or (0, m.size)
+        for i in m.pieces_for_range(start, end):
             while not p.have[i]:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(swarm.piece_done.wait(), WAIT_STEP)
             data = await asyncio.to_thread(store.read_piece, i)
+            if self.span is not None:  # only the selected file's bytes of this piece
+                at = m.piece_offset(i)
+                data = data[max(0, start - at) : end - at]
             await asyncio.to_thread(_write_all, fd, data)
             if isinstance(store, SpoolRing):
                 store.release(i)

@@ -400,3 +400,31 @@ class Doctor(Event):
     "No check failed."
     failed: list[str]
     "Names of the checks that failed."
+
+
+# -- info ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Info(Event):
+    kind: ClassVar[str] = "info"
+    hash: str
+    "The content hash."
+    name: str
+    "The share's name: its file, its folder, or its first file and how many more."
+    size: int
+    "Total bytes."
+    piece_size: int
+    "Bytes per piece (the last may be shorter)."
+    pieces: int
+    "How many pieces."
+    version: int
+    "Manifest format: 1 a single file, 2 a folder or several files."
+    files: list[dict[str, Any]]
+    "Each file: {index, path, size}; index is what --select takes."
+    folders: list[str]
+    "Empty folders in the share."
+    peers: int
+    "Peers that answered (connected and handshook) while we looked."
+    seeders: int
+    "Of those, peers that have every piece."

@@ -80,7 +80,7 @@ def hash_pieces(
     fd = _fileno(fileobj)
     if workers > 1 and fd is not None and hasattr(os, "preadv") and size > _RUN:
         start = fileobj.tell()
-        hashes = _hash_parallel(fd, start, size, piece_size, progress, workers)
+        hashes = _hash_parallel(_fd_reader(fd), start, size, piece_size, progress, workers)
         fileobj.seek(start + size)  # where a sequential reader would have left it
     else:
         view = memoryview(bytearray(min(size, _READ_CHUNK)))
@@ -141,8 +141,16 @@ def _hash_span(
 _buffers = threading.local()
 
 
-def _hash_run(fd: int, start: int, end: int, piece_size: int) -> list[bytes]:
-    """Hash the bytes [start, end) of `fd`, which hold whole pieces (the last may be short)."""
+PRead = Callable[[memoryview, int], int]
+"""pread(buffer, offset) -> bytes read: a file's, or a tree's concatenated bytes."""
+
+
+def _fd_reader(fd: int) -> PRead:
+    return lambda buf, pos: os.preadv(fd, [buf], pos)
+
+
+def _hash_run(pread: PRead, start: int, end: int, piece_size: int) -> list[bytes]:
+    """Hash the bytes [start, end), which hold whole pieces (the last may be short)."""
     view = getattr(_buffers, "view", None)
     if view is None:
         view = _buffers.view = memoryview(bytearray(_READ_CHUNK))
@@ -150,7 +158,7 @@ def _hash_run(fd: int, start: int, end: int, piece_size: int) -> list[bytes]:
 
     def read(buf: memoryview) -> int:
         nonlocal pos
-        n = os.preadv(fd, [buf], pos)
+        n = pread(buf, pos)
         pos += n
         return n
 
@@ -158,7 +166,7 @@ def _hash_run(fd: int, start: int, end: int, piece_size: int) -> list[bytes]:
 
 
 def _hash_parallel(
-    fd: int, start: int, size: int, piece_size: int, progress: Progress | None, workers: int
+    pread: PRead, start: int, size: int, piece_size: int, progress: Progress | None, workers: int
 ) -> list[bytes]:
     run = max(_RUN, piece_size)  # a multiple of the piece size, so runs hold whole pieces
     hashes: list[bytes] = []
@@ -168,7 +176,8 @@ def _hash_parallel(
         try:
             for offset in range(0, size, run):
                 end = min(offset + run, size)
-                pending.append(pool.submit(_hash_run, fd, start + offset, start + end, piece_size))
+                pending.append(pool.submit(_hash_run, pread, start + offset, start + end,
+                                           piece_size))
                 # A bounded window: a 1 TiB file must not queue 250,000 tasks up front.
                 if len(pending) > 2 * workers:
                     hashes += pending.popleft().result()

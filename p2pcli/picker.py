@@ -70,6 +70,8 @@ class Picker:
         self.rng = rng or random.Random()
         self.have = bytearray(self.count)  # 1 = verified and stored
         self.n_have = 0
+        self.skipped = bytearray(self.count)  # 1 = not wanted (`--select`): never picked
+        self.n_skipped = 0
         self.availability = [0] * self.count
         self._all_peers: set[Peer] = set()  # peers that have everything (not in availability)
         self._active: dict[int, _Piece] = {}  # pieces with requests in flight or blocks received
@@ -83,13 +85,33 @@ class Picker:
 
     @property
     def complete(self) -> bool:
-        return self.n_have == self.count
+        return self.n_have + self.n_skipped == self.count
+
+    @property
+    def missing(self) -> int:
+        """Pieces still wanted."""
+        return self.count - self.n_have - self.n_skipped
+
+    def wants(self, piece: int) -> bool:
+        return not self.have[piece] and not self.skipped[piece]
+
+    def skip(self, pieces: Iterable[int]) -> None:
+        """Pieces this download does not want (files not selected): never requested, and
+        not missing for `complete`."""
+        for p in pieces:
+            if not self.have[p] and not self.skipped[p]:
+                self.skipped[p] = 1
+                self.n_skipped += 1
+        self._order = None
 
     def mark_have(self, piece: int) -> None:
         """A piece is verified and stored (including pieces found on disk at start)."""
         if not self.have[piece]:
             self.have[piece] = 1
             self.n_have += 1
+            if self.skipped[piece]:
+                self.skipped[piece] = 0
+                self.n_skipped -= 1
         self._active.pop(piece, None)
 
     def add_peer(self, peer: Peer, pieces: Iterable[int] | None) -> None:
@@ -160,7 +182,7 @@ class Picker:
                     return True
             return False
 
-        urgent = [p for p in self.priority if not self.have[p]]
+        urgent = [p for p in self.priority if self.wants(p)]
         if urgent and self.strict_priority:
             # A player is waiting: spend no bandwidth elsewhere until its pieces are in.
             order = urgent
@@ -170,7 +192,7 @@ class Picker:
         prioritized = set(urgent)
         for endgame in (False, True):
             for piece in order:
-                if self.have[piece] or not (has is None or has(piece)):
+                if not self.wants(piece) or not (has is None or has(piece)):
                     continue
                 if piece not in prioritized and not self._in_window(piece):
                     continue
@@ -187,12 +209,12 @@ class Picker:
         if self.sequential:
             end = self.count if self.window is None else min(self.count, self.cursor + self.window)
             active = self._active
-            return [p for p in range(self.cursor, end) if not self.have[p] and p not in active]
+            return [p for p in range(self.cursor, end) if self.wants(p) and p not in active]
         if self._order is None:
             # Rarest first, ties broken at random so peers don't all start on the same piece.
             keys = {p: (self.availability[p], self.rng.random()) for p in range(self.count)}
             self._order = sorted(range(self.count), key=keys.__getitem__)
-        return [p for p in self._order if not self.have[p] and p not in self._active]
+        return [p for p in self._order if self.wants(p) and p not in self._active]
 
     def _block(self, piece: int, b: int) -> Block:
         off = b * self.block_size

@@ -53,9 +53,11 @@ class PlayerState:
 
 
 class ReadAhead:
-    def __init__(self, size: int, piece_size: int) -> None:
+    def __init__(self, size: int, piece_size: int, offset: int = 0) -> None:
         self.size = size
         self.piece_size = piece_size
+        self.offset = offset
+        "Where the file starts in the share's bytes (a folder share's file; pieces run on)."
         self.piece_count = -(-size // piece_size)
         self.bitrate: float | None = None  # bytes per second of media
         self.started = False  # a reader went START_BYTES in: the tail is no longer early
@@ -79,6 +81,7 @@ class ReadAhead:
         end = min(end, self.size)
         if end <= start:
             return range(0)
+        start, end = start + self.offset, end + self.offset
         return range(start // self.piece_size, (end - 1) // self.piece_size + 1)
 
     def priority(self, readers: list[Reader], player: PlayerState | None = None) -> list[int]:

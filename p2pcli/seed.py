@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import time
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ from .link import make_link
 from .signaling.web import watch_url
 from .store import SeedFile
 from .swarm import Swarm, SwarmConfig
+from .tree import hash_tree
+from .treestore import SeedTree
 
 DEFAULT_EMBEDDED_PORT = 8080
 
@@ -28,7 +31,9 @@ DEFAULT_EMBEDDED_PORT = 8080
 @dataclass
 class SeedOptions:
     path: str
-    "File to share."
+    "File (or folder) to share."
+    more: tuple[str, ...] = ()
+    "Further files or folders: the share holds them all (a version-2 manifest)."
     embedded_signal: bool = False
     "Start a signaling server in this process (no --signal given)."
     signal_port: int = DEFAULT_EMBEDDED_PORT
@@ -71,9 +76,15 @@ async def seed(
     opts: SeedOptions, config: SwarmConfig, emit: EventSink, progress: Progress | None = None
 ) -> None:
     """Serve `opts.path` until cancelled (Ctrl-C) or the file changes on disk."""
-    open_for_seeding(opts.path)  # fail fast, before any server starts
+    paths = [opts.path, *opts.more]
+    single = not opts.more and not os.path.isdir(opts.path)
+    if single:
+        open_for_seeding(opts.path)  # fail fast, before any server starts
     started = time.monotonic()
-    manifest = await asyncio.to_thread(hash_file, opts.path, progress)
+    if single:
+        manifest, items = await asyncio.to_thread(hash_file, opts.path, progress), []
+    else:  # a folder or several files; errors come before any server starts too
+        manifest, items = await asyncio.to_thread(hash_tree, paths, progress)
     emit(events.Hashed(
         name=manifest.name,
         size=manifest.size,
@@ -93,7 +104,11 @@ async def seed(
         emit(events.SignalServer(url=public[0], port=server.port))
     else:
         public = config.signal_urls
-    source = SeedFile(open_for_seeding(opts.path)[0], manifest)
+    if manifest.is_tree:
+        source: SeedFile | SeedTree = SeedTree(
+            opts.path, manifest, [(i.path, i.size) for i in items if not i.folder])
+    else:
+        source = SeedFile(open_for_seeding(opts.path)[0], manifest)
     swarm = Swarm(manifest.content_hash, config, emit, manifest=manifest, source=source)
     announcing: asyncio.Task[mdns.Announcer | None] | None = None
     try:

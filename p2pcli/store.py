@@ -183,6 +183,9 @@ class _VerifiedReads:
     def _offset(self, piece: int) -> int:
         return self.manifest.piece_offset(piece)
 
+    def _pread(self, length: int, offset: int) -> bytes:
+        return os.pread(self._fd, length, offset)
+
     def _changed(self, piece: int) -> SourceChanged:
         raise NotImplementedError
 
@@ -198,7 +201,7 @@ class _VerifiedReads:
     def _read_verified(self, piece: int) -> bytes:
         m = self.manifest
         length = m.piece_length(piece)
-        data = os.pread(self._fd, length, self._offset(piece))
+        data = self._pread(length, self._offset(piece))
         table = self.checks.get(piece)
         self._hashed(len(data))
         if table is not None:
@@ -235,7 +238,7 @@ class _VerifiedReads:
         first = offset // SUB_BLOCK
         start = first * SUB_BLOCK
         end = min(piece_len, -(-(offset + length) // SUB_BLOCK) * SUB_BLOCK)
-        raw = os.pread(self._fd, end - start, self._offset(piece) + start)
+        raw = self._pread(end - start, self._offset(piece) + start)
         self._hashed(len(raw))
         view = memoryview(raw)
         ok = len(raw) == end - start
@@ -300,9 +303,12 @@ def _kind(mode: int) -> str:
     return "is not a regular file"
 
 
-def _open_existing_part(path: Path, m: Manifest) -> tuple[int | None, str]:
+def _open_existing_part(path: Path, m: Manifest, size: int | None = None
+                        ) -> tuple[int | None, str]:
     """Open a `.part` already there if it is one this download made: (fd, "") or
-    (None, why not). Never follows a link, never blocks on a FIFO."""
+    (None, why not). Never follows a link, never blocks on a FIFO. `size`: the content's
+    size in this file (one file of a folder share), else the whole share's."""
+    size = m.size if size is None else size
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -328,7 +334,7 @@ def _open_existing_part(path: Path, m: Manifest) -> tuple[int | None, str]:
             why = "belongs to another user"
         else:
             t = _trailer(m)
-            if fst.st_size != m.size + len(t) or os.pread(fd, len(t), m.size) != t:
+            if fst.st_size != size + len(t) or os.pread(fd, len(t), size) != t:
                 why = "was not started by p2p for this content"
         if why:
             os.close(fd)

@@ -77,6 +77,8 @@ class StreamOptions:
     "Extra arguments for the player."
     show_player_output: bool = True
     "Let the player write to our stderr (off with --quiet/--json)."
+    select: tuple[str, ...] = ()
+    "A folder share's file to play (`--select`); default: its first video file."
     before_swarm: Callable[[], None] | None = None
     """Called once the URL may be out, before the swarm's modules are imported: the
     command's `patches.apply` (which loads aiortc) goes here, after the player started."""
@@ -106,6 +108,12 @@ class Streamer:
         "The bound port, for the Host check; set once the server listens."
         self.stopping = False
         "The command is ending: responses still waiting for pieces end now."
+        self.base = 0
+        "Where the played file starts in the share's bytes (a folder share: not 0)."
+        self.size = 0
+        "The played file's size: what HTTP serves as the whole content."
+        self.file_name = ""
+        "The played file's name (its media type)."
 
     def attach(self, swarm: Swarm, dl: Download) -> None:
         self.swarm, self.dl = swarm, dl
@@ -114,7 +122,12 @@ class Streamer:
     # -- priorities ------------------------------------------------------------------------
 
     def content_known(self, m: Manifest) -> None:
-        self.readahead = ReadAhead(m.size, m.piece_size)
+        f = self.dl.stream_file if self.dl is not None else None
+        if f is not None:  # one file of a folder share
+            self.base, self.size, self.file_name = f.offset, f.size, f.path.rsplit("/", 1)[-1]
+        else:
+            self.base, self.size, self.file_name = 0, m.size, m.name
+        self.readahead = ReadAhead(self.size, m.piece_size, self.base)
         # The head and the tail are wanted before any player reads (the swarm gets its
         # picker once this returns).
         asyncio.get_running_loop().call_soon(self.reprioritize)
@@ -127,9 +140,9 @@ class Streamer:
         self.player.paused = st.paused
         if st.duration:
             self.player.duration = st.duration
-            self.readahead.observe_bitrate(m.size / st.duration)
+            self.readahead.observe_bitrate(self.size / st.duration)
             if st.time_pos is not None:
-                self.player.play_pos = int(min(1.0, st.time_pos / st.duration) * m.size)
+                self.player.play_pos = int(min(1.0, st.time_pos / st.duration) * self.size)
         self.reprioritize()
 
     def reprioritize(self) -> None:
@@ -174,30 +187,35 @@ class Streamer:
                                 headers=SAFE_HEADERS)
         m = swarm.manifest
         assert m is not None
+        if rest == "" and m.is_tree:
+            return self._listing(request, m)
         try:
             # The name in the URL we published: the link's when it named the file (the
             # media type below still comes from the verified manifest's name).
             check_name(rest, self.url_name or m.name)
         except Refused as e:
             return self._refuse(request, e)
-        # The content is named by its hash, so the hash is a strong validator for If-Range.
-        etag = f'"{swarm.content_hash.hex()}"'
-        headers = {**SAFE_HEADERS, "Accept-Ranges": "bytes", "Content-Type": media_type(m.name),
-                   "ETag": etag}
+        size = self.size
+        # The content is named by its hash, so the hash is a strong validator for If-Range
+        # (with the file's offset: a folder share serves one of its files).
+        etag = f'"{swarm.content_hash.hex()}"' if not m.is_tree else (
+            f'"{swarm.content_hash.hex()}-{self.base}"')
+        headers = {**SAFE_HEADERS, "Accept-Ranges": "bytes",
+                   "Content-Type": media_type(self.file_name), "ETag": etag}
         try:
-            rng = parse_range(request.headers.get("Range"), m.size,
+            rng = parse_range(request.headers.get("Range"), size,
                               if_range=request.headers.get("If-Range"), etag=etag)
         except RangeNotSatisfiable as e:
             self.emit(ev.Http(method=request.method, status=416, error=str(e)))
             return web.Response(
-                status=416, headers={**SAFE_HEADERS, "Content-Range": f"bytes */{m.size}",
+                status=416, headers={**SAFE_HEADERS, "Content-Range": f"bytes */{size}",
                                      "Accept-Ranges": "bytes"}
             )
-        start, end = (rng.start, rng.end) if rng else (0, m.size)
+        start, end = (rng.start, rng.end) if rng else (0, size)
         headers["Content-Length"] = str(end - start)
         status = 206 if rng else 200
         if rng:
-            headers["Content-Range"] = rng.content_range(m.size)
+            headers["Content-Range"] = rng.content_range(size)
         self.emit(ev.Http(method=request.method, status=status, range=[start, end],
                           verified=swarm.picker.n_have if swarm.picker else 0))
         resp = web.StreamResponse(status=status, headers=headers)
@@ -222,21 +240,41 @@ class Streamer:
             self.reprioritize()
         return resp
 
+    def _listing(self, request: web.Request, m: Manifest) -> web.Response:
+        """`/SECRET/` of a folder share: its files, the one being played linked."""
+        from html import escape
+
+        from aiohttp import web
+
+        self.emit(ev.Http(method=request.method, status=200, range=[0, 0], verified=0))
+        rows = []
+        for i, f in enumerate(m.files):
+            label = escape(f.path)
+            if f.offset == self.base and f.size == self.size and self.url_name:
+                label = f'<a href="{escape(_url_name(self.url_name))}">{label}</a> (playing)'
+            rows.append(f"<li>{i}: {label}, {f.size} bytes</li>")
+        body = (f"<!doctype html><meta charset=utf-8><title>{escape(m.name)}</title>"
+                f"<h1>{escape(m.name)}</h1><ol start=0>{''.join(rows)}</ol>"
+                "<p>p2p stream --select INDEX|PATTERN plays another file.</p>\n")
+        return web.Response(text=body, content_type="text/html", headers=SAFE_HEADERS)
+
     async def _send_range(self, resp: web.StreamResponse, reader: Reader) -> None:
         swarm, dl = self.swarm, self.dl
         assert swarm is not None and dl is not None
         m, p, store = swarm.manifest, swarm.picker, dl.store
         assert m is not None and p is not None and store is not None
+        base = self.base  # reader positions are in the file; pieces in the share
         while reader.pos < reader.end:
-            piece = reader.pos // m.piece_size
+            at = base + reader.pos
+            piece = at // m.piece_size
             while not p.have[piece]:
                 if swarm.fatal_event.is_set() or self.stopping:
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(swarm.piece_done.wait(), 0.5)
-            piece_end = min(reader.end, m.piece_offset(piece) + m.piece_length(piece))
-            n = min(piece_end - reader.pos, SEND_CHUNK)
-            off = reader.pos - m.piece_offset(piece)
+            piece_end = min(base + reader.end, m.piece_offset(piece) + m.piece_length(piece))
+            n = min(piece_end - at, SEND_CHUNK)
+            off = at - m.piece_offset(piece)
             data = await asyncio.to_thread(store.read_block, piece, off, n)
             await resp.write(data)
             if self.first_byte_at is None:
@@ -244,7 +282,7 @@ class Streamer:
                 self.emit(ev.FirstByte(seconds=round(self.first_byte_at - self.started, 3)))
             reader.pos += n
             self.bytes_served += n
-            if reader.pos // m.piece_size != piece:
+            if (base + reader.pos) // m.piece_size != piece:
                 self.reprioritize()
 
     def progress_fields(self) -> dict[str, Any]:
@@ -266,12 +304,14 @@ class Streamer:
         if pos is None:
             newest = max(self.readers, key=lambda r: r.serial, default=None)
             pos = newest.pos if newest else 0
+        pos += self.base
         piece = pos // m.piece_size if m.piece_size else 0
         ahead = 0
         while piece < p.count and p.have[piece]:
             ahead += m.piece_length(piece)
             piece += 1
-        return max(0, ahead - (pos - (pos // m.piece_size) * m.piece_size))
+        ahead -= pos - (pos // m.piece_size) * m.piece_size
+        return max(0, min(ahead, self.base + self.size - pos))
 
 
 def _listen(port: int) -> socket.socket:
@@ -367,7 +407,8 @@ async def stream(
 
         dl = Download(
             target.content_hash, config,
-            FetchOptions(output=opts.output, force=opts.force, stdout_is_tty=True), emit,
+            FetchOptions(output=opts.output, force=opts.force, stdout_is_tty=True,
+                         select=opts.select), emit,
             stream=True, on_manifest=lambda m: st.content_known(m),
         )
         swarm = dl.swarm
@@ -384,8 +425,8 @@ async def stream(
         m = swarm.manifest
         if early is None:
             assert m is not None
-            url = st.url(m.name)
-            emit(ev.Serving(url=url, name=m.name, size=m.size))
+            url = st.url(st.file_name or m.name)
+            emit(ev.Serving(url=url, name=st.file_name or m.name, size=st.size))
             await play.start(url, st, emit, tasks)
         tasks.append(asyncio.ensure_future(dl.report(st.progress_fields)))
         while True:

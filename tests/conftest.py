@@ -225,6 +225,26 @@ def tracker(procs: Procs) -> tuple[str, Proc]:
     return start_ws_tracker(procs)
 
 
+def start_peerjs_server(procs: Procs, name: str = "peerjs", host: str = "127.0.0.1",
+                        port: int = 0, prefix: list[str] | None = None) -> tuple[str, Proc]:
+    """The real PeerJS server (the `peer` package's PeerServer, tests/js/peerjs_server.mjs)
+    on `host`, `port` (0: any); `prefix`: a command to run it under (`ip netns exec NS`).
+    Returns its URL as users give it (http://HOST:PORT, key and path the defaults)."""
+    node = shutil.which("node")
+    if node is None or not (ROOT / "tests/js/node_modules/peer").is_dir():
+        pytest.skip("node and tests/js's peer package are needed (scripts/test-all)")
+    p = procs.start([*(prefix or []), node, str(ROOT / "tests/js/peerjs_server.mjs"), host,
+                     str(port)], name)
+    line = p.wait_for(lambda p: p.stdout.strip(), 30, "the PeerJS server's port")
+    port = json.loads(line.splitlines()[0])["port"]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}", p
+
+
+@pytest.fixture
+def peerjs_server(procs: Procs) -> tuple[str, Proc]:
+    return start_peerjs_server(procs)
+
+
 @contextlib.contextmanager
 def running_lab(procs: Procs, lab, unavailable: str | None) -> Iterator:
     """A namespace lab (tests/netns.py, turn_helpers.py, nat_helpers.py) for one test:

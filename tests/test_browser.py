@@ -568,3 +568,40 @@ def test_link_and_page_agree_on_pieces(videos: dict[str, Path]) -> None:
 def test_artifacts_dir_is_ignored() -> None:
     ignored = subprocess.run(["git", "check-ignore", "-q", str(ARTIFACTS / "x.png")], cwd=ROOT)
     assert ignored.returncode == 0, "tests/artifacts/ must stay out of git"
+
+
+@pytest.mark.timeout(240)
+def test_a_folder_share_lists_its_files_and_plays_the_chosen_video(
+    procs, tmp_path: Path, videos: dict[str, Path]
+) -> None:
+    """Issue 16: the page shows a folder share's files and plays its first video, or the
+    one ?file=INDEX names (each other video in the list links there)."""
+    need_browser()
+    folder = tmp_path / "share" / "holiday"
+    (folder / "clips").mkdir(parents=True)
+    (folder / "a &amp; notes.txt").write_bytes(bytes(range(256)) * 200)  # text, not markup
+    shutil.copy(videos["mp4"], folder / "clips" / "one.mp4")
+    shutil.copy(videos["webm"], folder / "clips" / "two.webm")
+    (folder / "empty").mkdir()
+    with lab(procs, tmp_path) as (net, browser):
+        net.serve_signal()
+        _seed, seeding = net.seed(folder, "--max-upload-rate", "300k")
+        chromium = browser()
+        tab = chromium.tab(seeding["watch"], "folder")
+        st = tab.wait_playing(90)
+        assert st["name"] == "holiday" and st["playing"] == "clips/one.mp4"
+        assert [f["path"] for f in st["files"]] == [
+            "a &amp; notes.txt", "clips/one.mp4", "clips/two.webm"]
+        assert st["player"]["mime"].startswith("video/mp4")
+        items = tab.js("() => [...document.querySelectorAll('#files li')]"
+                       ".map(li => li.textContent)")
+        assert items[0].startswith("a &amp; notes.txt") and "(playing)" in items[1]
+        assert items[-1] == "empty/ (empty folder)"
+        href = tab.js("() => document.querySelector('#files li[data-index=\"2\"] a').href")
+        assert href.endswith("?file=2")
+        tab.screenshot("browser-folder.png")
+
+        other = chromium.tab(href, "folder-webm")
+        st = other.wait_playing(90)
+        assert st["playing"] == "clips/two.webm"
+        assert st["player"]["mime"] == 'video/webm; codecs="vp8,opus"'

@@ -133,6 +133,12 @@ DOCUMENTED: list[tuple[Event, dict]] = [
      {"event": "check", "check": "connection", "status": "ok", "message": "m",
       "connection": "relay", "policy": "relay"}),
     (ev.Doctor(ok=False, failed=["turn"]), {"event": "doctor", "ok": False, "failed": ["turn"]}),
+    (ev.Info(hash="ab" * 32, name="photos", size=5, piece_size=16384, pieces=1, version=2,
+             files=[{"index": 0, "path": "a/b.jpg", "size": 5}], folders=["empty"], peers=2,
+             seeders=1),
+     {"event": "info", "hash": "ab" * 32, "name": "photos", "size": 5, "piece_size": 16384,
+      "pieces": 1, "version": 2, "files": [{"index": 0, "path": "a/b.jpg", "size": 5}],
+      "folders": ["empty"], "peers": 2, "seeders": 1}),
 ]
 
 

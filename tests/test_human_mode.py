@@ -65,6 +65,8 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
                      {"seconds": 0.2, "url": "http://10.0.0.1:8080", "service": "s"}],
     "status": [{"peers": 1, "sent": 10, "rate": 5}],
     "signaling_connected": [{"url": "http://10.0.0.1:8080", "peer": PEER}],
+    "announced": [{"via": "tracker", "url": "wss://t.example"},
+                  {"via": "peerjs", "url": "wss://pj.example/"}],
     "peer_joined": [{"peer": PEER, "connection": "host"}],
     "manifest": [{"peer": PEER, "name": "a.bin", "size": 5, "piece_size": 16384, "pieces": 1}],
     "resume": [{"pieces": 3, "path": "/tmp/a.bin.part"}],

@@ -18,7 +18,8 @@ SANS_IO = [
     "wire.py", "picker.py", "slots.py", "manifest.py", "httprange.py", "readahead.py",
     "events.py", "swarm/core.py", "swarm/exchange.py", "swarm/peer.py",
     "swarm/manifest_fetch.py", "swarm/rates.py", "swarm/actions.py", "swarm/diagnose.py",
-    "rendezvous/wstracker.py", "signaling/tracker.py", "swarm/pex.py",
+    "rendezvous/wstracker.py", "rendezvous/peerjs.py", "signaling/tracker.py",
+    "selection.py", "swarm/pex.py",
 ]
 IO_MODULES = {"asyncio", "aiortc", "aioice", "aiohttp", "socketio", "engineio", "time",
               "threading", "socket", "subprocess"}

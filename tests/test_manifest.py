@@ -195,7 +195,9 @@ def test_name_of_exactly_255_bytes_is_allowed() -> None:
 REJECTED = {
     "bad magic": (raw_manifest(magic=b"P2PX"), "bad magic"),
     "version 0": (raw_manifest(version=0), "unsupported manifest version 0"),
-    "version 2": (raw_manifest(version=2), "unsupported manifest version 2"),
+    "version 3": (raw_manifest(version=3), "unsupported manifest version 3"),
+    # Version 2 (a folder share) reads the same bytes as a file list, which they are not.
+    "v1 bytes as version 2": (raw_manifest(version=2), "piece hashes"),
     "piece size 2^13": (raw_manifest(log2=13), "out of range"),
     "piece size 2^25": (raw_manifest(log2=25), "out of range"),
     "piece size 2^0": (raw_manifest(log2=0), "out of range"),

@@ -75,3 +75,42 @@ def test_when_every_rendezvous_fails_the_first_failure_is_raised():
             await start_all([a, b], lambda e: None)
 
     asyncio.run(main())
+
+
+def test_a_peer_reported_while_its_meeting_starts_is_offered_to_through_it(monkeypatch):
+    """A PeerJS hello held for our slot, or an offer a tracker forwards, can arrive before
+    the meeting's start() returns: the swarm must already route through that meeting (it
+    once routed by the list start_all() returned, and forgot such a peer)."""
+    from p2pcli.swarm import Swarm, SwarmConfig, node
+
+    sent: list[tuple[str, str]] = []
+
+    class Early(Fake):
+        def __init__(self, h) -> None:
+            super().__init__("peerjs", "pj0:")
+            self.h = h
+
+        async def start(self) -> None:
+            await self.h.peer_list(["pj0:3.abc"])  # before start() returns
+
+        async def send(self, kind: str, peer: str, payload: dict) -> None:
+            sent.append((kind, peer))
+
+    monkeypatch.setattr(node, "build_meetings", lambda config, c, p, h, stats: [Early(h)])
+
+    async def main() -> None:
+        async def never(m):
+            raise AssertionError("no manifest in this test")
+
+        swarm = Swarm(bytes(32), SwarmConfig(signal_urls=[]), lambda e: None, open_store=never)
+        try:
+            await swarm.start()
+            for _ in range(200):  # the offer is made off the event loop's current turn
+                if sent:
+                    break
+                await asyncio.sleep(0.01)
+            assert sent == [("offer", "pj0:3.abc")]
+        finally:
+            await swarm.close()
+
+    asyncio.run(main())

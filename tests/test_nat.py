@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import nat_helpers
 import pytest
-from conftest import Procs, make_file, running_lab, sha256, start_ws_tracker
+from conftest import Procs, make_file, running_lab, sha256, start_peerjs_server, start_ws_tracker
 from nat_helpers import NatLab
 from turn_helpers import (
     SECRET,
@@ -96,7 +96,7 @@ def rendezvous_only(link: str, param: str, url: str) -> str:
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("lab", ["cone"], indirect=True)
-@pytest.mark.parametrize("kind", ["tracker"])
+@pytest.mark.parametrize("kind", ["tracker", "peerjs"])
 def test_through_two_nats_meeting_by_each_rendezvous(procs: Procs, lab: NatLab, kind: str,
                                                       tmp_path: Path) -> None:
     """The seeder in "a" and the fetcher in "b" meet through one public rendezvous (the
@@ -104,8 +104,9 @@ def test_through_two_nats_meeting_by_each_rendezvous(procs: Procs, lab: NatLab, 
     assert lab.pub is not None and lab.a is not None
     start_coturn(procs, lab, tmp_path)  # as STUN server only
     ice = ["--ice-server", lab.stun_url]
-    url, _ = start_ws_tracker(procs, host=lab.pub.addr, prefix=lab.pub.cmd())
-    flag, param = {"tracker": ("--tracker", "tr")}[kind]
+    start = {"tracker": start_ws_tracker, "peerjs": start_peerjs_server}[kind]
+    url, _ = start(procs, host=lab.pub.addr, prefix=lab.pub.cmd())
+    flag, param = {"tracker": ("--tracker", "tr"), "peerjs": ("--peerjs", "peerjs")}[kind]
     src = make_file(tmp_path / "src.bin", SIZE)
     seeder = procs.start(lab.a.p2p("seed", str(src), flag, url, *ice, "--json"), "seed")
     link = seeder.wait_for(lambda p: p.stdout.strip(), 60, "the link")
@@ -118,7 +119,7 @@ def test_through_two_nats_meeting_by_each_rendezvous(procs: Procs, lab: NatLab, 
     first = next(e["t"] for e in f.events() if e["event"] == "piece-verified")
     print(f"{kind}: first verified piece {first:.2f} s into the fetch command; "
           f"pair {joined['pair']}")
-    assert joined["peer"].startswith({"tracker": "wt0:"}[kind]), joined
+    assert joined["peer"].startswith({"tracker": "wt0:", "peerjs": "pj0:"}[kind]), joined
     assert joined["connection"] == "srflx", joined
     local, remote = joined["pair"].split(" -> ")
     assert local.split()[1].startswith(lab.b.addr + ":"), joined

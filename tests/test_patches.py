@@ -28,10 +28,12 @@ import json, aioice.ice, aiortc.rtcpeerconnection as pc
 from aiortc import rtcdtlstransport as dtls, rtcsctptransport as sctp
 stock_hosts = aioice.ice.get_host_addresses
 stock_connect = aioice.ice.Connection.connect
+stock_request = aioice.ice.StunProtocol.request
 {}
 print(json.dumps({{
     "hosts_patched": aioice.ice.get_host_addresses is not stock_hosts,
     "ice_patched": aioice.ice.Connection.connect is not stock_connect,
+    "checks_patched": aioice.ice.StunProtocol.request is not stock_request,
     "sctp_patched": pc.RTCSctpTransport is not sctp.RTCSctpTransport,
     "dtls_patched": pc.RTCDtlsTransport is not dtls.RTCDtlsTransport,
 }}))
@@ -56,7 +58,8 @@ def _state(code: str, **env: str) -> dict[str, bool]:
 
 def test_importing_every_p2pcli_module_patches_nothing():
     assert _state(IMPORT_EVERYTHING) == {"hosts_patched": False, "ice_patched": False,
-                                         "sctp_patched": False, "dtls_patched": False}
+                                         "checks_patched": False, "sctp_patched": False,
+                                         "dtls_patched": False}
 
 
 @pytest.mark.parametrize(("env", "tuned"), [
@@ -64,17 +67,17 @@ def test_importing_every_p2pcli_module_patches_nothing():
 ])
 def test_apply_tunes_aiortc_unless_the_environment_asks_for_stock(env, tuned):
     state = _state("from p2pcli import patches; patches.apply()", **env)
-    assert state == {"hosts_patched": False, "ice_patched": True,
+    assert state == {"hosts_patched": False, "ice_patched": True, "checks_patched": True,
                      "sctp_patched": tuned, "dtls_patched": tuned}
 
 
 def test_apply_chooses_host_addresses_and_a_second_apply_replaces_the_first():
     state = _state("from p2pcli import patches; patches.apply(['127.0.0.1'], stock_aiortc=True)")
-    assert state == {"hosts_patched": True, "ice_patched": True,
+    assert state == {"hosts_patched": True, "ice_patched": True, "checks_patched": True,
                      "sctp_patched": False, "dtls_patched": False}
     state = _state("from p2pcli import patches; patches.apply(['127.0.0.1']); patches.apply()",
                    P2P_STOCK_AIORTC="1")
-    assert state == {"hosts_patched": False, "ice_patched": True,
+    assert state == {"hosts_patched": False, "ice_patched": True, "checks_patched": True,
                      "sctp_patched": False, "dtls_patched": False}
 
 
@@ -102,6 +105,7 @@ def test_revert_puts_the_libraries_back(reverted):
     patches.revert()
     assert aioice.ice.get_host_addresses is stock_hosts
     assert aioice.ice.Connection.connect is patches._stock_connect
+    assert aioice.ice.StunProtocol.request is patches._stock_request
     assert pc_module.RTCSctpTransport is sctp.RTCSctpTransport
     assert pc_module.RTCDtlsTransport is dtls.RTCDtlsTransport
 
@@ -135,6 +139,54 @@ def test_the_ice_connect_copy_matches_the_pinned_aioice():
     assert aioice.__version__ == patches.PINNED_AIOICE_VERSION
     source = inspect.getsource(patches._stock_connect)
     assert hashlib.sha256(source.encode()).hexdigest() == STOCK_CONNECT_SHA256
+
+
+#: sha256 of the source of aioice 0.13.0's `StunProtocol.request`, which
+#: `patches._request` copies with one change (checked the same way).
+STOCK_REQUEST_SHA256 = "97991c38f65ea93975f911477d8bb6c852d862291e82def80706f5b97c696659"
+
+
+def test_the_stun_request_copy_matches_the_pinned_aioice():
+    import hashlib
+    import inspect
+
+    source = inspect.getsource(patches._stock_request)
+    assert hashlib.sha256(source.encode()).hexdigest() == STOCK_REQUEST_SHA256
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("patched", [True, False])
+async def test_a_connectivity_check_is_resent_sooner_and_a_server_request_is_not(
+        reverted, patched):
+    """Checks (signed with the remote password) are resent after CHECK_RTO, up to
+    CHECK_RETRANSMISSIONS times; a STUN server request and a consent check as aioice does."""
+    import aioice.stun
+
+    patches.quick_check_retries(patched)
+
+    class Wire:
+        def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+            pass
+
+    async def timer(key: bytes | None, resends: int | None) -> tuple[float, int]:
+        """(seconds until the first resend, tries at most) of one request's transaction."""
+        proto = aioice.ice.StunProtocol(receiver=None)
+        proto.transport = Wire()
+        msg = aioice.stun.Message(message_method=aioice.stun.Method.BINDING,
+                                  message_class=aioice.stun.Class.REQUEST)
+        task = asyncio.ensure_future(proto.request(msg, ("192.0.2.1", 9), key, resends))
+        await asyncio.sleep(0)  # the first send: the delay it armed has doubled since
+        t = proto.transactions[msg.transaction_id]
+        first = t._Transaction__timeout_delay / 2
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return first, t._Transaction__tries_max
+
+    stock = (aioice.stun.RETRY_RTO, 1 + aioice.stun.RETRY_MAX)
+    assert await timer(b"remote-password", None) == (
+        (patches.CHECK_RTO, 1 + patches.CHECK_RETRANSMISSIONS) if patched else stock)
+    assert await timer(None, None) == stock  # a STUN server's binding request
+    assert (await timer(b"remote-password", 0))[1] == 1  # a consent check
 
 
 def test_the_ice_connect_is_not_installed_over_another_aioice(reverted, monkeypatch):

@@ -234,10 +234,15 @@ def test_malformed_link(procs: Procs, bad: str):
 
 
 def test_seed_bad_files(procs: Procs, tmp_path: Path):
+    import os
+
     missing = procs.p2p("seed", str(tmp_path / "nope.mp4"), "--port", "0", name="missing")
     assert "no such file" in one_line_error(missing, 2)
-    directory = procs.p2p("seed", str(tmp_path), "--port", "0", name="dir")
-    assert "is a directory" in one_line_error(directory, 2)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    special = procs.p2p("seed", str(fifo), "--port", "0", name="fifo")
+    assert "not a regular file" in one_line_error(special, 2)
+    fifo.unlink()
     secret = make_file(tmp_path / "secret.bin", 1000)
     secret.chmod(0)
     # Root reads anything; setpriv drops the capabilities that let it, as a user would be.

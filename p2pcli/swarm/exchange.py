@@ -50,8 +50,8 @@ class PieceExchange:
         if k is None or k.complete:
             return False
         if p.has_all:
-            return len(p.refused) < k.count - k.n_have
-        return any(not k.have[i] and i not in p.refused for i in p.pieces)
+            return len(p.refused) < k.missing
+        return any(k.wants(i) and i not in p.refused for i in p.pieces)
 
     def has_everything(self, p: Peer) -> bool:
         """`p` announced every piece (it wants nothing from anyone)."""
@@ -65,6 +65,10 @@ class PieceExchange:
         if m is None or k is None:
             return {}
         have = sum(m.piece_length(i) for i in range(k.count) if k.have[i])
+        if k.n_skipped:  # `--select`: progress is over the pieces wanted
+            size = sum(m.piece_length(i) for i in range(k.count) if not k.skipped[i])
+            return {"size": size, "have": have, "pieces": k.count - k.n_skipped,
+                    "verified": k.n_have}
         return {"size": m.size, "have": have, "pieces": k.count, "verified": k.n_have}
 
     # -- starting --------------------------------------------------------------------------

@@ -72,7 +72,7 @@ class Swarm:
         self._wakeups: dict[str, asyncio.Event] = {}
         self.uploader = Uploader(self.core, RateLimiter(config.max_upload_rate), self)
         self.meetings: list[Meeting] = []
-        "Every rendezvous that is up (swarm/meet.py); one that comes up late joins."
+        "Every rendezvous configured (swarm/meet.py), started or not: replies route by it."
         self.manifest_ready = asyncio.Event()
         self.piece_done = asyncio.Event()  # pulsed when a piece is verified
         self.complete = asyncio.Event()
@@ -101,12 +101,14 @@ class Swarm:
             signal=self._on_signal, ice_config=self._on_ice_config,
             new_offer=self._new_offer, adopt=self._adopt, emit=self.emit,
         )
-        self.meetings = await start_all(
-            build_meetings(self.config, self.content_hash, self.core.peer_id, handlers,
-                           stats=self._tracker_stats),
-            self.emit,
-        )
-        self.meetings.append(PexMeeting(self.core, self._drain))  # our peers relay for others
+        # Routing covers every meeting from the start: one may report a peer (a hello held
+        # for us, an offer forwarded) before start_all() returns.
+        self.meetings = build_meetings(self.config, self.content_hash, self.core.peer_id,
+                                       handlers, stats=self._tracker_stats)
+        await start_all(self.meetings, self.emit)
+        # Peer exchange routes our signals through peers we are connected to: not a
+        # rendezvous to start (nor one that keeps the others from failing).
+        self.meetings.append(PexMeeting(self.core, self._drain))
         self.core.wait_from(time.monotonic())  # `--timeout` counts from here
         self._spawn(self._timer())
 

@@ -9,6 +9,8 @@ As a source (what a downloader sees):
   silent       says it has everything, never answers a request
   liar         says it has everything, rejects every request
   badmanifest  answers manifest requests with another file's manifest
+  crafted      FILE holds raw manifest bytes: announces their hash and serves them as the
+               manifest (a hostile folder share: `../`, absolute paths...)
   wronghash    handshakes for different content
   mute         says it has everything, never answers a manifest request
   vanish       serves honestly, but its first link to each peer ends after VANISH_AFTER
@@ -38,6 +40,7 @@ Peer exchange (it offers "p2p/1 pex", docs/PROTOCOL.md 3.5; prints each RELAY it
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -57,7 +60,8 @@ async def main(url: str, path: str, mode: str) -> None:
     m = hash_file(path, use_cache=False)
     # Another file's manifest, same shape: one byte of the name differs.
     other = Manifest.create("x" + m.name[1:], m.size, m.piece_size, list(m.piece_hashes))
-    content_id = m.content_id
+    crafted = open(path, "rb").read() if mode == "crafted" else None
+    content_id = hashlib.sha256(crafted).hexdigest() if crafted else m.content_id
     peer_id = os.urandom(16)
     links: dict[str, PeerLink] = {}
     tasks: set[asyncio.Task] = set()  # keep references so tasks are not collected
@@ -124,7 +128,7 @@ async def main(url: str, path: str, mode: str) -> None:
             return
         idle = mode.startswith("idle")
         loops = 0
-        chash = os.urandom(32) if mode == "wronghash" else m.content_hash
+        chash = os.urandom(32) if mode == "wronghash" else bytes.fromhex(content_id)
         proto = wire.PeerProtocol(chash, peer_id)
         if PEX_MODE:
             proto.offer_extensions(frozenset({wire.PEX}))
@@ -183,7 +187,7 @@ async def main(url: str, path: str, mode: str) -> None:
             elif isinstance(ev, wire.ManifestRequested) and mode == "mute":
                 continue
             elif isinstance(ev, wire.ManifestRequested):
-                enc = other.encoded if mode == "badmanifest" else m.encoded
+                enc = other.encoded if mode == "badmanifest" else crafted or m.encoded
                 chunk = enc[ev.offset : ev.offset + ev.length]
                 link.send_nowait(wire.encode_manifest_data(len(enc), ev.offset, chunk))
             elif isinstance(ev, wire.BlockRequested):

@@ -2,6 +2,7 @@
 // and renders what happens. Also exposes the page's state on `window.p2p` (for people in
 // the console and for tests/test_browser.py).
 
+import { FileView, firstVideo } from './fileview.js';
 import { LinkError, parseTarget, socketUrl, watchPath } from './link.js';
 import { Player } from './player.js';
 import { implementation as hashImplementation, fromHex, sha256, toHex } from './sha256.js';
@@ -105,6 +106,7 @@ function watch(hash, params) {
   let announcedAt = null;
   let hinted = false;
   let download = null;
+  let view = null; // a folder share: the file played (fileview.js); null for a single file
 
   const status = (text) => {
     $('status').textContent = text;
@@ -139,9 +141,26 @@ function watch(hash, params) {
     $('title').textContent = manifest.name;
     $('subtitle').textContent = `${human(manifest.size)}, ${manifest.pieceCount} pieces of ${binary(manifest.pieceSize)}`
       + ` · verified with ${hashImplementation === 'subtle' ? 'SubtleCrypto' : 'JavaScript'} SHA-256`;
+    let source = swarm;
+    if (manifest.files) {
+      // A folder share: list its files; play the one ?file=N names, else the first video.
+      const wanted = Number.parseInt(params.get('file') || '', 10);
+      const index = wanted >= 0 && wanted < manifest.files.length ? wanted : firstVideo(manifest.files);
+      showFiles(manifest, index);
+      if (index < 0) {
+        mode = 'download';
+        $('player-box').hidden = true;
+        say('info', `this share holds ${manifest.files.length} files and none looks like a video; it is downloaded and verified whole`);
+        status('downloading');
+        return;
+      }
+      view = new FileView(swarm, manifest.files[index]);
+      source = view;
+      $('title').textContent = `${manifest.name} / ${manifest.files[index].path}`;
+    }
     mode = 'probing';
     status('manifest verified; fetching the start of the file');
-    player = new Player(video, swarm, {
+    player = new Player(video, source, {
       status: (text) => { mode = 'playing'; status(text); },
       info: (info) => { $('subtitle').textContent += ` · ${info.mime}`; },
       unsupported: (reason) => {
@@ -187,14 +206,18 @@ function watch(hash, params) {
   });
 
   async function finished() {
-    const m = swarm.manifest;
+    // A folder share: what is saved (and played whole) is the selected file, a slice of
+    // the share's bytes.
+    const m = view ? view.manifest : swarm.manifest;
     try {
       // On disk (OPFS): the browser reads it from there, it is not copied into memory.
       download = await swarm.store.file(mimeFor(m.name));
+      if (view) download = download.slice(view.base, view.base + m.size, mimeFor(m.name));
     } catch (e) {
       say('error', `could not read the downloaded file back from storage: ${e.message}`);
       return;
     }
+    if (swarm.manifest.files && !view) return; // no file chosen: nothing to save alone
     const button = $('save');
     button.disabled = false;
     $('save-note').textContent = `${human(m.size)}, every piece verified`;
@@ -243,6 +266,35 @@ function watch(hash, params) {
   swarm.start();
 }
 
+/** A folder share's files; each video is a link that plays it (?file=INDEX). */
+function showFiles(manifest, playing) {
+  const list = $('files');
+  list.hidden = false;
+  const items = manifest.files.map((f, i) => {
+    const li = document.createElement('li');
+    const isVideo = firstVideo([f]) === 0;
+    let label;
+    if (isVideo && i !== playing) {
+      label = document.createElement('a');
+      const params = new URLSearchParams(location.search);
+      params.set('file', String(i));
+      label.href = `${location.pathname}?${params}`;
+    } else {
+      label = document.createElement('span');
+    }
+    label.textContent = f.path; // a name from the manifest: text, never markup
+    li.append(label, ` ${human(f.size)}${i === playing ? ' (playing)' : ''}`);
+    li.dataset.index = String(i);
+    return li;
+  });
+  for (const d of manifest.folders) {
+    const li = document.createElement('li');
+    li.textContent = `${d}/ (empty folder)`;
+    items.push(li);
+  }
+  list.querySelector('ol').replaceChildren(...items);
+}
+
 function startPlayback(video) {
   video.autoplay = true;
   video.play().catch(() => {
@@ -269,6 +321,8 @@ function snapshot(swarm, player, video, mode) {
     size: swarm.manifest && swarm.manifest.size,
     pieceCount: swarm.manifest && swarm.manifest.pieceCount,
     pieceSize: swarm.manifest && swarm.manifest.pieceSize,
+    files: swarm.manifest && swarm.manifest.files,
+    playing: player && player.swarm.file ? player.swarm.file.path : null,
     verified,
     pieceSources: Object.fromEntries(swarm.pieceSources),
     receivedFrom: { ...swarm.receivedFrom },
@@ -352,7 +406,8 @@ function drawPieces(swarm, player) {
     ctx.fillRect(x, 0, Math.max(1, Math.floor((i + 1) * scale) - x), canvas.height);
   }
   if (player && player.state === 'playing') {
-    const x = Math.floor((player.playheadOffset() / m.size) * canvas.width);
+    const base = player.swarm.base || 0; // a folder share's file starts inside the share
+    const x = Math.floor(((base + player.playheadOffset()) / m.size) * canvas.width);
     ctx.fillStyle = '#fff';
     ctx.fillRect(Math.min(x, canvas.width - 2), 0, 2, canvas.height);
   }

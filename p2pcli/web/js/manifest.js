@@ -16,13 +16,17 @@ export class ManifestError extends Error {
 }
 
 export class Manifest {
-  constructor(name, size, pieceSize, hashes, encoded) {
+  constructor(name, size, pieceSize, hashes, encoded, files = null) {
     this.name = name;
     this.size = size;
     this.pieceSize = pieceSize;
     this.pieceCount = hashes.length / HASH_LEN;
     this.hashes = hashes; // 32 bytes per piece, in order
     this.encoded = encoded;
+    // Version 2 (a folder share, PROTOCOL 1.2.1): [{path, size, offset}] of its files, in
+    // order (the pieces run across them), and its empty folders; null for a single file.
+    this.files = files;
+    this.folders = [];
   }
 
   pieceHash(i) {
@@ -31,6 +35,11 @@ export class Manifest {
 
   pieceOffset(i) {
     return i * this.pieceSize;
+  }
+
+  /** The piece holding byte `offset`. */
+  pieceAt(offset) {
+    return Math.floor(offset / this.pieceSize);
   }
 
   pieceLength(i) {
@@ -91,11 +100,119 @@ export function checkName(name) {
   }
 }
 
+const MAX_ENTRIES = 2 ** 20;
+const MAX_PATH_BYTES = 4096;
+const MAX_DEPTH = 64;
+
+function utf8(bytes) {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new ManifestError('manifest file name is not UTF-8');
+  }
+}
+
+// What a case-insensitive, normalizing file system sees as one name (Python: NFC, casefold;
+// toLowerCase differs from casefold only for a few letters such as ß).
+const fold = (path) => path.normalize('NFC').toLowerCase();
+
+/** Compare paths component by component by code point (= UTF-8 byte order). */
+function comparePaths(a, b) {
+  const x = a.split('/');
+  const y = b.split('/');
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) {
+      // Strings compare by UTF-16 unit in JS; by code point is what UTF-8 order is.
+      const cx = [...x[i]].map((c) => c.codePointAt(0));
+      const cy = [...y[i]].map((c) => c.codePointAt(0));
+      for (let k = 0; k < Math.min(cx.length, cy.length); k++) {
+        if (cx[k] !== cy[k]) return cx[k] - cy[k];
+      }
+      return cx.length - cy.length;
+    }
+  }
+  return x.length - y.length;
+}
+
+/** The entry list of a version-2 manifest, with the rules of p2pcli/manifest.py. */
+function decodeTree(u, view, log2, rootLength) {
+  let pos = 8;
+  if (rootLength > MAX_NAME_BYTES || u.length < pos + rootLength + 4) {
+    throw new ManifestError('manifest is truncated or has a bad name length');
+  }
+  const root = utf8(u.subarray(pos, pos + rootLength));
+  if (root) checkName(root);
+  pos += rootLength;
+  const count = view.getUint32(pos);
+  pos += 4;
+  if (count > MAX_ENTRIES) throw new ManifestError(`manifest lists ${count} entries, more than ${MAX_ENTRIES}`);
+  const files = [];
+  const folders = [];
+  const folded = new Set();
+  const prefixes = new Set();
+  let last = null;
+  let total = 0;
+  for (let n = 0; n < count; n++) {
+    if (u.length < pos + 3) throw new ManifestError('manifest is truncated in its file list');
+    const kind = u[pos];
+    const length = view.getUint16(pos + 1);
+    pos += 3;
+    if ((kind !== 0 && kind !== 1) || u.length < pos + length + 8) {
+      throw new ManifestError('manifest has a bad entry in its file list');
+    }
+    const path = utf8(u.subarray(pos, pos + length));
+    pos += length;
+    const size = view.getUint32(pos) * 2 ** 32 + view.getUint32(pos + 4);
+    pos += 8;
+    if (!path || length > MAX_PATH_BYTES) throw new ManifestError('manifest path is empty or too long');
+    const parts = path.split('/');
+    if (parts.length > MAX_DEPTH) throw new ManifestError(`manifest path is more than ${MAX_DEPTH} folders deep`);
+    parts.forEach(checkName);
+    if (last !== null && comparePaths(path, last) <= 0) {
+      throw new ManifestError('manifest entries are not in canonical order');
+    }
+    last = path;
+    if (kind === 1 && size) throw new ManifestError('manifest folder has a size');
+    if (size > MAX_SIZE) throw new ManifestError(`file size ${size} out of range`);
+    const f = fold(path);
+    if (folded.has(f)) throw new ManifestError('manifest paths collide on case-insensitive systems');
+    folded.add(f);
+    for (let i = 1; i < parts.length; i++) prefixes.add(fold(parts.slice(0, i).join('/')));
+    if (kind === 1) folders.push(path);
+    else files.push({ path, size, offset: total });
+    total += size;
+  }
+  for (const f of folded) {
+    if (prefixes.has(f)) {
+      throw new ManifestError('manifest lists a file (or empty folder) that is also a folder holding other entries');
+    }
+  }
+  if (total > MAX_SIZE) throw new ManifestError(`total size ${total} out of range`);
+  const pieceSize = 2 ** log2;
+  const hashBytes = u.length - pos;
+  if (hashBytes !== HASH_LEN * Math.ceil(total / pieceSize)) {
+    throw new ManifestError(
+      `manifest has ${hashBytes} bytes of piece hashes, expected ${HASH_LEN * Math.ceil(total / pieceSize)}`);
+  }
+  const first = (files[0] || { path: folders[0] || '(empty)' }).path.split('/').pop();
+  const title = root || (files.length > 1 ? `${first} and ${files.length - 1} more` : first);
+  const m = new Manifest(title, total, pieceSize, u.slice(pos), u.slice(), files);
+  m.folders = folders;
+  m.root = root;
+  return m;
+}
+
 /** Parse manifest bytes. Throws only ManifestError on bad input. */
 export function decodeManifest(bytes) {
   const u = bytes;
   if (u.length < 8) throw new ManifestError('manifest is truncated');
   if (MAGIC.some((b, i) => u[i] !== b)) throw new ManifestError('not a p2p manifest (bad magic)');
+  if (u[4] === 2) {
+    const log2 = u[5];
+    if (log2 < 14 || log2 > 24) throw new ManifestError(`piece size 2^${log2} out of range`);
+    const v = new DataView(u.buffer, u.byteOffset, u.byteLength);
+    return decodeTree(u, v, log2, v.getUint16(6));
+  }
   if (u[4] !== 1) throw new ManifestError(`unsupported manifest version ${u[4]}; reload the page`);
   const log2 = u[5];
   if (log2 < 14 || log2 > 24) throw new ManifestError(`piece size 2^${log2} out of range`);

@@ -153,7 +153,7 @@ export class Player {
       this.swarm.setPriority(list, strict);
     }
     const cursor = this.scan ? this.scan.from : this.appendCursor;
-    this.swarm.setCursor(Math.min(this.m.pieceCount - 1, Math.floor(cursor / this.m.pieceSize)));
+    this.swarm.setCursor(Math.min(this.m.pieceCount - 1, this.m.pieceAt(cursor)));
   }
 
   // -- the state machine ----------------------------------------------------------------------

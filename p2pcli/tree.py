@@ -1,0 +1,298 @@
+"""Sharing a folder or several files: walk them, read them as one byte stream, hash them.
+
+A version-2 manifest (manifest.py, docs/PROTOCOL.md 1.2.1) lists the files in canonical
+order; the pieces run over their bytes concatenated in that order. `TreeReader` is that
+concatenation as a `pread`; `hash_tree` builds the manifest with the same hashing code as
+a single file (hashing.py), progress and on-disk cache included.
+
+Symbolic links follow today's rule for a single file: a link to a file is shared by
+content under the link's name. A link to a folder, a dangling link and anything that is
+not a regular file or folder (FIFO, socket, device) are refused with the path: following
+folder links could loop or pull in a whole other tree unnoticed.
+
+A file that changes size while the tree is hashed is caught by the read (one byte more is
+asked at each file's end); unlike a single file, the files are not stat'ed again after
+hashing (100,000 more system calls): a same-size rewrite meanwhile is caught when the
+piece is served (store.py checks every piece before it leaves).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import hashlib
+import itertools
+import os
+import stat
+from pathlib import Path
+from typing import NamedTuple
+
+from .errors import ManifestError, UsageError
+from .hashing import (
+    _READ_CHUNK,
+    _RUN,
+    _WORKERS,
+    Progress,
+    _hash_parallel,
+    _hash_span,
+    cache_dir,
+    hash_file,
+)
+from .manifest import (
+    MAX_ENTRIES,
+    Manifest,
+    check_entries,
+    check_name,
+    decode,
+    make_entries,
+    path_key,
+    piece_size_for,
+)
+from .wire import MAX_MANIFEST  # a peer refuses a larger manifest
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class Item(NamedTuple):
+    """One entry found on disk: its path in the share, where it is, and its stat.
+    (A tuple: a folder share makes one per file, and a frozen dataclass costs 3x more.)"""
+
+    rel: str
+    path: str
+    size: int
+    folder: bool
+    mtime_ns: int = 0
+    ino: int = 0
+    dev: int = 0
+
+
+def _refuse_name(shown: str, e: ManifestError) -> UsageError:
+    return UsageError(
+        f"{shown}: cannot be shared: {e.message.removeprefix('manifest ')}, so some "
+        "receivers could not save it; rename it"
+    )
+
+
+def _checked(name: str, shown: str) -> str:
+    try:
+        check_name(name)
+    except ManifestError as e:
+        raise _refuse_name(shown, e) from None
+    return name
+
+
+def _walk(top: str, prefix: str, out: list[Item]) -> None:
+    """Append the files and empty folders under the folder `top` as `prefix/...` (no
+    prefix: at the top). Plain strings, not Paths: this runs once per file."""
+    try:
+        with os.scandir(top) as it:
+            found = list(it)
+    except PermissionError:
+        raise UsageError(f"{top}: permission denied; check the folder's permissions") from None
+    except OSError as e:
+        raise UsageError(f"{top}: cannot list ({e.strerror})") from None
+    if not found:
+        if prefix:
+            out.append(Item(prefix, top, 0, True))
+        return
+    # Names in code-point order, which is UTF-8 byte order: the walk yields the canonical
+    # order (manifest.path_key) with no sort of the whole list afterwards.
+    found.sort(key=lambda d: d.name)
+    for d in found:
+        shown = d.path
+        # Names are checked once the list is complete (`_check`), with the rest of the rules.
+        rel = f"{prefix}/{d.name}" if prefix else d.name
+        try:
+            link = d.is_symlink()
+            st = d.stat()  # follows a link: a link to a file is shared by content
+        except FileNotFoundError:
+            raise UsageError(f"{shown} is a dangling symbolic link; remove it or fix it") from None
+        except OSError as e:
+            raise UsageError(f"{shown}: cannot open ({e.strerror})") from None
+        if stat.S_ISDIR(st.st_mode):
+            if link:
+                raise UsageError(f"{shown} is a symbolic link to a folder; p2p shares linked "
+                                 "files by content but does not follow linked folders")
+            _walk(d.path, rel, out)
+        elif stat.S_ISREG(st.st_mode):
+            out.append(Item(rel, d.path, st.st_size, False, st.st_mtime_ns,
+                            st.st_ino, st.st_dev))
+        else:
+            raise UsageError(f"{shown} is not a regular file (a FIFO, socket or device)")
+        if len(out) > MAX_ENTRIES:
+            raise UsageError(f"too many files: a share holds at most {MAX_ENTRIES}")
+
+
+def collect(paths: list[str]) -> tuple[str, list[Item]]:
+    """What `p2p seed PATH...` shares: (root name, entries in canonical order).
+
+    One folder: the folder, under its own name. Several paths: each file (or folder) at the
+    top, with no root folder.
+    """
+    items: list[Item] = []
+    root = ""
+    for raw in paths:
+        p = Path(raw).expanduser()
+        name = p.name or p.resolve().name  # `seed .` shares the folder under its name
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            raise UsageError(f"{raw}: no such file or folder; check the path") from None
+        except OSError as e:
+            raise UsageError(f"{raw}: cannot open ({e.strerror})") from None
+        _checked(name, raw)
+        if stat.S_ISDIR(st.st_mode):
+            # One folder: its name is the root and paths inside are relative to it.
+            # Among several paths, a folder is an entry at the top.
+            _walk(str(p.resolve() if p.is_symlink() else p),
+                  "" if len(paths) == 1 else name, items)
+            if len(paths) == 1:
+                root = name
+        elif stat.S_ISREG(st.st_mode):
+            items.append(Item(name, str(p), st.st_size, False, st.st_mtime_ns, st.st_ino,
+                              st.st_dev))
+        else:
+            raise UsageError(f"{raw} is not a regular file or folder")
+    if len(paths) > 1:  # one folder's walk is in order already
+        items.sort(key=lambda i: path_key(i.rel))
+    for a, b in itertools.pairwise(items):
+        if a.rel == b.rel:
+            raise UsageError(f"{a.path} and {b.path} would both be {a.rel!r} in the share; "
+                             "give only one of them")
+    _check(root, items)
+    return root, items
+
+
+class TreeReader:
+    """The files' bytes, concatenated in manifest order, as one positioned read.
+
+    Each call opens the files it touches and closes them again: a share may hold more
+    files than a process may keep open, and an open costs microseconds next to a read.
+    A file whose size differs from the listed one raises `short(path)`.
+    """
+
+    def __init__(self, files: list[tuple[str, int]], short=None) -> None:
+        self.files = [(p, n) for p, n in files if n]
+        self.starts: list[int] = []
+        at = 0
+        for _, n in self.files:
+            self.starts.append(at)
+            at += n
+        self.size = at
+        self.short = short or (lambda path: UsageError(
+            f"{path} changed while it was being hashed; wait until it is written "
+            "completely, then seed it again"))
+
+    def pread(self, buf: memoryview, pos: int) -> int:
+        done = 0
+        extra = memoryview(bytearray(1))
+        files, starts = self.files, self.starts
+        i = bisect.bisect_right(starts, pos) - 1
+        end = min(pos + len(buf), self.size)
+        while pos < end:  # once per file: kept lean
+            path, size = files[i]
+            off = pos - starts[i]
+            take = min(size - off, end - pos)
+            pos += take
+            i += 1
+            try:
+                fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+            except OSError as e:
+                raise UsageError(f"{path}: cannot open ({e.strerror})") from None
+            try:
+                # Up to the file's end, one byte more: a file that grew since it was listed
+                # is caught without a stat of every file (what a small-file tree costs).
+                vec = [buf[done : done + take], extra] if off + take == size else [
+                    buf[done : done + take]]
+                got = os.preadv(fd, vec, off)
+            finally:
+                os.close(fd)
+            if got != take:
+                raise self.short(path)
+            done += take
+        return done
+
+    def read(self, pos: int, length: int) -> bytes:
+        buf = bytearray(length)
+        n = self.pread(memoryview(buf), pos)
+        return bytes(buf[:n])
+
+
+def _check(root: str, items: list[Item]) -> None:
+    """Every rule a receiver applies to the list (manifest.check_entries), before any file
+    is read: a name no receiver may create should not cost a read of the tree."""
+    try:
+        check_entries(make_entries([(i.rel, i.size, i.folder) for i in items]))
+    except ManifestError as e:
+        for i in items:  # which file: the error names its path in the share only
+            for name in i.rel.split("/"):
+                with contextlib.suppress(ManifestError):
+                    check_name(name)
+                    continue
+                _checked(name, i.path)
+        raise UsageError(f"cannot be shared: {e.message.removeprefix('manifest ')}, so some "
+                         "receivers could not save it; rename one of the files") from None
+
+
+def _cache_key(root: str, items: list[Item]) -> str:
+    text = "\n".join(["tree", root, *("\0".join(map(str, i)) for i in items)])
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def hash_tree(paths: list[str], progress: Progress | None = None, *,
+              use_cache: bool = True, workers: int = _WORKERS) -> tuple[Manifest, list[Item]]:
+    """The manifest of what `p2p seed PATH...` shares, and where its files are.
+
+    A single file keeps today's version-1 manifest, byte for byte.
+    """
+    if len(paths) == 1 and not Path(paths[0]).expanduser().is_dir():
+        m = hash_file(paths[0], progress, use_cache=use_cache)
+        return m, [Item(m.name, str(Path(paths[0]).expanduser()), m.size, False)]
+    root, items = collect(paths)
+    total = sum(i.size for i in items)
+    piece_size = piece_size_for(total)
+    entries = [(i.rel, i.size, i.folder) for i in items]
+    cache_file = cache_dir() / (_cache_key(root, items) + ".manifest")
+    if use_cache:
+        with contextlib.suppress(OSError, ManifestError):
+            m = decode(cache_file.read_bytes())
+            if m.root == root and m.piece_size == piece_size and m.entries is not None and [
+                    (e.path, e.size, e.folder) for e in m.entries] == entries:
+                if progress:
+                    progress(total, total)
+                return m, items
+    reader = TreeReader([(i.path, i.size) for i in items if not i.folder])
+    workers = min(workers, os.cpu_count() or 1)
+    # Two threads pay off when reading and hashing dominate; on a tree of small files the
+    # Python work per file holds the GIL, and a second thread only adds contention.
+    if workers > 1 and total > _RUN and total >= _RUN * max(1, len(items)) // 4:
+        hashes = _hash_parallel(reader.pread, 0, total, piece_size, progress, workers)
+    else:
+        pos = 0
+
+        def read(buf: memoryview) -> int:
+            nonlocal pos
+            n = reader.pread(buf, pos)
+            pos += n
+            return n
+
+        hashes = _hash_span(read, total, piece_size,
+                            memoryview(bytearray(max(1, min(total, _READ_CHUNK)))), progress)
+    if progress:
+        progress(total, total)
+    try:
+        m = Manifest.create_tree(root, entries, piece_size, hashes, checked=True)
+    except ManifestError as e:
+        raise UsageError(f"cannot be shared: {e}") from None
+    if len(m.encoded) > MAX_MANIFEST:
+        raise UsageError(f"the file list is too long: its manifest would be {len(m.encoded)} "
+                         f"bytes, more than {MAX_MANIFEST}; share fewer files or an archive")
+    if use_cache:
+        with contextlib.suppress(OSError):
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(m.encode())
+            os.replace(tmp, cache_file)
+    return m, items
+
+
