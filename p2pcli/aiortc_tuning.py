@@ -1035,6 +1035,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         self._peer_joins_pieces = False
         self._packet_id = 0
         self._t3_strikes = 0
+        self._send_stamp = 0  # DATA transmissions so far, first sends and resends alike
         self._peer_rwnd: int | None = None
         self._receive_window: int | None = None
         self._tasks: set[asyncio.Future] = set()
@@ -1157,6 +1158,10 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         # only _abort catches it, and T1/T2 resends run as tasks nobody awaits, so a close
         # at the wrong moment printed "Task exception was never retrieved" and a traceback.
         # A packet sent on a closed transport is lost, like any other: drop it here.
+        if type(chunk) is _sctp.DataChunk:
+            # Send order of every transmission, first or again (see _receive_sack_chunk).
+            self._send_stamp += 1
+            chunk._stamp = self._send_stamp
         try:
             if self._count_data(chunk):
                 await self._send_pieces(chunk)
@@ -1465,8 +1470,9 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
 
     async def _receive_sack_chunk(self, chunk: _sctp.SackChunk) -> None:
         # aiortc 1.16 RTCSctpTransport._receive_sack_chunk; changed: congestion window
-        # steps in this association's packet size, the peer's window is recorded, and
-        # progress clears the black-hole count.
+        # steps in this association's packet size, the peer's window is recorded,
+        # progress clears the black-hole count, and a miss is counted only against a chunk
+        # sent before one this SACK newly acknowledges (see `newest_acked`).
         if _sctp.uint32_gt(self._last_sacked_tsn, chunk.cumulative_tsn):
             return
 
@@ -1477,6 +1483,18 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         cwnd_fully_utilized = self._flight_size >= self._cwnd
         done = 0
         done_bytes = 0
+        # The latest transmission (send order) this SACK newly acknowledges. aiortc counted
+        # a miss for every chunk below the highest TSN newly acknowledged (RFC 9260 7.2.4's
+        # HTNA), also for a chunk already fast-retransmitted: the SACKs of packets sent
+        # before its retransmission still show it missing, so it went a second and third
+        # time (2,182 of 4,384 resends in 256 MiB at 5% loss, each a 16 KiB packet taking
+        # a place in the halved window). RFC 9260 7.2.4 step 5 makes a fast-retransmitted
+        # chunk ineligible for another fast retransmit, which leaves a lost retransmission
+        # to T3 (1 s). Counting a miss only when a chunk sent after this chunk's last
+        # transmission was delivered (RFC 8985's rule) keeps both: no resend while the
+        # first may still arrive, and a lost resend is seen after three later deliveries.
+        # For chunks sent once this is HTNA unchanged (TSNs are first sent in order).
+        newest_acked = 0
 
         while self._sent_queue and _sctp.uint32_gte(
             self._last_sacked_tsn, self._sent_queue[0].tsn
@@ -1485,6 +1503,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             done += 1
             if not schunk._acked:
                 done_bytes += schunk._book_size
+                newest_acked = max(newest_acked, getattr(schunk, "_stamp", 0))
             self._flight_size_decrease(schunk)
 
             if done == 1 and schunk._sent_count == 1:
@@ -1498,7 +1517,6 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
                     highest_seen_tsn = (chunk.cumulative_tsn + pos) % _sctp.SCTP_TSN_MODULO
                     seen.add(highest_seen_tsn)
 
-            highest_newly_acked = chunk.cumulative_tsn
             for schunk in self._sent_queue:
                 if _sctp.uint32_gt(schunk.tsn, highest_seen_tsn):
                     break
@@ -1506,13 +1524,14 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
                     if not schunk._acked:
                         done_bytes += schunk._book_size
                         schunk._acked = True
-                        highest_newly_acked = schunk.tsn
+                        newest_acked = max(newest_acked, getattr(schunk, "_stamp", 0))
                     self._flight_size_decrease(schunk)
 
             for schunk in self._sent_queue:
-                if _sctp.uint32_gt(schunk.tsn, highest_newly_acked):
+                if _sctp.uint32_gt(schunk.tsn, highest_seen_tsn):
                     break
-                if schunk.tsn not in seen:
+                if (schunk.tsn not in seen and not schunk._retransmit
+                        and getattr(schunk, "_stamp", 0) < newest_acked):
                     schunk._misses += 1
                     if schunk._misses == 3:
                         schunk._misses = 0

@@ -407,6 +407,68 @@ async def test_a_t3_counts_as_a_few_losses_not_as_every_chunk_resent():
     assert t._sizer.lost == tuning.T3_LOSSES
 
 
+def _sack(cum: int, gaps: list[tuple[int, int]]) -> sctp.SackChunk:
+    sack = sctp.SackChunk()
+    sack.cumulative_tsn, sack.gaps, sack.advertised_rwnd = cum, gaps, 1 << 20
+    return sack
+
+
+async def test_a_fast_retransmission_is_not_repeated_until_later_data_arrives():
+    # RFC 9260 7.2.4: three miss reports, one fast retransmit. aiortc kept counting the
+    # reports of packets sent *before* the retransmission and sent the chunk again and
+    # again (half of all resends at 5% loss). Only data sent after it may report it lost.
+    ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
+    d = dtls.RTCDtlsTransport(ice, [dtls.RTCCertificate.generateCertificate()])
+
+    async def send_data(data: bytes) -> None:
+        pass
+
+    d._send_data = send_data
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(d)
+    finally:
+        tuning.uninstall()
+    t._remote_port, t._remote_verification_tag = 5000, 1
+    t._cwnd = 1 << 30
+    sends: list[tuple[int, int]] = []
+    send_chunk = t._send_chunk
+
+    async def spy(chunk) -> None:
+        if type(chunk) is sctp.DataChunk:
+            sends.append((chunk.tsn, chunk._sent_count))
+        await send_chunk(chunk)
+
+    t._send_chunk = spy
+    first = t._local_tsn
+    lost = first + 2
+    try:
+        await t._send(1, 51, b"x" * 20 * t._max_data)
+        while t._outbound_queue:
+            await t._transmit()
+        cum = first + 1
+        for top in (2, 3, 4):  # chunks above the lost one arrive: three misses
+            await t._receive_sack_chunk(_sack(cum, [(2, top)]))
+        assert [n for tsn, n in sends if tsn == lost] == [1, 2]
+        assert t._fast_recovery_exit is not None
+        for top in range(5, 19):  # the rest of the window, all sent before the resend
+            await t._receive_sack_chunk(_sack(cum, [(2, top)]))
+        assert [n for tsn, n in sends if tsn == lost] == [1, 2]  # not sent a third time
+        # The resend was lost too: data sent after it arrives, three reports: once more,
+        # without waiting for T3.
+        await t._send(1, 51, b"x" * 3 * t._max_data)
+        while t._outbound_queue:
+            await t._transmit()
+        for top in (19, 20, 21):
+            await t._receive_sack_chunk(_sack(cum, [(2, top)]))
+        assert [n for tsn, n in sends if tsn == lost] == [1, 2, 3]
+        assert tuning.STATS.t3_expiries == 0 or t._t3_handle is not None
+    finally:
+        t._t3_cancel()
+        if t._tlp_handle is not None:
+            t._tlp_handle.cancel()
+
+
 class TestPacketSizer:
     def test_without_candidates_it_stays_at_base(self):
         s = PacketSizer(candidates=())
