@@ -93,6 +93,14 @@ def _wrap(cls, sctp) -> None:
             await send_chunk(self, chunk)
         cls._send_chunk = _send_chunk
 
+    send_bundle = own.get("_send_bundle")
+    if send_bundle is not None:
+        async def _send_bundle(self, chunks, size):
+            for chunk in chunks:
+                _log(self, "data", chunk.tsn, chunk._sent_count, len(chunk.user_data))
+            await send_bundle(self, chunks, size)
+        cls._send_bundle = _send_bundle
+
     if update_rto is not None:
         def _update_rto(self, R):
             _log(self, "rtt", round(R, 6))

@@ -44,11 +44,17 @@ stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endp
    for T3, which takes at least 1 s and restarts from a one-packet window. Together with
    the quick SACKs after a loss (1.), this is what keeps a lossy path from being slower
    than stock (docs/aiortc-patch.md, "Under loss"). The retransmission timer starts at
-   RFC 9260's 1 s, not aiortc's 3 s, for handshake and early DATA losses.
+   RFC 9260's 1 s, not aiortc's 3 s, for handshake and early DATA losses. A chunk is
+   fast-retransmitted again only once chunks sent after its resend arrive without it
+   (aiortc resent it on every third SACK still in flight, up to 6 times per loss).
 5. Cheaper receiving from peers that still send small packets (stock aiortc, browsers): a
    stream's fragment list is scanned for complete messages only when the arriving chunk
    can complete one (aiortc rescans it for every chunk: quadratic in fragments per
    message), and in-order TSNs skip re-sorting the gap set.
+6. Bundling (RFC 9260 section 6.10): a message's last fragment shares its packet with the
+   first fragment of the next message when that one is already waiting, cut to fit;
+   aiortc sends one chunk per packet, so a 32 KiB block in 16 KiB packets took three, one
+   of them 121 bytes. Any SCTP receiver takes bundled chunks.
 
 The sans-IO decisions (`DelayedAck`, `TailLossProbe`, `PacketSizer`, `candidate_sizes`) are
 plain classes and functions with time as an input; the transports are thin adapters around
@@ -186,6 +192,9 @@ RECEIVE_BUFFER = 4 * 1024 * 1024  # SO_RCVBUF asked for; the kernel caps it at r
 # data: the kernel charges each datagram its buffer's true size, about twice a ~1.2 kB
 # datagram, barely more than a 16 kB one.
 RECEIVE_BUFFER_USABLE = 0.45
+# Least user data worth starting a message with in the packet of the previous message's
+# last fragment (RFC 9260 section 6.10 bundling); less, and the tail goes alone.
+BUNDLE_MIN = 256
 
 
 class Feature(enum.Flag):
@@ -195,10 +204,11 @@ class Feature(enum.Flag):
     LARGE_PACKETS = enum.auto()
     FLOW_CONTROL = enum.auto()
     LOSS_PROBE = enum.auto()
+    BUNDLING = enum.auto()
 
 
 ALL_FEATURES = (Feature.DELAYED_SACK | Feature.LARGE_PACKETS | Feature.FLOW_CONTROL
-                | Feature.LOSS_PROBE)
+                | Feature.LOSS_PROBE | Feature.BUNDLING)
 
 
 # -- sans-IO: when to SACK -------------------------------------------------------------------
@@ -835,6 +845,25 @@ def probe_token(params: Iterable[tuple[int, bytes]]) -> int | None:
 # -- split packets: what crosses a path that lost IP fragments ---------------------------------
 
 
+def bundle_room(tail_len: int, max_data: int) -> int:
+    """User data that fits, as a second DATA chunk, in a packet of `max_user_data` =
+    max_data whose first DATA chunk carries `tail_len` bytes (chunks padded to 4)."""
+    padded = tail_len + _sctp.padl(tail_len)
+    return (max_data - _sctp.SCTP_DATA_CHUNK_HEADER_LENGTH - padded) // 4 * 4
+
+
+def fragment_sizes(length: int, max_data: int, first: int | None = None) -> list[int]:
+    """User data per DATA chunk of a `length`-byte message: `first` bytes in the first
+    chunk (when it shares a packet with an earlier message's tail), max_data after."""
+    if first is None or first >= max_data:
+        first = max_data
+    if length <= first:
+        return [length]
+    rest = length - first
+    return [first] + [max_data] * (rest // max_data) + ([rest % max_data] if rest % max_data
+                                                          else [])
+
+
 def data_packet_size(chunk: _sctp.DataChunk) -> int:
     """Length of the SCTP packet carrying this DATA chunk alone."""
     n = len(chunk.user_data)
@@ -1036,6 +1065,9 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         self._packet_id = 0
         self._t3_strikes = 0
         self._send_stamp = 0  # DATA transmissions so far, first sends and resends alike
+        self._bundling = Feature.BUNDLING in features
+        self._flushing = False  # inside _data_channel_flush: a lone tail may wait for the next
+        self._holding = False  # _transmit left a tail queued for the next message to join
         self._peer_rwnd: int | None = None
         self._receive_window: int | None = None
         self._tasks: set[asyncio.Future] = set()
@@ -1170,14 +1202,14 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         except ConnectionError:
             log.debug("SCTP: %s not sent, the transport is closed", type(chunk).__name__)
 
-    def _count_data(self, chunk: _sctp.Chunk) -> bool:
+    def _count_data(self, chunk: _sctp.Chunk, size: int | None = None) -> bool:
         """Feed a DATA packet to the sizer's loss estimate. True when it was cut larger than
         the path now carries and goes as pieces to a peer that joins them (else whole, as
         aiortc would send it)."""
         sizer = self._sizer
         if sizer is None or not sizer.candidates or type(chunk) is not _sctp.DataChunk:
             return False  # nothing to choose (stock peer): no bookkeeping
-        size = data_packet_size(chunk)
+        size = size or data_packet_size(chunk)
         if chunk._sent_count == 2 and not chunk._acked and not getattr(
                 chunk, "_t3_resend", False):
             changed = sizer.on_lost(size)
@@ -1333,11 +1365,19 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         max_retransmits: int | None = None,
         ordered: bool = True,
     ) -> None:
-        # aiortc 1.16 RTCSctpTransport._send; changed: fragment at this association's size.
+        # aiortc 1.16 RTCSctpTransport._send; changed: fragment at this association's size,
+        # the first fragment cut to share a packet with the last one queued (bundling).
         max_data = self._max_data
         stream_seq = self._outbound_stream_seq.get(stream_id, 0) if ordered else 0
 
-        fragments = math.ceil(len(user_data) / max_data)
+        first = None
+        if self._bundling and self._outbound_queue:
+            tail = self._outbound_queue[-1]
+            room = bundle_room(len(tail.user_data), max_data)
+            if tail._sent_count == 0 and room >= BUNDLE_MIN:
+                first = room
+        sizes = fragment_sizes(len(user_data), max_data, first)
+        fragments = len(sizes)
         pos = 0
         for fragment in range(0, fragments):
             chunk = _sctp.DataChunk()
@@ -1352,7 +1392,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             chunk.stream_id = stream_id
             chunk.stream_seq = stream_seq
             chunk.protocol = pp_id
-            chunk.user_data = user_data[pos : pos + max_data]
+            chunk.user_data = user_data[pos : pos + sizes[fragment]]
 
             chunk._abandoned = False
             chunk._acked = False
@@ -1365,7 +1405,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             chunk._sent_count = 0
             chunk._sent_time = None
 
-            pos += max_data
+            pos += sizes[fragment]
             self._local_tsn = _sctp.tsn_plus_one(self._local_tsn)
             self._outbound_queue.append(chunk)
 
@@ -1408,24 +1448,116 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             # RFC 9260 section 6.1 A: new data only while the peer has room for it; with
             # nothing in flight one chunk may go (zero window probe).
             cwnd = min(cwnd, self._peer_rwnd)
+        packet_limit = mtu + _sctp.SCTP_COMMON_HEADER_LENGTH + _sctp.SCTP_DATA_CHUNK_HEADER_LENGTH
         while self._outbound_queue and (
             self._flight_size < cwnd or (self._flight_size == 0 and self._tuned_flow)
         ):
-            chunk = self._outbound_queue.popleft()
-            self._sent_queue.append(chunk)
-            self._flight_size_increase(chunk)
+            chunk = self._outbound_queue[0]
+            if (self._flushing and self._bundling and len(self._outbound_queue) == 1
+                    and self._data_channel_queue and chunk._sent_count == 0
+                    and bundle_room(len(chunk.user_data), mtu) >= BUNDLE_MIN):
+                # The last fragment of a message, with the next message already waiting:
+                # _data_channel_flush queues that one now, its first fragment cut to fill
+                # this packet (a 32 KiB block in 16 KiB packets went as 3 packets, one of
+                # 121 bytes: a fifth of all packets, each as likely to be lost).
+                self._holding = True
+                break
+            bundle = []
+            size = _sctp.SCTP_COMMON_HEADER_LENGTH
+            while True:
+                chunk = self._outbound_queue.popleft()
+                self._sent_queue.append(chunk)
+                self._flight_size_increase(chunk)
+                chunk._sent_count += 1
+                chunk._sent_time = time.time()
+                bundle.append(chunk)
+                size += data_packet_size(chunk) - _sctp.SCTP_COMMON_HEADER_LENGTH
+                if not (self._bundling and self._outbound_queue
+                        and self._flight_size < cwnd
+                        and size + data_packet_size(self._outbound_queue[0])
+                        - _sctp.SCTP_COMMON_HEADER_LENGTH <= packet_limit):
+                    break
 
-            chunk._sent_count += 1
-            chunk._sent_time = time.time()
-
-            await self._send_chunk(chunk)
-            STATS.data_chunks_sent += 1
+            if len(bundle) == 1:
+                await self._send_chunk(chunk)
+            else:
+                await self._send_bundle(bundle, size)
+            STATS.data_chunks_sent += len(bundle)
             if not self._t3_handle:
                 self._t3_start()
 
         if self._tlp is not None:
             self._tlp.on_send(self._loop.time(), self._srtt, len(self._sent_queue))
             self._tlp_arm()
+
+    async def _send_bundle(self, chunks: list[_sctp.DataChunk], size: int) -> None:
+        """Several new DATA chunks in one SCTP packet of `size` bytes (RFC 9260 6.10)."""
+        for chunk in chunks:
+            self._send_stamp += 1
+            chunk._stamp = self._send_stamp
+        body = b"".join(bytes(c) for c in chunks)
+        header = struct.pack("!HHL", self._local_port, self._remote_port,
+                             self._remote_verification_tag)
+        checksum = _sctp.crc32c(header + b"\x00\x00\x00\x00" + body)
+        packet = header + struct.pack("<L", checksum) + body
+        try:
+            if self._count_data(chunks[0], size):
+                self._packet_id += 1
+                STATS.split_packets += 1
+                for piece in split_packet(packet, self._packet_id):
+                    await self.transport._send_data(piece)
+            else:
+                await self.transport._send_data(packet)
+        except ConnectionError:
+            log.debug("SCTP: bundled DATA not sent, the transport is closed")
+
+    async def _data_channel_flush(self) -> None:
+        # aiortc 1.16 RTCSctpTransport._data_channel_flush; changed: the next message is
+        # also queued while _transmit holds the last one's tail for it to join (bundling).
+        if self._association_state != self.State.ESTABLISHED:
+            return
+
+        flushing, self._flushing = self._flushing, True
+        try:
+            while self._data_channel_queue and (not self._outbound_queue or self._holding):
+                self._holding = False
+                channel, protocol, user_data = self._data_channel_queue.popleft()
+
+                # register channel if necessary
+                stream_id = channel.id
+                if stream_id is None:
+                    stream_id = self._data_channel_id
+                    while stream_id in self._data_channels:
+                        stream_id += 2
+                    self._data_channels[stream_id] = channel
+                    channel._setId(stream_id)
+
+                # send data
+                if protocol == _sctp.WEBRTC_DCEP:
+                    await self._send(stream_id, protocol, user_data)
+                else:
+                    if channel.maxPacketLifeTime:
+                        expiry = time.time() + (channel.maxPacketLifeTime / 1000)
+                    else:
+                        expiry = None
+                    await self._send(
+                        stream_id,
+                        protocol,
+                        user_data,
+                        expiry=expiry,
+                        max_retransmits=channel.maxRetransmits,
+                        ordered=channel.ordered,
+                    )
+                    channel._addBufferedAmount(-len(user_data))
+        finally:
+            self._flushing = flushing
+        if self._holding and not self._flushing:
+            # Nothing came to join the held tail (the queue emptied meanwhile): send it.
+            self._holding = False
+            await self._transmit()
+
+        # A stream reset may have been waiting for these messages.
+        await self._transmit_reconfig()
 
     # -- sending: tail loss probe ------------------------------------------------------------
 

@@ -73,6 +73,8 @@ COPIED = {
         "0e759bf4b1b2d8c8afa3d656a8f34839c974d0104cb66f895a9a9d266f6499af",
     (sctp.RTCSctpTransport, "_receive_data_chunk"):
         "790c2bb8cd0f5dd735cb051ac669ccc5749a25965fb19a6aeb740fc861563048",
+    (sctp.RTCSctpTransport, "_data_channel_flush"):
+        "d5f055f33db1abff0846e9553f838c9c0703dafee1790835bbf0021af009f8c2",
 }
 
 # Methods the tuned transports extend through super() or call: name -> parameter names.
@@ -467,6 +469,66 @@ async def test_a_fast_retransmission_is_not_repeated_until_later_data_arrives():
         t._t3_cancel()
         if t._tlp_handle is not None:
             t._tlp_handle.cancel()
+
+
+def test_fragment_sizes_and_bundle_room():
+    assert tuning.fragment_sizes(100, 1000) == [100]
+    assert tuning.fragment_sizes(2100, 1000) == [1000, 1000, 100]
+    assert tuning.fragment_sizes(2100, 1000, first=500) == [500, 1000, 600]
+    assert tuning.fragment_sizes(400, 1000, first=500) == [400]
+    assert tuning.fragment_sizes(2000, 1000) == [1000, 1000]
+    # A 121-byte tail (padded to 124) and a DATA header leave this much of a 16 KiB packet.
+    max_data = max_user_data(16384)
+    assert tuning.bundle_room(121, max_data) == max_data - 16 - 124
+    for tail in range(1, 2000, 7):
+        room = tuning.bundle_room(tail, max_data)
+        packet = 12 + 16 + tail + (-tail % 4) + 16 + room
+        assert packet <= 16384 and room % 4 == 0
+
+
+async def test_a_messages_last_fragment_shares_its_packet_with_the_next_message():
+    # 32 KiB + 65-byte blocks in 16 KiB packets went as 3 packets each, one of 121 bytes: a
+    # fifth of p2p's packets, each as likely to be lost and as costly to handle as a full one.
+    ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
+    d = dtls.RTCDtlsTransport(ice, [dtls.RTCCertificate.generateCertificate()])
+    packets: list[bytes] = []
+
+    async def send_data(data: bytes) -> None:
+        packets.append(data)
+
+    d._send_data = send_data
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(d)
+    finally:
+        tuning.uninstall()
+    t._remote_port, t._remote_verification_tag = 5000, 1
+    t._association_state = t.State.ESTABLISHED
+    t._max_data = max_user_data(16384)
+    t._cwnd = 1 << 30
+    channel = SimpleNamespace(id=1, maxPacketLifeTime=None, maxRetransmits=None, ordered=True,
+                              _addBufferedAmount=lambda n: None)
+    messages = [bytes([i]) * (32768 + 65) for i in range(8)]
+    t._data_channel_queue.extend((channel, sctp.WEBRTC_BINARY, m) for m in messages)
+    try:
+        await t._data_channel_flush()
+        while t._outbound_queue:
+            await t._transmit()
+    finally:
+        t._t3_cancel()
+        if t._tlp_handle is not None:
+            t._tlp_handle.cancel()
+    assert all(len(p) <= 16384 for p in packets)
+    assert len(packets) == 17  # 8 x 32,833 bytes: 17 packets, not 24
+    chunks = [c for p in packets for c in sctp.parse_packet(p)[3]]
+    assert [c.tsn for c in chunks] == list(range(chunks[0].tsn, chunks[0].tsn + len(chunks)))
+    received, current = [], b""
+    for c in chunks:
+        current += c.user_data
+        if c.flags & sctp.SCTP_DATA_LAST_FRAG:
+            received.append(current)
+            current = b""
+    assert received == messages
 
 
 class TestPacketSizer:
