@@ -1066,8 +1066,6 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         self._t3_strikes = 0
         self._send_stamp = 0  # DATA transmissions so far, first sends and resends alike
         self._bundling = Feature.BUNDLING in features
-        self._flushing = False  # inside _data_channel_flush: a lone tail may wait for the next
-        self._holding = False  # _transmit left a tail queued for the next message to join
         self._peer_rwnd: int | None = None
         self._receive_window: int | None = None
         self._tasks: set[asyncio.Future] = set()
@@ -1367,6 +1365,12 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
     ) -> None:
         # aiortc 1.16 RTCSctpTransport._send; changed: fragment at this association's size,
         # the first fragment cut to share a packet with the last one queued (bundling).
+        self._queue_message(stream_id, pp_id, user_data, expiry, max_retransmits, ordered)
+        await self._transmit()
+
+    def _queue_message(self, stream_id: int, pp_id: int, user_data: bytes,
+                       expiry: float | None, max_retransmits: int | None,
+                       ordered: bool) -> None:
         max_data = self._max_data
         stream_seq = self._outbound_stream_seq.get(stream_id, 0) if ordered else 0
 
@@ -1412,7 +1416,21 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         if ordered:
             self._outbound_stream_seq[stream_id] = _sctp.uint16_add(stream_seq, 1)
 
-        await self._transmit()
+    def _queue_next_message(self) -> bool:
+        """Move the next message waiting on a data channel to the outbound queue, as
+        aiortc's _data_channel_flush does (which moves one only when that queue is empty).
+        False, leaving it, when it is not a plain message on a channel with an id."""
+        channel, protocol, user_data = self._data_channel_queue[0]
+        if protocol == _sctp.WEBRTC_DCEP or channel.id is None:
+            return False
+        self._data_channel_queue.popleft()
+        expiry = None
+        if channel.maxPacketLifeTime:
+            expiry = time.time() + (channel.maxPacketLifeTime / 1000)
+        self._queue_message(channel.id, protocol, user_data, expiry, channel.maxRetransmits,
+                            channel.ordered)
+        channel._addBufferedAmount(-len(user_data))
+        return True
 
     async def _transmit(self) -> None:
         # aiortc 1.16 RTCSctpTransport._transmit; changed: burst size in this association's
@@ -1452,16 +1470,13 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         while self._outbound_queue and (
             self._flight_size < cwnd or (self._flight_size == 0 and self._tuned_flow)
         ):
-            chunk = self._outbound_queue[0]
-            if (self._flushing and self._bundling and len(self._outbound_queue) == 1
-                    and self._data_channel_queue and chunk._sent_count == 0
-                    and bundle_room(len(chunk.user_data), mtu) >= BUNDLE_MIN):
+            if (self._bundling and len(self._outbound_queue) == 1 and self._data_channel_queue
+                    and bundle_room(len(self._outbound_queue[0].user_data), mtu) >= BUNDLE_MIN):
                 # The last fragment of a message, with the next message already waiting:
-                # _data_channel_flush queues that one now, its first fragment cut to fill
-                # this packet (a 32 KiB block in 16 KiB packets went as 3 packets, one of
-                # 121 bytes: a fifth of all packets, each as likely to be lost).
-                self._holding = True
-                break
+                # queue that one now, its first fragment cut to fill this packet (a 32 KiB
+                # block in 16 KiB packets went as 3 packets, one of 121 bytes: a fifth of
+                # all packets, each as likely to be lost and as costly to handle).
+                self._queue_next_message()
             bundle = []
             size = _sctp.SCTP_COMMON_HEADER_LENGTH
             while True:
@@ -1472,8 +1487,9 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
                 chunk._sent_time = time.time()
                 bundle.append(chunk)
                 size += data_packet_size(chunk) - _sctp.SCTP_COMMON_HEADER_LENGTH
+                # The packet started below cwnd: RFC 9260 6.1 B lets it reach cwnd + PMTU - 1,
+                # so what fits in it may join whether or not the first chunk filled cwnd.
                 if not (self._bundling and self._outbound_queue
-                        and self._flight_size < cwnd
                         and size + data_packet_size(self._outbound_queue[0])
                         - _sctp.SCTP_COMMON_HEADER_LENGTH <= packet_limit):
                     break
@@ -1510,54 +1526,6 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
                 await self.transport._send_data(packet)
         except ConnectionError:
             log.debug("SCTP: bundled DATA not sent, the transport is closed")
-
-    async def _data_channel_flush(self) -> None:
-        # aiortc 1.16 RTCSctpTransport._data_channel_flush; changed: the next message is
-        # also queued while _transmit holds the last one's tail for it to join (bundling).
-        if self._association_state != self.State.ESTABLISHED:
-            return
-
-        flushing, self._flushing = self._flushing, True
-        try:
-            while self._data_channel_queue and (not self._outbound_queue or self._holding):
-                self._holding = False
-                channel, protocol, user_data = self._data_channel_queue.popleft()
-
-                # register channel if necessary
-                stream_id = channel.id
-                if stream_id is None:
-                    stream_id = self._data_channel_id
-                    while stream_id in self._data_channels:
-                        stream_id += 2
-                    self._data_channels[stream_id] = channel
-                    channel._setId(stream_id)
-
-                # send data
-                if protocol == _sctp.WEBRTC_DCEP:
-                    await self._send(stream_id, protocol, user_data)
-                else:
-                    if channel.maxPacketLifeTime:
-                        expiry = time.time() + (channel.maxPacketLifeTime / 1000)
-                    else:
-                        expiry = None
-                    await self._send(
-                        stream_id,
-                        protocol,
-                        user_data,
-                        expiry=expiry,
-                        max_retransmits=channel.maxRetransmits,
-                        ordered=channel.ordered,
-                    )
-                    channel._addBufferedAmount(-len(user_data))
-        finally:
-            self._flushing = flushing
-        if self._holding and not self._flushing:
-            # Nothing came to join the held tail (the queue emptied meanwhile): send it.
-            self._holding = False
-            await self._transmit()
-
-        # A stream reset may have been waiting for these messages.
-        await self._transmit_reconfig()
 
     # -- sending: tail loss probe ------------------------------------------------------------
 
