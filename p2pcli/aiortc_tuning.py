@@ -1207,10 +1207,13 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         sizer = self._sizer
         if sizer is None or not sizer.candidates or type(chunk) is not _sctp.DataChunk:
             return False  # nothing to choose (stock peer): no bookkeeping
+        bundled = getattr(chunk, "_bundled", None)  # (packet size, first chunk of it)
         size = size or data_packet_size(chunk)
         if chunk._sent_count == 2 and not chunk._acked and not getattr(
-                chunk, "_t3_resend", False):
-            changed = sizer.on_lost(size)
+                chunk, "_t3_resend", False) and not (bundled and not bundled[1]):
+            # A bundled packet's loss counts once, at its size: the chunks it carried are
+            # resent one per packet, and the first one's resend carries the count.
+            changed = sizer.on_lost(bundled[0] if bundled else size)
         else:
             # A first send; or a resend not counted as a loss: after T3 although gap-acked
             # (aiortc resends those too), or a second resend, which aiortc also makes when
@@ -1508,9 +1511,10 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
 
     async def _send_bundle(self, chunks: list[_sctp.DataChunk], size: int) -> None:
         """Several new DATA chunks in one SCTP packet of `size` bytes (RFC 9260 6.10)."""
-        for chunk in chunks:
+        for i, chunk in enumerate(chunks):
             self._send_stamp += 1
             chunk._stamp = self._send_stamp
+            chunk._bundled = (size, i == 0)
         body = b"".join(bytes(c) for c in chunks)
         header = struct.pack("!HHL", self._local_port, self._remote_port,
                              self._remote_verification_tag)

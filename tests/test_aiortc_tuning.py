@@ -529,6 +529,54 @@ async def test_a_messages_last_fragment_shares_its_packet_with_the_next_message(
     assert received == messages
 
 
+async def test_a_lost_bundled_packet_counts_as_one_loss_at_its_size():
+    # Its chunks are resent one per packet; counting each resend as a loss at its own size
+    # read one lost 16 KiB packet as a loss of a small one too, and the sizer stepped down.
+    ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
+    d = dtls.RTCDtlsTransport(ice, [dtls.RTCCertificate.generateCertificate()])
+
+    async def send_data(data: bytes) -> None:
+        pass
+
+    d._send_data = send_data
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(d)
+    finally:
+        tuning.uninstall()
+    t._remote_port, t._remote_verification_tag = 5000, 1
+    t._sizer = PacketSizer(candidates=(16384,), path_limit=1388, min_packets=10**9)
+    t._sizer.on_probe_acked(t._sizer.next_probe(0.0).token)
+    t._max_data = max_user_data(16384)
+    t._cwnd = 1 << 30
+    sent_alone = []
+
+    async def send_chunk(chunk):
+        sent_alone.append(chunk)
+        t._count_data(chunk)
+
+    t._send_chunk = send_chunk
+    t._queue_message(1, 53, b"x" * (t._max_data + 100), None, None, True)
+    t._queue_message(1, 53, b"y" * 1000, None, None, True)
+    try:
+        await t._transmit()
+        assert len(sent_alone) == 1 and t._sizer.sent == 2  # one alone, one bundle
+        tail, head = t._sent_queue[1], t._sent_queue[2]
+        assert tail._bundled[1] and not head._bundled[1]
+        by_size = {k: list(v) for k, v in t._sizer.by_fragments.items()}
+        for c in (tail, head):
+            c._retransmit = True
+            t._flight_size_decrease(c)
+        await t._transmit()
+        assert t._sizer.lost == 1
+        frags = tuning.fragments(tail._bundled[0], 1388)
+        assert t._sizer.by_fragments[frags][1] == by_size[frags][1] + 1
+    finally:
+        t._t3_cancel()
+        if t._tlp_handle is not None:
+            t._tlp_handle.cancel()
+
+
 class TestPacketSizer:
     def test_without_candidates_it_stays_at_base(self):
         s = PacketSizer(candidates=())
