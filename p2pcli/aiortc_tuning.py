@@ -715,6 +715,20 @@ class PacketSizer:
         q = max(0.0, 1 - (1 - loss_lo) / (1 - p) ** k_lo)
         return p, q
 
+    def may_bundle(self) -> bool:
+        """Whether a message's last fragment may share its packet with the next message.
+
+        While the size in use crosses as IP fragments and loss is measured at one fragment
+        count only, no: the short packets that carry last fragments alone are the second
+        count that tells loss per datagram from loss per IP packet. Bundled away, 5% loss
+        per datagram at 16 KiB read as 0.43% per IP packet, and the transfer stepped down
+        to 8192 bytes for seconds (p2p at 25.7 MB/s against 46.3 before, same round)."""
+        if fragments(self.size, self.path_limit) <= 1:
+            return True
+        trusted = [k for k, (sent, lost) in self.by_fragments.items()
+                   if sent and self._trusted(sent, lost)]
+        return len(trusted) >= 2
+
     def fragment_loss(self) -> float | None:
         """Estimated loss per IP packet (fragment), p of `loss_model`."""
         model = self.loss_model()
@@ -1378,7 +1392,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         stream_seq = self._outbound_stream_seq.get(stream_id, 0) if ordered else 0
 
         first = None
-        if self._bundling and self._outbound_queue:
+        if self._outbound_queue and self._may_bundle():
             tail = self._outbound_queue[-1]
             room = bundle_room(len(tail.user_data), max_data)
             if tail._sent_count == 0 and room >= BUNDLE_MIN:
@@ -1473,7 +1487,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         while self._outbound_queue and (
             self._flight_size < cwnd or (self._flight_size == 0 and self._tuned_flow)
         ):
-            if (self._bundling and len(self._outbound_queue) == 1 and self._data_channel_queue
+            bundling = self._may_bundle()
+            if (bundling and len(self._outbound_queue) == 1 and self._data_channel_queue
                     and bundle_room(len(self._outbound_queue[0].user_data), mtu) >= BUNDLE_MIN):
                 # The last fragment of a message, with the next message already waiting:
                 # queue that one now, its first fragment cut to fill this packet (a 32 KiB
@@ -1492,7 +1507,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
                 size += data_packet_size(chunk) - _sctp.SCTP_COMMON_HEADER_LENGTH
                 # The packet started below cwnd: RFC 9260 6.1 B lets it reach cwnd + PMTU - 1,
                 # so what fits in it may join whether or not the first chunk filled cwnd.
-                if not (self._bundling and self._outbound_queue
+                if not (bundling and self._outbound_queue
                         and size + data_packet_size(self._outbound_queue[0])
                         - _sctp.SCTP_COMMON_HEADER_LENGTH <= packet_limit):
                     break
@@ -1508,6 +1523,10 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         if self._tlp is not None:
             self._tlp.on_send(self._loop.time(), self._srtt, len(self._sent_queue))
             self._tlp_arm()
+
+    def _may_bundle(self) -> bool:
+        sizer = self._sizer
+        return self._bundling and (sizer is None or not sizer.candidates or sizer.may_bundle())
 
     async def _send_bundle(self, chunks: list[_sctp.DataChunk], size: int) -> None:
         """Several new DATA chunks in one SCTP packet of `size` bytes (RFC 9260 6.10)."""

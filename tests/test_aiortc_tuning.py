@@ -545,8 +545,12 @@ async def test_a_lost_bundled_packet_counts_as_one_loss_at_its_size():
     finally:
         tuning.uninstall()
     t._remote_port, t._remote_verification_tag = 5000, 1
-    t._sizer = PacketSizer(candidates=(16384,), path_limit=1388, min_packets=10**9)
+    t._sizer = PacketSizer(candidates=(16384,), path_limit=1388)
     t._sizer.on_probe_acked(t._sizer.next_probe(0.0).token)
+    for _ in range(300):  # loss measured at two fragment counts: bundling allowed
+        t._sizer.on_sent(200)
+        t._sizer.on_sent(16384)
+    base = t._sizer.sent
     t._max_data = max_user_data(16384)
     t._cwnd = 1 << 30
     sent_alone = []
@@ -560,7 +564,7 @@ async def test_a_lost_bundled_packet_counts_as_one_loss_at_its_size():
     t._queue_message(1, 53, b"y" * 1000, None, None, True)
     try:
         await t._transmit()
-        assert len(sent_alone) == 1 and t._sizer.sent == 2  # one alone, one bundle
+        assert len(sent_alone) == 1 and t._sizer.sent == base + 2  # one alone, one bundle
         tail, head = t._sent_queue[1], t._sent_queue[2]
         assert tail._bundled[1] and not head._bundled[1]
         by_size = {k: list(v) for k, v in t._sizer.by_fragments.items()}
@@ -575,6 +579,23 @@ async def test_a_lost_bundled_packet_counts_as_one_loss_at_its_size():
         t._t3_cancel()
         if t._tlp_handle is not None:
             t._tlp_handle.cancel()
+
+
+def test_bundling_waits_for_loss_measured_at_two_fragment_counts():
+    # Last fragments sent alone are short packets: the second fragment count that tells
+    # loss per datagram (keep 16 KiB) from loss per IP packet (step down).
+    sizer = PacketSizer(candidates=(16384,), path_limit=1388)
+    sizer.on_probe_acked(sizer.next_probe(0.0).token)
+    assert sizer.size == 16384 and not sizer.may_bundle()
+    for _ in range(300):
+        sizer.on_sent(16384)
+    assert not sizer.may_bundle()
+    for _ in range(300):
+        sizer.on_sent(200)
+    assert sizer.may_bundle()
+    whole = PacketSizer(candidates=(1388,), path_limit=1388)
+    whole.on_probe_acked(whole.next_probe(0.0).token)
+    assert whole.may_bundle()  # nothing to tell apart without fragments
 
 
 class TestPacketSizer:
