@@ -545,11 +545,8 @@ async def test_a_lost_bundled_packet_counts_as_one_loss_at_its_size():
     finally:
         tuning.uninstall()
     t._remote_port, t._remote_verification_tag = 5000, 1
-    t._sizer = PacketSizer(candidates=(16384,), path_limit=1388)
+    t._sizer = PacketSizer(candidates=(16384,), path_limit=16384)
     t._sizer.on_probe_acked(t._sizer.next_probe(0.0).token)
-    for _ in range(300):  # loss measured at two fragment counts: bundling allowed
-        t._sizer.on_sent(200)
-        t._sizer.on_sent(16384)
     base = t._sizer.sent
     t._max_data = max_user_data(16384)
     t._cwnd = 1 << 30
@@ -573,7 +570,7 @@ async def test_a_lost_bundled_packet_counts_as_one_loss_at_its_size():
             t._flight_size_decrease(c)
         await t._transmit()
         assert t._sizer.lost == 1
-        frags = tuning.fragments(tail._bundled[0], 1388)
+        frags = tuning.fragments(tail._bundled[0], 16384)
         assert t._sizer.by_fragments[frags][1] == by_size[frags][1] + 1
     finally:
         t._t3_cancel()
@@ -581,7 +578,7 @@ async def test_a_lost_bundled_packet_counts_as_one_loss_at_its_size():
             t._tlp_handle.cancel()
 
 
-def test_bundling_waits_for_loss_measured_at_two_fragment_counts():
+def test_bundling_only_while_packets_cross_the_link_whole():
     # Last fragments sent alone are short packets: the second fragment count that tells
     # loss per datagram (keep 16 KiB) from loss per IP packet (step down).
     sizer = PacketSizer(candidates=(16384,), path_limit=1388)
@@ -589,13 +586,11 @@ def test_bundling_waits_for_loss_measured_at_two_fragment_counts():
     assert sizer.size == 16384 and not sizer.may_bundle()
     for _ in range(300):
         sizer.on_sent(16384)
-    assert not sizer.may_bundle()
-    for _ in range(300):
         sizer.on_sent(200)
-    assert sizer.may_bundle()
+    assert not sizer.may_bundle()
     whole = PacketSizer(candidates=(1388,), path_limit=1388)
     whole.on_probe_acked(whole.next_probe(0.0).token)
-    assert whole.may_bundle()  # nothing to tell apart without fragments
+    assert whole.size == 1388 and whole.may_bundle()  # nothing to tell apart
 
 
 class TestPacketSizer:
