@@ -54,7 +54,9 @@ stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endp
 6. Bundling (RFC 9260 section 6.10): a message's last fragment shares its packet with the
    first fragment of the next message when that one is already waiting, cut to fit;
    aiortc sends one chunk per packet, so a 32 KiB block in 16 KiB packets took three, one
-   of them 121 bytes. Any SCTP receiver takes bundled chunks.
+   of them 121 bytes. Only while packets cross the link whole: above it the short packets
+   are what tells the packet sizer which kind of loss it sees. Any SCTP receiver takes
+   bundled chunks.
 
 The sans-IO decisions (`DelayedAck`, `TailLossProbe`, `PacketSizer`, `candidate_sizes`) are
 plain classes and functions with time as an input; the transports are thin adapters around
