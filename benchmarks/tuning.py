@@ -66,8 +66,9 @@ def _features(spec: str):
     from p2pcli.aiortc_tuning import ALL_FEATURES, Feature
 
     names = {"sack": Feature.DELAYED_SACK, "large": Feature.LARGE_PACKETS,
-             "flow": Feature.FLOW_CONTROL, "tlp": Feature.LOSS_PROBE,
-             "bundle": Feature.BUNDLING, "all": ALL_FEATURES}
+             "flow": Feature.FLOW_CONTROL, "tlp": Feature.LOSS_PROBE, "all": ALL_FEATURES}
+    if hasattr(Feature, "BUNDLING"):  # absent in checkouts before it (packet_sizes --before)
+        names["bundle"] = Feature.BUNDLING
     out = Feature(0)
     for name in filter(None, spec.split("+")):
         out |= names[name]
