@@ -8,10 +8,11 @@ its child processes first install the chosen tuning features (none for `stock`):
   large   larger SCTP packets only (probed, between two tuned peers)
   flow    flow control only (peer window honoured, receive buffer enlarged)
   tlp     tail loss probe only (a stalled sender probes before its T3 timer)
+  bundle  bundling only (a message's last fragment shares a packet with the next one)
   tuned   all of them: what `p2p` runs with by default
   mixed   stock sender -> tuned receiver (what a stock peer seeding to us gets)
   mixed-r tuned sender -> stock receiver
-  a+b     any combination of sack, large, flow, tlp on both sides, e.g. sack+large
+  a+b     any combination of sack, large, flow, tlp, bundle on both sides, e.g. sack+large
 
 Per variant: MB/s, CPU seconds per GiB on each side (the robust figure on a busy machine),
 and both relative to `stock` measured in the same run; plus the tuning's own counters
@@ -66,6 +67,8 @@ def _features(spec: str):
 
     names = {"sack": Feature.DELAYED_SACK, "large": Feature.LARGE_PACKETS,
              "flow": Feature.FLOW_CONTROL, "tlp": Feature.LOSS_PROBE, "all": ALL_FEATURES}
+    if hasattr(Feature, "BUNDLING"):  # absent in checkouts before it (packet_sizes --before)
+        names["bundle"] = Feature.BUNDLING
     out = Feature(0)
     for name in filter(None, spec.split("+")):
         out |= names[name]
@@ -127,7 +130,7 @@ def _count_recovery() -> dict[str, int]:
 def _specs(name: str) -> tuple[str, str]:
     if name in VARIANTS:
         return VARIANTS[name]
-    if all(part in ("sack", "large", "flow", "tlp") for part in name.split("+")):
+    if all(part in ("sack", "large", "flow", "tlp", "bundle") for part in name.split("+")):
         return name, name
     raise ValueError(name)
 

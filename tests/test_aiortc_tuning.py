@@ -407,6 +407,192 @@ async def test_a_t3_counts_as_a_few_losses_not_as_every_chunk_resent():
     assert t._sizer.lost == tuning.T3_LOSSES
 
 
+def _sack(cum: int, gaps: list[tuple[int, int]]) -> sctp.SackChunk:
+    sack = sctp.SackChunk()
+    sack.cumulative_tsn, sack.gaps, sack.advertised_rwnd = cum, gaps, 1 << 20
+    return sack
+
+
+async def test_a_fast_retransmission_is_not_repeated_until_later_data_arrives():
+    # RFC 9260 7.2.4: three miss reports, one fast retransmit. aiortc kept counting the
+    # reports of packets sent *before* the retransmission and sent the chunk again and
+    # again (half of all resends at 5% loss). Only data sent after it may report it lost.
+    ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
+    d = dtls.RTCDtlsTransport(ice, [dtls.RTCCertificate.generateCertificate()])
+
+    async def send_data(data: bytes) -> None:
+        pass
+
+    d._send_data = send_data
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(d)
+    finally:
+        tuning.uninstall()
+    t._remote_port, t._remote_verification_tag = 5000, 1
+    t._cwnd = 1 << 30
+    sends: list[tuple[int, int]] = []
+    send_chunk = t._send_chunk
+
+    async def spy(chunk) -> None:
+        if type(chunk) is sctp.DataChunk:
+            sends.append((chunk.tsn, chunk._sent_count))
+        await send_chunk(chunk)
+
+    t._send_chunk = spy
+    first = t._local_tsn
+    lost = first + 2
+    try:
+        await t._send(1, 51, b"x" * 20 * t._max_data)
+        while t._outbound_queue:
+            await t._transmit()
+        cum = first + 1
+        for top in (2, 3, 4):  # chunks above the lost one arrive: three misses
+            await t._receive_sack_chunk(_sack(cum, [(2, top)]))
+        assert [n for tsn, n in sends if tsn == lost] == [1, 2]
+        assert t._fast_recovery_exit is not None
+        for top in range(5, 19):  # the rest of the window, all sent before the resend
+            await t._receive_sack_chunk(_sack(cum, [(2, top)]))
+        assert [n for tsn, n in sends if tsn == lost] == [1, 2]  # not sent a third time
+        # The resend was lost too: data sent after it arrives, three reports: once more,
+        # without waiting for T3.
+        await t._send(1, 51, b"x" * 3 * t._max_data)
+        while t._outbound_queue:
+            await t._transmit()
+        for top in (19, 20, 21):
+            await t._receive_sack_chunk(_sack(cum, [(2, top)]))
+        assert [n for tsn, n in sends if tsn == lost] == [1, 2, 3]
+        assert tuning.STATS.t3_expiries == 0 or t._t3_handle is not None
+    finally:
+        t._t3_cancel()
+        if t._tlp_handle is not None:
+            t._tlp_handle.cancel()
+
+
+def test_fragment_sizes_and_bundle_room():
+    assert tuning.fragment_sizes(100, 1000) == [100]
+    assert tuning.fragment_sizes(2100, 1000) == [1000, 1000, 100]
+    assert tuning.fragment_sizes(2100, 1000, first=500) == [500, 1000, 600]
+    assert tuning.fragment_sizes(400, 1000, first=500) == [400]
+    assert tuning.fragment_sizes(2000, 1000) == [1000, 1000]
+    # A 121-byte tail (padded to 124) and a DATA header leave this much of a 16 KiB packet.
+    max_data = max_user_data(16384)
+    assert tuning.bundle_room(121, max_data) == max_data - 16 - 124
+    for tail in range(1, 2000, 7):
+        room = tuning.bundle_room(tail, max_data)
+        packet = 12 + 16 + tail + (-tail % 4) + 16 + room
+        assert packet <= 16384 and room % 4 == 0
+
+
+async def test_a_messages_last_fragment_shares_its_packet_with_the_next_message():
+    # 32 KiB + 65-byte blocks in 16 KiB packets went as 3 packets each, one of 121 bytes: a
+    # fifth of p2p's packets, each as likely to be lost and as costly to handle as a full one.
+    ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
+    d = dtls.RTCDtlsTransport(ice, [dtls.RTCCertificate.generateCertificate()])
+    packets: list[bytes] = []
+
+    async def send_data(data: bytes) -> None:
+        packets.append(data)
+
+    d._send_data = send_data
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(d)
+    finally:
+        tuning.uninstall()
+    t._remote_port, t._remote_verification_tag = 5000, 1
+    t._association_state = t.State.ESTABLISHED
+    t._max_data = max_user_data(16384)
+    t._cwnd = 1 << 30
+    channel = SimpleNamespace(id=1, maxPacketLifeTime=None, maxRetransmits=None, ordered=True,
+                              _addBufferedAmount=lambda n: None)
+    messages = [bytes([i]) * (32768 + 65) for i in range(8)]
+    t._data_channel_queue.extend((channel, sctp.WEBRTC_BINARY, m) for m in messages)
+    try:
+        await t._data_channel_flush()
+        while t._outbound_queue:
+            await t._transmit()
+    finally:
+        t._t3_cancel()
+        if t._tlp_handle is not None:
+            t._tlp_handle.cancel()
+    assert all(len(p) <= 16384 for p in packets)
+    assert len(packets) == 17, [len(p) for p in packets]  # 8 x 32,833 bytes: not 24
+    chunks = [c for p in packets for c in sctp.parse_packet(p)[3]]
+    assert [c.tsn for c in chunks] == list(range(chunks[0].tsn, chunks[0].tsn + len(chunks)))
+    received, current = [], b""
+    for c in chunks:
+        current += c.user_data
+        if c.flags & sctp.SCTP_DATA_LAST_FRAG:
+            received.append(current)
+            current = b""
+    assert received == messages
+
+
+async def test_a_lost_bundled_packet_counts_as_one_loss_at_its_size():
+    # Its chunks are resent one per packet; counting each resend as a loss at its own size
+    # read one lost 16 KiB packet as a loss of a small one too, and the sizer stepped down.
+    ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
+    d = dtls.RTCDtlsTransport(ice, [dtls.RTCCertificate.generateCertificate()])
+
+    async def send_data(data: bytes) -> None:
+        pass
+
+    d._send_data = send_data
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(d)
+    finally:
+        tuning.uninstall()
+    t._remote_port, t._remote_verification_tag = 5000, 1
+    t._sizer = PacketSizer(candidates=(16384,), path_limit=16384)
+    t._sizer.on_probe_acked(t._sizer.next_probe(0.0).token)
+    base = t._sizer.sent
+    t._max_data = max_user_data(16384)
+    t._cwnd = 1 << 30
+    sent_alone = []
+
+    async def send_chunk(chunk):
+        sent_alone.append(chunk)
+        t._count_data(chunk)
+
+    t._send_chunk = send_chunk
+    t._queue_message(1, 53, b"x" * (t._max_data + 100), None, None, True)
+    t._queue_message(1, 53, b"y" * 1000, None, None, True)
+    try:
+        await t._transmit()
+        assert len(sent_alone) == 1 and t._sizer.sent == base + 2  # one alone, one bundle
+        tail, head = t._sent_queue[1], t._sent_queue[2]
+        assert tail._bundled[1] and not head._bundled[1]
+        by_size = {k: list(v) for k, v in t._sizer.by_fragments.items()}
+        for c in (tail, head):
+            c._retransmit = True
+            t._flight_size_decrease(c)
+        await t._transmit()
+        assert t._sizer.lost == 1
+        frags = tuning.fragments(tail._bundled[0], 16384)
+        assert t._sizer.by_fragments[frags][1] == by_size[frags][1] + 1
+    finally:
+        t._t3_cancel()
+        if t._tlp_handle is not None:
+            t._tlp_handle.cancel()
+
+
+def test_bundling_only_while_packets_cross_the_link_whole():
+    # Last fragments sent alone are short packets: the second fragment count that tells
+    # loss per datagram (keep 16 KiB) from loss per IP packet (step down).
+    sizer = PacketSizer(candidates=(16384,), path_limit=1388)
+    sizer.on_probe_acked(sizer.next_probe(0.0).token)
+    assert sizer.size == 16384 and not sizer.may_bundle()
+    for _ in range(300):
+        sizer.on_sent(16384)
+        sizer.on_sent(200)
+    assert not sizer.may_bundle()
+    whole = PacketSizer(candidates=(1388,), path_limit=1388)
+    whole.on_probe_acked(whole.next_probe(0.0).token)
+    assert whole.size == 1388 and whole.may_bundle()  # nothing to tell apart
+
+
 class TestPacketSizer:
     def test_without_candidates_it_stays_at_base(self):
         s = PacketSizer(candidates=())
