@@ -15,7 +15,15 @@ import sys
 from urllib.parse import quote
 
 import pytest
-from conftest import ROOT, Procs, free_port, make_file, one_line_error, sha256
+from conftest import (
+    ROOT,
+    Procs,
+    free_port,
+    make_file,
+    one_line_error,
+    sha256,
+    start_ws_tracker,
+)
 
 from p2pcli.rendezvous import trackerclient
 
@@ -69,11 +77,19 @@ def bad_tracker(procs: Procs, mode: str) -> str:
     return f"ws://127.0.0.1:{port}"
 
 
+@pytest.mark.parametrize("other", ["signal", "tracker"])
 @pytest.mark.parametrize("mode", ["down", "blackhole", "silent", "garbage", "refuse"])
-def test_a_bad_tracker_costs_nothing_while_the_signaling_server_works(
-        procs: Procs, signal_url: str, mode: str):
+def test_a_bad_tracker_costs_nothing_while_another_rendezvous_works(
+        procs: Procs, mode: str, other: str):
+    """Beside a working signaling server, or beside a working tracker alone."""
     src = make_file(procs.workdir / "src.bin", 500_000)
-    _, link = procs.seed(src, signal_url)
+    if other == "signal":
+        _, link = procs.seed(src, procs.serve_signal())
+    else:
+        good, _ = start_ws_tracker(procs)
+        seed, link = procs.seed(src, None, "--tracker", good)
+        seed.wait_for(lambda p: events_of(p, "announced"), 30, "the announce")
+        link = tracker_only(link, good)
     bad = bad_tracker(procs, mode)
     f = procs.fetch(link, "-o", "out.bin", "--tracker", bad)
     assert f.wait(60) == 0, f.stderr
@@ -133,8 +149,6 @@ def test_the_swarm_outlives_its_first_seeder_through_the_tracker(procs: Procs, t
 
 
 def test_a_seeder_announces_again_when_its_tracker_restarts(procs: Procs):
-    from conftest import start_ws_tracker
-
     url, first = start_ws_tracker(procs, name="tracker1")
     port = url.rsplit(":", 1)[1]
     src = make_file(procs.workdir / "src.bin", 300_000)
