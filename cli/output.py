@@ -10,6 +10,7 @@ so `[b]x` prints as typed and `[@a=(]` cannot crash the command. Markup is for o
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import unicodedata
@@ -63,21 +64,22 @@ def visible(text: object) -> str:
     )
 
 
-def human_binary(n: int) -> str:
-    """Piece sizes are powers of two: 64 KiB reads better than 65.5 KB."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:g} {unit}"
-        n //= 1024
-    return f"{n} B"
+def size(n: float) -> str:
+    """Every byte count people see, in one unit system: rich's decimal one, the progress bar's
+    own (`984.2 kB`), so the seeder's status, the bar and the piece size agree."""
+    from rich.filesize import decimal
+
+    return decimal(int(n))
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
+def rate(n: float) -> str:
+    """Every transfer rate people see: `984.2 kB/s`, as the progress bar says it."""
+    return f"{size(n)}/s"
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """`1 peer`, `2 peers`, `0 peers`: a count with its noun agreeing."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
 
 
 def info_lines(ev: events.Info) -> list[str]:
@@ -85,13 +87,13 @@ def info_lines(ev: events.Info) -> list[str]:
     lines = [
         f"name   {visible(ev.name)}",
         f"hash   {ev.hash}",
-        f"size   {human_bytes(ev.size)} ({ev.size} bytes), {ev.pieces} pieces of "
-        f"{human_binary(ev.piece_size)}",  # as `seed` says it
+        f"size   {size(ev.size)} ({plural(ev.size, 'byte')}), {plural(ev.pieces, 'piece')} "
+        f"of {size(ev.piece_size)}",  # as `seed` says it
         f"peers  {ev.peers} answering, {ev.seeders} with every piece",
     ]
     if ev.version != 1:
         lines.append(f"files  {len(ev.files)} (index, size, path: --select takes either)")
-        lines += [f"{f['index']:>7}  {human_bytes(f['size']):>9}  {visible(f['path'])}"
+        lines += [f"{f['index']:>7}  {size(f['size']):>9}  {visible(f['path'])}"
                   for f in ev.files]
         lines += [f"{'-':>7}  {'folder':>9}  {visible(d)}/" for d in ev.folders]
     return lines
@@ -218,8 +220,8 @@ class Reporter:
         self.close()
         self.hash_task = None
         self.say(
-            (ev.name, "bold"), f" {human_bytes(ev.size)}, {ev.pieces} pieces of "
-            f"{human_binary(ev.piece_size)}"
+            (ev.name, "bold"), f" {size(ev.size)}, {plural(ev.pieces, 'piece')} of "
+            f"{size(ev.piece_size)}"
         )
 
     def on_signal_server(self, ev: events.SignalServer) -> None:
@@ -251,8 +253,7 @@ class Reporter:
             return
         self._last_status = now
         self.console.print(
-            f"peers {ev.peers}  sent {human_bytes(ev.sent)}  "
-            f"upload {human_bytes(ev.rate)}/s",
+            f"{plural(ev.peers, 'peer')}  sent {size(ev.sent)}  upload {rate(ev.rate)}",
             end="\r" if self.console.is_terminal else "\n",
         )
 
@@ -273,18 +274,18 @@ class Reporter:
         self.say(f"peer {ev.peer} connected ({how})")
 
     def on_manifest(self, ev: events.Manifest) -> None:
-        self.say((ev.name, "bold"), f" {human_bytes(ev.size)} in {ev.pieces} pieces")
+        self.say((ev.name, "bold"), f" {size(ev.size)} in {plural(ev.pieces, 'piece')}")
         bar = self._bar()
         self.task = bar.add_task("fetch", total=ev.size, extra="")
 
     def on_resume(self, ev: events.Resume) -> None:
-        self.say(f"resuming: {ev.pieces} verified pieces already on disk")
+        self.say(f"resuming: {plural(ev.pieces, 'verified piece')} already on disk")
 
     def on_progress(self, ev: events.Progress) -> None:
         if self.progress is not None and self.task is not None and ev.have is not None:
-            extra = f"{ev.peers} peers"
+            extra = plural(ev.peers, "peer")
             if ev.buffer_ahead is not None:
-                extra += f", buffer {human_bytes(ev.buffer_ahead)} ahead"
+                extra += f", buffer {size(ev.buffer_ahead)} ahead"
             self.progress.update(self.task, completed=ev.have, extra=extra)
 
     # -- stream
@@ -312,11 +313,13 @@ class Reporter:
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=ev.size)
         self.close()
-        where = "" if ev.path == "-" else f" -> {ev.path}"
+        # "done: a.bin -> a.bin" said nothing: the destination only when it is elsewhere.
+        elsewhere = ev.path != "-" and os.path.normpath(ev.path) != os.path.normpath(ev.name)
+        where = f" -> {ev.path}" if elsewhere else ""
         relayed = sum(ev.connections.get(p) == "relay" for p in ev.peers)
         self.say(
-            ("done", "bold green"), f": {ev.name}{where}, {human_bytes(ev.size)} verified "
-            f"in {ev.seconds:.1f}s from {len(ev.peers)} peer(s)"
+            ("done", "bold green"), f": {ev.name}{where}, {size(ev.size)} verified "
+            f"in {ev.seconds:.1f}s from {plural(len(ev.peers), 'peer')}"
             + (f", {relayed} of them through a TURN relay" if relayed else "")
         )
 

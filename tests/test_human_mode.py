@@ -138,7 +138,7 @@ def test_peer_text_in_any_field_prints_as_text(
 def test_done_renders_for_every_command_shape(capsys: pytest.CaptureFixture[str]) -> None:
     for ev in SAMPLES["done"]:
         err = render(ev, "done", capsys)
-        assert err.startswith("done: a.bin") and "verified in 1.5s from 1 peer(s)" in err
+        assert err.startswith("done: a.bin") and "verified in 1.5s from 1 peer" in err
 
 
 # -- the real commands, human mode and --json -------------------------------------------------
