@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
             select=tuple(select or ()),
         )
         check_output_args(opts)  # at once, not after a LAN search or the server's retries
-        reporter = Reporter(quiet=quiet, json=json)
+        reporter = Reporter(quiet=quiet, json=json, wait=timeout)
         try:
             runner.run(
                 lan_first(t, signal, lan, config, reporter,

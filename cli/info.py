@@ -69,7 +69,7 @@ def register(app) -> None:
                 # and no download bar on stderr.
                 return {**super().handlers(), Manifest: lambda ev: None}
 
-        reporter = InfoReporter(quiet=quiet, json=json)
+        reporter = InfoReporter(quiet=quiet, json=json, wait=timeout)
 
         def emit(ev: Event) -> None:
             if isinstance(ev, Info):

@@ -33,18 +33,13 @@ from rich.text import Text
 from p2pcli import events
 from p2pcli.events import Event
 
+from .peernames import PeerNames
+
 #: A piece of a `say` line: text as it is, or (text, rich style) for our own emphasis.
 Part = str | tuple[str, str]
 
 # Bidirectional marks, overrides and isolates (as in p2pcli/manifest.py's name rule).
 _BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-#: How a `peer-joined` event's `connection` reads to a person.
-CONNECTION_WORDS = {
-    "host": "direct",
-    "srflx": "direct, through NAT",
-    "relay": "relayed through TURN",
-}
 
 
 def visible(text: object) -> str:
@@ -109,7 +104,6 @@ Handler = Callable[[Any], None]
 SILENT: frozenset[type[Event]] = frozenset({
     events.IceConfig,
     events.PeerRefused,
-    events.PeerLeft,
     events.PieceVerified,
     events.Http,
     events.FirstByte,
@@ -121,9 +115,17 @@ SILENT: frozenset[type[Event]] = frozenset({
 class Reporter:
     """Receives core events; renders them for humans (default), as NDJSON, or not at all."""
 
-    def __init__(self, *, quiet: bool = False, json: bool = False) -> None:
+    def __init__(self, *, quiet: bool = False, json: bool = False,
+                 wait: float | None = None) -> None:
+        """`wait`: the seconds a command waits for a usable peer (fetch, stream and info's
+        --timeout), said when it starts waiting; None for a command that waits forever."""
         self.quiet = quiet
         self.json = json
+        self.wait = wait
+        self.peer_names = PeerNames()
+        self.connected: set[str] = set()  # peers joined and not left
+        self._waiting_said = False
+        self._finished = False
         self.console = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
         self.progress: Progress | None = None
         self.task: TaskID | None = None
@@ -147,6 +149,7 @@ class Reporter:
             events.Status: self.on_status,
             events.SignalingConnected: self.on_signaling_connected,
             events.PeerJoined: self.on_peer_joined,
+            events.PeerLeft: self.on_peer_left,
             events.Manifest: self.on_manifest,
             events.Resume: self.on_resume,
             events.Progress: self.on_progress,
@@ -230,6 +233,15 @@ class Reporter:
     def on_announced(self, ev: events.Announced) -> None:
         kind = {"tracker": "WebTorrent tracker", "peerjs": "PeerJS server"}.get(ev.via, ev.via)
         self.say(f"announced to the {kind} {ev.url}")
+        self.waiting()
+
+    def waiting(self, why: str = "") -> None:
+        """Say once, when a rendezvous is up and no peer is yet, that we wait and how long:
+        a fetch once said nothing for the 10 s between connecting and timing out."""
+        if self.wait is None or self._waiting_said or self.connected or self._finished:
+            return
+        self._waiting_said = True
+        self.say(f"{why}waiting for peers ({self.wait:g} s)")
 
     def on_lan_announced(self, ev: events.LanAnnounced) -> None:
         where = ev.signal or ", ".join(
@@ -268,10 +280,21 @@ class Reporter:
 
     def on_signaling_connected(self, ev: events.SignalingConnected) -> None:
         self.say(f"connected to the signaling server at {ev.url}")
+        self.waiting()
 
     def on_peer_joined(self, ev: events.PeerJoined) -> None:
-        how = CONNECTION_WORDS.get(ev.connection, "connection kind unknown")
-        self.say(f"peer {ev.peer} connected ({how})")
+        self.connected.add(ev.peer)
+        self.say(f"peer {self.peer_names.joined(ev.peer, ev.connection, ev.pair)}")
+
+    def on_peer_left(self, ev: events.PeerLeft) -> None:
+        """Each departure is summed up by the bar's peer count, but the last one, mid-fetch,
+        is said at once: what follows is a wait of --timeout seconds, not a stall."""
+        if ev.peer not in self.connected:
+            return
+        self.connected.discard(ev.peer)
+        if not self.connected and self.wait is not None and not self._finished:
+            self._waiting_said = False
+            self.waiting(f"peer {self.peer_names(ev.peer)}, the last one, left; ")
 
     def on_manifest(self, ev: events.Manifest) -> None:
         self.say((ev.name, "bold"), f" {size(ev.size)} in {plural(ev.pieces, 'piece')}")
@@ -303,13 +326,15 @@ class Reporter:
         self.say(("warning:", "yellow"), f" {ev.message}")
 
     def on_manifest_rejected(self, ev: events.ManifestRejected) -> None:
-        self.say(("warning:", "yellow"), f" peer {ev.peer} sent a bad manifest: {ev.reason}")
+        self.say(("warning:", "yellow"),
+                 f" peer {self.peer_names(ev.peer)} sent a bad manifest: {ev.reason}")
 
     def on_piece_rejected(self, ev: events.PieceRejected) -> None:
         self.say(("warning:", "yellow"),
                  f" piece {ev.piece} failed verification; fetching it again")
 
     def on_done(self, ev: events.Done) -> None:
+        self._finished = True
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=ev.size)
         self.close()

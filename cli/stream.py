@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
             before_swarm=lambda: _apply_patches(hosts),
         )
         preflight(t, opts)  # at once, not after a LAN search or the server's retries
-        reporter = Reporter(quiet=quiet, json=json)
+        reporter = Reporter(quiet=quiet, json=json, wait=timeout)
         emit = _print_url(reporter) if player == "none" else reporter
         try:
             runner.run(
