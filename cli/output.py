@@ -34,6 +34,7 @@ from p2pcli import events
 from p2pcli.events import Event
 
 from .peernames import PeerNames
+from .statusline import StatusLine
 
 #: A piece of a `say` line: text as it is, or (text, rich style) for our own emphasis.
 Part = str | tuple[str, str]
@@ -130,7 +131,7 @@ class Reporter:
         self.progress: Progress | None = None
         self.task: TaskID | None = None
         self.hash_task: TaskID | None = None
-        self._last_status = 0.0
+        self._status: StatusLine | None = None  # made at the first status: knows the tty
         self.started = time.monotonic()
         self._handlers = self.handlers()
 
@@ -260,10 +261,10 @@ class Reporter:
             self.line("download complete; seeding until Ctrl-C")
 
     def on_status(self, ev: events.Status) -> None:
-        now = time.monotonic()
-        if now - self._last_status < 5 and ev.rate == 0:
+        if self._status is None:
+            self._status = StatusLine(terminal=self.console.is_terminal)
+        if not self._status.should_print(time.monotonic(), ev.peers, ev.rate):
             return
-        self._last_status = now
         self.console.print(
             f"{plural(ev.peers, 'peer')}  sent {size(ev.sent)}  upload {rate(ev.rate)}",
             end="\r" if self.console.is_terminal else "\n",
