@@ -229,7 +229,8 @@ class Reporter:
         )
 
     def on_signal_server(self, ev: events.SignalServer) -> None:
-        self.say(f"signaling server running at {ev.url} (embedded)")
+        moved = f"; port {ev.busy} was busy, so {ev.port} was taken" if ev.busy else ""
+        self.say(f"signaling server running at {ev.url} (embedded{moved})")
 
     def on_announced(self, ev: events.Announced) -> None:
         kind = {"tracker": "WebTorrent tracker", "peerjs": "PeerJS server"}.get(ev.via, ev.via)

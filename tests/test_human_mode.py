@@ -49,7 +49,8 @@ PEER = "Jm8a1k2LZQ1x"
 SAMPLES: dict[str, list[dict[str, Any]]] = {
     "hashed": [{"name": "a.bin", "size": 5, "pieces": 1, "piece_size": 16384,
                 "hash": "ab" * 32, "seconds": 0.1}],
-    "signal_server": [{"url": "http://10.0.0.1:8080", "port": 8080}],
+    "signal_server": [{"url": "http://10.0.0.1:8080", "port": 8080},
+                      {"url": "http://10.0.0.1:8081", "port": 8081, "busy": 8080}],
     "seeding": [
         {"hash": "ab" * 32, "link": "p2p://x", "command": "p2p fetch 'p2p://x'",
          "watch": "http://10.0.0.1:8080/watch/ab"},
