@@ -67,6 +67,11 @@ class _ServerLog:
                 f"signaling server listening on [bold]{ev.url}[/] "
                 f"(bound to {ev.host}:{ev.port}); Ctrl-C to stop"
             )
+            if ev.reachable:
+                self.console.print(f"other machines reach it at {', '.join(ev.reachable)}")
+            else:
+                self.console.print(f"only this machine can reach it (bound to {ev.host}); "
+                                   "--host 0.0.0.0 listens on every interface")
         elif isinstance(ev, Stopping):
             s = ev.stats
             self.console.print(
