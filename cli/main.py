@@ -17,7 +17,7 @@ app = typer.Typer(
         "verified piece by piece, from every peer at once."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (README)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
