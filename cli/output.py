@@ -117,12 +117,13 @@ class Reporter:
     """Receives core events; renders them for humans (default), as NDJSON, or not at all."""
 
     def __init__(self, *, quiet: bool = False, json: bool = False,
-                 wait: float | None = None) -> None:
+                 wait: float | None = None, qr: bool = False) -> None:
         """`wait`: the seconds a command waits for a usable peer (fetch, stream and info's
         --timeout), said when it starts waiting; None for a command that waits forever."""
         self.quiet = quiet
         self.json = json
         self.wait = wait
+        self.qr = qr  # seed --qr: QR codes of the link and the watch URL
         self.peer_names = PeerNames()
         self.connected: set[str] = set()  # peers joined and not left
         self._waiting_said = False
@@ -257,9 +258,20 @@ class Reporter:
             self.line("On the other machine run:")
             self.say("  ", (ev.command or "", "bold green"))
             self.say(f"or open {ev.watch} in a browser")
+            if self.qr:
+                self.qr_codes(("the link (p2p fetch)", ev.link), ("the watch page", ev.watch))
             self.line("Serving; press Ctrl-C to stop.")
         else:
             self.line("download complete; seeding until Ctrl-C")
+
+    def qr_codes(self, *items: tuple[str, str | None]) -> None:
+        from .qr import qr_text
+
+        for what, data in items:
+            if data:
+                self.say(f"QR code of {what}:")
+                self.console.print(Text(qr_text(data)), no_wrap=True, overflow="ignore",
+                                   crop=False)
 
     def on_status(self, ev: events.Status) -> None:
         if self._status is None:

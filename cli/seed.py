@@ -84,6 +84,9 @@ def register(app: typer.Typer) -> None:
         ice_host: IceHostOpt = None,
         token: TokenOpt = None,
         lan: LanOpt = True,
+        qr: Annotated[bool, typer.Option(
+            "--qr", help="Also draw QR codes of the link and of the watch page's URL on stderr, "
+            "for a phone's camera (not with --json or --quiet).")] = False,
         quiet: QuietOpt = False,
         json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -119,7 +122,7 @@ def register(app: typer.Typer) -> None:
             trackers=parse_trackers(tracker),
             peerjs=parse_peerjs(peerjs),
         )
-        reporter = Reporter(quiet=quiet, json=json)
+        reporter = Reporter(quiet=quiet, json=json, qr=qr)
 
         def emit(ev: Event) -> None:
             if isinstance(ev, Seeding) and ev.link is not None:
