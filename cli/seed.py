@@ -22,6 +22,8 @@ from .common import (
     TokenOpt,
     TrackerOpt,
     VerboseOpt,
+    config_value,
+    from_config,
     parse_ice_hosts,
     parse_peerjs,
     parse_public_host,
@@ -110,6 +112,8 @@ def register(app: typer.Typer) -> None:
         hosts = parse_ice_hosts(ice_host)
         link_host = parse_public_host(public_host)
         patches.apply(host_addresses=hosts)
+        signal, tracker, token = from_config(signal, tracker, token)
+        max_upload_rate = config_value("max_upload_rate", max_upload_rate)
         urls = split_urls(signal)
         tracker, ice_server = with_public(public, tracker, ice_server)
         config = swarm_config(

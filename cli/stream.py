@@ -27,6 +27,7 @@ from .common import (
     TokenOpt,
     TrackerOpt,
     VerboseOpt,
+    from_config,
     lan_first,
     parse_ice_hosts,
     setup_logging,
@@ -113,6 +114,7 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(verbose)
         hosts = parse_ice_hosts(ice_host)
+        signal, tracker, token = from_config(signal, tracker, token)
         t, config = target_config(
             target, signal, ice_server, token, tracker, peerjs, public,
             timeout=timeout, retries=retries, max_peers=max_peers,

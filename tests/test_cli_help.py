@@ -29,7 +29,8 @@ def test_the_census_sees_every_command_and_the_inline_options() -> None:
     seen = {(c, f) for c, f, _, _ in census()}
     assert {("seed", "--max-upload-rate"), ("stream", "--player"), ("doctor", "--timeout"),
             ("serve-signal", "--turn-ttl"), ("fetch", "--select")} <= seen
-    assert set(COMMANDS) == {"seed", "fetch", "info", "stream", "doctor", "serve-signal"}
+    assert set(COMMANDS) == {"seed", "fetch", "info", "stream", "doctor", "serve-signal",
+                             "config"}
 
 
 @pytest.mark.parametrize(("command", "flag"),
