@@ -337,7 +337,9 @@ class Reporter:
         self.say(f"player exited (code {ev.code})")
 
     def on_warning(self, ev: events.Warning) -> None:
-        self.say(("warning:", "yellow"), f" {ev.message}")
+        # The core words warnings with whole peer ids ("dropped peer wt0:<40 hex>: ..."):
+        # a peer already shown by its short name is called by it here too.
+        self.say(("warning:", "yellow"), f" {self.peer_names.shorten(ev.message)}")
 
     def on_manifest_rejected(self, ev: events.ManifestRejected) -> None:
         self.say(("warning:", "yellow"),

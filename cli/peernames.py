@@ -65,6 +65,13 @@ class PeerNames:
         self._taken[name] = peer
         return name
 
+    def shorten(self, text: str) -> str:
+        """`text` with each whole id of a peer named so far replaced by its name."""
+        for peer in sorted(self.names, key=len, reverse=True):  # an id inside a longer one
+            if peer in text:
+                text = text.replace(peer, self.names[peer])
+        return text
+
     def joined(self, peer: str, connection: str, pair: str | None) -> str:
         """'a1b2c3 connected (direct, 10.0.0.2:40000)': the name, then how and where."""
         how = CONNECTION_WORDS.get(connection, "connection kind unknown")

@@ -87,3 +87,11 @@ def test_json_mode_carries_the_whole_id(kind: str, capsys: pytest.CaptureFixture
           else events.PeerLeft(peer=TRACKER, received=0, sent=0))
     line = json.loads(render(Reporter(json=True), [ev], capsys))
     assert line["peer"] == TRACKER
+
+
+def test_warnings_call_a_known_peer_by_its_name(capsys: pytest.CaptureFixture[str]) -> None:
+    err = render(Reporter(), [events.PeerJoined(peer=TRACKER, connection="host"),
+                              events.Warning(message=f"dropped peer {TRACKER}: flooding"),
+                              events.Warning(message="dropped peer other-id: x")], capsys)
+    assert "warning: dropped peer wt0:a1b2c3: flooding" in err
+    assert "warning: dropped peer other-id: x" in err  # never seen: as the core said it
