@@ -189,6 +189,39 @@ VerboseOpt = Annotated[
 ]
 
 
+def from_config(signal: str | None, tracker: list[str] | None, token: str | None
+                ) -> tuple[str | None, list[str] | None, str | None]:
+    """--signal, --tracker and --token, each taken from the config file when neither its
+    flag nor its environment variable gave it (p2pcli/config.py: flags > env > file)."""
+    from p2pcli.config import load
+
+    cfg = load()
+    trackers = cfg.value("trackers", tracker)
+    return (cfg.value("signal", signal), list(trackers) if trackers else None,
+            cfg.value("token", token))
+
+
+def config_value(key: str, given: T | None = None) -> T | None:
+    """One setting of the config file's (see `from_config`), when `given` is None."""
+    from p2pcli.config import load
+
+    return load().value(key, given)
+
+
+def download_dir() -> str | None:
+    """The config file's (or P2P_DOWNLOAD_DIR's) download_dir, checked: an existing folder."""
+    import os
+
+    value = config_value("download_dir")
+    if value is None:
+        return None
+    path = os.path.expanduser(value)
+    if not os.path.isdir(path):
+        raise UsageError(f"download_dir {value!r} (p2p config shows where it is set) is not "
+                         "an existing folder; create it or change the setting")
+    return path
+
+
 def swarm_config(
     signal: list[str],
     ice_server: list[str] | None,

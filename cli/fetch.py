@@ -26,6 +26,8 @@ from .common import (
     TokenOpt,
     TrackerOpt,
     VerboseOpt,
+    download_dir,
+    from_config,
     lan_first,
     parse_ice_hosts,
     setup_logging,
@@ -88,11 +90,15 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
+        signal, tracker, token = from_config(signal, tracker, token)
         t, config = target_config(
             target, signal, ice_server, token, tracker, peerjs, public,
             timeout=timeout, retries=retries, max_peers=max_peers,
             max_peers_per_address=max_peers_per_address,
         )
+        if output is None and sys.stdout.isatty():
+            # Not to a pipe: the config file's download_dir, when it names one.
+            output = download_dir()
         opts = FetchOptions(
             output=output,
             force=force,
@@ -102,7 +108,7 @@ def register(app: typer.Typer) -> None:
             select=tuple(select or ()),
         )
         check_output_args(opts)  # at once, not after a LAN search or the server's retries
-        reporter = Reporter(quiet=quiet, json=json)
+        reporter = Reporter(quiet=quiet, json=json, wait=timeout)
         try:
             runner.run(
                 lan_first(t, signal, lan, config, reporter,

@@ -19,6 +19,7 @@ from .common import (
     TokenOpt,
     TrackerOpt,
     VerboseOpt,
+    from_config,
     lan_first,
     parse_ice_hosts,
     setup_logging,
@@ -59,6 +60,7 @@ def register(app) -> None:
 
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
+        signal, tracker, token = from_config(signal, tracker, token)
         t, config = target_config(
             target, signal, ice_server, token, tracker, peerjs, public,
             timeout=timeout, retries=retries, max_peers=32, max_peers_per_address=None,
@@ -69,7 +71,7 @@ def register(app) -> None:
                 # and no download bar on stderr.
                 return {**super().handlers(), Manifest: lambda ev: None}
 
-        reporter = InfoReporter(quiet=quiet, json=json)
+        reporter = InfoReporter(quiet=quiet, json=json, wait=timeout)
 
         def emit(ev: Event) -> None:
             if isinstance(ev, Info):

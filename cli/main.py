@@ -17,7 +17,7 @@ app = typer.Typer(
         "verified piece by piece, from every peer at once."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (README)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -32,7 +32,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False, "--version", callback=_version, is_eager=True, metavar="",
+        help="Print the version and exit.",
     ),
 ) -> None:
     pass
@@ -40,10 +41,12 @@ def _root(
 
 def _register() -> None:
     # Imported here so `p2p --help` stays fast and each command lives in its own module.
-    from . import doctor, fetch, info, seed, serve_signal, stream
+    from . import config, doctor, fetch, helpformat, info, seed, serve_signal, stream
 
-    for module in (serve_signal, seed, fetch, info, stream, doctor):
+    for module in (serve_signal, seed, fetch, info, stream, doctor, config):
         module.register(app)
+    helpformat.tidy(app)
+    helpformat.arguments()
 
 
 _register()

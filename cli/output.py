@@ -10,6 +10,7 @@ so `[b]x` prints as typed and `[@a=(]` cannot crash the command. Markup is for o
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import unicodedata
@@ -32,18 +33,14 @@ from rich.text import Text
 from p2pcli import events
 from p2pcli.events import Event
 
+from .peernames import PeerNames
+from .statusline import StatusLine
+
 #: A piece of a `say` line: text as it is, or (text, rich style) for our own emphasis.
 Part = str | tuple[str, str]
 
 # Bidirectional marks, overrides and isolates (as in p2pcli/manifest.py's name rule).
 _BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-#: How a `peer-joined` event's `connection` reads to a person.
-CONNECTION_WORDS = {
-    "host": "direct",
-    "srflx": "direct, through NAT",
-    "relay": "relayed through TURN",
-}
 
 
 def visible(text: object) -> str:
@@ -63,21 +60,22 @@ def visible(text: object) -> str:
     )
 
 
-def human_binary(n: int) -> str:
-    """Piece sizes are powers of two: 64 KiB reads better than 65.5 KB."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:g} {unit}"
-        n //= 1024
-    return f"{n} B"
+def size(n: float) -> str:
+    """Every byte count people see, in one unit system: rich's decimal one, the progress bar's
+    own (`984.2 kB`), so the seeder's status, the bar and the piece size agree."""
+    from rich.filesize import decimal
+
+    return decimal(int(n))
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
+def rate(n: float) -> str:
+    """Every transfer rate people see: `984.2 kB/s`, as the progress bar says it."""
+    return f"{size(n)}/s"
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """`1 peer`, `2 peers`, `0 peers`: a count with its noun agreeing."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
 
 
 def info_lines(ev: events.Info) -> list[str]:
@@ -85,13 +83,13 @@ def info_lines(ev: events.Info) -> list[str]:
     lines = [
         f"name   {visible(ev.name)}",
         f"hash   {ev.hash}",
-        f"size   {human_bytes(ev.size)} ({ev.size} bytes), {ev.pieces} pieces of "
-        f"{human_binary(ev.piece_size)}",  # as `seed` says it
+        f"size   {size(ev.size)} ({plural(ev.size, 'byte')}), {plural(ev.pieces, 'piece')} "
+        f"of {size(ev.piece_size)}",  # as `seed` says it
         f"peers  {ev.peers} answering, {ev.seeders} with every piece",
     ]
     if ev.version != 1:
         lines.append(f"files  {len(ev.files)} (index, size, path: --select takes either)")
-        lines += [f"{f['index']:>7}  {human_bytes(f['size']):>9}  {visible(f['path'])}"
+        lines += [f"{f['index']:>7}  {size(f['size']):>9}  {visible(f['path'])}"
                   for f in ev.files]
         lines += [f"{'-':>7}  {'folder':>9}  {visible(d)}/" for d in ev.folders]
     return lines
@@ -107,7 +105,6 @@ Handler = Callable[[Any], None]
 SILENT: frozenset[type[Event]] = frozenset({
     events.IceConfig,
     events.PeerRefused,
-    events.PeerLeft,
     events.PieceVerified,
     events.Http,
     events.FirstByte,
@@ -119,14 +116,23 @@ SILENT: frozenset[type[Event]] = frozenset({
 class Reporter:
     """Receives core events; renders them for humans (default), as NDJSON, or not at all."""
 
-    def __init__(self, *, quiet: bool = False, json: bool = False) -> None:
+    def __init__(self, *, quiet: bool = False, json: bool = False,
+                 wait: float | None = None, qr: bool = False) -> None:
+        """`wait`: the seconds a command waits for a usable peer (fetch, stream and info's
+        --timeout), said when it starts waiting; None for a command that waits forever."""
         self.quiet = quiet
         self.json = json
+        self.wait = wait
+        self.qr = qr  # seed --qr: QR codes of the link and the watch URL
+        self.peer_names = PeerNames()
+        self.connected: set[str] = set()  # peers joined and not left
+        self._waiting_said = False
+        self._finished = False
         self.console = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
         self.progress: Progress | None = None
         self.task: TaskID | None = None
         self.hash_task: TaskID | None = None
-        self._last_status = 0.0
+        self._status: StatusLine | None = None  # made at the first status: knows the tty
         self.started = time.monotonic()
         self._handlers = self.handlers()
 
@@ -145,6 +151,7 @@ class Reporter:
             events.Status: self.on_status,
             events.SignalingConnected: self.on_signaling_connected,
             events.PeerJoined: self.on_peer_joined,
+            events.PeerLeft: self.on_peer_left,
             events.Manifest: self.on_manifest,
             events.Resume: self.on_resume,
             events.Progress: self.on_progress,
@@ -218,16 +225,26 @@ class Reporter:
         self.close()
         self.hash_task = None
         self.say(
-            (ev.name, "bold"), f" {human_bytes(ev.size)}, {ev.pieces} pieces of "
-            f"{human_binary(ev.piece_size)}"
+            (ev.name, "bold"), f" {size(ev.size)}, {plural(ev.pieces, 'piece')} of "
+            f"{size(ev.piece_size)}"
         )
 
     def on_signal_server(self, ev: events.SignalServer) -> None:
-        self.say(f"signaling server running at {ev.url} (embedded)")
+        moved = f"; port {ev.busy} was busy, so {ev.port} was taken" if ev.busy else ""
+        self.say(f"signaling server running at {ev.url} (embedded{moved})")
 
     def on_announced(self, ev: events.Announced) -> None:
         kind = {"tracker": "WebTorrent tracker", "peerjs": "PeerJS server"}.get(ev.via, ev.via)
         self.say(f"announced to the {kind} {ev.url}")
+        self.waiting()
+
+    def waiting(self, why: str = "") -> None:
+        """Say once, when a rendezvous is up and no peer is yet, that we wait and how long:
+        a fetch once said nothing for the 10 s between connecting and timing out."""
+        if self.wait is None or self._waiting_said or self.connected or self._finished:
+            return
+        self._waiting_said = True
+        self.say(f"{why}waiting for peers ({self.wait:g} s)")
 
     def on_lan_announced(self, ev: events.LanAnnounced) -> None:
         where = ev.signal or ", ".join(
@@ -241,18 +258,28 @@ class Reporter:
             self.line("On the other machine run:")
             self.say("  ", (ev.command or "", "bold green"))
             self.say(f"or open {ev.watch} in a browser")
+            if self.qr:
+                self.qr_codes(("the link (p2p fetch)", ev.link), ("the watch page", ev.watch))
             self.line("Serving; press Ctrl-C to stop.")
         else:
             self.line("download complete; seeding until Ctrl-C")
 
+    def qr_codes(self, *items: tuple[str, str | None]) -> None:
+        from .qr import qr_text
+
+        for what, data in items:
+            if data:
+                self.say(f"QR code of {what}:")
+                self.console.print(Text(qr_text(data)), no_wrap=True, overflow="ignore",
+                                   crop=False)
+
     def on_status(self, ev: events.Status) -> None:
-        now = time.monotonic()
-        if now - self._last_status < 5 and ev.rate == 0:
+        if self._status is None:
+            self._status = StatusLine(terminal=self.console.is_terminal)
+        if not self._status.should_print(time.monotonic(), ev.peers, ev.rate):
             return
-        self._last_status = now
         self.console.print(
-            f"peers {ev.peers}  sent {human_bytes(ev.sent)}  "
-            f"upload {human_bytes(ev.rate)}/s",
+            f"{plural(ev.peers, 'peer')}  sent {size(ev.sent)}  upload {rate(ev.rate)}",
             end="\r" if self.console.is_terminal else "\n",
         )
 
@@ -267,24 +294,35 @@ class Reporter:
 
     def on_signaling_connected(self, ev: events.SignalingConnected) -> None:
         self.say(f"connected to the signaling server at {ev.url}")
+        self.waiting()
 
     def on_peer_joined(self, ev: events.PeerJoined) -> None:
-        how = CONNECTION_WORDS.get(ev.connection, "connection kind unknown")
-        self.say(f"peer {ev.peer} connected ({how})")
+        self.connected.add(ev.peer)
+        self.say(f"peer {self.peer_names.joined(ev.peer, ev.connection, ev.pair)}")
+
+    def on_peer_left(self, ev: events.PeerLeft) -> None:
+        """Each departure is summed up by the bar's peer count, but the last one, mid-fetch,
+        is said at once: what follows is a wait of --timeout seconds, not a stall."""
+        if ev.peer not in self.connected:
+            return
+        self.connected.discard(ev.peer)
+        if not self.connected and self.wait is not None and not self._finished:
+            self._waiting_said = False
+            self.waiting(f"peer {self.peer_names(ev.peer)}, the last one, left; ")
 
     def on_manifest(self, ev: events.Manifest) -> None:
-        self.say((ev.name, "bold"), f" {human_bytes(ev.size)} in {ev.pieces} pieces")
+        self.say((ev.name, "bold"), f" {size(ev.size)} in {plural(ev.pieces, 'piece')}")
         bar = self._bar()
         self.task = bar.add_task("fetch", total=ev.size, extra="")
 
     def on_resume(self, ev: events.Resume) -> None:
-        self.say(f"resuming: {ev.pieces} verified pieces already on disk")
+        self.say(f"resuming: {plural(ev.pieces, 'verified piece')} already on disk")
 
     def on_progress(self, ev: events.Progress) -> None:
         if self.progress is not None and self.task is not None and ev.have is not None:
-            extra = f"{ev.peers} peers"
+            extra = plural(ev.peers, "peer")
             if ev.buffer_ahead is not None:
-                extra += f", buffer {human_bytes(ev.buffer_ahead)} ahead"
+                extra += f", buffer {size(ev.buffer_ahead)} ahead"
             self.progress.update(self.task, completed=ev.have, extra=extra)
 
     # -- stream
@@ -299,24 +337,30 @@ class Reporter:
         self.say(f"player exited (code {ev.code})")
 
     def on_warning(self, ev: events.Warning) -> None:
-        self.say(("warning:", "yellow"), f" {ev.message}")
+        # The core words warnings with whole peer ids ("dropped peer wt0:<40 hex>: ..."):
+        # a peer already shown by its short name is called by it here too.
+        self.say(("warning:", "yellow"), f" {self.peer_names.shorten(ev.message)}")
 
     def on_manifest_rejected(self, ev: events.ManifestRejected) -> None:
-        self.say(("warning:", "yellow"), f" peer {ev.peer} sent a bad manifest: {ev.reason}")
+        self.say(("warning:", "yellow"),
+                 f" peer {self.peer_names(ev.peer)} sent a bad manifest: {ev.reason}")
 
     def on_piece_rejected(self, ev: events.PieceRejected) -> None:
         self.say(("warning:", "yellow"),
                  f" piece {ev.piece} failed verification; fetching it again")
 
     def on_done(self, ev: events.Done) -> None:
+        self._finished = True
         if self.progress is not None and self.task is not None:
             self.progress.update(self.task, completed=ev.size)
         self.close()
-        where = "" if ev.path == "-" else f" -> {ev.path}"
+        # "done: a.bin -> a.bin" said nothing: the destination only when it is elsewhere.
+        elsewhere = ev.path != "-" and os.path.normpath(ev.path) != os.path.normpath(ev.name)
+        where = f" -> {ev.path}" if elsewhere else ""
         relayed = sum(ev.connections.get(p) == "relay" for p in ev.peers)
         self.say(
-            ("done", "bold green"), f": {ev.name}{where}, {human_bytes(ev.size)} verified "
-            f"in {ev.seconds:.1f}s from {len(ev.peers)} peer(s)"
+            ("done", "bold green"), f": {ev.name}{where}, {size(ev.size)} verified "
+            f"in {ev.seconds:.1f}s from {plural(len(ev.peers), 'peer')}"
             + (f", {relayed} of them through a TURN relay" if relayed else "")
         )
 

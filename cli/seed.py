@@ -22,6 +22,8 @@ from .common import (
     TokenOpt,
     TrackerOpt,
     VerboseOpt,
+    config_value,
+    from_config,
     parse_ice_hosts,
     parse_peerjs,
     parse_public_host,
@@ -84,6 +86,9 @@ def register(app: typer.Typer) -> None:
         ice_host: IceHostOpt = None,
         token: TokenOpt = None,
         lan: LanOpt = True,
+        qr: Annotated[bool, typer.Option(
+            "--qr", help="Also draw QR codes of the link and of the watch page's URL on stderr, "
+            "for a phone's camera (not with --json or --quiet).")] = False,
         quiet: QuietOpt = False,
         json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -107,6 +112,8 @@ def register(app: typer.Typer) -> None:
         hosts = parse_ice_hosts(ice_host)
         link_host = parse_public_host(public_host)
         patches.apply(host_addresses=hosts)
+        signal, tracker, token = from_config(signal, tracker, token)
+        max_upload_rate = config_value("max_upload_rate", max_upload_rate)
         urls = split_urls(signal)
         tracker, ice_server = with_public(public, tracker, ice_server)
         config = swarm_config(
@@ -119,7 +126,7 @@ def register(app: typer.Typer) -> None:
             trackers=parse_trackers(tracker),
             peerjs=parse_peerjs(peerjs),
         )
-        reporter = Reporter(quiet=quiet, json=json)
+        reporter = Reporter(quiet=quiet, json=json, qr=qr)
 
         def emit(ev: Event) -> None:
             if isinstance(ev, Seeding) and ev.link is not None:

@@ -31,7 +31,7 @@ from p2pcli.signaling.log import (
 )
 
 from .common import JsonOpt, QuietOpt, finite
-from .output import visible
+from .output import plural, visible
 
 if TYPE_CHECKING:
     from p2pcli.signaling.turncreds import IceConfig
@@ -67,11 +67,16 @@ class _ServerLog:
                 f"signaling server listening on [bold]{ev.url}[/] "
                 f"(bound to {ev.host}:{ev.port}); Ctrl-C to stop"
             )
+            if ev.reachable:
+                self.console.print(f"other machines reach it at {', '.join(ev.reachable)}")
+            else:
+                self.console.print(f"only this machine can reach it (bound to {ev.host}); "
+                                   "--host 0.0.0.0 listens on every interface")
         elif isinstance(ev, Stopping):
             s = ev.stats
             self.console.print(
-                f"stopping: {s['peers']} peers connected, {s['relayed']} messages relayed "
-                f"in {s['uptime']:.0f}s"
+                f"stopping: {plural(s['peers'], 'peer')} connected, "
+                f"{plural(s['relayed'], 'message')} relayed in {s['uptime']:.0f}s"
             )
         elif isinstance(ev, LibraryError):
             # The message can quote what a client sent (`Invalid session [/]`): text, never

@@ -27,6 +27,7 @@ from .common import (
     TokenOpt,
     TrackerOpt,
     VerboseOpt,
+    from_config,
     lan_first,
     parse_ice_hosts,
     setup_logging,
@@ -113,6 +114,7 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(verbose)
         hosts = parse_ice_hosts(ice_host)
+        signal, tracker, token = from_config(signal, tracker, token)
         t, config = target_config(
             target, signal, ice_server, token, tracker, peerjs, public,
             timeout=timeout, retries=retries, max_peers=max_peers,
@@ -131,7 +133,7 @@ def register(app: typer.Typer) -> None:
             before_swarm=lambda: _apply_patches(hosts),
         )
         preflight(t, opts)  # at once, not after a LAN search or the server's retries
-        reporter = Reporter(quiet=quiet, json=json)
+        reporter = Reporter(quiet=quiet, json=json, wait=timeout)
         emit = _print_url(reporter) if player == "none" else reporter
         try:
             runner.run(

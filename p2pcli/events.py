@@ -339,6 +339,8 @@ class SignalServer(Event):
     "Address of the embedded signaling server, as put in the link."
     port: int
     "The port it listens on."
+    busy: int | None = field(default=None, metadata=OPTIONAL)
+    "The port asked for (--port), when it was taken by another program; absent otherwise."
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from platformdirs import user_cache_path
 
+from . import manifestcache
 from .errors import ManifestError, UsageError
 from .manifest import Manifest, check_name, decode, piece_size_for
 
@@ -220,7 +222,7 @@ def hash_file(
     cache_file = cache_dir() / (_cache_key(p, st) + ".manifest")
     if use_cache:
         try:
-            m = decode(cache_file.read_bytes())
+            m = decode(manifestcache.read(cache_file))
             # The piece-size check keeps old entries out should the size rule ever change.
             if (
                 m.size == st.st_size
@@ -247,11 +249,5 @@ def hash_file(
     except ManifestError as e:
         raise UsageError(f"{path}: cannot be shared: {e}") from None
     if use_cache:
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(m.encode())
-            os.replace(tmp, cache_file)
-        except OSError:
-            pass  # a cache we cannot write only costs time next run
+        manifestcache.write(cache_file, m.encode(), time.time())
     return m

@@ -16,25 +16,19 @@ server. Public trackers come and go; the user's config file replaces either list
     trackers = ["wss://tracker.example.org"]
     stun = ["stun:stun.example.org:3478"]
 
-Reading the file is plain (tomllib), and a bad file is one line saying what is wrong.
+p2pcli/config.py reads the file, with every other setting; a bad file is one line
+saying what is wrong.
 """
 
 from __future__ import annotations
 
-import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from . import config
+from .config import DEFAULT_STUN, DEFAULT_TRACKERS, config_path
 
-DEFAULT_TRACKERS = (
-    "wss://tracker.openwebtorrent.com",
-    "wss://tracker.webtorrent.dev",
-    "wss://tracker.btorrent.xyz",
-    "wss://tracker.files.fm:7073/announce",
-)
-DEFAULT_STUN = ("stun:stun.l.google.com:19302",)
+__all__ = ["DEFAULT_STUN", "DEFAULT_TRACKERS", "PublicServers", "config_path", "load"]
 
 
 @dataclass(frozen=True)
@@ -43,39 +37,11 @@ class PublicServers:
     stun: tuple[str, ...] = DEFAULT_STUN
 
 
-def config_path() -> Path:
-    override = os.environ.get("P2P_CONFIG")
-    if override:
-        return Path(override)
-    from platformdirs import user_config_path
-
-    return user_config_path("p2p") / "config.toml"
-
-
 def load(path: Path | None = None) -> PublicServers:
     """The public servers: the config file's `[public]` lists, else the defaults. A file
-    that is missing is no error; one that is unreadable or malformed is."""
+    that is missing is no error; one that is unreadable or malformed is (p2pcli/config.py
+    reads it, with every other setting)."""
     path = path or config_path()
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        return PublicServers()
-    except OSError as e:
-        raise UsageError(f"cannot read the config file {path}: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"config file {path} is not valid TOML: {e}") from None
-    section = doc.get("public", {})
-    if not isinstance(section, dict):
-        raise UsageError(f"config file {path}: [public] must be a table")
-    out = {}
-    for key, default in (("trackers", DEFAULT_TRACKERS), ("stun", DEFAULT_STUN)):
-        value = section.get(key, list(default))
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise UsageError(f"config file {path}: public.{key} must be a list of strings")
-        out[key] = tuple(value)
-    unknown = sorted(set(section) - {"trackers", "stun"})
-    if unknown:
-        raise UsageError(f"config file {path}: unknown key public.{unknown[0]} "
-                         "(expected trackers, stun)")
-    return PublicServers(**out)
+    settings = config.resolve(config.read_file(path), {}, path)
+    return PublicServers(trackers=settings["public.trackers"].value,
+                         stun=settings["public.stun"].value)

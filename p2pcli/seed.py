@@ -101,7 +101,9 @@ async def seed(
         # Our own client talks to the server in this process over loopback; the link
         # carries the address other machines can reach.
         config.signal_urls = [f"http://127.0.0.1:{server.port}"]
-        emit(events.SignalServer(url=public[0], port=server.port))
+        # A busy --port moves the server to the next free one: said, never silent.
+        busy = opts.signal_port if opts.signal_port and server.port != opts.signal_port else None
+        emit(events.SignalServer(url=public[0], port=server.port, busy=busy))
     else:
         public = config.signal_urls
     if manifest.is_tree:

@@ -376,6 +376,11 @@ def preflight(target: Target, opts: StreamOptions) -> str | None:
     when known). Returns the player to start (None: `--player none`)."""
     player = None if opts.player == "none" else find_player(opts.player)
     early = _name_for_url(target.name)
+    if opts.output is not None and not Path(opts.output).is_dir() and not Path(
+            opts.output).parent.is_dir():
+        # Bad input (exit 2), said at once: it was a disk error (6) once the download began.
+        raise UsageError(f"{Path(opts.output).parent} is not an existing folder; create it "
+                         "or choose another -o")
     if opts.output is not None or early is not None:
         check_output(Path(opts.output or early), force=opts.force)
     return player

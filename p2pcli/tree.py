@@ -24,9 +24,11 @@ import hashlib
 import itertools
 import os
 import stat
+import time
 from pathlib import Path
 from typing import NamedTuple
 
+from . import manifestcache
 from .errors import ManifestError, UsageError
 from .hashing import (
     _READ_CHUNK,
@@ -255,7 +257,7 @@ def hash_tree(paths: list[str], progress: Progress | None = None, *,
     cache_file = cache_dir() / (_cache_key(root, items) + ".manifest")
     if use_cache:
         with contextlib.suppress(OSError, ManifestError):
-            m = decode(cache_file.read_bytes())
+            m = decode(manifestcache.read(cache_file))
             if m.root == root and m.piece_size == piece_size and m.entries is not None and [
                     (e.path, e.size, e.folder) for e in m.entries] == entries:
                 if progress:
@@ -288,11 +290,7 @@ def hash_tree(paths: list[str], progress: Progress | None = None, *,
         raise UsageError(f"the file list is too long: its manifest would be {len(m.encoded)} "
                          f"bytes, more than {MAX_MANIFEST}; share fewer files or an archive")
     if use_cache:
-        with contextlib.suppress(OSError):
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(m.encode())
-            os.replace(tmp, cache_file)
+        manifestcache.write(cache_file, m.encode(), time.time())
     return m, items
 
 

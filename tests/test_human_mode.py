@@ -49,7 +49,8 @@ PEER = "Jm8a1k2LZQ1x"
 SAMPLES: dict[str, list[dict[str, Any]]] = {
     "hashed": [{"name": "a.bin", "size": 5, "pieces": 1, "piece_size": 16384,
                 "hash": "ab" * 32, "seconds": 0.1}],
-    "signal_server": [{"url": "http://10.0.0.1:8080", "port": 8080}],
+    "signal_server": [{"url": "http://10.0.0.1:8080", "port": 8080},
+                      {"url": "http://10.0.0.1:8081", "port": 8081, "busy": 8080}],
     "seeding": [
         {"hash": "ab" * 32, "link": "p2p://x", "command": "p2p fetch 'p2p://x'",
          "watch": "http://10.0.0.1:8080/watch/ab"},
@@ -67,7 +68,10 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
     "signaling_connected": [{"url": "http://10.0.0.1:8080", "peer": PEER}],
     "announced": [{"via": "tracker", "url": "wss://t.example"},
                   {"via": "peerjs", "url": "wss://pj.example/"}],
-    "peer_joined": [{"peer": PEER, "connection": "host"}],
+    "peer_joined": [{"peer": PEER, "connection": "host"},
+                    {"peer": "wt0:" + "ab" * 20, "connection": "srflx",
+                     "pair": "host 10.0.0.1:5000 -> srflx 203.0.113.7:40000"}],
+    "peer_left": [{"peer": PEER, "received": 5, "sent": 0}],
     "manifest": [{"peer": PEER, "name": "a.bin", "size": 5, "piece_size": 16384, "pieces": 1}],
     "resume": [{"pieces": 3, "path": "/tmp/a.bin.part"}],
     "progress": [{"peers": 1, "have": 3, "received": 3, "rate": 1, "sent": 0,
@@ -138,7 +142,7 @@ def test_peer_text_in_any_field_prints_as_text(
 def test_done_renders_for_every_command_shape(capsys: pytest.CaptureFixture[str]) -> None:
     for ev in SAMPLES["done"]:
         err = render(ev, "done", capsys)
-        assert err.startswith("done: a.bin") and "verified in 1.5s from 1 peer(s)" in err
+        assert err.startswith("done: a.bin") and "verified in 1.5s from 1 peer" in err
 
 
 # -- the real commands, human mode and --json -------------------------------------------------

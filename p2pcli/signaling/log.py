@@ -36,6 +36,9 @@ class Listening(Event):
     """The port it is bound to (the one picked, for port 0)."""
     node: str | None = field(default=None, metadata=OPTIONAL)
     """With Redis: this node's id in the cluster (the key is left out otherwise)."""
+    reachable: list[str] | None = field(default=None, metadata=OPTIONAL)
+    """URLs other machines can use: one per LAN address the bind covers (p2pcli/reach.py);
+    empty when bound to loopback only. The server always sets it."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -910,8 +910,12 @@ async def start_signal_server(
             break
     server = SignalServer(host, bound_port, app, runner, tls=ssl_context is not None)
     cluster = server.hub.cluster
+    from ..reach import local_addresses, reachable_urls
+
     log(Listening(url=server.url, host=host, port=bound_port,
-                  node=None if cluster is None else cluster.node_id))
+                  node=None if cluster is None else cluster.node_id,
+                  reachable=reachable_urls(host, bound_port, local_addresses(),
+                                           tls=ssl_context is not None)))
     return server
 
 
