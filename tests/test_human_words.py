@@ -71,3 +71,25 @@ def test_the_signaling_servers_last_line_counts_in_words(
 
     _ServerLog(quiet=False, json=False)(Stopping(stats={"peers": n, "relayed": n, "uptime": 3}))
     assert f"stopping: {words} in 3s" in capsys.readouterr().err
+
+
+def test_no_message_anywhere_hedges_a_plural_with_s_in_parentheses():
+    """Errors and warnings are written outside the renderer too (the swarm's diagnosis,
+    doctor): every string in the code is checked, so a new "peer(s)" fails here."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for path in [*root.glob("cli/*.py"), *root.glob("p2pcli/**/*.py")]:
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef
+                              | ast.AsyncFunctionDef)
+                and n.body and isinstance(n.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in docs
+                    and re.search(r"(?<!http)(?<!ws)\(s\)", node.value)):
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value[:60]!r}")
+    assert not found, "\n".join(found)
