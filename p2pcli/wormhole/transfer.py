@@ -93,7 +93,7 @@ class CodeMeeting:
     room: str
     content_id: str
     h: MeetHandlers
-    kind = "code"
+    kind = "code room"
     prefix = ""
     addressed_offers = True
 
@@ -180,8 +180,7 @@ class ReceiverMeeting(CodeMeeting):
             self.fail(e)
             return
         if verdict is not pake.Verdict.OK:
-            await self.client.send("ice-candidate", peer, {
-                "hash": self.room, "candidate": None, "wormhole": self.state.decline("tampered")})
+            await _notice(self.client, peer, self.room, self.state.decline("tampered"))
             self.fail(pake.error_for(verdict, "the sender"))
             return
         self.h.emit(CodeVerified(peer=peer))
@@ -198,6 +197,18 @@ class ReceiverMeeting(CodeMeeting):
         if kind == "offer":
             out["wormhole"] = self.state.offer_tags(pake.sdp_fingerprint(payload.get("offer")))
         await self.client.send(kind, peer, {"hash": self.room, **out})
+
+
+#: Seconds a receiver gives a notice to leave before it disconnects (python-socketio
+#: queues an emit; closing at once can drop it, and the sender would only see us leave).
+NOTICE_FLUSH = 0.3
+
+
+async def _notice(client: SignalingClient, peer: str, room: str, notice: dict) -> None:
+    """Tell the sender why we stop, on an end-of-candidates relay (PROTOCOL.md 4.2)."""
+    await client.send("ice-candidate", peer, {"hash": room, "candidate": None,
+                                              "wormhole": notice})
+    await asyncio.sleep(NOTICE_FLUSH)
 
 
 def _attach(dispatch: _Dispatch, meeting: CodeMeeting) -> None:
@@ -347,14 +358,12 @@ async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: Eve
         try:
             sealed = state.on_hello(w)
         except pake.WrongCode:
-            await client.send("ice-candidate", sender, {
-                "hash": code.room(), "candidate": None, "wormhole": state.decline("wrong-code")})
+            await _notice(client, sender, code.room(), state.decline("wrong-code"))
             raise
         offer = _offer_event(sealed)
         emit(offer)
         if not await confirm(offer):
-            await client.send("ice-candidate", sender, {
-                "hash": code.room(), "candidate": None, "wormhole": state.decline("declined")})
+            await _notice(client, sender, code.room(), state.decline("declined"))
             raise pake.CodeRefused("declined: nothing was written", exit_code=0)
         dl = Download(bytes.fromhex(offer.hash), config, opts, emit)
         dl.swarm = swarm = PrivateSwarm(bytes.fromhex(offer.hash), config, emit,
