@@ -185,3 +185,33 @@ def test_mitm_signaling_server_is_caught(procs: Procs, content, tmp_path: Path, 
     assert not list(tmp_path.glob("got.bin*"))
     assert not events(r, "manifest") and not events(r, "done")
     assert not events(send, "peer-joined") and not events(send, "sent")
+
+
+def test_declining_writes_nothing_and_tells_the_sender(procs: Procs, signal_url: str, content,
+                                                      tmp_path: Path):
+    f, _ = content
+    send, code = start_send(procs, f, signal_url)
+    master, slave = pty.openpty()
+    r = subprocess.Popen([P2P, "receive", code, "--signal", signal_url, *LOOPBACK,
+                          "-o", str(tmp_path / "got.bin")],
+                         stdin=slave, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         cwd=tmp_path, env=procs.env)
+    os.close(slave)
+    try:
+        seen = b""
+        while b"[y/N]" not in seen:  # name, size and sender, then the question
+            chunk = os.read(r.stderr.fileno(), 4096)
+            assert chunk, "receive exited before asking"
+            seen += chunk
+        assert b"movie.bin" in seen and b"offers" in seen
+        os.write(master, b"n\n")
+        assert r.wait(60) == 0
+        assert b"declined" in r.stderr.read()
+        assert send.wait(30) == ExitCode.NO_PEERS
+        assert "declined" in last_line(send)
+        assert not list(tmp_path.glob("got.bin*"))
+    finally:
+        os.close(master)
+        if r.poll() is None:
+            r.kill()
+            r.wait()

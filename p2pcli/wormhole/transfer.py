@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a receiver waits for the sender's reply to its hello.
 HELLO_TIMEOUT = 20.0
+#: Seconds past the swarm's connect timeout an admitted receiver has to connect.
+JOIN_GRACE = 5.0
 #: Codes tried when the room of a new code is already busy.
 ROOM_ATTEMPTS = 8
 
@@ -288,11 +290,15 @@ async def send(opts: SendOptions, config: SwarmConfig, emit: EventSink) -> ev.Ev
         return m
 
     left = asyncio.Event()
+    joined: list[str] = []
+    admitted_at: float | None = None
 
     def watch(e: ev.Event) -> None:
         # The receiver closes its connection once its download is complete.
         if isinstance(e, ev.PeerLeft) and state.is_admitted(e.peer):
             left.set()
+        if isinstance(e, ev.PeerJoined):
+            joined.append(e.peer)
         emit(e)
 
     swarm = PrivateSwarm(manifest.content_hash, config, watch, manifest=manifest,
@@ -303,7 +309,14 @@ async def send(opts: SendOptions, config: SwarmConfig, emit: EventSink) -> ev.Ev
         while not left.is_set():
             if swarm.fatal is not None:
                 raise swarm.fatal
-            state.on_timer(time.monotonic())
+            now = time.monotonic()
+            if state.admitted is not None and admitted_at is None:
+                admitted_at = now
+            if admitted_at is not None and not joined and (
+                    now - admitted_at > config.connect_timeout + JOIN_GRACE):
+                raise NoPeers("the receiver proved the code but its connection never opened "
+                              "(firewall? try --ice-server); send again for a new code")
+            state.on_timer(now)
             meeting = swarm.meetings[0]
             assert isinstance(meeting, SenderMeeting)
             meeting.check()
