@@ -18,6 +18,7 @@ from .common import (
     TimeoutOpt,
     TokenOpt,
     VerboseOpt,
+    finite,
     from_config,
     parse_ice_hosts,
     setup_logging,
@@ -82,7 +83,7 @@ def register(app: typer.Typer) -> None:
         words: Annotated[int, typer.Option(
             "--words", min=2, max=3, help="Words in the code: 2, or 3 for a longer secret.")] = 2,
         expire: Annotated[float | None, typer.Option(
-            "--expire", help="Seconds after which nobody new may use the code.",
+            "--expire", min=0.0, callback=finite, help="Seconds after which nobody new may use the code.",
             show_default=False)] = None,
         sender: Annotated[str | None, typer.Option(
             "--from", help="The name the receiver sees (default: your user name).",
