@@ -83,8 +83,8 @@ def register(app: typer.Typer) -> None:
         words: Annotated[int, typer.Option(
             "--words", min=2, max=3, help="Words in the code: 2, or 3 for a longer secret.")] = 2,
         expire: Annotated[float | None, typer.Option(
-            "--expire", min=0.0, callback=finite, help="Seconds after which nobody new may use the code.",
-            show_default=False)] = None,
+            "--expire", min=0.0, callback=finite,
+            help="Seconds after which nobody new may use the code.", show_default=False)] = None,
         sender: Annotated[str | None, typer.Option(
             "--from", help="The name the receiver sees (default: your user name).",
             show_default=False)] = None,
@@ -119,6 +119,7 @@ def register(app: typer.Typer) -> None:
     @app.command("receive")
     def receive_cmd(
         code: Annotated[str, typer.Argument(
+            metavar="CODE", show_default=False,
             help="The code the sender printed, like 7-guitarist-revenge.",
             autocompletion=_complete_code)],
         output: Annotated[str | None, typer.Option(

@@ -215,3 +215,10 @@ def test_declining_writes_nothing_and_tells_the_sender(procs: Procs, signal_url:
         if r.poll() is None:
             r.kill()
             r.wait()
+
+
+def test_tab_completion_of_code_words():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "_P2P_COMPLETE": "complete_bash",
+           "COMP_WORDS": "p2p receive 7-guitarist-rev", "COMP_CWORD": "2"}
+    out = subprocess.run([P2P], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.split() == ["7-guitarist-revenge"]
