@@ -222,3 +222,18 @@ def test_tab_completion_of_code_words():
            "COMP_WORDS": "p2p receive 7-guitarist-rev", "COMP_CWORD": "2"}
     out = subprocess.run([P2P], capture_output=True, text=True, env=env, timeout=60)
     assert out.stdout.split() == ["7-guitarist-revenge"]
+
+
+def test_the_servers_ice_config_reaches_both_swarms(procs: Procs, content, tmp_path: Path):
+    """It comes at connect, before the swarm exists: it must not be lost."""
+    f, _ = content
+    port = free_port()
+    procs.p2p("serve-signal", "--host", "127.0.0.1", "--port", str(port), "--ice-server",
+              f"stun:127.0.0.1:{free_port()}", name="signal")
+    wait_port(port)
+    url = f"http://127.0.0.1:{port}"
+    send, code = start_send(procs, f, url)
+    r = receive(procs, code, url, "-y", "-o", str(tmp_path / "got.bin"))
+    assert r.wait(60) == 0, r.stderr
+    assert send.wait(30) == 0, send.stderr
+    assert events(r, "ice-config") and events(send, "ice-config")

@@ -50,9 +50,13 @@ class _Dispatch:
 
     def __init__(self) -> None:
         self.target: SignalHandlers = SignalHandlers()
+        self.ice: dict | None = None
+        "The server's last ice-config: it comes at connect, before the swarm exists."
 
     def handlers(self) -> SignalHandlers:
         async def call(name: str, *args: object) -> None:
+            if name == "ice_config":
+                self.ice = args[0]  # type: ignore[assignment]
             fn = getattr(self.target, name)
             result = fn(*args)
             if asyncio.iscoroutine(result):
@@ -98,6 +102,12 @@ class CodeMeeting:
     kind = "code room"
     prefix = ""
     addressed_offers = True
+    ice: dict | None = None
+
+    async def _ice(self) -> None:
+        """Hand the swarm the STUN/TURN servers the server sent before it existed."""
+        if self.ice is not None:
+            await self.h.ice_config(self.ice)
 
     @property
     def url(self) -> str:
@@ -114,7 +124,7 @@ class SenderMeeting(CodeMeeting):
         self.state, self.fail = state, fail
 
     async def start(self) -> None:
-        pass  # connected and in the room already (see `send`)
+        await self._ice()  # connected and in the room already (see `send`)
 
     async def on_signal(self, kind: str, peer: str, data: dict) -> None:
         w = data.get("wormhole")
@@ -170,6 +180,7 @@ class ReceiverMeeting(CodeMeeting):
         self.state, self.sender, self.fail = state, sender, fail
 
     async def start(self) -> None:
+        await self._ice()
         await self.h.peer_list([self.sender])
 
     async def on_signal(self, kind: str, peer: str, data: dict) -> None:
@@ -214,6 +225,7 @@ async def _notice(client: SignalingClient, peer: str, room: str, notice: dict) -
 
 
 def _attach(dispatch: _Dispatch, meeting: CodeMeeting) -> None:
+    meeting.ice = dispatch.ice
     dispatch.target = SignalHandlers(
         peer_list=lambda peers: None, new_peer=lambda p: None,
         peer_left=meeting.on_peer_left, signal=meeting.on_signal,
