@@ -4,6 +4,8 @@ fingerprints. Plain function calls: what each side decides for each message it g
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from p2pcli.errors import ExitCode
 from p2pcli.wormhole import pake
@@ -231,3 +233,30 @@ def test_sdp_fingerprint_is_canonical():
 def test_tries_must_be_positive():
     with pytest.raises(ValueError):
         Sender(CODE, OFFER, tries=0)
+
+
+fingerprints = st.sampled_from([FP_R, FP_S, FP_M, ""])
+
+
+@settings(max_examples=40, deadline=None)
+@given(codes=st.tuples(st.sampled_from([CODE, OTHER]), st.sampled_from([CODE, OTHER])),
+       seen_by_sender=fingerprints, seen_by_receiver=fingerprints)
+def test_admitted_only_with_the_same_code_and_the_true_fingerprints(
+        codes, seen_by_sender: str, seen_by_receiver: str):
+    """Whatever the server relays: the sender admits and the receiver connects exactly when
+    both used one code and each saw the other's real fingerprint."""
+    sender, receiver = Sender(codes[0], OFFER), Receiver(codes[1])
+    honest = codes[0] == codes[1] and seen_by_sender == FP_R and seen_by_receiver == FP_S
+    try:
+        receiver.on_hello(sender.on_hello("r", receiver.start(), 0.0))
+    except pake.WrongCode:
+        assert codes[0] != codes[1]
+        assert sender.on_notice("r", receiver.decline("wrong-code")) is Verdict.WRONG_CODE
+        assert not sender.is_admitted("r") and not honest
+        return
+    _, refusal = sender.on_offer("r", receiver.offer_tags(FP_R), seen_by_sender)
+    if refusal is not None:
+        assert not honest and not sender.is_admitted("r")
+        return
+    ok = receiver.on_answer(sender.answer_tags("r", FP_S), seen_by_receiver)
+    assert (ok is Verdict.OK) == honest
