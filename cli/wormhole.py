@@ -46,7 +46,6 @@ def _reporter(quiet: bool, json: bool, wait: float | None):
                     wev.Sent: self.on_sent}
 
         def on_code(self, e: wev.CodeReady) -> None:
-            self.say((e.name, "bold"), f" {size(e.size)}")
             self.say("code: ", (e.code, "bold green"))
             self.say("on the other machine: p2p receive ", e.code)
 
@@ -112,7 +111,7 @@ def register(app: typer.Typer) -> None:
         try:
             runner.run(lambda: send(SendOptions(paths=paths, tries=tries, words=words,
                                                 expire=expire, sender=sender or ""),
-                                    config, reporter))
+                                    config, reporter, reporter.hashing))
         finally:
             reporter.close()
 

@@ -23,7 +23,7 @@ from .. import events as ev
 from ..download import Download, FetchOptions, ReaderGone
 from ..errors import NoPeers, P2PError, UsageError
 from ..events import EventSink
-from ..hashing import hash_file, open_for_seeding
+from ..hashing import Progress, hash_file, open_for_seeding
 from ..signaling.client import SignalHandlers, SignalingClient
 from ..store import SeedFile
 from ..swarm import Swarm, SwarmConfig
@@ -268,18 +268,23 @@ class SendOptions:
     sender: str = ""
 
 
-async def send(opts: SendOptions, config: SwarmConfig, emit: EventSink) -> ev.Event:
+async def send(opts: SendOptions, config: SwarmConfig, emit: EventSink,
+               progress: Progress | None = None) -> ev.Event:
     """Hash, print a code, serve the one receiver that proves it, until it disconnects."""
     _need_signal(config)
     single = len(opts.paths) == 1 and not os.path.isdir(opts.paths[0])
+    started = time.monotonic()
     if single:
         open_for_seeding(opts.paths[0])
-        manifest, items = await asyncio.to_thread(hash_file, opts.paths[0], None), []
+        manifest, items = await asyncio.to_thread(hash_file, opts.paths[0], progress), []
         source: SeedFile | SeedTree = SeedFile(open_for_seeding(opts.paths[0])[0], manifest)
     else:
-        manifest, items = await asyncio.to_thread(hash_tree, opts.paths, None)
+        manifest, items = await asyncio.to_thread(hash_tree, opts.paths, progress)
         source = SeedTree(opts.paths[0], manifest,
                           [(i.path, i.size) for i in items if not i.folder])
+    emit(ev.Hashed(name=manifest.name, size=manifest.size, pieces=manifest.piece_count,
+                   piece_size=manifest.piece_size, hash=manifest.content_id,
+                   seconds=round(time.monotonic() - started, 3)))
     dispatch = _Dispatch()
     for _ in range(ROOM_ATTEMPTS):
         code = generate(words=opts.words)
