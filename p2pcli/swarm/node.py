@@ -103,14 +103,21 @@ class Swarm:
         )
         # Routing covers every meeting from the start: one may report a peer (a hello held
         # for us, an offer forwarded) before start_all() returns.
-        self.meetings = build_meetings(self.config, self.content_hash, self.core.peer_id,
-                                       handlers, stats=self._tracker_stats)
+        self.meetings = self.make_meetings(handlers)
         await start_all(self.meetings, self.emit)
-        # Peer exchange routes our signals through peers we are connected to: not a
-        # rendezvous to start (nor one that keeps the others from failing).
-        self.meetings.append(PexMeeting(self.core, self._drain))
+        self.meetings += self.after_start()
         self.core.wait_from(time.monotonic())  # `--timeout` counts from here
         self._spawn(self._timer())
+
+    def make_meetings(self, handlers: MeetHandlers) -> list[Meeting]:
+        """The rendezvous to start (a private share overrides this: its code's room only)."""
+        return build_meetings(self.config, self.content_hash, self.core.peer_id, handlers,
+                              stats=self._tracker_stats)
+
+    def after_start(self) -> list[Meeting]:
+        """Meetings that are not rendezvous to start: peer exchange routes our signals
+        through peers we are connected to (nor may it keep the others from failing)."""
+        return [PexMeeting(self.core, self._drain)]
 
     async def close(self) -> None:
         self.core.stop_accepting()

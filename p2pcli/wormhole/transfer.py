@@ -24,10 +24,11 @@ from ..download import Download, FetchOptions, ReaderGone
 from ..errors import NoPeers, P2PError, UsageError
 from ..events import EventSink
 from ..hashing import Progress, hash_file, open_for_seeding
+from ..manifest import Manifest
 from ..signaling.client import SignalHandlers, SignalingClient
 from ..store import SeedFile
 from ..swarm import Swarm, SwarmConfig
-from ..swarm.meet import MeetHandlers, start_all
+from ..swarm.meet import MeetHandlers, Meeting
 from ..tree import hash_tree
 from ..treestore import SeedTree
 from . import pake
@@ -77,18 +78,11 @@ class PrivateSwarm(Swarm):
         super().__init__(*args, **kw)
         self._make_meeting = meeting
 
-    async def start(self) -> None:
-        if self.config.ice_servers_fixed:
-            await self._on_ice_config(None)
-        handlers = MeetHandlers(
-            peer_list=self._on_peer_list, peer_left=self._on_peer_left,
-            signal=self._on_signal, ice_config=self._on_ice_config,
-            new_offer=self._new_offer, adopt=self._adopt, emit=self.emit,
-        )
-        self.meetings = [self._make_meeting(handlers)]
-        await start_all(self.meetings, self.emit)
-        self.core.wait_from(time.monotonic())
-        self._spawn(self._timer())
+    def make_meetings(self, handlers: MeetHandlers) -> list[Meeting]:
+        return [self._make_meeting(handlers)]
+
+    def after_start(self) -> list[Meeting]:
+        return []  # no peer exchange: nobody is introduced who did not prove the code
 
 
 @dataclass
@@ -268,23 +262,28 @@ class SendOptions:
     sender: str = ""
 
 
+async def _hash_share(paths: list[str], emit: EventSink, progress: Progress | None
+                      ) -> tuple[Manifest, SeedFile | SeedTree]:
+    """The manifest of what is sent (one file, or a folder share) and its source."""
+    started = time.monotonic()
+    if len(paths) == 1 and not os.path.isdir(paths[0]):
+        open_for_seeding(paths[0])
+        manifest = await asyncio.to_thread(hash_file, paths[0], progress)
+        source: SeedFile | SeedTree = SeedFile(open_for_seeding(paths[0])[0], manifest)
+    else:
+        manifest, items = await asyncio.to_thread(hash_tree, paths, progress)
+        source = SeedTree(paths[0], manifest, [(i.path, i.size) for i in items if not i.folder])
+    emit(ev.Hashed(name=manifest.name, size=manifest.size, pieces=manifest.piece_count,
+                   piece_size=manifest.piece_size, hash=manifest.content_id,
+                   seconds=round(time.monotonic() - started, 3)))
+    return manifest, source
+
+
 async def send(opts: SendOptions, config: SwarmConfig, emit: EventSink,
                progress: Progress | None = None) -> ev.Event:
     """Hash, print a code, serve the one receiver that proves it, until it disconnects."""
     _need_signal(config)
-    single = len(opts.paths) == 1 and not os.path.isdir(opts.paths[0])
-    started = time.monotonic()
-    if single:
-        open_for_seeding(opts.paths[0])
-        manifest, items = await asyncio.to_thread(hash_file, opts.paths[0], progress), []
-        source: SeedFile | SeedTree = SeedFile(open_for_seeding(opts.paths[0])[0], manifest)
-    else:
-        manifest, items = await asyncio.to_thread(hash_tree, opts.paths, progress)
-        source = SeedTree(opts.paths[0], manifest,
-                          [(i.path, i.size) for i in items if not i.folder])
-    emit(ev.Hashed(name=manifest.name, size=manifest.size, pieces=manifest.piece_count,
-                   piece_size=manifest.piece_size, hash=manifest.content_id,
-                   seconds=round(time.monotonic() - started, 3)))
+    manifest, source = await _hash_share(opts.paths, emit, progress)
     dispatch = _Dispatch()
     for _ in range(ROOM_ATTEMPTS):
         code = generate(words=opts.words)
