@@ -573,3 +573,26 @@ def test_two_connections_to_one_peer_both_ends_keep_the_same_one(new_key_first: 
     kept = "second" if new_key_first else "first"
     assert closed == {"first", "second"} - {kept}
     assert list(core.peers) == [kept]
+
+
+@pytest.mark.parametrize("relayed_first", [True, False])
+def test_a_relayed_twin_gives_way_to_the_connection_a_rendezvous_made(relayed_first: bool):
+    """Peer exchange may introduce a peer we are still connecting to through a rendezvous:
+    both ends then drop the relayed connection ("px:"), whatever the keys, so the peer
+    keeps the id the rendezvous gave it."""
+    from p2pcli.swarm.core import SwarmCore
+
+    data = bytes(range(256)) * 200
+    m = make_manifest(data)
+    core = SwarmCore(m.content_hash, b"S" * 16, now=1.0, manifest=m)
+    remote = wire.encode_handshake(m.content_hash, b"R" * 16, wire.DEFAULT_MAX_BLOCK)
+    order = ["px:" + (b"R" * 16).hex(), "sigid"] if relayed_first else [
+        "sigid", "px:" + (b"R" * 16).hex()]
+    keys = {"sigid": "z|z", order[0] if order[0] != "sigid" else order[1]: "a|a"}
+    for peer in order:
+        assert core.admission.offer_received(peer, 1.0)
+        core.peer_opened(peer, "10.0.0.1", "host", 1.0, None, keys[peer])
+        core.data_received(peer, remote, 1.0)
+    closed = {a.peer for a in iter(core.next_action, None) if isinstance(a, act.Close)}
+    assert closed == {"px:" + (b"R" * 16).hex()}
+    assert list(core.peers) == ["sigid"]

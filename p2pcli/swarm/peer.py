@@ -71,13 +71,21 @@ def second_connection(p: Peer, others: Iterable[Peer]) -> Peer | None:
     """`p` handshook: if we already have a connection to the same peer (two rendezvous
     found it, or it came back under a new signaling id), the one of the two to drop.
 
-    Both ends must drop the same one, or each drops a different one and none is left: keep
-    the one whose key (the same string at both ends) sorts first; without keys, the one
-    that was there first."""
+    Both ends must drop the same one, or each drops a different one and none is left. A
+    connection a peer relayed (peer exchange, ids "px:...") goes before one a rendezvous
+    made, which both ends can tell; between two of a kind, keep the one whose key (the
+    same string at both ends) sorts first; without keys, the one that was there first."""
     assert p.proto.remote is not None
     twin = next((o for o in others if o is not p and o.proto.remote is not None
                  and o.proto.remote.peer_id == p.proto.remote.peer_id), None)
     if twin is None:
         return None
+    relayed_p, relayed_twin = p.id.startswith(RELAYED), twin.id.startswith(RELAYED)
+    if relayed_p != relayed_twin:
+        return p if relayed_p else twin
     return twin if p.link_key and twin.link_key and p.link_key < twin.link_key else p
+
+
+RELAYED = "px:"
+"The id prefix of peers met through another peer (swarm/pex.py's PREFIX)."
 

@@ -35,9 +35,9 @@ from typing import Any
 from .. import wire
 from . import actions as act
 from .admission import Admission, Drop
-from .peer import Peer
+from .peer import RELAYED, Peer
 
-PREFIX = "px:"
+PREFIX = RELAYED  # "px:"
 "Ids of peers met through peer exchange: this prefix, then their peer id in hex."
 MAX_DIALING = 4
 "Connections we offer through peer exchange at once."
