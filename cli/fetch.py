@@ -91,6 +91,10 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
         signal, tracker, token = from_config(signal, tracker, token)
+        if target[:8].lower() == "magnet:?":  # a WebTorrent swarm: p2pcli/btsession.py
+            _fetch_magnet(target, tracker, output, timeout=timeout, force=force, quiet=quiet,
+                          json=json)
+            return
         t, config = target_config(
             target, signal, ice_server, token, tracker, peerjs, public,
             timeout=timeout, retries=retries, max_peers=max_peers,
@@ -118,3 +122,28 @@ def register(app: typer.Typer) -> None:
         finally:
             reporter.close()
 
+
+
+def _fetch_magnet(target: str, tracker: list[str] | None, output: str | None, *, timeout: float,
+                  force: bool, quiet: bool, json: bool) -> None:
+    """`p2p fetch magnet:?...`: the magnet's trackers (tr=), then --tracker's."""
+    from p2pcli import runner
+    from p2pcli.btsession import fetch_magnet
+    from p2pcli.errors import UsageError
+    from p2pcli.magnet import MagnetError, parse_magnet
+
+    from .output import Reporter
+
+    try:
+        link = parse_magnet(target)
+    except MagnetError as e:
+        raise UsageError(f"bad magnet link: {e}") from None
+    trackers = [*link.trackers, *(t for t in tracker or [] if t not in link.trackers)]
+    if output is None:
+        output = "-" if not sys.stdout.isatty() else "."
+    reporter = Reporter(quiet=quiet, json=json, wait=timeout)
+    try:
+        runner.run(lambda: fetch_magnet(link, trackers, output, emit=reporter, timeout=timeout,
+                                        force=force, stdout_fd=sys.stdout.fileno()))
+    finally:
+        reporter.close()

@@ -329,7 +329,7 @@ class BtProtocol:
         if not self._got_handshake:
             if len(self._buf) < HANDSHAKE_LEN:
                 if self._buf[:1] and self._buf[0] != len(PSTR):
-                    raise ProtocolError("not a BitTorrent handshake")
+                    raise ProtocolError(f"not a BitTorrent handshake: {bytes(self._buf[:20])!r}")
                 return events
             events.append(self._handshake(bytes(self._buf[:HANDSHAKE_LEN])))
             del self._buf[:HANDSHAKE_LEN]
@@ -348,7 +348,7 @@ class BtProtocol:
 
     def _handshake(self, data: bytes) -> Handshake:
         if data[0] != len(PSTR) or data[1:20] != PSTR:
-            raise ProtocolError("not a BitTorrent handshake")
+            raise ProtocolError(f"not a BitTorrent handshake: {data[:20]!r}")
         info_hash, peer_id = data[28:48], data[48:68]
         if info_hash != self.info_hash:
             raise ProtocolError("the peer's handshake names other content")
