@@ -1,0 +1,74 @@
+"""`p2p fetch magnet:?...` against the real thing: WebTorrent 2.8.5 seeding in node
+(tests/js/wt_timing.mjs) through the real bittorrent-tracker on loopback. The content must
+arrive byte-identical in a file, on stdout, and as a folder for a multi-file torrent.
+Hostile BitTorrent peers (bad piece, bad metadata, oversized message) are covered with
+scripted peers in tests/test_btfetch.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import Procs, make_file, one_line_error, start_ws_tracker
+
+ROOT = Path(__file__).resolve().parent.parent
+WT = ROOT / "tests" / "js" / "wt_timing.mjs"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None
+    or not (ROOT / "tests" / "js" / "node_modules" / "webtorrent").is_dir(),
+    reason="needs node and `npm ci` in tests/js",
+)
+
+
+def wt_seed(procs: Procs, path: Path, tracker: str, piece_length: int = 16384) -> str:
+    # The end-of-candidates shim: without it simple-peer waits 5 s for ICE (wt_timing.mjs).
+    seed = procs.start(["node", str(WT), "seed", "--file", str(path), "--announce", tracker,
+                        "--piece-length", str(piece_length), "--bind", "127.0.0.1",
+                        "--end-of-candidates", "1"], "wt-seed")
+    line = seed.wait_for(lambda p: p.stdout.strip(), 60, "the magnet").splitlines()[0]
+    return json.loads(line)["magnet"]
+
+
+@pytest.mark.timeout(120)
+def test_fetch_magnet_to_a_file_and_to_stdout(procs: Procs) -> None:
+    url, _ = start_ws_tracker(procs)
+    src = make_file(procs.workdir / "src.bin", 3_000_000)
+    magnet = wt_seed(procs, src, url, piece_length=32768)
+    out = procs.workdir / "got.bin"
+    f = procs.fetch(magnet, "-o", str(out), "--timeout", "30", name="fetch-file")
+    assert f.wait(60) == 0, f.stderr
+    assert out.read_bytes() == src.read_bytes()
+    done = [e for e in f.events() if e["event"] == "done"]
+    assert done and done[0]["size"] == 3_000_000 and done[0]["name"] == "src.bin"
+    with open(procs.workdir / "piped.bin", "wb") as sink:
+        p = procs.fetch(magnet, "--timeout", "30", name="fetch-pipe", stdout=sink)
+        assert p.wait(60) == 0, p.stderr
+    assert (procs.workdir / "piped.bin").read_bytes() == src.read_bytes()
+
+
+@pytest.mark.timeout(120)
+def test_fetch_multi_file_magnet_as_a_folder(procs: Procs) -> None:
+    url, _ = start_ws_tracker(procs)
+    share = procs.workdir / "share"
+    (share / "sub").mkdir(parents=True)
+    a = make_file(share / "a.bin", 100_000, seed=2)
+    b = make_file(share / "sub" / "b.bin", 250_000, seed=3)
+    magnet = wt_seed(procs, share, url)
+    dest = procs.workdir / "dl"
+    dest.mkdir()
+    f = procs.fetch(magnet, "-o", str(dest), "--timeout", "30", name="fetch-dir")
+    assert f.wait(60) == 0, f.stderr
+    assert (dest / "share" / "a.bin").read_bytes() == a.read_bytes()
+    assert (dest / "share" / "sub" / "b.bin").read_bytes() == b.read_bytes()
+
+
+@pytest.mark.timeout(60)
+def test_magnet_nobody_seeds_fails_with_one_line(procs: Procs) -> None:
+    url, _ = start_ws_tracker(procs)
+    magnet = f"magnet:?xt=urn:btih:{'ab' * 20}&tr={url}"
+    f = procs.fetch(magnet, "-o", str(procs.workdir / "x"), "--timeout", "3", name="fetch-none")
+    assert "metadata" in one_line_error(f, 3)  # ExitCode.NO_PEERS
+    assert not (procs.workdir / "x").exists()
