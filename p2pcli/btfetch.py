@@ -84,6 +84,8 @@ class BtDownload:
         self._blocks: dict[int, dict[int, tuple[str, bytes]]] = {}  # piece -> offset -> block
         self._verified: list[tuple[int, bytes]] = []
         self.bytes_received = 0
+        self.received_from: dict[str, int] = {}
+        "Piece bytes each peer sent us (peers that left included)."
         self.bad_pieces = 0
         if info is not None:
             self._set_info(info)
@@ -254,6 +256,7 @@ class BtDownload:
         if picker is None or info is None:
             raise bt.ProtocolError("a PIECE before the metadata")
         self.bytes_received += len(event.data)
+        self.received_from[peer] = self.received_from.get(peer, 0) + len(event.data)
         block = (event.index, event.begin, len(event.data))
         if not picker.block_needed(event.index, event.begin):
             picker.on_block(peer, block)

@@ -151,14 +151,18 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
             await pl.close()
             return
         links[peer] = pl
+        emit(ev.PeerJoined(peer=peer, connection=pl.candidate_pair_kind() or "unknown"))
         # The peer first: the remote's handshake may be among the messages that arrived
         # before we listened, which setting on_message hands over at once.
         apply(dl.connected(peer))
         pl.on_message = lambda m: apply(
             dl.received(peer, m if isinstance(m, bytes) else m.encode(), time.monotonic()))
-        await pl.closed.wait()
-        links.pop(peer, None)
-        dl.disconnected(peer)
+        try:
+            await pl.closed.wait()
+        finally:
+            links.pop(peer, None)
+            dl.disconnected(peer)
+            emit(ev.PeerLeft(peer=peer, received=dl.received_from.get(peer, 0), sent=0))
 
     made: list[PeerLink] = []  # every link, to close them all on the way out
 
@@ -205,10 +209,28 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
     meetings = [TrackerMeeting(url, content_hash, h, prefix=f"bt{i}:", stats=stats)
                 for i, url in enumerate(trackers)]
 
+    alone_since = [time.monotonic()]  # when the last peer left (or the start)
+
     async def ticker() -> None:
+        last = 0
         while True:
             await asyncio.sleep(TICK)
-            apply(dl.tick(time.monotonic()))
+            now = time.monotonic()
+            apply(dl.tick(now))
+            if links:
+                alone_since[0] = now
+            elif dl.info is not None and now - alone_since[0] > timeout:
+                failure.append(NoPeers(f"every BitTorrent peer left and none came back within "
+                                       f"{timeout:g} s; the download is incomplete"))
+                done.set()
+            info = dl.info
+            verified = info and dl.picker and dl.picker.n_have
+            emit(ev.Progress(peers=len(links), received=dl.bytes_received,
+                             rate=int((dl.bytes_received - last) / TICK), sent=0,
+                             size=info.total_length if info else None,
+                             pieces=len(info.pieces) if info else None,
+                             verified=verified if info else None))
+            last = dl.bytes_received
 
     spawn(ticker())
     try:
@@ -226,7 +248,7 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
         path = "-" if to_stdout else writer.path
         emit(ev.Done(name=dl.info.name, size=dl.info.total_length, path=path,
                      seconds=time.monotonic() - started, received=dl.bytes_received,
-                     peers={}, connections={}, sent=0))
+                     peers=dict(dl.received_from), connections={}, sent=0))
         return path
     finally:
         if writer is not None:
