@@ -30,6 +30,7 @@ from .common import (
     from_config,
     lan_first,
     parse_ice_hosts,
+    parse_trackers,
     setup_logging,
     target_config,
 )
@@ -92,8 +93,8 @@ def register(app: typer.Typer) -> None:
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
         signal, tracker, token = from_config(signal, tracker, token)
         if target[:8].lower() == "magnet:?":  # a WebTorrent swarm: p2pcli/btsession.py
-            _fetch_magnet(target, tracker, output, timeout=timeout, force=force, quiet=quiet,
-                          json=json)
+            _fetch_magnet(target, parse_trackers(tracker), output, timeout=timeout, force=force,
+                          quiet=quiet, json=json)
             return
         t, config = target_config(
             target, signal, ice_server, token, tracker, peerjs, public,
@@ -124,7 +125,7 @@ def register(app: typer.Typer) -> None:
 
 
 
-def _fetch_magnet(target: str, tracker: list[str] | None, output: str | None, *, timeout: float,
+def _fetch_magnet(target: str, tracker: list[str], output: str | None, *, timeout: float,
                   force: bool, quiet: bool, json: bool) -> None:
     """`p2p fetch magnet:?...`: the magnet's trackers (tr=), then --tracker's."""
     from p2pcli import runner
@@ -138,7 +139,7 @@ def _fetch_magnet(target: str, tracker: list[str] | None, output: str | None, *,
         link = parse_magnet(target)
     except MagnetError as e:
         raise UsageError(f"bad magnet link: {e}") from None
-    trackers = [*link.trackers, *(t for t in tracker or [] if t not in link.trackers)]
+    trackers = [*link.trackers, *(t for t in tracker if t not in link.trackers)]
     if output is None:
         output = "-" if not sys.stdout.isatty() else "."
     reporter = Reporter(quiet=quiet, json=json, wait=timeout)
