@@ -140,6 +140,8 @@ class BtPeers:
         self.made: list[PeerLink] = []  # every link, to close them all on the way out
         self.tasks: set[asyncio.Task] = set()
         self.queues: dict[str, asyncio.Queue[Serve]] = {}
+        self.banned: set[str] = set()
+        "Peers dropped for breaking the protocol: their offers and answers are ignored."
 
         def stats() -> tuple[int | None, int, int, bool]:
             sent = core.bytes_sent if isinstance(core, BtUpload) else 0
@@ -186,6 +188,7 @@ class BtPeers:
                     q.put_nowait(a)
             elif isinstance(a, Drop):
                 self.emit(ev.Warning(message=f"dropped BitTorrent peer {a.peer}: {a.reason}"))
+                self.banned.add(a.peer)
                 pl = self.links.pop(a.peer, None)
                 if pl is not None:
                     self.spawn(pl.close())
@@ -238,6 +241,9 @@ class BtPeers:
         return pl, await pl.make_offer(protocol="")
 
     async def _adopt(self, peer: str, pl: PeerLink, answer: dict) -> None:
+        if peer in self.banned:
+            await pl.close()
+            return
         try:
             await pl.accept_answer(answer)
         except (LinkClosed, ValueError) as e:
@@ -247,7 +253,7 @@ class BtPeers:
         self.spawn(self._run_peer(peer, pl))
 
     async def _signal(self, kind: str, peer: str, data: dict) -> None:
-        if kind != "offer" or peer in self.links:
+        if kind != "offer" or peer in self.links or peer in self.banned:
             return
         pl = PeerLink.create([])
         self.made.append(pl)

@@ -127,3 +127,30 @@ def test_webtorrent_leeches_from_p2p_seed_torrent(procs: Procs, folder: bool) ->
         assert (got / name / "sub" / "b.bin").read_bytes() == (src / "sub" / "b.bin").read_bytes()
     else:
         assert (got / name).read_bytes() == src.read_bytes()
+
+
+HOSTILE = ROOT / "tests" / "helpers" / "hostile_bt_seed.py"
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("mode, reason", [
+    ("bad-piece", "failed its SHA-1 check"),
+    ("bad-metadata", "does not match the info hash"),
+    ("oversized", "message (limit"),
+])
+def test_hostile_bittorrent_seeder_is_dropped(procs: Procs, mode: str, reason: str) -> None:
+    import sys
+
+    url, _ = start_ws_tracker(procs)
+    src = make_file(procs.workdir / "src.bin", 200_000, seed=7)
+    other = make_file(procs.workdir / "other.bin", 300_000, seed=8)
+    bad = procs.start([sys.executable, str(HOSTILE), mode, str(src), url, str(other)], "bad")
+    magnet = bad.wait_for(lambda p: p.stdout.strip(), 60, "the magnet").splitlines()[0]
+    out = procs.workdir / "got.bin"
+    f = procs.fetch(magnet, "-o", str(out), "--timeout", "4", "--ice-host", "127.0.0.1",
+                    name="fetch-bad")
+    # Nobody honest: the fetch gives up with one line, having dropped the liar.
+    one_line_error(f, 3)  # ExitCode.NO_PEERS
+    warnings = [e["message"] for e in f.events() if e["event"] == "warning"]
+    assert any(reason in w for w in warnings), warnings
+    assert not out.exists()
