@@ -273,15 +273,17 @@ async def _nothing(*_: object) -> None:
 
 
 async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, emit: EventSink,
-                       timeout: float, force: bool, stdout_fd: int = 1) -> str:
-    """Fetch `link` through `trackers`; return where it went ("-": stdout)."""
+                       timeout: float, force: bool, stdout_fd: int = 1,
+                       info: TorrentInfo | None = None) -> str:
+    """Fetch `link` through `trackers`; return where it went ("-": stdout). `info`: the
+    metadata, when a .torrent gave it (no ut_metadata then)."""
     from .rendezvous.trackerclient import tracker_peer_id
 
     if not trackers:
         raise UsageError("the magnet link names no tracker (tr=): give --tracker ws://...")
     started = time.monotonic()
     to_stdout = output == "-"
-    dl = BtDownload(link, tracker_peer_id(), sequential=to_stdout,
+    dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
                     window=STDOUT_WINDOW if to_stdout else None)
     done = asyncio.Event()
     writer: _Writer | None = None

@@ -154,3 +154,23 @@ def test_hostile_bittorrent_seeder_is_dropped(procs: Procs, mode: str, reason: s
     warnings = [e["message"] for e in f.events() if e["event"] == "warning"]
     assert any(reason in w for w in warnings), warnings
     assert not out.exists()
+
+
+@pytest.mark.timeout(120)
+def test_our_torrent_matches_webtorrents_and_a_torrent_file_fetches(procs: Procs) -> None:
+    from p2pcli.btsession import torrent_for
+    from p2pcli.magnet import bencode, parse_magnet
+
+    url, _ = start_ws_tracker(procs)
+    src = make_file(procs.workdir / "src.bin", 1_000_000, seed=9)
+    magnet = wt_seed(procs, src, url, piece_length=16384)
+    info, _ = torrent_for(src, 16384)
+    # The same bytes hashed the same way give WebTorrent's info hash: one swarm.
+    assert info.info_hash == parse_magnet(magnet).info_hash
+    meta = bencode({"announce": url, "info": 0}).replace(b"4:infoi0e", b"4:info" + info.raw)
+    tfile = procs.workdir / "src.torrent"
+    tfile.write_bytes(meta)
+    out = procs.workdir / "got.bin"
+    f = procs.fetch(str(tfile), "-o", str(out), "--timeout", "30", name="fetch-torrent")
+    assert f.wait(60) == 0, f.stderr
+    assert out.read_bytes() == src.read_bytes()
