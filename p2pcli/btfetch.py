@@ -68,13 +68,14 @@ class BtDownload:
         *,
         info: TorrentInfo | None = None,
         sequential: bool = False,
-        window: int | None = None,
+        window_bytes: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.link = link
         self.peer_id = peer_id
         self.sequential = sequential
-        self.window = window
+        self.window_bytes = window_bytes
+        "Sequential: how far past the first missing piece to fetch, in bytes (None: all)."
         self.rng = rng or random.Random()
         self.peers: dict[str, _Peer] = {}
         self.info: TorrentInfo | None = None
@@ -157,8 +158,12 @@ class BtDownload:
         self.info = info
         n = len(info.pieces)
         lengths = [info.piece_size(i) for i in range(n)]
+        # A window in pieces from one in bytes: what stdout holds out of order stays
+        # bounded whatever the torrent's piece length.
+        wb = self.window_bytes
+        window = None if wb is None else max(2, wb // info.piece_length)
         self.picker = Picker(
-            lengths, bt.BLOCK, sequential=self.sequential, window=self.window, rng=self.rng
+            lengths, bt.BLOCK, sequential=self.sequential, window=window, rng=self.rng
         )
         out: list[Action] = []
         for peer, p in list(self.peers.items()):

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 OPEN_TIMEOUT = 15.0  # seconds for an answered link's channel to open
 TICK = 1.0  # seconds between request-timeout checks
-STDOUT_WINDOW = 64  # pieces ahead of the last written when writing to stdout
+STDOUT_WINDOW = 32 * 1024 * 1024  # bytes fetched past the last written, writing to stdout
 
 
 class _Writer:
@@ -284,7 +284,7 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
     started = time.monotonic()
     to_stdout = output == "-"
     dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
-                    window=STDOUT_WINDOW if to_stdout else None)
+                    window_bytes=STDOUT_WINDOW if to_stdout else None)
     done = asyncio.Event()
     writer: _Writer | None = None
     failure: list[BaseException] = []

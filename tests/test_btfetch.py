@@ -138,3 +138,20 @@ def test_no_upload_of_pieces():
     dl.received("x", s.hello(), 0.0)
     acts = dl.received("x", bt.interested() + bt.request(0, 0, 16384), 1.0)
     assert not any(isinstance(a, Send) and a.data[4:5] == bytes([bt.Msg.PIECE]) for a in acts)
+
+
+def test_stdout_window_holds_back_until_consumed():
+    content, raw, link = setup(size=300_000, plen=32768)  # 10 pieces
+    dl = BtDownload(link, b"L" * 20, info=parse_info(raw), sequential=True,
+                    window_bytes=3 * 32768)
+    s = Seeder(raw, content)
+    run(dl, {"s": s})
+    got = dl.take_verified()
+    assert sorted(i for i, _ in got) == [0, 1, 2]  # the window, nothing past it
+    dl.consumed(3)
+    acts = dl.tick(100.0)
+    assert acts  # requests for the next window go out
+    for a in acts:
+        reply = s.answer(a.data)
+        dl.received("s", reply, 100.0)
+    assert sorted(i for i, _ in dl.take_verified()) == [3, 4, 5]
