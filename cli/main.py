@@ -41,9 +41,9 @@ def _root(
 
 def _register() -> None:
     # Imported here so `p2p --help` stays fast and each command lives in its own module.
-    from . import config, doctor, fetch, helpformat, info, seed, serve_signal, stream
+    from . import config, doctor, fetch, helpformat, info, seed, serve_signal, stream, wormhole
 
-    for module in (serve_signal, seed, fetch, info, stream, doctor, config):
+    for module in (serve_signal, seed, fetch, info, stream, wormhole, doctor, config):
         module.register(app)
     helpformat.tidy(app)
     helpformat.arguments()

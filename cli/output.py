@@ -323,7 +323,9 @@ class Reporter:
             extra = plural(ev.peers, "peer")
             if ev.buffer_ahead is not None:
                 extra += f", buffer {size(ev.buffer_ahead)} ahead"
-            self.progress.update(self.task, completed=ev.have, extra=extra)
+            # `--select`: the bar counts the chosen files' pieces, not the whole share.
+            self.progress.update(self.task, completed=ev.have, extra=extra,
+                                 **({"total": ev.size} if ev.size is not None else {}))
 
     # -- stream
 

@@ -136,7 +136,8 @@ async def _signaling(opts: DoctorOptions, check: CheckSink) -> list[RTCIceServer
     status, note = "ok", ""
     if not turn_urls(servers):
         status, note = "warn", "; no TURN server, so peers behind strict NATs cannot connect"
-    check("ice-config", status, f"{len(urls)} ICE server(s) {source}: {', '.join(urls)}{note}",
+    servers_word = "ICE server" if len(urls) == 1 else "ICE servers"
+    check("ice-config", status, f"{len(urls)} {servers_word} {source}: {', '.join(urls)}{note}",
           servers=urls)
     return servers
 

@@ -18,6 +18,8 @@ class ExitCode:
     UNVERIFIABLE = 5  # manifest or pieces failed verification from every peer
     IO = 6  # the disk refused: unwritable output, disk full, file changed while seeding
     CHECK_FAILED = 7  # `p2p doctor`: a STUN/TURN server or the test connection failed
+    WRONG_CODE = 8  # `receive` / `send`: the peer proved another code (issue 18)
+    TAMPERED = 9  # `receive` / `send`: the code matched, the DTLS fingerprints did not (MITM)
     INTERRUPTED = 130  # Ctrl-C / SIGTERM; partial download kept for resume
 
 

@@ -205,19 +205,30 @@ def signal_url(procs: Procs) -> str:
     return procs.serve_signal()
 
 
+def start_node_server(procs: Procs, script: str, package: str, name: str,
+                      args: list[str], prefix: list[str] | None) -> tuple[str, Proc]:
+    """A server of tests/js (`script`, needing npm `package`) that prints {"port": N} once
+    listening; `prefix`: a command to run it under (`ip netns exec NS`). Returns the port."""
+    node = shutil.which("node")
+    if node is None or not (ROOT / "tests/js/node_modules" / package).is_dir():
+        pytest.skip(f"node and tests/js's {package} are needed (scripts/test-all)")
+    # Node resolves the script's imports from tests/js/node_modules, next to it.
+    p = procs.start([*(prefix or []), node, str(ROOT / "tests/js" / script), *args], name)
+    line = p.wait_for(lambda p: p.stdout.strip(), 30, f"{name}'s port")
+    return str(json.loads(line.splitlines()[0])["port"]), p
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def start_ws_tracker(procs: Procs, name: str = "tracker", host: str = "127.0.0.1",
                      prefix: list[str] | None = None) -> tuple[str, Proc]:
     """The real WebTorrent tracker (bittorrent-tracker's server, tests/js/ws_tracker.mjs) on
-    `host`, any port; `prefix`: a command to run it under (`ip netns exec NS`)."""
-    node = shutil.which("node")
-    script = ROOT / "tests" / "js" / "ws_tracker.mjs"
-    if node is None or not (ROOT / "tests/js/node_modules/bittorrent-tracker").is_dir():
-        pytest.skip("node and tests/js's bittorrent-tracker are needed (scripts/test-all)")
-    # Node resolves the script's imports from tests/js/node_modules, next to it.
-    p = procs.start([*(prefix or []), node, str(script), host], name)
-    line = p.wait_for(lambda p: p.stdout.strip(), 30, "the tracker's port")
-    port = json.loads(line.splitlines()[0])["port"]
-    return f"ws://{f'[{host}]' if ':' in host else host}:{port}", p
+    `host`, any port."""
+    port, p = start_node_server(procs, "ws_tracker.mjs", "bittorrent-tracker", name, [host],
+                                prefix)
+    return f"ws://{_url_host(host)}:{port}", p
 
 
 @pytest.fixture
@@ -228,16 +239,11 @@ def tracker(procs: Procs) -> tuple[str, Proc]:
 def start_peerjs_server(procs: Procs, name: str = "peerjs", host: str = "127.0.0.1",
                         port: int = 0, prefix: list[str] | None = None) -> tuple[str, Proc]:
     """The real PeerJS server (the `peer` package's PeerServer, tests/js/peerjs_server.mjs)
-    on `host`, `port` (0: any); `prefix`: a command to run it under (`ip netns exec NS`).
-    Returns its URL as users give it (http://HOST:PORT, key and path the defaults)."""
-    node = shutil.which("node")
-    if node is None or not (ROOT / "tests/js/node_modules/peer").is_dir():
-        pytest.skip("node and tests/js's peer package are needed (scripts/test-all)")
-    p = procs.start([*(prefix or []), node, str(ROOT / "tests/js/peerjs_server.mjs"), host,
-                     str(port)], name)
-    line = p.wait_for(lambda p: p.stdout.strip(), 30, "the PeerJS server's port")
-    port = json.loads(line.splitlines()[0])["port"]
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}", p
+    on `host`, `port` (0: any). Returns its URL as users give it (http://HOST:PORT, key and
+    path the defaults)."""
+    got, p = start_node_server(procs, "peerjs_server.mjs", "peer", name, [host, str(port)],
+                               prefix)
+    return f"http://{_url_host(host)}:{got}", p
 
 
 @pytest.fixture

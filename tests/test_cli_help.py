@@ -30,7 +30,7 @@ def test_the_census_sees_every_command_and_the_inline_options() -> None:
     assert {("seed", "--max-upload-rate"), ("stream", "--player"), ("doctor", "--timeout"),
             ("serve-signal", "--turn-ttl"), ("fetch", "--select")} <= seen
     assert set(COMMANDS) == {"seed", "fetch", "info", "stream", "doctor", "serve-signal",
-                             "config"}
+                             "config", "send", "receive"}
 
 
 @pytest.mark.parametrize(("command", "flag"),

@@ -71,3 +71,43 @@ def test_the_signaling_servers_last_line_counts_in_words(
 
     _ServerLog(quiet=False, json=False)(Stopping(stats={"peers": n, "relayed": n, "uptime": 3}))
     assert f"stopping: {words} in 3s" in capsys.readouterr().err
+
+
+def test_no_message_anywhere_hedges_a_plural_with_s_in_parentheses():
+    """Errors and warnings are written outside the renderer too (the swarm's diagnosis,
+    doctor): every string in the code is checked, so a new "peer(s)" fails here."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for path in [*root.glob("cli/*.py"), *root.glob("p2pcli/**/*.py")]:
+        tree = ast.parse(path.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef
+                              | ast.AsyncFunctionDef)
+                and n.body and isinstance(n.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and id(node) not in docs
+                    and re.search(r"(?<!http)(?<!ws)\(s\)", node.value)):
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value[:60]!r}")
+    assert not found, "\n".join(found)
+
+
+def test_the_fetch_bar_counts_only_the_selected_files():
+    """With --select, progress events carry the chosen pieces' size: the bar's total
+    follows them (it showed 0.1/2.1 MB for a 73.5 kB selection)."""
+    from p2p_cli.output import Reporter
+    from p2pcli import events as ev
+
+    r = Reporter()
+    try:
+        r(ev.Manifest(peer="p", name="holiday", size=2_073_500, piece_size=16384, pieces=127))
+        r(ev.Progress(peers=1, received=73_500, rate=0, sent=0, size=73_500, have=73_500,
+                      pieces=5, verified=5))
+        assert r.progress is not None and r.task is not None
+        task = r.progress.tasks[0]
+        assert (task.total, task.completed) == (73_500, 73_500)
+    finally:
+        r.close()

@@ -18,7 +18,7 @@ from conftest import ROOT
 
 #: Loaded by seed, fetch and stream once they connect; never by --help or --version.
 HEAVY = ("aiortc", "aioice", "socketio", "engineio", "aiohttp", "av", "uvloop", "redis",
-         "zeroconf")
+         "zeroconf", "spake2")
 
 
 def _modules_after(code: str) -> set[str]:
@@ -36,7 +36,8 @@ def _modules_after(code: str) -> set[str]:
 
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], ["stream", "--help"],
                                   ["seed", "--help"], ["fetch", "--help"],
-                                  ["serve-signal", "--help"], ["doctor", "--help"]])
+                                  ["serve-signal", "--help"], ["doctor", "--help"],
+                                  ["send", "--help"], ["receive", "--help"]])
 def test_help_and_version_load_no_network_stack(argv: list[str]):
     code = (
         "import sys\n"

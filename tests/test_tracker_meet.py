@@ -163,3 +163,40 @@ def test_a_seeder_announces_again_when_its_tracker_restarts(procs: Procs):
     f = procs.fetch(tracker_only(link, url), "-o", "out.bin")
     assert f.wait(60) == 0, f.stderr
     assert sha256(procs.workdir / "out.bin") == sha256(src)
+
+
+def test_the_links_of_offers_a_failed_connection_carried_are_closed(procs: Procs, monkeypatch):
+    """Offers go out before the tracker answers; when it never does, their links (one
+    RTCPeerConnection each) are closed with the connection, not kept until exit."""
+    import asyncio
+
+    from p2pcli.errors import SignalUnreachable
+    from p2pcli.rendezvous.trackerclient import TrackerMeeting
+    from p2pcli.swarm.meet import MeetHandlers
+
+    monkeypatch.setattr(trackerclient, "CONNECT_TIMEOUT", 0.5)
+    url = bad_tracker(procs, "garbage")
+    made, closed = [], []
+
+    class Link:
+        async def close(self) -> None:
+            closed.append(self)
+
+    async def new_offer():
+        made.append(Link())
+        return made[-1], {"type": "offer", "sdp": "v=0\r\n"}
+
+    async def nothing(*a):
+        return None
+
+    async def main() -> None:
+        h = MeetHandlers(peer_list=nothing, peer_left=nothing, signal=nothing,
+                         ice_config=nothing, new_offer=new_offer, adopt=nothing,
+                         emit=lambda e: None)
+        m = TrackerMeeting(url, bytes(32), h, prefix="wt0:",
+                           stats=lambda: (None, 0, 0, True))
+        with pytest.raises(SignalUnreachable, match="no tracker's answer"):
+            await m.start()
+        assert made and closed == made and not m.pending
+
+    asyncio.run(main())

@@ -402,7 +402,7 @@ def test_fetch_without_any_path_fails_in_words(procs: Procs, lab: TurnLab, tmp_p
     warnings = [e["message"] for e in f.events() if e["event"] == "warning"]
     assert any("rejected the credentials" in w for w in warnings), warnings
     last = f.stderr.strip().splitlines()[-1]
-    assert last.startswith("p2p: found 1 peer(s)") and "no connection opened" in last, last
+    assert last.startswith("p2p: found 1 peer with") and "no connection opened" in last, last
     assert "no working TURN relay" in last and "p2p doctor" in last
 
 

@@ -92,6 +92,9 @@ class TrackerMeeting:
                     or type(e).__name__
             raise SignalUnreachable(
                 f"WebTorrent tracker {self.url} could not be reached ({why})") from None
+        if self._closing:  # the command ended while this tracker was slow to answer
+            await self._drop_socket()
+            return
         self._task = asyncio.ensure_future(self._run())
 
     async def send(self, kind: str, peer: str, payload: dict) -> None:
@@ -118,7 +121,6 @@ class TrackerMeeting:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.send_str(msg), CLOSE_TIMEOUT)
         await self._drop_socket()
-        await self._close_pending(list(self.pending))
 
     # -- the connection --------------------------------------------------------------------
 
@@ -141,6 +143,9 @@ class TrackerMeeting:
             await self._handle(event)
 
     async def _drop_socket(self) -> None:
+        """Close the connection, and the links of the offers it carried: their answers
+        could only have come back over it (a tracker that keeps failing must not pile up
+        a connection's worth of links per attempt)."""
         ws, http = self._ws, self._http
         self._ws = self._http = None
         if ws is not None:
@@ -148,6 +153,7 @@ class TrackerMeeting:
                 await ws.close()
         if http is not None:
             await http.close()
+        await self._close_pending(list(self.pending))
 
     async def _run(self) -> None:
         delay = RECONNECT_FIRST

@@ -19,14 +19,14 @@ def no_peers_error(core: SwarmCore, timeout: float, turn_urls: list[str]) -> P2P
     if core.manifest is None and core.admission.busy_peers and not unopened:
         # They answered: the network is fine, their connection slots were all taken.
         return NoPeers(
-            f"found {len(core.admission.busy_peers)} peer(s) with {cid}... but they "
+            f"found {_peers(len(core.admission.busy_peers))} with {cid}... but they "
             f"had no free connection slot for {timeout:g}s (each serves at most --max-peers "
             "peers, and a few per address); try again later, or ask the sender to raise "
             "--max-peers"
         )
     if core.manifest is None and unopened:
         return NoPeers(
-            f"found {unopened} peer(s) with {cid}... but no connection "
+            f"found {_peers(unopened)} with {cid}... but no connection "
             f"opened within {timeout:g}s: they cannot be reached directly from this network"
             + (f", and not through the TURN relay {turn_urls[0]} either" if turn_urls else
                ", and no working TURN relay was given (the signaling server handed out "
@@ -41,7 +41,8 @@ def no_peers_error(core: SwarmCore, timeout: float, turn_urls: list[str]) -> P2P
     usable = len(core.usable_peers())
     if usable:
         return NoPeers(
-            f"the {usable} connected peer(s) lack every missing piece, and no "
+            ("the connected peer lacks" if usable == 1 else f"the {usable} connected peers lack")
+            + " every missing piece, and no "
             f"peer that has them came within {timeout:g}s; the partial download is kept, run "
             "the same command again to resume (or when a seeder is back)"
         )
@@ -49,3 +50,8 @@ def no_peers_error(core: SwarmCore, timeout: float, turn_urls: list[str]) -> P2P
         f"all peers left and none came back within {timeout:g}s; the partial download is kept, "
         "run the same command again to resume"
     )
+
+
+
+def _peers(n: int) -> str:
+    return f"{n} peer" if n == 1 else f"{n} peers"

@@ -1,0 +1,181 @@
+"""`p2p send FILE|DIR` / `p2p receive CODE`: private shares with a short code (issue 18)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from .common import (
+    ForceOpt,
+    IceHostOpt,
+    IceServerOpt,
+    JsonOpt,
+    QuietOpt,
+    RetriesOpt,
+    SignalOpt,
+    TimeoutOpt,
+    TokenOpt,
+    VerboseOpt,
+    finite,
+    from_config,
+    parse_ice_hosts,
+    setup_logging,
+    split_urls,
+    swarm_config,
+)
+
+
+def _complete_code(incomplete: str) -> list[str]:
+    from p2pcli.wormhole.code import complete
+
+    return complete(incomplete)
+
+
+def _reporter(quiet: bool, json: bool, wait: float | None):
+    """cli/output.py's Reporter, with the code events rendered."""
+    from p2pcli.wormhole import events as wev
+
+    from .output import Reporter, size
+
+    class CodeReporter(Reporter):
+        def handlers(self):
+            return {**super().handlers(), wev.CodeReady: self.on_code,
+                    wev.CodeOffer: self.on_offer, wev.CodeVerified: self.on_verified,
+                    wev.Sent: self.on_sent}
+
+        def on_code(self, e: wev.CodeReady) -> None:
+            self.say("code: ", (e.code, "bold green"))
+            self.say("on the other machine: p2p receive ", e.code)
+
+        def on_offer(self, e: wev.CodeOffer) -> None:
+            self.say(("" + e.sender, "bold"), " offers ", (e.name, "bold"), f" {size(e.size)}")
+
+        def on_verified(self, e: wev.CodeVerified) -> None:
+            self.say("code verified; connecting")
+
+        def on_sent(self, e: wev.Sent) -> None:
+            self.say(f"sent {size(e.bytes)}; done")
+
+    return CodeReporter(quiet=quiet, json=json, wait=wait)
+
+
+def _config(signal, token, ice_server, timeout, retries):
+    signal, _tracker, token = from_config(signal, None, token)
+    from p2pcli.link import DEFAULT_SIGNAL
+
+    return swarm_config(split_urls(signal) or [DEFAULT_SIGNAL], ice_server, token,
+                        timeout=timeout, retries=retries)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("send")
+    def send_cmd(
+        paths: Annotated[list[str], typer.Argument(
+            help="The file or folder (or several) to send.", metavar="FILE|DIR")],
+        signal: SignalOpt = None,
+        tries: Annotated[int, typer.Option(
+            "--tries", min=1,
+            help="Wrong codes allowed before the code is closed. Each try is one guess for "
+            "someone who does not know the code (two words: 1 in 65536).")] = 1,
+        words: Annotated[int, typer.Option(
+            "--words", min=2, max=3, help="Words in the code: 2, or 3 for a longer secret.")] = 2,
+        expire: Annotated[float | None, typer.Option(
+            "--expire", min=0.0, callback=finite,
+            help="Seconds after which nobody new may use the code.", show_default=False)] = None,
+        sender: Annotated[str | None, typer.Option(
+            "--from", help="The name the receiver sees (default: your user name).",
+            show_default=False)] = None,
+        timeout: TimeoutOpt = 10.0,
+        retries: RetriesOpt = 3,
+        ice_server: IceServerOpt = None,
+        ice_host: IceHostOpt = None,
+        token: TokenOpt = None,
+        quiet: QuietOpt = False,
+        json: JsonOpt = False,
+        verbose: VerboseOpt = False,
+    ) -> None:
+        """Send FILE or DIR to one person: prints a short code and waits for them to run
+        `p2p receive CODE`. Only a peer that proves the code is served; the signaling
+        server sees neither the code's words nor what is shared."""
+        from p2pcli import patches, runner
+
+        patches.load_socketio_client()
+        from p2pcli.wormhole.transfer import SendOptions, send
+
+        setup_logging(verbose)
+        patches.apply(host_addresses=parse_ice_hosts(ice_host))
+        config = _config(signal, token, ice_server, timeout, retries)
+        reporter = _reporter(quiet, json, None)
+        try:
+            runner.run(lambda: send(SendOptions(paths=paths, tries=tries, words=words,
+                                                expire=expire, sender=sender or ""),
+                                    config, reporter, reporter.hashing))
+        finally:
+            reporter.close()
+
+    @app.command("receive")
+    def receive_cmd(
+        code: Annotated[str, typer.Argument(
+            metavar="CODE", show_default=False,
+            help="The code the sender printed, like 7-guitarist-revenge.",
+            autocompletion=_complete_code)],
+        output: Annotated[str | None, typer.Option(
+            "--output", "-o",
+            help="Where to write: a file path, a folder, or - for stdout. Default: stdout "
+            "when it is a pipe, else the current directory.", show_default=False)] = None,
+        yes: Annotated[bool, typer.Option(
+            "--yes", "-y", help="Accept without asking (needed when stdin is not a terminal).")
+        ] = False,
+        signal: SignalOpt = None,
+        timeout: TimeoutOpt = 10.0,
+        retries: RetriesOpt = 3,
+        force: ForceOpt = False,
+        ice_server: IceServerOpt = None,
+        ice_host: IceHostOpt = None,
+        token: TokenOpt = None,
+        quiet: QuietOpt = False,
+        json: JsonOpt = False,
+        verbose: VerboseOpt = False,
+    ) -> None:
+        """Receive what `p2p send` offers under CODE: shows the name, size and sender and
+        asks before anything is written. Pipe it like fetch: p2p receive CODE | mpv -"""
+        from p2pcli.errors import UsageError
+        from p2pcli.wormhole.code import parse
+
+        parsed = parse(code)  # a typo is said before any traffic
+        if not yes and not sys.stdin.isatty():
+            raise UsageError("receive asks before writing, and stdin is not a terminal: "
+                             "add --yes to accept what the code offers")
+        from p2pcli import patches, runner
+
+        patches.load_socketio_client()
+        from p2pcli.download import check_output_args
+        from p2pcli.fetch import FetchOptions
+        from p2pcli.wormhole.transfer import receive
+
+        setup_logging(verbose)
+        patches.apply(host_addresses=parse_ice_hosts(ice_host))
+        config = _config(signal, token, ice_server, timeout, retries)
+        opts = FetchOptions(output=output, force=force, seed_after=False,
+                            stdout_is_tty=sys.stdout.isatty(), stdout_fd=sys.stdout.fileno(),
+                            select=())
+        check_output_args(opts)
+        reporter = _reporter(quiet, json, timeout)
+
+        async def confirm(offer) -> bool:
+            if yes:
+                return True
+            import asyncio
+
+            reporter.close()
+            answer = await asyncio.to_thread(
+                typer.confirm, f"accept {offer.name} from {offer.sender}?", err=True)
+            return bool(answer)
+
+        try:
+            runner.run(lambda: receive(parsed, config, opts, reporter, confirm),
+                       "interrupted; the partial download is kept")
+        finally:
+            reporter.close()

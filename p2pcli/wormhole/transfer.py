@@ -1,0 +1,434 @@
+"""`send` and `receive`: the code exchange (pake.py) wired to signaling and the swarm.
+
+Thin adapters. A `CodeMeeting` stands where a swarm's rendezvous stands (swarm/meet.py):
+it joins the code's room instead of the content hash's, runs the exchange on the relays,
+and lets through to the swarm only the offer / answer of a peer that proved the code and
+whose fingerprint checked out. Everything after that is the normal seed and download
+path (verified manifest and pieces); there is no peer exchange and no public announce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .. import events as ev
+from ..download import Download, FetchOptions, ReaderGone
+from ..errors import NoPeers, P2PError, UsageError
+from ..events import EventSink
+from ..hashing import Progress, hash_file, open_for_seeding
+from ..signaling.client import SignalHandlers, SignalingClient
+from ..store import SeedFile
+from ..swarm import Swarm, SwarmConfig
+from ..swarm.meet import MeetHandlers, start_all
+from ..tree import hash_tree
+from ..treestore import SeedTree
+from . import pake
+from .code import Code, generate
+from .events import CodeOffer, CodeReady, CodeVerified, Sent
+
+log = logging.getLogger(__name__)
+
+#: Seconds a receiver waits for the sender's reply to its hello.
+HELLO_TIMEOUT = 20.0
+#: Seconds past the swarm's connect timeout an admitted receiver has to connect.
+JOIN_GRACE = 5.0
+#: Codes tried when the room of a new code is already busy.
+ROOM_ATTEMPTS = 8
+
+
+class _Dispatch:
+    """SignalHandlers whose target can change: the receiver's client outlives its first
+    user (the exchange) and is handed to the swarm's meeting."""
+
+    def __init__(self) -> None:
+        self.target: SignalHandlers = SignalHandlers()
+        self.ice: dict | None = None
+        "The server's last ice-config: it comes at connect, before the swarm exists."
+
+    def handlers(self) -> SignalHandlers:
+        async def call(name: str, *args: object) -> None:
+            if name == "ice_config":
+                self.ice = args[0]  # type: ignore[assignment]
+            fn = getattr(self.target, name)
+            result = fn(*args)
+            if asyncio.iscoroutine(result):
+                await result
+
+        return SignalHandlers(
+            peer_list=lambda p: call("peer_list", p), new_peer=lambda p: call("new_peer", p),
+            peer_left=lambda p: call("peer_left", p),
+            signal=lambda k, p, d: call("signal", k, p, d),
+            ice_config=lambda c: call("ice_config", c))
+
+
+class PrivateSwarm(Swarm):
+    """A swarm that meets peers through one given meeting only: no public rendezvous, no
+    peer exchange (so nobody is introduced who did not prove the code)."""
+
+    def __init__(self, *args, meeting: Callable[[MeetHandlers], CodeMeeting], **kw) -> None:
+        super().__init__(*args, **kw)
+        self._make_meeting = meeting
+
+    async def start(self) -> None:
+        if self.config.ice_servers_fixed:
+            await self._on_ice_config(None)
+        handlers = MeetHandlers(
+            peer_list=self._on_peer_list, peer_left=self._on_peer_left,
+            signal=self._on_signal, ice_config=self._on_ice_config,
+            new_offer=self._new_offer, adopt=self._adopt, emit=self.emit,
+        )
+        self.meetings = [self._make_meeting(handlers)]
+        await start_all(self.meetings, self.emit)
+        self.core.wait_from(time.monotonic())
+        self._spawn(self._timer())
+
+
+@dataclass
+class CodeMeeting:
+    """Base of both sides' meeting: the room, the client, the swarm's handlers."""
+
+    client: SignalingClient
+    room: str
+    content_id: str
+    h: MeetHandlers
+    kind = "code room"
+    prefix = ""
+    addressed_offers = True
+    ice: dict | None = None
+
+    async def _ice(self) -> None:
+        """Hand the swarm the STUN/TURN servers the server sent before it existed."""
+        if self.ice is not None:
+            await self.h.ice_config(self.ice)
+
+    @property
+    def url(self) -> str:
+        return self.client.url or self.client.urls[0]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class SenderMeeting(CodeMeeting):
+    def __init__(self, client: SignalingClient, room: str, content_id: str, h: MeetHandlers,
+                 state: pake.Sender, fail: Callable[[P2PError], None]) -> None:
+        super().__init__(client, room, content_id, h)
+        self.state, self.fail = state, fail
+
+    async def start(self) -> None:
+        await self._ice()  # connected and in the room already (see `send`)
+
+    async def on_signal(self, kind: str, peer: str, data: dict) -> None:
+        w = data.get("wormhole")
+        if not isinstance(w, dict) or data.get("hash") != self.room:
+            return
+        state, now = self.state, time.monotonic()
+        try:
+            if kind == "offer" and not data.get("offer"):
+                await self._relay("answer", peer, {"wormhole": state.on_hello(peer, w, now)})
+            elif kind == "offer":
+                _, refusal = state.on_offer(peer, w, pake.sdp_fingerprint(data["offer"]))
+                if refusal is not None:
+                    await self._relay("answer", peer, {"wormhole": refusal})
+                else:
+                    self.h.emit(CodeVerified(peer=peer))
+                    await self.h.signal("offer", peer,
+                                        {"hash": self.content_id, "offer": data["offer"]})
+            elif kind == "ice-candidate" and "error" in w:
+                state.on_notice(peer, w)
+        except pake.BadMessage as e:
+            log.info("bad code exchange message from %s: %s", peer, e)
+            state.on_peer_gone(peer)
+        self.check()
+
+    def check(self) -> None:
+        """Stop the command once no receiver can be admitted any more."""
+        if self.state.finished(time.monotonic()) and self.state.admitted is None:
+            self.fail(self.state.failure() or pake.CodeRefused("the code is spent"))
+
+    async def on_peer_left(self, peer: str) -> None:
+        self.state.on_peer_gone(peer)
+        if self.state.is_admitted(peer):
+            await self.h.peer_left(peer)
+        self.check()
+
+    async def send(self, kind: str, peer: str, payload: dict) -> None:
+        if not self.state.is_admitted(peer):
+            return  # the swarm never heard of anyone else; nothing leaves for them
+        out = {k: v for k, v in payload.items() if k != "hash"}
+        if kind == "answer":
+            out["wormhole"] = self.state.answer_tags(
+                peer, pake.sdp_fingerprint(payload.get("answer")))
+        await self._relay(kind, peer, out)
+
+    async def _relay(self, kind: str, peer: str, payload: dict) -> None:
+        await self.client.send(kind, peer, {"hash": self.room, **payload})
+
+
+class ReceiverMeeting(CodeMeeting):
+    def __init__(self, client: SignalingClient, room: str, content_id: str, h: MeetHandlers,
+                 state: pake.Receiver, sender: str, fail: Callable[[P2PError], None]) -> None:
+        super().__init__(client, room, content_id, h)
+        self.state, self.sender, self.fail = state, sender, fail
+
+    async def start(self) -> None:
+        await self._ice()
+        await self.h.peer_list([self.sender])
+
+    async def on_signal(self, kind: str, peer: str, data: dict) -> None:
+        w = data.get("wormhole")
+        if peer != self.sender or kind != "answer" or not isinstance(w, dict):
+            return
+        try:
+            verdict = self.state.on_answer(w, pake.sdp_fingerprint(data.get("answer")))
+        except P2PError as e:
+            self.fail(e)
+            return
+        if verdict is not pake.Verdict.OK:
+            await _notice(self.client, peer, self.room, self.state.decline("tampered"))
+            self.fail(pake.error_for(verdict, "the sender"))
+            return
+        self.h.emit(CodeVerified(peer=peer))
+        await self.h.signal("answer", peer, {"hash": self.content_id, "answer": data["answer"]})
+
+    async def on_peer_left(self, peer: str) -> None:
+        if peer == self.sender:
+            await self.h.peer_left(peer)
+
+    async def send(self, kind: str, peer: str, payload: dict) -> None:
+        if peer != self.sender:
+            return
+        out = {k: v for k, v in payload.items() if k != "hash"}
+        if kind == "offer":
+            out["wormhole"] = self.state.offer_tags(pake.sdp_fingerprint(payload.get("offer")))
+        await self.client.send(kind, peer, {"hash": self.room, **out})
+
+
+#: Seconds a receiver gives a notice to leave before it disconnects (python-socketio
+#: queues an emit; closing at once can drop it, and the sender would only see us leave).
+NOTICE_FLUSH = 0.3
+
+
+async def _notice(client: SignalingClient, peer: str, room: str, notice: dict) -> None:
+    """Tell the sender why we stop, on an end-of-candidates relay (PROTOCOL.md 4.2)."""
+    await client.send("ice-candidate", peer, {"hash": room, "candidate": None,
+                                              "wormhole": notice})
+    await asyncio.sleep(NOTICE_FLUSH)
+
+
+def _attach(dispatch: _Dispatch, meeting: CodeMeeting) -> None:
+    meeting.ice = dispatch.ice
+    dispatch.target = SignalHandlers(
+        peer_list=lambda peers: None, new_peer=lambda p: None,
+        peer_left=meeting.on_peer_left, signal=meeting.on_signal,
+        ice_config=meeting.h.ice_config)
+
+
+async def _join(config: SwarmConfig, room: str, dispatch: _Dispatch) -> tuple[
+        SignalingClient, list[str]]:
+    """Connect, join `room`, and return the peers already there."""
+    listed: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+
+    def peer_list(peers: list[str]) -> None:
+        if not listed.done():
+            listed.set_result(peers)
+
+    dispatch.target = SignalHandlers(peer_list=peer_list)
+    client = SignalingClient(config.signal_urls, dispatch.handlers(), token=config.token,
+                             retries=config.retries, timeout=config.timeout)
+    await client.connect()
+    await client.announce(room, os.urandom(8).hex())
+    try:
+        return client, await asyncio.wait_for(listed, HELLO_TIMEOUT)
+    except TimeoutError:
+        await client.close()
+        raise NoPeers("the signaling server did not answer joining the code's room") from None
+
+
+def _need_signal(config: SwarmConfig) -> None:
+    if not config.signal_urls:
+        raise UsageError("send and receive need a signaling server: give --signal URL "
+                         "(trackers and PeerJS are not supported for codes yet)")
+
+
+@dataclass
+class SendOptions:
+    paths: list[str]
+    tries: int = pake.DEFAULT_TRIES
+    words: int = 2
+    expire: float | None = None
+    sender: str = ""
+
+
+async def send(opts: SendOptions, config: SwarmConfig, emit: EventSink,
+               progress: Progress | None = None) -> ev.Event:
+    """Hash, print a code, serve the one receiver that proves it, until it disconnects."""
+    _need_signal(config)
+    single = len(opts.paths) == 1 and not os.path.isdir(opts.paths[0])
+    started = time.monotonic()
+    if single:
+        open_for_seeding(opts.paths[0])
+        manifest, items = await asyncio.to_thread(hash_file, opts.paths[0], progress), []
+        source: SeedFile | SeedTree = SeedFile(open_for_seeding(opts.paths[0])[0], manifest)
+    else:
+        manifest, items = await asyncio.to_thread(hash_tree, opts.paths, progress)
+        source = SeedTree(opts.paths[0], manifest,
+                          [(i.path, i.size) for i in items if not i.folder])
+    emit(ev.Hashed(name=manifest.name, size=manifest.size, pieces=manifest.piece_count,
+                   piece_size=manifest.piece_size, hash=manifest.content_id,
+                   seconds=round(time.monotonic() - started, 3)))
+    dispatch = _Dispatch()
+    for _ in range(ROOM_ATTEMPTS):
+        code = generate(words=opts.words)
+        client, peers = await _join(config, code.room(), dispatch)
+        if not peers:
+            break
+        await client.close()  # someone else's code has this number: take another
+    else:
+        raise P2PError("every code tried was busy on the signaling server; try again")
+    offer = {"name": manifest.name, "size": manifest.size, "hash": manifest.content_id,
+             "from": opts.sender or getpass.getuser()}
+    now = time.monotonic()
+    state = pake.Sender(code, offer, tries=opts.tries,
+                        expires_at=None if opts.expire is None else now + opts.expire)
+    swarm: PrivateSwarm
+
+    def make(h: MeetHandlers) -> CodeMeeting:
+        m = SenderMeeting(client, code.room(), manifest.content_id, h, state, swarm.fail)
+        _attach(dispatch, m)
+        return m
+
+    left = asyncio.Event()
+    joined: list[str] = []
+    admitted_at: float | None = None
+
+    def watch(e: ev.Event) -> None:
+        # The receiver closes its connection once its download is complete.
+        if isinstance(e, ev.PeerLeft) and state.is_admitted(e.peer):
+            left.set()
+        if isinstance(e, ev.PeerJoined):
+            joined.append(e.peer)
+        emit(e)
+
+    swarm = PrivateSwarm(manifest.content_hash, config, watch, manifest=manifest,
+                         source=source, meeting=make)
+    try:
+        await swarm.start()
+        emit(CodeReady(code=str(code), name=manifest.name, size=manifest.size))
+        while not left.is_set():
+            if swarm.fatal is not None:
+                raise swarm.fatal
+            now = time.monotonic()
+            if state.admitted is not None and admitted_at is None:
+                admitted_at = now
+            if admitted_at is not None and not joined and (
+                    now - admitted_at > config.connect_timeout + JOIN_GRACE):
+                raise NoPeers("the receiver proved the code but its connection never opened "
+                              "(firewall? try --ice-server); send again for a new code")
+            state.on_timer(now)
+            meeting = swarm.meetings[0]
+            assert isinstance(meeting, SenderMeeting)
+            meeting.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(left.wait()), 0.2)
+        sent = swarm.core.bytes_up
+        if sent < manifest.size:
+            raise NoPeers(f"the receiver left after {sent} of {manifest.size} bytes; "
+                          "send again for a new code")
+        done = Sent(peer=state.admitted or "", bytes=sent)
+        emit(done)
+        return done
+    finally:
+        await swarm.close()
+        source.close()
+
+
+Confirm = Callable[[CodeOffer], Awaitable[bool]]
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: EventSink,
+                  confirm: Confirm) -> ev.Event:
+    """Prove `code` to its sender, show what it sends, and download it once confirmed."""
+    _need_signal(config)
+    dispatch = _Dispatch()
+    client, peers = await _join(config, code.room(), dispatch)
+    handed_over = False
+    try:
+        if not peers:
+            raise NoPeers(f"nobody is sending with code {code.number}-...: the sender "
+                          "stopped, the code expired or was used; check the code")
+        sender = peers[0]  # the oldest: the sender joined the room first
+        state = pake.Receiver(code)
+        hello: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+
+        def on_signal(kind: str, peer: str, data: dict) -> None:
+            if peer == sender and kind == "answer" and not hello.done():
+                hello.set_result(data.get("wormhole"))
+
+        def on_left(peer: str) -> None:
+            if peer == sender and not hello.done():
+                hello.set_exception(NoPeers("the sender left before answering"))
+
+        dispatch.target = SignalHandlers(signal=on_signal, peer_left=on_left)
+        await client.send("offer", sender, {"hash": code.room(), "wormhole": state.start()})
+        try:
+            w = await asyncio.wait_for(hello, HELLO_TIMEOUT)
+        except TimeoutError:
+            raise NoPeers("the sender did not answer the code exchange") from None
+        try:
+            sealed = state.on_hello(w)
+        except pake.WrongCode:
+            await _notice(client, sender, code.room(), state.decline("wrong-code"))
+            raise
+        offer = _offer_event(sealed)
+        emit(offer)
+        if not await confirm(offer):
+            await _notice(client, sender, code.room(), state.decline("declined"))
+            raise pake.CodeRefused("declined: nothing was written", exit_code=0)
+        dl = Download(bytes.fromhex(offer.hash), config, opts, emit)
+        dl.swarm = swarm = PrivateSwarm(bytes.fromhex(offer.hash), config, emit,
+                                        open_store=dl.open_store, meeting=lambda h: m(h))
+
+        def m(h: MeetHandlers) -> CodeMeeting:
+            meeting = ReceiverMeeting(client, code.room(), offer.hash, h, state, sender,
+                                      swarm.fail)
+            _attach(dispatch, meeting)
+            return meeting
+
+        handed_over = True
+        dl.check_output_early()
+        reporter = asyncio.ensure_future(dl.report())
+        try:
+            await dl.start()
+            while dl.done is None:
+                await dl.step()
+            if dl.done.name != offer.name:
+                log.info("sealed name %r, manifest name %r", offer.name, dl.done.name)
+            return dl.done
+        except ReaderGone:
+            emit(ev.ReaderGone(written_pieces=dl.written))
+            return ev.ReaderGone(written_pieces=dl.written)
+        finally:
+            reporter.cancel()
+            await dl.close()
+    finally:
+        if not handed_over:
+            await client.close()
+
+
+def _offer_event(sealed: dict) -> CodeOffer:
+    name, size, h, sender = (sealed.get(k) for k in ("name", "size", "hash", "from"))
+    if not (isinstance(name, str) and isinstance(size, int) and isinstance(h, str)
+            and _HEX64.fullmatch(h) and isinstance(sender, str)):
+        raise pake.BadMessage("bad code exchange message: the sealed offer is malformed")
+    return CodeOffer(name=name, size=size, sender=sender, hash=h)

@@ -1,0 +1,262 @@
+"""The code exchange (p2pcli/wormhole/pake.py): SPAKE2 over signaling, binding the DTLS
+fingerprints. Plain function calls: what each side decides for each message it gets."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from p2pcli.errors import ExitCode
+from p2pcli.wormhole import pake
+from p2pcli.wormhole.code import parse
+from p2pcli.wormhole.pake import Receiver, Sender, Verdict, sdp_fingerprint
+
+CODE = parse("7-guitarist-revenge")
+OTHER = parse("7-guitarist-aardvark")
+OFFER = {"name": "movie.mkv", "size": 123, "hash": "ab" * 32, "from": "alice"}
+FP_R = "sha-256 " + ":".join(["AA"] * 32)  # the receiver's certificate
+FP_S = "sha-256 " + ":".join(["BB"] * 32)  # the sender's
+FP_M = "sha-256 " + ":".join(["CC"] * 32)  # a man in the middle's
+
+
+def hello(sender: Sender, receiver: Receiver, peer: str = "r1", now: float = 0.0) -> dict:
+    return receiver.on_hello(sender.on_hello(peer, receiver.start(), now))
+
+
+def run(sender: Sender, receiver: Receiver, peer: str = "r1", *, fp_seen_by_sender: str = FP_R,
+        fp_seen_by_receiver: str = FP_S) -> tuple[Verdict, Verdict]:
+    """A whole exchange; the fingerprints each side sees are what the server relayed.
+    Returns (the sender's verdict on 3, the receiver's on 4)."""
+    assert hello(sender, receiver, peer) == OFFER
+    verdict, refusal = sender.on_offer(peer, receiver.offer_tags(FP_R), fp_seen_by_sender)
+    if verdict is not Verdict.OK:
+        assert refusal == {"v": 1, "error": verdict.value}
+        with pytest.raises(pake.P2PError) as err:
+            receiver.on_answer(refusal, FP_S)
+        assert err.value.exit_code == pake.error_for(verdict, "").exit_code
+        return verdict, verdict
+    return verdict, receiver.on_answer(sender.answer_tags(peer, FP_S), fp_seen_by_receiver)
+
+
+def test_same_code_admits_the_receiver_and_opens_the_offer():
+    sender = Sender(CODE, OFFER)
+    r = Receiver(parse("007 Guitarist Revenge"))  # as typed: normalised to the same code
+    assert run(sender, r) == (Verdict.OK, Verdict.OK)
+    assert sender.is_admitted("r1") and not sender.is_admitted("r2")
+    assert sender.finished(0.0) and sender.failure() is None
+
+
+def test_offer_is_sealed():
+    """The signaling server never sees the name or the hash: message 2 carries them sealed."""
+    message = Sender(CODE, OFFER).on_hello("r", Receiver(CODE).start(), 0.0)
+    text = str(message)
+    assert "movie" not in text and "ab" * 32 not in text and "alice" not in text
+    assert set(message) == {"v", "pake", "key", "offer"}
+
+
+def test_wrong_code_fails_both_sides_and_spends_the_try():
+    sender = Sender(CODE, OFFER)
+    r = Receiver(OTHER)
+    with pytest.raises(pake.WrongCode, match="wrong code") as err:
+        hello(sender, r)
+    assert err.value.exit_code == ExitCode.WRONG_CODE
+    # the receiver tells the sender, with its key tag: the sender judges for itself
+    assert sender.on_notice("r1", r.decline("wrong-code")) is Verdict.WRONG_CODE
+    assert sender.finished(0.0)  # one try per code by default: the sender stops
+    failure = sender.failure()
+    assert isinstance(failure, pake.WrongCode) and failure.exit_code == ExitCode.WRONG_CODE
+    # the right code afterwards is refused: the code is closed
+    refusal = sender.on_hello("r2", Receiver(CODE).start(), 1.0)
+    assert refusal == {"v": 1, "error": "closed"}
+    with pytest.raises(pake.CodeRefused, match="closed this code"):
+        Receiver(CODE).on_hello(refusal)
+
+
+def test_a_lying_notice_does_not_pass_for_a_wrong_code():
+    sender = Sender(CODE, OFFER)
+    r = Receiver(CODE)
+    hello(sender, r)
+    assert sender.on_notice("r1", r.decline("wrong-code")) == "wrong-code"  # key tag is right
+    assert "left before" in sender.failure().message  # reported as what it is, not a guess
+
+
+def test_wrong_code_caught_by_the_sender_on_the_offer():
+    """A receiver that goes on after a failed key tag (or an attacker) is refused at 3."""
+    sender = Sender(CODE, OFFER)
+    x = Receiver(OTHER)
+    with pytest.raises(pake.WrongCode):
+        hello(sender, x)
+    x.verdict = Verdict.OK  # a buggy or hostile receiver carries on
+    verdict, refusal = sender.on_offer("r1", x.offer_tags(FP_R), FP_R)
+    assert verdict is Verdict.WRONG_CODE and refusal == {"v": 1, "error": "wrong-code"}
+    assert not sender.is_admitted("r1")
+
+
+def test_tries_allow_a_retry():
+    sender = Sender(CODE, OFFER, tries=2)
+    r = Receiver(OTHER)
+    with pytest.raises(pake.WrongCode):
+        hello(sender, r)
+    sender.on_notice("r1", r.decline("wrong-code"))
+    assert not sender.finished(0.0)
+    assert run(sender, Receiver(CODE), "r2") == (Verdict.OK, Verdict.OK)
+    assert sender.is_admitted("r2")
+
+
+def test_receiver_fingerprint_swapped_is_caught_before_the_sender_answers():
+    sender = Sender(CODE, OFFER)
+    assert run(sender, Receiver(CODE), fp_seen_by_sender=FP_M) == (
+        Verdict.TAMPERED, Verdict.TAMPERED)
+    assert not sender.is_admitted("r1")
+    err = sender.failure()
+    assert isinstance(err, pake.Tampered) and err.exit_code == ExitCode.TAMPERED
+    assert "tampered" in err.message
+
+
+def test_sender_fingerprint_swapped_is_caught_before_the_receiver_connects():
+    sender = Sender(CODE, OFFER)
+    r = Receiver(CODE)
+    assert run(sender, r, fp_seen_by_receiver=FP_M) == (Verdict.OK, Verdict.TAMPERED)
+    # the receiver tells the sender; the code is then burnt
+    assert sender.on_notice("r1", r.decline("tampered")) is Verdict.TAMPERED
+    assert not sender.is_admitted("r1") and sender.finished(0.0)
+    assert isinstance(sender.failure(), pake.Tampered)
+
+
+def test_missing_fingerprints_are_never_trusted():
+    assert run(Sender(CODE, OFFER), Receiver(CODE), fp_seen_by_sender="")[0] is Verdict.TAMPERED
+    assert run(Sender(CODE, OFFER), Receiver(CODE), fp_seen_by_receiver="")[1] is Verdict.TAMPERED
+
+
+def test_replayed_messages_do_not_pass():
+    s1, r1 = Sender(CODE, OFFER), Receiver(CODE)
+    m2 = s1.on_hello("r1", r1.start(), 0.0)
+    r1.on_hello(m2)
+    m3 = r1.offer_tags(FP_R)
+    assert s1.on_offer("r1", m3, FP_R)[0] is Verdict.OK
+    m4 = s1.answer_tags("r1", FP_S)
+    # the server replays the receiver's messages to a new exchange of the same code
+    s2 = Sender(CODE, OFFER)
+    s2.on_hello("m", r1.start(), 0.0)
+    assert s2.on_offer("m", m3, FP_R)[0] is Verdict.WRONG_CODE
+    # ... and the sender's old messages to a new receiver
+    r2 = Receiver(CODE)
+    with pytest.raises(pake.WrongCode):
+        r2.on_hello(m2)
+    r3 = Receiver(CODE)
+    s3 = Sender(CODE, OFFER)
+    r3.on_hello(s3.on_hello("r", r3.start(), 0.0))
+    r3.offer_tags(FP_R)
+    assert r3.on_answer(m4, FP_S) is Verdict.TAMPERED
+    # a sealed offer moved into another exchange does not open
+    r4, s4 = Receiver(CODE), Sender(CODE, OFFER)
+    fresh = s4.on_hello("r", r4.start(), 0.0)
+    with pytest.raises(pake.BadMessage, match="does not open"):
+        r4.on_hello({**fresh, "offer": m2["offer"]})
+
+
+def test_racing_receivers_one_wins():
+    sender = Sender(CODE, OFFER)
+    first, second = Receiver(CODE), Receiver(CODE)
+    m2 = sender.on_hello("r1", first.start(), 0.0)
+    refusal = sender.on_hello("r2", second.start(), 0.0)  # while r1 is in flight
+    assert refusal == {"v": 1, "error": "used"}
+    with pytest.raises(pake.CodeRefused, match="another receiver"):
+        second.on_hello(refusal)
+    first.on_hello(m2)
+    assert sender.on_offer("r1", first.offer_tags(FP_R), FP_R)[0] is Verdict.OK
+    assert sender.on_hello("r3", Receiver(CODE).start(), 1.0)["error"] == "used"
+
+
+def test_expiry_and_timeouts():
+    sender = Sender(CODE, OFFER, expires_at=100.0, confirm_timeout=10.0)
+    assert sender.timer() == 100.0 and not sender.finished(50.0)
+    assert "pake" in sender.on_hello("r1", Receiver(CODE).start(), 95.0)
+    assert sender.timer() == 100.0
+    sender.on_timer(105.0)  # r1 never offered nor declined: its try is spent
+    assert sender.finished(105.0)
+    assert "left before finishing" in sender.failure().message
+    late = Sender(CODE, OFFER, tries=3, expires_at=100.0)
+    assert late.on_hello("r", Receiver(CODE).start(), 100.0) == {"v": 1, "error": "expired"}
+    assert late.finished(100.0) and "expired" in late.failure().message
+    with pytest.raises(pake.CodeRefused, match="expired"):
+        Receiver(CODE).on_hello({"v": 1, "error": "expired"})
+
+
+def test_peer_gone_spends_its_try_and_declining_is_said():
+    sender = Sender(CODE, OFFER)
+    sender.on_hello("r1", Receiver(CODE).start(), 0.0)
+    sender.on_peer_gone("r1")
+    assert sender.finished(0.0) and isinstance(sender.failure(), pake.CodeRefused)
+    s2, r2 = Sender(CODE, OFFER), Receiver(CODE)
+    hello(s2, r2)
+    assert s2.on_notice("r1", r2.decline("declined")) == "declined"
+    assert s2.failure().message == "the receiver declined the share"
+
+
+@pytest.mark.parametrize("message, says", [
+    ("nope", "not an object"),
+    ({"v": 2, "pake": "AA"}, "version 2"),
+    ({"v": 1}, "missing or not base64"),
+    ({"v": 1, "pake": "!!!"}, "base64"),
+    ({"v": 1, "pake": "AAAA"}, "not a SPAKE2 message"),
+])
+def test_bad_messages_are_refused(message: object, says: str):
+    with pytest.raises(pake.BadMessage, match=says):
+        Sender(CODE, OFFER).on_hello("r", message, 0.0)
+
+
+def test_out_of_order_messages():
+    sender = Sender(CODE, OFFER, tries=3)
+    with pytest.raises(pake.BadMessage, match="without a hello"):
+        sender.on_offer("r", {"v": 1, "key": "AA", "fp": "AA"}, FP_R)
+    with pytest.raises(pake.BadMessage, match="without a hello"):
+        sender.on_notice("r", {"v": 1, "error": "declined"})
+    sender.on_hello("r", Receiver(CODE).start(), 0.0)
+    with pytest.raises(pake.BadMessage, match="second hello"):
+        sender.on_hello("r", Receiver(CODE).start(), 0.0)
+    with pytest.raises(RuntimeError):
+        sender.answer_tags("r", FP_S)  # not admitted
+    with pytest.raises(RuntimeError):
+        Receiver(CODE).offer_tags(FP_R)  # no message 2 yet
+
+
+def test_sdp_fingerprint_is_canonical():
+    sdp = ("v=0\r\na=fingerprint:SHA-256 aa:bb\r\nm=application 9\r\n"
+           "a=fingerprint:sha-1 cc:dd\r\na=fingerprint:sha-256 AA:BB\r\n")
+    assert sdp_fingerprint(sdp) == "sha-1 CC:DD,sha-256 AA:BB"
+    assert sdp_fingerprint({"type": "offer", "sdp": sdp}) == "sha-1 CC:DD,sha-256 AA:BB"
+    assert sdp_fingerprint("v=0\r\n") == "" and sdp_fingerprint(None) == ""
+
+
+def test_tries_must_be_positive():
+    with pytest.raises(ValueError):
+        Sender(CODE, OFFER, tries=0)
+
+
+fingerprints = st.sampled_from([FP_R, FP_S, FP_M, ""])
+
+
+@settings(max_examples=40, deadline=None)
+@given(codes=st.tuples(st.sampled_from([CODE, OTHER]), st.sampled_from([CODE, OTHER])),
+       seen_by_sender=fingerprints, seen_by_receiver=fingerprints)
+def test_admitted_only_with_the_same_code_and_the_true_fingerprints(
+        codes, seen_by_sender: str, seen_by_receiver: str):
+    """Whatever the server relays: the sender admits and the receiver connects exactly when
+    both used one code and each saw the other's real fingerprint."""
+    sender, receiver = Sender(codes[0], OFFER), Receiver(codes[1])
+    honest = codes[0] == codes[1] and seen_by_sender == FP_R and seen_by_receiver == FP_S
+    try:
+        receiver.on_hello(sender.on_hello("r", receiver.start(), 0.0))
+    except pake.WrongCode:
+        assert codes[0] != codes[1]
+        assert sender.on_notice("r", receiver.decline("wrong-code")) is Verdict.WRONG_CODE
+        assert not sender.is_admitted("r") and not honest
+        return
+    _, refusal = sender.on_offer("r", receiver.offer_tags(FP_R), seen_by_sender)
+    if refusal is not None:
+        assert not honest and not sender.is_admitted("r")
+        return
+    ok = receiver.on_answer(sender.answer_tags("r", FP_S), seen_by_receiver)
+    assert (ok is Verdict.OK) == honest
