@@ -30,6 +30,7 @@ from .common import (
     from_config,
     lan_first,
     parse_ice_hosts,
+    parse_trackers,
     setup_logging,
     target_config,
 )
@@ -78,6 +79,9 @@ def register(app: typer.Typer) -> None:
         """Download HASH_OR_LINK from every peer at once, verifying each piece.
 
         Pipe it to a player to watch while it downloads: p2p fetch LINK | mpv -
+
+        A magnet: link or a .torrent file fetches from a WebTorrent swarm through its
+        WebSocket trackers (tr=, announce, --tracker).
         """
         # Here, not at the top: `p2p --help` imports every command module (cli/common.py).
         from p2pcli import patches, runner
@@ -91,6 +95,11 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
         signal, tracker, token = from_config(signal, tracker, token)
+        if target[:8].lower() == "magnet:?" or target.endswith(".torrent"):
+            # A WebTorrent swarm: p2pcli/btsession.py
+            _fetch_magnet(target, parse_trackers(tracker), output, timeout=timeout, force=force,
+                          quiet=quiet, json=json)
+            return
         t, config = target_config(
             target, signal, ice_server, token, tracker, peerjs, public,
             timeout=timeout, retries=retries, max_peers=max_peers,
@@ -118,3 +127,39 @@ def register(app: typer.Typer) -> None:
         finally:
             reporter.close()
 
+
+
+def _fetch_magnet(target: str, tracker: list[str], output: str | None, *, timeout: float,
+                  force: bool, quiet: bool, json: bool) -> None:
+    """`p2p fetch magnet:?...` or `p2p fetch FILE.torrent`: the link's or the file's
+    trackers, then --tracker's."""
+    from pathlib import Path
+
+    from p2pcli import runner
+    from p2pcli.btsession import fetch_magnet
+    from p2pcli.errors import UsageError
+    from p2pcli.magnet import MagnetError, parse_magnet, parse_torrent
+
+    from .output import Reporter
+
+    info = None
+    try:
+        if target[:8].lower() == "magnet:?":
+            link = parse_magnet(target)
+        else:
+            torrent = parse_torrent(Path(target).read_bytes())
+            link, info = torrent.magnet(), torrent.info
+    except MagnetError as e:
+        what = "magnet link" if target[:8].lower() == "magnet:?" else "torrent file"
+        raise UsageError(f"bad {what}: {e}") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {target}: {e.strerror}") from None
+    trackers = [*link.trackers, *(t for t in tracker if t not in link.trackers)]
+    if output is None:
+        output = "-" if not sys.stdout.isatty() else "."
+    reporter = Reporter(quiet=quiet, json=json, wait=timeout)
+    try:
+        runner.run(lambda: fetch_magnet(link, trackers, output, emit=reporter, timeout=timeout,
+                                        force=force, stdout_fd=sys.stdout.fileno(), info=info))
+    finally:
+        reporter.close()

@@ -89,6 +89,9 @@ def register(app: typer.Typer) -> None:
         qr: Annotated[bool, typer.Option(
             "--qr", help="Also draw QR codes of the link and of the watch page's URL on stderr, "
             "for a phone's camera (not with --json or --quiet).")] = False,
+        torrent: Annotated[bool, typer.Option(
+            "--torrent", help="Seed PATH as a BitTorrent v1 torrent to WebTorrent peers "
+            "through --tracker instead, and print its magnet link.")] = False,
         quiet: QuietOpt = False,
         json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -113,6 +116,9 @@ def register(app: typer.Typer) -> None:
         link_host = parse_public_host(public_host)
         patches.apply(host_addresses=hosts)
         signal, tracker, token = from_config(signal, tracker, token)
+        if torrent:  # a WebTorrent swarm: p2pcli/btsession.py
+            _seed_torrent(files, parse_trackers(tracker), quiet=quiet, json=json)
+            return
         max_upload_rate = config_value("max_upload_rate", max_upload_rate)
         urls = split_urls(signal)
         tracker, ice_server = with_public(public, tracker, ice_server)
@@ -152,3 +158,32 @@ def register(app: typer.Typer) -> None:
             reporter.line("stopped seeding")
         finally:
             reporter.close()
+
+
+def _seed_torrent(files: list[str], tracker: list[str], *, quiet: bool,
+                  json: bool) -> None:
+    """`p2p seed PATH --torrent --tracker ws://...`: the magnet link on stdout."""
+    from pathlib import Path
+
+    from p2pcli import runner
+    from p2pcli.btsession import seed_torrent
+    from p2pcli.errors import Interrupted, UsageError
+
+    from .output import Reporter
+
+    if len(files) != 1 or not Path(files[0]).exists():
+        raise UsageError("seed --torrent takes one existing file or folder")
+    reporter = Reporter(quiet=quiet, json=json)
+
+    def on_link(link: str) -> None:
+        sys.stdout.write(link + "\n")
+        sys.stdout.flush()
+
+    try:
+        runner.run(lambda: seed_torrent(Path(files[0]), tracker, emit=reporter,
+                                        on_link=on_link))
+    except Interrupted:
+        reporter.close()
+        reporter.line("stopped seeding")
+    finally:
+        reporter.close()

@@ -110,12 +110,14 @@ class PeerLink:
         with self._setup_step():
             await self.pc.setRemoteDescription(_description(answer, "answer"))
 
-    async def answer_offer(self, offer: dict) -> dict:
-        """Answerer side: take the offer, wait for the remote's channel, return the answer."""
+    async def answer_offer(self, offer: dict, *, any_label: bool = False) -> dict:
+        """Answerer side: take the offer, wait for the remote's channel, return the answer.
+        `any_label`: take the first channel whatever its label (WebTorrent's simple-peer
+        names its channel with random hex)."""
 
         @self.pc.on("datachannel")
         def _on_channel(channel: RTCDataChannel) -> None:
-            if self.channel is None and channel.label == CHANNEL_LABEL:
+            if self.channel is None and (any_label or channel.label == CHANNEL_LABEL):
                 self._attach(channel)
                 # The channel is already open when announced on the answering side.
                 self.opened.set()

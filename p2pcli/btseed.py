@@ -1,0 +1,107 @@
+"""Seeding a torrent to BitTorrent peers (sans-IO): the decisions of `p2p seed --torrent`.
+
+`BtUpload` is fed what happens on each connection and returns what to send: our
+handshake, extension handshake (with `metadata_size`, so a magnet leecher can ask for the
+info dict) and a full bitfield; UNCHOKE to a peer that says INTERESTED; `Serve` for each
+valid REQUEST (the adapter reads the block and sends the PIECE, then calls `served`);
+metadata pieces on request. A request outside the piece, and every wire violation of
+`btwire`, drops the peer. Every interested peer is unchoked (at most `max_peers` are
+connected anyway): a seeder wants to give, and the upload limit is the adapter's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import btwire as bt
+from .btfetch import Drop, Send
+from .magnet import TorrentInfo
+
+
+@dataclass(frozen=True)
+class Serve:
+    peer: str
+    "Who asked."
+    index: int
+    "Piece index."
+    begin: int
+    "Offset in the piece."
+    length: int
+    "Bytes (at most btwire.MAX_REQUEST)."
+
+
+Action = Send | Drop | Serve
+
+
+class BtUpload:
+    def __init__(self, info: TorrentInfo, peer_id: bytes) -> None:
+        self.info = info
+        self.peer_id = peer_id
+        self.peers: dict[str, bt.BtProtocol] = {}
+        self.cancelled: dict[str, set[tuple[int, int, int]]] = {}
+        self.bytes_sent = 0
+
+    def connected(self, peer: str) -> list[Action]:
+        proto = bt.BtProtocol(self.info.info_hash, self.peer_id, len(self.info.pieces))
+        self.peers[peer] = proto
+        self.cancelled[peer] = set()
+        hello = (proto.handshake() + bt.extended_handshake(len(self.info.raw))
+                 + bt.bitfield(bt.bits_of([True] * len(self.info.pieces))))
+        return [Send(peer, hello)]
+
+    def disconnected(self, peer: str) -> None:
+        self.peers.pop(peer, None)
+        self.cancelled.pop(peer, None)
+
+    def tick(self, now: float) -> list[Action]:
+        return []
+
+    def received(self, peer: str, data: bytes, now: float) -> list[Action]:
+        proto = self.peers.get(peer)
+        if proto is None:
+            return []
+        out: list[Action] = []
+        try:
+            for event in proto.receive_data(data):
+                out += self._on_event(peer, proto, event)
+        except bt.ProtocolError as e:
+            self.disconnected(peer)
+            return [Drop(peer, str(e))]
+        return out
+
+    def should_serve(self, s: Serve) -> bool:
+        """Whether a queued block is still wanted (not cancelled since)."""
+        gone = self.cancelled.get(s.peer)
+        if gone is None:
+            return False
+        key = (s.index, s.begin, s.length)
+        if key in gone:
+            gone.discard(key)
+            self.served(s.peer, 0)
+            return False
+        return True
+
+    def served(self, peer: str, n: int) -> None:
+        self.bytes_sent += n
+        proto = self.peers.get(peer)
+        if proto is not None:
+            proto.answered_request()
+
+    def _on_event(self, peer: str, proto: bt.BtProtocol, event: bt.Event) -> list[Action]:
+        if isinstance(event, bt.Interested):
+            return [Send(peer, bt.unchoke())]
+        if isinstance(event, bt.Request):
+            if event.begin + event.length > self.info.piece_size(event.index):
+                raise bt.ProtocolError(f"a REQUEST beyond the end of piece {event.index}")
+            return [Serve(peer, event.index, event.begin, event.length)]
+        if isinstance(event, bt.Cancel):
+            self.cancelled[peer].add((event.index, event.begin, event.length))
+            return []
+        if isinstance(event, bt.MetadataRequest) and proto.peer_ut_metadata is not None:
+            raw = self.info.raw
+            start = event.piece * bt.METADATA_PIECE
+            if start >= len(raw):
+                return [Send(peer, proto.metadata_reject(event.piece))]
+            chunk = raw[start : start + bt.METADATA_PIECE]
+            return [Send(peer, proto.metadata_data(event.piece, len(raw), chunk))]
+        return []

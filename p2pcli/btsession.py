@@ -1,0 +1,425 @@
+"""`p2p fetch magnet:...` and `p2p seed --torrent`: the asyncio adapters that speak
+BitTorrent to a WebTorrent swarm.
+
+A separate, small BitTorrent session, not the p2p swarm core (issue 17's fallback: the
+swarm core speaks p2p's wire and manifest throughout). It is driven by the same adapter
+pieces: `TrackerMeeting` finds peers through each WebSocket tracker, `PeerLink` carries
+each data channel, and a sans-IO core decides everything: `btfetch.BtDownload` (metadata,
+which block from whom, verification, whom to drop) or `btseed.BtUpload`. `BtPeers` moves
+bytes between the links and the core; here too: verified pieces to files or in order to
+stdout, blocks read from files for peers.
+
+Every connection of a magnet fetch speaks BitTorrent: the tracker's swarm is named by the
+BitTorrent info hash, which a p2p share never announces under (its info hash is the first
+20 bytes of a SHA-256 manifest hash), so only BitTorrent peers meet us there
+(docs/PROTOCOL.md, "WebTorrent").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+
+from . import btwire as bt
+from . import events as ev
+from .btfetch import BtDownload, Drop, Send
+from .btseed import BtUpload, Serve
+from .errors import NoPeers, StorageError, UsageError
+from .events import EventSink
+from .magnet import MagnetLink, TorrentInfo, bencode, parse_info
+from .rtc import LinkClosed, PeerLink
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT = 15.0  # seconds for an answered link's channel to open
+TICK = 1.0  # seconds between request-timeout checks
+STDOUT_WINDOW = 32 * 1024 * 1024  # bytes fetched past the last written, writing to stdout
+
+
+class _Writer:
+    """Verified pieces to disk (any order, pwrite) or to stdout (in order); blocks read
+    back for peers (seeding: `open_for_reading`)."""
+
+    @classmethod
+    def open_for_reading(cls, info: TorrentInfo, paths: list[Path]) -> _Writer:
+        w = cls.__new__(cls)
+        w.info, w.stdout, w.fd, w.next, w.held, w.path = info, False, -1, 0, {}, ""
+        w.files = []
+        for f, path in zip(info.files, paths, strict=True):
+            fd = os.open(path, os.O_RDONLY)
+            w.files.append((f.offset, f.length, fd, path, path))
+        return w
+
+    def read(self, index: int, begin: int, length: int) -> bytes:
+        start = index * self.info.piece_length + begin
+        end = start + length
+        out = bytearray()
+        for offset, flen, fd, _, _ in self.files:
+            lo, hi = max(start, offset), min(end, offset + flen)
+            if lo < hi:
+                out += os.pread(fd, hi - lo, lo - offset)
+        return bytes(out)
+
+    def __init__(self, info: TorrentInfo, output: str, stdout_fd: int, force: bool) -> None:
+        self.info = info
+        self.stdout = output == "-"
+        self.fd = stdout_fd
+        self.next = 0
+        self.held: dict[int, bytes] = {}
+        self.files: list[tuple[int, int, int, Path, Path]] = []  # offset, length, fd, part, final
+        if self.stdout:
+            return
+        out = Path(output)
+        root = out / info.name if out.is_dir() else out
+        if root.exists() and not force:
+            raise UsageError(f"{root} exists; give --force to overwrite it")
+        for f in info.files:
+            final = root.joinpath(*f.path) if info.multi_file else root
+            part = final.with_name(final.name + ".part")
+            try:
+                part.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.ftruncate(fd, f.length)
+            except OSError as e:
+                raise StorageError(f"cannot write {part}: {e.strerror}") from None
+            self.files.append((f.offset, f.length, fd, part, final))
+        self.path = str(root)
+
+    def write(self, index: int, data: bytes) -> int | None:
+        """Store a verified piece; return the next piece stdout waits for (None: a file)."""
+        if self.stdout:
+            self.held[index] = data
+            while self.next in self.held:
+                chunk = memoryview(self.held.pop(self.next))
+                while chunk:
+                    chunk = chunk[os.write(self.fd, chunk) :]
+                self.next += 1
+            return self.next
+        start = index * self.info.piece_length
+        end = start + len(data)
+        for offset, length, fd, _, _ in self.files:
+            lo, hi = max(start, offset), min(end, offset + length)
+            if lo < hi:
+                os.pwrite(fd, data[lo - start : hi - start], lo - offset)
+        return None
+
+    def finish(self) -> None:
+        for _, _, fd, part, final in self.files:
+            os.close(fd)
+            os.replace(part, final)
+        self.files = []
+
+    def abort(self) -> None:
+        for _, _, fd, _, _ in self.files:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.files = []
+
+
+
+class BtPeers:
+    """Trackers, links and one sans-IO core (`BtDownload` or `BtUpload`): bytes between
+    the data channels and the core, its actions carried out. `after` runs after each batch
+    of actions (the fetch writes verified pieces there)."""
+
+    def __init__(self, core: BtDownload | BtUpload, info_hash: bytes, trackers: list[str],
+                 emit: EventSink, *, wanting: bool, left: Callable[[], int | None],
+                 after: Callable[[], None] = lambda: None,
+                 read: Callable[[int, int, int], bytes] | None = None) -> None:
+        from .rendezvous.trackerclient import TrackerMeeting
+        from .swarm.meet import MeetHandlers
+
+        self.core, self.emit, self.after, self.read = core, emit, after, read
+        self.links: dict[str, PeerLink] = {}
+        self.made: list[PeerLink] = []  # every link, to close them all on the way out
+        self.tasks: set[asyncio.Task] = set()
+        self.queues: dict[str, asyncio.Queue[Serve]] = {}
+        self.banned: set[str] = set()
+        "Peers dropped for breaking the protocol: their offers and answers are ignored."
+
+        def stats() -> tuple[int | None, int, int, bool]:
+            sent = core.bytes_sent if isinstance(core, BtUpload) else 0
+            got = core.bytes_received if isinstance(core, BtDownload) else 0
+            return left(), sent, got, wanting
+
+        h = MeetHandlers(peer_list=_nothing, peer_left=_nothing, signal=self._signal,
+                         ice_config=_nothing, new_offer=self._new_offer, adopt=self._adopt,
+                         emit=emit)
+        # The tracker announces content_hash[:20] (wstracker.info_hash_for): here the
+        # BitTorrent info hash itself.
+        content_hash = info_hash + bytes(12)
+        self.meetings = [TrackerMeeting(url, content_hash, h, prefix=f"bt{i}:", stats=stats)
+                         for i, url in enumerate(trackers)]
+
+    async def start(self) -> None:
+        from .swarm.meet import start_all
+
+        self.spawn(self._ticker())
+        await start_all(self.meetings, self.emit)
+
+    async def close(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*(m.close() for m in self.meetings), return_exceptions=True)
+        await asyncio.gather(*(pl.close() for pl in self.made), return_exceptions=True)
+
+    def spawn(self, coro: Coroutine) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def apply(self, actions: list) -> None:
+        for a in actions:
+            if isinstance(a, Send):
+                pl = self.links.get(a.peer)
+                if pl is not None:
+                    with contextlib.suppress(LinkClosed):
+                        pl.send_nowait(a.data)
+            elif isinstance(a, Serve):
+                q = self.queues.get(a.peer)
+                if q is not None:
+                    q.put_nowait(a)
+            elif isinstance(a, Drop):
+                self.emit(ev.Warning(message=f"dropped BitTorrent peer {a.peer}: {a.reason}"))
+                self.banned.add(a.peer)
+                pl = self.links.pop(a.peer, None)
+                if pl is not None:
+                    self.spawn(pl.close())
+        self.after()
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            self.apply(self.core.tick(time.monotonic()))
+
+    async def _run_peer(self, peer: str, pl: PeerLink) -> None:
+        if not await pl.wait_open(OPEN_TIMEOUT):
+            await pl.close()
+            return
+        self.links[peer] = pl
+        self.emit(ev.PeerJoined(peer=peer, connection=pl.candidate_pair_kind() or "unknown"))
+        if isinstance(self.core, BtUpload):
+            self.queues[peer] = asyncio.Queue()
+            self.spawn(self._serve(peer, pl, self.queues[peer]))
+        # The core first: the remote's handshake may be among the messages that arrived
+        # before we listened, which setting on_message hands over at once.
+        self.apply(self.core.connected(peer))
+        pl.on_message = lambda m: self.apply(self.core.received(
+            peer, m if isinstance(m, bytes) else m.encode(), time.monotonic()))
+        try:
+            await pl.closed.wait()
+        finally:
+            self.links.pop(peer, None)
+            self.queues.pop(peer, None)
+            self.core.disconnected(peer)
+            got = self.core.received_from.get(peer, 0) if isinstance(self.core, BtDownload) \
+                else 0
+            self.emit(ev.PeerLeft(peer=peer, received=got, sent=0))
+
+    async def _serve(self, peer: str, pl: PeerLink, q: asyncio.Queue[Serve]) -> None:
+        """Blocks for one peer, in the order asked, behind the channel's back-pressure."""
+        assert self.read is not None and isinstance(self.core, BtUpload)
+        with contextlib.suppress(LinkClosed):
+            while True:
+                s = await q.get()
+                if not self.core.should_serve(s):
+                    continue
+                data = self.read(s.index, s.begin, s.length)
+                await pl.send(bt.piece(s.index, s.begin, data))
+                self.core.served(peer, len(data))
+
+    async def _new_offer(self) -> tuple[PeerLink, dict]:
+        pl = PeerLink.create([])
+        self.made.append(pl)
+        return pl, await pl.make_offer(protocol="")
+
+    async def _adopt(self, peer: str, pl: PeerLink, answer: dict) -> None:
+        if peer in self.banned:
+            await pl.close()
+            return
+        try:
+            await pl.accept_answer(answer)
+        except (LinkClosed, ValueError) as e:
+            log.info("answer from %s unusable: %s", peer, e)
+            await pl.close()
+            return
+        self.spawn(self._run_peer(peer, pl))
+
+    async def _signal(self, kind: str, peer: str, data: dict) -> None:
+        if kind != "offer" or peer in self.links or peer in self.banned:
+            return
+        pl = PeerLink.create([])
+        self.made.append(pl)
+        try:
+            answer = await pl.answer_offer(data["offer"], any_label=True)
+        except (LinkClosed, ValueError, KeyError) as e:
+            log.info("offer from %s unusable: %s", peer, e)
+            await pl.close()
+            return
+        meeting = next(m for m in self.meetings if peer.startswith(m.prefix))
+        await meeting.send("answer", peer, {"answer": answer})
+        self.spawn(self._run_peer(peer, pl))
+
+
+async def _nothing(*_: object) -> None:
+    return None
+
+
+async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, emit: EventSink,
+                       timeout: float, force: bool, stdout_fd: int = 1,
+                       info: TorrentInfo | None = None) -> str:
+    """Fetch `link` through `trackers`; return where it went ("-": stdout). `info`: the
+    metadata, when a .torrent gave it (no ut_metadata then)."""
+    from .rendezvous.trackerclient import tracker_peer_id
+
+    if not trackers:
+        raise UsageError("the magnet link names no tracker (tr=): give --tracker ws://...")
+    started = time.monotonic()
+    to_stdout = output == "-"
+    dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
+                    window_bytes=STDOUT_WINDOW if to_stdout else None)
+    done = asyncio.Event()
+    writer: _Writer | None = None
+    failure: list[BaseException] = []
+
+    def after() -> None:
+        nonlocal writer
+        if done.is_set():
+            return
+        if dl.info is not None and writer is None:
+            try:
+                writer = _Writer(dl.info, output, stdout_fd, force)
+            except Exception as e:  # a usage or storage error: stop the command with it
+                failure.append(e)
+                done.set()
+                return
+        if writer is not None:
+            for index, data in dl.take_verified():
+                nxt = writer.write(index, data)
+                if nxt is not None:
+                    dl.consumed(nxt)
+            if dl.complete:
+                done.set()
+
+    def left() -> int | None:
+        return dl.info.total_length if dl.info else link.exact_length
+
+    peers = BtPeers(dl, link.info_hash, trackers, emit, wanting=True, left=left, after=after)
+    alone_since = [time.monotonic()]  # when the last peer left (or the start)
+
+    async def progress() -> None:
+        last = 0
+        while True:
+            await asyncio.sleep(TICK)
+            now = time.monotonic()
+            if peers.links:
+                alone_since[0] = now
+            elif dl.info is not None and now - alone_since[0] > timeout:
+                failure.append(NoPeers(f"every BitTorrent peer left and none came back within "
+                                       f"{timeout:g} s; the download is incomplete"))
+                done.set()
+            info = dl.info
+            verified = info and dl.picker and dl.picker.n_have
+            emit(ev.Progress(peers=len(peers.links), received=dl.bytes_received,
+                             rate=int((dl.bytes_received - last) / TICK), sent=0,
+                             size=info.total_length if info else None,
+                             pieces=len(info.pieces) if info else None,
+                             verified=verified if info else None))
+            last = dl.bytes_received
+
+    try:
+        peers.spawn(progress())
+        await peers.start()
+        try:
+            await asyncio.wait_for(_metadata_or_done(dl, done), timeout)
+        except TimeoutError:
+            raise NoPeers(f"no BitTorrent peer sent the torrent's metadata within {timeout:g} s "
+                          "(is a WebTorrent seeder announcing to that tracker?)") from None
+        await done.wait()
+        if failure:
+            raise failure[0]
+        assert writer is not None and dl.info is not None
+        writer.finish()
+        path = "-" if to_stdout else writer.path
+        emit(ev.Done(name=dl.info.name, size=dl.info.total_length, path=path,
+                     seconds=time.monotonic() - started, received=dl.bytes_received,
+                     peers=dict(dl.received_from), connections={}, sent=0))
+        return path
+    finally:
+        if writer is not None:
+            writer.abort()
+        await peers.close()
+
+
+async def _metadata_or_done(dl: BtDownload, done: asyncio.Event) -> None:
+    while dl.info is None and not done.is_set():
+        await asyncio.sleep(0.1)
+
+
+def piece_length_for(size: int) -> int:
+    """WebTorrent's choice (create-torrent): about 1000 pieces, a power of two, 16 KiB+."""
+    n = 16 * 1024
+    while n * 1024 < size and n < 4 * 1024 * 1024:
+        n *= 2
+    return n
+
+
+def torrent_for(path: Path, piece_length: int | None = None) -> tuple[TorrentInfo, list[Path]]:
+    """A v1 info dict for a file or a folder (its files sorted by path, as WebTorrent
+    orders them), hashed by streaming the files; and the files in torrent order."""
+    if path.is_dir():
+        paths = sorted((p for p in path.rglob("*") if p.is_file()),
+                       key=lambda p: p.relative_to(path).parts)
+        if not paths:
+            raise UsageError(f"{path} holds no files")
+    else:
+        paths = [path]
+    sizes = [p.stat().st_size for p in paths]
+    plen = piece_length or piece_length_for(sum(sizes))
+    hashes: list[bytes] = []
+    buf = bytearray()
+    for p in paths:
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                buf += chunk
+                while len(buf) >= plen:
+                    hashes.append(hashlib.sha1(buf[:plen]).digest())
+                    del buf[:plen]
+    if buf:
+        hashes.append(hashlib.sha1(buf).digest())
+    info: dict[str, object] = {"name": path.name, "piece length": plen,
+                               "pieces": b"".join(hashes)}
+    if path.is_dir():
+        info["files"] = [{"length": n, "path": list(p.relative_to(path).parts)}
+                         for p, n in zip(paths, sizes, strict=True)]
+    else:
+        info["length"] = sizes[0]
+    return parse_info(bencode(info)), paths
+
+
+async def seed_torrent(path: Path, trackers: list[str], *, emit: EventSink,
+                       on_link: Callable[[str], None]) -> None:
+    """Seed `path` as a BitTorrent v1 torrent to WebTorrent peers until cancelled."""
+    from .rendezvous.trackerclient import tracker_peer_id
+
+    if not trackers:
+        raise UsageError("seed --torrent needs a WebTorrent tracker: give --tracker ws://...")
+    info, paths = torrent_for(path)
+    files = _Writer.open_for_reading(info, paths)
+    up = BtUpload(info, tracker_peer_id())
+    peers = BtPeers(up, info.info_hash, trackers, emit, wanting=False, left=lambda: 0,
+                    read=files.read)
+    try:
+        await peers.start()
+        on_link(MagnetLink(info.info_hash, tuple(trackers), info.name, info.total_length).uri())
+        await asyncio.Event().wait()
+    finally:
+        await peers.close()
+        files.abort()
