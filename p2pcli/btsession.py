@@ -272,6 +272,30 @@ async def _nothing(*_: object) -> None:
     return None
 
 
+async def _progress(dl: BtDownload, peers: BtPeers, emit: EventSink, timeout: float,
+                    failure: list[BaseException], done: asyncio.Event) -> None:
+    """A magnet fetch's progress event every TICK; once the metadata is known, give up
+    (NoPeers into `failure`) when every peer has been gone for `timeout`."""
+    last, alone_since = 0, time.monotonic()  # when the last peer left (or the start)
+    while True:
+        await asyncio.sleep(TICK)
+        now = time.monotonic()
+        if peers.links:
+            alone_since = now
+        elif dl.info is not None and now - alone_since > timeout:
+            failure.append(NoPeers(f"every BitTorrent peer left and none came back within "
+                                   f"{timeout:g} s; the download is incomplete"))
+            done.set()
+        info = dl.info
+        verified = info and dl.picker and dl.picker.n_have
+        emit(ev.Progress(peers=len(peers.links), received=dl.bytes_received,
+                         rate=int((dl.bytes_received - last) / TICK), sent=0,
+                         size=info.total_length if info else None,
+                         pieces=len(info.pieces) if info else None,
+                         verified=verified if info else None))
+        last = dl.bytes_received
+
+
 async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, emit: EventSink,
                        timeout: float, force: bool, stdout_fd: int = 1,
                        info: TorrentInfo | None = None) -> str:
@@ -312,30 +336,8 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
         return dl.info.total_length if dl.info else link.exact_length
 
     peers = BtPeers(dl, link.info_hash, trackers, emit, wanting=True, left=left, after=after)
-    alone_since = [time.monotonic()]  # when the last peer left (or the start)
-
-    async def progress() -> None:
-        last = 0
-        while True:
-            await asyncio.sleep(TICK)
-            now = time.monotonic()
-            if peers.links:
-                alone_since[0] = now
-            elif dl.info is not None and now - alone_since[0] > timeout:
-                failure.append(NoPeers(f"every BitTorrent peer left and none came back within "
-                                       f"{timeout:g} s; the download is incomplete"))
-                done.set()
-            info = dl.info
-            verified = info and dl.picker and dl.picker.n_have
-            emit(ev.Progress(peers=len(peers.links), received=dl.bytes_received,
-                             rate=int((dl.bytes_received - last) / TICK), sent=0,
-                             size=info.total_length if info else None,
-                             pieces=len(info.pieces) if info else None,
-                             verified=verified if info else None))
-            last = dl.bytes_received
-
     try:
-        peers.spawn(progress())
+        peers.spawn(_progress(dl, peers, emit, timeout, failure, done))
         await peers.start()
         try:
             await asyncio.wait_for(_metadata_or_done(dl, done), timeout)
