@@ -4,8 +4,9 @@ A peer's id is whatever the rendezvous that introduced it calls it: a Socket.IO 
 random characters), `wt0:` and 40 hex digits (a WebTorrent tracker's peer id), `pj0:3.name`
 (a PeerJS slot and instance), `px:` and hex (met through another peer). Printed whole they
 fill a line and all look alike; cut to their first few characters, two can collide. So a
-name is the rendezvous prefix and the first SHORT characters of the rest, lengthened for a
-peer whose short name another peer already has, for as long as this command runs.
+name is the rendezvous prefix and the first SHORT characters of the rest (past a tracker
+peer id's client tag), lengthened for a peer whose short name another peer already has,
+for as long as this command runs.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ def split(peer: str) -> tuple[str, str]:
     return (m.group(), peer[m.end():]) if m else ("", peer)
 
 
+def _without_client_tag(body: str) -> str:
+    """A tracker's peer id begins with its client's tag ("-P2P010-", "-WW0208-": Azureus
+    style), the same for every peer of one program: name the peer by the rest."""
+    if len(body) == 40 and re.fullmatch(r"[0-9a-f]{40}", body):
+        raw = bytes.fromhex(body)
+        if raw[:1] == b"-" and raw[7:8] == b"-":
+            return body[16:]
+    return body
+
+
 def remote_address(pair: str | None) -> str | None:
     """The far end's address of an ICE pair, 'host 10.0.0.1:1 -> srflx 203.0.113.7:2'."""
     if not pair or "->" not in pair:
@@ -54,6 +65,7 @@ class PeerNames:
         if name is not None:
             return name
         prefix, body = split(peer)
+        body = _without_client_tag(body)
         n = self.short
         name = prefix + body[:n]
         while name in self._taken and n < len(body):

@@ -73,8 +73,8 @@ def check_tracker_url(url: str, original: str | None = None) -> str:
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in ("ws", "wss") or not parts.netloc:
-        where = f"link {original!r} has tracker" if original else "tracker"
-        raise InvalidLink(f"{where} {url!r} is not a ws:// or wss:// URL")
+        where = f"link {original!r} names the tracker" if original else "the tracker"
+        raise InvalidLink(f"{where} {url!r}, which is not a ws:// or wss:// URL")
     return url
 
 
@@ -85,8 +85,10 @@ def check_peerjs_url(url: str, original: str | None = None) -> str:
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in PEERJS_SCHEMES or not parts.netloc:
-        where = f"link {original!r} has PeerJS server" if original else "PeerJS server"
-        raise InvalidLink(f"{where} {url!r} is not a peerjs://, http(s):// or ws(s):// URL")
+        where = (f"link {original!r} names the PeerJS server" if original
+                 else "the PeerJS server")
+        raise InvalidLink(f"{where} {url!r}, which is not a peerjs://, http(s):// or ws(s):// "
+                          "URL")
     return url
 
 

@@ -33,6 +33,16 @@ def test_names_stay_distinct_when_ids_share_their_start() -> None:
     assert names("wt0:" + "ab" * 20) != names("wt1:" + "ab" * 20)
 
 
+def test_tracker_peers_are_named_past_their_client_tag() -> None:
+    """Every p2p tracker peer id starts "-P2P010-" (WebTorrent's "-WW0208-"): named by
+    its first characters, all of them read "wt0:2d5032"."""
+    names = PeerNames()
+    ours = ["wt0:" + (b"-P2P010-" + bytes([n]) * 12).hex() for n in (1, 2)]
+    webtorrent = "wt0:" + (b"-WW0208-" + b"\xab" * 12).hex()
+    assert [names(p) for p in (*ours, webtorrent)] == [
+        "wt0:010101", "wt0:020202", "wt0:ababab"]
+
+
 def test_the_far_address_comes_from_the_pair() -> None:
     assert remote_address("host 10.0.0.1:5000 -> srflx 203.0.113.7:40000") == "203.0.113.7:40000"
     assert remote_address("relay [2001:db8::1]:3478 -> host [2001:db8::2]:9") == "[2001:db8::2]:9"
