@@ -22,6 +22,8 @@ import bisect
 import contextlib
 import hashlib
 import itertools
+import marshal
+import operator
 import os
 import stat
 import time
@@ -42,17 +44,23 @@ from .hashing import (
 )
 from .manifest import (
     MAX_ENTRIES,
+    TREE_VERSION,
+    Entry,
     Manifest,
     check_entries,
     check_name,
     decode,
-    make_entries,
     path_key,
     piece_size_for,
+    tree_title,
 )
 from .wire import MAX_MANIFEST  # a peer refuses a larger manifest
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# Per-file hot paths build their tuples with tuple.__new__: a NamedTuple's own __new__ is a
+# Python function, a frame per file (~0.06 s of a 100,000-file tree, three tuples each).
+_new = tuple.__new__
+_by_name = operator.attrgetter("name")
 
 
 class Item(NamedTuple):
@@ -85,7 +93,9 @@ def _checked(name: str, shown: str) -> str:
 
 def _walk(top: str, prefix: str, out: list[Item]) -> None:
     """Append the files and empty folders under the folder `top` as `prefix/...` (no
-    prefix: at the top). Plain strings, not Paths: this runs once per file."""
+    prefix: at the top). Plain strings, not Paths, and as little as possible per file: this
+    loop runs once per file, and on a tree of small files it is what hashing costs beyond
+    the reads (benchmarks/README.md, "Hashing a folder share")."""
     try:
         with os.scandir(top) as it:
             found = list(it)
@@ -99,28 +109,32 @@ def _walk(top: str, prefix: str, out: list[Item]) -> None:
         return
     # Names in code-point order, which is UTF-8 byte order: the walk yields the canonical
     # order (manifest.path_key) with no sort of the whole list afterwards.
-    found.sort(key=lambda d: d.name)
+    found.sort(key=_by_name)
+    base = prefix + "/" if prefix else ""
+    append, is_reg, is_dir = out.append, stat.S_ISREG, stat.S_ISDIR
     for d in found:
-        shown = d.path
         # Names are checked once the list is complete (`_check`), with the rest of the rules.
-        rel = f"{prefix}/{d.name}" if prefix else d.name
         try:
-            link = d.is_symlink()
             st = d.stat()  # follows a link: a link to a file is shared by content
         except FileNotFoundError:
-            raise UsageError(f"{shown} is a dangling symbolic link; remove it or fix it") from None
+            raise UsageError(f"{d.path} is a dangling symbolic link; remove it or fix it") from None
         except OSError as e:
-            raise UsageError(f"{shown}: cannot open ({e.strerror})") from None
-        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{d.path}: cannot open ({e.strerror})") from None
+        mode = st.st_mode
+        if is_reg(mode):
+            append(_new(Item, (base + d.name, d.path, st.st_size, False, st.st_mtime_ns,
+                               st.st_ino, st.st_dev)))
+        elif is_dir(mode):
+            try:
+                link = d.is_symlink()  # only a folder needs asking: linked files are fine
+            except OSError as e:
+                raise UsageError(f"{d.path}: cannot open ({e.strerror})") from None
             if link:
-                raise UsageError(f"{shown} is a symbolic link to a folder; p2p shares linked "
+                raise UsageError(f"{d.path} is a symbolic link to a folder; p2p shares linked "
                                  "files by content but does not follow linked folders")
-            _walk(d.path, rel, out)
-        elif stat.S_ISREG(st.st_mode):
-            out.append(Item(rel, d.path, st.st_size, False, st.st_mtime_ns,
-                            st.st_ino, st.st_dev))
+            _walk(d.path, base + d.name, out)
         else:
-            raise UsageError(f"{shown} is not a regular file (a FIFO, socket or device)")
+            raise UsageError(f"{d.path} is not a regular file (a FIFO, socket or device)")
         if len(out) > MAX_ENTRIES:
             raise UsageError(f"too many files: a share holds at most {MAX_ENTRIES}")
 
@@ -131,6 +145,13 @@ def collect(paths: list[str]) -> tuple[str, list[Item]]:
     One folder: the folder, under its own name. Several paths: each file (or folder) at the
     top, with no root folder.
     """
+    root, items, _ = _collect(paths)
+    return root, items
+
+
+def _collect(paths: list[str]) -> tuple[str, list[Item], tuple[Entry, ...]]:
+    """`collect`, and the manifest entries it checked (hash_tree builds the manifest from
+    them rather than making them again)."""
     items: list[Item] = []
     root = ""
     for raw in paths:
@@ -161,8 +182,7 @@ def collect(paths: list[str]) -> tuple[str, list[Item]]:
         if a.rel == b.rel:
             raise UsageError(f"{a.path} and {b.path} would both be {a.rel!r} in the share; "
                              "give only one of them")
-    _check(root, items)
-    return root, items
+    return root, items, _check(root, items)
 
 
 class TreeReader:
@@ -174,13 +194,9 @@ class TreeReader:
     """
 
     def __init__(self, files: list[tuple[str, int]], short=None) -> None:
-        self.files = [(p, n) for p, n in files if n]
-        self.starts: list[int] = []
-        at = 0
-        for _, n in self.files:
-            self.starts.append(at)
-            at += n
-        self.size = at
+        self.files = [f for f in files if f[1]]
+        self.starts = [0, *itertools.accumulate(n for _, n in self.files)]
+        self.size = self.starts.pop()
         self.short = short or (lambda path: UsageError(
             f"{path} changed while it was being hashed; wait until it is written "
             "completely, then seed it again"))
@@ -220,11 +236,24 @@ class TreeReader:
         return bytes(buf[:n])
 
 
-def _check(root: str, items: list[Item]) -> None:
+def _entries(items: list[Item]) -> tuple[Entry, ...]:
+    """The manifest entries of `items` (manifest.make_entries, without the list of
+    (path, size, folder) tuples in between)."""
+    out, at = [], 0
+    append = out.append
+    for rel, _path, size, folder, _mtime, _ino, _dev in items:
+        append(_new(Entry, (rel, size, at, folder)))
+        at += size
+    return tuple(out)
+
+
+def _check(root: str, items: list[Item]) -> tuple[Entry, ...]:
     """Every rule a receiver applies to the list (manifest.check_entries), before any file
-    is read: a name no receiver may create should not cost a read of the tree."""
+    is read: a name no receiver may create should not cost a read of the tree. Returns the
+    entries checked."""
+    entries = _entries(items)
     try:
-        check_entries(make_entries([(i.rel, i.size, i.folder) for i in items]))
+        check_entries(entries)
     except ManifestError as e:
         for i in items:  # which file: the error names its path in the share only
             for name in i.rel.split("/"):
@@ -234,11 +263,15 @@ def _check(root: str, items: list[Item]) -> None:
                 _checked(name, i.path)
         raise UsageError(f"cannot be shared: {e.message.removeprefix('manifest ')}, so some "
                          "receivers could not save it; rename one of the files") from None
+    return entries
 
 
 def _cache_key(root: str, items: list[Item]) -> str:
-    text = "\n".join(["tree", root, *("\0".join(map(str, i)) for i in items)])
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    # marshal of plain tuples: C code throughout, where joining str() of every field cost
+    # ~1 µs a file. Version 2 (no back-references: their bookkeeping made version 4 twice
+    # as slow here); another Python's format would only cost a cache miss.
+    data = marshal.dumps(("tree", root, list(map(tuple, items))), 2)
+    return hashlib.sha256(data).hexdigest()
 
 
 def hash_tree(paths: list[str], progress: Progress | None = None, *,
@@ -250,20 +283,19 @@ def hash_tree(paths: list[str], progress: Progress | None = None, *,
     if len(paths) == 1 and not Path(paths[0]).expanduser().is_dir():
         m = hash_file(paths[0], progress, use_cache=use_cache)
         return m, [Item(m.name, str(Path(paths[0]).expanduser()), m.size, False)]
-    root, items = collect(paths)
-    total = sum(i.size for i in items)
+    root, items, entries = _collect(paths)
+    total = entries[-1].end if entries else 0
     piece_size = piece_size_for(total)
-    entries = [(i.rel, i.size, i.folder) for i in items]
-    cache_file = cache_dir() / (_cache_key(root, items) + ".manifest")
-    if use_cache:
+    cache_file = cache_dir() / (_cache_key(root, items) + ".manifest") if use_cache else None
+    if cache_file:
         with contextlib.suppress(OSError, ManifestError):
             m = decode(manifestcache.read(cache_file))
-            if m.root == root and m.piece_size == piece_size and m.entries is not None and [
-                    (e.path, e.size, e.folder) for e in m.entries] == entries:
+            # Same paths, sizes and kinds in the same order: the same entries, offsets too.
+            if m.root == root and m.piece_size == piece_size and m.entries == entries:
                 if progress:
                     progress(total, total)
                 return m, items
-    reader = TreeReader([(i.path, i.size) for i in items if not i.folder])
+    reader = TreeReader([(i[1], i[2]) for i in items if i[2]])
     workers = min(workers, os.cpu_count() or 1)
     # Two threads pay off when reading and hashing dominate; on a tree of small files the
     # Python work per file holds the GIL, and a second thread only adds contention.
@@ -283,13 +315,17 @@ def hash_tree(paths: list[str], progress: Progress | None = None, *,
     if progress:
         progress(total, total)
     try:
-        m = Manifest.create_tree(root, entries, piece_size, hashes, checked=True)
+        # Manifest.create_tree(checked=True) from the entries `_check` made and checked.
+        m = Manifest(name=tree_title(root, entries), size=total, piece_size=piece_size,
+                     piece_hashes=tuple(hashes), version=TREE_VERSION, root=root,
+                     entries=entries)
+        m.validate_geometry()
     except ManifestError as e:
         raise UsageError(f"cannot be shared: {e}") from None
     if len(m.encoded) > MAX_MANIFEST:
         raise UsageError(f"the file list is too long: its manifest would be {len(m.encoded)} "
                          f"bytes, more than {MAX_MANIFEST}; share fewer files or an archive")
-    if use_cache:
+    if cache_file:
         manifestcache.write(cache_file, m.encode(), time.time())
     return m, items
 
