@@ -188,10 +188,10 @@ def make_entries(items: list[tuple[str, int, bool]]) -> tuple[Entry, ...]:
 
 
 def check_entries(entries: tuple[Entry, ...]) -> None:
-    # Once per entry of a share of up to 10^6: the common case (an ASCII name, the same
-    # folder as the entry before) is inlined; every rule is the same for every entry.
     if len(entries) > MAX_ENTRIES:
         raise ManifestError(f"manifest lists {len(entries)} entries, more than {MAX_ENTRIES}")
+    # Once per entry of a share of up to 10^6: the common case (an ASCII name, the same
+    # folder as the entry before) is inlined; every rule is the same for every entry.
     folded: set[str] = set()
     prefixes: set[str] = set()  # folded folders holding entries
     seen: set[str] = set()  # folders (exact) already checked: each is checked once
@@ -202,8 +202,8 @@ def check_entries(entries: tuple[Entry, ...]) -> None:
     plain, add = _PLAIN_NAME, folded.add
     for path, size, offset, folder in entries:
         # A character is at most 4 UTF-8 bytes: a short path needs no encoding to measure.
-        if not path or len(path) > MAX_PATH_BYTES // 4 and (len(path) > MAX_PATH_BYTES or len(
-                path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES):
+        if not path or (len(path) > MAX_PATH_BYTES // 4 and (len(path) > MAX_PATH_BYTES or len(
+                path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES)):
             raise ManifestError(f"manifest path of {len(path)} characters is empty or too long")
         head, _, name = path.rpartition("/")
         if not (name.isascii() and plain(name)):
