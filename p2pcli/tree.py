@@ -233,6 +233,19 @@ class TreeReader:
             if size:
                 add_path(path)
                 add_size(size)
+        self._index(short)
+
+    @classmethod
+    def of_items(cls, items: list[Item], short=None) -> TreeReader:
+        """The reader of a walk's items, its lists made with C loops (compress, filter)."""
+        self = cls.__new__(cls)
+        sizes = list(map(_size_of, items))
+        self.paths = list(itertools.compress(map(_path_of, items), sizes))  # size > 0 only
+        self.sizes = list(filter(None, sizes))
+        self._index(short)
+        return self
+
+    def _index(self, short) -> None:
         self.starts = [0, *itertools.accumulate(self.sizes)]
         self.size = self.starts.pop()
         self.short = short or (lambda path: UsageError(
@@ -354,7 +367,7 @@ def hash_tree(paths: list[str], progress: Progress | None = None, *,
                 if progress:
                     progress(total, total)
                 return m, items
-    reader = TreeReader(zip(map(_path_of, items), map(_size_of, items), strict=True))
+    reader = TreeReader.of_items(items)
     workers = min(workers, os.cpu_count() or 1)
     # Two threads pay off when reading and hashing dominate; on a tree of small files the
     # Python work per file holds the GIL, and a second thread only adds contention.
