@@ -207,7 +207,8 @@ def check_entries(entries: tuple[Entry, ...]) -> None:
                 path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES)):
             raise ManifestError(f"manifest path of {len(path)} characters is empty or too long")
         head, _, name = path.rpartition("/")
-        if not (name.isascii() and plain(name)):
+        ascii = path.isascii()
+        if not (ascii and plain(name)):
             check_name(name)
         if head == last_head:
             # The same folder: canonical order (path_key) comes down to the names.
@@ -233,7 +234,7 @@ def check_entries(entries: tuple[Entry, ...]) -> None:
         if not 0 <= size <= MAX_SIZE or offset != at:
             raise ManifestError(f"manifest entry {path!r} has a bad size or offset")
         at += size
-        f = path.lower() if path.isascii() else _fold(path)
+        f = path.lower() if ascii else _fold(path)
         if f in folded:
             raise ManifestError(f"manifest paths collide on case-insensitive systems at {path!r}")
         add(f)

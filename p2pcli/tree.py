@@ -134,6 +134,11 @@ def _walk_entries(top: str, prefix: str, found: list[os.DirEntry[str]],
         if prefix:
             out.append(Item(prefix, top, 0, True))
         return
+    # Each entry adds at least one item (a folder: its files, or itself if empty), so this
+    # refuses before the loop what would be too many after it; the check after the loop
+    # catches what subfolders add. Not once per file: this loop is the walk's hot path.
+    if len(out) + len(found) > MAX_ENTRIES:
+        raise UsageError(f"too many files: a share holds at most {MAX_ENTRIES}")
     # Names in code-point order, which is UTF-8 byte order: the walk yields the canonical
     # order (manifest.path_key) with no sort of the whole list afterwards.
     found.sort(key=_by_name)
@@ -165,8 +170,8 @@ def _walk_entries(top: str, prefix: str, found: list[os.DirEntry[str]],
             _walk(at + name, base + name, out)
         else:
             raise UsageError(f"{at}{name} is not a regular file (a FIFO, socket or device)")
-        if len(out) > MAX_ENTRIES:
-            raise UsageError(f"too many files: a share holds at most {MAX_ENTRIES}")
+    if len(out) > MAX_ENTRIES:
+        raise UsageError(f"too many files: a share holds at most {MAX_ENTRIES}")
 
 
 def collect(paths: list[str]) -> tuple[str, list[Item]]:

@@ -142,6 +142,28 @@ def craft(entries: list[tuple[int, bytes, int]], root: bytes = b"r", log2: int =
     return b"".join(out) + hashes
 
 
+def test_walk_refuses_too_many_entries_wherever_they_are(tmp_path: Path, monkeypatch) -> None:
+    # The walk counts per folder (before and after its loop), not per file: a limit of 4
+    # must still refuse 5 entries however they are spread, and allow exactly 4.
+    import p2pcli.tree as tree
+
+    monkeypatch.setattr(tree, "MAX_ENTRIES", 4)
+    for layout in (["a", "b", "c", "d", "e"], ["s/a", "s/b", "t/c", "t/d", "t/e"],
+                   ["a", "s/b", "s/t/c", "s/t/d", "s/u"], ["a", "b", "c", "d", "e/"]):
+        top = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
+        for rel in layout:
+            (top / rel).parent.mkdir(parents=True, exist_ok=True)
+            if rel.endswith("/"):
+                (top / rel).mkdir()
+            else:
+                (top / rel).write_bytes(b"x")
+        with pytest.raises(UsageError, match="too many files"):
+            collect([str(top)])
+        (top / layout[-1].rstrip("/")).rmdir() if layout[-1].endswith("/") else (
+            top / layout[-1]).unlink()
+        assert len(collect([str(top)])[1]) == 4
+
+
 @pytest.mark.parametrize("path", [
     b"..", b"../etc/passwd", b"a/../../b", b"/etc/passwd", b"a//b", b"a/", b"C:evil",
     b"a\\..\\b", b"nul", b"a/con.txt", b"trailing.", b"x\x00y", b"a/\xe2\x80\xaeexe.jpg",
