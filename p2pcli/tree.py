@@ -359,11 +359,12 @@ def hash_tree(paths: list[str], progress: Progress | None = None, *,
     if len(paths) == 1 and not Path(paths[0]).expanduser().is_dir():
         m = hash_file(paths[0], progress, use_cache=use_cache)
         return m, [Item(m.name, str(Path(paths[0]).expanduser()), m.size, False)]
-    with _gc_paused():
+    with _gc_paused():  # the key's 100,000 tuples too
         root, items, entries = _collect(paths)
+        key = _cache_key(root, items) if use_cache else None
     total = entries[-1].end if entries else 0
     piece_size = piece_size_for(total)
-    cache_file = cache_dir() / (_cache_key(root, items) + ".manifest") if use_cache else None
+    cache_file = cache_dir() / (key + ".manifest") if key else None
     if cache_file:
         with contextlib.suppress(OSError, ManifestError):
             m = decode(manifestcache.read(cache_file))
