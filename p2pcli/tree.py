@@ -63,7 +63,8 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # Python function, a frame per file (~0.06 s of a 100,000-file tree, three tuples each).
 _new = tuple.__new__
 _by_name = operator.attrgetter("name")
-_path_of, _size_of = operator.itemgetter(1), operator.itemgetter(2)  # Item.path, Item.size
+# Item.rel, .path, .size and .folder, for map(): C calls where a lambda is a Python frame.
+_rel_of, _path_of, _size_of, _folder_of = map(operator.itemgetter, range(4))
 
 
 class Item(NamedTuple):
@@ -123,6 +124,30 @@ def _walk(top: str, prefix: str, out: list[Item]) -> None:
         _close(dfd)  # after the entries' stat calls, which are relative to it
 
 
+_STAT = os.DirEntry.stat
+_MODE, _SIZE, _MTIME, _INO, _DEV = map(operator.attrgetter, (
+    "st_mode", "st_size", "st_mtime_ns", "st_ino", "st_dev"))
+
+
+def _plain_files(base: str, at: str, found: list[os.DirEntry[str]], out: list[Item]) -> bool:
+    """The usual folder, only regular files (or links to them), in C loops: map() stats
+    them and builds their items, where the loop in `_walk_entries` runs bytecode per file
+    (~0.06 s of a 100,000-file tree). False, with `out` unchanged, for anything else
+    (a subfolder, a FIFO, a stat that fails): that loop then decides, with its errors."""
+    try:
+        stats = list(map(_STAT, found))  # follows links: a link to a file is shared
+    except OSError:
+        return False
+    if not all(map(stat.S_ISREG, map(_MODE, stats))):
+        return False
+    names = list(map(_by_name, found))
+    out += map(_new, itertools.repeat(Item), zip(
+        map(base.__add__, names), map(at.__add__, names), map(_SIZE, stats),
+        itertools.repeat(False), map(_MTIME, stats), map(_INO, stats), map(_DEV, stats),
+        strict=False))  # the repeat() is endless; the others are as long as `found`
+    return True
+
+
 def _close(fd: int | None) -> None:
     if fd is not None:
         os.close(fd)
@@ -144,6 +169,8 @@ def _walk_entries(top: str, prefix: str, found: list[os.DirEntry[str]],
     found.sort(key=_by_name)
     base = prefix + "/" if prefix else ""
     at = os.path.join(top, "")  # top and a separator: an entry's path is at + its name
+    if _plain_files(base, at, found, out):
+        return
     append, is_reg, is_dir = out.append, stat.S_ISREG, stat.S_ISDIR
     for d in found:
         # Names are checked once the list is complete (`_check`), with the rest of the rules.
@@ -297,14 +324,13 @@ class TreeReader:
 
 
 def _entries(items: list[Item]) -> tuple[Entry, ...]:
-    """The manifest entries of `items` (manifest.make_entries, without the list of
-    (path, size, folder) tuples in between)."""
-    out, at = [], 0
-    append = out.append
-    for rel, _path, size, folder, _mtime, _ino, _dev in items:
-        append(_new(Entry, (rel, size, at, folder)))
-        at += size
-    return tuple(out)
+    """The manifest entries of `items` (manifest.make_entries), made by C loops (map, zip,
+    accumulate over the items' fields): no Python bytecode per entry."""
+    sizes = list(map(_size_of, items))
+    # strict=False: the offsets run one longer (the total comes last).
+    fields = zip(map(_rel_of, items), sizes, itertools.accumulate(sizes, initial=0),
+                 map(_folder_of, items), strict=False)
+    return tuple(map(_new, itertools.repeat(Entry), fields))
 
 
 def _check(root: str, items: list[Item]) -> tuple[Entry, ...]:

@@ -405,3 +405,23 @@ def test_tree_part_from_many_threads_with_few_descriptors(tmp_path: Path, monkey
     st.close()
     for f in m.files:
         assert (out / "t" / f.path).read_bytes() == (src / f.path).read_bytes()
+
+
+def test_walk_shortcut_for_plain_folders_lists_what_the_loop_lists(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    # A folder of only files (and links to files) is walked by map() in C loops; the same
+    # items, field for field, as the per-entry loop that handles every other folder.
+    import p2pcli.tree as tree
+
+    top = tmp_path / "top"
+    for rel, data in (("b.txt", b"bb"), ("a/z", b""), ("a/é.txt", b"x"), ("c/d/e", b"e"),
+                      ("B", b"1")):
+        (top / rel).parent.mkdir(parents=True, exist_ok=True)
+        (top / rel).write_bytes(data)
+    (top / "empty").mkdir()
+    (top / "a" / "link").symlink_to(top / "b.txt")
+    fast = collect([str(top)])
+    monkeypatch.setattr(tree, "_plain_files", lambda *_: False)
+    assert collect([str(top)]) == fast
+    assert [i.rel for i in fast[1]] == ["B", "a/link", "a/z", "a/é.txt", "b.txt", "c/d/e",
+                                        "empty"]
