@@ -33,6 +33,7 @@ over the files' bytes concatenated in path order, across file boundaries::
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 import struct
 import unicodedata
@@ -48,7 +49,7 @@ TREE_VERSION = 2  # a folder or several files
 MAX_ENTRIES = 1 << 20  # files and empty folders in one share
 MAX_PATH_BYTES = 4096  # a path inside a share, "/"-joined
 MAX_DEPTH = 64  # components in one path
-FILE, FOLDER = 0, 1
+FILE, FOLDER = 0, 1  # an entry's kind: its `folder` flag as an integer
 HASH_LEN = 32
 MIN_PIECE_LOG2 = 14  # 16 KiB: small enough that a 1-byte change re-sends little
 MAX_PIECE_LOG2 = 24  # 16 MiB: bounds the memory one unverified piece can hold
@@ -71,6 +72,15 @@ _DEVICE = re.compile(r"(?:CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00
                      r"|CONIN\$|CONOUT\$)", re.IGNORECASE | re.ASCII)
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _ASCII_SAFE = re.compile(r'[^\x00-\x1f\x7f/\\<>:"|?*]*')  # what the loop lets through
+# An ASCII name that passes every rule of check_name, in one match: no refused character,
+# 1..255 characters (bytes, being ASCII), not ending with a dot or space (so not "." or
+# ".." either), and no device name before the first dot, trailing spaces ignored. Used on
+# names already known to be ASCII; anything it does not match takes the full check.
+_PLAIN_NAME = re.compile(
+    r"(?!(?:CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3]|CONIN\$|CONOUT\$)"
+    r" *(?:\.|\Z))"
+    r'[^\x00-\x1f\x7f/\\<>:"|?*]{0,254}[^\x00-\x1f\x7f/\\<>:"|?*. ]',
+    re.IGNORECASE | re.ASCII).fullmatch
 
 
 def piece_size_for(size: int) -> int:
@@ -96,6 +106,8 @@ def check_name(name: str) -> None:
     One rule, also in p2pcli/web/js/manifest.js (checkName) and docs/PROTOCOL.md 1.2;
     tests/data/names.json holds the table both are tested against.
     """
+    if name.isascii() and _PLAIN_NAME(name):  # most names: one match, no loop
+        return
     if not name:
         raise ManifestError("manifest has an empty file name")
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
@@ -179,41 +191,53 @@ def make_entries(items: list[tuple[str, int, bool]]) -> tuple[Entry, ...]:
 def check_entries(entries: tuple[Entry, ...]) -> None:
     if len(entries) > MAX_ENTRIES:
         raise ManifestError(f"manifest lists {len(entries)} entries, more than {MAX_ENTRIES}")
+    # Once per entry of a share of up to 10^6: the common case (an ASCII name, the same
+    # folder as the entry before) is inlined; every rule is the same for every entry.
     folded: set[str] = set()
     prefixes: set[str] = set()  # folded folders holding entries
     seen: set[str] = set()  # folders (exact) already checked: each is checked once
-    last: list[str] | None = None
+    last: str | None = None  # the entry before
+    last_head: str | None = None  # its folder
+    last_name = ""
     at = 0
-    for e in entries:
-        path = e.path
-        if not path or len(path) > MAX_PATH_BYTES or len(
-                path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+    plain, add = _PLAIN_NAME, folded.add
+    for path, size, offset, folder in entries:
+        # A character is at most 4 UTF-8 bytes: a short path needs no encoding to measure.
+        if not path or (len(path) > MAX_PATH_BYTES // 4 and (len(path) > MAX_PATH_BYTES or len(
+                path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES)):
             raise ManifestError(f"manifest path of {len(path)} characters is empty or too long")
         head, _, name = path.rpartition("/")
-        check_name(name)
-        if head and head not in seen:
-            parts = check_path(head)
-            if len(parts) >= MAX_DEPTH:
-                raise ManifestError(f"manifest path {path!r} is more than {MAX_DEPTH} "
-                                    "folders deep")
-            for i in range(1, len(parts) + 1):
-                folder = "/".join(parts[:i])
-                if folder not in seen:
-                    seen.add(folder)
-                    prefixes.add(_fold(folder))
-        key = path_key(path)
-        if last is not None and key <= last:
-            raise ManifestError(f"manifest entries are not in canonical order at {path!r}")
-        last = key
-        if e.folder and e.size:
+        ascii = path.isascii()
+        if not (ascii and plain(name)):
+            check_name(name)
+        if head == last_head:
+            # The same folder: canonical order (path_key) comes down to the names.
+            if name <= last_name:
+                raise ManifestError(f"manifest entries are not in canonical order at {path!r}")
+        else:
+            if head and head not in seen:
+                parts = check_path(head)
+                if len(parts) >= MAX_DEPTH:
+                    raise ManifestError(f"manifest path {path!r} is more than {MAX_DEPTH} "
+                                        "folders deep")
+                for i in range(1, len(parts) + 1):
+                    sub = "/".join(parts[:i])
+                    if sub not in seen:
+                        seen.add(sub)
+                        prefixes.add(_fold(sub))
+            if last is not None and path_key(path) <= path_key(last):
+                raise ManifestError(f"manifest entries are not in canonical order at {path!r}")
+            last_head = head
+        last, last_name = path, name
+        if folder and size:
             raise ManifestError(f"manifest folder {path!r} has a size")
-        if not 0 <= e.size <= MAX_SIZE or e.offset != at:
+        if not 0 <= size <= MAX_SIZE or offset != at:
             raise ManifestError(f"manifest entry {path!r} has a bad size or offset")
-        at += e.size
-        f = _fold(path)
+        at += size
+        f = path.lower() if ascii else _fold(path)
         if f in folded:
             raise ManifestError(f"manifest paths collide on case-insensitive systems at {path!r}")
-        folded.add(f)
+        add(f)
     if folded & prefixes:
         raise ManifestError("manifest lists a file (or empty folder) that is also a folder "
                             "holding other entries")
@@ -343,11 +367,9 @@ class Manifest:
             root = self.root.encode("utf-8")
             out = [_HEADER.pack(MAGIC, self.version, log2, len(root)), root,
                    _COUNT.pack(len(self.entries))]
-            for e in self.entries:
-                path = e.path.encode("utf-8")
-                out += [_ENTRY.pack(FOLDER if e.folder else FILE, len(path)), path,
-                        _SIZE.pack(e.size)]
-            return b"".join((*out, *self.piece_hashes))
+            out += _encode_entries(self.entries)
+            out += self.piece_hashes
+            return b"".join(out)
         name = self.name.encode("utf-8")
         return b"".join(
             (
@@ -369,6 +391,25 @@ class Manifest:
     def content_id(self) -> str:
         """The content hash as users see it: 64 lowercase hex digits."""
         return self.content_hash.hex()
+
+
+def _encode_entries(entries: tuple[Entry, ...]) -> list[bytes]:
+    """Each entry's kind and path length, path, and size, in order: built with map() and
+    slice assignment, C loops, since a share may list 10^6 entries."""
+    paths = list(map(_PATH_OF, entries))
+    joined = "\n".join(paths).encode("utf-8")
+    raws = joined.split(b"\n")
+    if len(raws) != len(paths):  # a path holding "\n" (a valid manifest has none)
+        raws = [p.encode("utf-8") for p in paths]
+    out: list[bytes] = [b""] * (3 * len(paths))
+    # The kind is the folder flag as an integer: FOLDER is True (1), FILE False (0).
+    out[0::3] = map(_ENTRY.pack, map(_FOLDER_OF, entries), map(len, raws))
+    out[1::3] = raws
+    out[2::3] = map(_SIZE.pack, map(_SIZE_OF, entries))
+    return out
+
+
+_PATH_OF, _SIZE_OF, _FOLDER_OF = (operator.itemgetter(i) for i in (0, 1, 3))  # of an Entry
 
 
 def decode(data: bytes | bytearray | memoryview) -> Manifest:

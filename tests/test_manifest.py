@@ -510,3 +510,43 @@ def test_names_with_bidi_controls_or_line_separators_are_rejected(ch: str) -> No
     # U+202E makes "gpj.exe" display as "exe.jpg"; separators break one-line output.
     with pytest.raises(ManifestError, match="control character"):
         check_name(f"movie{ch}gpj.exe")
+
+
+# -- the per-entry fast paths (issue 16) keep the rules ---------------------------------------
+
+_NAME_PARTS = ["a", "CON", "con", "Com1", "LPT9", "CONIN$", "nul", " ", ".", "..", "x" * 120,
+               ":", "*", "\\", "\x7f", "\x1f", "é", "\u202e", "txt", "-", "~"]
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_NAME_PARTS), max_size=6))
+def test_plain_name_fast_path_only_accepts_what_the_full_rules_accept(parts):
+    import p2pcli.manifest as m
+
+    name = "".join(parts)
+    fast = name.isascii() and m._PLAIN_NAME(name) is not None
+    saved = m._PLAIN_NAME
+    m._PLAIN_NAME = lambda _name: None  # the full check only
+    try:
+        check_name(name)
+        full = True
+    except ManifestError:
+        full = False
+    finally:
+        m._PLAIN_NAME = saved
+    assert not fast or full, name
+    # ...and it is the common case: a plain ASCII name the rules accept takes it.
+    if full and name.isascii() and name[0] not in " ." and len(name) <= 255:
+        stem = name.split(".", 1)[0].rstrip(" ").upper()
+        if stem not in {"CON", "NUL", "COM1", "LPT9", "CONIN$"}:
+            assert fast, name
+
+
+def test_order_is_checked_against_the_entry_before_across_folders():
+    from p2pcli.manifest import check_entries, make_entries
+
+    # a/x, a/y, then a/x/z: after a/x but before a/y; the same-folder shortcut must not
+    # leave the order check comparing against a/x.
+    with pytest.raises(ManifestError, match="canonical order"):
+        check_entries(make_entries([("a/x", 1, False), ("a/y", 1, False), ("a/x/z", 1, False)]))
+    check_entries(make_entries([("a/x", 1, False), ("a/y", 1, False), ("b/x", 1, False)]))

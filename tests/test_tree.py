@@ -142,6 +142,28 @@ def craft(entries: list[tuple[int, bytes, int]], root: bytes = b"r", log2: int =
     return b"".join(out) + hashes
 
 
+def test_walk_refuses_too_many_entries_wherever_they_are(tmp_path: Path, monkeypatch) -> None:
+    # The walk counts per folder (before and after its loop), not per file: a limit of 4
+    # must still refuse 5 entries however they are spread, and allow exactly 4.
+    import p2pcli.tree as tree
+
+    monkeypatch.setattr(tree, "MAX_ENTRIES", 4)
+    for layout in (["a", "b", "c", "d", "e"], ["s/a", "s/b", "t/c", "t/d", "t/e"],
+                   ["a", "s/b", "s/t/c", "s/t/d", "s/u"], ["a", "b", "c", "d", "e/"]):
+        top = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
+        for rel in layout:
+            (top / rel).parent.mkdir(parents=True, exist_ok=True)
+            if rel.endswith("/"):
+                (top / rel).mkdir()
+            else:
+                (top / rel).write_bytes(b"x")
+        with pytest.raises(UsageError, match="too many files"):
+            collect([str(top)])
+        (top / layout[-1].rstrip("/")).rmdir() if layout[-1].endswith("/") else (
+            top / layout[-1]).unlink()
+        assert len(collect([str(top)])[1]) == 4
+
+
 @pytest.mark.parametrize("path", [
     b"..", b"../etc/passwd", b"a/../../b", b"/etc/passwd", b"a//b", b"a/", b"C:evil",
     b"a\\..\\b", b"nul", b"a/con.txt", b"trailing.", b"x\x00y", b"a/\xe2\x80\xaeexe.jpg",
@@ -383,3 +405,23 @@ def test_tree_part_from_many_threads_with_few_descriptors(tmp_path: Path, monkey
     st.close()
     for f in m.files:
         assert (out / "t" / f.path).read_bytes() == (src / f.path).read_bytes()
+
+
+def test_walk_shortcut_for_plain_folders_lists_what_the_loop_lists(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    # A folder of only files (and links to files) is walked by map() in C loops; the same
+    # items, field for field, as the per-entry loop that handles every other folder.
+    import p2pcli.tree as tree
+
+    top = tmp_path / "top"
+    for rel, data in (("b.txt", b"bb"), ("a/z", b""), ("a/é.txt", b"x"), ("c/d/e", b"e"),
+                      ("B", b"1")):
+        (top / rel).parent.mkdir(parents=True, exist_ok=True)
+        (top / rel).write_bytes(data)
+    (top / "empty").mkdir()
+    (top / "a" / "link").symlink_to(top / "b.txt")
+    fast = collect([str(top)])
+    monkeypatch.setattr(tree, "_plain_files", lambda *_: False)
+    assert collect([str(top)]) == fast
+    assert [i.rel for i in fast[1]] == ["B", "a/link", "a/z", "a/é.txt", "b.txt", "c/d/e",
+                                        "empty"]
