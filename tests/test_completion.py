@@ -19,7 +19,11 @@ def complete(words: str) -> list[str]:
 
 
 def test_commands_and_options_complete() -> None:
-    assert sorted(complete("p2p se")) == ["seed", "serve-signal"]
+    from p2p_cli.main import app
+
+    commands = [c.name for c in app.registered_commands]
+    assert sorted(complete("p2p se")) == sorted(c for c in commands if c.startswith("se"))
+    assert {"seed", "serve-signal", "send"} <= set(complete("p2p se"))
     assert complete("p2p fetch --sel") == ["--select"]
     assert "--max-upload-rate" in complete("p2p seed --max")
 
