@@ -177,7 +177,8 @@ async def start_all(meetings: list[Meeting], emit: EventSink) -> list[Meeting]:
         elif isinstance(exc, P2PError):
             failures.append(exc)
             if len(failures) < len(meetings):  # another may still work: not fatal
-                emit(ev.Warning(message=f"{m.kind} {m.url}: {exc.message}"))
+                said = exc.message if m.url in exc.message else f"{m.kind} {m.url}: {exc.message}"
+                emit(ev.Warning(message=said))
         else:
             log.error("%s %s failed to start", m.kind, m.url, exc_info=exc)
             failures.append(P2PError(f"{m.kind} {m.url}: {exc!r}", exit_code=1))
