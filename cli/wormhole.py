@@ -50,7 +50,7 @@ def _reporter(quiet: bool, json: bool, wait: float | None):
             self.say("on the other machine: p2p receive ", e.code)
 
         def on_offer(self, e: wev.CodeOffer) -> None:
-            self.say(("" + e.sender, "bold"), " offers ", (e.name, "bold"), f" {size(e.size)}")
+            self.say((e.sender, "bold"), " offers ", (e.name, "bold"), f" {size(e.size)}")
 
         def on_verified(self, e: wev.CodeVerified) -> None:
             self.say("code verified; connecting")

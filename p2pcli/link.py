@@ -53,12 +53,17 @@ class Target:
         return self.content_hash.hex()
 
 
-def _check_signal_url(url: str, original: str) -> str:
+def _url_ok(url: str, schemes: tuple[str, ...]) -> bool:
+    """`url` has one of `schemes` and a host."""
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. "http://[": an unclosed IPv6 bracket
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
+        return False
+    return parts.scheme in schemes and bool(parts.netloc)
+
+
+def _check_signal_url(url: str, original: str) -> str:
+    if not _url_ok(url, ("http", "https", "ws", "wss")):
         raise InvalidLink(
             f"link {original!r} has signaling URL {url!r}; expected http(s):// or ws(s)://"
         )
@@ -68,11 +73,7 @@ def _check_signal_url(url: str, original: str) -> str:
 def check_tracker_url(url: str, original: str | None = None) -> str:
     """A WebTorrent WebSocket tracker URL (ws:// or wss://); `original`: the link it came
     from, for the message (None: the user gave it with --tracker)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("ws", "wss") or not parts.netloc:
+    if not _url_ok(url, ("ws", "wss")):
         where = f"link {original!r} names the tracker" if original else "the tracker"
         raise InvalidLink(f"{where} {url!r}, which is not a ws:// or wss:// URL")
     return url
@@ -80,11 +81,7 @@ def check_tracker_url(url: str, original: str | None = None) -> str:
 
 def check_peerjs_url(url: str, original: str | None = None) -> str:
     """A PeerJS server URL (peerjs://, http(s):// or ws(s)://, docs/PROTOCOL.md §2.2)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in PEERJS_SCHEMES or not parts.netloc:
+    if not _url_ok(url, PEERJS_SCHEMES):
         where = (f"link {original!r} names the PeerJS server" if original
                  else "the PeerJS server")
         raise InvalidLink(f"{where} {url!r}, which is not a peerjs://, http(s):// or ws(s):// "

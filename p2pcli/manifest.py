@@ -289,9 +289,10 @@ class Manifest:
     def is_tree(self) -> bool:
         return self.entries is not None
 
-    @property
+    @cached_property
     def files(self) -> tuple[Entry, ...]:
-        """The files (not folders), in order; a single-file share's one file."""
+        """The files (not folders), in order; a single-file share's one file. Computed once:
+        callers index it per file."""
         if self.entries is None:
             return (Entry(self.name, self.size, 0),)
         return tuple(e for e in self.entries if not e.folder)

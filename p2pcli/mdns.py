@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: Env var that turns LAN discovery off (announcing and browsing), like --no-lan.
-ENV = "P2P_LAN"
-
 
 def _local_ips() -> list[tuple[str, int]]:
     import ifaddr

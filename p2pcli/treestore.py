@@ -202,6 +202,8 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
 
     def _whole(self, piece: int, files: set[int] | None = None) -> bool:
         """Every byte of `piece` is in a selected (or, with `files`, a listed) file."""
+        if files is None and self.keeps_pieces:
+            return True  # every file selected: no piece touches an unselected one
         ok = self.selected if files is None else files
         m = self.manifest
         return all(i in ok for i, *_ in self._segments(m.piece_offset(piece),

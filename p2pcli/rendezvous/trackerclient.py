@@ -195,9 +195,12 @@ class TrackerMeeting:
 
     async def _announce(self, *, first: bool = False) -> None:
         left, up, down, wanting = self.stats()
+        # Made at once: each gathers its own ICE candidates (a STUN round trip with --public),
+        # and the first announce is on the way to the first peer.
+        made = await asyncio.gather(*(self.h.new_offer()
+                                      for _ in range(OFFERS if wanting else SEED_OFFERS)))
         offers: list[tuple[bytes, str]] = []
-        for _ in range(OFFERS if wanting else SEED_OFFERS):
-            link, offer = await self.h.new_offer()
+        for link, offer in made:
             oid = os.urandom(20)
             self.pending[oid] = link
             offers.append((oid, offer["sdp"]))

@@ -60,15 +60,16 @@ class Admission:
 
     def peer_listed(self, peer: str, now: float) -> None:
         """A signaling peer list named `peer`: connect to it if there is room."""
-        if (peer in self.peers or peer in self.banned
-                or not self.accepting or self.slots.full):
-            return
-        self._add(peer, offerer=True, now=now)
-        self.out.push(act.Connect(peer))
+        if self._admit(peer, now):
+            self.out.push(act.Connect(peer))
 
     def answer_adopted(self, peer: str, now: float) -> bool:
         """`peer` answered an offer we made in advance (a tracker carried it to whoever it
         chose): True to keep that connection, as if we had offered to `peer` by name."""
+        return self._admit(peer, now)
+
+    def _admit(self, peer: str, now: float) -> bool:
+        """Take `peer` on as one we offer to, if it is new, not banned and there is room."""
         if (peer in self.peers or peer in self.banned or not self.accepting
                 or self.slots.full):
             return False

@@ -163,9 +163,11 @@ class PeerExchange:
         """Send `p` our list if it changed and the interval allows."""
         if not p.proto.speaks_pex or p.refusing_until is not None:
             return
-        ids = frozenset(self._listable(p)[: wire.PEX_MAX_PEERS])
         at, last = self.told.get(p.id, (None, frozenset()))
-        if ids == last or (at is not None and now < at + wire.PEX_INTERVAL):
+        if at is not None and now < at + wire.PEX_INTERVAL:
+            return  # before building the list: this runs for every peer at every tick
+        ids = frozenset(self._listable(p)[: wire.PEX_MAX_PEERS])
+        if ids == last:
             return
         self.told[p.id] = (now, ids)
         self.out.send(p, p.proto.send_pex(sorted(ids)))
