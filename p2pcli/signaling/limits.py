@@ -13,6 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from ..tokenbucket import TokenBucket
+
+__all__ = ["AddressCounter", "ConnectionMeter", "Limits", "TokenBucket"]
+
 #: Defaults, documented in docs/SIGNALING.md "Limits and timings".
 MESSAGE_RATE: Final = 100.0
 ANNOUNCE_RATE: Final = 10.0
@@ -38,32 +42,6 @@ class Limits:
     """Most peer ids one ``peer-list`` carries; a larger room gets a random sample."""
     max_per_ip: int = MAX_PER_IP
     """Connections open at once from one IP address."""
-
-
-@dataclass(slots=True)
-class TokenBucket:
-    """`rate` tokens per second, holding at most `burst`; one token per event."""
-
-    rate: float
-    burst: float
-    tokens: float = field(init=False)
-    stamp: float | None = None
-
-    def __post_init__(self) -> None:
-        self.tokens = self.burst
-
-    def take(self, now: float) -> float:
-        """Spend a token at time `now`. Returns 0 if there was one, else the seconds
-        until there will be (and spends nothing)."""
-        if self.rate <= 0:
-            return 0.0
-        if self.stamp is not None:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
 
 
 @dataclass(slots=True)

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import wire
+from ..tokenbucket import TokenBucket
 from . import actions as act
 from .admission import Admission, Drop
 from .peer import RELAYED, Peer
@@ -47,22 +48,6 @@ MAX_FAILURES = 3
 "...and failed dials before it is not dialed again at all."
 VIA_MEMORY = 60.0
 "Seconds a via is remembered for a peer that is gone (a late answer still finds its way)."
-
-
-class Bucket:
-    """A token bucket: `burst` at once, then one per `every` seconds."""
-
-    def __init__(self, burst: int, every: float, now: float) -> None:
-        self.burst, self.every = burst, every
-        self.tokens, self.at = float(burst), now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(float(self.burst), self.tokens + (now - self.at) / self.every)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 def key_of(peer_id: bytes) -> str:
@@ -96,7 +81,7 @@ class PeerExchange:
         "The ids each peer listed in its last PEX."
         self.told: dict[str, tuple[float, frozenset[bytes]]] = {}
         "When we last sent each peer a PEX, and the ids in it."
-        self.buckets: dict[tuple[str, str], Bucket] = {}
+        self.buckets: dict[tuple[str, str], TokenBucket] = {}
         "(peer, 'pex' | 'in' | 'out'): the rate budgets of each link."
         self.via: dict[str, tuple[str, float]] = {}
         "Peer exchange id -> (the peer relaying its signals, since when)."
@@ -309,8 +294,8 @@ class PeerExchange:
     def _bucket(self, p: Peer, kind: str, burst: int, every: float, now: float) -> bool:
         b = self.buckets.get((p.id, kind))
         if b is None:
-            b = self.buckets[(p.id, kind)] = Bucket(burst, every, now)
-        return b.take(now)
+            b = self.buckets[(p.id, kind)] = TokenBucket(1.0 / every, float(burst), stamp=now)
+        return b.take(now) == 0.0
 
     def _take_out(self, q: Peer, now: float) -> bool:
         return self._bucket(q, "out", wire.SIGNAL_BURST, wire.SIGNAL_REFILL, now)
