@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
-from . import events, lan
+from . import events, lan, reach
 from .errors import NoPeers, SignalUnreachable
 from .events import EventSink
 from .link import DEFAULT_SIGNAL
@@ -34,25 +34,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _local_ips() -> list[tuple[str, int]]:
-    import ifaddr
-
-    out = []
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            addr = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
-            out.append((addr, ip.network_prefix))
-    return out
-
-
 def lan_addresses() -> list[str]:
     """This machine's addresses a LAN peer may dial (lan.lan_ip's rules)."""
-    return [a for a in (lan.lan_ip(ip) for ip, _ in _local_ips()) if a is not None]
+    return [a for a in (lan.lan_ip(ip) for ip, _ in reach.interfaces()) if a is not None]
 
 
 def local_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     nets = []
-    for ip, prefix in _local_ips():
+    for ip, prefix in reach.interfaces():
         with contextlib.suppress(ValueError):
             nets.append(ipaddress.ip_network(f"{ip.split('%')[0]}/{prefix}", strict=False))
     return nets

@@ -1,4 +1,4 @@
-"""Which URLs of a listening server other machines can use (sans-IO, but `local_addresses`).
+"""Which URLs of a listening server other machines can use (sans-IO, but `interfaces`).
 
 A server bound to 0.0.0.0 is printed as http://127.0.0.1:PORT for this machine's own
 clients, which is no address to give anyone else: `serve-signal` once printed only that,
@@ -43,12 +43,20 @@ def reachable_urls(host: str, port: int, addresses: Iterable[str], *, tls: bool 
     return sorted(out, key=lambda u: "[" in u)  # stable: IPv4 before IPv6
 
 
-def local_addresses() -> list[str]:
-    """This machine's interface addresses (ifaddr), IPv4 and IPv6."""
+def interfaces() -> list[tuple[str, int]]:
+    """This machine's interface addresses and their prefix lengths (ifaddr), IPv4 and IPv6.
+
+    The one walk of the interfaces: `serve-signal`'s URLs, the link's address and mDNS's
+    networks all read it."""
     import ifaddr
 
     out = []
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
-            out.append(ip.ip if isinstance(ip.ip, str) else ip.ip[0])
+            out.append((ip.ip if isinstance(ip.ip, str) else ip.ip[0], ip.network_prefix))
     return out
+
+
+def local_addresses() -> list[str]:
+    """This machine's interface addresses, IPv4 and IPv6."""
+    return [a for a, _ in interfaces()]

@@ -13,9 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 
-import ifaddr
-
-from . import events, mdns
+from . import events, mdns, reach
 from .events import EventSink
 from .hashing import Progress, hash_file, open_for_seeding
 from .link import make_link
@@ -50,12 +48,11 @@ def lan_address(prefer: tuple[str, ...] = ()) -> str:
     """The address to print in links: a chosen one, else the first non-loopback IPv4."""
     if prefer:
         return prefer[0]
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            if isinstance(ip.ip, str):
-                addr = ipaddress.ip_address(ip.ip)
-                if not addr.is_loopback and not addr.is_link_local:
-                    return ip.ip
+    for ip, _ in reach.interfaces():
+        if ":" not in ip:
+            addr = ipaddress.ip_address(ip)
+            if not addr.is_loopback and not addr.is_link_local:
+                return ip
     return "127.0.0.1"
 
 
