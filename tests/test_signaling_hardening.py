@@ -389,3 +389,30 @@ def test_stun_alone_needs_no_token(tmp_path: Path):
         assert ice["open_relay"] is False
     finally:
         server.stop()
+
+
+async def test_tracker_sockets_count_toward_the_per_address_cap():
+    """/announce is a connection like /ws and Socket.IO: it takes one of the address's
+    --max-per-ip slots while open and frees it when closed, so one address cannot hold
+    tracker sockets without bound."""
+    import aiohttp
+
+    async with in_process(limits=Limits(max_per_ip=2)) as server:
+        url = server.url.replace("http://", "ws://") + "/announce"
+        sio = await RawSio(server.url).open()
+        try:
+            async with aiohttp.ClientSession() as http:
+                first = await http.ws_connect(url)
+                assert server.hub.core.addresses.open == {"127.0.0.1": 2}
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(url)
+                assert refused.value.status == 429
+                await first.close()
+                for _ in range(100):  # the server sees the close a few loop turns later
+                    if server.hub.core.addresses.open == {"127.0.0.1": 1}:
+                        break
+                    await asyncio.sleep(0.01)
+                again = await http.ws_connect(url)
+                await again.close()
+        finally:
+            await sio.close()

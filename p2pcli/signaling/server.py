@@ -773,12 +773,19 @@ def tracker_handler(hub: SignalHub) -> Callable[[web.Request], Coroutine[Any, An
             raise web.HTTPForbidden(text="origin not allowed\n")
         if not hub.core.token_ok(_ws_token(request)):
             raise web.HTTPForbidden(text="this tracker needs ?token=\n")
+        # A tracker connection counts toward its address's --max-per-ip like any other,
+        # or one address could hold open sockets without bound through /announce.
+        address = request.remote or ""
+        if not hub.core.addresses.acquire(address):
+            raise web.HTTPTooManyRequests(
+                text=f"{hub.core.limits.max_per_ip} connections are already open from "
+                f"{address}\n")
         ws = web.WebSocketResponse(compress=False, max_msg_size=4 * TRACKER_MAX_MESSAGE,
                                    heartbeat=hub.ping_interval)
-        await ws.prepare(request)
         conn = object()
-        sockets[conn] = ws
         try:
+            await ws.prepare(request)
+            sockets[conn] = ws
             async for msg in ws:
                 if msg.type is not WSMsgType.TEXT:
                     continue
@@ -790,6 +797,7 @@ def tracker_handler(hub: SignalHub) -> Callable[[web.Request], Coroutine[Any, An
         finally:
             tracker.closed(conn)
             sockets.pop(conn, None)
+            hub.core.addresses.release(address)
         return ws
 
     return handler
