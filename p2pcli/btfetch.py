@@ -205,6 +205,9 @@ class BtDownload:
         if wanted is not None:
             keep = set(wanted)
             self.picker.skip(i for i in range(n) if i not in keep)
+            if self.sequential and keep:
+                # To stdout, the window starts at the first piece wanted, not at 0.
+                self.picker.set_cursor(min(keep))
         out: list[Action] = []
         for peer, p in list(self.peers.items()):
             try:
