@@ -1,0 +1,265 @@
+"""`p2p stream magnet:?...|FILE.torrent`: play a torrent while it downloads from a
+WebTorrent swarm, with seeking, through the same local HTTP server as a p2p share.
+
+Nothing of the stream server is copied: `stream.Streamer` serves the ranges (verified bytes
+only), `readahead.ReadAhead` turns open responses and mpv's playhead into piece
+priorities, `stream._Player` runs the player. What differs is underneath: the BitTorrent
+session (btsession.BtPeers and the sans-IO btfetch.BtDownload, with `strict_priority`:
+while a piece a player waits for is missing nothing else is asked for, and a seek cancels
+the old read-ahead's requests). `_BtSwarm` is the thin adapter that shows that session to
+the Streamer as the swarm and the download it expects (`btview.TorrentView` stands in for
+the manifest). Pieces are stored as a fetch stores them (`btsession._Writer`: the final
+file's name + ".part", renamed once complete); an interrupted torrent stream does not
+resume (a fetch of a magnet does not either).
+
+A multi-file torrent plays one file: --select's, else its first video (as a p2p folder
+share); only the pieces that hold it are fetched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from . import events as ev
+from .btfetch import BtDownload
+from .btview import TorrentView, selected_pieces
+from .errors import NoPeers, P2PError, UsageError
+from .events import EventSink
+from .magnet import MagnetLink, TorrentInfo
+from .manifest import Entry
+from .selection import first_video, one_file
+from .stream import (
+    Streamer,
+    StreamOptions,
+    _listen,
+    _name_for_url,
+    _Player,
+    _serve_http,
+    _stop_serving,
+)
+
+STEP = 0.1  # seconds between checks of the player, the peers and the metadata
+REPORT = 0.5  # seconds between progress events, as a p2p stream's
+
+
+def stream_choice(view: TorrentView, select: tuple[str, ...]) -> int | None:
+    """Which file of a torrent to play: None for a single-file torrent (all of it), else
+    --select's one file, else the first that looks like a video. UsageError (exit 2) when
+    --select chooses none or several, or nothing looks like a video."""
+    if not view.is_tree:
+        if select:
+            selected_pieces(view, select)  # an index or pattern that misses is still an error
+        return None
+    if select:
+        f = one_file(view, select, "p2p stream")  # type: ignore[arg-type]
+        return view.files.index(f)
+    video = first_video(view)  # type: ignore[arg-type]
+    if video is None:
+        raise UsageError(f"this torrent holds {len(view.files)} files and none looks like a "
+                         "video (by its extension); choose one with --select (p2p info "
+                         "LINK lists them)")
+    return video
+
+
+class _BtSwarm:
+    """What `Streamer` reads of a swarm (manifest, picker, events, priorities) and of a
+    download (the played file, the store), over a BitTorrent download."""
+
+    def __init__(self, dl: BtDownload, info_hash: bytes, timeout: float) -> None:
+        self.dl = dl
+        self.peers = None  # BtPeers, set once made: priorities go out through it
+        self.content_hash = info_hash
+        self.config = SimpleNamespace(timeout=timeout)
+        self.manifest: TorrentView | None = None
+        self.manifest_ready = asyncio.Event()
+        self.piece_done = asyncio.Event()  # pulsed when a piece is verified
+        self.fatal: P2PError | None = None
+        self.fatal_event = asyncio.Event()
+        self.stream_file: Entry | None = None
+        self.store = self
+        self.writer = None  # btsession._Writer, once the metadata is known
+
+    @property
+    def picker(self):
+        return self.dl.picker
+
+    def fail(self, e: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = e if isinstance(e, P2PError) else UsageError(str(e))
+            self.fatal_event.set()
+
+    def set_priority(self, pieces: list[int]) -> None:
+        if self.peers is not None:
+            self.peers.apply(self.dl.set_priority(pieces, time.monotonic()))
+
+    def read_block(self, piece: int, offset: int, length: int) -> bytes:
+        assert self.writer is not None
+        return self.writer.read(piece, offset, length)
+
+
+async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptions,
+                        emit: EventSink, *, timeout: float,
+                        info: TorrentInfo | None = None) -> ev.Event:
+    """Stream `link` (its info dict `info` when a .torrent gave it) from `trackers`."""
+    from .player import find_player
+    from .store import check_output
+
+    player = None if opts.player == "none" else find_player(opts.player)
+    choice: list[int | None] = []
+    early = _name_for_url(link.display_name)
+    if info is not None:
+        view = TorrentView(info)
+        choice.append(stream_choice(view, opts.select))  # exit 2 before anything starts
+        k = choice[0]
+        early = info.name if k is None else view.files[k].path.rsplit("/", 1)[-1]
+        if not info.multi_file:
+            out = Path(opts.output or info.name)
+            check_output(out / info.name if out.is_dir() else out, force=opts.force)
+    st = Streamer(emit)
+    sock = _listen(opts.port)
+    st.port = sock.getsockname()[1]
+    play = _Player(opts, player)
+    tasks: list[asyncio.Task] = []
+    serving: asyncio.Task | None = None
+    peers = None
+    bts: _BtSwarm | None = None
+    try:
+        if early is not None:
+            # As a p2p stream: the player starts up while aiortc loads and peers are found.
+            url = st.url(early)
+            emit(ev.Serving(url=url, name=early))
+            await play.start(url, st, emit, tasks)
+        if opts.before_swarm is not None:
+            opts.before_swarm()
+        from .btsession import BtPeers, _Writer
+        from .rendezvous.trackerclient import tracker_peer_id
+
+        def want(meta: TorrentInfo) -> list[int] | None:
+            try:
+                view = TorrentView(meta)
+                if not choice:
+                    choice.append(stream_choice(view, opts.select))
+                k = choice[0]
+                if k is None:
+                    return None
+                f = view.files[k]
+                return list(view.pieces_for_range(f.offset, f.end))
+            except UsageError as e:  # a magnet's --select, known once its metadata is
+                if bts is not None:
+                    bts.fail(e)
+                else:
+                    raise
+                return []
+
+        dl = BtDownload(link, tracker_peer_id(), info=info, want=want, strict_priority=True)
+        bts = _BtSwarm(dl, link.info_hash, timeout)
+
+        def after() -> None:
+            if bts.fatal is not None or dl.info is None:
+                return
+            if bts.writer is None:
+                view = TorrentView(dl.info)
+                k = choice[0] if choice else None
+                try:
+                    bts.writer = _Writer(dl.info, opts.output or ".", -1, opts.force,
+                                         None if k is None else [k])
+                except P2PError as e:
+                    bts.fail(e)
+                    return
+                bts.manifest = view
+                bts.stream_file = None if k is None else view.files[k]
+                st.content_known(view)  # type: ignore[arg-type]
+                bts.manifest_ready.set()
+            pieces = dl.take_verified()
+            for index, data in pieces:
+                bts.writer.write(index, data)
+            if pieces:
+                bts.piece_done.set()
+                bts.piece_done.clear()
+
+        def left() -> int | None:
+            return dl.info.total_length if dl.info else link.exact_length
+
+        peers = BtPeers(dl, link.info_hash, trackers, emit, wanting=True, left=left,
+                        after=after)
+        bts.peers = peers
+        st.attach(bts, bts)  # type: ignore[arg-type]  # swarm and download in one
+        await peers.start()
+        serving = asyncio.ensure_future(_serve_http(st, sock))
+        started = time.monotonic()
+        while not bts.manifest_ready.is_set():
+            _check(bts)
+            if play.wait is not None and play.wait.done():
+                break  # the player quit before the content was found
+            if time.monotonic() - started > timeout:
+                raise NoPeers(f"no BitTorrent peer sent the torrent's metadata within "
+                              f"{timeout:g} s (is a WebTorrent seeder announcing to that "
+                              "tracker?)")
+            await asyncio.sleep(STEP)
+        await serving  # its errors are the command's
+        m = bts.manifest
+        if early is None and m is not None:
+            url = st.url(st.file_name or m.name)
+            emit(ev.Serving(url=url, name=st.file_name or m.name, size=st.size))
+            await play.start(url, st, emit, tasks)
+        tasks.append(asyncio.ensure_future(_report(dl, peers, st, emit, timeout, bts)))
+        while True:
+            _check(bts)
+            if play.wait is not None and play.wait.done():
+                emit(ev.PlayerExited(code=play.wait.result()))
+                play.wait = None
+                if not opts.keep_seeding:
+                    break
+            await asyncio.sleep(STEP)
+        return ev.StreamEnded(served=st.bytes_served)
+    except asyncio.CancelledError:
+        # As a p2p stream: a stop once everything is in (how `--player none` ends) is a
+        # normal end, not an interruption.
+        if bts is not None and dl.complete and bts.fatal is None:
+            return ev.StreamEnded(served=st.bytes_served)
+        raise
+    finally:
+        for t in tasks:
+            t.cancel()
+        await play.stop()
+        st.stopping = True
+        if peers is not None:
+            await peers.close()
+        if bts is not None and bts.writer is not None:
+            if dl.complete and bts.fatal is None:
+                bts.writer.finish()  # the .part files under their final names
+            else:
+                bts.writer.abort()
+        if serving is not None:
+            await _stop_serving(serving)
+        sock.close()
+
+
+def _check(bts: _BtSwarm) -> None:
+    if bts.fatal is not None:
+        raise bts.fatal
+
+
+async def _report(dl: BtDownload, peers, st: Streamer, emit: EventSink, timeout: float,
+                  bts: _BtSwarm) -> None:
+    """Progress every REPORT seconds, the stream's fields with it; until the torrent is
+    complete, every peer gone for `timeout` ends the command (NoPeers, exit 3)."""
+    last, alone_since = 0, time.monotonic()
+    while True:
+        await asyncio.sleep(REPORT)
+        now = time.monotonic()
+        if peers.links or dl.complete:
+            alone_since = now
+        elif now - alone_since > timeout:
+            bts.fail(NoPeers(f"every BitTorrent peer left and none came back within "
+                             f"{timeout:g} s; the stream is incomplete"))
+        info, picker = dl.info, dl.picker
+        emit(ev.Progress(peers=len(peers.links), received=dl.bytes_received,
+                         rate=int((dl.bytes_received - last) / REPORT), sent=0,
+                         size=info.total_length if info else None,
+                         pieces=len(info.pieces) if info else None,
+                         verified=picker.n_have if picker else None, **st.progress_fields()))
+        last = dl.bytes_received
