@@ -81,7 +81,10 @@ class BtDownload:
         """Given the metadata, the pieces to fetch (None: all): `--select`, or none at all
         for `p2p info`. Called once, before any block is asked for."""
         self.strict_priority = strict_priority
-        "Streaming: while pieces a player waits for are missing, ask for nothing else."
+        """Streaming: while pieces a player waits for are missing, ask for nothing else;
+        and nothing at all before the first `set_priority` (what the random first picks
+        fetched was cancelled by it, then often asked again: bytes twice)."""
+        self._prioritized = False
 
         self.peer_id = peer_id
         self.sequential = sequential
@@ -166,6 +169,7 @@ class BtDownload:
         if picker is None:
             return []
         picker.set_priority(pieces)
+        self._prioritized = True
         out: list[Action] = []
         urgent = {x for x in pieces if not picker.have[x]}
         if urgent and picker.strict_priority:
@@ -351,6 +355,8 @@ class BtDownload:
             return out
         picker = self.picker
         assert picker is not None
+        if self.strict_priority and not self._prioritized:
+            return out
         for peer, p in self.peers.items():
             if p.choked or (p.has is None and not p.has_all):
                 continue

@@ -19,6 +19,7 @@ share); only the pieces that hold it are fetched.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -118,6 +119,10 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
         if not info.multi_file:
             out = Path(opts.output or info.name)
             check_output(out / info.name if out.is_dir() else out, force=opts.force)
+    elif early is not None and not Path(opts.output or early).is_dir():
+        # As a p2p stream checks its link's name: at once, not once a peer sent the
+        # metadata (a name that turns out to be a folder's is checked file by file then).
+        check_output(Path(opts.output or early), force=opts.force)
     st = Streamer(emit)
     sock = _listen(opts.port)
     st.port = sock.getsockname()[1]
@@ -154,6 +159,7 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
                     raise
                 return []
 
+        started = st.started
         dl = BtDownload(link, tracker_peer_id(), info=info, want=want, strict_priority=True)
         bts = _BtSwarm(dl, link.info_hash, timeout)
 
@@ -179,6 +185,8 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
             if pieces:
                 bts.piece_done.set()
                 bts.piece_done.clear()
+                if dl.complete:
+                    _done(bts, dl, emit, started)
 
         def left() -> int | None:
             return dl.info.total_length if dl.info else link.exact_length
@@ -189,12 +197,11 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
         st.attach(bts, bts)  # type: ignore[arg-type]  # swarm and download in one
         await peers.start()
         serving = asyncio.ensure_future(_serve_http(st, sock))
-        started = time.monotonic()
         while not bts.manifest_ready.is_set():
             _check(bts)
             if play.wait is not None and play.wait.done():
                 break  # the player quit before the content was found
-            if time.monotonic() - started > timeout:
+            if time.monotonic() - st.started > timeout:
                 raise NoPeers(f"no BitTorrent peer sent the torrent's metadata within "
                               f"{timeout:g} s (is a WebTorrent seeder announcing to that "
                               "tracker?)")
@@ -236,6 +243,21 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
         if serving is not None:
             await _stop_serving(serving)
         sock.close()
+
+
+def _done(bts: _BtSwarm, dl: BtDownload, emit: EventSink, started: float) -> None:
+    """Every piece wanted is in: the files take their final names at once (as a p2p
+    stream's do), still open for the responses that read them, and `done` says so."""
+    w, info = bts.writer, dl.info
+    assert w is not None and info is not None
+    if not w.files or w.files[0][3] == w.files[0][4]:
+        return  # said already
+    for k, (offset, length, fd, part, final) in enumerate(w.files):
+        os.replace(part, final)  # an open descriptor survives its file's rename
+        w.files[k] = (offset, length, fd, final, final)
+    emit(ev.Done(name=info.name, size=sum(f[1] for f in w.files), path=w.path,
+                 seconds=round(time.monotonic() - started, 3), received=dl.bytes_received,
+                 peers=dict(dl.received_from), connections={}, sent=0))
 
 
 def _check(bts: _BtSwarm) -> None:
