@@ -30,6 +30,7 @@ from . import btwire as bt
 from . import events as ev
 from .btfetch import BtDownload, Drop, Send
 from .btseed import BtUpload, Serve
+from .btview import Selector
 from .errors import NoPeers, StorageError, UsageError
 from .events import EventSink
 from .magnet import MagnetLink, TorrentInfo, bencode, parse_info
@@ -325,36 +326,22 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
     done = asyncio.Event()
     writer: _Writer | None = None
     failure: list[BaseException] = []
-    chosen: list[int] | None = None
+    sel = Selector(select, to_stdout)
+    if info is not None:
+        sel(info)  # a .torrent's --select is checked before anyone is asked
 
     def want(meta: TorrentInfo) -> list[int] | None:
-        nonlocal chosen
-        if not select:
-            return None
-        from .btview import TorrentView, selected_pieces
-        from .selection import one_file
-
-        view = TorrentView(meta)
-        if to_stdout:
-            one_file(view, select, "stdout")  # type: ignore[arg-type]
-        chosen, pieces = selected_pieces(view, select)
-        return pieces
-
-    if info is not None:
-        want(info)  # a .torrent's --select is checked before anyone is asked
-
-    def want_later(meta: TorrentInfo) -> list[int] | None:
-        # Called from the core with a magnet's metadata: a --select that matches nothing
-        # ends the command (exit 2) instead of escaping the data channel's callback.
+        # A magnet's, from the core: a --select that matches nothing ends the command
+        # (exit 2) instead of escaping the data channel's callback.
         try:
-            return want(meta)
+            return sel(meta)
         except UsageError as e:
             failure.append(e)
             done.set()
             return []
 
     dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
-                    window_bytes=STDOUT_WINDOW if to_stdout else None, want=want_later)
+                    window_bytes=STDOUT_WINDOW if to_stdout else None, want=want)
 
     def after() -> None:
         nonlocal writer
@@ -362,7 +349,7 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
             return
         if dl.info is not None and writer is None:
             try:
-                writer = _Writer(dl.info, output, stdout_fd, force, chosen)
+                writer = _Writer(dl.info, output, stdout_fd, force, sel.chosen)
             except Exception as e:  # a usage or storage error: stop the command with it
                 failure.append(e)
                 done.set()
@@ -393,9 +380,7 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
         assert writer is not None and dl.info is not None
         writer.finish()
         path = "-" if to_stdout else writer.path
-        size = dl.info.total_length if chosen is None else sum(
-            dl.info.files[k].length for k in chosen)
-        emit(ev.Done(name=dl.info.name, size=size, path=path,
+        emit(ev.Done(name=dl.info.name, size=sel.size(dl.info), path=path,
                      seconds=time.monotonic() - started, received=dl.bytes_received,
                      peers=dict(dl.received_from), connections={}, sent=0))
         return path

@@ -66,13 +66,19 @@ def stream_choice(view: TorrentView, select: tuple[str, ...]) -> int | None:
 
 
 class _BtSwarm:
-    """What `Streamer` reads of a swarm (manifest, picker, events, priorities) and of a
-    download (the played file, the store), over a BitTorrent download."""
+    """The BitTorrent session of a stream, shown to `Streamer` as the swarm (manifest,
+    picker, events, priorities) and the download (the played file, the store) it expects."""
 
-    def __init__(self, dl: BtDownload, info_hash: bytes, timeout: float) -> None:
-        self.dl = dl
-        self.peers = None  # BtPeers, set once made: priorities go out through it
-        self.content_hash = info_hash
+    def __init__(self, link: MagnetLink, info: TorrentInfo | None, opts: StreamOptions,
+                 st: Streamer, emit: EventSink, timeout: float, choice: list[int | None]
+                 ) -> None:
+        from .rendezvous.trackerclient import tracker_peer_id
+
+        self.opts, self.st, self.emit = opts, st, emit
+        # The file played (stream_choice): known at once from a .torrent, else once a
+        # peer sent the metadata.
+        self.choice = choice
+        self.content_hash = link.info_hash
         self.config = SimpleNamespace(timeout=timeout)
         self.manifest: TorrentView | None = None
         self.manifest_ready = asyncio.Event()
@@ -82,14 +88,17 @@ class _BtSwarm:
         self.stream_file: Entry | None = None
         self.store = self
         self.writer = None  # btsession._Writer, once the metadata is known
+        self.peers = None  # btsession.BtPeers, once made: priorities go out through it
+        self.dl = BtDownload(link, tracker_peer_id(), info=info, want=self.want,
+                             strict_priority=True)
 
     @property
     def picker(self):
         return self.dl.picker
 
-    def fail(self, e: BaseException) -> None:
+    def fail(self, e: P2PError) -> None:
         if self.fatal is None:
-            self.fatal = e if isinstance(e, P2PError) else UsageError(str(e))
+            self.fatal = e
             self.fatal_event.set()
 
     def set_priority(self, pieces: list[int]) -> None:
@@ -100,11 +109,79 @@ class _BtSwarm:
         assert self.writer is not None
         return self.writer.read(piece, offset, length)
 
+    def want(self, meta: TorrentInfo) -> list[int] | None:
+        """The core's question once the metadata is known: the played file's pieces."""
+        view = TorrentView(meta)
+        if not self.choice:
+            try:
+                self.choice.append(stream_choice(view, self.opts.select))
+            except UsageError as e:  # a magnet's --select: the command ends with exit 2
+                self.fail(e)
+                return []
+        k = self.choice[0]
+        if k is None:
+            return None
+        f = view.files[k]
+        return list(view.pieces_for_range(f.offset, f.end))
 
-async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptions,
-                        emit: EventSink, *, timeout: float,
-                        info: TorrentInfo | None = None) -> ev.Event:
-    """Stream `link` (its info dict `info` when a .torrent gave it) from `trackers`."""
+    def after(self) -> None:
+        """After each batch of the core's actions: verified pieces to the file, and the
+        stream told once the content is known."""
+        from .btsession import _Writer
+
+        dl = self.dl
+        if self.fatal is not None or dl.info is None:
+            return
+        if self.writer is None:
+            view = TorrentView(dl.info)
+            k = self.choice[0] if self.choice else None
+            try:
+                self.writer = _Writer(dl.info, self.opts.output or ".", -1, self.opts.force,
+                                      None if k is None else [k])
+            except P2PError as e:
+                self.fail(e)
+                return
+            self.manifest = view
+            self.stream_file = None if k is None else view.files[k]
+            self.st.content_known(view)  # type: ignore[arg-type]
+            self.manifest_ready.set()
+        pieces = dl.take_verified()
+        for index, data in pieces:
+            self.writer.write(index, data)
+        if pieces:
+            self.piece_done.set()
+            self.piece_done.clear()
+            if dl.complete:
+                self._done()
+
+    def _done(self) -> None:
+        """Every piece wanted is in: the files take their final names at once (as a p2p
+        stream's do), still open for the responses that read them, and `done` says so."""
+        w, dl = self.writer, self.dl
+        assert w is not None and dl.info is not None
+        if not w.files or w.files[0][3] == w.files[0][4]:
+            return  # said already
+        for k, (offset, length, fd, part, final) in enumerate(w.files):
+            os.replace(part, final)  # an open descriptor survives its file's rename
+            w.files[k] = (offset, length, fd, final, final)
+        self.emit(ev.Done(name=dl.info.name, size=sum(f[1] for f in w.files), path=w.path,
+                          seconds=round(time.monotonic() - self.st.started, 3),
+                          received=dl.bytes_received, peers=dict(dl.received_from),
+                          connections={}, sent=0))
+
+    def close_files(self) -> None:
+        if self.writer is not None:
+            if self.dl.complete and self.fatal is None:
+                self.writer.finish()  # closed, under their final names already
+            else:
+                self.writer.abort()
+
+
+def _preflight(link: MagnetLink, info: TorrentInfo | None, opts: StreamOptions
+               ) -> tuple[tuple[str, str] | None, str | None, list[int | None]]:
+    """Fail fast (exit 2), before anything is published or searched for: no player, a bad
+    --select of a .torrent, an existing output. Returns the player, the name for an early
+    URL, and the file to play when a .torrent says it."""
     from .player import find_player
     from .store import check_output
 
@@ -113,7 +190,7 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
     early = _name_for_url(link.display_name)
     if info is not None:
         view = TorrentView(info)
-        choice.append(stream_choice(view, opts.select))  # exit 2 before anything starts
+        choice.append(stream_choice(view, opts.select))
         k = choice[0]
         early = info.name if k is None else view.files[k].path.rsplit("/", 1)[-1]
         if not info.multi_file:
@@ -123,13 +200,20 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
         # As a p2p stream checks its link's name: at once, not once a peer sent the
         # metadata (a name that turns out to be a folder's is checked file by file then).
         check_output(Path(opts.output or early), force=opts.force)
+    return player, early, choice
+
+
+async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptions,
+                        emit: EventSink, *, timeout: float,
+                        info: TorrentInfo | None = None) -> ev.Event:
+    """Stream `link` (its info dict `info` when a .torrent gave it) from `trackers`."""
+    player, early, choice = _preflight(link, info, opts)
     st = Streamer(emit)
     sock = _listen(opts.port)
     st.port = sock.getsockname()[1]
     play = _Player(opts, player)
     tasks: list[asyncio.Task] = []
     serving: asyncio.Task | None = None
-    peers = None
     bts: _BtSwarm | None = None
     try:
         if early is not None:
@@ -139,61 +223,13 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
             await play.start(url, st, emit, tasks)
         if opts.before_swarm is not None:
             opts.before_swarm()
-        from .btsession import BtPeers, _Writer
-        from .rendezvous.trackerclient import tracker_peer_id
+        from .btsession import BtPeers
 
-        def want(meta: TorrentInfo) -> list[int] | None:
-            try:
-                view = TorrentView(meta)
-                if not choice:
-                    choice.append(stream_choice(view, opts.select))
-                k = choice[0]
-                if k is None:
-                    return None
-                f = view.files[k]
-                return list(view.pieces_for_range(f.offset, f.end))
-            except UsageError as e:  # a magnet's --select, known once its metadata is
-                if bts is not None:
-                    bts.fail(e)
-                else:
-                    raise
-                return []
-
-        started = st.started
-        dl = BtDownload(link, tracker_peer_id(), info=info, want=want, strict_priority=True)
-        bts = _BtSwarm(dl, link.info_hash, timeout)
-
-        def after() -> None:
-            if bts.fatal is not None or dl.info is None:
-                return
-            if bts.writer is None:
-                view = TorrentView(dl.info)
-                k = choice[0] if choice else None
-                try:
-                    bts.writer = _Writer(dl.info, opts.output or ".", -1, opts.force,
-                                         None if k is None else [k])
-                except P2PError as e:
-                    bts.fail(e)
-                    return
-                bts.manifest = view
-                bts.stream_file = None if k is None else view.files[k]
-                st.content_known(view)  # type: ignore[arg-type]
-                bts.manifest_ready.set()
-            pieces = dl.take_verified()
-            for index, data in pieces:
-                bts.writer.write(index, data)
-            if pieces:
-                bts.piece_done.set()
-                bts.piece_done.clear()
-                if dl.complete:
-                    _done(bts, dl, emit, started)
-
-        def left() -> int | None:
-            return dl.info.total_length if dl.info else link.exact_length
-
-        peers = BtPeers(dl, link.info_hash, trackers, emit, wanting=True, left=left,
-                        after=after)
-        bts.peers = peers
+        bts = _BtSwarm(link, info, opts, st, emit, timeout, choice)
+        dl = bts.dl
+        bts.peers = peers = BtPeers(
+            dl, link.info_hash, trackers, emit, wanting=True, after=bts.after,
+            left=lambda: dl.info.total_length if dl.info else link.exact_length)
         st.attach(bts, bts)  # type: ignore[arg-type]  # swarm and download in one
         await peers.start()
         serving = asyncio.ensure_future(_serve_http(st, sock))
@@ -225,7 +261,7 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
     except asyncio.CancelledError:
         # As a p2p stream: a stop once everything is in (how `--player none` ends) is a
         # normal end, not an interruption.
-        if bts is not None and dl.complete and bts.fatal is None:
+        if bts is not None and bts.dl.complete and bts.fatal is None:
             return ev.StreamEnded(served=st.bytes_served)
         raise
     finally:
@@ -233,31 +269,13 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
             t.cancel()
         await play.stop()
         st.stopping = True
-        if peers is not None:
-            await peers.close()
-        if bts is not None and bts.writer is not None:
-            if dl.complete and bts.fatal is None:
-                bts.writer.finish()  # the .part files under their final names
-            else:
-                bts.writer.abort()
+        if bts is not None:
+            if bts.peers is not None:
+                await bts.peers.close()
+            bts.close_files()
         if serving is not None:
             await _stop_serving(serving)
         sock.close()
-
-
-def _done(bts: _BtSwarm, dl: BtDownload, emit: EventSink, started: float) -> None:
-    """Every piece wanted is in: the files take their final names at once (as a p2p
-    stream's do), still open for the responses that read them, and `done` says so."""
-    w, info = bts.writer, dl.info
-    assert w is not None and info is not None
-    if not w.files or w.files[0][3] == w.files[0][4]:
-        return  # said already
-    for k, (offset, length, fd, part, final) in enumerate(w.files):
-        os.replace(part, final)  # an open descriptor survives its file's rename
-        w.files[k] = (offset, length, fd, final, final)
-    emit(ev.Done(name=info.name, size=sum(f[1] for f in w.files), path=w.path,
-                 seconds=round(time.monotonic() - started, 3), received=dl.bytes_received,
-                 peers=dict(dl.received_from), connections={}, sent=0))
 
 
 def _check(bts: _BtSwarm) -> None:

@@ -85,3 +85,30 @@ def selected_pieces(view: TorrentView, specs: tuple[str, ...]) -> tuple[list[int
 
     chosen = select(view, specs)  # type: ignore[arg-type]  # a TorrentView reads as one
     return chosen, pieces_for(view, chosen)  # type: ignore[arg-type]
+
+
+class Selector:
+    """`--select` of a fetch, asked by the core once the metadata is known: the pieces the
+    chosen files need (None: no --select, everything). To stdout it must be one file."""
+
+    def __init__(self, specs: tuple[str, ...], to_stdout: bool) -> None:
+        self.specs, self.to_stdout = specs, to_stdout
+        self.chosen: list[int] | None = None
+        "The chosen files' indices, once known (None: every file)."
+
+    def __call__(self, info: TorrentInfo) -> list[int] | None:
+        if not self.specs:
+            return None
+        from .selection import one_file
+
+        view = TorrentView(info)
+        if self.to_stdout:
+            one_file(view, self.specs, "stdout")  # type: ignore[arg-type]
+        self.chosen, pieces = selected_pieces(view, self.specs)
+        return pieces
+
+    def size(self, info: TorrentInfo) -> int:
+        """The bytes the chosen files hold."""
+        if self.chosen is None:
+            return info.total_length
+        return sum(info.files[k].length for k in self.chosen)
