@@ -48,6 +48,8 @@ def register(app) -> None:
     ) -> None:
         """Show what HASH_OR_LINK holds (names, sizes, piece size) and how many peers seed
         it right now, without downloading any piece. Files are numbered for --select.
+
+        A magnet: link's names and sizes come from its peers (ut_metadata).
         """
         from p2pcli import patches, runner
 
