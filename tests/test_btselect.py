@@ -128,3 +128,22 @@ def test_a_block_asked_twice_may_come_twice_but_not_three_times():
     assert len(a.receive_data(block + block)) == 2 and a.outstanding == 0
     with pytest.raises(bt.ProtocolError, match="did not request"):
         a.receive_data(block)
+
+
+def test_one_selected_file_to_stdout_is_cut_out_of_its_pieces(tmp_path):
+    from p2pcli.btsession import _Writer
+    from p2pcli.btview import Selector
+
+    raw, content = folder({"a.bin": 20_000, "b.bin": 50_000, "c.bin": 30_000})
+    info = parse_info(raw)
+    with pytest.raises(UsageError, match="stdout takes one file"):
+        Selector(("*.bin",), True)(info)
+    sel = Selector(("b.*",), True)
+    pieces = sel(info)
+    assert sel.chosen == [1] and pieces == [1, 2, 3, 4] and sel.size(info) == 50_000
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        w = _Writer(info, "-", f.fileno(), False, sel.chosen)
+        for i in reversed(pieces):  # out of order: held until the one before is written
+            w.write(i, content[i * PLEN : (i + 1) * PLEN])
+    assert out.read_bytes() == content[20_000:70_000]
