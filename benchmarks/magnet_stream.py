@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="p2p-magnet-stream-"))
     procs: list[subprocess.Popen] = []
     rounds: list[dict] = []
+    failed: list[str] = []
     try:
         src = make_file(work / "src.bin", args.size)
         tracker = subprocess.Popen(["node", str(JS / "ws_tracker.mjs"), "127.0.0.1"],
@@ -141,14 +142,25 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(seed)
         magnet = first_json_line(seed, 60)["magnet"]
         load = [os.getloadavg()[0]]
-        for i in range(args.runs):
+        i = 0
+        while len(rounds) < args.runs and i < 2 * args.runs:
             order = ["p2p", "webtorrent"] if i % 2 == 0 else ["webtorrent", "p2p"]
+            i += 1
             r: dict = {"order": order}
-            for who in order:
-                r[who] = (p2p_round if who == "p2p" else wt_round)(magnet, work, args.timeout)
+            try:
+                for who in order:
+                    r[who] = (p2p_round if who == "p2p" else wt_round)(magnet, work,
+                                                                       args.timeout)
+            except (RuntimeError, OSError, StopIteration, subprocess.TimeoutExpired) as e:
+                # A failed connection is no time to first byte: the round is counted as
+                # failed (reported) and run again, up to twice the rounds asked for.
+                failed.append(f"round {i}, {who}: {str(e)[-300:]}")
+                if not args.json:
+                    print(f"round {i}: {who} failed: {str(e)[-300:]}", flush=True)
+                continue
             rounds.append(r)
             if not args.json:
-                print(f"round {i + 1}: p2p first byte {r['p2p']['first_byte_s']:.3f} s "
+                print(f"round {i}: p2p first byte {r['p2p']['first_byte_s']:.3f} s "
                       f"(spawn {r['p2p']['spawn_s']:.3f}), WebTorrent first peer "
                       f"{r['webtorrent']['wire_s']:.3f} s (spawn "
                       f"{r['webtorrent']['spawn_s']:.3f}); {' then '.join(order)}", flush=True)
@@ -166,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     p_sp = [r["p2p"]["spawn_s"] for r in rounds]
     w_sp = [r["webtorrent"]["spawn_s"] for r in rounds]
     summary = {
-        "size": args.size, "runs": args.runs, "load_1min": load, "rounds": rounds,
+        "size": args.size, "runs": len(rounds), "load_1min": load, "rounds": rounds,
+        "failed": failed,
         "p2p_first_byte_s": statistics.median(p_fb),
         "webtorrent_first_peer_s": statistics.median(w_peer),
         "ratio": statistics.median(p_fb) / statistics.median(w_peer),
@@ -180,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ratios, sp = summary["round_ratios"], summary["spawn_round_ratios"]
     print(f"\n{args.size} bytes, {PIECE // 1024} KiB pieces, loopback, one WebTorrent seeder; "
-          f"medians (min-max) of {args.runs}; 1-min load {load[0]:.2f} -> {load[1]:.2f}")
+          f"medians (min-max) of {len(rounds)}; 1-min load {load[0]:.2f} -> {load[1]:.2f}; "
+          f"{len(failed)} failed rounds run again")
     print(f"  p2p stream first byte      {med(p_fb)}   from spawn {med(p_sp)}")
     print(f"  WebTorrent first peer      {med(w_peer)}   from spawn {med(w_sp)}")
     print(f"  ratio of medians           {summary['ratio']:.2f} (rounds {min(ratios):.2f}-"
