@@ -35,7 +35,14 @@ async def info_magnet(link: MagnetLink, trackers: list[str], *, emit: EventSink,
     from .rendezvous.trackerclient import tracker_peer_id
 
     dl = BtDownload(link, tracker_peer_id(), info=info, want=lambda _: [])
-    peers = BtPeers(dl, link.info_hash, trackers, emit, wanting=True,
+    answered = False
+
+    def sink(e: ev.Event) -> None:
+        # Once answered, our own hanging up is no news ("the last peer left; waiting").
+        if not (answered and isinstance(e, ev.PeerLeft)):
+            emit(e)
+
+    peers = BtPeers(dl, link.info_hash, trackers, sink, wanting=True,
                     left=lambda: dl.info.total_length if dl.info else link.exact_length)
     try:
         await peers.start()
@@ -61,6 +68,7 @@ async def info_magnet(link: MagnetLink, trackers: list[str], *, emit: EventSink,
         out = info_event(TorrentView(dl.info), len(seen),  # type: ignore[arg-type]
                          sum(seen.values()))
         emit(out)
+        answered = True
         return out
     finally:
         await peers.close()
