@@ -85,7 +85,6 @@ class BtDownload:
         and nothing at all before the first `set_priority` (what the random first picks
         fetched was cancelled by it, then often asked again: bytes twice)."""
         self._prioritized = False
-
         self.peer_id = peer_id
         self.sequential = sequential
         self.window_bytes = window_bytes
