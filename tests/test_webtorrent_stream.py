@@ -76,8 +76,17 @@ def test_info_and_stream_of_a_magnet(procs: Procs, clip: Path) -> None:
                    "size": len(data), "piece_size": 65536, "pieces": -(-len(data) // 65536),
                    "version": 1, "files": [{"index": 0, "path": "movie.mp4", "size": len(data)}],
                    "folders": [], "peers": 1, "seeders": 1}
-    human = procs.p2p("info", magnet, name="info-human")
+    # and of a .torrent of the same content (its info dict from the file), for people
+    from p2pcli.btsession import torrent_for
+    from p2pcli.magnet import bencode
+
+    meta, _ = torrent_for(src, 65536)
+    tfile = procs.workdir / "movie.torrent"
+    tfile.write_bytes(bencode({"announce": url, "info": 0}).replace(
+        b"4:infoi0e", b"4:info" + meta.raw))
+    human = procs.p2p("info", str(tfile), name="info-human")
     assert human.wait(60) == 0, human.stderr
+    assert f"hash   {got['hash']}" in human.stdout
     assert "peers  1 answering, 1 with every piece" in human.stdout
     # stream: plays while downloading; a Range far into the file is the source's bytes
     s = p2p_json(procs, "stream", magnet, "--player", "none", "--timeout", "30", name="stream")
