@@ -108,7 +108,8 @@ TargetArg = Annotated[
     typer.Argument(
         metavar="HASH_OR_LINK",
         help="A p2p:// link printed by 'p2p seed', or a bare 64-hex-digit content hash "
-        "(looked for on the LAN first, then at http://127.0.0.1:8080).",
+        "(looked for on the LAN first, then at http://127.0.0.1:8080); or a magnet: link "
+        "or a .torrent file (a WebTorrent swarm, through its WebSocket trackers).",
         show_default=False,
     ),
 ]

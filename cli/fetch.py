@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
         if target[:8].lower() == "magnet:?" or target.endswith(".torrent"):
             # A WebTorrent swarm: p2pcli/btsession.py
             _fetch_magnet(target, parse_trackers(tracker), output, timeout=timeout, force=force,
-                          quiet=quiet, json=json)
+                          quiet=quiet, json=json, select=tuple(select or ()))
             return
         t, config = target_config(
             target, signal, ice_server, token, tracker, peerjs, public,
@@ -130,7 +130,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _fetch_magnet(target: str, tracker: list[str], output: str | None, *, timeout: float,
-                  force: bool, quiet: bool, json: bool) -> None:
+                  force: bool, quiet: bool, json: bool, select: tuple[str, ...] = ()) -> None:
     """`p2p fetch magnet:?...` or `p2p fetch FILE.torrent`: the link's or the file's
     trackers, then --tracker's."""
     from pathlib import Path
@@ -160,6 +160,7 @@ def _fetch_magnet(target: str, tracker: list[str], output: str | None, *, timeou
     reporter = Reporter(quiet=quiet, json=json, wait=timeout)
     try:
         runner.run(lambda: fetch_magnet(link, trackers, output, emit=reporter, timeout=timeout,
-                                        force=force, stdout_fd=sys.stdout.fileno(), info=info))
+                                        force=force, stdout_fd=sys.stdout.fileno(), info=info,
+                                        select=select))
     finally:
         reporter.close()

@@ -22,6 +22,7 @@ from .common import (
     from_config,
     lan_first,
     parse_ice_hosts,
+    parse_trackers,
     setup_logging,
     target_config,
 )
@@ -47,6 +48,8 @@ def register(app) -> None:
     ) -> None:
         """Show what HASH_OR_LINK holds (names, sizes, piece size) and how many peers seed
         it right now, without downloading any piece. Files are numbered for --select.
+
+        A magnet: link's names and sizes come from its peers (ut_metadata).
         """
         from p2pcli import patches, runner
 
@@ -61,10 +64,15 @@ def register(app) -> None:
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
         signal, tracker, token = from_config(signal, tracker, token)
-        t, config = target_config(
-            target, signal, ice_server, token, tracker, peerjs, public,
-            timeout=timeout, retries=retries, max_peers=32, max_peers_per_address=None,
-        )
+        from p2pcli.btview import is_bt_target
+
+        bt = is_bt_target(target)  # a magnet link or a .torrent: p2pcli/btinfo.py
+        if not bt:
+            t, config = target_config(
+                target, signal, ice_server, token, tracker, peerjs, public,
+                timeout=timeout, retries=retries, max_peers=32, max_peers_per_address=None,
+            )
+
         class InfoReporter(Reporter):
             def handlers(self):
                 # The manifest is the answer, printed on stdout: no "NAME in N pieces" line
@@ -84,7 +92,20 @@ def register(app) -> None:
             reporter(ev)
 
         try:
+            if bt:
+                runner.run(_info_magnet(target, parse_trackers(tracker), emit, timeout))
+                return
             runner.run(lan_first(t, signal, lan, config, reporter,
                                  lambda: info(t, config, emit)))
         finally:
             reporter.close()
+
+
+def _info_magnet(target: str, tracker: list[str], emit, timeout: float):
+    """`p2p info magnet:?...` or `p2p info FILE.torrent`: the link's or the file's
+    trackers, then --tracker's."""
+    from p2pcli.btinfo import info_magnet
+    from p2pcli.btview import bt_target
+
+    link, meta, trackers = bt_target(target, tracker)  # UsageError before any network
+    return lambda: info_magnet(link, trackers, emit=emit, timeout=timeout, info=meta)

@@ -115,6 +115,16 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         hosts = parse_ice_hosts(ice_host)
         signal, tracker, token = from_config(signal, tracker, token)
+        from p2pcli.btview import is_bt_target
+
+        if is_bt_target(target):  # a WebTorrent swarm: p2pcli/btstream.py
+            _stream_magnet(target, tracker, StreamOptions(
+                player=player, port=port, output=output, force=force,
+                select=tuple(select or ()), keep_seeding=keep_seeding,
+                player_args=list(player_arg or []), show_player_output=not (quiet or json),
+                before_swarm=lambda: _apply_patches(hosts),
+            ), timeout=timeout, quiet=quiet, json=json)
+            return
         t, config = target_config(
             target, signal, ice_server, token, tracker, peerjs, public,
             timeout=timeout, retries=retries, max_peers=max_peers,
@@ -143,6 +153,27 @@ def register(app: typer.Typer) -> None:
             )
         finally:
             reporter.close()
+
+
+def _stream_magnet(target: str, tracker: list[str] | None, opts, *, timeout: float,
+                   quiet: bool, json: bool) -> None:
+    """`p2p stream magnet:?...` or `p2p stream FILE.torrent`: the link's or the file's
+    trackers, then --tracker's."""
+    from p2pcli import runner
+    from p2pcli.btstream import stream_magnet
+    from p2pcli.btview import bt_target
+
+    from .common import parse_trackers
+    from .output import Reporter
+
+    link, info, trackers = bt_target(target, parse_trackers(tracker))
+    reporter = Reporter(quiet=quiet, json=json, wait=timeout)
+    emit = _print_url(reporter) if opts.player == "none" else reporter
+    try:
+        runner.run(lambda: stream_magnet(link, trackers, opts, emit, timeout=timeout,
+                                         info=info))
+    finally:
+        reporter.close()
 
 
 def _apply_patches(hosts: tuple[str, ...]) -> None:

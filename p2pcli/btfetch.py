@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from . import btwire as bt
@@ -38,6 +39,8 @@ class _Peer:
     has: bytearray | None = None  # None until its bitfield (or all-haves) are known
     has_all: bool = False
     strikes: int = 0
+    answered: bool = False
+    "Its BitTorrent handshake came (`p2p info` counts these)."
     metadata_asked: dict[int, float] = field(default_factory=dict)
 
 
@@ -70,8 +73,18 @@ class BtDownload:
         sequential: bool = False,
         window_bytes: int | None = None,
         rng: random.Random | None = None,
+        want: Callable[[TorrentInfo], Iterable[int] | None] | None = None,
+        strict_priority: bool = False,
     ) -> None:
         self.link = link
+        self.want = want
+        """Given the metadata, the pieces to fetch (None: all): `--select`, or none at all
+        for `p2p info`. Called once, before any block is asked for."""
+        self.strict_priority = strict_priority
+        """Streaming: while pieces a player waits for are missing, ask for nothing else;
+        and nothing at all before the first `set_priority` (what the random first picks
+        fetched was cancelled by it, then often asked again: bytes twice)."""
+        self._prioritized = False
         self.peer_id = peer_id
         self.sequential = sequential
         self.window_bytes = window_bytes
@@ -147,6 +160,31 @@ class BtDownload:
     def complete(self) -> bool:
         return self.picker is not None and self.picker.complete
 
+    def set_priority(self, pieces: list[int], now: float) -> list[Action]:
+        """Streaming: these pieces first, most urgent first (`readahead.ReadAhead`). With
+        `strict_priority`, blocks in flight for other pieces are cancelled, as the p2p swarm
+        does (swarm/exchange.py): a seek must not wait behind the old read-ahead."""
+        picker = self.picker
+        if picker is None:
+            return []
+        picker.set_priority(pieces)
+        self._prioritized = True
+        out: list[Action] = []
+        urgent = {x for x in pieces if not picker.have[x]}
+        if urgent and picker.strict_priority:
+            for peer, p in self.peers.items():
+                for block in picker.in_flight_blocks(peer):
+                    if block[0] not in urgent:
+                        out.append(Send(peer, p.proto.cancel(*block)))
+                        picker.on_reject(peer, block)
+        return out + self._schedule(now)
+
+    def peers_seen(self) -> dict[str, bool]:
+        """Peers connected now that answered our handshake, each with whether it has
+        every piece (known once the metadata and its bitfield are)."""
+        return {q: bool(p.has_all or (p.has and all(p.has)))
+                for q, p in self.peers.items() if p.answered}
+
     def consumed(self, piece: int) -> None:
         """Sequential output wrote everything before `piece`: move the window on."""
         if self.picker is not None:
@@ -165,6 +203,14 @@ class BtDownload:
         self.picker = Picker(
             lengths, bt.BLOCK, sequential=self.sequential, window=window, rng=self.rng
         )
+        self.picker.strict_priority = self.strict_priority
+        wanted = None if self.want is None else self.want(info)
+        if wanted is not None:
+            keep = set(wanted)
+            self.picker.skip(i for i in range(n) if i not in keep)
+            if self.sequential and keep:
+                # To stdout, the window starts at the first piece wanted, not at 0.
+                self.picker.set_cursor(min(keep))
         out: list[Action] = []
         for peer, p in list(self.peers.items()):
             try:
@@ -187,6 +233,7 @@ class BtDownload:
     def _on_event(self, peer: str, p: _Peer, event: bt.Event, now: float) -> list[Action]:
         out: list[Action] = []
         if isinstance(event, bt.Handshake):
+            p.answered = True
             out.append(Send(peer, bt.interested()))
         elif isinstance(event, bt.ExtendedHandshake):
             if self.info is None and event.metadata_size and event.ut_metadata is not None:
@@ -307,6 +354,8 @@ class BtDownload:
             return out
         picker = self.picker
         assert picker is not None
+        if self.strict_priority and not self._prioritized:
+            return out
         for peer, p in self.peers.items():
             if p.choked or (p.has is None and not p.has_all):
                 continue

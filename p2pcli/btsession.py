@@ -30,6 +30,7 @@ from . import btwire as bt
 from . import events as ev
 from .btfetch import BtDownload, Drop, Send
 from .btseed import BtUpload, Serve
+from .btview import Selector
 from .errors import NoPeers, StorageError, UsageError
 from .events import EventSink
 from .magnet import MagnetLink, TorrentInfo, bencode, parse_info
@@ -66,22 +67,34 @@ class _Writer:
                 out += os.pread(fd, hi - lo, lo - offset)
         return bytes(out)
 
-    def __init__(self, info: TorrentInfo, output: str, stdout_fd: int, force: bool) -> None:
+    def __init__(self, info: TorrentInfo, output: str, stdout_fd: int, force: bool,
+                 chosen: list[int] | None = None) -> None:
         self.info = info
         self.stdout = output == "-"
         self.fd = stdout_fd
-        self.next = 0
+        # `--select` (chosen files): only their files are written; to stdout (one file),
+        # only the bytes between `lo` and `hi` of the pieces that hold them.
+        self.lo, self.hi = 0, info.total_length
+        if chosen is not None and self.stdout:
+            f = info.files[chosen[0]]
+            self.lo, self.hi = f.offset, f.offset + f.length
+        self.next = self.lo // info.piece_length
         self.held: dict[int, bytes] = {}
         self.files: list[tuple[int, int, int, Path, Path]] = []  # offset, length, fd, part, final
         if self.stdout:
             return
         out = Path(output)
         root = out / info.name if out.is_dir() else out
-        if root.exists() and not force:
+        if root.exists() and not force and not (chosen is not None and root.is_dir()):
+            # (--select into an existing folder: each chosen file is checked below.)
             raise UsageError(f"{root} exists; give --force to overwrite it")
-        for f in info.files:
+        for k, f in enumerate(info.files):
+            if chosen is not None and k not in chosen:
+                continue
             final = root.joinpath(*f.path) if info.multi_file else root
             part = final.with_name(final.name + ".part")
+            if chosen is not None and final.exists() and not force:
+                raise UsageError(f"{final} exists; give --force to overwrite it")
             try:
                 part.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -96,7 +109,9 @@ class _Writer:
         if self.stdout:
             self.held[index] = data
             while self.next in self.held:
+                start = self.next * self.info.piece_length
                 chunk = memoryview(self.held.pop(self.next))
+                chunk = chunk[max(0, self.lo - start) : max(0, self.hi - start)]
                 while chunk:
                     chunk = chunk[os.write(self.fd, chunk) :]
                 self.next += 1
@@ -298,20 +313,35 @@ async def _progress(dl: BtDownload, peers: BtPeers, emit: EventSink, timeout: fl
 
 async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, emit: EventSink,
                        timeout: float, force: bool, stdout_fd: int = 1,
-                       info: TorrentInfo | None = None) -> str:
+                       info: TorrentInfo | None = None, select: tuple[str, ...] = ()) -> str:
     """Fetch `link` through `trackers`; return where it went ("-": stdout). `info`: the
-    metadata, when a .torrent gave it (no ut_metadata then)."""
+    metadata, when a .torrent gave it (no ut_metadata then). `select`: --select's files
+    only, and only the pieces that hold them (btview.selected_pieces)."""
     from .rendezvous.trackerclient import tracker_peer_id
 
     if not trackers:
         raise UsageError("the magnet link names no tracker (tr=): give --tracker ws://...")
     started = time.monotonic()
     to_stdout = output == "-"
-    dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
-                    window_bytes=STDOUT_WINDOW if to_stdout else None)
     done = asyncio.Event()
     writer: _Writer | None = None
     failure: list[BaseException] = []
+    sel = Selector(select, to_stdout)
+    if info is not None:
+        sel(info)  # a .torrent's --select is checked before anyone is asked
+
+    def want(meta: TorrentInfo) -> list[int] | None:
+        # A magnet's, from the core: a --select that matches nothing ends the command
+        # (exit 2) instead of escaping the data channel's callback.
+        try:
+            return sel(meta)
+        except UsageError as e:
+            failure.append(e)
+            done.set()
+            return []
+
+    dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
+                    window_bytes=STDOUT_WINDOW if to_stdout else None, want=want)
 
     def after() -> None:
         nonlocal writer
@@ -319,7 +349,7 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
             return
         if dl.info is not None and writer is None:
             try:
-                writer = _Writer(dl.info, output, stdout_fd, force)
+                writer = _Writer(dl.info, output, stdout_fd, force, sel.chosen)
             except Exception as e:  # a usage or storage error: stop the command with it
                 failure.append(e)
                 done.set()
@@ -350,7 +380,7 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
         assert writer is not None and dl.info is not None
         writer.finish()
         path = "-" if to_stdout else writer.path
-        emit(ev.Done(name=dl.info.name, size=dl.info.total_length, path=path,
+        emit(ev.Done(name=dl.info.name, size=sel.size(dl.info), path=path,
                      seconds=time.monotonic() - started, received=dl.bytes_received,
                      peers=dict(dl.received_from), connections={}, sent=0))
         return path

@@ -269,7 +269,9 @@ class BtProtocol:
         self._got_handshake = False
         self._peer_extensions = False
         self.peer_ut_metadata: int | None = None
-        self._pending: set[tuple[int, int, int]] = set()  # our REQUESTs not yet answered
+        # Our REQUESTs not yet answered, counted: a block cancelled (a stream's seek) and
+        # asked again may be answered twice by a peer that ignores CANCEL, both expected.
+        self._pending: dict[tuple[int, int, int], int] = {}
         self._metadata_asked: set[int] = set()
         self._peer_requests = 0
         self._early_bits: bytes | None = None
@@ -282,7 +284,8 @@ class BtProtocol:
     def request(self, index: int, begin: int, length: int) -> bytes:
         if not 0 < length <= MAX_REQUEST:
             raise ValueError(f"request length {length}")
-        self._pending.add((index, begin, length))
+        key = (index, begin, length)
+        self._pending[key] = self._pending.get(key, 0) + 1
         return request(index, begin, length)
 
     def cancel(self, index: int, begin: int, length: int) -> bytes:
@@ -310,7 +313,7 @@ class BtProtocol:
 
     @property
     def outstanding(self) -> int:
-        return len(self._pending)
+        return sum(self._pending.values())
 
     def set_num_pieces(self, n: int) -> list[Event]:
         """The metadata is known now; check a bitfield that came early."""
@@ -397,9 +400,13 @@ class BtProtocol:
                 raise ProtocolError("a PIECE shorter than its header")
             index, begin = struct.unpack_from(">II", p)
             key = (index, begin, len(p) - 8)
-            if key not in self._pending:
+            left = self._pending.get(key, 0) - 1
+            if left < 0:
                 raise ProtocolError(f"a PIECE we did not request ({index}, {begin}, {key[2]})")
-            self._pending.discard(key)
+            if left:
+                self._pending[key] = left
+            else:
+                del self._pending[key]
             return Piece(index, begin, p[8:])
         if mid == Msg.EXTENDED:
             if not self._peer_extensions:

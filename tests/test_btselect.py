@@ -1,0 +1,149 @@
+"""Issue 17's `--select`, `info` and `stream` of torrents, their decisions without a network:
+which pieces a selection needs (btview), which file a stream plays (btstream), and the
+BitTorrent download's `want`, playhead priorities and peer census (btfetch)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+from test_btfetch import Seeder, run
+
+from p2pcli import btwire as bt
+from p2pcli.btfetch import BtDownload, Send
+from p2pcli.btstream import stream_choice
+from p2pcli.btview import TorrentView, bt_target, selected_pieces
+from p2pcli.errors import UsageError
+from p2pcli.magnet import MagnetLink, make_info, parse_info
+
+PLEN = 16384
+
+
+def folder(sizes: dict[str, int]) -> tuple[bytes, bytes]:
+    files = [(tuple(p.split("/")), os.urandom(n)) for p, n in sizes.items()]
+    return make_info("share", files, PLEN), b"".join(b for _, b in files)
+
+
+def test_view_numbers_files_as_info_does_and_selection_needs_their_pieces():
+    raw, _ = folder({"a.txt": 40_000, "sub/movie.mkv": 50_000, "z.bin": 10})
+    view = TorrentView(parse_info(raw))
+    assert [(f.path, f.offset, f.size) for f in view.files] == [
+        ("a.txt", 0, 40_000), ("sub/movie.mkv", 40_000, 50_000), ("z.bin", 90_000, 10)]
+    assert view.is_tree and view.version == 2 and view.piece_count == 6
+    # bytes 40,000..90,000: pieces 2 (shared with a.txt) to 5 (shared with z.bin)
+    assert selected_pieces(view, ("sub/*",)) == ([1], [2, 3, 4, 5])
+    assert selected_pieces(view, ("0", "2")) == ([0, 2], [0, 1, 2, 5])
+    with pytest.raises(UsageError, match="matches no file"):
+        selected_pieces(view, ("*.mp4",))
+    with pytest.raises(UsageError, match="numbered 0 to 2"):
+        selected_pieces(view, ("3",))
+
+
+def test_stream_plays_the_selected_file_or_the_first_video():
+    raw, _ = folder({"a.txt": 40_000, "sub/movie.mkv": 50_000, "z.mp4": 10})
+    view = TorrentView(parse_info(raw))
+    assert stream_choice(view, ()) == 1
+    assert stream_choice(view, ("z.*",)) == 2
+    with pytest.raises(UsageError, match="takes one file"):
+        stream_choice(view, ("*",))
+    text, _ = folder({"a.txt": 10, "b.txt": 10})
+    with pytest.raises(UsageError, match="none looks like a video"):
+        stream_choice(TorrentView(parse_info(text)), ())
+    single = TorrentView(parse_info(make_info("m.mp4", os.urandom(1000), PLEN)))
+    assert not single.is_tree and single.files[0].path == "m.mp4"
+    assert stream_choice(single, ()) is None
+    with pytest.raises(UsageError):
+        stream_choice(single, ("*.mkv",))
+
+
+def test_bad_inputs_are_usage_errors(tmp_path):
+    bad = tmp_path / "x.torrent"
+    bad.write_bytes(b"not bencode")
+    with pytest.raises(UsageError, match="bad torrent file"):
+        bt_target(str(bad), [])
+    with pytest.raises(UsageError, match="bad magnet link"):
+        bt_target("magnet:?xt=urn:btih:zz", [])
+    with pytest.raises(UsageError, match="no tracker"):
+        bt_target(f"magnet:?xt=urn:btih:{'ab' * 20}", [])
+    link, info, trackers = bt_target(f"magnet:?xt=urn:btih:{'ab' * 20}&tr=ws://a", ["ws://b"])
+    assert link.info_hash == bytes.fromhex("ab" * 20)
+    assert info is None and trackers == ["ws://a", "ws://b"]
+
+
+def test_download_fetches_only_the_pieces_wanted():
+    raw, content = folder({"a.bin": 100_000, "sub/b.bin": 250_000})
+    link = MagnetLink(hashlib.sha1(raw).digest())
+    wanted = selected_pieces(TorrentView(parse_info(raw)), ("sub/*",))[1]
+    dl = BtDownload(link, b"L" * 20, want=lambda info: wanted)  # the metadata from the peer
+    assert run(dl, {"s": Seeder(raw, content)}, rounds=500) == []
+    assert dl.complete
+    got = dict(dl.take_verified())
+    assert sorted(got) == wanted == list(range(6, 22))
+    assert dl.bytes_received == sum(len(got[i]) for i in wanted)
+
+
+def test_priority_goes_first_and_cancels_the_rest_when_strict():
+    raw, content = folder({"m.mp4": 100 * PLEN})
+    info = parse_info(raw)
+    dl = BtDownload(MagnetLink(info.info_hash), b"L" * 20, info=info, strict_priority=True)
+    s = Seeder(raw, content)
+    for a in dl.connected("s"):
+        s.answer(a.data)
+    dl.received("s", s.hello(), 0.0)
+    assert dl.picker is not None and not dl.picker.in_flight("s")  # until a player asks
+    dl.set_priority([0, 1], 0.5)
+    assert {b[0] for b in dl.picker.in_flight_blocks("s")} >= {0, 1}
+    acts = dl.set_priority([99, 98], 1.0)  # a seek to the end
+    events = s.proto.receive_data(b"".join(a.data for a in acts if isinstance(a, Send)))
+    assert any(isinstance(e, bt.Cancel) for e in events)
+    # Only the player's pieces are in flight now, both of them.
+    assert {b[0] for b in dl.picker.in_flight_blocks("s")} == {98, 99}
+
+
+def test_peers_seen_counts_who_answered_and_who_has_everything():
+    raw, content = folder({"f.bin": 5 * PLEN})
+    info = parse_info(raw)
+    dl = BtDownload(MagnetLink(info.info_hash), b"L" * 20, info=info, want=lambda _: [])
+    full, empty = Seeder(raw, content), Seeder(raw, content)
+    dl.connected("full")
+    dl.connected("empty")
+    dl.connected("silent")
+    acts = dl.received("full", full.hello(), 0.0)
+    assert not any(isinstance(a, Send) and a.data[4:5] == bytes([bt.Msg.REQUEST])
+                   for a in acts)  # `info` asks for no piece
+    dl.received("empty", empty.proto.handshake() + bt.bitfield(bt.bits_of([False] * 5)), 0.0)
+    assert dl.peers_seen() == {"full": True, "empty": False}
+
+
+def test_a_block_asked_twice_may_come_twice_but_not_three_times():
+    ih = b"i" * 20
+    a, b = bt.BtProtocol(ih, b"a" * 20, 4), bt.BtProtocol(ih, b"b" * 20, 4)
+    b.receive_data(a.handshake())
+    a.receive_data(b.handshake())
+    a.request(1, 0, 16384)
+    a.cancel(1, 0, 16384)  # a seek; then asked again: a peer that ignores CANCEL answers both
+    a.request(1, 0, 16384)
+    block = bt.piece(1, 0, bytes(16384))
+    assert len(a.receive_data(block + block)) == 2 and a.outstanding == 0
+    with pytest.raises(bt.ProtocolError, match="did not request"):
+        a.receive_data(block)
+
+
+def test_one_selected_file_to_stdout_is_cut_out_of_its_pieces(tmp_path):
+    from p2pcli.btsession import _Writer
+    from p2pcli.btview import Selector
+
+    raw, content = folder({"a.bin": 20_000, "b.bin": 50_000, "c.bin": 30_000})
+    info = parse_info(raw)
+    with pytest.raises(UsageError, match="stdout takes one file"):
+        Selector(("*.bin",), True)(info)
+    sel = Selector(("b.*",), True)
+    pieces = sel(info)
+    assert sel.chosen == [1] and pieces == [1, 2, 3, 4] and sel.size(info) == 50_000
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        w = _Writer(info, "-", f.fileno(), False, sel.chosen)
+        for i in reversed(pieces):  # out of order: held until the one before is written
+            w.write(i, content[i * PLEN : (i + 1) * PLEN])
+    assert out.read_bytes() == content[20_000:70_000]
