@@ -61,6 +61,62 @@ def _reporter(quiet: bool, json: bool, wait: float | None):
     return CodeReporter(quiet=quiet, json=json, wait=wait)
 
 
+def _confirmer(yes: bool, reporter):
+    """Asks on the terminal whether to accept an offer (the reporter's status line is
+    closed first, so the question stands alone); --yes accepts."""
+
+    async def confirm(offer) -> bool:
+        if yes:
+            return True
+        import asyncio
+
+        reporter.close()
+        answer = await asyncio.to_thread(
+            typer.confirm, f"accept {offer.name} from {offer.sender}?", err=True)
+        return bool(answer)
+
+    return confirm
+
+
+def need_yes(yes: bool) -> None:
+    from p2pcli.errors import UsageError
+
+    if not yes and not sys.stdin.isatty():
+        raise UsageError("a code's offer is confirmed before anything is written, and stdin "
+                         "is not a terminal: add --yes to accept what the code offers")
+
+
+def stream_code(code: str, *, yes: bool, signal, token, ice_server, ice_host, timeout,
+                retries, quiet: bool, json: bool, verbose: bool, opts, emit_for) -> None:
+    """`p2p stream CODE` (cli/stream.py hands over here): the code exchange, then the
+    stream. `opts` is the StreamOptions stream built; `emit_for(reporter)` its sink."""
+    from p2pcli import runner
+    from p2pcli.wormhole.code import parse
+
+    parsed = parse(code)  # a typo is said before any traffic
+    need_yes(yes)
+    from p2pcli.stream import preflight
+    from p2pcli.wormhole.transfer import stream_code as run
+
+    setup_logging(verbose)
+    from p2pcli.link import Target
+
+    preflight(Target(b"\0" * 32), opts)  # no player, a bad -o: said before the exchange
+    from p2pcli import patches
+
+    # The exchange runs before the stream's own swarm: the client needs these first.
+    patches.load_socketio_client()
+    patches.apply(host_addresses=parse_ice_hosts(ice_host))
+    config = _config(signal, token, ice_server, timeout, retries)
+    reporter = _reporter(quiet, json, timeout)
+    emit = emit_for(reporter)
+    try:
+        runner.run(lambda: run(parsed, config, opts, emit, _confirmer(yes, reporter)),
+                   "interrupted; the partial download is kept")
+    finally:
+        reporter.close()
+
+
 def _config(signal, token, ice_server, timeout, retries):
     signal, _tracker, token = from_config(signal, None, token)
     from p2pcli.link import DEFAULT_SIGNAL
@@ -141,13 +197,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Receive what `p2p send` offers under CODE: shows the name, size and sender and
         asks before anything is written. Pipe it like fetch: p2p receive CODE | mpv -"""
-        from p2pcli.errors import UsageError
         from p2pcli.wormhole.code import parse
 
         parsed = parse(code)  # a typo is said before any traffic
-        if not yes and not sys.stdin.isatty():
-            raise UsageError("receive asks before writing, and stdin is not a terminal: "
-                             "add --yes to accept what the code offers")
+        need_yes(yes)
         from p2pcli import patches, runner
 
         patches.load_socketio_client()
@@ -164,15 +217,7 @@ def register(app: typer.Typer) -> None:
         check_output_args(opts)
         reporter = _reporter(quiet, json, timeout)
 
-        async def confirm(offer) -> bool:
-            if yes:
-                return True
-            import asyncio
-
-            reporter.close()
-            answer = await asyncio.to_thread(
-                typer.confirm, f"accept {offer.name} from {offer.sender}?", err=True)
-            return bool(answer)
+        confirm = _confirmer(yes, reporter)
 
         try:
             runner.run(lambda: receive(parsed, config, opts, reporter, confirm),

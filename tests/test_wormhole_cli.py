@@ -237,3 +237,33 @@ def test_the_servers_ice_config_reaches_both_swarms(procs: Procs, content, tmp_p
     assert r.wait(60) == 0, r.stderr
     assert send.wait(30) == 0, send.stderr
     assert events(r, "ice-config") and events(send, "ice-config")
+
+
+def test_stream_code_serves_the_bytes_and_a_wrong_code_exits_8(procs: Procs, signal_url: str,
+                                                               content, tmp_path: Path):
+    """`p2p stream CODE`: the code exchange, then stream's local HTTP over the private
+    swarm; the URL serves exactly the sender's bytes. A wrong code: exit 8, one line."""
+    import urllib.request
+
+    f, _ = content
+    send, code = start_send(procs, f, signal_url)
+    s = procs.p2p("stream", code, "--signal", signal_url, *LOOPBACK, "--json", "--yes",
+                  "--player", "none", "-o", str(tmp_path / "streamed.bin"), name="stream")
+    url = s.wait_for(lambda p: p.stdout.strip(), 60, "the URL")
+    with urllib.request.urlopen(url, timeout=60) as r:
+        assert r.read() == f.read_bytes()
+    assert events(s, "offer")[0]["name"] == "movie.bin" and events(s, "verified")
+    s.wait_for(lambda p: events(p, "done"), 60, "the download's end")
+    s.signal(2)  # how `--player none` ends; the download is complete: a normal exit
+    assert s.wait(30) == 0, s.stderr
+    assert send.wait(30) == 0, send.stderr
+
+    send, code = start_send(procs, f, signal_url, name="send2")
+    number, first, second = code.split("-")
+    wrong = "aardvark" if second != "aardvark" else "absurd"
+    s = procs.p2p("stream", f"{number}-{first}-{wrong}", "--signal", signal_url, *LOOPBACK,
+                  "--yes", "--player", "none", name="stream-wrong")
+    assert s.wait(60) == ExitCode.WRONG_CODE, s.stderr
+    lines = [ln for ln in s.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("p2p: wrong code"), lines
+    assert not s.stdout and send.wait(30) == ExitCode.WRONG_CODE

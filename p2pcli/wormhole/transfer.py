@@ -355,13 +355,46 @@ Confirm = Callable[[CodeOffer], Awaitable[bool]]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: EventSink,
-                  confirm: Confirm) -> ev.Event:
-    """Prove `code` to its sender, show what it sends, and download it once confirmed."""
+@dataclass
+class Proven:
+    """A receiver's state once the sender proved the code and the offer was accepted: the
+    client and its room, ready to be handed to a `PrivateSwarm`'s meeting."""
+
+    client: SignalingClient
+    dispatch: _Dispatch
+    state: pake.Receiver
+    sender: str
+    room: str
+    offer: CodeOffer
+    handed_over: bool = False
+
+    def swarm(self, config: SwarmConfig, emit: EventSink, open_store) -> PrivateSwarm:
+        """The swarm that downloads the offer, meeting only the proven sender."""
+        swarm: PrivateSwarm
+
+        def meet(h: MeetHandlers) -> CodeMeeting:
+            meeting = ReceiverMeeting(self.client, self.room, self.offer.hash, h, self.state,
+                                      self.sender, swarm.fail)
+            _attach(self.dispatch, meeting)
+            self.handed_over = True  # the meeting closes the client from now on
+            return meeting
+
+        swarm = PrivateSwarm(bytes.fromhex(self.offer.hash), config, emit,
+                             open_store=open_store, meeting=meet)
+        return swarm
+
+    async def close(self) -> None:
+        """Close the client unless a swarm took it over."""
+        if not self.handed_over:
+            await self.client.close()
+
+
+async def prove(code: Code, config: SwarmConfig, emit: EventSink, confirm: Confirm) -> Proven:
+    """Messages 1 and 2 (PROTOCOL.md 4.2): prove `code` to its sender, show what it
+    offers and ask. Raises (after telling the sender) for a wrong code or a refusal."""
     _need_signal(config)
     dispatch = _Dispatch()
     client, peers = await _join(config, code.room(), dispatch)
-    handed_over = False
     try:
         if not peers:
             raise NoPeers(f"nobody is sending with code {code.number}-...: the sender "
@@ -394,17 +427,20 @@ async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: Eve
         if not await confirm(offer):
             await _notice(client, sender, code.room(), state.decline("declined"))
             raise pake.CodeRefused("declined: nothing was written", exit_code=0)
+    except BaseException:
+        await client.close()
+        raise
+    return Proven(client, dispatch, state, sender, code.room(), offer)
+
+
+async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: EventSink,
+                  confirm: Confirm) -> ev.Event:
+    """Prove `code` to its sender, show what it sends, and download it once confirmed."""
+    proven = await prove(code, config, emit, confirm)
+    try:
+        offer = proven.offer
         dl = Download(bytes.fromhex(offer.hash), config, opts, emit)
-        dl.swarm = swarm = PrivateSwarm(bytes.fromhex(offer.hash), config, emit,
-                                        open_store=dl.open_store, meeting=lambda h: m(h))
-
-        def m(h: MeetHandlers) -> CodeMeeting:
-            meeting = ReceiverMeeting(client, code.room(), offer.hash, h, state, sender,
-                                      swarm.fail)
-            _attach(dispatch, meeting)
-            return meeting
-
-        handed_over = True
+        dl.swarm = proven.swarm(config, emit, dl.open_store)
         dl.check_output_early()
         reporter = asyncio.ensure_future(dl.report())
         try:
@@ -421,8 +457,26 @@ async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: Eve
             reporter.cancel()
             await dl.close()
     finally:
-        if not handed_over:
-            await client.close()
+        await proven.close()
+
+
+async def stream_code(code: Code, config: SwarmConfig, opts, emit: EventSink,
+                      confirm: Confirm) -> ev.Event:
+    """`p2p stream CODE`: the code exchange, then `p2p stream`'s machinery (local HTTP
+    with ranges, a player) over a swarm that meets only the proven sender. `opts` is a
+    p2pcli.stream.StreamOptions."""
+    from ..link import Target
+    from ..stream import stream
+
+    proven = await prove(code, config, emit, confirm)
+    try:
+        # The sealed name is the sender's, authenticated by the code: it may name the URL
+        # before the manifest comes (the manifest, verified against the hash, decides).
+        target = Target(bytes.fromhex(proven.offer.hash), name=proven.offer.name)
+        return await stream(target, config, opts, emit,
+                            swarm_for=lambda dl: proven.swarm(config, emit, dl.open_store))
+    finally:
+        await proven.close()
 
 
 def _offer_event(sealed: dict) -> CodeOffer:
