@@ -161,16 +161,16 @@ def _stream_code(target: str, args: dict) -> bool:
 
     from . import wormhole
 
-    if args["tracker"] or args["peerjs"] or args["public"] or args["select"]:
-        raise UsageError("a code's share is met through --signal only, whole: drop "
-                         "--tracker, --peerjs, --public and --select")
+    if args["public"] or args["select"]:
+        raise UsageError("a code's share is private and whole: drop --public and --select")
     player = args["player"]
     opts = StreamOptions(
         player=player, port=args["port"], output=args["output"], force=args["force"],
         keep_seeding=args["keep_seeding"], player_args=list(args["player_arg"] or []),
         show_player_output=not (args["quiet"] or args["json"]))
     wormhole.stream_code(
-        target, yes=args["yes"], signal=args["signal"], token=args["token"],
+        target, yes=args["yes"], signal=args["signal"], tracker=args["tracker"],
+        peerjs=args["peerjs"], token=args["token"],
         ice_server=args["ice_server"], ice_host=args["ice_host"], timeout=args["timeout"],
         retries=args["retries"], quiet=args["quiet"], json=args["json"],
         verbose=args["verbose"], opts=opts,

@@ -26,6 +26,13 @@ from .common import (
     swarm_config,
 )
 
+CodeTrackerOpt = Annotated[list[str] | None, typer.Option(
+    "--tracker", help="Meet through this WebTorrent tracker (ws:// or wss://) instead of a "
+    "signaling server; both sides give the same one.", show_default=False)]
+CodePeerJSOpt = Annotated[list[str] | None, typer.Option(
+    "--peerjs", help="Meet through this PeerJS server instead of a signaling server; both "
+    "sides give the same one.", show_default=False)]
+
 
 def _complete_code(incomplete: str) -> list[str]:
     from p2pcli.wormhole.code import complete
@@ -86,8 +93,9 @@ def need_yes(yes: bool) -> None:
                          "is not a terminal: add --yes to accept what the code offers")
 
 
-def stream_code(code: str, *, yes: bool, signal, token, ice_server, ice_host, timeout,
-                retries, quiet: bool, json: bool, verbose: bool, opts, emit_for) -> None:
+def stream_code(code: str, *, yes: bool, signal, tracker, peerjs, token, ice_server,
+                ice_host, timeout, retries, quiet: bool, json: bool, verbose: bool, opts,
+                emit_for) -> None:
     """`p2p stream CODE` (cli/stream.py hands over here): the code exchange, then the
     stream. `opts` is the StreamOptions stream built; `emit_for(reporter)` its sink."""
     from p2pcli import runner
@@ -107,7 +115,7 @@ def stream_code(code: str, *, yes: bool, signal, token, ice_server, ice_host, ti
     # The exchange runs before the stream's own swarm: the client needs these first.
     patches.load_socketio_client()
     patches.apply(host_addresses=parse_ice_hosts(ice_host))
-    config = _config(signal, token, ice_server, timeout, retries)
+    config = _config(signal, tracker, peerjs, token, ice_server, timeout, retries)
     reporter = _reporter(quiet, json, timeout)
     emit = emit_for(reporter)
     try:
@@ -117,10 +125,23 @@ def stream_code(code: str, *, yes: bool, signal, token, ice_server, ice_host, ti
         reporter.close()
 
 
-def _config(signal, token, ice_server, timeout, retries):
-    signal, _tracker, token = from_config(signal, None, token)
+def _config(signal, tracker, peerjs, token, ice_server, timeout, retries):
+    """One rendezvous for a code (PROTOCOL.md 4.5): the one flag given among --signal,
+    --tracker and --peerjs; with none, the config file's signaling server or the default."""
+    from p2pcli.errors import UsageError
     from p2pcli.link import DEFAULT_SIGNAL
 
+    from .common import parse_peerjs, parse_trackers
+
+    given = [flag for flag, value in (("--signal", signal), ("--tracker", tracker),
+                                      ("--peerjs", peerjs)) if value]
+    if len(given) > 1:
+        raise UsageError(f"a code meets through one rendezvous: give one of {', '.join(given)}")
+    _, _, token = from_config(None, None, token)
+    if tracker or peerjs:
+        return swarm_config([], ice_server, token, trackers=parse_trackers(tracker)[:1],
+                            peerjs=parse_peerjs(peerjs)[:1], timeout=timeout, retries=retries)
+    signal, _, _ = from_config(signal, None, None)
     return swarm_config(split_urls(signal) or [DEFAULT_SIGNAL], ice_server, token,
                         timeout=timeout, retries=retries)
 
@@ -131,6 +152,8 @@ def register(app: typer.Typer) -> None:
         paths: Annotated[list[str], typer.Argument(
             help="The file or folder (or several) to send.", metavar="FILE|DIR")],
         signal: SignalOpt = None,
+        tracker: CodeTrackerOpt = None,
+        peerjs: CodePeerJSOpt = None,
         tries: Annotated[int, typer.Option(
             "--tries", min=1,
             help="Wrong codes allowed before the code is closed. Each try is one guess for "
@@ -162,7 +185,7 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
-        config = _config(signal, token, ice_server, timeout, retries)
+        config = _config(signal, tracker, peerjs, token, ice_server, timeout, retries)
         reporter = _reporter(quiet, json, None)
         try:
             runner.run(lambda: send(SendOptions(paths=paths, tries=tries, words=words,
@@ -185,6 +208,8 @@ def register(app: typer.Typer) -> None:
             "--yes", "-y", help="Accept without asking (needed when stdin is not a terminal).")
         ] = False,
         signal: SignalOpt = None,
+        tracker: CodeTrackerOpt = None,
+        peerjs: CodePeerJSOpt = None,
         timeout: TimeoutOpt = 10.0,
         retries: RetriesOpt = 3,
         force: ForceOpt = False,
@@ -210,7 +235,7 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
-        config = _config(signal, token, ice_server, timeout, retries)
+        config = _config(signal, tracker, peerjs, token, ice_server, timeout, retries)
         opts = FetchOptions(output=output, force=force, seed_after=False,
                             stdout_is_tty=sys.stdout.isatty(), stdout_fd=sys.stdout.fileno(),
                             select=())

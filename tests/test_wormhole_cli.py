@@ -17,14 +17,16 @@ from p2pcli.hashing import hash_file
 
 
 def start_send(procs: Procs, path: Path, signal: str, *extra: str, name: str = "send"):
-    p = procs.p2p("send", str(path), "--signal", signal, *LOOPBACK, "--json", *extra, name=name)
+    where = ["--signal", signal] if signal else []  # "": the rendezvous is in `extra`
+    p = procs.p2p("send", str(path), *where, *LOOPBACK, "--json", *extra, name=name)
     ev = p.wait_for(lambda p: next((e for e in p.events() if e["event"] == "code"), None),
                     60, "the code")
     return p, ev["code"]
 
 
 def receive(procs: Procs, code: str, signal: str, *extra: str, name: str = "receive", **kw):
-    return procs.p2p("receive", code, "--signal", signal, *LOOPBACK, "--json", *extra,
+    where = ["--signal", signal] if signal else []
+    return procs.p2p("receive", code, *where, *LOOPBACK, "--json", *extra,
                      name=name, **kw)
 
 
@@ -38,6 +40,11 @@ def last_line(p) -> str:
 
 @pytest.fixture
 def content(tmp_path: Path) -> tuple[Path, Path]:
+    return make_content(tmp_path)
+
+
+def make_content(tmp_path: Path) -> tuple[Path, Path]:
+    """A file and a folder (with a subfolder) to send."""
     f = tmp_path / "movie.bin"
     f.write_bytes(bytes(range(256)) * 5000 + b"tail")
     d = tmp_path / "album"

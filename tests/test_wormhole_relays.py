@@ -1,0 +1,115 @@
+"""Codes over a WebTorrent tracker and a PeerJS server (issue 18; PROTOCOL.md 4.5): the
+SDP envelope (sans-IO), and `p2p send` / `p2p receive` as real processes through
+serve-signal's /announce tracker and the real PeerJS server (the `peer` package)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Procs, free_port, wait_port
+from test_wormhole_cli import events, last_line, make_content, receive, start_send
+
+from p2pcli.errors import ExitCode
+from p2pcli.wormhole.relays import STUB, open_sdp, seal_sdp
+
+SDP = ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=application 9 UDP/DTLS/SCTP "
+       "webrtc-datachannel\r\na=fingerprint:sha-256 AB:CD\r\n")
+
+
+@pytest.fixture
+def content(tmp_path: Path) -> tuple[Path, Path]:
+    return make_content(tmp_path)
+
+
+def test_envelope_round_trips_on_a_real_and_a_stub_sdp():
+    w = {"v": 1, "key": "abc", "fp": "d-_"}
+    kind, data = open_sdp("offer", seal_sdp("offer", w, SDP))
+    assert kind == "offer" and data == {"wormhole": w, "offer": {"type": "offer", "sdp": SDP}}
+    stub = seal_sdp("ice-candidate", {"v": 1, "error": "declined"}, None)
+    assert stub.startswith(STUB)
+    assert open_sdp("offer", stub) == ("ice-candidate", {"wormhole": {"v": 1,
+                                                                      "error": "declined"}})
+
+
+@pytest.mark.parametrize("sdp", [
+    SDP,  # no envelope: not a code message
+    SDP + "a=x-p2p-wormhole:offer !!!\r\n",
+    SDP + "a=x-p2p-wormhole:bogus e30\r\n",
+    SDP + "a=x-p2p-wormhole:offer WzFd\r\n",  # [1]: not an object
+    seal_sdp("offer", {"v": 1}, None) + "a=x-p2p-wormhole:offer e30\r\n",  # two
+    seal_sdp("answer", {"v": 1}, SDP),  # a real answer relayed as an offer
+    None,
+])
+def test_anything_else_is_not_a_code_message(sdp):
+    assert open_sdp("offer", sdp) is None
+
+
+def _tracker(procs: Procs) -> list[str]:
+    port = free_port()
+    procs.p2p("serve-signal", "--host", "127.0.0.1", "--port", str(port), name="signal")
+    wait_port(port)
+    return ["--tracker", f"ws://127.0.0.1:{port}/announce"]
+
+
+def _peerjs(procs: Procs) -> list[str]:
+    from conftest import start_peerjs_server
+
+    url, _ = start_peerjs_server(procs)
+    return ["--peerjs", url]
+
+
+@pytest.mark.parametrize("via", [_tracker, _peerjs], ids=["tracker", "peerjs"])
+def test_file_folder_and_stdout_through_a_tracker_or_peerjs(procs: Procs, content,
+                                                           tmp_path: Path, via):
+    f, d = content
+    where = via(procs)
+    send, code = start_send(procs, f, "", *where)
+    r = receive(procs, code, "", "--yes", "-o", str(tmp_path / "got.bin"), *where)
+    assert r.wait(60) == 0, r.stderr
+    assert (tmp_path / "got.bin").read_bytes() == f.read_bytes()
+    assert events(r, "verified") and send.wait(30) == 0, send.stderr
+
+    send, code = start_send(procs, f, "", *where, name="send2")
+    r = receive(procs, code, "", "--yes", "-o", "-", *where, name="receive2")
+    assert r.wait(60) == 0, r.stderr
+    assert r.out_path.read_bytes() == f.read_bytes()
+    assert send.wait(30) == 0
+
+    send, code = start_send(procs, d, "", *where, name="send3")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = receive(procs, code, "", "--yes", "-o", str(out), *where, name="receive3")
+    assert r.wait(60) == 0, r.stderr
+    for rel in ("one.txt", "disc 2/two.bin"):
+        assert (out / "album" / rel).read_bytes() == (d / rel).read_bytes()
+    assert send.wait(30) == 0
+
+
+def test_mitm_tracker_is_caught(procs: Procs, content, tmp_path: Path):
+    """A tracker that swaps the fingerprints of the SDPs it forwards (where the code's
+    messages ride): both sides exit 9, nothing is written."""
+    f, _ = content
+    port = free_port()
+    procs.start([sys.executable, str(ROOT / "tests" / "helpers" / "mitm_signal.py"),
+                 str(port), "both", "tracker"], "mitm", env={**procs.env, "PYTHONPATH": str(ROOT)})
+    wait_port(port)
+    where = ["--tracker", f"ws://127.0.0.1:{port}/announce"]
+    send, code = start_send(procs, f, "", *where)
+    r = receive(procs, code, "", "-y", "-o", str(tmp_path / "got.bin"), *where)
+    assert r.wait(60) == ExitCode.TAMPERED, r.stderr
+    assert send.wait(30) == ExitCode.TAMPERED, send.stderr
+    for p in (r, send):
+        assert "tampered" in last_line(p) and "man in the middle" in last_line(p)
+    assert not list(tmp_path.glob("got.bin*"))
+
+
+def test_nobody_sending_and_two_rendezvous(procs: Procs):
+    where = _tracker(procs)
+    r = receive(procs, "7-guitarist-revenge", "", "-y", *where)
+    assert r.wait(60) == ExitCode.NO_PEERS
+    assert "nobody is sending with code 7" in last_line(r)
+    r = receive(procs, "7-guitarist-revenge", "http://127.0.0.1:1", "-y", *where, name="two")
+    assert r.wait(60) == ExitCode.USAGE
+    assert "one rendezvous" in last_line(r)
