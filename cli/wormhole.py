@@ -85,6 +85,17 @@ def _confirmer(yes: bool, reporter):
     return confirm
 
 
+def refuse_seed_after() -> None:
+    """Codes are one-use, as magic-wormhole's (docs/SECURITY.md): a receiver that served
+    the share on under the same code would give that code, and every guess at it, a
+    second life after the sender spent it. Said before any traffic."""
+    from p2pcli.errors import UsageError
+
+    raise UsageError("--seed-after: a code is good for one receiver, so nobody else can "
+                     "use it afterwards; to pass the file on, run p2p send on it for a new "
+                     "code (private), or p2p seed it (anyone with the link)")
+
+
 def need_yes(yes: bool) -> None:
     from p2pcli.errors import UsageError
 
@@ -207,6 +218,9 @@ def register(app: typer.Typer) -> None:
         yes: Annotated[bool, typer.Option(
             "--yes", "-y", help="Accept without asking (needed when stdin is not a terminal).")
         ] = False,
+        seed_after: Annotated[bool, typer.Option(
+            "--seed-after", help="Refused: a code is good for one receiver (magic-wormhole's "
+            "rule); to pass the file on, p2p send it for a new code.")] = False,
         signal: SignalOpt = None,
         tracker: CodeTrackerOpt = None,
         peerjs: CodePeerJSOpt = None,
@@ -224,6 +238,8 @@ def register(app: typer.Typer) -> None:
         asks before anything is written. Pipe it like fetch: p2p receive CODE | mpv -"""
         from p2pcli.wormhole.code import parse
 
+        if seed_after:
+            refuse_seed_after()
         parsed = parse(code)  # a typo is said before any traffic
         need_yes(yes)
         from p2pcli import patches, runner

@@ -274,3 +274,15 @@ def test_stream_code_serves_the_bytes_and_a_wrong_code_exits_8(procs: Procs, sig
     lines = [ln for ln in s.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("p2p: wrong code"), lines
     assert not s.stdout and send.wait(30) == ExitCode.WRONG_CODE
+
+
+def test_seed_after_is_refused_as_codes_are_one_use(procs: Procs, signal_url: str):
+    """A code serves one receiver (docs/SECURITY.md): --seed-after is refused before any
+    traffic, with the alternative, one line in human mode and with --json."""
+    for mode in ([], ["--json"]):
+        r = procs.p2p("receive", "7-guitarist-revenge", "--signal", signal_url, "-y",
+                      "--seed-after", *mode, name=f"seed-after{len(mode)}")
+        assert r.wait(30) == ExitCode.USAGE
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "good for one receiver" in lines[0], lines
+        assert "p2p send" in lines[0] and "p2p seed" in lines[0]
