@@ -87,6 +87,20 @@ def test_file_folder_and_stdout_through_a_tracker_or_peerjs(procs: Procs, conten
     assert send.wait(30) == 0
 
 
+def test_through_the_real_bittorrent_tracker(procs: Procs, content):
+    """The same envelopes through WebTorrent's own tracker server (bittorrent-tracker),
+    which rebuilds what it forwards from the SDP too."""
+    from conftest import start_ws_tracker
+
+    f, _ = content
+    url, _ = start_ws_tracker(procs)
+    send, code = start_send(procs, f, "", "--tracker", url)
+    r = receive(procs, code, "", "--yes", "-o", "-", "--tracker", url)
+    assert r.wait(60) == 0, r.stderr
+    assert r.out_path.read_bytes() == f.read_bytes()
+    assert send.wait(30) == 0, send.stderr
+
+
 def test_mitm_tracker_is_caught(procs: Procs, content, tmp_path: Path):
     """A tracker that swaps the fingerprints of the SDPs it forwards (where the code's
     messages ride): both sides exit 9, nothing is written."""
