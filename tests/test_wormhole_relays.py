@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Procs, free_port, wait_port
+from hypothesis import given
+from hypothesis import strategies as st
 from test_wormhole_cli import events, last_line, make_content, receive, start_send
 
 from p2pcli.errors import ExitCode
-from p2pcli.wormhole.relays import STUB, open_sdp, seal_sdp
+from p2pcli.wormhole.relays import BROADCAST, STUB, open_sdp, seal_sdp, tracker_room
 
 SDP = ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=application 9 UDP/DTLS/SCTP "
        "webrtc-datachannel\r\na=fingerprint:sha-256 AB:CD\r\n")
@@ -44,6 +46,37 @@ def test_envelope_round_trips_on_a_real_and_a_stub_sdp():
 ])
 def test_anything_else_is_not_a_code_message(sdp):
     assert open_sdp("offer", sdp) is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4), max_leaves=12)
+
+
+@given(st.sampled_from(["offer", "answer", "ice-candidate", "present"]),
+       st.dictionaries(st.text(max_size=8), json_values, max_size=6), st.booleans())
+def test_any_wormhole_object_survives_the_envelope(kind, wormhole, real):
+    relayed_as = "answer" if kind == "answer" else "offer"
+    sdp = SDP if real and kind in ("offer", "answer") else None
+    got = open_sdp(relayed_as, seal_sdp(kind, wormhole, sdp))
+    assert got is not None and got[0] == kind and got[1]["wormhole"] == wormhole
+    assert got[1].get(kind, {}).get("sdp") == sdp  # the real SDP back as it was, or none
+
+
+@given(st.text(max_size=300))
+def test_no_text_breaks_the_envelope_reader(text):
+    open_sdp("offer", text)
+    open_sdp("offer", SDP + "a=x-p2p-wormhole:offer " + text)
+
+
+def test_who_is_in_a_tracker_room_from_its_counts():
+    assert tracker_room(1, 0, sender=True) == []  # only us
+    assert tracker_room(2, 0, sender=True) == ["?"]  # another sender: take another number
+    assert tracker_room(1, 1, sender=True) == ["?"]
+    assert tracker_room(None, None, sender=True) == []
+    assert tracker_room(1, 1, sender=False) == [BROADCAST]
+    assert tracker_room(0, 3, sender=False) == []  # receivers only: nobody is sending
 
 
 def _tracker(procs: Procs) -> list[str]:

@@ -86,6 +86,17 @@ def open_sdp(relayed_as: str, sdp: object) -> tuple[str, dict] | None:
     return kind, data
 
 
+def tracker_room(complete: int | None, incomplete: int | None, *, sender: bool) -> list[str]:
+    """Who is in a code's room, from the tracker's counts in its answer to our first
+    announce (which counts us: a sender as a seeder, a receiver as a leecher). A sender:
+    one "?" per other peer (any at all: the number is someone else's). A receiver:
+    [BROADCAST] when a sender (a seeder) is there, else nobody."""
+    complete, incomplete = complete or 0, incomplete or 0
+    if sender:
+        return ["?"] * max(0, complete + incomplete - 1)
+    return [BROADCAST] if complete else []
+
+
 async def _call(fn, *args) -> None:
     result = fn(*args)
     if asyncio.iscoroutine(result):
@@ -248,10 +259,7 @@ class CodeTracker:
         [BROADCAST] when a sender (a seeder) is there."""
         assert self._first is not None
         counts = self._first.result()
-        complete, incomplete = counts.complete or 0, counts.incomplete or 0
-        if self.sender:
-            return ["?"] * max(0, complete + incomplete - 1)  # we are one of them
-        return [BROADCAST] if complete else []
+        return tracker_room(counts.complete, counts.incomplete, sender=self.sender)
 
     async def _announce(self, offers: list[tuple[bytes, str]]) -> None:
         # A code message goes now, not at the tracker's interval.
