@@ -286,3 +286,18 @@ def test_seed_after_is_refused_as_codes_are_one_use(procs: Procs, signal_url: st
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and "good for one receiver" in lines[0], lines
         assert "p2p send" in lines[0] and "p2p seed" in lines[0]
+
+
+def test_an_existing_file_is_said_before_connecting(procs: Procs, signal_url: str, content,
+                                                    tmp_path: Path):
+    """No -o: the offer's name lands in the working directory, where movie.bin is already:
+    the receiver says so (exit 2, one line) and the sender hears it was declined."""
+    f, _ = content
+    before = f.read_bytes()
+    send, code = start_send(procs, f, signal_url)
+    r = receive(procs, code, signal_url, "-y", "-o", str(tmp_path))
+    assert r.wait(60) == ExitCode.USAGE, r.stderr
+    assert "already exists" in last_line(r) and "--force" in last_line(r)
+    assert not events(r, "peer-joined") and f.read_bytes() == before
+    assert send.wait(30) == ExitCode.NO_PEERS
+    assert "declined" in last_line(send)

@@ -18,16 +18,17 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from .. import events as ev
-from ..download import Download, FetchOptions, ReaderGone
-from ..errors import NoPeers, P2PError, UsageError
+from ..download import Download, FetchOptions, ReaderGone, writes_stdout
+from ..errors import ManifestError, NoPeers, P2PError, UsageError
 from ..events import EventSink
 from ..hashing import Progress, hash_file, open_for_seeding
-from ..manifest import Manifest
+from ..manifest import Manifest, check_name
 from ..signaling.client import SignalHandlers, SignalingClient
-from ..store import SeedFile
+from ..store import SeedFile, check_output
 from ..swarm import Swarm, SwarmConfig
 from ..swarm.meet import MeetHandlers, Meeting
 from ..tree import hash_tree
@@ -418,9 +419,11 @@ class Proven:
             await self.client.close()
 
 
-async def prove(code: Code, config: SwarmConfig, emit: EventSink, confirm: Confirm) -> Proven:
+async def prove(code: Code, config: SwarmConfig, emit: EventSink, confirm: Confirm,
+                check: Callable[[CodeOffer], None] | None = None) -> Proven:
     """Messages 1 and 2 (PROTOCOL.md 4.2): prove `code` to its sender, show what it
-    offers and ask. Raises (after telling the sender) for a wrong code or a refusal."""
+    offers, `check` it (raising a P2PError) and ask. Raises (after telling the sender)
+    for a wrong code, a failed check or a refusal."""
     _need_rendezvous(config)
     dispatch = _Dispatch()
     client, peers = await _join(config, code.room(), dispatch, sender=False)
@@ -461,7 +464,14 @@ async def prove(code: Code, config: SwarmConfig, emit: EventSink, confirm: Confi
             raise
         offer = _offer_event(sealed)
         emit(offer)
-        if not await confirm(offer):
+        try:
+            if check is not None:
+                check(offer)  # e.g. the file is there already: said before any connection
+            accepted = await confirm(offer)
+        except P2PError:
+            await _notice(client, sender, code.room(), state.decline("declined"))
+            raise
+        if not accepted:
             await _notice(client, sender, code.room(), state.decline("declined"))
             raise pake.CodeRefused("declined: nothing was written", exit_code=0)
     except BaseException:
@@ -473,7 +483,7 @@ async def prove(code: Code, config: SwarmConfig, emit: EventSink, confirm: Confi
 async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: EventSink,
                   confirm: Confirm) -> ev.Event:
     """Prove `code` to its sender, show what it sends, and download it once confirmed."""
-    proven = await prove(code, config, emit, confirm)
+    proven = await prove(code, config, emit, confirm, lambda o: _check_output(opts, o))
     try:
         offer = proven.offer
         dl = Download(bytes.fromhex(offer.hash), config, opts, emit)
@@ -503,9 +513,12 @@ async def stream_code(code: Code, config: SwarmConfig, opts, emit: EventSink,
     with ranges, a player) over a swarm that meets only the proven sender. `opts` is a
     p2pcli.stream.StreamOptions."""
     from ..link import Target
-    from ..stream import stream
+    from ..stream import preflight, stream
 
-    proven = await prove(code, config, emit, confirm)
+    def check(offer: CodeOffer) -> None:
+        preflight(Target(bytes.fromhex(offer.hash), name=offer.name), opts)
+
+    proven = await prove(code, config, emit, confirm, check)
     try:
         # The sealed name is the sender's, authenticated by the code: it may name the URL
         # before the manifest comes (the manifest, verified against the hash, decides).
@@ -514,6 +527,24 @@ async def stream_code(code: Code, config: SwarmConfig, opts, emit: EventSink,
                             swarm_for=lambda dl: proven.swarm(config, emit, dl.open_store))
     finally:
         await proven.close()
+
+
+def _check_output(opts: FetchOptions, offer: CodeOffer) -> None:
+    """Before accepting: a file already where the offer's name would land is said at once
+    (and the sender told we declined), not once the connection is up and the sender waits
+    for a download that never starts. The manifest's own check still runs; a folder there
+    may be a folder share's partial download, which resumes."""
+    try:
+        check_name(offer.name)
+    except ManifestError:
+        return  # not a name the manifest accepts: the download refuses it itself
+    if writes_stdout(opts):
+        return
+    final = Path(opts.output) if opts.output else Path.cwd() / offer.name
+    if final.is_dir():
+        final = final / offer.name
+    if not final.is_dir():
+        check_output(final, force=opts.force)
 
 
 def _offer_event(sealed: dict) -> CodeOffer:
