@@ -97,6 +97,9 @@ def register(app: typer.Typer) -> None:
         quiet: QuietOpt = False,
         json: JsonOpt = False,
         verbose: VerboseOpt = False,
+        yes: Annotated[bool, typer.Option(
+            "--yes", "-y", help="With a code from `p2p send`: accept its offer without asking.")
+        ] = False,
     ) -> None:
         """Play HASH_OR_LINK while it downloads; seeking re-orders the download.
 
@@ -104,7 +107,7 @@ def register(app: typer.Typer) -> None:
         ranges, verified bytes only) and starts a player on it. SECRET is random per run:
         other local users and web pages cannot read the stream. mpv is followed through
         its IPC socket, so the read-ahead tracks what is on screen. Stops when the player
-        exits.
+        exits. A code from `p2p send` works too: p2p stream 7-guitarist-revenge
         """
         # Here, not at the top: `p2p --help` imports every command module (cli/common.py).
         from p2pcli import runner
@@ -112,8 +115,10 @@ def register(app: typer.Typer) -> None:
 
         from .output import Reporter
 
-        setup_logging(verbose)
         hosts = parse_ice_hosts(ice_host)
+        if _stream_code(target, locals()):
+            return
+        setup_logging(verbose)
         signal, tracker, token = from_config(signal, tracker, token)
         from p2pcli.btview import is_bt_target
 
@@ -174,6 +179,34 @@ def _stream_magnet(target: str, tracker: list[str] | None, opts, *, timeout: flo
                                          info=info))
     finally:
         reporter.close()
+
+
+def _stream_code(target: str, args: dict) -> bool:
+    """`p2p stream CODE` (issue 18): handled by cli/wormhole.py; False for anything else."""
+    from p2pcli.wormhole.code import looks_like_code
+
+    if not looks_like_code(target):
+        return False
+    from p2pcli.errors import UsageError
+    from p2pcli.stream import StreamOptions
+
+    from . import wormhole
+
+    if args["public"] or args["select"]:
+        raise UsageError("a code's share is private and whole: drop --public and --select")
+    player = args["player"]
+    opts = StreamOptions(
+        player=player, port=args["port"], output=args["output"], force=args["force"],
+        keep_seeding=args["keep_seeding"], player_args=list(args["player_arg"] or []),
+        show_player_output=not (args["quiet"] or args["json"]))
+    wormhole.stream_code(
+        target, yes=args["yes"], signal=args["signal"], tracker=args["tracker"],
+        peerjs=args["peerjs"], token=args["token"],
+        ice_server=args["ice_server"], ice_host=args["ice_host"], timeout=args["timeout"],
+        retries=args["retries"], quiet=args["quiet"], json=args["json"],
+        verbose=args["verbose"], opts=opts,
+        emit_for=lambda r: _print_url(r) if player == "none" else r)
+    return True
 
 
 def _apply_patches(hosts: tuple[str, ...]) -> None:

@@ -26,6 +26,13 @@ from .common import (
     swarm_config,
 )
 
+CodeTrackerOpt = Annotated[list[str] | None, typer.Option(
+    "--tracker", help="Meet through this WebTorrent tracker (ws:// or wss://) instead of a "
+    "signaling server; both sides give the same one.", show_default=False)]
+CodePeerJSOpt = Annotated[list[str] | None, typer.Option(
+    "--peerjs", help="Meet through this PeerJS server instead of a signaling server; both "
+    "sides give the same one.", show_default=False)]
+
 
 def _complete_code(incomplete: str) -> list[str]:
     from p2pcli.wormhole.code import complete
@@ -61,10 +68,91 @@ def _reporter(quiet: bool, json: bool, wait: float | None):
     return CodeReporter(quiet=quiet, json=json, wait=wait)
 
 
-def _config(signal, token, ice_server, timeout, retries):
-    signal, _tracker, token = from_config(signal, None, token)
+def _confirmer(yes: bool, reporter):
+    """Asks on the terminal whether to accept an offer (the reporter's status line is
+    closed first, so the question stands alone); --yes accepts."""
+
+    async def confirm(offer) -> bool:
+        if yes:
+            return True
+        import asyncio
+
+        reporter.close()
+        answer = await asyncio.to_thread(
+            typer.confirm, f"accept {offer.name} from {offer.sender}?", err=True)
+        return bool(answer)
+
+    return confirm
+
+
+def refuse_seed_after() -> None:
+    """Codes are one-use, as magic-wormhole's (docs/SECURITY.md): a receiver that served
+    the share on under the same code would give that code, and every guess at it, a
+    second life after the sender spent it. Said before any traffic."""
+    from p2pcli.errors import UsageError
+
+    raise UsageError("--seed-after: a code is good for one receiver, so nobody else can "
+                     "use it afterwards; to pass the file on, run p2p send on it for a new "
+                     "code (private), or p2p seed it (anyone with the link)")
+
+
+def need_yes(yes: bool) -> None:
+    from p2pcli.errors import UsageError
+
+    if not yes and not sys.stdin.isatty():
+        raise UsageError("a code's offer is confirmed before anything is written, and stdin "
+                         "is not a terminal: add --yes to accept what the code offers")
+
+
+def stream_code(code: str, *, yes: bool, signal, tracker, peerjs, token, ice_server,
+                ice_host, timeout, retries, quiet: bool, json: bool, verbose: bool, opts,
+                emit_for) -> None:
+    """`p2p stream CODE` (cli/stream.py hands over here): the code exchange, then the
+    stream. `opts` is the StreamOptions stream built; `emit_for(reporter)` its sink."""
+    from p2pcli import runner
+    from p2pcli.wormhole.code import parse
+
+    parsed = parse(code)  # a typo is said before any traffic
+    need_yes(yes)
+    from p2pcli.stream import preflight
+    from p2pcli.wormhole.transfer import stream_code as run
+
+    setup_logging(verbose)
+    from p2pcli.link import Target
+
+    preflight(Target(b"\0" * 32), opts)  # no player, a bad -o: said before the exchange
+    from p2pcli import patches
+
+    # The exchange runs before the stream's own swarm: the client needs these first.
+    patches.load_socketio_client()
+    patches.apply(host_addresses=parse_ice_hosts(ice_host))
+    config = _config(signal, tracker, peerjs, token, ice_server, timeout, retries)
+    reporter = _reporter(quiet, json, timeout)
+    emit = emit_for(reporter)
+    try:
+        runner.run(lambda: run(parsed, config, opts, emit, _confirmer(yes, reporter)),
+                   "interrupted; the partial download is kept")
+    finally:
+        reporter.close()
+
+
+def _config(signal, tracker, peerjs, token, ice_server, timeout, retries):
+    """One rendezvous for a code (PROTOCOL.md 4.5): the one flag given among --signal,
+    --tracker and --peerjs; with none, the config file's signaling server or the default."""
+    from p2pcli.errors import UsageError
     from p2pcli.link import DEFAULT_SIGNAL
 
+    from .common import parse_peerjs, parse_trackers
+
+    given = [flag for flag, value in (("--signal", signal), ("--tracker", tracker),
+                                      ("--peerjs", peerjs)) if value]
+    if len(given) > 1:
+        raise UsageError(f"a code meets through one rendezvous: give one of {', '.join(given)}")
+    _, _, token = from_config(None, None, token)
+    if tracker or peerjs:
+        return swarm_config([], ice_server, token, trackers=parse_trackers(tracker)[:1],
+                            peerjs=parse_peerjs(peerjs)[:1], timeout=timeout, retries=retries)
+    signal, _, _ = from_config(signal, None, None)
     return swarm_config(split_urls(signal) or [DEFAULT_SIGNAL], ice_server, token,
                         timeout=timeout, retries=retries)
 
@@ -75,6 +163,8 @@ def register(app: typer.Typer) -> None:
         paths: Annotated[list[str], typer.Argument(
             help="The file or folder (or several) to send.", metavar="FILE|DIR")],
         signal: SignalOpt = None,
+        tracker: CodeTrackerOpt = None,
+        peerjs: CodePeerJSOpt = None,
         tries: Annotated[int, typer.Option(
             "--tries", min=1,
             help="Wrong codes allowed before the code is closed. Each try is one guess for "
@@ -106,7 +196,7 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
-        config = _config(signal, token, ice_server, timeout, retries)
+        config = _config(signal, tracker, peerjs, token, ice_server, timeout, retries)
         reporter = _reporter(quiet, json, None)
         try:
             runner.run(lambda: send(SendOptions(paths=paths, tries=tries, words=words,
@@ -128,7 +218,12 @@ def register(app: typer.Typer) -> None:
         yes: Annotated[bool, typer.Option(
             "--yes", "-y", help="Accept without asking (needed when stdin is not a terminal).")
         ] = False,
+        seed_after: Annotated[bool, typer.Option(
+            "--seed-after", help="Refused: a code is good for one receiver (magic-wormhole's "
+            "rule); to pass the file on, p2p send it for a new code.")] = False,
         signal: SignalOpt = None,
+        tracker: CodeTrackerOpt = None,
+        peerjs: CodePeerJSOpt = None,
         timeout: TimeoutOpt = 10.0,
         retries: RetriesOpt = 3,
         force: ForceOpt = False,
@@ -141,13 +236,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Receive what `p2p send` offers under CODE: shows the name, size and sender and
         asks before anything is written. Pipe it like fetch: p2p receive CODE | mpv -"""
-        from p2pcli.errors import UsageError
         from p2pcli.wormhole.code import parse
 
+        if seed_after:
+            refuse_seed_after()
         parsed = parse(code)  # a typo is said before any traffic
-        if not yes and not sys.stdin.isatty():
-            raise UsageError("receive asks before writing, and stdin is not a terminal: "
-                             "add --yes to accept what the code offers")
+        need_yes(yes)
         from p2pcli import patches, runner
 
         patches.load_socketio_client()
@@ -157,22 +251,14 @@ def register(app: typer.Typer) -> None:
 
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
-        config = _config(signal, token, ice_server, timeout, retries)
+        config = _config(signal, tracker, peerjs, token, ice_server, timeout, retries)
         opts = FetchOptions(output=output, force=force, seed_after=False,
                             stdout_is_tty=sys.stdout.isatty(), stdout_fd=sys.stdout.fileno(),
                             select=())
         check_output_args(opts)
         reporter = _reporter(quiet, json, timeout)
 
-        async def confirm(offer) -> bool:
-            if yes:
-                return True
-            import asyncio
-
-            reporter.close()
-            answer = await asyncio.to_thread(
-                typer.confirm, f"accept {offer.name} from {offer.sender}?", err=True)
-            return bool(answer)
+        confirm = _confirmer(yes, reporter)
 
         try:
             runner.run(lambda: receive(parsed, config, opts, reporter, confirm),

@@ -387,10 +387,12 @@ def preflight(target: Target, opts: StreamOptions) -> str | None:
 
 
 async def stream(
-    target: Target, config: SwarmConfig, opts: StreamOptions, emit: EventSink
+    target: Target, config: SwarmConfig, opts: StreamOptions, emit: EventSink,
+    swarm_for: Callable[[Download], Swarm] | None = None,
 ) -> ev.Event:
     """Download `target` while serving it over local HTTP to a player (or to whoever
-    reads the `serving` event's URL: `--player none`)."""
+    reads the `serving` event's URL: `--player none`). `swarm_for` replaces the
+    download's swarm (`stream CODE`: one that meets only the peer that proved the code)."""
     player = preflight(target, opts)
     early = _name_for_url(target.name)
     st = Streamer(emit)
@@ -416,6 +418,8 @@ async def stream(
                          select=opts.select), emit,
             stream=True, on_manifest=lambda m: st.content_known(m),
         )
+        if swarm_for is not None:
+            dl.swarm = swarm_for(dl)
         swarm = dl.swarm
         st.attach(swarm, dl)
         await dl.start()

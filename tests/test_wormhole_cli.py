@@ -17,14 +17,16 @@ from p2pcli.hashing import hash_file
 
 
 def start_send(procs: Procs, path: Path, signal: str, *extra: str, name: str = "send"):
-    p = procs.p2p("send", str(path), "--signal", signal, *LOOPBACK, "--json", *extra, name=name)
+    where = ["--signal", signal] if signal else []  # "": the rendezvous is in `extra`
+    p = procs.p2p("send", str(path), *where, *LOOPBACK, "--json", *extra, name=name)
     ev = p.wait_for(lambda p: next((e for e in p.events() if e["event"] == "code"), None),
                     60, "the code")
     return p, ev["code"]
 
 
 def receive(procs: Procs, code: str, signal: str, *extra: str, name: str = "receive", **kw):
-    return procs.p2p("receive", code, "--signal", signal, *LOOPBACK, "--json", *extra,
+    where = ["--signal", signal] if signal else []
+    return procs.p2p("receive", code, *where, *LOOPBACK, "--json", *extra,
                      name=name, **kw)
 
 
@@ -38,6 +40,11 @@ def last_line(p) -> str:
 
 @pytest.fixture
 def content(tmp_path: Path) -> tuple[Path, Path]:
+    return make_content(tmp_path)
+
+
+def make_content(tmp_path: Path) -> tuple[Path, Path]:
+    """A file and a folder (with a subfolder) to send."""
     f = tmp_path / "movie.bin"
     f.write_bytes(bytes(range(256)) * 5000 + b"tail")
     d = tmp_path / "album"
@@ -237,3 +244,60 @@ def test_the_servers_ice_config_reaches_both_swarms(procs: Procs, content, tmp_p
     assert r.wait(60) == 0, r.stderr
     assert send.wait(30) == 0, send.stderr
     assert events(r, "ice-config") and events(send, "ice-config")
+
+
+def test_stream_code_serves_the_bytes_and_a_wrong_code_exits_8(procs: Procs, signal_url: str,
+                                                               content, tmp_path: Path):
+    """`p2p stream CODE`: the code exchange, then stream's local HTTP over the private
+    swarm; the URL serves exactly the sender's bytes. A wrong code: exit 8, one line."""
+    import urllib.request
+
+    f, _ = content
+    send, code = start_send(procs, f, signal_url)
+    s = procs.p2p("stream", code, "--signal", signal_url, *LOOPBACK, "--json", "--yes",
+                  "--player", "none", "-o", str(tmp_path / "streamed.bin"), name="stream")
+    url = s.wait_for(lambda p: p.stdout.strip(), 60, "the URL")
+    with urllib.request.urlopen(url, timeout=60) as r:
+        assert r.read() == f.read_bytes()
+    assert events(s, "offer")[0]["name"] == "movie.bin" and events(s, "verified")
+    s.wait_for(lambda p: events(p, "done"), 60, "the download's end")
+    s.signal(2)  # how `--player none` ends; the download is complete: a normal exit
+    assert s.wait(30) == 0, s.stderr
+    assert send.wait(30) == 0, send.stderr
+
+    send, code = start_send(procs, f, signal_url, name="send2")
+    number, first, second = code.split("-")
+    wrong = "aardvark" if second != "aardvark" else "absurd"
+    s = procs.p2p("stream", f"{number}-{first}-{wrong}", "--signal", signal_url, *LOOPBACK,
+                  "--yes", "--player", "none", name="stream-wrong")
+    assert s.wait(60) == ExitCode.WRONG_CODE, s.stderr
+    lines = [ln for ln in s.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("p2p: wrong code"), lines
+    assert not s.stdout and send.wait(30) == ExitCode.WRONG_CODE
+
+
+def test_seed_after_is_refused_as_codes_are_one_use(procs: Procs, signal_url: str):
+    """A code serves one receiver (docs/SECURITY.md): --seed-after is refused before any
+    traffic, with the alternative, one line in human mode and with --json."""
+    for mode in ([], ["--json"]):
+        r = procs.p2p("receive", "7-guitarist-revenge", "--signal", signal_url, "-y",
+                      "--seed-after", *mode, name=f"seed-after{len(mode)}")
+        assert r.wait(30) == ExitCode.USAGE
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "good for one receiver" in lines[0], lines
+        assert "p2p send" in lines[0] and "p2p seed" in lines[0]
+
+
+def test_an_existing_file_is_said_before_connecting(procs: Procs, signal_url: str, content,
+                                                    tmp_path: Path):
+    """No -o: the offer's name lands in the working directory, where movie.bin is already:
+    the receiver says so (exit 2, one line) and the sender hears it was declined."""
+    f, _ = content
+    before = f.read_bytes()
+    send, code = start_send(procs, f, signal_url)
+    r = receive(procs, code, signal_url, "-y", "-o", str(tmp_path))
+    assert r.wait(60) == ExitCode.USAGE, r.stderr
+    assert "already exists" in last_line(r) and "--force" in last_line(r)
+    assert not events(r, "peer-joined") and f.read_bytes() == before
+    assert send.wait(30) == ExitCode.NO_PEERS
+    assert "declined" in last_line(send)

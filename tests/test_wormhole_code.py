@@ -105,3 +105,16 @@ def test_complete():
     assert "7-guitarist-revenge-" in wc.complete("7-guitarist-rev", words=3)
     for done in wc.complete("42-a"):
         assert done.startswith("42-a") and done.endswith("-")
+
+
+def test_looks_like_code_tells_codes_from_hashes_links_and_files(tmp_path):
+    from p2pcli.wormhole.code import looks_like_code
+
+    for text in ("7-guitarist-revenge", "7 guitarist revenge", "007_Guitarist.revenge",
+                 "7-guitarst-revenge", "12-aardvark"):
+        assert looks_like_code(text), text
+    existing = tmp_path / "1-movie.torrent"
+    existing.write_bytes(b"d")
+    for text in ("ab" * 32, "p2p://x", "magnet:?xt=urn:btih:" + "a" * 40, "7", str(existing),
+                 "guitarist-revenge", ""):
+        assert not looks_like_code(text), text

@@ -146,3 +146,16 @@ def complete(prefix: str, *, words: int = WORDS_MIN) -> list[str]:
     head = "-".join(done) + "-"
     more = "-" if position + 1 < words else ""
     return sorted(head + w + more for w in _list_for(position) if w.startswith(partial))
+
+
+_CODE_SHAPE = re.compile(r"\s*\d+[^0-9a-z]+[a-z]+([^0-9a-z]+[a-z]*)*\s*", re.I)
+
+
+def looks_like_code(text: str) -> bool:
+    """Whether a command's HASH_OR_LINK argument is meant as a code (`stream CODE`): a
+    number, a separator, then letters. A hash has no separator, a link starts with its
+    scheme; an existing file (`1-movie.torrent`) is never taken for a code. `parse` then
+    says what is wrong with a mistyped one."""
+    import os
+
+    return bool(_CODE_SHAPE.fullmatch(text)) and not os.path.exists(text)

@@ -93,8 +93,9 @@ def error_for(verdict: Verdict, who: str) -> P2PError | None:
                          "guessing); nothing was sent; ask for a new code")
     if verdict is Verdict.TAMPERED:
         return Tampered("the connection was tampered with: the code matched but the DTLS "
-                        "fingerprints the signaling server relayed did not (a man in the "
-                        "middle); nothing was sent; use another signaling server")
+                        "fingerprints the rendezvous relayed did not (a man in the middle: "
+                        "the server or the path to it); nothing was sent; use another "
+                        "server (https or wss)")
     return None
 
 

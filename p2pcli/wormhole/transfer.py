@@ -18,15 +18,17 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from .. import events as ev
-from ..download import Download, FetchOptions, ReaderGone
-from ..errors import NoPeers, P2PError, UsageError
+from ..download import Download, FetchOptions, ReaderGone, writes_stdout
+from ..errors import ManifestError, NoPeers, P2PError, UsageError
 from ..events import EventSink
 from ..hashing import Progress, hash_file, open_for_seeding
-from ..manifest import Manifest
+from ..manifest import Manifest, check_name
 from ..signaling.client import SignalHandlers, SignalingClient
-from ..store import SeedFile
+from ..store import SeedFile, check_output
 from ..swarm import Swarm, SwarmConfig
 from ..swarm.meet import MeetHandlers, Meeting
 from ..tree import hash_tree
@@ -34,6 +36,7 @@ from ..treestore import SeedTree
 from . import pake
 from .code import Code, generate
 from .events import CodeOffer, CodeReady, CodeVerified, Sent
+from .relays import BROADCAST
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ class PrivateSwarm(Swarm):
 class CodeMeeting:
     """Base of both sides' meeting: the room, the client, the swarm's handlers."""
 
-    client: SignalingClient
+    client: Relay
     room: str
     content_id: str
     h: MeetHandlers
@@ -112,7 +115,7 @@ class CodeMeeting:
 
 
 class SenderMeeting(CodeMeeting):
-    def __init__(self, client: SignalingClient, room: str, content_id: str, h: MeetHandlers,
+    def __init__(self, client: Relay, room: str, content_id: str, h: MeetHandlers,
                  state: pake.Sender, fail: Callable[[P2PError], None]) -> None:
         super().__init__(client, room, content_id, h)
         self.state, self.fail = state, fail
@@ -168,7 +171,7 @@ class SenderMeeting(CodeMeeting):
 
 
 class ReceiverMeeting(CodeMeeting):
-    def __init__(self, client: SignalingClient, room: str, content_id: str, h: MeetHandlers,
+    def __init__(self, client: Relay, room: str, content_id: str, h: MeetHandlers,
                  state: pake.Receiver, sender: str, fail: Callable[[P2PError], None]) -> None:
         super().__init__(client, room, content_id, h)
         self.state, self.sender, self.fail = state, sender, fail
@@ -211,7 +214,7 @@ class ReceiverMeeting(CodeMeeting):
 NOTICE_FLUSH = 0.3
 
 
-async def _notice(client: SignalingClient, peer: str, room: str, notice: dict) -> None:
+async def _notice(client: Relay, peer: str, room: str, notice: dict) -> None:
     """Tell the sender why we stop, on an end-of-candidates relay (PROTOCOL.md 4.2)."""
     await client.send("ice-candidate", peer, {"hash": room, "candidate": None,
                                               "wormhole": notice})
@@ -226,9 +229,37 @@ def _attach(dispatch: _Dispatch, meeting: CodeMeeting) -> None:
         ice_config=meeting.h.ice_config)
 
 
-async def _join(config: SwarmConfig, room: str, dispatch: _Dispatch) -> tuple[
-        SignalingClient, list[str]]:
-    """Connect, join `room`, and return the peers already there."""
+class Relay(Protocol):
+    """What the exchange needs of a rendezvous: a SignalingClient, or relays.CodeTracker
+    / relays.CodePeerJS (which carry the messages inside SDPs)."""
+
+    url: str | None
+    urls: list[str]
+
+    async def send(self, kind: str, peer: str, payload: dict) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+async def _join(config: SwarmConfig, room: str, dispatch: _Dispatch, *, sender: bool
+                ) -> tuple[Relay, list[str]]:
+    """Connect to the code's rendezvous, join `room`, and return the peers already there.
+    One rendezvous per code: the signaling server, else the first tracker, else the first
+    PeerJS server (PROTOCOL.md 4.5)."""
+    if not config.signal_urls:
+        from .relays import CodePeerJS, CodeTracker
+
+        relay: CodeTracker | CodePeerJS = (
+            CodeTracker(config.trackers[0], room, dispatch.handlers(), sender=sender)
+            if config.trackers else
+            CodePeerJS(config.peerjs[0], room, dispatch.handlers(), sender=sender,
+                       find_timeout=config.timeout))
+        await relay.connect()
+        try:
+            return relay, await relay.join()  # type: ignore[return-value]
+        except BaseException:
+            await relay.close()
+            raise
     listed: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
 
     def peer_list(peers: list[str]) -> None:
@@ -247,10 +278,9 @@ async def _join(config: SwarmConfig, room: str, dispatch: _Dispatch) -> tuple[
         raise NoPeers("the signaling server did not answer joining the code's room") from None
 
 
-def _need_signal(config: SwarmConfig) -> None:
-    if not config.signal_urls:
-        raise UsageError("send and receive need a signaling server: give --signal URL "
-                         "(trackers and PeerJS are not supported for codes yet)")
+def _need_rendezvous(config: SwarmConfig) -> None:
+    if not (config.signal_urls or config.trackers or config.peerjs):
+        raise UsageError("a code needs a rendezvous: give --signal, --tracker or --peerjs")
 
 
 @dataclass
@@ -282,12 +312,12 @@ async def _hash_share(paths: list[str], emit: EventSink, progress: Progress | No
 async def send(opts: SendOptions, config: SwarmConfig, emit: EventSink,
                progress: Progress | None = None) -> ev.Event:
     """Hash, print a code, serve the one receiver that proves it, until it disconnects."""
-    _need_signal(config)
+    _need_rendezvous(config)
     manifest, source = await _hash_share(opts.paths, emit, progress)
     dispatch = _Dispatch()
     for _ in range(ROOM_ATTEMPTS):
         code = generate(words=opts.words)
-        client, peers = await _join(config, code.room(), dispatch)
+        client, peers = await _join(config, code.room(), dispatch, sender=True)
         if not peers:
             break
         await client.close()  # someone else's code has this number: take another
@@ -355,33 +385,76 @@ Confirm = Callable[[CodeOffer], Awaitable[bool]]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: EventSink,
-                  confirm: Confirm) -> ev.Event:
-    """Prove `code` to its sender, show what it sends, and download it once confirmed."""
-    _need_signal(config)
+@dataclass
+class Proven:
+    """A receiver's state once the sender proved the code and the offer was accepted: the
+    client and its room, ready to be handed to a `PrivateSwarm`'s meeting."""
+
+    client: Relay
+    dispatch: _Dispatch
+    state: pake.Receiver
+    sender: str
+    room: str
+    offer: CodeOffer
+    handed_over: bool = False
+
+    def swarm(self, config: SwarmConfig, emit: EventSink, open_store) -> PrivateSwarm:
+        """The swarm that downloads the offer, meeting only the proven sender."""
+        swarm: PrivateSwarm
+
+        def meet(h: MeetHandlers) -> CodeMeeting:
+            meeting = ReceiverMeeting(self.client, self.room, self.offer.hash, h, self.state,
+                                      self.sender, swarm.fail)
+            _attach(self.dispatch, meeting)
+            self.handed_over = True  # the meeting closes the client from now on
+            return meeting
+
+        swarm = PrivateSwarm(bytes.fromhex(self.offer.hash), config, emit,
+                             open_store=open_store, meeting=meet)
+        return swarm
+
+    async def close(self) -> None:
+        """Close the client unless a swarm took it over."""
+        if not self.handed_over:
+            await self.client.close()
+
+
+async def prove(code: Code, config: SwarmConfig, emit: EventSink, confirm: Confirm,
+                check: Callable[[CodeOffer], None] | None = None) -> Proven:
+    """Messages 1 and 2 (PROTOCOL.md 4.2): prove `code` to its sender, show what it
+    offers, `check` it (raising a P2PError) and ask. Raises (after telling the sender)
+    for a wrong code, a failed check or a refusal."""
+    _need_rendezvous(config)
     dispatch = _Dispatch()
-    client, peers = await _join(config, code.room(), dispatch)
-    handed_over = False
+    client, peers = await _join(config, code.room(), dispatch, sender=False)
     try:
         if not peers:
             raise NoPeers(f"nobody is sending with code {code.number}-...: the sender "
                           "stopped, the code expired or was used; check the code")
-        sender = peers[0]  # the oldest: the sender joined the room first
+        # Socket.IO: the oldest peer (the sender joined the room first). A tracker or
+        # PeerJS room has no order: every peer found gets the hello (a receiver ignores
+        # it), and the sender is the one that answers.
+        targets = peers[:1] if isinstance(client, SignalingClient) else peers
         state = pake.Receiver(code)
-        hello: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+        hello: asyncio.Future[tuple[str, dict]] = asyncio.get_running_loop().create_future()
 
         def on_signal(kind: str, peer: str, data: dict) -> None:
-            if peer == sender and kind == "answer" and not hello.done():
-                hello.set_result(data.get("wormhole"))
+            if ((peer in targets or BROADCAST in targets) and kind == "answer"
+                    and isinstance(data.get("wormhole"), dict) and not hello.done()):
+                hello.set_result((peer, data["wormhole"]))
 
         def on_left(peer: str) -> None:
-            if peer == sender and not hello.done():
-                hello.set_exception(NoPeers("the sender left before answering"))
+            if peer in targets and not hello.done():
+                targets.remove(peer)
+                if not targets:
+                    hello.set_exception(NoPeers("the sender left before answering"))
 
         dispatch.target = SignalHandlers(signal=on_signal, peer_left=on_left)
-        await client.send("offer", sender, {"hash": code.room(), "wormhole": state.start()})
+        first = state.start()
+        for peer in list(targets):
+            await client.send("offer", peer, {"hash": code.room(), "wormhole": first})
         try:
-            w = await asyncio.wait_for(hello, HELLO_TIMEOUT)
+            sender, w = await asyncio.wait_for(hello, HELLO_TIMEOUT)
         except TimeoutError:
             raise NoPeers("the sender did not answer the code exchange") from None
         try:
@@ -391,20 +464,30 @@ async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: Eve
             raise
         offer = _offer_event(sealed)
         emit(offer)
-        if not await confirm(offer):
+        try:
+            if check is not None:
+                check(offer)  # e.g. the file is there already: said before any connection
+            accepted = await confirm(offer)
+        except P2PError:
+            await _notice(client, sender, code.room(), state.decline("declined"))
+            raise
+        if not accepted:
             await _notice(client, sender, code.room(), state.decline("declined"))
             raise pake.CodeRefused("declined: nothing was written", exit_code=0)
+    except BaseException:
+        await client.close()
+        raise
+    return Proven(client, dispatch, state, sender, code.room(), offer)
+
+
+async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: EventSink,
+                  confirm: Confirm) -> ev.Event:
+    """Prove `code` to its sender, show what it sends, and download it once confirmed."""
+    proven = await prove(code, config, emit, confirm, lambda o: _check_output(opts, o))
+    try:
+        offer = proven.offer
         dl = Download(bytes.fromhex(offer.hash), config, opts, emit)
-        dl.swarm = swarm = PrivateSwarm(bytes.fromhex(offer.hash), config, emit,
-                                        open_store=dl.open_store, meeting=lambda h: m(h))
-
-        def m(h: MeetHandlers) -> CodeMeeting:
-            meeting = ReceiverMeeting(client, code.room(), offer.hash, h, state, sender,
-                                      swarm.fail)
-            _attach(dispatch, meeting)
-            return meeting
-
-        handed_over = True
+        dl.swarm = proven.swarm(config, emit, dl.open_store)
         dl.check_output_early()
         reporter = asyncio.ensure_future(dl.report())
         try:
@@ -421,8 +504,47 @@ async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: Eve
             reporter.cancel()
             await dl.close()
     finally:
-        if not handed_over:
-            await client.close()
+        await proven.close()
+
+
+async def stream_code(code: Code, config: SwarmConfig, opts, emit: EventSink,
+                      confirm: Confirm) -> ev.Event:
+    """`p2p stream CODE`: the code exchange, then `p2p stream`'s machinery (local HTTP
+    with ranges, a player) over a swarm that meets only the proven sender. `opts` is a
+    p2pcli.stream.StreamOptions."""
+    from ..link import Target
+    from ..stream import preflight, stream
+
+    def check(offer: CodeOffer) -> None:
+        preflight(Target(bytes.fromhex(offer.hash), name=offer.name), opts)
+
+    proven = await prove(code, config, emit, confirm, check)
+    try:
+        # The sealed name is the sender's, authenticated by the code: it may name the URL
+        # before the manifest comes (the manifest, verified against the hash, decides).
+        target = Target(bytes.fromhex(proven.offer.hash), name=proven.offer.name)
+        return await stream(target, config, opts, emit,
+                            swarm_for=lambda dl: proven.swarm(config, emit, dl.open_store))
+    finally:
+        await proven.close()
+
+
+def _check_output(opts: FetchOptions, offer: CodeOffer) -> None:
+    """Before accepting: a file already where the offer's name would land is said at once
+    (and the sender told we declined), not once the connection is up and the sender waits
+    for a download that never starts. The manifest's own check still runs; a folder there
+    may be a folder share's partial download, which resumes."""
+    try:
+        check_name(offer.name)
+    except ManifestError:
+        return  # not a name the manifest accepts: the download refuses it itself
+    if writes_stdout(opts):
+        return
+    final = Path(opts.output) if opts.output else Path.cwd() / offer.name
+    if final.is_dir():
+        final = final / offer.name
+    if not final.is_dir():
+        check_output(final, force=opts.force)
 
 
 def _offer_event(sealed: dict) -> CodeOffer:
