@@ -425,3 +425,39 @@ def test_walk_shortcut_for_plain_folders_lists_what_the_loop_lists(tmp_path: Pat
     assert collect([str(top)]) == fast
     assert [i.rel for i in fast[1]] == ["B", "a/link", "a/z", "a/é.txt", "b.txt", "c/d/e",
                                         "empty"]
+
+
+# Computed with main's code at 40f071c, before the walk and the reader were reworked for
+# speed (session 5): how a tree is hashed may change, the content hash of a tree may not.
+PINNED_TREE_HASH = "dc3f7c76fcc03a77f515efbe5c6b92da138134b54aa8e7b3e5f9b7cbc4c2eaf3"
+
+
+def test_a_known_tree_keeps_its_content_hash(tmp_path: Path, monkeypatch) -> None:
+    import random
+
+    import p2pcli.hashing
+    import p2pcli.tree
+
+    rng = random.Random(16)
+    top = tmp_path / "known"
+    # A folder of plain files (the walk's map() path), a mixed folder with a subfolder, an
+    # empty file, an empty folder, a link to a file, a non-ASCII name, and sizes that put
+    # piece boundaries inside files and files inside pieces.
+    for i in range(40):
+        (top / "plain").mkdir(parents=True, exist_ok=True)
+        (top / "plain" / f"f{i:02}.bin").write_bytes(rng.randbytes(rng.randrange(0, 3000)))
+    (top / "mixed" / "deeper").mkdir(parents=True)
+    (top / "mixed" / "big.bin").write_bytes(rng.randbytes(3 * PIECE + 123))
+    (top / "mixed" / "deeper" / "é.txt").write_bytes(b"accent\n")
+    (top / "mixed" / "empty.bin").write_bytes(b"")
+    (top / "mixed" / "link").symlink_to("big.bin")
+    (top / "nothing").mkdir()
+    m, items = hash_tree([str(top)], use_cache=False, workers=1)
+    assert m.content_id == PINNED_TREE_HASH
+    assert len(items) == 45 and m.piece_count == 10
+    # Two threads, each hashing runs of one piece: the path a big tree takes.
+    for module in (p2pcli.hashing, p2pcli.tree):
+        monkeypatch.setattr(module, "_RUN", 8 * 1024)
+    assert hash_tree([str(top)], use_cache=False, workers=2)[0].content_id == PINNED_TREE_HASH
+    assert hash_tree([str(top)])[0].content_id == PINNED_TREE_HASH  # written to the cache
+    assert hash_tree([str(top)])[0].content_id == PINNED_TREE_HASH  # read from it
