@@ -19,6 +19,7 @@ piece is served (store.py checks every piece before it leaves).
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import gc
 import hashlib
@@ -247,6 +248,30 @@ def _collect(paths: list[str]) -> tuple[str, list[Item], tuple[Entry, ...]]:
     return root, items, _check(root, items)
 
 
+_BATCH = 64  # whole files per round of _read_whole: descriptors held at once
+
+
+def _read_whole(buf: memoryview, base: int, extra: memoryview, paths: list[str],
+                sizes: list[int], starts: list[int], ends: list[int], short) -> None:
+    """Read whole files into `buf` (whose first byte is at `base` in the concatenation),
+    each with one byte more asked at its end, as `TreeReader.pread` does per file."""
+    views = map(buf.__getitem__, map(slice, map(base.__rsub__, starts), map(base.__rsub__, ends)))
+    fds: list[int] = []
+    try:
+        # list += map(): on an error the descriptors opened so far are in `fds`, and closed.
+        fds += map(os.open, paths, itertools.repeat(os.O_RDONLY | _CLOEXEC))
+        got = list(map(os.preadv, fds, zip(views, itertools.repeat(extra)),
+                       itertools.repeat(0)))
+    except OSError as e:
+        if len(fds) < len(paths):  # an open failed, as `pread` words it
+            raise UsageError(f"{paths[len(fds)]}: cannot open ({e.strerror})") from None
+        raise
+    finally:
+        collections.deque(map(os.close, fds), 0)
+    if got != sizes:
+        raise short(next(p for p, g, s in zip(paths, got, sizes, strict=True) if g != s))
+
+
 class TreeReader:
     """The files' bytes, concatenated in manifest order, as one positioned read.
 
@@ -278,27 +303,40 @@ class TreeReader:
         return self
 
     def _index(self, short) -> None:
-        self.starts = [0, *itertools.accumulate(self.sizes)]
+        self.ends = list(itertools.accumulate(self.sizes))  # where each file's bytes end
+        self.starts = [0, *self.ends]
         self.size = self.starts.pop()
         self.short = short or (lambda path: UsageError(
             f"{path} changed while it was being hashed; wait until it is written "
             "completely, then seed it again"))
 
     def pread(self, buf: memoryview, pos: int) -> int:
-        done = 0
+        base = pos  # the offset in the concatenation of buf[0]
         extra = memoryview(bytearray(1))
-        paths, sizes, starts = self.paths, self.sizes, self.starts
+        paths, sizes, starts, ends = self.paths, self.sizes, self.starts, self.ends
+        count = len(sizes)
         i = bisect.bisect_right(starts, pos) - 1
         end = min(pos + len(buf), self.size)
-        # Once per file, and on a tree of small files the Python here costs about what the
-        # three system calls do: names bound locally, no min(), no list unless needed.
         open_, preadv, close, flags = os.open, os.preadv, os.close, os.O_RDONLY | _CLOEXEC
         while pos < end:
+            if pos == starts[i]:
+                # Whole files from here on: up to _BATCH of them are opened, read and closed
+                # by map(), C loops where this loop would run bytecode per file (~0.04 s of
+                # a 100,000-file tree).
+                k = bisect.bisect_right(ends, end, i, min(i + _BATCH, count))
+                if k > i:
+                    pos = ends[k - 1]
+                    _read_whole(buf, base, extra, paths[i:k], sizes[i:k], starts[i:k],
+                                ends[i:k], self.short)
+                    i = k
+                    continue
+            # A file that the read starts or ends inside of.
             path, size = paths[i], sizes[i]
             off = pos - starts[i]
             take = size - off
             if take > end - pos:
                 take = end - pos
+            at = pos - base
             pos += take
             i += 1
             try:
@@ -308,14 +346,13 @@ class TreeReader:
             try:
                 # Up to the file's end, one byte more: a file that grew since it was listed
                 # is caught without a stat of every file (what a small-file tree costs).
-                got = preadv(fd, [buf[done : done + take], extra] if off + take == size else [
-                    buf[done : done + take]], off)
+                got = preadv(fd, [buf[at : at + take], extra] if off + take == size else [
+                    buf[at : at + take]], off)
             finally:
                 close(fd)
             if got != take:
                 raise self.short(path)
-            done += take
-        return done
+        return end - base if end > base else 0
 
     def read(self, pos: int, length: int) -> bytes:
         buf = bytearray(length)

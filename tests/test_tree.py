@@ -461,3 +461,33 @@ def test_a_known_tree_keeps_its_content_hash(tmp_path: Path, monkeypatch) -> Non
     assert hash_tree([str(top)], use_cache=False, workers=2)[0].content_id == PINNED_TREE_HASH
     assert hash_tree([str(top)])[0].content_id == PINNED_TREE_HASH  # written to the cache
     assert hash_tree([str(top)])[0].content_id == PINNED_TREE_HASH  # read from it
+
+
+def test_tree_reader_catches_a_changed_or_missing_file_and_leaks_no_descriptor(
+        tmp_path: Path) -> None:
+    # Files read whole (in batches) and files a read starts or ends inside of: a file that
+    # grew or shrank since it was listed, or is gone, is named; no descriptor stays open.
+    sizes = [3000, 1, 5000, 700, 2048]
+    files = []
+    for n, size in enumerate(sizes):
+        (tmp_path / f"f{n}").write_bytes(bytes([n]) * size)
+        files.append((str(tmp_path / f"f{n}"), size))
+    data = b"".join(bytes([n]) * size for n, size in enumerate(sizes))
+    reader = TreeReader(files)
+    spans = [(0, len(data)), (1000, 5500), (3000, 1), (2999, 2), (3001, 5699), (9000, 9000)]
+    for pos, length in spans:
+        assert reader.read(pos, length) == data[pos : pos + length]
+    fds = len(os.listdir("/proc/self/fd"))
+    for change, match in ((b"!", "f2 changed while"), (None, "f2 changed while"),
+                          ("gone", "f2: cannot open")):
+        target = tmp_path / "f2"
+        if change == "gone":
+            target.unlink()
+        elif change is None:
+            target.write_bytes(b"\2" * 4999)  # shrank
+        else:
+            target.write_bytes(b"\2" * 5000 + change)  # grew
+        for pos, length in ((0, len(data)), (3500, 5000), (3001, 5000)):  # to f2's end
+            with pytest.raises(UsageError, match=match):
+                reader.read(pos, length)
+    assert len(os.listdir("/proc/self/fd")) == fds
