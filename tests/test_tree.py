@@ -491,3 +491,40 @@ def test_tree_reader_catches_a_changed_or_missing_file_and_leaks_no_descriptor(
             with pytest.raises(UsageError, match=match):
                 reader.read(pos, length)
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_the_collector_pause_is_counted_across_threads() -> None:
+    # hash_tree pauses the cyclic garbage collector, process-wide, while it makes a tuple per
+    # file: a second thread's pause ending first must not turn it back on, and a collector
+    # that was off stays off.
+    import gc
+    import threading
+
+    from p2pcli.tree import _gc_paused
+
+    assert gc.isenabled()
+    inside, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with _gc_paused():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        assert inside.wait(10)
+        with _gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the other thread is still making its tuples
+    finally:
+        release.set()
+        t.join(10)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
