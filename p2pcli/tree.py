@@ -30,9 +30,9 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 from . import manifestcache
 from .errors import ManifestError, UsageError
@@ -113,8 +113,8 @@ class _Columns:
     def fields(self) -> tuple[list, ...]:
         return (self.rel, self.path, self.size, self.folder, self.mtime, self.ino, self.dev)
 
-    def items(self) -> list[Item]:
-        return list(map(_new, itertools.repeat(Item), zip(*self.fields(), strict=True)))
+    def items(self) -> Iterator[Item]:
+        return map(_new, itertools.repeat(Item), zip(*self.fields(), strict=True))
 
     @classmethod
     def of_items(cls, items: list[Item]) -> _Columns:
@@ -122,6 +122,48 @@ class _Columns:
         for column, values in zip(self.fields(), zip(*items, strict=True), strict=False):
             column += values
         return self
+
+
+class Items(Sequence[Item]):
+    """What `hash_tree` found, as a sequence of `Item`s made when asked for: a tuple per file
+    kept for the seeder's whole life costs ~0.035 s of a 100,000-file tree to make and for
+    the garbage collector to scan (tuple subclasses are never untracked), and what a
+    seeder reads needs only `files()`."""
+
+    __slots__ = ("_cols",)
+
+    def __init__(self, cols: _Columns) -> None:
+        self._cols = cols
+
+    def __len__(self) -> int:
+        return len(self._cols)
+
+    def __iter__(self) -> Iterator[Item]:
+        return self._cols.items()
+
+    @overload
+    def __getitem__(self, index: int) -> Item: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Item]: ...
+    def __getitem__(self, index: int | slice) -> Item | list[Item]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        return _new(Item, [column[index] for column in self._cols.fields()])
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a mutable sequence's rule: equal to a list
+
+    def __repr__(self) -> str:
+        return f"Items({list(self)!r})"
+
+    def files(self) -> list[tuple[str, int]]:
+        """(path on disk, size) of each file, folders left out: what a `SeedTree` reads."""
+        cols = self._cols
+        files = list(map(operator.not_, cols.folder))
+        return list(zip(itertools.compress(cols.path, files),
+                        itertools.compress(cols.size, files), strict=True))
 
 
 def _refuse_name(shown: str, e: ManifestError) -> UsageError:
@@ -256,7 +298,7 @@ def collect(paths: list[str]) -> tuple[str, list[Item]]:
     """
     root, cols = _collect(paths)
     with _gc_paused():
-        items = cols.items()
+        items = list(cols.items())
         _check(root, cols)
     return root, items
 
@@ -451,14 +493,15 @@ _gc_was_enabled = False  # as the first of them found it
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while the per-file tuples are made (items, entries)
-    and checked: they are instances of tuple subclasses, which the collector never stops
-    tracking, so each young collection among them leads to a full one, a scan of the whole
-    heap (three, 0.25 s, on a 100,000-file tree in a process with aiortc loaded). They hold
-    no cycles, so nothing is lost. The walk runs before, with the collector on (`_Columns`):
-    the pause is ~0.15 s of a 100,000-file tree, where it once held the whole walk (~0.4 s).
-    Process-wide, so counted: two threads hashing at once re-enable it only when both are
-    done, and only if it was on when the first began."""
+    """No cyclic garbage collection while the manifest's entries, a tuple per file, are
+    made and checked: they are instances of a tuple subclass, which the collector never
+    stops tracking, so each young collection among them leads to a full one, a scan of the
+    whole heap (three, 0.25 s, on a 100,000-file tree in a process with aiortc loaded).
+    They hold no cycles, so nothing is lost. The walk runs before, with the collector on
+    (`_Columns`), and `Items` makes no tuple per file: the pause is ~0.1 s of a 100,000-file
+    tree, where it once held the whole walk (~0.4 s). Process-wide, so counted: two threads
+    hashing at once re-enable it only when both are done, and only if it was on when the
+    first began."""
     global _gc_pausers, _gc_was_enabled
     with _gc_lock:
         if not _gc_pausers:
@@ -475,17 +518,19 @@ def _gc_paused() -> Iterator[None]:
 
 
 def hash_tree(paths: list[str], progress: Progress | None = None, *,
-              use_cache: bool = True, workers: int = _WORKERS) -> tuple[Manifest, list[Item]]:
+              use_cache: bool = True, workers: int = _WORKERS) -> tuple[Manifest, Items]:
     """The manifest of what `p2p seed PATH...` shares, and where its files are.
 
     A single file keeps today's version-1 manifest, byte for byte.
     """
     if len(paths) == 1 and not Path(paths[0]).expanduser().is_dir():
         m = hash_file(paths[0], progress, use_cache=use_cache)
-        return m, [Item(m.name, str(Path(paths[0]).expanduser()), m.size, False)]
+        one = _Columns()
+        one.add(m.name, str(Path(paths[0]).expanduser()), m.size, False)
+        return m, Items(one)
     root, cols = _collect(paths)  # no tuple per file yet: the collector may run meanwhile
-    with _gc_paused():  # from the first tuple per file to the last (`_gc_paused`)
-        items = cols.items()
+    items = Items(cols)
+    with _gc_paused():  # the entries, a tuple per file, and their check (`_gc_paused`)
         entries = _check(root, cols)
         key = _cache_key(root, cols) if use_cache else None
     total = entries[-1].end if entries else 0

@@ -528,3 +528,17 @@ def test_the_collector_pause_is_counted_across_threads() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_hash_tree_items_are_what_collect_lists(tmp_path: Path) -> None:
+    # hash_tree's items are made when asked for; they are collect()'s, and files() is what a
+    # seeder reads (folders left out).
+    src = make_tree(tmp_path / "t")
+    _, items = hash_tree([str(src)], use_cache=False)
+    listed = collect([str(src)])[1]
+    assert items == listed and list(items) == listed and len(items) == len(listed)
+    assert [items[i] for i in range(-len(items), len(items))] == listed + listed
+    assert items[1:3] == listed[1:3]
+    assert items.files() == [(i.path, i.size) for i in listed if not i.folder]
+    _, one = hash_tree([str(src / "a.txt")], use_cache=False)
+    assert one.files() == [(str(src / "a.txt"), 6)] and one[0].rel == "a.txt"
