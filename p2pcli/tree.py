@@ -338,7 +338,11 @@ def _collect(paths: list[str]) -> tuple[str, _Columns]:
     return root, cols
 
 
-_BATCH = 64  # whole files per round of _read_whole: descriptors held at once
+# Whole files per round of _read_whole, so descriptors held at once by one read. Hashing
+# (one or two threads) takes 64; a seeder serves pieces from up to 32 threads at a time
+# (asyncio's default executor), so its reads hold 8 each (256 at most, not 2,048).
+_HASH_BATCH = 64
+_SERVE_BATCH = 8
 
 
 def _read_whole(buf: memoryview, base: int, extra: memoryview, paths: list[str],
@@ -370,6 +374,8 @@ class TreeReader:
     A file whose size differs from the listed one raises `short(path)`.
     """
 
+    batch = _SERVE_BATCH  # whole files one read holds open at once
+
     def __init__(self, files: Iterable[tuple[str, int]], short=None) -> None:
         # Two flat lists rather than a tuple per file: 100,000 fewer objects for the
         # garbage collector to track (and, in `hash_tree`, for its collections to scan).
@@ -386,6 +392,7 @@ class TreeReader:
     def _of_columns(cls, cols: _Columns, short=None) -> TreeReader:
         """The reader of a walk's columns, its lists made with C loops (compress, filter)."""
         self = cls.__new__(cls)
+        self.batch = _HASH_BATCH  # hash_tree's reader
         self.paths = list(itertools.compress(cols.path, cols.size))  # size > 0 only
         self.sizes = list(filter(None, cols.size))
         self._index(short)
@@ -409,10 +416,10 @@ class TreeReader:
         open_, preadv, close, flags = os.open, os.preadv, os.close, os.O_RDONLY | _CLOEXEC
         while pos < end:
             if pos == starts[i]:
-                # Whole files from here on: up to _BATCH of them are opened, read and closed
+                # Whole files from here on: up to `batch` of them are opened, read and closed
                 # by map(), C loops where this loop would run bytecode per file (~0.04 s of
                 # a 100,000-file tree).
-                k = bisect.bisect_right(ends, end, i, min(i + _BATCH, count))
+                k = bisect.bisect_right(ends, end, i, min(i + self.batch, count))
                 if k > i:
                     pos = ends[k - 1]
                     _read_whole(buf, base, extra, paths[i:k], sizes[i:k], starts[i:k],
