@@ -79,9 +79,10 @@ async def seed(
         open_for_seeding(opts.path)  # fail fast, before any server starts
     started = time.monotonic()
     if single:
-        manifest, items = await asyncio.to_thread(hash_file, opts.path, progress), []
+        manifest, files = await asyncio.to_thread(hash_file, opts.path, progress), []
     else:  # a folder or several files; errors come before any server starts too
         manifest, items = await asyncio.to_thread(hash_tree, paths, progress)
+        files = items.files()  # made from lists by C loops, no Item per file
     emit(events.Hashed(
         name=manifest.name,
         size=manifest.size,
@@ -104,8 +105,7 @@ async def seed(
     else:
         public = config.signal_urls
     if manifest.is_tree:
-        source: SeedFile | SeedTree = SeedTree(
-            opts.path, manifest, [(i.path, i.size) for i in items if not i.folder])
+        source: SeedFile | SeedTree = SeedTree(opts.path, manifest, files)
     else:
         source = SeedFile(open_for_seeding(opts.path)[0], manifest)
     swarm = Swarm(manifest.content_hash, config, emit, manifest=manifest, source=source)

@@ -425,3 +425,120 @@ def test_walk_shortcut_for_plain_folders_lists_what_the_loop_lists(tmp_path: Pat
     assert collect([str(top)]) == fast
     assert [i.rel for i in fast[1]] == ["B", "a/link", "a/z", "a/é.txt", "b.txt", "c/d/e",
                                         "empty"]
+
+
+# Computed with main's code at 40f071c, before the walk and the reader were reworked for
+# speed (session 5): how a tree is hashed may change, the content hash of a tree may not.
+PINNED_TREE_HASH = "dc3f7c76fcc03a77f515efbe5c6b92da138134b54aa8e7b3e5f9b7cbc4c2eaf3"
+
+
+def test_a_known_tree_keeps_its_content_hash(tmp_path: Path, monkeypatch) -> None:
+    import random
+
+    import p2pcli.hashing
+    import p2pcli.tree
+
+    rng = random.Random(16)
+    top = tmp_path / "known"
+    # A folder of plain files (the walk's map() path), a mixed folder with a subfolder, an
+    # empty file, an empty folder, a link to a file, a non-ASCII name, and sizes that put
+    # piece boundaries inside files and files inside pieces.
+    for i in range(40):
+        (top / "plain").mkdir(parents=True, exist_ok=True)
+        (top / "plain" / f"f{i:02}.bin").write_bytes(rng.randbytes(rng.randrange(0, 3000)))
+    (top / "mixed" / "deeper").mkdir(parents=True)
+    (top / "mixed" / "big.bin").write_bytes(rng.randbytes(3 * PIECE + 123))
+    (top / "mixed" / "deeper" / "é.txt").write_bytes(b"accent\n")
+    (top / "mixed" / "empty.bin").write_bytes(b"")
+    (top / "mixed" / "link").symlink_to("big.bin")
+    (top / "nothing").mkdir()
+    m, items = hash_tree([str(top)], use_cache=False, workers=1)
+    assert m.content_id == PINNED_TREE_HASH
+    assert len(items) == 45 and m.piece_count == 10
+    # Two threads, each hashing runs of one piece: the path a big tree takes.
+    for module in (p2pcli.hashing, p2pcli.tree):
+        monkeypatch.setattr(module, "_RUN", 8 * 1024)
+    assert hash_tree([str(top)], use_cache=False, workers=2)[0].content_id == PINNED_TREE_HASH
+    assert hash_tree([str(top)])[0].content_id == PINNED_TREE_HASH  # written to the cache
+    assert hash_tree([str(top)])[0].content_id == PINNED_TREE_HASH  # read from it
+
+
+def test_tree_reader_catches_a_changed_or_missing_file_and_leaks_no_descriptor(
+        tmp_path: Path) -> None:
+    # Files read whole (in batches) and files a read starts or ends inside of: a file that
+    # grew or shrank since it was listed, or is gone, is named; no descriptor stays open.
+    sizes = [3000, 1, 5000, 700, 2048]
+    files = []
+    for n, size in enumerate(sizes):
+        (tmp_path / f"f{n}").write_bytes(bytes([n]) * size)
+        files.append((str(tmp_path / f"f{n}"), size))
+    data = b"".join(bytes([n]) * size for n, size in enumerate(sizes))
+    reader = TreeReader(files)
+    spans = [(0, len(data)), (1000, 5500), (3000, 1), (2999, 2), (3001, 5699), (9000, 9000)]
+    for pos, length in spans:
+        assert reader.read(pos, length) == data[pos : pos + length]
+    fds = len(os.listdir("/proc/self/fd"))
+    for change, match in ((b"!", "f2 changed while"), (None, "f2 changed while"),
+                          ("gone", "f2: cannot open")):
+        target = tmp_path / "f2"
+        if change == "gone":
+            target.unlink()
+        elif change is None:
+            target.write_bytes(b"\2" * 4999)  # shrank
+        else:
+            target.write_bytes(b"\2" * 5000 + change)  # grew
+        for pos, length in ((0, len(data)), (3500, 5000), (3001, 5000)):  # to f2's end
+            with pytest.raises(UsageError, match=match):
+                reader.read(pos, length)
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_the_collector_pause_is_counted_across_threads() -> None:
+    # hash_tree pauses the cyclic garbage collector, process-wide, while it makes a tuple per
+    # file: a second thread's pause ending first must not turn it back on, and a collector
+    # that was off stays off.
+    import gc
+    import threading
+
+    from p2pcli.tree import _gc_paused
+
+    assert gc.isenabled()
+    inside, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with _gc_paused():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        assert inside.wait(10)
+        with _gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the other thread is still making its tuples
+    finally:
+        release.set()
+        t.join(10)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_hash_tree_items_are_what_collect_lists(tmp_path: Path) -> None:
+    # hash_tree's items are made when asked for; they are collect()'s, and files() is what a
+    # seeder reads (folders left out).
+    src = make_tree(tmp_path / "t")
+    _, items = hash_tree([str(src)], use_cache=False)
+    listed = collect([str(src)])[1]
+    assert items == listed and list(items) == listed and len(items) == len(listed)
+    assert [items[i] for i in range(-len(items), len(items))] == listed + listed
+    assert items[1:3] == listed[1:3]
+    assert items.files() == [(i.path, i.size) for i in listed if not i.folder]
+    _, one = hash_tree([str(src / "a.txt")], use_cache=False)
+    assert one.files() == [(str(src / "a.txt"), 6)] and one[0].rel == "a.txt"
