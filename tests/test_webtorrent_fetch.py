@@ -106,7 +106,7 @@ def test_webtorrent_leeches_from_p2p_seed_torrent(procs: Procs, folder: bool) ->
     else:
         src = make_file(procs.workdir / "one.bin", 2_500_000, seed=6)
     seed = procs.p2p("seed", str(src), "--torrent", "--tracker", url, "--ice-host",
-                     "127.0.0.1", "--json", name="p2p-seed")
+                     "127.0.0.1", "--port", "0", "--json", name="p2p-seed")
     magnet = seed.wait_for(lambda p: p.stdout.strip(), 60, "the magnet").splitlines()[0]
     assert magnet.startswith("magnet:?xt=urn:btih:")
     out = procs.workdir / "wt"
