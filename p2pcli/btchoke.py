@@ -12,6 +12,10 @@ seeder (docs/PROTOCOL.md §5.5).
 - Every `OPTIMISTIC` seconds (30) the optimistic slot moves to the choked interested peer
   that has waited longest: round robin, so every waiting peer gets its turn and can then
   show a rate that wins a regular slot.
+- While someone waits, an unchoked peer that has taken nothing for `IDLE` seconds (3)
+  gives its slot up at once (checked at each `on_timer`): a peer that vanished without a
+  goodbye (a killed process: its connection is noticed dead only ~30 s later) or stopped
+  asking must not keep a newcomer waiting for the next re-ranking.
 
 Time comes in as `now`; decisions come out as `Rechoke` (who to unchoke, who to choke).
 """
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 REGULAR = 4  # slots kept for the fastest takers
 RECHOOSE = 10.0  # seconds between re-rankings of the regular slots
 OPTIMISTIC = 30.0  # seconds between moves of the optimistic slot
+IDLE = 3.0  # seconds an unchoked peer may take nothing while someone waits
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,12 @@ class _Peer:
     unchoked: bool = False
     sent: int = 0
     "Bytes sent to it this period."
+    taken: int = 0
+    "Bytes sent to it since it connected."
+    checked: int = 0
+    "`taken` when `on_timer` last looked."
+    idle_since: float = 0.0
+    "Since when it has taken nothing (while unchoked)."
 
 
 @dataclass
@@ -54,6 +65,7 @@ class Choker:
     "Regular slots (the optimistic one comes on top)."
     rechoose: float = RECHOOSE
     optimistic_every: float = OPTIMISTIC
+    idle: float = IDLE
     peers: dict[str, _Peer] = field(default_factory=dict)
     optimistic: str | None = None
     "Who holds the optimistic slot."
@@ -101,6 +113,7 @@ class Choker:
         p = self.peers.get(peer)
         if p is not None:
             p.sent += n
+            p.taken += n
 
     def is_unchoked(self, peer: str) -> bool:
         p = self.peers.get(peer)
@@ -118,6 +131,7 @@ class Choker:
         if self._next_rechoose is None or self._next_optimistic is None:
             return Rechoke()
         before = self._unchoked()
+        self._drop_idle(now)
         if now >= self._next_optimistic:
             self._next_optimistic = now + self.optimistic_every
             self._rotate_optimistic(now)
@@ -150,6 +164,7 @@ class Choker:
         p = self.peers[peer]
         if p.unchoked != unchoked:
             p.since = now  # a choked peer goes to the back of the line
+            p.idle_since = now
             p.unchoked = unchoked
         if not unchoked and self.optimistic == peer:
             self.optimistic = None
@@ -164,6 +179,18 @@ class Choker:
                 self.optimistic = peer
             else:
                 break
+
+    def _drop_idle(self, now: float) -> None:
+        """Slots of peers idle for `idle` seconds to those waiting (if anyone is)."""
+        for p in self.peers.values():
+            if p.taken != p.checked:
+                p.checked, p.idle_since = p.taken, now
+        if not self._waiting():
+            return
+        for k, p in self.peers.items():
+            if p.unchoked and now - p.idle_since >= self.idle:
+                self._set(k, False, now)
+        self._fill(now)
 
     def _rotate_optimistic(self, now: float) -> None:
         waiting = self._waiting()

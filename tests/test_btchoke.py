@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from p2pcli.btchoke import Choker, Rechoke
 
 
-def swarm(n: int, now: float = 0.0) -> Choker:
-    c = Choker()
+def swarm(n: int, now: float = 0.0, **kw: float) -> Choker:
+    c = Choker(**kw)
     for i in range(n):
         c.connected(f"p{i}", now + i * 0.001)  # p0 waited longest
     return c
@@ -38,7 +38,7 @@ def test_an_uninterested_peer_gets_no_slot_and_losing_interest_frees_one() -> No
 
 
 def test_rechoose_keeps_the_fastest_takers() -> None:
-    c = swarm(7)
+    c = swarm(7, idle=float("inf"))  # the re-ranking alone
     for i in range(7):
         c.interested(f"p{i}", 0.0)
     # p0..p3 regular, p4 optimistic; p5, p6 wait.
@@ -65,8 +65,8 @@ def test_the_optimistic_slot_rotates_round_robin() -> None:
     holders = [c.optimistic]
     for t in range(10, 100, 10):
         for i in range(7):  # the regulars take the most: none changes hands
-            if c.is_unchoked(f"p{i}") and c.optimistic != f"p{i}":
-                c.sent(f"p{i}", 100)
+            if c.is_unchoked(f"p{i}"):
+                c.sent(f"p{i}", 100 if c.optimistic != f"p{i}" else 10)
         c.on_timer(float(t))
         if t % 30 == 0:
             holders.append(c.optimistic)
@@ -78,6 +78,29 @@ def test_rotation_with_nobody_waiting_changes_nothing() -> None:
     for i in range(3):
         c.interested(f"p{i}", 0.0)
     assert c.on_timer(30.0) == Rechoke()
+    assert all(c.is_unchoked(f"p{i}") for i in range(3))
+
+
+def test_an_idle_peer_gives_its_slot_to_one_waiting() -> None:
+    c = swarm(6)
+    for i in range(6):
+        c.interested(f"p{i}", 0.0)
+    for t in (1.0, 2.0):
+        for i in range(5):
+            if i != 2:  # p2 stops asking (or is gone without a goodbye)
+                c.sent(f"p{i}", 100)
+        assert c.on_timer(t) == Rechoke()
+    for i in range(5):
+        if i != 2:
+            c.sent(f"p{i}", 100)
+    assert c.on_timer(3.0) == Rechoke(unchoke=("p5",), choke=("p2",))
+
+
+def test_idle_peers_keep_their_slots_while_nobody_waits() -> None:
+    c = swarm(3)
+    for i in range(3):
+        c.interested(f"p{i}", 0.0)
+    assert c.on_timer(9.0) == Rechoke()
     assert all(c.is_unchoked(f"p{i}") for i in range(3))
 
 
