@@ -76,11 +76,11 @@ def test_magnet_nobody_seeds_fails_with_one_line(procs: Procs) -> None:
 
 def wt_leech(procs: Procs, magnet: str, out: Path) -> dict:
     """WebTorrent's leecher (node) downloads `magnet` into `out`. Up to 3 attempts, each a
-    new process with new offers: on loopback about 1 in 7 connections that WebTorrent
-    (libdatachannel) offers and aiortc answers fails its DTLS handshake right after ICE
-    ("DTLS handshake failed (error [])", either DTLS role); WebTorrent offers again only
-    at its next announce, minutes later. The direction this file's fetches use (aiortc
-    offers) did not fail in 16 runs."""
+    new process with new offers (WebTorrent offers again only at its next announce,
+    minutes later). About 1 in 7 connections that WebTorrent offered and aiortc answered
+    failed its DTLS handshake, a libdatachannel race that p2p now sidesteps by listing one
+    fingerprint (docs/PROTOCOL.md §5.4, p2pcli/patches.py); the retries stay as a safety
+    net."""
     import subprocess
 
     errors = []
