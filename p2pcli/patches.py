@@ -29,7 +29,8 @@ connections made afterwards:
   sha-256, sha-384 and sha-512). libdatachannel (WebTorrent in node, node-datachannel
   0.33 / libdatachannel 0.24) picks the hash for checking the peer's certificate when its
   DTLS transport starts, from the remote description if it is stored by then, else
-  sha-256; and it checks against the description's fingerprint, the sha-512 one of ours.
+  sha-256; and it compares with the one fingerprint it keeps from the description, not
+  the sha-256 one of our three (inferred from the outcome below).
   When aiortc answers its offer, ICE can complete inside its setRemoteDescription (our
   checks came first), DTLS then starts before the description is stored, and the
   handshake failed with "unknown CA": 4 of 28 connections in one run, exactly the 4 that
