@@ -6,7 +6,7 @@ seeder (docs/PROTOCOL.md §5.5).
   loses interest frees its slot at once, for the interested peer that has waited longest.
 - Every `RECHOOSE` seconds (10) the regular slots go to the interested peers we sent the
   most to over the last period: the peers that take data fastest keep being served (a
-  seeder cannot reward uploads, so it rewards throughput, as mainline's seeding mode did).
+  seeder cannot reward uploads, so it rewards throughput, as classic seeding chokers do).
   On a tie (peers that were choked took nothing, so they cannot show a rate) a choked peer
   goes before an unchoked one, and then whoever has waited longest.
 - Every `OPTIMISTIC` seconds (30) the optimistic slot moves to the choked interested peer
@@ -14,7 +14,7 @@ seeder (docs/PROTOCOL.md §5.5).
   show a rate that wins a regular slot.
 - While someone waits, an unchoked peer that has taken nothing for `IDLE` seconds (3)
   gives its slot up at once (checked at each `on_timer`): a peer that vanished without a
-  goodbye (a killed process: its connection is noticed dead only ~30 s later) or stopped
+  goodbye (a killed process: its connection is noticed dead only much later) or stopped
   asking must not keep a newcomer waiting for the next re-ranking.
 
 Time comes in as `now`; decisions come out as `Rechoke` (who to unchoke, who to choke).
