@@ -110,6 +110,7 @@ SILENT: frozenset[type[Event]] = frozenset({
     events.FirstByte,
     events.StreamEnded,
     events.Info,  # `p2p info` prints it on stdout itself (cli/info.py)
+    events.UploadLimit,  # for scripts (--json); the status line shows the rate already
 })
 
 

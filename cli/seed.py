@@ -90,8 +90,9 @@ def register(app: typer.Typer) -> None:
             "--qr", help="Also draw QR codes of the link and of the watch page's URL on stderr, "
             "for a phone's camera (not with --json or --quiet).")] = False,
         torrent: Annotated[bool, typer.Option(
-            "--torrent", help="Seed PATH as a BitTorrent v1 torrent to WebTorrent peers "
-            "through --tracker instead, and print its magnet link.")] = False,
+            "--torrent", help="Also seed PATH as a BitTorrent v1 torrent to WebTorrent peers "
+            "through --tracker: its magnet link is printed first, then the p2p link; "
+            "--max-upload-rate bounds both together.")] = False,
         quiet: QuietOpt = False,
         json: JsonOpt = False,
         verbose: VerboseOpt = False,
@@ -107,7 +108,7 @@ def register(app: typer.Typer) -> None:
         from p2pcli import patches, runner
         from p2pcli.errors import Interrupted
         from p2pcli.events import Event, Seeding
-        from p2pcli.seed import SeedOptions, seed
+        from p2pcli.seed import SeedOptions, seed, seed_with_torrent
 
         from .output import Reporter
 
@@ -116,9 +117,8 @@ def register(app: typer.Typer) -> None:
         link_host = parse_public_host(public_host)
         patches.apply(host_addresses=hosts)
         signal, tracker, token = from_config(signal, tracker, token)
-        if torrent:  # a WebTorrent swarm: p2pcli/btsession.py
-            _seed_torrent(files, parse_trackers(tracker), quiet=quiet, json=json)
-            return
+        if torrent:
+            _check_torrent_paths(files)
         max_upload_rate = config_value("max_upload_rate", max_upload_rate)
         urls = split_urls(signal)
         tracker, ice_server = with_public(public, tracker, ice_server)
@@ -150,8 +150,16 @@ def register(app: typer.Typer) -> None:
             lan=lan,
             lan_hosts=hosts,
         )
+        def magnet(uri: str) -> None:  # --torrent: the magnet link is line 1 of stdout
+            sys.stdout.write(uri + "\n")
+            sys.stdout.flush()
+
         try:
-            runner.run(lambda: seed(opts, config, emit, reporter.hashing))
+            if torrent:  # and a WebTorrent swarm: p2pcli/btsession.py
+                runner.run(lambda: seed_with_torrent(opts, config, emit, magnet,
+                                                     reporter.hashing))
+            else:
+                runner.run(lambda: seed(opts, config, emit, reporter.hashing))
         except Interrupted:
             # Ctrl-C / SIGTERM is how seeding ends: not an error.
             reporter.close()
@@ -160,30 +168,10 @@ def register(app: typer.Typer) -> None:
             reporter.close()
 
 
-def _seed_torrent(files: list[str], tracker: list[str], *, quiet: bool,
-                  json: bool) -> None:
-    """`p2p seed PATH --torrent --tracker ws://...`: the magnet link on stdout."""
+def _check_torrent_paths(files: list[str]) -> None:
     from pathlib import Path
 
-    from p2pcli import runner
-    from p2pcli.btsession import seed_torrent
-    from p2pcli.errors import Interrupted, UsageError
-
-    from .output import Reporter
+    from p2pcli.errors import UsageError
 
     if len(files) != 1 or not Path(files[0]).exists():
         raise UsageError("seed --torrent takes one existing file or folder")
-    reporter = Reporter(quiet=quiet, json=json)
-
-    def on_link(link: str) -> None:
-        sys.stdout.write(link + "\n")
-        sys.stdout.flush()
-
-    try:
-        runner.run(lambda: seed_torrent(Path(files[0]), tracker, emit=reporter,
-                                        on_link=on_link))
-    except Interrupted:
-        reporter.close()
-        reporter.line("stopped seeding")
-    finally:
-        reporter.close()

@@ -35,6 +35,7 @@ from .errors import NoPeers, StorageError, UsageError
 from .events import EventSink
 from .magnet import MagnetLink, TorrentInfo, bencode, parse_info
 from .rtc import LinkClosed, PeerLink
+from .swarm.limiter import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +147,13 @@ class BtPeers:
     def __init__(self, core: BtDownload | BtUpload, info_hash: bytes, trackers: list[str],
                  emit: EventSink, *, wanting: bool, left: Callable[[], int | None],
                  after: Callable[[], None] = lambda: None,
-                 read: Callable[[int, int, int], bytes] | None = None) -> None:
+                 read: Callable[[int, int, int], bytes] | None = None,
+                 limiter: RateLimiter | None = None) -> None:
         from .rendezvous.trackerclient import TrackerMeeting
         from .swarm.meet import MeetHandlers
 
         self.core, self.emit, self.after, self.read = core, emit, after, read
+        self.limiter = limiter or RateLimiter(None)  # seeding: shared with p2p's uploads
         self.links: dict[str, PeerLink] = {}
         self.made: list[PeerLink] = []  # every link, to close them all on the way out
         self.tasks: set[asyncio.Task] = set()
@@ -225,7 +228,10 @@ class BtPeers:
             self.spawn(self._serve(peer, pl, self.queues[peer]))
         # The core first: the remote's handshake may be among the messages that arrived
         # before we listened, which setting on_message hands over at once.
-        self.apply(self.core.connected(peer))
+        if isinstance(self.core, BtUpload):
+            self.apply(self.core.connected(peer, time.monotonic()))
+        else:
+            self.apply(self.core.connected(peer))
         pl.on_message = lambda m: self.apply(self.core.received(
             peer, m if isinstance(m, bytes) else m.encode(), time.monotonic()))
         try:
@@ -233,18 +239,25 @@ class BtPeers:
         finally:
             self.links.pop(peer, None)
             self.queues.pop(peer, None)
-            self.core.disconnected(peer)
+            if isinstance(self.core, BtUpload):  # its slot may go to a peer waiting
+                self.apply(self.core.disconnected(peer, time.monotonic()))
+            else:
+                self.core.disconnected(peer)
             got = self.core.received_from.get(peer, 0) if isinstance(self.core, BtDownload) \
                 else 0
             self.emit(ev.PeerLeft(peer=peer, received=got, sent=0))
 
     async def _serve(self, peer: str, pl: PeerLink, q: asyncio.Queue[Serve]) -> None:
-        """Blocks for one peer, in the order asked, behind the channel's back-pressure."""
+        """Blocks for one peer, in the order asked, under the process's upload limit,
+        behind the channel's back-pressure."""
         assert self.read is not None and isinstance(self.core, BtUpload)
         with contextlib.suppress(LinkClosed):
             while True:
                 s = await q.get()
                 if not self.core.should_serve(s):
+                    continue
+                await self.limiter.take(s.length, "bittorrent")
+                if not self.core.should_serve(s):  # choked or cancelled while we waited
                     continue
                 data = self.read(s.index, s.begin, s.length)
                 await pl.send(bt.piece(s.index, s.begin, data))
@@ -437,8 +450,10 @@ def torrent_for(path: Path, piece_length: int | None = None) -> tuple[TorrentInf
 
 
 async def seed_torrent(path: Path, trackers: list[str], *, emit: EventSink,
-                       on_link: Callable[[str], None]) -> None:
-    """Seed `path` as a BitTorrent v1 torrent to WebTorrent peers until cancelled."""
+                       on_link: Callable[[str], None],
+                       limiter: RateLimiter | None = None) -> None:
+    """Seed `path` as a BitTorrent v1 torrent to WebTorrent peers until cancelled, under
+    `limiter` (shared with the p2p share's uploads: seed.seed_with_torrent)."""
     from .rendezvous.trackerclient import tracker_peer_id
 
     if not trackers:
@@ -447,7 +462,7 @@ async def seed_torrent(path: Path, trackers: list[str], *, emit: EventSink,
     files = _Writer.open_for_reading(info, paths)
     up = BtUpload(info, tracker_peer_id())
     peers = BtPeers(up, info.info_hash, trackers, emit, wanting=False, left=lambda: 0,
-                    read=files.read)
+                    read=files.read, limiter=limiter)
     try:
         await peers.start()
         on_link(MagnetLink(info.info_hash, tuple(trackers), info.name, info.total_length).uri())

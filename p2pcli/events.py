@@ -367,6 +367,20 @@ class Status(Event):
     "Upload rate, bytes/s (smoothed)."
 
 
+@dataclass(frozen=True, kw_only=True)
+class UploadLimit(Event):
+    """Every second while `seed --torrent --max-upload-rate` runs: the one limit over both
+    protocols, as the process counts it (tokens granted, not bytes seen on the wire)."""
+
+    kind: ClassVar[str] = "upload-limit"
+    rate: int
+    "The limit, bytes/s."
+    seconds: float
+    "Since the limit started."
+    granted: dict[str, int]
+    "Bytes let through so far by protocol (p2p, bittorrent); their sum is at most rate × seconds."
+
+
 # -- doctor --------------------------------------------------------------------------------
 
 

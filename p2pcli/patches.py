@@ -25,6 +25,18 @@ connections made afterwards:
   0.58 s to 0.17 s. Browsers (libwebrtc) resend checks every ~50 ms while connecting; STUN
   server and TURN requests keep aioice's 500 ms. Same pinning and `P2P_STOCK_AIORTC` rule
   as the previous item (`_request` copies aioice's `StunProtocol.request`).
+- aiortc: our SDPs carry one DTLS fingerprint, sha-256, as browsers' do (aiortc lists
+  sha-256, sha-384 and sha-512). libdatachannel (WebTorrent in node, node-datachannel
+  0.33 / libdatachannel 0.24) picks the hash for checking the peer's certificate when its
+  DTLS transport starts, from the remote description if it is stored by then, else
+  sha-256; and it compares with the one fingerprint it keeps from the description, not
+  the sha-256 one of our three (inferred from the outcome below).
+  When aiortc answers its offer, ICE can complete inside its setRemoteDescription (our
+  checks came first), DTLS then starts before the description is stored, and the
+  handshake failed with "unknown CA": 4 of 28 connections in one run, exactly the 4 that
+  started DTLS before the description (docs/PROTOCOL.md §5.4). With sha-256 alone the
+  same race is harmless: 28 of 28, 4 of them raced. On even with `P2P_STOCK_AIORTC`:
+  interop, not tuning.
 - python-socketio, in a process that is only a signaling client (`fetch`, `stream`):
   `load_socketio_client` imports it without redis, which its package imports for the
   pub/sub managers only a clustered server uses (~30 ms of CPU at start-up).
@@ -45,6 +57,7 @@ from collections.abc import Iterable, Mapping
 
 import aioice.ice
 import aioice.stun
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint
 
 from . import aiortc_tuning
 
@@ -54,6 +67,7 @@ STOCK_AIORTC_ENV = "P2P_STOCK_AIORTC"
 _stock_get_host_addresses = aioice.ice.get_host_addresses
 _stock_connect = aioice.ice.Connection.connect
 _stock_request = aioice.ice.StunProtocol.request
+_stock_get_fingerprints = RTCCertificate.getFingerprints
 #: The aioice whose `Connection.connect` `_connect` copies.
 PINNED_AIOICE_VERSION = "0.13.0"
 
@@ -69,6 +83,7 @@ def apply(host_addresses: Iterable[str] | None = None, *,
     choose_host_addresses(host_addresses)
     prompt_ice_checks(True)
     quick_check_retries(True)
+    one_fingerprint(True)
     if stock_aiortc is None:
         stock_aiortc = stock_aiortc_asked()
     if stock_aiortc:
@@ -82,6 +97,7 @@ def revert() -> None:
     choose_host_addresses(None)
     prompt_ice_checks(False)
     quick_check_retries(False)
+    one_fingerprint(False)
     aiortc_tuning.uninstall()
 
 
@@ -111,6 +127,16 @@ def prompt_ice_checks(on: bool) -> bool:
     on = on and aioice.__version__ == PINNED_AIOICE_VERSION
     aioice.ice.Connection.connect = _connect if on else _stock_connect  # type: ignore[method-assign]
     return on
+
+
+def one_fingerprint(on: bool) -> None:
+    """Our SDPs carry the sha-256 fingerprint alone (on), or aiortc's three (off)."""
+    RTCCertificate.getFingerprints = (  # type: ignore[method-assign]
+        _sha256_fingerprint if on else _stock_get_fingerprints)
+
+
+def _sha256_fingerprint(self: RTCCertificate) -> list[RTCDtlsFingerprint]:
+    return [f for f in _stock_get_fingerprints(self) if f.algorithm == "sha-256"]
 
 
 async def _connect(self: aioice.ice.Connection) -> None:

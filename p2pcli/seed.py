@@ -11,7 +11,9 @@ import asyncio
 import ipaddress
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import events, mdns, reach
 from .events import EventSink
@@ -20,6 +22,7 @@ from .link import make_link
 from .signaling.web import watch_url
 from .store import SeedFile
 from .swarm import Swarm, SwarmConfig
+from .swarm.limiter import RateLimiter
 from .tree import hash_tree
 from .treestore import SeedTree
 
@@ -70,9 +73,11 @@ async def _start_embedded(port: int, token: str | None):
 
 
 async def seed(
-    opts: SeedOptions, config: SwarmConfig, emit: EventSink, progress: Progress | None = None
+    opts: SeedOptions, config: SwarmConfig, emit: EventSink, progress: Progress | None = None,
+    limiter: RateLimiter | None = None,
 ) -> None:
-    """Serve `opts.path` until cancelled (Ctrl-C) or the file changes on disk."""
+    """Serve `opts.path` until cancelled (Ctrl-C) or the file changes on disk. `limiter`:
+    an upload limit shared with the process's other uploads (`seed_with_torrent`)."""
     paths = [opts.path, *opts.more]
     single = not opts.more and not os.path.isdir(opts.path)
     if single:
@@ -108,7 +113,8 @@ async def seed(
         source: SeedFile | SeedTree = SeedTree(opts.path, manifest, files)
     else:
         source = SeedFile(open_for_seeding(opts.path)[0], manifest)
-    swarm = Swarm(manifest.content_hash, config, emit, manifest=manifest, source=source)
+    swarm = Swarm(manifest.content_hash, config, emit, manifest=manifest, source=source,
+                  limiter=limiter)
     announcing: asyncio.Task[mdns.Announcer | None] | None = None
     try:
         await swarm.start()
@@ -168,3 +174,46 @@ async def _report(swarm: Swarm) -> None:
         swarm.emit(events.Status(
             peers=len(core.usable_peers()), sent=core.bytes_up, rate=round(core.up_rate.value)
         ))
+
+
+async def seed_with_torrent(opts: SeedOptions, config: SwarmConfig, emit: EventSink,
+                            on_magnet: Callable[[str], None],
+                            progress: Progress | None = None) -> None:
+    """`p2p seed PATH --torrent`: PATH as a p2p share and as a BitTorrent v1 torrent, from
+    one process until cancelled. Two swarms with their own connections (docs/PROTOCOL.md
+    §5.2), under one upload limit (§5.6). The magnet link comes first (`on_magnet`), then
+    the share's `Seeding` event."""
+    from .btsession import seed_torrent
+
+    limiter = RateLimiter(config.max_upload_rate)
+    linked = asyncio.Event()
+
+    def magnet(uri: str) -> None:
+        on_magnet(uri)
+        linked.set()
+
+    tasks = [asyncio.ensure_future(seed_torrent(Path(opts.path), config.trackers, emit=emit,
+                                                on_link=magnet, limiter=limiter))]
+    waiter = asyncio.ensure_future(linked.wait())
+    try:
+        await asyncio.wait([tasks[0], waiter], return_when=asyncio.FIRST_COMPLETED)
+        if tasks[0].done():
+            tasks[0].result()  # it failed before announcing: say why
+        tasks.append(asyncio.ensure_future(seed(opts, config, emit, progress, limiter)))
+        if limiter.rate:
+            tasks.append(asyncio.ensure_future(_report_limit(limiter, emit)))
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            t.result()
+    finally:
+        for t in [waiter, *tasks]:
+            t.cancel()
+        await asyncio.gather(waiter, *tasks, return_exceptions=True)
+
+
+async def _report_limit(limiter: RateLimiter, emit: EventSink) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        assert limiter.rate is not None
+        emit(events.UploadLimit(rate=int(limiter.rate), granted=dict(limiter.granted),
+                                seconds=round(limiter.elapsed(time.monotonic()), 3)))

@@ -108,6 +108,28 @@ def test_revert_puts_the_libraries_back(reverted):
     assert aioice.ice.StunProtocol.request is patches._stock_request
     assert pc_module.RTCSctpTransport is sctp.RTCSctpTransport
     assert pc_module.RTCDtlsTransport is dtls.RTCDtlsTransport
+    assert dtls.RTCCertificate.getFingerprints is patches._stock_get_fingerprints
+
+
+@pytest.mark.timeout(30)
+async def test_our_sdp_carries_the_sha256_fingerprint_alone(reverted):
+    """libdatachannel may check our certificate with sha-256 whatever else we list, and
+    then compares with the last fingerprint listed (patches.py): so we list only that."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    def fingerprints(sdp: str) -> list[str]:
+        return [line.split()[0] for line in sdp.splitlines() if line.startswith("a=fingerprint:")]
+
+    for applied, expected in [(False, ["a=fingerprint:sha-256", "a=fingerprint:sha-384",
+                                       "a=fingerprint:sha-512"]),
+                              (True, ["a=fingerprint:sha-256"])]:
+        if applied:
+            patches.apply(["127.0.0.1"], stock_aiortc=True)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.createDataChannel("x")
+        await pc.setLocalDescription(await pc.createOffer())
+        assert fingerprints(pc.localDescription.sdp) == expected
+        await pc.close()
 
 
 @pytest.mark.timeout(30)

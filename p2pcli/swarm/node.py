@@ -54,9 +54,11 @@ class Swarm:
         manifest: Manifest | None = None,
         source: Store | None = None,
         open_store: StoreOpener | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         """Seeding: give `manifest` and `source`. Downloading: give `open_store`, which
-        opens the store and picker once a verified manifest arrives."""
+        opens the store and picker once a verified manifest arrives. `limiter`: an upload
+        limit shared with other uploads of the process (default: this swarm's own)."""
         self.content_hash = content_hash
         self.content_id = content_hash.hex()
         self.config = config
@@ -70,7 +72,7 @@ class Swarm:
         self.links: dict[str, PeerLink] = {}
         self._peer_tasks: dict[str, list[asyncio.Task]] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
-        self.uploader = Uploader(self.core, RateLimiter(config.max_upload_rate), self)
+        self.uploader = Uploader(self.core, limiter or RateLimiter(config.max_upload_rate), self)
         self.meetings: list[Meeting] = []
         "Every rendezvous configured (swarm/meet.py), started or not: replies route by it."
         self.manifest_ready = asyncio.Event()
