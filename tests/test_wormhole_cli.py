@@ -326,18 +326,31 @@ def test_public_seed_also_announces_the_hash(procs: Procs, signal_url: str, cont
     assert (tmp_path / "by-link.bin").read_bytes() == f.read_bytes()
 
 
-@pytest.mark.parametrize("human", [True, False])
-def test_seed_after_misuse_is_one_line(procs: Procs, signal_url: str, human: bool):
+def test_seed_after_misuse_is_one_line(procs: Procs, signal_url: str):
     """--tries / --public-seed without --seed-after, and --seed-after to stdout: one line,
-    exit 2, before any traffic."""
-    mode = [] if human else ["--json"]
-    for i, extra in enumerate((["--tries", "3"], ["--public-seed"], ["--seed-after", "-o", "-"])):
+    exit 2, before any traffic (human mode and --json alternately)."""
+    for i, extra in enumerate((["--tries", "3"], ["--public-seed", "--json"],
+                               ["--seed-after", "-o", "-", "--json"], ["--seed-after", "-o", "-"])):
         r = procs.p2p("receive", "7-guitarist-revenge", "--signal", signal_url, "-y", *extra,
-                      *mode, name=f"misuse{i}")
+                      name=f"misuse{i}")
         assert r.wait(30) == ExitCode.USAGE
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("p2p: "), lines
         assert "--seed-after" in lines[0]
+
+
+def test_seed_after_says_it_serves_on_in_human_mode(capsys):
+    from p2p_cli.wormhole import _reporter
+    from p2pcli.wormhole.events import CodeSeeding
+
+    for link in (None, "p2p://" + "ab" * 32):
+        r = _reporter(False, False, None)
+        r(CodeSeeding(code="7-guitarist-revenge", hash="ab" * 32, tries=1, link=link))
+        r.close()
+    err = capsys.readouterr().err
+    assert "serving it on to whoever proves code 7-guitarist-revenge" in err
+    assert "1 wrong try closes it" in err and "Ctrl-C stops" in err
+    assert "announced nowhere" in err and "p2p fetch 'p2p://" in err
 
 
 def test_an_existing_file_is_said_before_connecting(procs: Procs, signal_url: str, content,

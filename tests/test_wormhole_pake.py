@@ -332,3 +332,48 @@ def test_a_sender_that_admitted_someone_passes_a_new_receiver_on():
     with pytest.raises(pake.CodeRefused) as err:
         Receiver(CODE).on_hello(reply)
     assert err.value.reason in pake.PASS_ON
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["socketio", "tracker"])
+def test_a_receiver_asks_the_rooms_peers_until_one_serves(ordered: bool):
+    """transfer._hello over a fake room: the sender (admitted someone: "used"), a plain
+    receiver ("not-serving"), then a seed-after receiver that serves. Socket.IO asks them
+    one at a time, oldest first, so only the one that serves spends a try; a tracker
+    broadcasts, and the first real answer wins."""
+    import asyncio
+
+    from p2pcli.signaling.client import SignalingClient
+    from p2pcli.wormhole import transfer
+    from p2pcli.wormhole.relays import BROADCAST
+
+    sender = Sender(CODE, OFFER)
+    run(sender, Receiver(CODE), "r0")
+    seeder = pake.Seeder(CODE, OFFER)
+    asked: list[str] = []
+    tasks: list = []
+
+    class Room:
+        url, urls = "fake", ["fake"]
+
+        async def send(self, kind: str, peer: str, payload: dict) -> None:
+            w = payload["wormhole"]
+            for p in (["s", "r", "seeder"] if peer == BROADCAST else [peer]):
+                asked.append(p)
+                reply = {"s": lambda: sender.on_hello("new", w, 0.0),
+                         "r": lambda: {"v": 1, "error": "not-serving"},
+                         "seeder": lambda: seeder.on_hello("new", w, 0.0)}[p]()
+                tasks.append(asyncio.ensure_future(
+                    dispatch.handlers().signal("answer", p, {"wormhole": reply})))
+
+        async def close(self) -> None:
+            pass
+
+    class OrderedRoom(Room, SignalingClient):
+        def __init__(self) -> None:
+            pass
+
+    dispatch = transfer._Dispatch()
+    client = OrderedRoom() if ordered else Room()
+    peers = ["s", "r", "seeder"] if ordered else [BROADCAST]
+    peer, sealed = asyncio.run(transfer._hello(client, dispatch, Receiver(CODE), CODE, peers))
+    assert peer == "seeder" and sealed == OFFER and asked == ["s", "r", "seeder"]
