@@ -526,8 +526,11 @@ class Seeder(Sender):
         return self.finished(now) and not self.served
 
     def failure(self) -> P2PError | None:
-        if self.failures:
-            why = self.failures[-1][1]
-            if isinstance(why, Verdict):
-                return error_for(why, "a peer")
-        return CodeRefused("the code is closed: no tries left")
+        why = self.failures[-1][1] if self.failures else None
+        if why is Verdict.WRONG_CODE:
+            return WrongCode("wrong code: a peer tried another code (mistyped, or someone "
+                             "guessing) and no try is left (--tries): the code is closed "
+                             "here; stopped serving it")
+        if isinstance(why, Verdict):
+            return error_for(why, "a peer")
+        return CodeRefused("the code is closed here (no try left, --tries); stopped serving it")

@@ -600,15 +600,23 @@ async def seed_on(code: Code, config: SwarmConfig, manifest: Manifest, source, o
     state = pake.Seeder(code, offer, tries=opts.tries)
     swarm: PrivateSwarm
     made: list[SenderMeeting] = []
+    prefix = "code:" if opts.public else ""
 
     def make(h: MeetHandlers) -> CodeMeeting:
         m = SenderMeeting(client, code.room(), manifest.content_id, h, state, swarm.fail,
-                          prefix="code:" if opts.public else "")
+                          prefix=prefix)
         _attach(dispatch, m)
         made.append(m)
         return m
 
-    swarm = PrivateSwarm(manifest.content_hash, config, emit, manifest=manifest,
+    def watch(e: ev.Event) -> None:
+        # A tracker never says a peer left: the swarm's link closing does, so a closed
+        # code stops once the peers it serves are gone whatever the rendezvous.
+        if isinstance(e, ev.PeerLeft) and e.peer.startswith(prefix):
+            state.on_peer_gone(e.peer.removeprefix(prefix))
+        emit(e)
+
+    swarm = PrivateSwarm(manifest.content_hash, config, watch, manifest=manifest,
                          source=source, meeting=make, public=opts.public)
     try:
         await swarm.start()
