@@ -233,11 +233,11 @@ def register(app: typer.Typer) -> None:
         ] = False,
         seed_after: Annotated[bool, typer.Option(
             "--seed-after", help="Once complete, keep serving it under the same code (needs "
-            "-o FILE), privately: only to peers that prove the code, the content hash "
+            "-o FILE or DIR), privately: only to peers that prove the code, the content hash "
             "announced nowhere. Until Ctrl-C.")] = False,
         tries: Annotated[int | None, typer.Option(
             "--tries", min=1, help="With --seed-after: wrong codes allowed before it closes "
-            "the code [default: 1]. Each serving peer gives a guesser this many more tries.",
+            "the code (default 1). Each serving peer gives a guesser this many more tries.",
             show_default=False)] = None,
         public_seed: Annotated[bool, typer.Option(
             "--public-seed", help="With --seed-after: also announce the content hash on the "
@@ -257,7 +257,11 @@ def register(app: typer.Typer) -> None:
         verbose: VerboseOpt = False,
     ) -> None:
         """Receive what `p2p send` offers under CODE: shows the name, size and sender and
-        asks before anything is written. Pipe it like fetch: p2p receive CODE | mpv -"""
+        asks before anything is written. Pipe it like fetch: p2p receive CODE | mpv -
+
+        With --seed-after it then serves the share on under the same code, to peers that
+        prove it only, until Ctrl-C (docs/SECURITY.md: each serving receiver gives a
+        guesser its --tries more guesses)."""
         from p2pcli.wormhole.code import parse
 
         seed = seed_after_options(seed_after, tries, public_seed)
