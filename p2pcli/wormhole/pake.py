@@ -86,7 +86,8 @@ REFUSALS = {
     "closed": "the sender closed this code after a wrong try; ask the sender for a new code",
     "expired": "this code expired; ask the sender for a new code",
     "busy": "the peer serving this code is busy with another receiver; try again in a moment",
-    "not-serving": "that peer of the code's room is a receiver, not serving the code",
+    "not-serving": "nobody is sending with this code any more (only receivers are in its "
+                   "room); ask the sender for a new code",
 }
 #: Refusals that say only "not this peer": a receiver asks the room's next peer, if any.
 PASS_ON = frozenset({"used", "busy", "not-serving"})

@@ -487,7 +487,8 @@ async def _hello(client: Relay, dispatch: _Dispatch, state: pake.Receiver, code:
             except pake.CodeRefused as e:
                 if e.reason not in pake.PASS_ON:
                     raise
-                refused = e
+                if refused is None or refused.reason == "not-serving":
+                    refused = e  # "used" / "busy" say more than a receiver's "not-serving"
                 pending.discard(peer)
                 if BROADCAST in pending:  # others may still answer: a little longer
                     deadline = min(deadline, loop.time() + REFUSAL_GRACE)
