@@ -297,9 +297,11 @@ def test_seed_after_serves_the_code_on_privately(procs: Procs, signal_url: str, 
     assert ev["code"] == code and ev["tries"] == 1 and ev["link"] is None
     h = hash_file(str(f), None).content_id
     assert ev["hash"] == h
-    fetch = procs.fetch(h, "--signal", signal_url, "--timeout", "3", "--no-lan",
+    fetch = procs.fetch(h, "--signal", signal_url, "--timeout", "2", "--no-lan",
                         name="fetch-by-hash")
     assert fetch.wait(60) == ExitCode.NO_PEERS, fetch.stderr
+    assert "found" not in last_line(fetch)  # nobody in the hash's room, not "unreachable"
+    assert not events(fetch, "peer-joined")
     r = receive(procs, code, signal_url, "-y", "-o", str(tmp_path / "second.bin"),
                 name="second")
     assert r.wait(60) == 0, r.stderr
