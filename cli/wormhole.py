@@ -50,7 +50,7 @@ def _reporter(quiet: bool, json: bool, wait: float | None):
         def handlers(self):
             return {**super().handlers(), wev.CodeReady: self.on_code,
                     wev.CodeOffer: self.on_offer, wev.CodeVerified: self.on_verified,
-                    wev.Sent: self.on_sent}
+                    wev.Sent: self.on_sent, wev.CodeSeeding: self.on_code_seeding}
 
         def on_code(self, e: wev.CodeReady) -> None:
             self.say("code: ", (e.code, "bold green"))
@@ -64,6 +64,15 @@ def _reporter(quiet: bool, json: bool, wait: float | None):
 
         def on_sent(self, e: wev.Sent) -> None:
             self.say(f"sent {size(e.bytes)}; done")
+
+        def on_code_seeding(self, e: wev.CodeSeeding) -> None:
+            tries = "1 wrong try closes it" if e.tries == 1 else f"{e.tries} wrong tries close it"
+            self.say("serving it on to whoever proves code ", (e.code, "bold"),
+                     f" ({tries}); Ctrl-C stops")
+            if e.link is None:
+                self.line("private: the content hash is announced nowhere")
+            else:
+                self.say("also public (--public-seed): p2p fetch '", (e.link, "bold green"), "'")
 
     return CodeReporter(quiet=quiet, json=json, wait=wait)
 
@@ -85,15 +94,19 @@ def _confirmer(yes: bool, reporter):
     return confirm
 
 
-def refuse_seed_after() -> None:
-    """Codes are one-use, as magic-wormhole's (docs/SECURITY.md): a receiver that served
-    the share on under the same code would give that code, and every guess at it, a
-    second life after the sender spent it. Said before any traffic."""
+def seed_after_options(seed_after: bool, tries: int | None, public_seed: bool):
+    """`receive --seed-after [--tries N] [--public-seed]`: its options, or None. The
+    two others mean nothing without it: said before any traffic."""
     from p2pcli.errors import UsageError
+    from p2pcli.wormhole.transfer import SeedAfter
 
-    raise UsageError("--seed-after: a code is good for one receiver, so nobody else can "
-                     "use it afterwards; to pass the file on, run p2p send on it for a new "
-                     "code (private), or p2p seed it (anyone with the link)")
+    if not seed_after:
+        for flag, given in (("--tries", tries is not None), ("--public-seed", public_seed)):
+            if given:
+                raise UsageError(f"{flag} applies to --seed-after only (the receiver then "
+                                 "serves the share on under the same code)")
+        return None
+    return SeedAfter(tries=1 if tries is None else tries, public=public_seed)
 
 
 def need_yes(yes: bool) -> None:
@@ -219,8 +232,17 @@ def register(app: typer.Typer) -> None:
             "--yes", "-y", help="Accept without asking (needed when stdin is not a terminal).")
         ] = False,
         seed_after: Annotated[bool, typer.Option(
-            "--seed-after", help="Refused: a code is good for one receiver (magic-wormhole's "
-            "rule); to pass the file on, p2p send it for a new code.")] = False,
+            "--seed-after", help="Once complete, keep serving it under the same code (needs "
+            "-o FILE or DIR), privately: only to peers that prove the code, the content hash "
+            "announced nowhere. Until Ctrl-C.")] = False,
+        tries: Annotated[int | None, typer.Option(
+            "--tries", min=1, help="With --seed-after: wrong codes allowed before it closes "
+            "the code (default 1). Each serving peer gives a guesser this many more tries.",
+            show_default=False)] = None,
+        public_seed: Annotated[bool, typer.Option(
+            "--public-seed", help="With --seed-after: also announce the content hash on the "
+            "rendezvous and print its link, as fetch --seed-after does (anyone with the "
+            "link may fetch it).")] = False,
         signal: SignalOpt = None,
         tracker: CodeTrackerOpt = None,
         peerjs: CodePeerJSOpt = None,
@@ -235,11 +257,14 @@ def register(app: typer.Typer) -> None:
         verbose: VerboseOpt = False,
     ) -> None:
         """Receive what `p2p send` offers under CODE: shows the name, size and sender and
-        asks before anything is written. Pipe it like fetch: p2p receive CODE | mpv -"""
+        asks before anything is written. Pipe it like fetch: p2p receive CODE | mpv -
+
+        With --seed-after it then serves the share on under the same code, to peers that
+        prove it only, until Ctrl-C (docs/SECURITY.md: each serving receiver gives a
+        guesser its --tries more guesses)."""
         from p2pcli.wormhole.code import parse
 
-        if seed_after:
-            refuse_seed_after()
+        seed = seed_after_options(seed_after, tries, public_seed)
         parsed = parse(code)  # a typo is said before any traffic
         need_yes(yes)
         from p2pcli import patches, runner
@@ -252,7 +277,7 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
         config = _config(signal, tracker, peerjs, token, ice_server, timeout, retries)
-        opts = FetchOptions(output=output, force=force, seed_after=False,
+        opts = FetchOptions(output=output, force=force, seed_after=seed_after,
                             stdout_is_tty=sys.stdout.isatty(), stdout_fd=sys.stdout.fileno(),
                             select=())
         check_output_args(opts)
@@ -261,7 +286,8 @@ def register(app: typer.Typer) -> None:
         confirm = _confirmer(yes, reporter)
 
         try:
-            runner.run(lambda: receive(parsed, config, opts, reporter, confirm),
-                       "interrupted; the partial download is kept")
+            runner.run(lambda: receive(parsed, config, opts, reporter, confirm, seed),
+                       "interrupted; the partial download is kept" if seed is None else
+                       "stopped (a partial download is kept; a complete one stays)")
         finally:
             reporter.close()

@@ -276,16 +276,83 @@ def test_stream_code_serves_the_bytes_and_a_wrong_code_exits_8(procs: Procs, sig
     assert not s.stdout and send.wait(30) == ExitCode.WRONG_CODE
 
 
-def test_seed_after_is_refused_as_codes_are_one_use(procs: Procs, signal_url: str):
-    """A code serves one receiver (docs/SECURITY.md): --seed-after is refused before any
-    traffic, with the alternative, one line in human mode and with --json."""
-    for mode in ([], ["--json"]):
-        r = procs.p2p("receive", "7-guitarist-revenge", "--signal", signal_url, "-y",
-                      "--seed-after", *mode, name=f"seed-after{len(mode)}")
+def seed_after(procs: Procs, code: str, signal: str, out: Path, *extra: str,
+               name: str = "seeder"):
+    """`receive CODE --seed-after`, once it serves the code on: (process, code-seeding)."""
+    r = receive(procs, code, signal, "-y", "-o", str(out), "--seed-after", *extra, name=name)
+    ev = r.wait_for(lambda p: next(iter(events(p, "code-seeding")), None), 60,
+                    "serving the code on")
+    return r, ev
+
+
+def test_seed_after_serves_the_code_on_privately(procs: Procs, signal_url: str, content,
+                                                 tmp_path: Path):
+    """receive --seed-after: once complete, the receiver serves the share under the same
+    code; the sender gone, a second receiver gets it from there, byte-identical. The
+    content hash is announced nowhere: a fetch by hash finds nobody. Ctrl-C stops it."""
+    f, _ = content
+    send, code = start_send(procs, f, signal_url)
+    seeder, ev = seed_after(procs, code, signal_url, tmp_path / "first.bin")
+    assert send.wait(30) == 0, send.stderr  # its receiver finished and left: the sender too
+    assert ev["code"] == code and ev["tries"] == 1 and ev["link"] is None
+    h = hash_file(str(f), None).content_id
+    assert ev["hash"] == h
+    fetch = procs.fetch(h, "--signal", signal_url, "--timeout", "2", "--no-lan",
+                        name="fetch-by-hash")
+    assert fetch.wait(60) == ExitCode.NO_PEERS, fetch.stderr
+    assert "found" not in last_line(fetch)  # nobody in the hash's room, not "unreachable"
+    assert not events(fetch, "peer-joined")
+    r = receive(procs, code, signal_url, "-y", "-o", str(tmp_path / "second.bin"),
+                name="second")
+    assert r.wait(60) == 0, r.stderr
+    assert (tmp_path / "second.bin").read_bytes() == f.read_bytes()
+    assert events(r, "verified") and events(r, "done")[0]["received"] == f.stat().st_size
+    assert (tmp_path / "first.bin").read_bytes() == f.read_bytes()
+    seeder.signal(2)
+    assert seeder.wait(30) == ExitCode.INTERRUPTED, seeder.stderr
+    assert "stopped" in last_line(seeder)
+
+
+def test_public_seed_also_announces_the_hash(procs: Procs, signal_url: str, content,
+                                             tmp_path: Path):
+    """--public-seed: the seed-after receiver also announces the content hash (as fetch
+    --seed-after), prints the link, and a plain fetch of it succeeds."""
+    f, _ = content
+    send, code = start_send(procs, f, signal_url)
+    _, ev = seed_after(procs, code, signal_url, tmp_path / "first.bin", "--public-seed")
+    assert send.wait(30) == 0, send.stderr
+    assert ev["link"] and ev["hash"] in ev["link"]
+    fetch = procs.fetch(ev["link"], "-o", str(tmp_path / "by-link.bin"), "--timeout", "20",
+                        "--no-lan", name="fetch-link")
+    assert fetch.wait(60) == 0, fetch.stderr
+    assert (tmp_path / "by-link.bin").read_bytes() == f.read_bytes()
+
+
+def test_seed_after_misuse_is_one_line(procs: Procs, signal_url: str):
+    """--tries / --public-seed without --seed-after, and --seed-after to stdout: one line,
+    exit 2, before any traffic (human mode and --json alternately)."""
+    for i, extra in enumerate((["--tries", "3"], ["--public-seed", "--json"],
+                               ["--seed-after", "-o", "-", "--json"], ["--seed-after", "-o", "-"])):
+        r = procs.p2p("receive", "7-guitarist-revenge", "--signal", signal_url, "-y", *extra,
+                      name=f"misuse{i}")
         assert r.wait(30) == ExitCode.USAGE
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-        assert len(lines) == 1 and "good for one receiver" in lines[0], lines
-        assert "p2p send" in lines[0] and "p2p seed" in lines[0]
+        assert len(lines) == 1 and lines[0].startswith("p2p: "), lines
+        assert "--seed-after" in lines[0]
+
+
+def test_seed_after_says_it_serves_on_in_human_mode(capsys):
+    from p2p_cli.wormhole import _reporter
+    from p2pcli.wormhole.events import CodeSeeding
+
+    for link in (None, "p2p://" + "ab" * 32):
+        r = _reporter(False, False, None)
+        r(CodeSeeding(code="7-guitarist-revenge", hash="ab" * 32, tries=1, link=link))
+        r.close()
+    err = capsys.readouterr().err
+    assert "serving it on to whoever proves code 7-guitarist-revenge" in err
+    assert "1 wrong try closes it" in err and "Ctrl-C stops" in err
+    assert "announced nowhere" in err and "p2p fetch 'p2p://" in err
 
 
 def test_an_existing_file_is_said_before_connecting(procs: Procs, signal_url: str, content,

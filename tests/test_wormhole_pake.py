@@ -260,3 +260,120 @@ def test_admitted_only_with_the_same_code_and_the_true_fingerprints(
         return
     ok = receiver.on_answer(sender.answer_tags("r", FP_S), seen_by_receiver)
     assert (ok is Verdict.OK) == honest
+
+
+# -- pake.Seeder: a `receive --seed-after` receiver serving the code on -------------------
+
+
+def test_seeder_serves_every_peer_that_proves_the_code():
+    """One try (the default) serves receiver after receiver: a proof gives the try back."""
+    seeder = pake.Seeder(CODE, OFFER)
+    for peer in ("r1", "r2", "r3"):
+        assert run(seeder, Receiver(CODE), peer) == (Verdict.OK, Verdict.OK)
+        assert seeder.is_admitted(peer) and seeder.tries_left == 1
+    assert not seeder.finished(0.0) and not seeder.stopped(0.0)
+    seeder.on_peer_gone("r1")
+    assert not seeder.is_admitted("r1") and seeder.is_admitted("r2")
+
+
+def test_seeder_budget_is_its_tries_in_wrong_guesses():
+    """Each serving peer adds exactly `tries` online guesses, never more: peers served
+    between the guesses give nothing back to a guesser. Then the code is closed to all."""
+    seeder = pake.Seeder(CODE, OFFER, tries=2)
+    for i in range(2):
+        assert run(seeder, Receiver(CODE), f"ok{i}")[0] is Verdict.OK
+        guess = Receiver(OTHER)
+        reply = seeder.on_hello(f"guess{i}", guess.start(), 0.0)
+        with pytest.raises(pake.WrongCode):
+            guess.on_hello(reply)
+        assert seeder.on_notice(f"guess{i}", guess.decline("wrong-code")) is Verdict.WRONG_CODE
+    for peer, code in (("guess2", OTHER), ("ok2", CODE)):
+        assert seeder.on_hello(peer, Receiver(code).start(), 0.0)["error"] == "closed"
+    assert seeder.finished(0.0)
+    assert not seeder.stopped(0.0)  # served peers are still connected: not cut
+    for i in range(2):
+        seeder.on_peer_gone(f"ok{i}")
+    assert seeder.stopped(0.0) and seeder.failure().exit_code == ExitCode.WRONG_CODE
+
+
+def test_seeder_is_busy_while_an_exchange_holds_its_try():
+    """A second receiver while the first one's exchange is in flight hears "busy" (it
+    asks another peer, or retries); once the first proves the code, the try is back."""
+    seeder = pake.Seeder(CODE, OFFER)
+    first = Receiver(CODE)
+    hello(seeder, first, "r1")
+    assert seeder.on_hello("r2", Receiver(CODE).start(), 0.0)["error"] == "busy"
+    with pytest.raises(pake.CodeRefused) as err:
+        Receiver(CODE).on_hello({"v": 1, "error": "busy"})
+    assert err.value.reason == "busy" and "busy" in pake.PASS_ON
+    seeder.on_offer("r1", first.offer_tags(FP_R), FP_R)
+    assert run(seeder, Receiver(CODE), "r2") == (Verdict.OK, Verdict.OK)
+
+
+def test_seeder_declined_with_the_key_gives_the_try_back_a_tampered_one_burns_it():
+    seeder = pake.Seeder(CODE, OFFER)
+    r = Receiver(CODE)
+    hello(seeder, r, "r1")
+    assert seeder.on_notice("r1", r.decline("declined")) == "declined"
+    assert seeder.tries_left == 1  # it proved the code: not a guess
+    assert run(seeder, Receiver(CODE), "r2", fp_seen_by_receiver=FP_M) == (
+        Verdict.OK, Verdict.TAMPERED)
+    assert seeder.on_notice("r2", {"v": 1, "error": "tampered"}) is Verdict.TAMPERED
+    assert seeder.tries_left == 0 and seeder.stopped(0.0)
+    assert seeder.failure().exit_code == ExitCode.TAMPERED
+
+
+def test_a_sender_that_admitted_someone_passes_a_new_receiver_on():
+    """The original sender, still there, answers "used": a refusal that sends the new
+    receiver on to the room's next peer (a seed-after receiver), not an error at once."""
+    sender = Sender(CODE, OFFER)
+    run(sender, Receiver(CODE), "r1")
+    reply = sender.on_hello("r2", Receiver(CODE).start(), 0.0)
+    with pytest.raises(pake.CodeRefused) as err:
+        Receiver(CODE).on_hello(reply)
+    assert err.value.reason in pake.PASS_ON
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["socketio", "tracker"])
+def test_a_receiver_asks_the_rooms_peers_until_one_serves(ordered: bool):
+    """transfer._hello over a fake room: the sender (admitted someone: "used"), a plain
+    receiver ("not-serving"), then a seed-after receiver that serves. Socket.IO asks them
+    one at a time, oldest first, so only the one that serves spends a try; a tracker
+    broadcasts, and the first real answer wins."""
+    import asyncio
+
+    from p2pcli.signaling.client import SignalingClient
+    from p2pcli.wormhole import transfer
+    from p2pcli.wormhole.relays import BROADCAST
+
+    sender = Sender(CODE, OFFER)
+    run(sender, Receiver(CODE), "r0")
+    seeder = pake.Seeder(CODE, OFFER)
+    asked: list[str] = []
+    tasks: list = []
+
+    class Room:
+        url, urls = "fake", ["fake"]
+
+        async def send(self, kind: str, peer: str, payload: dict) -> None:
+            w = payload["wormhole"]
+            for p in (["s", "r", "seeder"] if peer == BROADCAST else [peer]):
+                asked.append(p)
+                reply = {"s": lambda: sender.on_hello("new", w, 0.0),
+                         "r": lambda: {"v": 1, "error": "not-serving"},
+                         "seeder": lambda: seeder.on_hello("new", w, 0.0)}[p]()
+                tasks.append(asyncio.ensure_future(
+                    dispatch.handlers().signal("answer", p, {"wormhole": reply})))
+
+        async def close(self) -> None:
+            pass
+
+    class OrderedRoom(Room, SignalingClient):
+        def __init__(self) -> None:
+            pass
+
+    dispatch = transfer._Dispatch()
+    client = OrderedRoom() if ordered else Room()
+    peers = ["s", "r", "seeder"] if ordered else [BROADCAST]
+    peer, sealed = asyncio.run(transfer._hello(client, dispatch, Receiver(CODE), CODE, peers))
+    assert peer == "seeder" and sealed == OFFER and asked == ["s", "r", "seeder"]

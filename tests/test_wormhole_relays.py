@@ -160,3 +160,39 @@ def test_nobody_sending_and_two_rendezvous(procs: Procs):
     r = receive(procs, "7-guitarist-revenge", "http://127.0.0.1:1", "-y", *where, name="two")
     assert r.wait(60) == ExitCode.USAGE
     assert "one rendezvous" in last_line(r)
+
+
+def test_seed_after_and_stream_through_a_tracker(procs: Procs, content, tmp_path: Path):
+    """Over serve-signal's /announce tracker: a `receive --seed-after` receiver joins the
+    code's room as a second sender (a seeder, for the tracker); the sender gone, a new
+    receiver gets the bytes from it. Then `stream CODE` through the tracker serves the
+    sender's exact bytes on its local URL."""
+    import urllib.request
+
+    from conftest import LOOPBACK
+    from test_wormhole_cli import seed_after
+
+    f, _ = content
+    where = _tracker(procs)
+    send, code = start_send(procs, f, "", *where)
+    seeder, ev = seed_after(procs, code, "", tmp_path / "first.bin", *where)
+    assert send.wait(30) == 0, send.stderr
+    assert ev["code"] == code and ev["link"] is None
+    r = receive(procs, code, "", "-y", "-o", str(tmp_path / "second.bin"), *where,
+                name="second")
+    assert r.wait(60) == 0, r.stderr
+    assert (tmp_path / "second.bin").read_bytes() == f.read_bytes()
+    seeder.signal(2)
+    assert seeder.wait(30) == ExitCode.INTERRUPTED, seeder.stderr
+
+    send, code = start_send(procs, f, "", *where, name="send2")
+    s = procs.p2p("stream", code, *where, *LOOPBACK, "--json", "--yes", "--player", "none",
+                  "-o", str(tmp_path / "streamed.bin"), name="stream")
+    url = s.wait_for(lambda p: p.stdout.strip(), 60, "the URL")
+    with urllib.request.urlopen(url, timeout=60) as got:
+        assert got.read() == f.read_bytes()
+    s.wait_for(lambda p: events(p, "done"), 60, "the download's end")
+    s.signal(2)  # how `--player none` ends; the download is complete: a normal exit
+    assert s.wait(30) == 0, s.stderr
+    assert send.wait(30) == 0, send.stderr
+    assert (tmp_path / "streamed.bin").read_bytes() == f.read_bytes()

@@ -46,3 +46,16 @@ class Sent(Event):
     "The receiver, which closed its connection."
     bytes: int
     "Bytes of pieces sent to it."
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeSeeding(Event):
+    kind: ClassVar[str] = "code-seeding"
+    code: str
+    "The code it serves under (the one it received with)."
+    hash: str
+    "The content id served."
+    tries: int
+    "Wrong codes it allows before it closes the code (`--tries`)."
+    link: str | None = None
+    "The p2p:// link, with `--public-seed` only (then the hash is announced); else null."

@@ -70,6 +70,8 @@ class CodeRefused(P2PError):
     """The other side refused: code used, closed after a failed try, expired, declined."""
 
     exit_code = ExitCode.NO_PEERS
+    reason = ""
+    "The refusal's word (REFUSALS), when it came from the other side."
 
 
 class BadMessage(P2PError):
@@ -83,7 +85,12 @@ REFUSALS = {
     "used": "another receiver is using or has used this code; ask the sender for a new code",
     "closed": "the sender closed this code after a wrong try; ask the sender for a new code",
     "expired": "this code expired; ask the sender for a new code",
+    "busy": "the peer serving this code is busy with another receiver; try again in a moment",
+    "not-serving": "nobody is sending with this code any more (only receivers are in its "
+                   "room); ask the sender for a new code",
 }
+#: Refusals that say only "not this peer": a receiver asks the room's next peer, if any.
+PASS_ON = frozenset({"used", "busy", "not-serving"})
 
 
 def error_for(verdict: Verdict, who: str) -> P2PError | None:
@@ -226,8 +233,10 @@ class Receiver:
         (then send `decline("wrong-code")`, so the sender learns it too)."""
         message = _check_version(message)
         if "error" in message:
-            raise CodeRefused(REFUSALS.get(str(message["error"]),
-                                           f"the sender refused: {message['error']}"))
+            reason = str(message["error"])
+            refused = CodeRefused(REFUSALS.get(reason, f"the sender refused: {reason}"))
+            refused.reason = reason  # PASS_ON: the adapter may ask another peer
+            raise refused
         if self._session is not None:
             raise BadMessage("bad code exchange message: a second answer")
         y, key = _spake_finish(self._spake, message)
@@ -415,6 +424,10 @@ class Sender:
             return False
         return self.tries_left <= 0 or (self.expires_at is not None and now >= self.expires_at)
 
+    def stopped(self, now: float) -> bool:
+        """The adapter stops: nobody can be admitted any more, and nobody was."""
+        return self.finished(now) and self.admitted is None
+
     def failure(self) -> P2PError | None:
         """Why the sender stops without a receiver, said plainly."""
         if self.admitted is not None:
@@ -428,3 +441,97 @@ class Sender:
             return CodeRefused(f"the receiver left before finishing the code exchange ({why}); "
                                "the code is spent: send again for a new code")
         return CodeRefused("nobody used the code before it expired: send again for a new code")
+
+
+class Seeder(Sender):
+    """A `receive --seed-after` receiver serving the content on under the code it
+    received with: like `Sender`, but it admits every peer that proves the code, one
+    exchange at a time, and never stops because one was admitted.
+
+    Its budget is still `tries` wrong guesses: a try is spent at message 2 (the peer can
+    test one guess against its key tag) and given back once that peer proves the code
+    (message 3's key tag, or a notice carrying it), since knowing the code is not a guess.
+    So each serving peer adds exactly `tries` online guesses to an attacker's total."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.served: set[str] = set()
+        "Peers that proved the code and whose connection the swarm may open."
+
+    def on_hello(self, peer: str, message: object, now: float) -> dict:
+        _check_version(message)
+        if self.tries_left <= 0 and (self.expires_at is None or now < self.expires_at):
+            # An exchange in flight holds the try (given back if that peer proves the
+            # code): "busy", which sends the receiver on to another peer or to retry.
+            in_flight = self._attempts.keys() - self.served
+            return {"v": PROTOCOL, "error": "busy" if in_flight else "closed"}
+        self.admitted = None  # Sender's one-receiver rule does not apply
+        return super().on_hello(peer, message, now)
+
+    def on_offer(self, peer: str, message: object, receiver_fingerprint: str
+                 ) -> tuple[Verdict, dict | None]:
+        self.admitted = None
+        verdict, refusal = super().on_offer(peer, message, receiver_fingerprint)
+        if verdict is Verdict.OK:
+            self.served.add(peer)
+            self.tries_left = min(self.tries, self.tries_left + 1)  # a proof, not a guess
+        self.admitted = None
+        return verdict, refusal
+
+    def answer_tags(self, peer: str, sender_fingerprint: str) -> dict:
+        attempt = self._attempts.get(peer)
+        if peer not in self.served or attempt is None:
+            raise RuntimeError(f"{peer} was not admitted")
+        return {"v": PROTOCOL, "fp": attempt.session.fp_tag(
+            ID_SENDER, attempt.fingerprint, sender_fingerprint)}
+
+    def on_notice(self, peer: str, message: object) -> Verdict | str:
+        message = _check_version(message)
+        attempt = self._attempts.get(peer)
+        proved = attempt is not None and "key" in message and _same(
+            message["key"], attempt.session.key_tag(ID_RECEIVER), "key")
+        was_served = peer in self.served
+        self.served.discard(peer)
+        reason = super().on_notice(peer, message)
+        if reason is Verdict.TAMPERED or (was_served and reason == "tampered"):
+            self.tries_left = 0  # a man in the middle knows this room: the code is burnt
+        elif proved and not was_served:
+            self.tries_left = min(self.tries, self.tries_left + 1)  # declined, not guessed
+        return reason
+
+    def on_peer_gone(self, peer: str) -> None:
+        if peer in self.served:
+            self.served.discard(peer)
+            self._attempts.pop(peer, None)
+            return
+        super().on_peer_gone(peer)
+
+    def on_timer(self, now: float) -> None:
+        for peer, a in list(self._attempts.items()):
+            if peer not in self.served and now >= a.started + self.confirm_timeout:
+                del self._attempts[peer]
+                self.failures.append((peer, "timeout"))
+
+    def is_admitted(self, peer: str) -> bool:
+        return peer in self.served
+
+    def finished(self, now: float) -> bool:
+        """No peer can prove the code any more (wrong guesses spent the tries, or it
+        expired) and no exchange is in flight. Peers being served are not cut: the
+        adapter stops once they are gone too (`stopped`)."""
+        if self._attempts.keys() - self.served:
+            return False
+        return self.tries_left <= 0 or (self.expires_at is not None and now >= self.expires_at)
+
+    def stopped(self, now: float) -> bool:
+        return self.finished(now) and not self.served
+
+    def failure(self) -> P2PError | None:
+        why = self.failures[-1][1] if self.failures else None
+        if why is Verdict.WRONG_CODE:
+            return WrongCode("wrong code: a peer tried another code (mistyped, or someone "
+                             "guessing) and no try is left (--tries): the code is closed "
+                             "here; stopped serving it")
+        if isinstance(why, Verdict):
+            return error_for(why, "a peer")
+        return CodeRefused("the code is closed here (no try left, --tries); stopped serving it")

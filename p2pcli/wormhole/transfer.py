@@ -77,14 +77,20 @@ class PrivateSwarm(Swarm):
     """A swarm that meets peers through one given meeting only: no public rendezvous, no
     peer exchange (so nobody is introduced who did not prove the code)."""
 
-    def __init__(self, *args, meeting: Callable[[MeetHandlers], CodeMeeting], **kw) -> None:
+    def __init__(self, *args, meeting: Callable[[MeetHandlers], CodeMeeting],
+                 public: bool = False, **kw) -> None:
         super().__init__(*args, **kw)
         self._make_meeting = meeting
+        self.public = public
+        "`receive --seed-after --public-seed`: also the content hash's public rendezvous."
 
     def make_meetings(self, handlers: MeetHandlers) -> list[Meeting]:
-        return [self._make_meeting(handlers)]
+        code = [self._make_meeting(handlers)]
+        return code + super().make_meetings(handlers) if self.public else code
 
     def after_start(self) -> list[Meeting]:
+        if self.public:
+            return super().after_start()
         return []  # no peer exchange: nobody is introduced who did not prove the code
 
 
@@ -116,9 +122,13 @@ class CodeMeeting:
 
 class SenderMeeting(CodeMeeting):
     def __init__(self, client: Relay, room: str, content_id: str, h: MeetHandlers,
-                 state: pake.Sender, fail: Callable[[P2PError], None]) -> None:
+                 state: pake.Sender, fail: Callable[[P2PError], None], prefix: str = ""
+                 ) -> None:
         super().__init__(client, room, content_id, h)
         self.state, self.fail = state, fail
+        # Beside a public rendezvous (--public-seed), whose peer ids are bare too, the
+        # swarm routes its replies by this prefix (swarm/meet.py meeting_for): ours carry it.
+        self.prefix = prefix
 
     async def start(self) -> None:
         await self._ice()  # connected and in the room already (see `send`)
@@ -137,7 +147,7 @@ class SenderMeeting(CodeMeeting):
                     await self._relay("answer", peer, {"wormhole": refusal})
                 else:
                     self.h.emit(CodeVerified(peer=peer))
-                    await self.h.signal("offer", peer,
+                    await self.h.signal("offer", self.prefix + peer,
                                         {"hash": self.content_id, "offer": data["offer"]})
             elif kind == "ice-candidate" and "error" in w:
                 state.on_notice(peer, w)
@@ -148,16 +158,18 @@ class SenderMeeting(CodeMeeting):
 
     def check(self) -> None:
         """Stop the command once no receiver can be admitted any more."""
-        if self.state.finished(time.monotonic()) and self.state.admitted is None:
+        if self.state.stopped(time.monotonic()):
             self.fail(self.state.failure() or pake.CodeRefused("the code is spent"))
 
     async def on_peer_left(self, peer: str) -> None:
+        admitted = self.state.is_admitted(peer)
         self.state.on_peer_gone(peer)
-        if self.state.is_admitted(peer):
-            await self.h.peer_left(peer)
+        if admitted:
+            await self.h.peer_left(self.prefix + peer)
         self.check()
 
     async def send(self, kind: str, peer: str, payload: dict) -> None:
+        peer = peer.removeprefix(self.prefix)
         if not self.state.is_admitted(peer):
             return  # the swarm never heard of anyone else; nothing leaves for them
         out = {k: v for k, v in payload.items() if k != "hash"}
@@ -182,6 +194,13 @@ class ReceiverMeeting(CodeMeeting):
 
     async def on_signal(self, kind: str, peer: str, data: dict) -> None:
         w = data.get("wormhole")
+        if (kind == "offer" and peer != self.sender and isinstance(w, dict) and "pake" in w
+                and not data.get("offer")):
+            # Another receiver's hello: we serve nothing (yet); say so, so it asks the
+            # room's next peer at once instead of waiting for us (_hello).
+            await self.client.send("answer", peer, {
+                "hash": self.room, "wormhole": {"v": pake.PROTOCOL, "error": "not-serving"}})
+            return
         if peer != self.sender or kind != "answer" or not isinstance(w, dict):
             return
         try:
@@ -419,6 +438,70 @@ class Proven:
             await self.client.close()
 
 
+#: Seconds a receiver that broadcast its hello (tracker) keeps listening after a "not
+#: this peer" refusal, for the answer of a peer that serves the code.
+REFUSAL_GRACE = 3.0
+
+
+async def _hello(client: Relay, dispatch: _Dispatch, state: pake.Receiver, code: Code,
+                 peers: list[str]) -> tuple[str, dict]:
+    """Message 1 to the room's peers until one serves the code: returns (that peer, its
+    sealed offer). A room may hold the sender, receivers (which answer "not-serving"),
+    and `receive --seed-after` receivers serving on (pake.Seeder); a sender that admitted
+    someone answers "used". Those refusals (pake.PASS_ON) send us on to the next peer.
+    Socket.IO: one peer at a time, oldest first (the sender joined first), so no serving
+    peer spends a try on a hello we would not finish. A tracker or PeerJS room has no
+    order: every peer found gets the hello at once, and the first real answer wins."""
+    room = code.room()
+    answers: asyncio.Queue[tuple[str, dict | None]] = asyncio.Queue()
+
+    def on_signal(kind: str, peer: str, data: dict) -> None:
+        if kind == "answer" and isinstance(data.get("wormhole"), dict):
+            answers.put_nowait((peer, data["wormhole"]))
+
+    dispatch.target = SignalHandlers(signal=on_signal,
+                                     peer_left=lambda p: answers.put_nowait((p, None)))
+    loop = asyncio.get_running_loop()
+    first = state.start()
+    refused: pake.CodeRefused | None = None
+    gone = False
+    rounds = ([[p] for p in peers] if isinstance(client, SignalingClient) else [list(peers)])
+    for targets in rounds:
+        for peer in targets:
+            await client.send("offer", peer, {"hash": room, "wormhole": first})
+        pending = set(targets)
+        deadline = loop.time() + HELLO_TIMEOUT
+        while pending:
+            try:
+                peer, w = await asyncio.wait_for(answers.get(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                break  # a silent peer (a receiver of an older version): the next one
+            if peer not in pending and BROADCAST not in pending:
+                continue  # a late answer from a peer we moved on from
+            if w is None:
+                gone = True
+                pending.discard(peer)
+                continue
+            try:
+                return peer, state.on_hello(w)
+            except pake.CodeRefused as e:
+                if e.reason not in pake.PASS_ON:
+                    raise
+                if refused is None or refused.reason == "not-serving":
+                    refused = e  # "used" / "busy" say more than a receiver's "not-serving"
+                pending.discard(peer)
+                if BROADCAST in pending:  # others may still answer: a little longer
+                    deadline = min(deadline, loop.time() + REFUSAL_GRACE)
+            except pake.WrongCode:
+                await _notice(client, peer, room, state.decline("wrong-code"))
+                raise
+    if refused is not None:
+        raise refused
+    if gone:
+        raise NoPeers("the sender left before answering")
+    raise NoPeers("the sender did not answer the code exchange")
+
+
 async def prove(code: Code, config: SwarmConfig, emit: EventSink, confirm: Confirm,
                 check: Callable[[CodeOffer], None] | None = None) -> Proven:
     """Messages 1 and 2 (PROTOCOL.md 4.2): prove `code` to its sender, show what it
@@ -431,37 +514,8 @@ async def prove(code: Code, config: SwarmConfig, emit: EventSink, confirm: Confi
         if not peers:
             raise NoPeers(f"nobody is sending with code {code.number}-...: the sender "
                           "stopped, the code expired or was used; check the code")
-        # Socket.IO: the oldest peer (the sender joined the room first). A tracker or
-        # PeerJS room has no order: every peer found gets the hello (a receiver ignores
-        # it), and the sender is the one that answers.
-        targets = peers[:1] if isinstance(client, SignalingClient) else peers
         state = pake.Receiver(code)
-        hello: asyncio.Future[tuple[str, dict]] = asyncio.get_running_loop().create_future()
-
-        def on_signal(kind: str, peer: str, data: dict) -> None:
-            if ((peer in targets or BROADCAST in targets) and kind == "answer"
-                    and isinstance(data.get("wormhole"), dict) and not hello.done()):
-                hello.set_result((peer, data["wormhole"]))
-
-        def on_left(peer: str) -> None:
-            if peer in targets and not hello.done():
-                targets.remove(peer)
-                if not targets:
-                    hello.set_exception(NoPeers("the sender left before answering"))
-
-        dispatch.target = SignalHandlers(signal=on_signal, peer_left=on_left)
-        first = state.start()
-        for peer in list(targets):
-            await client.send("offer", peer, {"hash": code.room(), "wormhole": first})
-        try:
-            sender, w = await asyncio.wait_for(hello, HELLO_TIMEOUT)
-        except TimeoutError:
-            raise NoPeers("the sender did not answer the code exchange") from None
-        try:
-            sealed = state.on_hello(w)
-        except pake.WrongCode:
-            await _notice(client, sender, code.room(), state.decline("wrong-code"))
-            raise
+        sender, sealed = await _hello(client, dispatch, state, code, peers)
         offer = _offer_event(sealed)
         emit(offer)
         try:
@@ -480,31 +534,107 @@ async def prove(code: Code, config: SwarmConfig, emit: EventSink, confirm: Confi
     return Proven(client, dispatch, state, sender, code.room(), offer)
 
 
+@dataclass
+class SeedAfter:
+    """`receive --seed-after`: serve the content on under the same code."""
+
+    tries: int = pake.DEFAULT_TRIES
+    public: bool = False
+    "`--public-seed`: also announce the content hash (as `fetch --seed-after`)."
+
+
 async def receive(code: Code, config: SwarmConfig, opts: FetchOptions, emit: EventSink,
-                  confirm: Confirm) -> ev.Event:
-    """Prove `code` to its sender, show what it sends, and download it once confirmed."""
+                  confirm: Confirm, seed_after: SeedAfter | None = None) -> ev.Event:
+    """Prove `code` to its sender, show what it sends, and download it once confirmed;
+    with `seed_after`, then serve it under the code until stopped (`seed_on`)."""
     proven = await prove(code, config, emit, confirm, lambda o: _check_output(opts, o))
+    store = None
     try:
         offer = proven.offer
         dl = Download(bytes.fromhex(offer.hash), config, opts, emit)
         dl.swarm = proven.swarm(config, emit, dl.open_store)
         dl.check_output_early()
         reporter = asyncio.ensure_future(dl.report())
+        closed = False
         try:
             await dl.start()
             while dl.done is None:
                 await dl.step()
             if dl.done.name != offer.name:
                 log.info("sealed name %r, manifest name %r", offer.name, dl.done.name)
-            return dl.done
+            if seed_after is None:
+                return dl.done
+            # Keep the verified file open; leave the sender (it sees its receiver finish
+            # and stops, as for any receiver), then serve from a swarm of our own.
+            dl.serve_from_final()
+            manifest, store, dl.store = dl.swarm.manifest, dl.store, None
+            reporter.cancel()
+            await dl.close()
+            closed = True
         except ReaderGone:
             emit(ev.ReaderGone(written_pieces=dl.written))
             return ev.ReaderGone(written_pieces=dl.written)
         finally:
             reporter.cancel()
-            await dl.close()
+            if not closed:
+                await dl.close()
+        assert manifest is not None and store is not None
+        return await seed_on(code, config, manifest, store, seed_after, emit)
     finally:
         await proven.close()
+        if store is not None:
+            store.close()
+
+
+async def seed_on(code: Code, config: SwarmConfig, manifest: Manifest, source, opts: SeedAfter,
+                  emit: EventSink) -> ev.Event:
+    """Serve `manifest` from `source` to every peer that proves `code` (pake.Seeder),
+    in the code's room as a sender is, until Ctrl-C or the code closes (wrong tries).
+    The content hash is announced nowhere unless `opts.public`."""
+    from ..link import make_link
+    from .events import CodeSeeding
+
+    dispatch = _Dispatch()
+    client, _ = await _join(config, code.room(), dispatch, sender=True)
+    offer = {"name": manifest.name, "size": manifest.size, "hash": manifest.content_id,
+             "from": getpass.getuser()}
+    state = pake.Seeder(code, offer, tries=opts.tries)
+    swarm: PrivateSwarm
+    made: list[SenderMeeting] = []
+    prefix = "code:" if opts.public else ""
+
+    def make(h: MeetHandlers) -> CodeMeeting:
+        m = SenderMeeting(client, code.room(), manifest.content_id, h, state, swarm.fail,
+                          prefix=prefix)
+        _attach(dispatch, m)
+        made.append(m)
+        return m
+
+    def watch(e: ev.Event) -> None:
+        # A tracker never says a peer left: the swarm's link closing does, so a closed
+        # code stops once the peers it serves are gone whatever the rendezvous.
+        if isinstance(e, ev.PeerLeft) and e.peer.startswith(prefix):
+            state.on_peer_gone(e.peer.removeprefix(prefix))
+        emit(e)
+
+    swarm = PrivateSwarm(manifest.content_hash, config, watch, manifest=manifest,
+                         source=source, meeting=make, public=opts.public)
+    try:
+        await swarm.start()
+        link = None
+        if opts.public:
+            link = make_link(manifest.content_hash, config.signal_urls, manifest.name,
+                             config.token, config.trackers, config.peerjs)
+        emit(CodeSeeding(code=str(code), hash=manifest.content_id, tries=opts.tries,
+                         link=link))
+        while swarm.fatal is None:
+            state.on_timer(time.monotonic())
+            made[0].check()  # the code closed after wrong tries: stop, saying why
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(swarm.fatal_event.wait()), 0.5)
+        raise swarm.fatal
+    finally:
+        await swarm.close()
 
 
 async def stream_code(code: Code, config: SwarmConfig, opts, emit: EventSink,
