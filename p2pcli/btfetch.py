@@ -32,6 +32,12 @@ BAD_PIECE_STRIKES = 3
 METADATA_TIMEOUT = 10.0  # seconds a peer has to send a metadata piece before another is asked
 
 
+def window_pieces(window_bytes: int, piece_length: int) -> int:
+    """A sequential fetch's window in pieces: the stdout spool holds as many
+    (btstore.TorrentStore)."""
+    return max(2, window_bytes // piece_length)
+
+
 @dataclass
 class _Peer:
     proto: bt.BtProtocol
@@ -75,9 +81,13 @@ class BtDownload:
         rng: random.Random | None = None,
         want: Callable[[TorrentInfo], Iterable[int] | None] | None = None,
         strict_priority: bool = False,
+        stored: Callable[[TorrentInfo], Iterable[int]] | None = None,
     ) -> None:
         self.link = link
         self.want = want
+        self.stored = stored
+        """Given the metadata (after `want`), the pieces already verified on disk: a resumed
+        `.part` (btstore.TorrentStore), never asked for."""
         """Given the metadata, the pieces to fetch (None: all): `--select`, or none at all
         for `p2p info`. Called once, before any block is asked for."""
         self.strict_priority = strict_priority
@@ -199,7 +209,7 @@ class BtDownload:
         # A window in pieces from one in bytes: what stdout holds out of order stays
         # bounded whatever the torrent's piece length.
         wb = self.window_bytes
-        window = None if wb is None else max(2, wb // info.piece_length)
+        window = None if wb is None else window_pieces(wb, info.piece_length)
         self.picker = Picker(
             lengths, bt.BLOCK, sequential=self.sequential, window=window, rng=self.rng
         )
@@ -211,6 +221,8 @@ class BtDownload:
             if self.sequential and keep:
                 # To stdout, the window starts at the first piece wanted, not at 0.
                 self.picker.set_cursor(min(keep))
+        for i in self.stored(info) if self.stored is not None else ():
+            self.picker.mark_have(i)
         out: list[Action] = []
         for peer, p in list(self.peers.items()):
             try:

@@ -6,8 +6,9 @@ swarm core speaks p2p's wire and manifest throughout). It is driven by the same 
 pieces: `TrackerMeeting` finds peers through each WebSocket tracker, `PeerLink` carries
 each data channel, and a sans-IO core decides everything: `btfetch.BtDownload` (metadata,
 which block from whom, verification, whom to drop) or `btseed.BtUpload`. `BtPeers` moves
-bytes between the links and the core; here too: verified pieces to files or in order to
-stdout, blocks read from files for peers.
+bytes between the links and the core; verified pieces go to p2p's own store
+(btstore.TorrentStore: `.part` files that resume, or in order to stdout), blocks are read
+from files for peers (btstore.TorrentFiles).
 
 Every connection of a magnet fetch speaks BitTorrent: the tracker's swarm is named by the
 BitTorrent info hash, which a p2p share never announces under (its info hash is the first
@@ -21,7 +22,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -30,8 +30,10 @@ from . import btwire as bt
 from . import events as ev
 from .btfetch import BtDownload, Drop, Send
 from .btseed import BtUpload, Serve
+from .btstore import TorrentFiles, TorrentStore
 from .btview import Selector
-from .errors import NoPeers, StorageError, UsageError
+from .download import FetchOptions, ReaderGone, check_output_args
+from .errors import NoPeers, P2PError, UsageError
 from .events import EventSink
 from .magnet import MagnetLink, TorrentInfo, bencode, parse_info
 from .rtc import LinkClosed, PeerLink
@@ -42,101 +44,6 @@ log = logging.getLogger(__name__)
 OPEN_TIMEOUT = 15.0  # seconds for an answered link's channel to open
 TICK = 1.0  # seconds between request-timeout checks
 STDOUT_WINDOW = 32 * 1024 * 1024  # bytes fetched past the last written, writing to stdout
-
-
-class _Writer:
-    """Verified pieces to disk (any order, pwrite) or to stdout (in order); blocks read
-    back for peers (seeding: `open_for_reading`)."""
-
-    @classmethod
-    def open_for_reading(cls, info: TorrentInfo, paths: list[Path]) -> _Writer:
-        w = cls.__new__(cls)
-        w.info, w.stdout, w.fd, w.next, w.held, w.path = info, False, -1, 0, {}, ""
-        w.files = []
-        for f, path in zip(info.files, paths, strict=True):
-            fd = os.open(path, os.O_RDONLY)
-            w.files.append((f.offset, f.length, fd, path, path))
-        return w
-
-    def read(self, index: int, begin: int, length: int) -> bytes:
-        start = index * self.info.piece_length + begin
-        end = start + length
-        out = bytearray()
-        for offset, flen, fd, _, _ in self.files:
-            lo, hi = max(start, offset), min(end, offset + flen)
-            if lo < hi:
-                out += os.pread(fd, hi - lo, lo - offset)
-        return bytes(out)
-
-    def __init__(self, info: TorrentInfo, output: str, stdout_fd: int, force: bool,
-                 chosen: list[int] | None = None) -> None:
-        self.info = info
-        self.stdout = output == "-"
-        self.fd = stdout_fd
-        # `--select` (chosen files): only their files are written; to stdout (one file),
-        # only the bytes between `lo` and `hi` of the pieces that hold them.
-        self.lo, self.hi = 0, info.total_length
-        if chosen is not None and self.stdout:
-            f = info.files[chosen[0]]
-            self.lo, self.hi = f.offset, f.offset + f.length
-        self.next = self.lo // info.piece_length
-        self.held: dict[int, bytes] = {}
-        self.files: list[tuple[int, int, int, Path, Path]] = []  # offset, length, fd, part, final
-        if self.stdout:
-            return
-        out = Path(output)
-        root = out / info.name if out.is_dir() else out
-        if root.exists() and not force and not (chosen is not None and root.is_dir()):
-            # (--select into an existing folder: each chosen file is checked below.)
-            raise UsageError(f"{root} exists; give --force to overwrite it")
-        for k, f in enumerate(info.files):
-            if chosen is not None and k not in chosen:
-                continue
-            final = root.joinpath(*f.path) if info.multi_file else root
-            part = final.with_name(final.name + ".part")
-            if chosen is not None and final.exists() and not force:
-                raise UsageError(f"{final} exists; give --force to overwrite it")
-            try:
-                part.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-                os.ftruncate(fd, f.length)
-            except OSError as e:
-                raise StorageError(f"cannot write {part}: {e.strerror}") from None
-            self.files.append((f.offset, f.length, fd, part, final))
-        self.path = str(root)
-
-    def write(self, index: int, data: bytes) -> int | None:
-        """Store a verified piece; return the next piece stdout waits for (None: a file)."""
-        if self.stdout:
-            self.held[index] = data
-            while self.next in self.held:
-                start = self.next * self.info.piece_length
-                chunk = memoryview(self.held.pop(self.next))
-                chunk = chunk[max(0, self.lo - start) : max(0, self.hi - start)]
-                while chunk:
-                    chunk = chunk[os.write(self.fd, chunk) :]
-                self.next += 1
-            return self.next
-        start = index * self.info.piece_length
-        end = start + len(data)
-        for offset, length, fd, _, _ in self.files:
-            lo, hi = max(start, offset), min(end, offset + length)
-            if lo < hi:
-                os.pwrite(fd, data[lo - start : hi - start], lo - offset)
-        return None
-
-    def finish(self) -> None:
-        for _, _, fd, part, final in self.files:
-            os.close(fd)
-            os.replace(part, final)
-        self.files = []
-
-    def abort(self) -> None:
-        for _, _, fd, _, _ in self.files:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.files = []
-
 
 
 class BtPeers:
@@ -336,8 +243,10 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
         raise UsageError("the magnet link names no tracker (tr=): give --tracker ws://...")
     started = time.monotonic()
     to_stdout = output == "-"
+    if not to_stdout:  # a final name already there: refused at once, as p2p fetch does
+        check_output_args(FetchOptions(output=output, force=force))
     done = asyncio.Event()
-    writer: _Writer | None = None
+    writer: TorrentStore | None = None
     failure: list[BaseException] = []
     sel = Selector(select, to_stdout)
     if info is not None:
@@ -353,27 +262,41 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
             done.set()
             return []
 
-    dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
-                    window_bytes=STDOUT_WINDOW if to_stdout else None, want=want)
-
-    def after() -> None:
+    def stored(meta: TorrentInfo) -> list[int]:
+        # Asked by the core once the metadata is known, before any block is requested:
+        # the store opens there, and what its `.part` holds is never asked for.
         nonlocal writer
         if done.is_set():
+            return []
+        try:
+            writer = TorrentStore(meta, output, force=force, chosen=sel.chosen,
+                                  stdout_fd=stdout_fd, window_bytes=STDOUT_WINDOW)
+        except Exception as e:  # a usage or storage error: stop the command with it
+            failure.append(e)
+            done.set()
+            return []
+        if writer.found:
+            emit(ev.Resume(pieces=len(writer.found), path=writer.part))
+        return writer.found
+
+    dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
+                    window_bytes=STDOUT_WINDOW if to_stdout else None, want=want,
+                    stored=stored)
+
+    def after() -> None:
+        if done.is_set() or writer is None:
             return
-        if dl.info is not None and writer is None:
-            try:
-                writer = _Writer(dl.info, output, stdout_fd, force, sel.chosen)
-            except Exception as e:  # a usage or storage error: stop the command with it
-                failure.append(e)
-                done.set()
-                return
-        if writer is not None:
+        try:
             for index, data in dl.take_verified():
                 nxt = writer.write(index, data)
                 if nxt is not None:
                     dl.consumed(nxt)
-            if dl.complete:
-                done.set()
+        except (P2PError, ReaderGone) as e:  # a write error, or the reader went away
+            failure.append(e)
+            done.set()
+            return
+        if dl.complete:
+            done.set()
 
     def left() -> int | None:
         return dl.info.total_length if dl.info else link.exact_length
@@ -388,10 +311,13 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
             raise NoPeers(f"no BitTorrent peer sent the torrent's metadata within {timeout:g} s "
                           "(is a WebTorrent seeder announcing to that tracker?)") from None
         await done.wait()
+        if failure and isinstance(failure[0], ReaderGone) and writer is not None:
+            emit(ev.ReaderGone(written_pieces=writer.next))  # as p2p fetch: stop quietly
+            return "-"
         if failure:
             raise failure[0]
         assert writer is not None and dl.info is not None
-        writer.finish()
+        await asyncio.to_thread(writer.finish)
         path = "-" if to_stdout else writer.path
         emit(ev.Done(name=dl.info.name, size=sel.size(dl.info), path=path,
                      seconds=time.monotonic() - started, received=dl.bytes_received,
@@ -399,7 +325,7 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
         return path
     finally:
         if writer is not None:
-            writer.abort()
+            writer.close()
         await peers.close()
 
 
@@ -459,7 +385,7 @@ async def seed_torrent(path: Path, trackers: list[str], *, emit: EventSink,
     if not trackers:
         raise UsageError("seed --torrent needs a WebTorrent tracker: give --tracker ws://...")
     info, paths = torrent_for(path)
-    files = _Writer.open_for_reading(info, paths)
+    files = TorrentFiles(info, paths)
     up = BtUpload(info, tracker_peer_id())
     peers = BtPeers(up, info.info_hash, trackers, emit, wanting=False, left=lambda: 0,
                     read=files.read, limiter=limiter)
@@ -469,4 +395,4 @@ async def seed_torrent(path: Path, trackers: list[str], *, emit: EventSink,
         await asyncio.Event().wait()
     finally:
         await peers.close()
-        files.abort()
+        files.close()

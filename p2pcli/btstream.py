@@ -8,9 +8,8 @@ session (btsession.BtPeers and the sans-IO btfetch.BtDownload, with `strict_prio
 while a piece a player waits for is missing nothing else is asked for, and a seek cancels
 the old read-ahead's requests). `_BtSwarm` is the thin adapter that shows that session to
 the Streamer as the swarm and the download it expects (`btview.TorrentView` stands in for
-the manifest). Pieces are stored as a fetch stores them (`btsession._Writer`: the final
-file's name + ".part", renamed once complete); an interrupted torrent stream does not
-resume (a fetch of a magnet does not either).
+the manifest). Pieces are stored as a fetch stores them (btstore.TorrentStore: p2p's
+`.part` files, renamed once complete); an interrupted torrent stream resumes from them.
 
 A multi-file torrent plays one file: --select's, else its first video (as a p2p folder
 share); only the pieces that hold it are fetched.
@@ -19,13 +18,13 @@ share); only the pieces that hold it are fetched.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 from . import events as ev
 from .btfetch import BtDownload
+from .btstore import TorrentStore
 from .btview import TorrentView, selected_pieces
 from .errors import NoPeers, P2PError, UsageError
 from .events import EventSink
@@ -87,10 +86,11 @@ class _BtSwarm:
         self.fatal_event = asyncio.Event()
         self.stream_file: Entry | None = None
         self.store = self
-        self.writer = None  # btsession._Writer, once the metadata is known
+        self.writer: TorrentStore | None = None  # once the metadata is known
+        self.finished = False  # every wanted piece in, the files renamed, `done` said
         self.peers = None  # btsession.BtPeers, once made: priorities go out through it
         self.dl = BtDownload(link, tracker_peer_id(), info=info, want=self.want,
-                             strict_priority=True)
+                             strict_priority=True, stored=self.stored)
 
     @property
     def picker(self):
@@ -124,57 +124,69 @@ class _BtSwarm:
         f = view.files[k]
         return list(view.pieces_for_range(f.offset, f.end))
 
+    def stored(self, meta: TorrentInfo) -> list[int]:
+        """The core's next question, before any block is asked for: the store opens (as a
+        fetch's, btstore.TorrentStore), and the pieces its `.part` holds are not fetched."""
+        if self.fatal is not None:
+            return []
+        k = self.choice[0] if self.choice else None
+        try:
+            self.writer = TorrentStore(meta, self.opts.output or ".", force=self.opts.force,
+                                       chosen=None if k is None else [k], stream=True)
+        except P2PError as e:
+            self.fail(e)
+            return []
+        if self.writer.found:
+            self.emit(ev.Resume(pieces=len(self.writer.found), path=self.writer.part))
+        return self.writer.found
+
     def after(self) -> None:
         """After each batch of the core's actions: verified pieces to the file, and the
         stream told once the content is known."""
-        from .btsession import _Writer
-
         dl = self.dl
-        if self.fatal is not None or dl.info is None:
+        if self.fatal is not None or dl.info is None or self.writer is None:
             return
-        if self.writer is None:
-            view = TorrentView(dl.info)
+        if self.manifest is None:
+            view = self.writer.manifest
             k = self.choice[0] if self.choice else None
-            try:
-                self.writer = _Writer(dl.info, self.opts.output or ".", -1, self.opts.force,
-                                      None if k is None else [k])
-            except P2PError as e:
-                self.fail(e)
-                return
             self.manifest = view
             self.stream_file = None if k is None else view.files[k]
             self.st.content_known(view)  # type: ignore[arg-type]
             self.manifest_ready.set()
         pieces = dl.take_verified()
-        for index, data in pieces:
-            self.writer.write(index, data)
+        try:
+            for index, data in pieces:
+                self.writer.write(index, data)
+        except P2PError as e:  # a write error: the command's
+            self.fail(e)
+            return
         if pieces:
             self.piece_done.set()
             self.piece_done.clear()
-            if dl.complete:
-                self._done()
+        if dl.complete and not self.finished:
+            self._done()
 
     def _done(self) -> None:
         """Every piece wanted is in: the files take their final names at once (as a p2p
         stream's do), still open for the responses that read them, and `done` says so."""
         w, dl = self.writer, self.dl
         assert w is not None and dl.info is not None
-        if not w.files or w.files[0][3] == w.files[0][4]:
-            return  # said already
-        for k, (offset, length, fd, part, final) in enumerate(w.files):
-            os.replace(part, final)  # an open descriptor survives its file's rename
-            w.files[k] = (offset, length, fd, final, final)
-        self.emit(ev.Done(name=dl.info.name, size=sum(f[1] for f in w.files), path=w.path,
+        self.finished = True
+        try:
+            w.finish()
+        except P2PError as e:
+            self.fail(e)
+            return
+        k = self.choice[0] if self.choice else None
+        size = dl.info.total_length if k is None else dl.info.files[k].length
+        self.emit(ev.Done(name=dl.info.name, size=size, path=w.path,
                           seconds=round(time.monotonic() - self.st.started, 3),
                           received=dl.bytes_received, peers=dict(dl.received_from),
                           connections={}, sent=0))
 
     def close_files(self) -> None:
         if self.writer is not None:
-            if self.dl.complete and self.fatal is None:
-                self.writer.finish()  # closed, under their final names already
-            else:
-                self.writer.abort()
+            self.writer.close()  # finished: under their final names; else `.part`s, resumable
 
 
 def _preflight(link: MagnetLink, info: TorrentInfo | None, opts: StreamOptions

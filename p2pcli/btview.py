@@ -2,13 +2,17 @@
 (selection.py), `p2p info`'s output and the stream server (stream.py) take a torrent as
 they take a p2p share, without a second copy of any of them.
 
-Only geometry and names: the pieces' SHA-1 hashes stay in `TorrentInfo` and are checked by
-`btfetch.BtDownload`. A multi-file torrent's files keep the torrent's order (BEP 3 does not
-sort them), and a file's path is its path under the torrent's folder, as a p2p folder
-share's paths are under its root.
+Also what p2p's store (store.PartFile, SpoolRing, treestore.TreePart) verifies against:
+`piece_ok` checks a piece's SHA-1 (a p2p manifest's checks SHA-256), and `content_hash` is
+the info hash, which the `.part` trailer carries, so a `.part` of another torrent (or of a
+p2p share) under the same name is never resumed into. A multi-file torrent's files keep
+the torrent's order (BEP 3 does not sort them), and a file's path is its path under the
+torrent's folder, as a p2p folder share's paths are under its root.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from .errors import UsageError
 from .magnet import MagnetError, MagnetLink, TorrentInfo, parse_magnet, parse_torrent
@@ -31,6 +35,12 @@ class TorrentView:
         self.version = 2 if info.multi_file else 1
         "As a p2p manifest's: 1 a single file, 2 a folder (what `p2p info` reports)."
         self.content_id = info.info_hash.hex()
+        self.content_hash = info.info_hash
+        "What a `.part` trailer names (store._trailer): 20 bytes, never a p2p share's 32."
+        self.piece_hashes = tuple(info.pieces)
+        "SHA-1 of each piece."
+        self.root = info.name if info.multi_file else ""
+        "A multi-file torrent's files go into a folder named after it (treestore.TreePart)."
 
     @property
     def is_tree(self) -> bool:
@@ -41,6 +51,10 @@ class TorrentView:
 
     def piece_length(self, index: int) -> int:
         return self.info.piece_size(index)
+
+    def piece_ok(self, index: int, data: bytes | bytearray | memoryview) -> bool:
+        return (0 <= index < self.piece_count and len(data) == self.piece_length(index)
+                and hashlib.sha1(data).digest() == self.piece_hashes[index])
 
     def pieces_for_range(self, start: int, end: int) -> range:
         if end <= start:

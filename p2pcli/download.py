@@ -270,11 +270,8 @@ class Download:
             while not p.have[i]:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(swarm.piece_done.wait(), WAIT_STEP)
-            data = await asyncio.to_thread(store.read_piece, i)
-            if self.span is not None:  # only the selected file's bytes of this piece
-                at = m.piece_offset(i)
-                data = data[max(0, start - at) : end - at]
-            await asyncio.to_thread(_write_all, fd, data)
+            data = await asyncio.to_thread(stdout_bytes, store, m, i, self.span)
+            await asyncio.to_thread(write_all, fd, data)
             if isinstance(store, SpoolRing):
                 store.release(i)
             self.written = i + 1
@@ -306,7 +303,17 @@ class Download:
             shutil.rmtree(self.spool_dir, ignore_errors=True)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def stdout_bytes(store: PartFile, m: Manifest, i: int, span: tuple[int, int] | None) -> bytes:
+    """Piece `i` as it goes to stdout, in order: with `span` (a folder's or a torrent's one
+    file), only that file's bytes of it. Shared with torrents (btstore.TorrentStore)."""
+    data = store.read_piece(i)
+    if span is not None:
+        at = m.piece_offset(i)
+        data = data[max(0, span[0] - at) : span[1] - at]
+    return data
+
+
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     try:
         while view:

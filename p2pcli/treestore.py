@@ -18,7 +18,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import errno
-import hashlib
 import os
 import stat
 import threading
@@ -240,7 +239,7 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
                 continue
             data = self._pread(m.piece_length(piece), m.piece_offset(piece))
             self._hashed(len(data))
-            if hashlib.sha256(data).digest() == m.piece_hashes[piece]:
+            if m.piece_ok(piece, data):  # SHA-256, or SHA-1 for a torrent (btstore.py)
                 self._remember(piece, data)
                 self.present[piece] = 1
                 found.append(piece)

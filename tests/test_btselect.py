@@ -131,7 +131,7 @@ def test_a_block_asked_twice_may_come_twice_but_not_three_times():
 
 
 def test_one_selected_file_to_stdout_is_cut_out_of_its_pieces(tmp_path):
-    from p2pcli.btsession import _Writer
+    from p2pcli.btstore import TorrentStore
     from p2pcli.btview import Selector
 
     raw, content = folder({"a.bin": 20_000, "b.bin": 50_000, "c.bin": 30_000})
@@ -143,7 +143,11 @@ def test_one_selected_file_to_stdout_is_cut_out_of_its_pieces(tmp_path):
     assert sel.chosen == [1] and pieces == [1, 2, 3, 4] and sel.size(info) == 50_000
     out = tmp_path / "out"
     with open(out, "wb") as f:
-        w = _Writer(info, "-", f.fileno(), False, sel.chosen)
-        for i in reversed(pieces):  # out of order: held until the one before is written
-            w.write(i, content[i * PLEN : (i + 1) * PLEN])
+        w = TorrentStore(info, "-", force=False, chosen=sel.chosen, stdout_fd=f.fileno(),
+                         window_bytes=len(pieces) * PLEN)
+        try:
+            for i in reversed(pieces):  # out of order: spooled until the one before is written
+                assert w.write(i, content[i * PLEN : (i + 1) * PLEN]) == (1 if i > 1 else 5)
+        finally:
+            w.close()
     assert out.read_bytes() == content[20_000:70_000]

@@ -18,7 +18,8 @@ from p2pcli import btwire as bt
 from p2pcli import patches
 from p2pcli.btfetch import Send
 from p2pcli.btseed import BtUpload, Serve
-from p2pcli.btsession import BtPeers, _Writer, torrent_for
+from p2pcli.btsession import BtPeers, torrent_for
+from p2pcli.btstore import TorrentFiles
 from p2pcli.magnet import MagnetLink
 
 
@@ -37,7 +38,7 @@ class Hostile(BtUpload):
 
 async def main(mode: str, path: Path, url: str, other: Path | None) -> None:
     info, paths = torrent_for(path)
-    files = _Writer.open_for_reading(info, paths)
+    files = TorrentFiles(info, paths)
     served = info
     if mode == "bad-metadata":
         assert other is not None
