@@ -161,6 +161,7 @@ def _fetch_magnet(target: str, tracker: list[str], output: str | None, *, timeou
     try:
         runner.run(lambda: fetch_magnet(link, trackers, output, emit=reporter, timeout=timeout,
                                         force=force, stdout_fd=sys.stdout.fileno(), info=info,
-                                        select=select))
+                                        select=select),
+                   "interrupted; the partial download is kept: run the same command to resume")
     finally:
         reporter.close()

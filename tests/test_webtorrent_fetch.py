@@ -23,11 +23,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def wt_seed(procs: Procs, path: Path, tracker: str, piece_length: int = 16384) -> str:
+def wt_seed(procs: Procs, path: Path, tracker: str, piece_length: int = 16384,
+            upload_limit: int = -1, name: str = "wt-seed") -> str:
     # The end-of-candidates shim: without it simple-peer waits 5 s for ICE (wt_timing.mjs).
     seed = procs.start(["node", str(WT), "seed", "--file", str(path), "--announce", tracker,
                         "--piece-length", str(piece_length), "--bind", "127.0.0.1",
-                        "--end-of-candidates", "1"], "wt-seed")
+                        "--end-of-candidates", "1", "--upload-limit", str(upload_limit)],
+                       name)
     line = seed.wait_for(lambda p: p.stdout.strip(), 60, "the magnet").splitlines()[0]
     return json.loads(line)["magnet"]
 
@@ -47,6 +49,50 @@ def test_fetch_magnet_to_a_file_and_to_stdout(procs: Procs) -> None:
         p = procs.fetch(magnet, "--timeout", "30", name="fetch-pipe", stdout=sink)
         assert p.wait(60) == 0, p.stderr
     assert (procs.workdir / "piped.bin").read_bytes() == src.read_bytes()
+
+
+@pytest.mark.timeout(150)
+def test_interrupted_magnet_fetch_resumes_and_refuses_another_torrents_part(
+        procs: Procs) -> None:
+    """p2p's store rules for a torrent: the .part of an interrupted fetch is re-verified
+    (SHA-1) and only the missing pieces are asked for; a .part whose trailer names another
+    torrent is refused without --force; a final file already there gets p2p fetch's line."""
+    import signal
+
+    url, _ = start_ws_tracker(procs)
+    size = 2_000_000
+    src = make_file(procs.workdir / "src.bin", size, seed=7)
+    # 400 kB/s: the first run cannot finish before it is interrupted.
+    magnet = wt_seed(procs, src, url, piece_length=32768, upload_limit=400_000)
+    out = procs.workdir / "got.bin"
+    part = procs.workdir / "got.bin.part"
+    first = procs.fetch(magnet, "-o", str(out), "--timeout", "30", name="first")
+    first.wait_for(lambda p: any(e["event"] == "progress" and (e.get("verified") or 0) >= 1
+                                 for e in p.events()), 60, "a verified piece")
+    first.signal(signal.SIGINT)
+    assert first.wait(30) == 130, first.stderr
+    assert "run the same command to resume" in first.stderr
+    assert part.exists() and not out.exists()
+    kept = part.read_bytes()
+
+    other = make_file(procs.workdir / "other.bin", 100_000, seed=8)
+    refused = procs.fetch(wt_seed(procs, other, url, name="wt-other"), "-o", str(out),
+                          "--timeout", "30", name="other")
+    line = one_line_error(refused, 2)
+    assert "got.bin.part already exists and was not started by p2p for this content" in line
+    assert part.read_bytes() == kept  # left alone
+
+    second = procs.fetch(magnet, "-o", str(out), "--timeout", "30", name="second")
+    assert second.wait(60) == 0, second.stderr
+    assert out.read_bytes() == src.read_bytes() and not part.exists()
+    resumed = [e for e in second.events() if e["event"] == "resume"]
+    done = [e for e in second.events() if e["event"] == "done"]
+    assert resumed and resumed[0]["pieces"] >= 1
+    # Fewer bytes asked for than the pieces found hold (one of them may be the short last).
+    assert done and done[0]["received"] + (resumed[0]["pieces"] - 1) * 32768 < size
+
+    again = procs.fetch(magnet, "-o", str(out), "--timeout", "30", name="again")
+    assert one_line_error(again, 2) == f"p2p: {out} already exists; use --force to overwrite it"
 
 
 @pytest.mark.timeout(120)

@@ -6,7 +6,7 @@
 // (a seeder in one home, a leecher in another, the tracker in the public namespace):
 //
 //   node wt_timing.mjs seed --file PATH --announce ws://HOST:PORT [--stun stun:HOST:PORT]
-//                          [--bind ADDR] [--piece-length BYTES] [--end-of-candidates 1]
+//                          [--bind ADDR] [--piece-length BYTES] [--end-of-candidates 1] [--upload-limit B]
 //     Seeds PATH to that tracker only; prints one JSON line {"magnet": ..., "info_hash": ...}
 //     once it has announced, then seeds until SIGTERM/SIGINT.
 //
@@ -35,7 +35,7 @@ import { mkdirSync } from 'node:fs';
 function parseArgs() {
   const [role, ...a] = process.argv.slice(2);
   const o = { role, file: '', announce: '', magnet: '', out: '', stun: '', bind: '',
-    'piece-length': 0, timeout: 120, 'end-of-candidates': '0' };
+    'piece-length': 0, timeout: 120, 'end-of-candidates': '0', 'upload-limit': '-1' };
   for (let i = 0; i < a.length; i += 2) {
     const key = a[i].replace(/^--/, '');
     if (!(key in o) || a[i + 1] === undefined) throw new Error(`bad option ${a[i]}`);
@@ -69,8 +69,9 @@ async function client(o) {
   const { default: WebTorrent } = await import('webtorrent');
   const rtcConfig = { iceServers: o.stun ? [{ urls: o.stun }] : [] };
   if (o.bind) rtcConfig.bindAddress = o.bind;
+  // --upload-limit B (bytes/s): a seeder slow enough that a test can interrupt a fetch.
   return new WebTorrent({ dht: false, lsd: false, utp: false, natUpnp: false, natPmp: false,
-    webSeeds: false, tracker: { rtcConfig } });
+    webSeeds: false, tracker: { rtcConfig }, uploadLimit: Number(o['upload-limit']) });
 }
 
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + '\n');
