@@ -4,7 +4,8 @@ small ring a download to a pipe spools through.
 Blocking I/O only; the swarm calls these methods through `asyncio.to_thread`.
 
 What is read is checked before it leaves: a piece is verified against the manifest's
-SHA-256 the first time it is read (or when it is written), and a CRC-32 of each 16 KiB
+hash (`piece_ok`: SHA-256; a torrent's SHA-1 when btview.TorrentView stands in for the
+manifest) the first time it is read (or when it is written), and a CRC-32 of each 16 KiB
 sub-block is kept for it then, so a later block request re-checks only the sub-blocks under
 it instead of re-hashing its whole piece (up to 16 MiB). A byte changed on disk after it was
 verified is never sent: the read raises `SourceChanged`. Work per block served is the
@@ -12,7 +13,8 @@ bytes under the block (rounded out to 16 KiB), plus one SHA-256 of each piece wh
 was evicted (the tables are bounded, `MAX_CHECK_BYTES`).
 
 A `.part` file is opened without following links and resumed only when it is a regular
-file this download made (single link, ours, ending in the trailer `PartFile` writes);
+file this download made (single link, ours, ending in the trailer `PartFile` writes: its
+magic and the content hash, a torrent's info hash);
 anything else under that name is left alone unless `--force` replaces it.
 """
 
