@@ -151,3 +151,38 @@ def test_one_selected_file_to_stdout_is_cut_out_of_its_pieces(tmp_path):
         finally:
             w.close()
     assert out.read_bytes() == content[20_000:70_000]
+
+
+def test_a_torrent_folder_resumes_from_its_parts_and_refuses_another_torrents(tmp_path):
+    """btstore.TorrentStore is p2p's TreePart with SHA-1: what a `.part` holds is found
+    (re-verified) by the next run; a `.part` made for other content is not resumed into."""
+    from p2pcli.btstore import TorrentStore
+
+    raw, content = folder({"a.bin": 40_000, "sub/b.bin": 30_000})
+    info = parse_info(raw)
+    w = TorrentStore(info, str(tmp_path), force=False)
+    assert w.found == [] and w.path == str(tmp_path / "share")
+    for i in (0, 1, 3):  # pieces 0, 1 lie in a.bin; 3 in sub/b.bin; 2 spans both
+        w.write(i, content[i * PLEN : (i + 1) * PLEN])
+    w.close()  # interrupted
+    w = TorrentStore(info, str(tmp_path), force=False)
+    assert w.found == [0, 1, 3]
+    for i in (2, 4):
+        w.write(i, content[i * PLEN : (i + 1) * PLEN])
+    w.finish()
+    w.close()
+    assert (tmp_path / "share" / "a.bin").read_bytes() == content[:40_000]
+    assert (tmp_path / "share" / "sub" / "b.bin").read_bytes() == content[40_000:]
+    with pytest.raises(UsageError, match=r"a\.bin already exists; use --force to overwrite it"):
+        TorrentStore(info, str(tmp_path), force=False)
+
+    # The same names and sizes, other bytes: another info hash in the trailer.
+    other_raw, _ = folder({"a.bin": 40_000, "sub/b.bin": 30_000})
+    other = parse_info(other_raw)
+    dest = tmp_path / "dl"
+    TorrentStore(other, str(dest), force=False).close()  # leaves its (empty) .parts
+    with pytest.raises(UsageError, match="was not started by p2p for this content"):
+        TorrentStore(info, str(dest), force=False)
+    w = TorrentStore(info, str(dest), force=True)  # --force: replaced, nothing found
+    assert w.found == []
+    w.close()
