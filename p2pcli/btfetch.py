@@ -81,15 +81,15 @@ class BtDownload:
         rng: random.Random | None = None,
         want: Callable[[TorrentInfo], Iterable[int] | None] | None = None,
         strict_priority: bool = False,
-        stored: Callable[[TorrentInfo], Iterable[int]] | None = None,
+        await_store: bool = False,
     ) -> None:
         self.link = link
         self.want = want
-        self.stored = stored
-        """Given the metadata (after `want`), the pieces already verified on disk: a resumed
-        `.part` (btstore.TorrentStore), never asked for."""
         """Given the metadata, the pieces to fetch (None: all): `--select`, or none at all
         for `p2p info`. Called once, before any block is asked for."""
+        self.store_pending = await_store
+        """No block is asked for until `store_opened` says which pieces the store already
+        holds (a resumed `.part`, re-verified off the event loop: btstore.TorrentStore)."""
         self.strict_priority = strict_priority
         """Streaming: while pieces a player waits for are missing, ask for nothing else;
         and nothing at all before the first `set_priority` (what the random first picks
@@ -195,6 +195,15 @@ class BtDownload:
         return {q: bool(p.has_all or (p.has and all(p.has)))
                 for q, p in self.peers.items() if p.answered}
 
+    def store_opened(self, found: Iterable[int], now: float) -> list[Action]:
+        """The store is open (`await_store`) and holds these verified pieces: they are
+        never asked for; the others are, from now on."""
+        assert self.picker is not None
+        for i in found:
+            self.picker.mark_have(i)
+        self.store_pending = False
+        return self._schedule(now)
+
     def consumed(self, piece: int) -> None:
         """Sequential output wrote everything before `piece`: move the window on."""
         if self.picker is not None:
@@ -221,8 +230,6 @@ class BtDownload:
             if self.sequential and keep:
                 # To stdout, the window starts at the first piece wanted, not at 0.
                 self.picker.set_cursor(min(keep))
-        for i in self.stored(info) if self.stored is not None else ():
-            self.picker.mark_have(i)
         out: list[Action] = []
         for peer, p in list(self.peers.items()):
             try:
@@ -366,7 +373,7 @@ class BtDownload:
             return out
         picker = self.picker
         assert picker is not None
-        if self.strict_priority and not self._prioritized:
+        if self.store_pending or (self.strict_priority and not self._prioritized):
             return out
         for peer, p in self.peers.items():
             if p.choked or (p.has is None and not p.has_all):

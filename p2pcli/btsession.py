@@ -262,29 +262,35 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
             done.set()
             return []
 
-    def stored(meta: TorrentInfo) -> list[int]:
-        # Asked by the core once the metadata is known, before any block is requested:
-        # the store opens there, and what its `.part` holds is never asked for.
+    dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
+                    window_bytes=STDOUT_WINDOW if to_stdout else None, want=want,
+                    await_store=True)
+    opening = False
+
+    async def open_store(meta: TorrentInfo) -> None:
+        # Off the event loop: resuming re-verifies every piece of the .part (SHA-1), which
+        # for a large one would stall every data channel. No block is asked for meanwhile.
         nonlocal writer
-        if done.is_set():
-            return []
         try:
-            writer = TorrentStore(meta, output, force=force, chosen=sel.chosen,
-                                  stdout_fd=stdout_fd, window_bytes=STDOUT_WINDOW)
+            writer = await asyncio.to_thread(
+                TorrentStore, meta, output, force=force, chosen=sel.chosen,
+                stdout_fd=stdout_fd, window_bytes=STDOUT_WINDOW)
         except Exception as e:  # a usage or storage error: stop the command with it
             failure.append(e)
             done.set()
-            return []
+            return
         if writer.found:
             emit(ev.Resume(pieces=len(writer.found), path=writer.part))
-        return writer.found
-
-    dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
-                    window_bytes=STDOUT_WINDOW if to_stdout else None, want=want,
-                    stored=stored)
+        peers.apply(dl.store_opened(writer.found, time.monotonic()))
 
     def after() -> None:
-        if done.is_set() or writer is None:
+        nonlocal opening
+        if done.is_set():
+            return
+        if writer is None:  # the store opens once the metadata is known
+            if dl.info is not None and not opening:
+                opening = True
+                peers.spawn(open_store(dl.info))
             return
         try:
             for index, data in dl.take_verified():
@@ -303,6 +309,7 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
 
     peers = BtPeers(dl, link.info_hash, trackers, emit, wanting=True, left=left, after=after)
     try:
+        after()  # a .torrent's metadata is known: its store opens now
         peers.spawn(_progress(dl, peers, emit, timeout, failure, done))
         await peers.start()
         try:

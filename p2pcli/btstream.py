@@ -88,9 +88,10 @@ class _BtSwarm:
         self.store = self
         self.writer: TorrentStore | None = None  # once the metadata is known
         self.finished = False  # every wanted piece in, the files renamed, `done` said
+        self.opening = False  # the store is being opened (open_store)
         self.peers = None  # btsession.BtPeers, once made: priorities go out through it
         self.dl = BtDownload(link, tracker_peer_id(), info=info, want=self.want,
-                             strict_priority=True, stored=self.stored)
+                             strict_priority=True, await_store=True)
 
     @property
     def picker(self):
@@ -124,35 +125,38 @@ class _BtSwarm:
         f = view.files[k]
         return list(view.pieces_for_range(f.offset, f.end))
 
-    def stored(self, meta: TorrentInfo) -> list[int]:
-        """The core's next question, before any block is asked for: the store opens (as a
-        fetch's, btstore.TorrentStore), and the pieces its `.part` holds are not fetched."""
-        if self.fatal is not None:
-            return []
+    async def open_store(self, meta: TorrentInfo) -> None:
+        """The store opens (as a fetch's, btstore.TorrentStore) off the event loop, and the
+        pieces its `.part` holds are not asked for; then the stream is told the content."""
         k = self.choice[0] if self.choice else None
         try:
-            self.writer = TorrentStore(meta, self.opts.output or ".", force=self.opts.force,
-                                       chosen=None if k is None else [k], stream=True)
+            self.writer = await asyncio.to_thread(
+                TorrentStore, meta, self.opts.output or ".", force=self.opts.force,
+                chosen=None if k is None else [k], stream=True)
         except P2PError as e:
             self.fail(e)
-            return []
+            return
         if self.writer.found:
             self.emit(ev.Resume(pieces=len(self.writer.found), path=self.writer.part))
-        return self.writer.found
+        view = self.writer.manifest
+        self.manifest = view
+        self.stream_file = None if k is None else view.files[k]
+        self.st.content_known(view)  # type: ignore[arg-type]
+        self.manifest_ready.set()
+        assert self.peers is not None
+        self.peers.apply(self.dl.store_opened(self.writer.found, time.monotonic()))
 
     def after(self) -> None:
-        """After each batch of the core's actions: verified pieces to the file, and the
-        stream told once the content is known."""
+        """After each batch of the core's actions: the store opened once the content is
+        known, then verified pieces to it."""
         dl = self.dl
-        if self.fatal is not None or dl.info is None or self.writer is None:
+        if self.fatal is not None or dl.info is None:
             return
-        if self.manifest is None:
-            view = self.writer.manifest
-            k = self.choice[0] if self.choice else None
-            self.manifest = view
-            self.stream_file = None if k is None else view.files[k]
-            self.st.content_known(view)  # type: ignore[arg-type]
-            self.manifest_ready.set()
+        if self.writer is None:
+            if not self.opening and self.peers is not None:
+                self.opening = True
+                self.peers.spawn(self.open_store(dl.info))
+            return
         pieces = dl.take_verified()
         try:
             for index, data in pieces:
@@ -243,6 +247,7 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
             dl, link.info_hash, trackers, emit, wanting=True, after=bts.after,
             left=lambda: dl.info.total_length if dl.info else link.exact_length)
         st.attach(bts, bts)  # type: ignore[arg-type]  # swarm and download in one
+        bts.after()  # a .torrent's metadata is known: its store opens now
         await peers.start()
         serving = asyncio.ensure_future(_serve_http(st, sock))
         while not bts.manifest_ready.is_set():

@@ -155,3 +155,36 @@ def test_stdout_window_holds_back_until_consumed():
         reply = s.answer(a.data)
         dl.received("s", reply, 100.0)
     assert sorted(i for i, _ in dl.take_verified()) == [3, 4, 5]
+
+
+
+
+def test_nothing_is_asked_before_the_store_opens_and_what_it_holds_never():
+    """`await_store`: a resumed `.part` is re-verified off the event loop (btstore); until
+    `store_opened` no block is requested, and the pieces it found are never requested."""
+    content, raw, link = setup()
+    info = parse_info(raw)
+    dl = BtDownload(link, b"L" * 20, info=info, await_store=True)
+    s = Seeder(raw, content)
+    asked: list[int] = []
+    seen = s.proto.receive_data
+
+    def receive(data: bytes) -> list:
+        events = seen(data)
+        asked.extend(e.index for e in events if isinstance(e, bt.Request))
+        return events
+
+    s.proto.receive_data = receive  # type: ignore[method-assign]
+
+    def exchange(actions: list, now: float) -> None:
+        while actions:
+            reply = b"".join(s.answer(a.data) for a in actions if isinstance(a, Send))
+            actions = dl.received("s", reply, now) if reply else []
+
+    exchange(dl.connected("s") + dl.received("s", s.hello(), 0.0), 0.0)
+    assert asked == [] and not dl.complete  # the store is not open yet
+    found = [0, 3, 9]
+    exchange(dl.store_opened(found, 1.0), 1.0)
+    assert dl.complete and asked and not set(asked) & set(found)
+    assert sorted(dict(dl.take_verified())) == [i for i in range(len(info.pieces))
+                                                if i not in found]
