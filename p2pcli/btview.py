@@ -111,6 +111,11 @@ class Selector:
         "The chosen files' indices, once known (None: every file)."
 
     def __call__(self, info: TorrentInfo) -> list[int] | None:
+        if self.to_stdout and info.multi_file and not self.specs:
+            # As for a p2p folder share (download.Download.open_store): files are not
+            # run together on stdout.
+            raise UsageError(f"this torrent holds {len(info.files)} files: give -o DIR to "
+                             "write them, or --select one of them to write it to stdout")
         if not self.specs:
             return None
         from .selection import one_file

@@ -138,6 +138,8 @@ def test_one_selected_file_to_stdout_is_cut_out_of_its_pieces(tmp_path):
     info = parse_info(raw)
     with pytest.raises(UsageError, match="stdout takes one file"):
         Selector(("*.bin",), True)(info)
+    with pytest.raises(UsageError, match="holds 3 files: give -o DIR"):  # as p2p's folders
+        Selector((), True)(info)
     sel = Selector(("b.*",), True)
     pieces = sel(info)
     assert sel.chosen == [1] and pieces == [1, 2, 3, 4] and sel.size(info) == 50_000
