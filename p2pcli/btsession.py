@@ -231,6 +231,71 @@ async def _progress(dl: BtDownload, peers: BtPeers, emit: EventSink, timeout: fl
         last = dl.bytes_received
 
 
+class _MagnetSink:
+    """Where a magnet fetch's verified pieces go: the store, opened (off the event loop)
+    once the metadata is known, then written after each batch of messages. A failure
+    (usage, storage, the reader gone) is kept in `failure` and ends the fetch (`done`)."""
+
+    def __init__(self, sel: Selector, output: str, *, force: bool, stdout_fd: int,
+                 emit: EventSink) -> None:
+        self.sel, self.output, self.force = sel, output, force
+        self.dl: BtDownload  # set once made: the core asks `want` as it is made
+        self.stdout_fd, self.emit = stdout_fd, emit
+        self.done = asyncio.Event()
+        self.failure: list[BaseException] = []
+        self.writer: TorrentStore | None = None
+        self.opening = False
+        self.peers: BtPeers | None = None
+
+    def fail(self, e: BaseException) -> None:
+        self.failure.append(e)
+        self.done.set()
+
+    def want(self, meta: TorrentInfo) -> list[int] | None:
+        # A magnet's, from the core: a --select that matches nothing ends the command
+        # (exit 2) instead of escaping the data channel's callback.
+        try:
+            return self.sel(meta)
+        except UsageError as e:
+            self.fail(e)
+            return []
+
+    async def open_store(self, meta: TorrentInfo) -> None:
+        # Off the event loop: resuming re-verifies every piece of the .part (SHA-1), which
+        # for a large one would stall every data channel. No block is asked for meanwhile.
+        try:
+            self.writer = writer = await asyncio.to_thread(
+                TorrentStore, meta, self.output, force=self.force, chosen=self.sel.chosen,
+                stdout_fd=self.stdout_fd, window_bytes=STDOUT_WINDOW)
+        except Exception as e:  # a usage or storage error: stop the command with it
+            self.fail(e)
+            return
+        if writer.found:
+            self.emit(ev.Resume(pieces=len(writer.found), path=writer.part))
+        assert self.peers is not None
+        self.peers.apply(self.dl.store_opened(writer.found, time.monotonic()))
+
+    def after(self) -> None:
+        dl, writer = self.dl, self.writer
+        if self.done.is_set():
+            return
+        if writer is None:  # the store opens once the metadata is known
+            if dl.info is not None and not self.opening and self.peers is not None:
+                self.opening = True
+                self.peers.spawn(self.open_store(dl.info))
+            return
+        try:
+            for index, data in dl.take_verified():
+                nxt = writer.write(index, data)
+                if nxt is not None:
+                    dl.consumed(nxt)
+        except (P2PError, ReaderGone) as e:  # a write error, or the reader went away
+            self.fail(e)
+            return
+        if dl.complete:
+            self.done.set()
+
+
 async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, emit: EventSink,
                        timeout: float, force: bool, stdout_fd: int = 1,
                        info: TorrentInfo | None = None, select: tuple[str, ...] = ()) -> str:
@@ -245,71 +310,22 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
     to_stdout = output == "-"
     if not to_stdout:  # a final name already there: refused at once, as p2p fetch does
         check_output_args(FetchOptions(output=output, force=force))
-    done = asyncio.Event()
-    writer: TorrentStore | None = None
-    failure: list[BaseException] = []
     sel = Selector(select, to_stdout)
     if info is not None:
         sel(info)  # a .torrent's --select is checked before anyone is asked
-
-    def want(meta: TorrentInfo) -> list[int] | None:
-        # A magnet's, from the core: a --select that matches nothing ends the command
-        # (exit 2) instead of escaping the data channel's callback.
-        try:
-            return sel(meta)
-        except UsageError as e:
-            failure.append(e)
-            done.set()
-            return []
-
-    dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
-                    window_bytes=STDOUT_WINDOW if to_stdout else None, want=want,
-                    await_store=True)
-    opening = False
-
-    async def open_store(meta: TorrentInfo) -> None:
-        # Off the event loop: resuming re-verifies every piece of the .part (SHA-1), which
-        # for a large one would stall every data channel. No block is asked for meanwhile.
-        nonlocal writer
-        try:
-            writer = await asyncio.to_thread(
-                TorrentStore, meta, output, force=force, chosen=sel.chosen,
-                stdout_fd=stdout_fd, window_bytes=STDOUT_WINDOW)
-        except Exception as e:  # a usage or storage error: stop the command with it
-            failure.append(e)
-            done.set()
-            return
-        if writer.found:
-            emit(ev.Resume(pieces=len(writer.found), path=writer.part))
-        peers.apply(dl.store_opened(writer.found, time.monotonic()))
-
-    def after() -> None:
-        nonlocal opening
-        if done.is_set():
-            return
-        if writer is None:  # the store opens once the metadata is known
-            if dl.info is not None and not opening:
-                opening = True
-                peers.spawn(open_store(dl.info))
-            return
-        try:
-            for index, data in dl.take_verified():
-                nxt = writer.write(index, data)
-                if nxt is not None:
-                    dl.consumed(nxt)
-        except (P2PError, ReaderGone) as e:  # a write error, or the reader went away
-            failure.append(e)
-            done.set()
-            return
-        if dl.complete:
-            done.set()
+    sink = _MagnetSink(sel, output, force=force, stdout_fd=stdout_fd, emit=emit)
+    dl = sink.dl = BtDownload(link, tracker_peer_id(), info=info, sequential=to_stdout,
+                              window_bytes=STDOUT_WINDOW if to_stdout else None,
+                              want=sink.want, await_store=True)
+    done, failure = sink.done, sink.failure
 
     def left() -> int | None:
         return dl.info.total_length if dl.info else link.exact_length
 
-    peers = BtPeers(dl, link.info_hash, trackers, emit, wanting=True, left=left, after=after)
+    peers = sink.peers = BtPeers(dl, link.info_hash, trackers, emit, wanting=True, left=left,
+                                 after=sink.after)
     try:
-        after()  # a .torrent's metadata is known: its store opens now
+        sink.after()  # a .torrent's metadata is known: its store opens now
         peers.spawn(_progress(dl, peers, emit, timeout, failure, done))
         await peers.start()
         try:
@@ -318,6 +334,7 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
             raise NoPeers(f"no BitTorrent peer sent the torrent's metadata within {timeout:g} s "
                           "(is a WebTorrent seeder announcing to that tracker?)") from None
         await done.wait()
+        writer = sink.writer
         if failure and isinstance(failure[0], ReaderGone) and writer is not None:
             emit(ev.ReaderGone(written_pieces=writer.next))  # as p2p fetch: stop quietly
             return "-"
@@ -331,8 +348,8 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
                      peers=dict(dl.received_from), connections={}, sent=0))
         return path
     finally:
-        if writer is not None:
-            writer.close()
+        if sink.writer is not None:
+            sink.writer.close()
         await peers.close()
 
 
