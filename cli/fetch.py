@@ -128,33 +128,17 @@ def register(app: typer.Typer) -> None:
             reporter.close()
 
 
-
 def _fetch_magnet(target: str, tracker: list[str], output: str | None, *, timeout: float,
                   force: bool, quiet: bool, json: bool, select: tuple[str, ...] = ()) -> None:
     """`p2p fetch magnet:?...` or `p2p fetch FILE.torrent`: the link's or the file's
     trackers, then --tracker's."""
-    from pathlib import Path
-
     from p2pcli import runner
     from p2pcli.btsession import fetch_magnet
-    from p2pcli.errors import UsageError
-    from p2pcli.magnet import MagnetError, parse_magnet, parse_torrent
+    from p2pcli.btview import bt_target
 
     from .output import Reporter
 
-    info = None
-    try:
-        if target[:8].lower() == "magnet:?":
-            link = parse_magnet(target)
-        else:
-            torrent = parse_torrent(Path(target).read_bytes())
-            link, info = torrent.magnet(), torrent.info
-    except MagnetError as e:
-        what = "magnet link" if target[:8].lower() == "magnet:?" else "torrent file"
-        raise UsageError(f"bad {what}: {e}") from None
-    except OSError as e:
-        raise UsageError(f"cannot read {target}: {e.strerror}") from None
-    trackers = [*link.trackers, *(t for t in tracker if t not in link.trackers)]
+    link, info, trackers = bt_target(target, tracker)
     if output is None:
         output = "-" if not sys.stdout.isatty() else "."
     reporter = Reporter(quiet=quiet, json=json, wait=timeout)
