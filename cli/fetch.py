@@ -95,7 +95,9 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         patches.apply(host_addresses=parse_ice_hosts(ice_host))
         signal, tracker, token = from_config(signal, tracker, token)
-        if target[:8].lower() == "magnet:?" or target.endswith(".torrent"):
+        from p2pcli.btview import is_bt_target
+
+        if is_bt_target(target):
             # A WebTorrent swarm: p2pcli/btsession.py
             _fetch_magnet(target, parse_trackers(tracker), output, timeout=timeout, force=force,
                           quiet=quiet, json=json, select=tuple(select or ()))

@@ -63,8 +63,12 @@ class TorrentView:
 
 
 def is_bt_target(target: str) -> bool:
-    """A magnet link or a .torrent file: the BitTorrent commands, not a p2p share."""
-    return target[:8].lower() == "magnet:?" or target.endswith(".torrent")
+    """A magnet link or a .torrent file: the BitTorrent commands, not a p2p share. Only a
+    path is a .torrent file: `p2p seed movie.torrent` prints `p2p://HASH?name=movie.torrent`,
+    a p2p link whose name merely ends so."""
+    if target[:8].lower() == "magnet:?":
+        return True
+    return target.endswith(".torrent") and "://" not in target
 
 
 def bt_target(target: str, extra_trackers: list[str]) -> tuple[MagnetLink, TorrentInfo | None,

@@ -13,7 +13,7 @@ from test_btfetch import Seeder, run
 from p2pcli import btwire as bt
 from p2pcli.btfetch import BtDownload, Send
 from p2pcli.btstream import stream_choice
-from p2pcli.btview import TorrentView, bt_target, selected_pieces
+from p2pcli.btview import TorrentView, bt_target, is_bt_target, selected_pieces
 from p2pcli.errors import UsageError
 from p2pcli.magnet import MagnetLink, make_info, parse_info
 
@@ -55,6 +55,15 @@ def test_stream_plays_the_selected_file_or_the_first_video():
     assert stream_choice(single, ()) is None
     with pytest.raises(UsageError):
         stream_choice(single, ("*.mkv",))
+
+
+def test_only_a_path_is_a_torrent_file():
+    # What `p2p seed movie.torrent` prints is a p2p link, not a .torrent to read.
+    assert not is_bt_target(f"p2p://{'ab' * 32}?name=movie.torrent")
+    assert not is_bt_target(f"https://example.org/watch/{'ab' * 32}?x=a.torrent")
+    assert is_bt_target("movie.torrent") and is_bt_target("dir/movie.torrent")
+    assert is_bt_target(f"MAGNET:?xt=urn:btih:{'ab' * 20}")
+    assert not is_bt_target("ab" * 32)
 
 
 def test_bad_inputs_are_usage_errors(tmp_path):
