@@ -30,10 +30,10 @@ from . import btwire as bt
 from . import events as ev
 from .btfetch import BtDownload, Drop, Send
 from .btseed import BtUpload, Serve
-from .btstore import TorrentFiles, TorrentStore
+from .btstore import BtSink, TorrentFiles, TorrentStore
 from .btview import Selector
 from .download import FetchOptions, ReaderGone, check_output_args
-from .errors import NoPeers, P2PError, UsageError
+from .errors import NoPeers, UsageError
 from .events import EventSink
 from .magnet import MagnetLink, TorrentInfo, bencode, parse_info
 from .rtc import LinkClosed, PeerLink
@@ -231,25 +231,25 @@ async def _progress(dl: BtDownload, peers: BtPeers, emit: EventSink, timeout: fl
         last = dl.bytes_received
 
 
-class _MagnetSink:
-    """Where a magnet fetch's verified pieces go: the store, opened (off the event loop)
-    once the metadata is known, then written after each batch of messages. A failure
-    (usage, storage, the reader gone) is kept in `failure` and ends the fetch (`done`)."""
+class _MagnetSink(BtSink):
+    """Where a magnet fetch's verified pieces go (btstore.BtSink: the store, opened off the
+    event loop once the metadata is known). A failure (usage, storage, the reader gone) is
+    kept in `failure` and ends the fetch (`done`)."""
 
     def __init__(self, sel: Selector, output: str, *, force: bool, stdout_fd: int,
                  emit: EventSink) -> None:
-        self.sel, self.output, self.force = sel, output, force
-        self.dl: BtDownload  # set once made: the core asks `want` as it is made
-        self.stdout_fd, self.emit = stdout_fd, emit
+        super().__init__(emit)
+        self.sel, self.output, self.force, self.stdout_fd = sel, output, force, stdout_fd
         self.done = asyncio.Event()
         self.failure: list[BaseException] = []
-        self.writer: TorrentStore | None = None
-        self.opening = False
-        self.peers: BtPeers | None = None
 
     def fail(self, e: BaseException) -> None:
         self.failure.append(e)
         self.done.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.done.is_set()
 
     def want(self, meta: TorrentInfo) -> list[int] | None:
         # A magnet's, from the core: a --select that matches nothing ends the command
@@ -260,40 +260,12 @@ class _MagnetSink:
             self.fail(e)
             return []
 
-    async def open_store(self, meta: TorrentInfo) -> None:
-        # Off the event loop: resuming re-verifies every piece of the .part (SHA-1), which
-        # for a large one would stall every data channel. No block is asked for meanwhile.
-        try:
-            self.writer = writer = await asyncio.to_thread(
-                TorrentStore, meta, self.output, force=self.force, chosen=self.sel.chosen,
-                stdout_fd=self.stdout_fd, window_bytes=STDOUT_WINDOW)
-        except Exception as e:  # a usage or storage error: stop the command with it
-            self.fail(e)
-            return
-        if writer.found:
-            self.emit(ev.Resume(pieces=len(writer.found), path=writer.part))
-        assert self.peers is not None
-        self.peers.apply(self.dl.store_opened(writer.found, time.monotonic()))
+    def make_store(self, meta: TorrentInfo) -> TorrentStore:
+        return TorrentStore(meta, self.output, force=self.force, chosen=self.sel.chosen,
+                            stdout_fd=self.stdout_fd, window_bytes=STDOUT_WINDOW)
 
-    def after(self) -> None:
-        dl, writer = self.dl, self.writer
-        if self.done.is_set():
-            return
-        if writer is None:  # the store opens once the metadata is known
-            if dl.info is not None and not self.opening and self.peers is not None:
-                self.opening = True
-                self.peers.spawn(self.open_store(dl.info))
-            return
-        try:
-            for index, data in dl.take_verified():
-                nxt = writer.write(index, data)
-                if nxt is not None:
-                    dl.consumed(nxt)
-        except (P2PError, ReaderGone) as e:  # a write error, or the reader went away
-            self.fail(e)
-            return
-        if dl.complete:
-            self.done.set()
+    def completed(self) -> None:
+        self.done.set()
 
 
 async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, emit: EventSink,
@@ -304,8 +276,6 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
     only, and only the pieces that hold them (btview.selected_pieces)."""
     from .rendezvous.trackerclient import tracker_peer_id
 
-    if not trackers:
-        raise UsageError("the magnet link names no tracker (tr=): give --tracker ws://...")
     started = time.monotonic()
     to_stdout = output == "-"
     if not to_stdout:  # a final name already there: refused at once, as p2p fetch does

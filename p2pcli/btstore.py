@@ -15,22 +15,28 @@ Seeding (`p2p seed --torrent`) reads the files as they are: `TorrentFiles`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
-from .btfetch import window_pieces
+from . import events as ev
+from .btfetch import BtDownload, window_pieces
 from .btview import TorrentView
 from .download import FetchOptions, output_base, stdout_bytes, write_all
+from .errors import P2PError, StorageError
+from .events import EventSink
 from .magnet import TorrentInfo
 from .store import PartFile, SpoolRing, check_output, part_path
 from .treestore import TreePart
 
 
 class TorrentStore:
-    """One torrent download's store: to a file, a folder, or stdout (`output` "-").
+    """One torrent download's store: to a file, a folder, or stdout (`output` "-", not for
+    a stream: as `p2p stream -o -`, a stream writes a file named "-").
 
     `chosen`: --select's files (None: all). `stream`: btstream's (pieces shared with an
     unselected file are kept in memory to be read back). `window_bytes`: to stdout, the
@@ -49,7 +55,7 @@ class TorrentStore:
         self.spool_dir: str | None = None
         self.final: Path | None = None
         self.store: PartFile
-        if output == "-":
+        if output == "-" and not stream:
             f = m.files[chosen[0]] if chosen is not None else None
             self.span = (f.offset, f.end) if f is not None else (0, m.size)
             self.next = self.span[0] // m.piece_size
@@ -87,16 +93,28 @@ class TorrentStore:
         """What a `resume` event names: the `.part` file, or a folder's root."""
         return str(self.store.path)
 
-    def write(self, index: int, data: bytes) -> int | None:
-        """Store a piece verified by the core; to stdout, write what is now in order and
-        return the next piece stdout waits for (None: to a file or folder)."""
+    def write(self, index: int, data: bytes) -> None:
+        """Store a piece verified by the core (to stdout: into the spool ring, for
+        `write_out`)."""
         self.store.write_piece(index, data)
-        if self.span is None:
-            return None
-        ring, m = self.store, self.manifest
+
+    @property
+    def written_all(self) -> bool:
+        """To stdout: every wanted piece has gone to it."""
+        assert self.span is not None
+        m = self.manifest
         last = (self.span[1] - 1) // m.piece_size if self.span[1] > self.span[0] else -1
-        while self.next <= last and ring.has(self.next):
-            write_all(self.fd, stdout_bytes(ring, m, self.next, self.span))  # type: ignore[arg-type]
+        return self.next > last
+
+    async def write_out(self) -> int:
+        """To stdout: write the pieces now in order, each off the event loop, and return
+        the next piece stdout waits for. A reader that pauses (`| mpv -`, paused) then
+        blocks a thread, not the loop that keeps the data channels, ICE and the trackers
+        alive (as download.Download._write_stdout). One caller at a time (BtSink)."""
+        assert self.span is not None
+        ring, m = self.store, self.manifest
+        while not self.written_all and ring.has(self.next):
+            await asyncio.to_thread(_piece_out, self.fd, ring, m, self.next, self.span)
             ring.release(self.next)  # type: ignore[attr-defined]
             self.next += 1
         return self.next
@@ -121,6 +139,112 @@ class TorrentStore:
         if self.spool_dir is not None:
             shutil.rmtree(self.spool_dir, ignore_errors=True)
             self.spool_dir = None
+
+
+def _piece_out(fd: int, ring: PartFile, m: TorrentView, i: int, span: tuple[int, int]) -> None:
+    write_all(fd, stdout_bytes(ring, m, i, span))  # type: ignore[arg-type]
+
+
+class BtSink:
+    """What a torrent fetch (btsession._MagnetSink) and a torrent stream (btstream._BtSwarm)
+    share: the store opens off the event loop once the metadata is known (resuming
+    re-verifies a `.part`'s pieces: SHA-1 of all of it), the pieces it holds are not asked
+    for, verified pieces go to it after each batch of the core's actions, and to stdout one
+    writer task writes them in order off the loop. A failure goes to `fail`: it ends the
+    command."""
+
+    def __init__(self, emit: EventSink) -> None:
+        self.emit = emit
+        self.dl: BtDownload  # set by the command once made
+        self.peers = None  # btsession.BtPeers, once made: actions go out through it
+        self.writer: TorrentStore | None = None  # once the metadata is known
+        self.opening = False  # open_store is under way
+        self.kick = asyncio.Event()  # a piece came in: stdout's writer may have work
+
+    # -- what each command says --------------------------------------------------------
+
+    def fail(self, e: BaseException) -> None:
+        raise NotImplementedError
+
+    @property
+    def stopped(self) -> bool:
+        """A failure or the end: nothing more is written."""
+        raise NotImplementedError
+
+    def make_store(self, meta: TorrentInfo) -> TorrentStore:
+        """Open the store (in a thread)."""
+        raise NotImplementedError
+
+    def opened(self, writer: TorrentStore) -> None:
+        """The store is open, before any piece is asked for."""
+
+    def verified(self) -> None:
+        """Pieces were stored."""
+
+    def completed(self) -> None:
+        """Every wanted piece is in the store (to stdout: and written out)."""
+
+    # -- shared --------------------------------------------------------------------------
+
+    async def open_store(self, meta: TorrentInfo) -> None:
+        try:
+            writer = await asyncio.to_thread(self.make_store, meta)
+        except P2PError as e:  # a usage or storage error: the command's
+            self.fail(e)
+            return
+        except OSError as e:  # one not mapped to a StorageError by the store
+            self.fail(StorageError(f"opening the download's files failed: {e}"))
+            return
+        except Exception as e:  # a bug: it ends the command (with its traceback) at once
+            self.fail(e)
+            return
+        self.writer = writer
+        if writer.found:
+            self.emit(ev.Resume(pieces=len(writer.found), path=writer.part))
+        self.opened(writer)
+        assert self.peers is not None
+        self.peers.apply(self.dl.store_opened(writer.found, time.monotonic()))
+        if writer.span is not None:
+            self.peers.spawn(self._write_out(writer))
+
+    def after(self) -> None:
+        """After each batch of the core's actions: the store opened once the content is
+        known, then verified pieces to it."""
+        dl, writer = self.dl, self.writer
+        if self.stopped or dl.info is None:
+            return
+        if writer is None:
+            if not self.opening and self.peers is not None:
+                self.opening = True
+                self.peers.spawn(self.open_store(dl.info))
+            return
+        pieces = dl.take_verified()
+        try:
+            for index, data in pieces:
+                writer.write(index, data)
+        except P2PError as e:  # a write error: the command's
+            self.fail(e)
+            return
+        if pieces:
+            self.verified()
+            self.kick.set()
+        if dl.complete and writer.span is None:
+            self.completed()
+
+    async def _write_out(self, writer: TorrentStore) -> None:
+        """Stdout's one writer: what is in order goes out; the read-ahead window follows."""
+        try:
+            while not writer.written_all:
+                await self.kick.wait()
+                self.kick.clear()
+                self.dl.consumed(await writer.write_out())
+                if self.peers is not None and not self.stopped:
+                    # What the window now admits is asked for at once, not at the next tick.
+                    self.peers.apply(self.dl.tick(time.monotonic()))
+        except Exception as e:  # a write error, the reader gone (ReaderGone), or a bug
+            self.fail(e)
+            return
+        self.completed()
 
 
 class TorrentFiles:

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 from . import events as ev
 from .btfetch import BtDownload
-from .btstore import TorrentStore
+from .btstore import BtSink, TorrentStore
 from .btview import TorrentView, selected_pieces
 from .errors import NoPeers, P2PError, UsageError
 from .events import EventSink
@@ -64,16 +64,18 @@ def stream_choice(view: TorrentView, select: tuple[str, ...]) -> int | None:
     return video
 
 
-class _BtSwarm:
+class _BtSwarm(BtSink):
     """The BitTorrent session of a stream, shown to `Streamer` as the swarm (manifest,
-    picker, events, priorities) and the download (the played file, the store) it expects."""
+    picker, events, priorities) and the download (the played file, the store) it expects.
+    Its store is a fetch's (btstore.BtSink), never stdout."""
 
     def __init__(self, link: MagnetLink, info: TorrentInfo | None, opts: StreamOptions,
                  st: Streamer, emit: EventSink, timeout: float, choice: list[int | None]
                  ) -> None:
         from .rendezvous.trackerclient import tracker_peer_id
 
-        self.opts, self.st, self.emit = opts, st, emit
+        super().__init__(emit)
+        self.opts, self.st = opts, st
         # The file played (stream_choice): known at once from a .torrent, else once a
         # peer sent the metadata.
         self.choice = choice
@@ -82,14 +84,11 @@ class _BtSwarm:
         self.manifest: TorrentView | None = None
         self.manifest_ready = asyncio.Event()
         self.piece_done = asyncio.Event()  # pulsed when a piece is verified
-        self.fatal: P2PError | None = None
+        self.fatal: BaseException | None = None
         self.fatal_event = asyncio.Event()
         self.stream_file: Entry | None = None
         self.store = self
-        self.writer: TorrentStore | None = None  # once the metadata is known
-        self.finished = False  # every wanted piece in, the files renamed, `done` said
-        self.opening = False  # the store is being opened (open_store)
-        self.peers = None  # btsession.BtPeers, once made: priorities go out through it
+        self.finished = False  # every wanted piece in: the files are being renamed
         self.dl = BtDownload(link, tracker_peer_id(), info=info, want=self.want,
                              strict_priority=True, await_store=True)
 
@@ -97,10 +96,14 @@ class _BtSwarm:
     def picker(self):
         return self.dl.picker
 
-    def fail(self, e: P2PError) -> None:
+    def fail(self, e: BaseException) -> None:
         if self.fatal is None:
             self.fatal = e
             self.fatal_event.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.fatal is not None
 
     def set_priority(self, pieces: list[int]) -> None:
         if self.peers is not None:
@@ -125,59 +128,38 @@ class _BtSwarm:
         f = view.files[k]
         return list(view.pieces_for_range(f.offset, f.end))
 
-    async def open_store(self, meta: TorrentInfo) -> None:
-        """The store opens (as a fetch's, btstore.TorrentStore) off the event loop, and the
-        pieces its `.part` holds are not asked for; then the stream is told the content."""
+    def make_store(self, meta: TorrentInfo) -> TorrentStore:
         k = self.choice[0] if self.choice else None
-        try:
-            self.writer = await asyncio.to_thread(
-                TorrentStore, meta, self.opts.output or ".", force=self.opts.force,
-                chosen=None if k is None else [k], stream=True)
-        except P2PError as e:
-            self.fail(e)
-            return
-        if self.writer.found:
-            self.emit(ev.Resume(pieces=len(self.writer.found), path=self.writer.part))
-        view = self.writer.manifest
+        return TorrentStore(meta, self.opts.output or ".", force=self.opts.force,
+                            chosen=None if k is None else [k], stream=True)
+
+    def opened(self, writer: TorrentStore) -> None:
+        """The stream is told the content."""
+        k = self.choice[0] if self.choice else None
+        view = writer.manifest
         self.manifest = view
         self.stream_file = None if k is None else view.files[k]
         self.st.content_known(view)  # type: ignore[arg-type]
         self.manifest_ready.set()
-        assert self.peers is not None
-        self.peers.apply(self.dl.store_opened(self.writer.found, time.monotonic()))
 
-    def after(self) -> None:
-        """After each batch of the core's actions: the store opened once the content is
-        known, then verified pieces to it."""
-        dl = self.dl
-        if self.fatal is not None or dl.info is None:
-            return
-        if self.writer is None:
-            if not self.opening and self.peers is not None:
-                self.opening = True
-                self.peers.spawn(self.open_store(dl.info))
-            return
-        pieces = dl.take_verified()
-        try:
-            for index, data in pieces:
-                self.writer.write(index, data)
-        except P2PError as e:  # a write error: the command's
-            self.fail(e)
-            return
-        if pieces:
-            self.piece_done.set()
-            self.piece_done.clear()
-        if dl.complete and not self.finished:
-            self._done()
+    def verified(self) -> None:
+        self.piece_done.set()
+        self.piece_done.clear()
 
-    def _done(self) -> None:
+    def completed(self) -> None:
+        if not self.finished:
+            self.finished = True
+            assert self.peers is not None
+            self.peers.spawn(self._done())
+
+    async def _done(self) -> None:
         """Every piece wanted is in: the files take their final names at once (as a p2p
-        stream's do), still open for the responses that read them, and `done` says so."""
+        stream's do; off the event loop: finishing flushes them to disk), still open for
+        the responses that read them, and `done` says so."""
         w, dl = self.writer, self.dl
         assert w is not None and dl.info is not None
-        self.finished = True
         try:
-            w.finish()
+            await asyncio.to_thread(w.finish)
         except P2PError as e:
             self.fail(e)
             return

@@ -4,6 +4,8 @@ BitTorrent download's `want`, playhead priorities and peer census (btfetch)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 
@@ -153,15 +155,79 @@ def test_one_selected_file_to_stdout_is_cut_out_of_its_pieces(tmp_path):
     pieces = sel(info)
     assert sel.chosen == [1] and pieces == [1, 2, 3, 4] and sel.size(info) == 50_000
     out = tmp_path / "out"
+
+    async def write_all_of_it(w: TorrentStore) -> None:
+        for i in reversed(pieces):  # out of order: spooled until the one before is written
+            w.write(i, content[i * PLEN : (i + 1) * PLEN])
+            assert await w.write_out() == (1 if i > 1 else 5)
+        assert w.written_all
+
     with open(out, "wb") as f:
         w = TorrentStore(info, "-", force=False, chosen=sel.chosen, stdout_fd=f.fileno(),
                          window_bytes=len(pieces) * PLEN)
         try:
-            for i in reversed(pieces):  # out of order: spooled until the one before is written
-                assert w.write(i, content[i * PLEN : (i + 1) * PLEN]) == (1 if i > 1 else 5)
+            asyncio.run(write_all_of_it(w))
         finally:
             w.close()
     assert out.read_bytes() == content[20_000:70_000]
+
+
+def test_stdout_is_written_off_the_event_loop(tmp_path):
+    """A reader that pauses (`| mpv -`, paused) blocks a thread, not the loop that keeps
+    the data channels alive; what it then reads is the content, whole and in order."""
+    from p2pcli.btstore import TorrentStore
+
+    content = os.urandom(8 * PLEN)  # twice a pipe's 64 KiB buffer
+    info = parse_info(make_info("m.bin", content, PLEN))
+    r, wfd = os.pipe()
+    got = bytearray()
+
+    async def main() -> None:
+        w = TorrentStore(info, "-", force=False, stdout_fd=wfd, window_bytes=len(content))
+        try:
+            for i in range(8):
+                w.write(i, content[i * PLEN : (i + 1) * PLEN])
+            out = asyncio.ensure_future(w.write_out())
+            for _ in range(20):  # the loop keeps running meanwhile
+                await asyncio.sleep(0.005)
+            assert not out.done()  # the pipe is full and nobody reads: still writing
+            reader = asyncio.ensure_future(asyncio.to_thread(drain))
+            assert await out == 8
+            os.close(wfd)
+            await reader
+        finally:
+            w.close()
+
+    def drain() -> None:
+        while chunk := os.read(r, 1 << 16):
+            got.extend(chunk)
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        os.close(r)
+        with contextlib.suppress(OSError):
+            os.close(wfd)
+    assert bytes(got) == content
+
+
+def test_a_stream_to_dash_writes_a_file_named_dash(tmp_path, monkeypatch):
+    """As `p2p stream -o -`: a stream never writes the media to stdout (its output is the
+    URL), and its store is not the 2-piece stdout ring."""
+    from p2pcli.btstore import TorrentStore
+
+    monkeypatch.chdir(tmp_path)
+    content = os.urandom(5 * PLEN)
+    info = parse_info(make_info("m.mp4", content, PLEN))
+    w = TorrentStore(info, "-", force=False, stream=True)
+    try:
+        assert w.span is None and w.path == "-"
+        for i in (4, 0, 3, 1, 2):  # a seek's order, outside any ring
+            w.write(i, content[i * PLEN : (i + 1) * PLEN])
+        w.finish()
+    finally:
+        w.close()
+    assert (tmp_path / "-").read_bytes() == content
 
 
 def test_a_torrent_folder_resumes_from_its_parts_and_refuses_another_torrents(tmp_path):
