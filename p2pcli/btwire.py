@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections import deque
 from dataclasses import dataclass
 
 from .magnet import MAX_METADATA, MagnetError, bdecode_prefix, bencode
@@ -33,6 +34,10 @@ MAX_REQUEST = 128 * 1024
 MAX_MESSAGE = MAX_REQUEST + 128 * 1024
 MAX_EXTENDED = 64 * 1024  # an extension handshake or ut_metadata header; plenty for either
 MAX_QUEUED_REQUESTS = 512  # unanswered REQUESTs from one peer; more is a flood
+CANCELLED_KEPT = 256
+"""Cancelled blocks of ours still accepted should they come (4 MiB of them): a peer that
+honours CANCEL never sends them, so without a bound every seek of a stream would leave its
+read-ahead's entries in `_pending` for the connection's life."""
 UT_METADATA = b"ut_metadata"
 OUR_UT_METADATA_ID = 3  # the id peers use to send ut_metadata messages to us (BEP 10: ours)
 
@@ -272,6 +277,7 @@ class BtProtocol:
         # Our REQUESTs not yet answered, counted: a block cancelled (a stream's seek) and
         # asked again may be answered twice by a peer that ignores CANCEL, both expected.
         self._pending: dict[tuple[int, int, int], int] = {}
+        self._cancelled: deque[tuple[int, int, int]] = deque()  # oldest first
         self._metadata_asked: set[int] = set()
         self._peer_requests = 0
         self._early_bits: bytes | None = None
@@ -289,8 +295,21 @@ class BtProtocol:
         return request(index, begin, length)
 
     def cancel(self, index: int, begin: int, length: int) -> bytes:
-        # A PIECE may already be on its way; BEP 3 lets it arrive, so it stays expected.
+        # A PIECE may already be on its way; BEP 3 lets it arrive, so it stays expected,
+        # but only while it is among the last CANCELLED_KEPT cancelled.
+        key = (index, begin, length)
+        if key in self._pending:
+            self._cancelled.append(key)
+            if len(self._cancelled) > CANCELLED_KEPT:
+                self._expect_one_fewer(self._cancelled.popleft())
         return cancel(index, begin, length)
+
+    def _expect_one_fewer(self, key: tuple[int, int, int]) -> None:
+        left = self._pending.get(key, 0) - 1
+        if left > 0:
+            self._pending[key] = left
+        else:
+            self._pending.pop(key, None)
 
     def metadata_request(self, piece_no: int) -> bytes:
         if self.peer_ut_metadata is None:
@@ -310,10 +329,6 @@ class BtProtocol:
     def answered_request(self) -> None:
         """We sent a PIECE (or dropped a REQUEST after a CANCEL): one fewer queued."""
         self._peer_requests = max(0, self._peer_requests - 1)
-
-    @property
-    def outstanding(self) -> int:
-        return sum(self._pending.values())
 
     def set_num_pieces(self, n: int) -> list[Event]:
         """The metadata is known now; check a bitfield that came early."""
@@ -400,13 +415,13 @@ class BtProtocol:
                 raise ProtocolError("a PIECE shorter than its header")
             index, begin = struct.unpack_from(">II", p)
             key = (index, begin, len(p) - 8)
-            left = self._pending.get(key, 0) - 1
-            if left < 0:
+            if key not in self._pending:
                 raise ProtocolError(f"a PIECE we did not request ({index}, {begin}, {key[2]})")
-            if left:
-                self._pending[key] = left
-            else:
-                del self._pending[key]
+            self._expect_one_fewer(key)
+            if self._cancelled and key in self._cancelled:
+                # Answered: it no longer counts against the cancelled ones kept (forgetting
+                # it later would take a newer request's due answer).
+                self._cancelled.remove(key)
             return Piece(index, begin, p[8:])
         if mid == Msg.EXTENDED:
             if not self._peer_extensions:

@@ -51,7 +51,31 @@ def test_every_message_round_trips():
     req = a.request(2, 16384, 5)
     assert b.receive_data(req) == [bt.Request(2, 16384, 5)]
     assert a.receive_data(bt.piece(2, 16384, b"hello")) == [bt.Piece(2, 16384, b"hello")]
-    assert a.outstanding == 0
+    with pytest.raises(bt.ProtocolError, match="did not request"):  # answered once only
+        a.receive_data(bt.piece(2, 16384, b"hello"))
+
+
+def test_cancelled_requests_are_remembered_within_a_bound():
+    """A stream's every seek cancels its read-ahead: a peer that honours CANCEL never
+    answers those, so what is kept of them is bounded; a late answer to a recent one is
+    still accepted, and a block asked again after its cancel is answered as usual."""
+    a, _ = pair(10_000)
+    n = bt.CANCELLED_KEPT + 100
+    for i in range(n):
+        a.request(i, 0, bt.BLOCK)
+        a.cancel(i, 0, bt.BLOCK)
+    assert len(a._pending) == bt.CANCELLED_KEPT  # not n
+    with pytest.raises(bt.ProtocolError, match="did not request"):  # the oldest, forgotten
+        a.receive_data(bt.piece(0, 0, bytes(bt.BLOCK)))
+    a, _ = pair(10_000)
+    a.request(0, 0, bt.BLOCK)
+    a.cancel(0, 0, bt.BLOCK)
+    assert a.receive_data(bt.piece(0, 0, bytes(bt.BLOCK)))  # late, but recent: accepted
+    a.request(0, 0, bt.BLOCK)  # asked again; then many more cancels push 0's old one out
+    for i in range(1, bt.CANCELLED_KEPT + 2):
+        a.request(i, 0, bt.BLOCK)
+        a.cancel(i, 0, bt.BLOCK)
+    assert a.receive_data(bt.piece(0, 0, bytes(bt.BLOCK)))  # the new request's answer
 
 
 @given(st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=40))
