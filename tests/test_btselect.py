@@ -16,7 +16,7 @@ from p2pcli import btwire as bt
 from p2pcli.btfetch import BtDownload, Send
 from p2pcli.btstream import stream_choice
 from p2pcli.btview import TorrentView, bt_target, is_bt_target, selected_pieces
-from p2pcli.errors import UsageError
+from p2pcli.errors import StorageError, UsageError
 from p2pcli.magnet import MagnetLink, make_info, parse_info
 
 PLEN = 16384
@@ -263,3 +263,31 @@ def test_a_torrent_folder_resumes_from_its_parts_and_refuses_another_torrents(tm
     w = TorrentStore(info, str(dest), force=True)  # --force: replaced, nothing found
     assert w.found == []
     w.close()
+
+
+@pytest.mark.parametrize("error, expected", [
+    (OSError(13, "Permission denied"), StorageError),  # unmapped by the store: one line
+    (UsageError("x.mp4 already exists"), UsageError),
+    (ValueError("a bug"), ValueError),  # ends the command at once, with its traceback
+])
+def test_any_error_opening_the_store_ends_the_command(error, expected):
+    """Not only a P2PError: whatever stops the store from opening reaches `fail`, so the
+    command ends with it instead of waiting for a misleading NoPeers."""
+    from p2pcli.btstore import BtSink
+
+    failed: list[BaseException] = []
+
+    class Sink(BtSink):
+        def fail(self, e: BaseException) -> None:
+            failed.append(e)
+
+        def make_store(self, meta):
+            raise error
+
+    async def main() -> None:
+        sink = Sink(lambda e: None)
+        await sink.open_store(parse_info(make_info("m.mp4", b"x", PLEN)))
+        assert sink.writer is None
+
+    asyncio.run(main())
+    assert len(failed) == 1 and isinstance(failed[0], expected)
