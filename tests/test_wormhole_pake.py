@@ -138,8 +138,11 @@ def test_replayed_messages_do_not_pass():
     m4 = s1.answer_tags("r1", FP_S)
     # the server replays the receiver's messages to a new exchange of the same code
     s2 = Sender(CODE, OFFER)
-    s2.on_hello("m", r1.start(), 0.0)
-    assert s2.on_offer("m", m3, FP_R)[0] is Verdict.WRONG_CODE
+    m2b = s2.on_hello("m", r1.start(), 0.0)
+    assert s2.on_offer("m", m3, FP_R) == (None, None)  # names r1's exchange: ignored
+    # rewriting `to` (a man in the middle can) only brings the tags' verdict back
+    to = pake._exchange_id(pake._unb64(m2b["pake"], "pake"))
+    assert s2.on_offer("m", {**m3, "to": to}, FP_R)[0] is Verdict.WRONG_CODE
     # ... and the sender's old messages to a new receiver
     r2 = Receiver(CODE)
     with pytest.raises(pake.WrongCode):
@@ -377,3 +380,70 @@ def test_a_receiver_asks_the_rooms_peers_until_one_serves(ordered: bool):
     peers = ["s", "r", "seeder"] if ordered else [BROADCAST]
     peer, sealed = asyncio.run(transfer._hello(client, dispatch, Receiver(CODE), CODE, peers))
     assert peer == "seeder" and sealed == OFFER and asked == ["s", "r", "seeder"]
+
+
+def test_a_tracker_receiver_that_took_another_answer_costs_a_seeder_nothing():
+    """Issue 18: over a tracker/PeerJS a receiver's hello, message 3 and notices reach
+    every peer in the room. Two seed-after receivers with --tries 1 both answer; the
+    receiver takes A's answer, so B must not judge A's message 3 or a notice against its
+    own session (that was a wrong code: B closed the code and exited 8)."""
+    a, b = pake.Seeder(CODE, OFFER, tries=1), pake.Seeder(CODE, OFFER, tries=1)
+    r = Receiver(CODE)
+    m1 = r.start()
+    m2a, m2b = a.on_hello("r", m1, 0.0), b.on_hello("r", m1, 0.0)
+    assert r.on_hello(m2a) == OFFER
+    m3 = r.offer_tags(FP_R)
+    assert b.on_offer("r", m3, FP_R) == (None, None)
+    assert b.on_notice("r", r.decline("tampered")) is None
+    assert a.on_offer("r", m3, FP_R)[0] is Verdict.OK
+    assert not b.failures and not b.stopped(0.0)
+    # B's answer was never taken: it times out as abandoned, never as a wrong guess
+    b.on_timer(b.confirm_timeout)
+    assert b.failures == [("r", "timeout")] and b.failure().exit_code != ExitCode.WRONG_CODE
+    # a peer that refused the hello ("busy") has no exchange with r: ignored, not an error
+    assert b.on_offer("r", m3, FP_R) == (None, None)
+    assert m2b["pake"] != m2a["pake"]
+
+
+@pytest.mark.parametrize("serving", [True, False])
+def test_a_receiver_hearing_closed_asks_the_next_peer(serving: bool):
+    """A seed-after receiver whose tries are spent answers "closed": that closes the code
+    there only. Over a tracker the receiver waits for another peer that serves; "closed"
+    is what it reports only when nobody does."""
+    import asyncio
+
+    from p2pcli.wormhole import transfer
+    from p2pcli.wormhole.relays import BROADCAST
+
+    closed = pake.Seeder(CODE, OFFER)
+    closed.tries_left = 0
+    seeder = pake.Seeder(CODE, OFFER)
+    tasks: list = []
+
+    class Room:
+        url, urls = "fake", ["fake"]
+
+        async def send(self, kind: str, peer: str, payload: dict) -> None:
+            w = payload["wormhole"]
+            peers = {"closed": closed, "r": None, **({"seeder": seeder} if serving else {})}
+            for p, state in peers.items():  # "closed" answers first
+                reply = state.on_hello("new", w, 0.0) if state else {"v": 1,
+                                                                    "error": "not-serving"}
+                tasks.append(asyncio.ensure_future(
+                    dispatch.handlers().signal("answer", p, {"wormhole": reply})))
+
+        async def close(self) -> None:
+            pass
+
+    dispatch = transfer._Dispatch()
+    run_hello = transfer._hello(Room(), dispatch, Receiver(CODE), CODE, [BROADCAST])
+    if serving:
+        assert asyncio.run(run_hello) == ("seeder", OFFER)
+    else:
+        transfer.REFUSAL_GRACE, grace = 0.1, transfer.REFUSAL_GRACE
+        try:
+            with pytest.raises(pake.CodeRefused) as err:
+                asyncio.run(run_hello)
+        finally:
+            transfer.REFUSAL_GRACE = grace
+        assert err.value.reason == "closed"

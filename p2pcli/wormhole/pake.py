@@ -90,7 +90,11 @@ REFUSALS = {
                    "room); ask the sender for a new code",
 }
 #: Refusals that say only "not this peer": a receiver asks the room's next peer, if any.
-PASS_ON = frozenset({"used", "busy", "not-serving"})
+#: "closed" too: a serving receiver whose tries are spent closed the code *there*; another
+#: peer (the sender, another seeder) may still serve it.
+PASS_ON = frozenset({"used", "busy", "closed", "not-serving"})
+#: Which refusal a receiver reports when every peer refused: the most useful to act on.
+PASS_ON_RANK = {"not-serving": 0, "closed": 1, "used": 2, "busy": 2}
 
 
 def error_for(verdict: Verdict, who: str) -> P2PError | None:
@@ -152,6 +156,15 @@ def _mac(key: bytes, label: bytes, data: bytes) -> str:
 
 def _same(got: object, want: str, what: str) -> bool:
     return hmac.compare_digest(_unb64(got, what), _unb64(want, what))
+
+
+def _exchange_id(y: bytes) -> str:
+    """The name of one exchange: the first 8 bytes of SHA-256 of the sender's SPAKE2
+    message (message 2's `pake`). A receiver addresses message 3 and its notices to it
+    (`to`): over a tracker or PeerJS they reach every peer in the room, and only the
+    peer whose answer the receiver took may act on them. Routing, not authentication:
+    Y is public to whoever relays it."""
+    return _b64(hashlib.sha256(y).digest()[:8])
 
 
 def _check_version(message: object) -> dict:
@@ -219,6 +232,8 @@ class Receiver:
         self._spake = SPAKE2_A(code.password(), idA=ID_RECEIVER, idB=ID_SENDER)
         self._x = self._spake.start()
         self._session: _Session | None = None
+        self._to = ""
+        "The exchange we took (_exchange_id): where message 3 and our notices go."
         self._fingerprint = ""
         self.verdict: Verdict | None = None
         "After message 2: the key tag's verdict; after 4: the fingerprints'."
@@ -241,6 +256,7 @@ class Receiver:
             raise BadMessage("bad code exchange message: a second answer")
         y, key = _spake_finish(self._spake, message)
         self._session = _Session.of(key, self.code.room(), self._x, y)
+        self._to = _exchange_id(y)
         if not _same(message.get("key"), self._session.key_tag(ID_SENDER), "key"):
             self.verdict = Verdict.WRONG_CODE
             raise error_for(Verdict.WRONG_CODE, "the sender")
@@ -258,7 +274,7 @@ class Receiver:
         if self.verdict is not Verdict.OK:
             raise RuntimeError("the sender did not prove the code")
         self._fingerprint = fingerprint
-        return {"v": PROTOCOL, "key": s.key_tag(ID_RECEIVER),
+        return {"v": PROTOCOL, "to": self._to, "key": s.key_tag(ID_RECEIVER),
                 "fp": s.fp_tag(ID_RECEIVER, fingerprint)}
 
     def decline(self, reason: str) -> dict:
@@ -267,6 +283,7 @@ class Receiver:
         notice = {"v": PROTOCOL, "error": reason}
         if self._session is not None:
             notice["key"] = self._session.key_tag(ID_RECEIVER)
+            notice["to"] = self._to
         return notice
 
     def on_answer(self, message: object, sender_fingerprint: str) -> Verdict:
@@ -291,6 +308,7 @@ class Receiver:
 class _Attempt:
     session: _Session
     started: float
+    to: str  # _exchange_id of our message 2: what the receiver's later messages name
     fingerprint: str = ""  # the receiver's, once its offer passed
 
 
@@ -335,15 +353,33 @@ class Sender:
         x, key = _spake_finish(spake, message)
         self.tries_left -= 1
         session = _Session.of(key, self.code.room(), x, y)
-        self._attempts[peer] = _Attempt(session, now)
+        self._attempts[peer] = _Attempt(session, now, _exchange_id(y))
         return {"v": PROTOCOL, "pake": _b64(y), "key": session.key_tag(ID_SENDER),
                 "offer": session.seal(self.offer)}
 
+    def addressed_elsewhere(self, peer: str, message: object) -> bool:
+        """Whether a message 3 or notice from `peer` names another exchange than ours
+        (`to`): over a tracker or PeerJS a receiver's messages reach every peer in the
+        room, and one that took another peer's answer is no failure here. Such a message
+        is ignored: no verdict, no failure; our attempt with that peer stays in flight and
+        times out as an abandoned one (`on_timer`: "timeout", its try stays spent, since
+        our message 2 let the peer test one guess offline; never a wrong code). A message
+        without `to` (a receiver of an older release) is taken as ours, as before."""
+        to = message.get("to") if isinstance(message, dict) else None
+        if to is None:
+            return False
+        attempt = self._attempts.get(peer)
+        return attempt is None or not isinstance(to, str) or not hmac.compare_digest(
+            to.encode(), attempt.to.encode())
+
     def on_offer(self, peer: str, message: object, receiver_fingerprint: str
-                 ) -> tuple[Verdict, dict | None]:
+                 ) -> tuple[Verdict | None, dict | None]:
         """Message 3 with the receiver's SDP: OK admits `peer` (pass its offer to the
-        swarm); otherwise the refusal to send back."""
+        swarm); otherwise the refusal to send back. (None, None): addressed to another
+        peer's exchange (`addressed_elsewhere`), ignore it."""
         message = _check_version(message)
+        if self.addressed_elsewhere(peer, message):
+            return None, None
         attempt = self._attempts.get(peer)
         if attempt is None or attempt.fingerprint:
             raise BadMessage("bad code exchange message: an offer without a hello")
@@ -372,11 +408,13 @@ class Sender:
         return {"v": PROTOCOL, "fp": attempt.session.fp_tag(
             ID_SENDER, attempt.fingerprint, sender_fingerprint)}
 
-    def on_notice(self, peer: str, message: object) -> Verdict | str:
+    def on_notice(self, peer: str, message: object) -> Verdict | str | None:
         """A receiver's notice instead of message 3 ("declined", "wrong-code") or after 4
         ("tampered"): what to report. A wrong code is judged from its key tag, never
-        taken on its word."""
+        taken on its word. None: addressed to another peer's exchange, ignored."""
         message = _check_version(message)
+        if self.addressed_elsewhere(peer, message):
+            return None
         attempt = self._attempts.pop(peer, None)
         if attempt is None:
             raise BadMessage("bad code exchange message: a notice without a hello")
@@ -469,7 +507,9 @@ class Seeder(Sender):
         return super().on_hello(peer, message, now)
 
     def on_offer(self, peer: str, message: object, receiver_fingerprint: str
-                 ) -> tuple[Verdict, dict | None]:
+                 ) -> tuple[Verdict | None, dict | None]:
+        if self.addressed_elsewhere(peer, _check_version(message)):
+            return None, None
         self.admitted = None
         verdict, refusal = super().on_offer(peer, message, receiver_fingerprint)
         if verdict is Verdict.OK:
@@ -485,8 +525,10 @@ class Seeder(Sender):
         return {"v": PROTOCOL, "fp": attempt.session.fp_tag(
             ID_SENDER, attempt.fingerprint, sender_fingerprint)}
 
-    def on_notice(self, peer: str, message: object) -> Verdict | str:
+    def on_notice(self, peer: str, message: object) -> Verdict | str | None:
         message = _check_version(message)
+        if self.addressed_elsewhere(peer, message):
+            return None
         attempt = self._attempts.get(peer)
         proved = attempt is not None and "key" in message and _same(
             message["key"], attempt.session.key_tag(ID_RECEIVER), "key")

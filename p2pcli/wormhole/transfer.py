@@ -142,8 +142,10 @@ class SenderMeeting(CodeMeeting):
             if kind == "offer" and not data.get("offer"):
                 await self._relay("answer", peer, {"wormhole": state.on_hello(peer, w, now)})
             elif kind == "offer":
-                _, refusal = state.on_offer(peer, w, pake.sdp_fingerprint(data["offer"]))
-                if refusal is not None:
+                verdict, refusal = state.on_offer(peer, w, pake.sdp_fingerprint(data["offer"]))
+                if verdict is None:
+                    pass  # the receiver took another peer's answer (tracker/PeerJS room)
+                elif refusal is not None:
                     await self._relay("answer", peer, {"wormhole": refusal})
                 else:
                     self.h.emit(CodeVerified(peer=peer))
@@ -487,8 +489,9 @@ async def _hello(client: Relay, dispatch: _Dispatch, state: pake.Receiver, code:
             except pake.CodeRefused as e:
                 if e.reason not in pake.PASS_ON:
                     raise
-                if refused is None or refused.reason == "not-serving":
-                    refused = e  # "used" / "busy" say more than a receiver's "not-serving"
+                rank = pake.PASS_ON_RANK
+                if refused is None or rank[e.reason] > rank[refused.reason]:
+                    refused = e  # "busy"/"used" say more than "closed", than "not-serving"
                 pending.discard(peer)
                 if BROADCAST in pending:  # others may still answer: a little longer
                     deadline = min(deadline, loop.time() + REFUSAL_GRACE)
