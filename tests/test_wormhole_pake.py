@@ -396,13 +396,24 @@ def test_a_tracker_receiver_that_took_another_answer_costs_a_seeder_nothing():
     assert b.on_offer("r", m3, FP_R) == (None, None)
     assert b.on_notice("r", r.decline("tampered")) is None
     assert a.on_offer("r", m3, FP_R)[0] is Verdict.OK
-    assert not b.failures and not b.stopped(0.0)
-    # B's answer was never taken: it times out as abandoned, never as a wrong guess
-    b.on_timer(b.confirm_timeout)
-    assert b.failures == [("r", "timeout")] and b.failure().exit_code != ExitCode.WRONG_CODE
+    assert not b.failures and not b.stopped(0.0) and b.tries_left == 0
+    # the receiver releases B's late answer with a proof: B takes its try back at once
+    released = r.release(m2b)
+    assert a.on_notice("r", released) is None  # not A's exchange
+    assert b.on_notice("r", released) == "elsewhere" and b.tries_left == 1
+    assert b.failure().exit_code != ExitCode.WRONG_CODE
+    assert run(b, Receiver(CODE), "r2") == (Verdict.OK, Verdict.OK)
+    # a release lost on the way: B's answer times out as abandoned, never a wrong guess
+    c = pake.Seeder(CODE, OFFER, tries=1)
+    c.on_hello("r", m1, 0.0)
+    assert c.on_offer("r", m3, FP_R) == (None, None)
+    c.on_timer(c.confirm_timeout)
+    assert c.failures == [("r", "timeout")] and c.failure().exit_code != ExitCode.WRONG_CODE
     # a peer that refused the hello ("busy") has no exchange with r: ignored, not an error
-    assert b.on_offer("r", m3, FP_R) == (None, None)
-    assert m2b["pake"] != m2a["pake"]
+    assert c.on_offer("r", m3, FP_R) == (None, None)
+    # only a serving peer of our code is released; a refusal or a wrong code is not
+    assert r.release({"v": 1, "error": "busy"}) is None
+    assert r.release(pake.Seeder(OTHER, OFFER).on_hello("r", m1, 0.0)) is None
 
 
 @pytest.mark.parametrize("serving", [True, False])

@@ -231,6 +231,9 @@ class Receiver:
         self.code = code
         self._spake = SPAKE2_A(code.password(), idA=ID_RECEIVER, idB=ID_SENDER)
         self._x = self._spake.start()
+        # SPAKE2 finishes once; over a tracker several peers answer the same X, and the
+        # ones we do not take are released with a proof (`release`) from a copy.
+        self._saved = self._spake.serialize()
         self._session: _Session | None = None
         self._to = ""
         "The exchange we took (_exchange_id): where message 3 and our notices go."
@@ -262,6 +265,23 @@ class Receiver:
             raise error_for(Verdict.WRONG_CODE, "the sender")
         self.verdict = Verdict.OK
         return self._session.unseal(message.get("offer"))
+
+    def release(self, message: object) -> dict | None:
+        """Another serving peer's message 2 after we took one (a tracker or PeerJS room
+        asks every peer at once): the notice `elsewhere` addressed to its exchange, with
+        our key tag for it, so that peer knows its answer was not a guess and takes its
+        try back (a seed-after receiver with --tries 1 would otherwise close the code).
+        None when it is no message 2 or its key tag fails (then it is no serving peer of
+        our code: nothing to give back)."""
+        message = _check_version(message)
+        if "error" in message:
+            return None
+        y, key = _spake_finish(SPAKE2_A.from_serialized(self._saved), message)
+        session = _Session.of(key, self.code.room(), self._x, y)
+        if not _same(message.get("key"), session.key_tag(ID_SENDER), "key"):
+            return None
+        return {"v": PROTOCOL, "error": "elsewhere", "key": session.key_tag(ID_RECEIVER),
+                "to": _exchange_id(y)}
 
     def _ready(self) -> _Session:
         if self._session is None:
@@ -476,6 +496,9 @@ class Sender:
                 return error_for(why, "the receiver")
             if why == "declined":
                 return CodeRefused("the receiver declined the share")
+            if why == "elsewhere":
+                return CodeRefused("the receiver took another peer's answer; the code is "
+                                   "spent: send again for a new code")
             return CodeRefused(f"the receiver left before finishing the code exchange ({why}); "
                                "the code is spent: send again for a new code")
         return CodeRefused("nobody used the code before it expired: send again for a new code")

@@ -203,6 +203,18 @@ class ReceiverMeeting(CodeMeeting):
             await self.client.send("answer", peer, {
                 "hash": self.room, "wormhole": {"v": pake.PROTOCOL, "error": "not-serving"}})
             return
+        if kind == "answer" and peer != self.sender and isinstance(w, dict) and "pake" in w:
+            # A serving peer whose message 2 lost the race (tracker/PeerJS: our hello went
+            # to all): prove the code to it so it takes its try back (PROTOCOL.md 4.4).
+            try:
+                notice = self.state.release(w)
+            except P2PError as e:
+                log.info("bad code exchange message from %s: %s", peer, e)
+                return
+            if notice is not None:
+                await self.client.send("ice-candidate", peer, {
+                    "hash": self.room, "candidate": None, "wormhole": notice})
+            return
         if peer != self.sender or kind != "answer" or not isinstance(w, dict):
             return
         try:
