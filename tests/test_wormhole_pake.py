@@ -414,6 +414,8 @@ def test_a_tracker_receiver_that_took_another_answer_costs_a_seeder_nothing():
     # only a serving peer of our code is released; a refusal or a wrong code is not
     assert r.release({"v": 1, "error": "busy"}) is None
     assert r.release(pake.Seeder(OTHER, OFFER).on_hello("r", m1, 0.0)) is None
+    # ... and after that guess nobody is: whether a release comes back would answer more
+    assert r.release(pake.Seeder(CODE, OFFER).on_hello("r", m1, 0.0)) is None
 
 
 @pytest.mark.parametrize("serving", [True, False])

@@ -234,6 +234,8 @@ class Receiver:
         # SPAKE2 finishes once; over a tracker several peers answer the same X, and the
         # ones we do not take are released with a proof (`release`) from a copy.
         self._saved = self._spake.serialize()
+        self._guessed = False
+        "A late message 2 failed its key tag: no more releases (see `release`)."
         self._session: _Session | None = None
         self._to = ""
         "The exchange we took (_exchange_id): where message 3 and our notices go."
@@ -272,13 +274,19 @@ class Receiver:
         our key tag for it, so that peer knows its answer was not a guess and takes its
         try back (a seed-after receiver with --tries 1 would otherwise close the code).
         None when it is no message 2 or its key tag fails (then it is no serving peer of
-        our code: nothing to give back)."""
+        our code: nothing to give back).
+
+        Whether a notice comes back tells the peer whether its message 2 used our code: an
+        online guess against this receiver. So after the first one that fails we release
+        nobody any more: one guess per receiver run, as the hello itself gives (a wrong
+        first answer ends the receiver)."""
         message = _check_version(message)
-        if "error" in message:
+        if "error" in message or self._guessed:
             return None
         y, key = _spake_finish(SPAKE2_A.from_serialized(self._saved), message)
         session = _Session.of(key, self.code.room(), self._x, y)
         if not _same(message.get("key"), session.key_tag(ID_SENDER), "key"):
+            self._guessed = True
             return None
         return {"v": PROTOCOL, "error": "elsewhere", "key": session.key_tag(ID_RECEIVER),
                 "to": _exchange_id(y)}
