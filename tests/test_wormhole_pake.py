@@ -422,7 +422,9 @@ def test_a_tracker_receiver_that_took_another_answer_costs_a_seeder_nothing():
 def test_a_receiver_hearing_closed_asks_the_next_peer(serving: bool):
     """A seed-after receiver whose tries are spent answers "closed": that closes the code
     there only. Over a tracker the receiver waits for another peer that serves; "closed"
-    is what it reports only when nobody does."""
+    is what it reports only when nobody does. A second serving peer whose answer came
+    later is released (`elsewhere`) and has its try back, though the receiver is still
+    at its prompt (no meeting yet)."""
     import asyncio
 
     from p2pcli.wormhole import transfer
@@ -430,7 +432,9 @@ def test_a_receiver_hearing_closed_asks_the_next_peer(serving: bool):
 
     closed = pake.Seeder(CODE, OFFER)
     closed.tries_left = 0
-    seeder = pake.Seeder(CODE, OFFER)
+    seeder, late = pake.Seeder(CODE, OFFER), pake.Seeder(CODE, OFFER)
+    peers = {"closed": closed, "r": None, **({"seeder": seeder, "late": late} if serving
+                                             else {})}
     tasks: list = []
 
     class Room:
@@ -438,8 +442,10 @@ def test_a_receiver_hearing_closed_asks_the_next_peer(serving: bool):
 
         async def send(self, kind: str, peer: str, payload: dict) -> None:
             w = payload["wormhole"]
-            peers = {"closed": closed, "r": None, **({"seeder": seeder} if serving else {})}
-            for p, state in peers.items():  # "closed" answers first
+            if kind == "ice-candidate":  # a notice: to that peer only
+                peers[peer].on_notice("new", w)
+                return
+            for p, state in peers.items():  # in this order
                 reply = state.on_hello("new", w, 0.0) if state else {"v": 1,
                                                                     "error": "not-serving"}
                 tasks.append(asyncio.ensure_future(
@@ -451,7 +457,14 @@ def test_a_receiver_hearing_closed_asks_the_next_peer(serving: bool):
     dispatch = transfer._Dispatch()
     run_hello = transfer._hello(Room(), dispatch, Receiver(CODE), CODE, [BROADCAST])
     if serving:
-        assert asyncio.run(run_hello) == ("seeder", OFFER)
+        async def hello_then_late_answers() -> tuple:
+            got = await run_hello
+            await asyncio.gather(*tasks)
+            return got
+
+        assert asyncio.run(hello_then_late_answers()) == ("seeder", OFFER)
+        assert late.tries_left == 1 and late.failures == [("new", "elsewhere")]
+        assert seeder.tries_left == 0  # its exchange goes on (message 3 is next)
     else:
         transfer.REFUSAL_GRACE, grace = 0.1, transfer.REFUSAL_GRACE
         try:

@@ -203,17 +203,8 @@ class ReceiverMeeting(CodeMeeting):
             await self.client.send("answer", peer, {
                 "hash": self.room, "wormhole": {"v": pake.PROTOCOL, "error": "not-serving"}})
             return
-        if kind == "answer" and peer != self.sender and isinstance(w, dict) and "pake" in w:
-            # A serving peer whose message 2 lost the race (tracker/PeerJS: our hello went
-            # to all): prove the code to it so it takes its try back (PROTOCOL.md 4.4).
-            try:
-                notice = self.state.release(w)
-            except P2PError as e:
-                log.info("bad code exchange message from %s: %s", peer, e)
-                return
-            if notice is not None:
-                await self.client.send("ice-candidate", peer, {
-                    "hash": self.room, "candidate": None, "wormhole": notice})
+        if kind == "answer" and peer != self.sender and isinstance(w, dict):
+            await _release(self.client, self.room, self.state, peer, w)
             return
         if peer != self.sender or kind != "answer" or not isinstance(w, dict):
             return
@@ -252,6 +243,40 @@ async def _notice(client: Relay, peer: str, room: str, notice: dict) -> None:
     await client.send("ice-candidate", peer, {"hash": room, "candidate": None,
                                               "wormhole": notice})
     await asyncio.sleep(NOTICE_FLUSH)
+
+
+async def _release(client: Relay, room: str, state: pake.Receiver, peer: str, w: dict
+                   ) -> None:
+    """A serving peer's message 2 after we took another (tracker/PeerJS: our hello went
+    to all): prove the code to it, `elsewhere`, so it takes its try back (PROTOCOL.md
+    4.4). No wait for the flush: nothing stops after it."""
+    if "pake" not in w:
+        return
+    try:
+        notice = state.release(w)
+    except P2PError as e:
+        log.info("bad code exchange message from %s: %s", peer, e)
+        return
+    if notice is not None:
+        await client.send("ice-candidate", peer, {"hash": room, "candidate": None,
+                                                  "wormhole": notice})
+
+
+async def _keep_releasing(client: Relay, dispatch: _Dispatch, state: pake.Receiver,
+                          room: str, chosen: str,
+                          answers: asyncio.Queue[tuple[str, dict | None]]) -> None:
+    """From the answer we took until the meeting with its peer takes over (the prompt
+    may take minutes): release every other answer, those queued already and later ones."""
+    async def on_signal(kind: str, peer: str, data: dict) -> None:
+        w = data.get("wormhole")
+        if kind == "answer" and peer != chosen and isinstance(w, dict):
+            await _release(client, room, state, peer, w)
+
+    dispatch.target = SignalHandlers(signal=on_signal)
+    while not answers.empty():
+        peer, w = answers.get_nowait()
+        if w is not None and peer != chosen:
+            await _release(client, room, state, peer, w)
 
 
 def _attach(dispatch: _Dispatch, meeting: CodeMeeting) -> None:
@@ -497,7 +522,7 @@ async def _hello(client: Relay, dispatch: _Dispatch, state: pake.Receiver, code:
                 pending.discard(peer)
                 continue
             try:
-                return peer, state.on_hello(w)
+                sealed = state.on_hello(w)
             except pake.CodeRefused as e:
                 if e.reason not in pake.PASS_ON:
                     raise
@@ -510,6 +535,9 @@ async def _hello(client: Relay, dispatch: _Dispatch, state: pake.Receiver, code:
             except pake.WrongCode:
                 await _notice(client, peer, room, state.decline("wrong-code"))
                 raise
+            else:
+                await _keep_releasing(client, dispatch, state, room, peer, answers)
+                return peer, sealed
     if refused is not None:
         raise refused
     if gone:
