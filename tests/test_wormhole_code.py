@@ -118,3 +118,27 @@ def test_looks_like_code_tells_codes_from_hashes_links_and_files(tmp_path):
     for text in ("ab" * 32, "p2p://x", "magnet:?xt=urn:btih:" + "a" * 40, "7", str(existing),
                  "guitarist-revenge", ""):
         assert not looks_like_code(text), text
+
+
+# The shape looks_like_code used to test, with nested quantifiers: kept to check the rewrite
+# accepts exactly the same texts (on short ones, where its backtracking is still quick).
+_OLD_SHAPE = r"\s*\d+[^0-9a-z]+[a-z]+([^0-9a-z]+[a-z]*)*\s*"
+
+
+@given(st.text(alphabet="09aZ -_\t٣é", max_size=12))
+def test_looks_like_code_shape_unchanged(text: str):
+    import re
+
+    expected = bool(re.fullmatch(_OLD_SHAPE, text, re.I))
+    assert bool(wc._CODE_SHAPE.fullmatch(text)) is expected, text
+
+
+@pytest.mark.timeout(10)
+def test_looks_like_code_is_linear_on_hostile_text():
+    """Runs on every `p2p stream` argument: the old regex took seconds on ~25 separators
+    (doubling with each); these must be decided at once (the timeout bounds it)."""
+    for hostile in ("1-a" + "-" * 5000 + "0", "1" + "-" * 5000 + "0", "1" * 5000 + "-",
+                    "1-" + "a" * 5000 + "0", "1-a" + "-a" * 5000 + "0",
+                    "1" + "٣" * 5000 + "0", "1" + "٣" * 5000 + "-a0"):
+        assert not wc.looks_like_code(hostile)
+    assert wc.looks_like_code("1-a" + "-" * 5000)

@@ -138,8 +138,11 @@ def test_replayed_messages_do_not_pass():
     m4 = s1.answer_tags("r1", FP_S)
     # the server replays the receiver's messages to a new exchange of the same code
     s2 = Sender(CODE, OFFER)
-    s2.on_hello("m", r1.start(), 0.0)
-    assert s2.on_offer("m", m3, FP_R)[0] is Verdict.WRONG_CODE
+    m2b = s2.on_hello("m", r1.start(), 0.0)
+    assert s2.on_offer("m", m3, FP_R) == (None, None)  # names r1's exchange: ignored
+    # rewriting `to` (a man in the middle can) only brings the tags' verdict back
+    to = pake._exchange_id(pake._unb64(m2b["pake"], "pake"))
+    assert s2.on_offer("m", {**m3, "to": to}, FP_R)[0] is Verdict.WRONG_CODE
     # ... and the sender's old messages to a new receiver
     r2 = Receiver(CODE)
     with pytest.raises(pake.WrongCode):
@@ -377,3 +380,96 @@ def test_a_receiver_asks_the_rooms_peers_until_one_serves(ordered: bool):
     peers = ["s", "r", "seeder"] if ordered else [BROADCAST]
     peer, sealed = asyncio.run(transfer._hello(client, dispatch, Receiver(CODE), CODE, peers))
     assert peer == "seeder" and sealed == OFFER and asked == ["s", "r", "seeder"]
+
+
+def test_a_tracker_receiver_that_took_another_answer_costs_a_seeder_nothing():
+    """Issue 18: over a tracker/PeerJS a receiver's hello, message 3 and notices reach
+    every peer in the room. Two seed-after receivers with --tries 1 both answer; the
+    receiver takes A's answer, so B must not judge A's message 3 or a notice against its
+    own session (that was a wrong code: B closed the code and exited 8)."""
+    a, b = pake.Seeder(CODE, OFFER, tries=1), pake.Seeder(CODE, OFFER, tries=1)
+    r = Receiver(CODE)
+    m1 = r.start()
+    m2a, m2b = a.on_hello("r", m1, 0.0), b.on_hello("r", m1, 0.0)
+    assert r.on_hello(m2a) == OFFER
+    m3 = r.offer_tags(FP_R)
+    assert b.on_offer("r", m3, FP_R) == (None, None)
+    assert b.on_notice("r", r.decline("tampered")) is None
+    assert a.on_offer("r", m3, FP_R)[0] is Verdict.OK
+    assert not b.failures and not b.stopped(0.0) and b.tries_left == 0
+    # the receiver releases B's late answer with a proof: B takes its try back at once
+    released = r.release(m2b)
+    assert a.on_notice("r", released) is None  # not A's exchange
+    assert b.on_notice("r", released) == "elsewhere" and b.tries_left == 1
+    assert b.failure().exit_code != ExitCode.WRONG_CODE
+    assert run(b, Receiver(CODE), "r2") == (Verdict.OK, Verdict.OK)
+    # a release lost on the way: B's answer times out as abandoned, never a wrong guess
+    c = pake.Seeder(CODE, OFFER, tries=1)
+    c.on_hello("r", m1, 0.0)
+    assert c.on_offer("r", m3, FP_R) == (None, None)
+    c.on_timer(c.confirm_timeout)
+    assert c.failures == [("r", "timeout")] and c.failure().exit_code != ExitCode.WRONG_CODE
+    # a peer that refused the hello ("busy") has no exchange with r: ignored, not an error
+    assert c.on_offer("r", m3, FP_R) == (None, None)
+    # only a serving peer of our code is released; a refusal or a wrong code is not
+    assert r.release({"v": 1, "error": "busy"}) is None
+    assert r.release(pake.Seeder(OTHER, OFFER).on_hello("r", m1, 0.0)) is None
+    # ... and after that guess nobody is: whether a release comes back would answer more
+    assert r.release(pake.Seeder(CODE, OFFER).on_hello("r", m1, 0.0)) is None
+
+
+@pytest.mark.parametrize("serving", [True, False])
+def test_a_receiver_hearing_closed_asks_the_next_peer(serving: bool):
+    """A seed-after receiver whose tries are spent answers "closed": that closes the code
+    there only. Over a tracker the receiver waits for another peer that serves; "closed"
+    is what it reports only when nobody does. A second serving peer whose answer came
+    later is released (`elsewhere`) and has its try back, though the receiver is still
+    at its prompt (no meeting yet)."""
+    import asyncio
+
+    from p2pcli.wormhole import transfer
+    from p2pcli.wormhole.relays import BROADCAST
+
+    closed = pake.Seeder(CODE, OFFER)
+    closed.tries_left = 0
+    seeder, late = pake.Seeder(CODE, OFFER), pake.Seeder(CODE, OFFER)
+    peers = {"closed": closed, "r": None, **({"seeder": seeder, "late": late} if serving
+                                             else {})}
+    tasks: list = []
+
+    class Room:
+        url, urls = "fake", ["fake"]
+
+        async def send(self, kind: str, peer: str, payload: dict) -> None:
+            w = payload["wormhole"]
+            if kind == "ice-candidate":  # a notice: to that peer only
+                peers[peer].on_notice("new", w)
+                return
+            for p, state in peers.items():  # in this order
+                reply = state.on_hello("new", w, 0.0) if state else {"v": 1,
+                                                                    "error": "not-serving"}
+                tasks.append(asyncio.ensure_future(
+                    dispatch.handlers().signal("answer", p, {"wormhole": reply})))
+
+        async def close(self) -> None:
+            pass
+
+    dispatch = transfer._Dispatch()
+    run_hello = transfer._hello(Room(), dispatch, Receiver(CODE), CODE, [BROADCAST])
+    if serving:
+        async def hello_then_late_answers() -> tuple:
+            got = await run_hello
+            await asyncio.gather(*tasks)
+            return got
+
+        assert asyncio.run(hello_then_late_answers()) == ("seeder", OFFER)
+        assert late.tries_left == 1 and late.failures == [("new", "elsewhere")]
+        assert seeder.tries_left == 0  # its exchange goes on (message 3 is next)
+    else:
+        transfer.REFUSAL_GRACE, grace = 0.1, transfer.REFUSAL_GRACE
+        try:
+            with pytest.raises(pake.CodeRefused) as err:
+                asyncio.run(run_hello)
+        finally:
+            transfer.REFUSAL_GRACE = grace
+        assert err.value.reason == "closed"

@@ -164,9 +164,12 @@ def test_nobody_sending_and_two_rendezvous(procs: Procs):
 
 def test_seed_after_and_stream_through_a_tracker(procs: Procs, content, tmp_path: Path):
     """Over serve-signal's /announce tracker: a `receive --seed-after` receiver joins the
-    code's room as a second sender (a seeder, for the tracker); the sender gone, a new
-    receiver gets the bytes from it. Then `stream CODE` through the tracker serves the
-    sender's exact bytes on its local URL."""
+    code's room as a second sender (a seeder, for the tracker); a second one gets the
+    bytes from it (the sender passes it on: "used"); the sender gone, new receivers get
+    the bytes from them. Each receiver's hello reaches both seeders and both answer: the
+    one not taken must not judge that receiver's message 3 as a wrong code (issue 18: it
+    closed the code, exit 8, with its one try) and gets its try back. Then `stream CODE`
+    through the tracker serves the sender's exact bytes on its local URL."""
     import urllib.request
 
     from conftest import LOOPBACK
@@ -178,12 +181,16 @@ def test_seed_after_and_stream_through_a_tracker(procs: Procs, content, tmp_path
     seeder, ev = seed_after(procs, code, "", tmp_path / "first.bin", *where)
     assert send.wait(30) == 0, send.stderr
     assert ev["code"] == code and ev["link"] is None
-    r = receive(procs, code, "", "-y", "-o", str(tmp_path / "second.bin"), *where,
-                name="second")
-    assert r.wait(60) == 0, r.stderr
-    assert (tmp_path / "second.bin").read_bytes() == f.read_bytes()
-    seeder.signal(2)
-    assert seeder.wait(30) == ExitCode.INTERRUPTED, seeder.stderr
+    seeder2, _ = seed_after(procs, code, "", tmp_path / "first2.bin", *where, name="seeder2")
+    for name in ("second", "third"):
+        r = receive(procs, code, "", "-y", "-o", str(tmp_path / f"{name}.bin"), *where,
+                    name=name)
+        assert r.wait(60) == 0, r.stderr
+        assert (tmp_path / f"{name}.bin").read_bytes() == f.read_bytes()
+    for s in (seeder, seeder2):
+        assert s.p.poll() is None, s.stderr  # still serving: no try lost to a receiver
+        s.signal(2)
+        assert s.wait(30) == ExitCode.INTERRUPTED, s.stderr
 
     send, code = start_send(procs, f, "", *where, name="send2")
     s = procs.p2p("stream", code, *where, *LOOPBACK, "--json", "--yes", "--player", "none",

@@ -148,7 +148,14 @@ def complete(prefix: str, *, words: int = WORDS_MIN) -> list[str]:
     return sorted(head + w + more for w in _list_for(position) if w.startswith(partial))
 
 
-_CODE_SHAPE = re.compile(r"\s*\d+[^0-9a-z]+[a-z]+([^0-9a-z]+[a-z]*)*\s*", re.I)
+# A number, a separator, a letter, then anything without an ASCII digit: the same texts as
+# the old `\s*\d+[^0-9a-z]+[a-z]+([^0-9a-z]+[a-z]*)*\s*`, whose nested quantifiers took
+# seconds on '1-a' + '-' * 25 + '0' (it runs on every `p2p stream` argument). Here the number
+# is taken whole (possessive `\d++`) and no two neighbouring steps can trade characters, so a
+# failing match backtracks linearly. A non-ASCII digit is both a \d and a separator: when
+# letters follow the number directly, its last character may have been that separator (the
+# first branch: two or more digits, the last one not ASCII).
+_CODE_SHAPE = re.compile(r"\s*(?:\d++(?<![0-9])(?<=\d\d)|\d++[^0-9a-z]+)[a-z][^0-9]*", re.I)
 
 
 def looks_like_code(text: str) -> bool:

@@ -90,7 +90,11 @@ REFUSALS = {
                    "room); ask the sender for a new code",
 }
 #: Refusals that say only "not this peer": a receiver asks the room's next peer, if any.
-PASS_ON = frozenset({"used", "busy", "not-serving"})
+#: "closed" too: a serving receiver whose tries are spent closed the code *there*; another
+#: peer (the sender, another seeder) may still serve it.
+PASS_ON = frozenset({"used", "busy", "closed", "not-serving"})
+#: Which refusal a receiver reports when every peer refused: the most useful to act on.
+PASS_ON_RANK = {"not-serving": 0, "closed": 1, "used": 2, "busy": 2}
 
 
 def error_for(verdict: Verdict, who: str) -> P2PError | None:
@@ -152,6 +156,15 @@ def _mac(key: bytes, label: bytes, data: bytes) -> str:
 
 def _same(got: object, want: str, what: str) -> bool:
     return hmac.compare_digest(_unb64(got, what), _unb64(want, what))
+
+
+def _exchange_id(y: bytes) -> str:
+    """The name of one exchange: the first 8 bytes of SHA-256 of the sender's SPAKE2
+    message (message 2's `pake`). A receiver addresses message 3 and its notices to it
+    (`to`): over a tracker or PeerJS they reach every peer in the room, and only the
+    peer whose answer the receiver took may act on them. Routing, not authentication:
+    Y is public to whoever relays it."""
+    return _b64(hashlib.sha256(y).digest()[:8])
 
 
 def _check_version(message: object) -> dict:
@@ -218,7 +231,14 @@ class Receiver:
         self.code = code
         self._spake = SPAKE2_A(code.password(), idA=ID_RECEIVER, idB=ID_SENDER)
         self._x = self._spake.start()
+        # SPAKE2 finishes once; over a tracker several peers answer the same X, and the
+        # ones we do not take are released with a proof (`release`) from a copy.
+        self._saved = self._spake.serialize()
+        self._guessed = False
+        "A late message 2 failed its key tag: no more releases (see `release`)."
         self._session: _Session | None = None
+        self._to = ""
+        "The exchange we took (_exchange_id): where message 3 and our notices go."
         self._fingerprint = ""
         self.verdict: Verdict | None = None
         "After message 2: the key tag's verdict; after 4: the fingerprints'."
@@ -241,11 +261,35 @@ class Receiver:
             raise BadMessage("bad code exchange message: a second answer")
         y, key = _spake_finish(self._spake, message)
         self._session = _Session.of(key, self.code.room(), self._x, y)
+        self._to = _exchange_id(y)
         if not _same(message.get("key"), self._session.key_tag(ID_SENDER), "key"):
             self.verdict = Verdict.WRONG_CODE
             raise error_for(Verdict.WRONG_CODE, "the sender")
         self.verdict = Verdict.OK
         return self._session.unseal(message.get("offer"))
+
+    def release(self, message: object) -> dict | None:
+        """Another serving peer's message 2 after we took one (a tracker or PeerJS room
+        asks every peer at once): the notice `elsewhere` addressed to its exchange, with
+        our key tag for it, so that peer knows its answer was not a guess and takes its
+        try back (a seed-after receiver with --tries 1 would otherwise close the code).
+        None when it is no message 2 or its key tag fails (then it is no serving peer of
+        our code: nothing to give back).
+
+        Whether a notice comes back tells the peer whether its message 2 used our code: an
+        online guess against this receiver. So after the first one that fails we release
+        nobody any more: one guess per receiver run, as the hello itself gives (a wrong
+        first answer ends the receiver)."""
+        message = _check_version(message)
+        if "error" in message or self._guessed:
+            return None
+        y, key = _spake_finish(SPAKE2_A.from_serialized(self._saved), message)
+        session = _Session.of(key, self.code.room(), self._x, y)
+        if not _same(message.get("key"), session.key_tag(ID_SENDER), "key"):
+            self._guessed = True
+            return None
+        return {"v": PROTOCOL, "error": "elsewhere", "key": session.key_tag(ID_RECEIVER),
+                "to": _exchange_id(y)}
 
     def _ready(self) -> _Session:
         if self._session is None:
@@ -258,7 +302,7 @@ class Receiver:
         if self.verdict is not Verdict.OK:
             raise RuntimeError("the sender did not prove the code")
         self._fingerprint = fingerprint
-        return {"v": PROTOCOL, "key": s.key_tag(ID_RECEIVER),
+        return {"v": PROTOCOL, "to": self._to, "key": s.key_tag(ID_RECEIVER),
                 "fp": s.fp_tag(ID_RECEIVER, fingerprint)}
 
     def decline(self, reason: str) -> dict:
@@ -267,6 +311,7 @@ class Receiver:
         notice = {"v": PROTOCOL, "error": reason}
         if self._session is not None:
             notice["key"] = self._session.key_tag(ID_RECEIVER)
+            notice["to"] = self._to
         return notice
 
     def on_answer(self, message: object, sender_fingerprint: str) -> Verdict:
@@ -291,6 +336,7 @@ class Receiver:
 class _Attempt:
     session: _Session
     started: float
+    to: str  # _exchange_id of our message 2: what the receiver's later messages name
     fingerprint: str = ""  # the receiver's, once its offer passed
 
 
@@ -335,15 +381,33 @@ class Sender:
         x, key = _spake_finish(spake, message)
         self.tries_left -= 1
         session = _Session.of(key, self.code.room(), x, y)
-        self._attempts[peer] = _Attempt(session, now)
+        self._attempts[peer] = _Attempt(session, now, _exchange_id(y))
         return {"v": PROTOCOL, "pake": _b64(y), "key": session.key_tag(ID_SENDER),
                 "offer": session.seal(self.offer)}
 
+    def addressed_elsewhere(self, peer: str, message: object) -> bool:
+        """Whether a message 3 or notice from `peer` names another exchange than ours
+        (`to`): over a tracker or PeerJS a receiver's messages reach every peer in the
+        room, and one that took another peer's answer is no failure here. Such a message
+        is ignored: no verdict, no failure; our attempt with that peer stays in flight and
+        times out as an abandoned one (`on_timer`: "timeout", its try stays spent, since
+        our message 2 let the peer test one guess offline; never a wrong code). A message
+        without `to` (a receiver of an older release) is taken as ours, as before."""
+        to = message.get("to") if isinstance(message, dict) else None
+        if to is None:
+            return False
+        attempt = self._attempts.get(peer)
+        return attempt is None or not isinstance(to, str) or not hmac.compare_digest(
+            to.encode(), attempt.to.encode())
+
     def on_offer(self, peer: str, message: object, receiver_fingerprint: str
-                 ) -> tuple[Verdict, dict | None]:
+                 ) -> tuple[Verdict | None, dict | None]:
         """Message 3 with the receiver's SDP: OK admits `peer` (pass its offer to the
-        swarm); otherwise the refusal to send back."""
+        swarm); otherwise the refusal to send back. (None, None): addressed to another
+        peer's exchange (`addressed_elsewhere`), ignore it."""
         message = _check_version(message)
+        if self.addressed_elsewhere(peer, message):
+            return None, None
         attempt = self._attempts.get(peer)
         if attempt is None or attempt.fingerprint:
             raise BadMessage("bad code exchange message: an offer without a hello")
@@ -372,11 +436,13 @@ class Sender:
         return {"v": PROTOCOL, "fp": attempt.session.fp_tag(
             ID_SENDER, attempt.fingerprint, sender_fingerprint)}
 
-    def on_notice(self, peer: str, message: object) -> Verdict | str:
+    def on_notice(self, peer: str, message: object) -> Verdict | str | None:
         """A receiver's notice instead of message 3 ("declined", "wrong-code") or after 4
         ("tampered"): what to report. A wrong code is judged from its key tag, never
-        taken on its word."""
+        taken on its word. None: addressed to another peer's exchange, ignored."""
         message = _check_version(message)
+        if self.addressed_elsewhere(peer, message):
+            return None
         attempt = self._attempts.pop(peer, None)
         if attempt is None:
             raise BadMessage("bad code exchange message: a notice without a hello")
@@ -438,6 +504,9 @@ class Sender:
                 return error_for(why, "the receiver")
             if why == "declined":
                 return CodeRefused("the receiver declined the share")
+            if why == "elsewhere":
+                return CodeRefused("the receiver took another peer's answer; the code is "
+                                   "spent: send again for a new code")
             return CodeRefused(f"the receiver left before finishing the code exchange ({why}); "
                                "the code is spent: send again for a new code")
         return CodeRefused("nobody used the code before it expired: send again for a new code")
@@ -469,7 +538,9 @@ class Seeder(Sender):
         return super().on_hello(peer, message, now)
 
     def on_offer(self, peer: str, message: object, receiver_fingerprint: str
-                 ) -> tuple[Verdict, dict | None]:
+                 ) -> tuple[Verdict | None, dict | None]:
+        if self.addressed_elsewhere(peer, _check_version(message)):
+            return None, None
         self.admitted = None
         verdict, refusal = super().on_offer(peer, message, receiver_fingerprint)
         if verdict is Verdict.OK:
@@ -485,8 +556,10 @@ class Seeder(Sender):
         return {"v": PROTOCOL, "fp": attempt.session.fp_tag(
             ID_SENDER, attempt.fingerprint, sender_fingerprint)}
 
-    def on_notice(self, peer: str, message: object) -> Verdict | str:
+    def on_notice(self, peer: str, message: object) -> Verdict | str | None:
         message = _check_version(message)
+        if self.addressed_elsewhere(peer, message):
+            return None
         attempt = self._attempts.get(peer)
         proved = attempt is not None and "key" in message and _same(
             message["key"], attempt.session.key_tag(ID_RECEIVER), "key")

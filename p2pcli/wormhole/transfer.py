@@ -142,8 +142,10 @@ class SenderMeeting(CodeMeeting):
             if kind == "offer" and not data.get("offer"):
                 await self._relay("answer", peer, {"wormhole": state.on_hello(peer, w, now)})
             elif kind == "offer":
-                _, refusal = state.on_offer(peer, w, pake.sdp_fingerprint(data["offer"]))
-                if refusal is not None:
+                verdict, refusal = state.on_offer(peer, w, pake.sdp_fingerprint(data["offer"]))
+                if verdict is None:
+                    pass  # the receiver took another peer's answer (tracker/PeerJS room)
+                elif refusal is not None:
                     await self._relay("answer", peer, {"wormhole": refusal})
                 else:
                     self.h.emit(CodeVerified(peer=peer))
@@ -201,6 +203,9 @@ class ReceiverMeeting(CodeMeeting):
             await self.client.send("answer", peer, {
                 "hash": self.room, "wormhole": {"v": pake.PROTOCOL, "error": "not-serving"}})
             return
+        if kind == "answer" and peer != self.sender and isinstance(w, dict):
+            await _release(self.client, self.room, self.state, peer, w)
+            return
         if peer != self.sender or kind != "answer" or not isinstance(w, dict):
             return
         try:
@@ -238,6 +243,40 @@ async def _notice(client: Relay, peer: str, room: str, notice: dict) -> None:
     await client.send("ice-candidate", peer, {"hash": room, "candidate": None,
                                               "wormhole": notice})
     await asyncio.sleep(NOTICE_FLUSH)
+
+
+async def _release(client: Relay, room: str, state: pake.Receiver, peer: str, w: dict
+                   ) -> None:
+    """A serving peer's message 2 after we took another (tracker/PeerJS: our hello went
+    to all): prove the code to it, `elsewhere`, so it takes its try back (PROTOCOL.md
+    4.4). No wait for the flush: nothing stops after it."""
+    if "pake" not in w:
+        return
+    try:
+        notice = state.release(w)
+    except P2PError as e:
+        log.info("bad code exchange message from %s: %s", peer, e)
+        return
+    if notice is not None:
+        await client.send("ice-candidate", peer, {"hash": room, "candidate": None,
+                                                  "wormhole": notice})
+
+
+async def _keep_releasing(client: Relay, dispatch: _Dispatch, state: pake.Receiver,
+                          room: str, chosen: str,
+                          answers: asyncio.Queue[tuple[str, dict | None]]) -> None:
+    """From the answer we took until the meeting with its peer takes over (the prompt
+    may take minutes): release every other answer, those queued already and later ones."""
+    async def on_signal(kind: str, peer: str, data: dict) -> None:
+        w = data.get("wormhole")
+        if kind == "answer" and peer != chosen and isinstance(w, dict):
+            await _release(client, room, state, peer, w)
+
+    dispatch.target = SignalHandlers(signal=on_signal)
+    while not answers.empty():
+        peer, w = answers.get_nowait()
+        if w is not None and peer != chosen:
+            await _release(client, room, state, peer, w)
 
 
 def _attach(dispatch: _Dispatch, meeting: CodeMeeting) -> None:
@@ -483,18 +522,22 @@ async def _hello(client: Relay, dispatch: _Dispatch, state: pake.Receiver, code:
                 pending.discard(peer)
                 continue
             try:
-                return peer, state.on_hello(w)
+                sealed = state.on_hello(w)
             except pake.CodeRefused as e:
                 if e.reason not in pake.PASS_ON:
                     raise
-                if refused is None or refused.reason == "not-serving":
-                    refused = e  # "used" / "busy" say more than a receiver's "not-serving"
+                rank = pake.PASS_ON_RANK
+                if refused is None or rank[e.reason] > rank[refused.reason]:
+                    refused = e  # "busy"/"used" say more than "closed", than "not-serving"
                 pending.discard(peer)
                 if BROADCAST in pending:  # others may still answer: a little longer
                     deadline = min(deadline, loop.time() + REFUSAL_GRACE)
             except pake.WrongCode:
                 await _notice(client, peer, room, state.decline("wrong-code"))
                 raise
+            else:
+                await _keep_releasing(client, dispatch, state, room, peer, answers)
+                return peer, sealed
     if refused is not None:
         raise refused
     if gone:
