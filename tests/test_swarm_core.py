@@ -18,6 +18,7 @@ from p2pcli import wire
 from p2pcli.slots import BUSY, retry_delay
 from p2pcli.swarm import actions as act
 from p2pcli.swarm.admission import MAX_REDIALS
+from p2pcli.swarm.config import MANIFEST_TIMEOUT_ENV, manifest_timeout
 from p2pcli.swarm.core import REFUSE_GRACE, TICK
 from tests.helpers.swarm_sim import Net, Node, Raw, Wire, default_picker, make_manifest
 
@@ -203,6 +204,28 @@ def test_an_unanswered_manifest_request_drops_the_peer_with_a_warning() -> None:
     net.run_for(TICK + 0.1)
     assert_dropped_for(net, d, r, "did not answer the manifest request", banned=False)
     assert any("did not answer the manifest request" in w for w in d.warnings())
+
+
+def test_a_shorter_manifest_timeout_drops_the_mute_peer_sooner() -> None:
+    # SwarmConfig.manifest_timeout (P2P_MANIFEST_TIMEOUT) reaches the core's deadline.
+    net, _data, m, _ = setup()
+    d = net.downloader("d", m.content_hash)
+    d.core.manifest_timeout = 2.0
+    r = open_raw(net, d, handshake=Wire(m).handshake())
+    r.send("d", wire.encode_have_all())
+    net.run_for(2.0 - 0.05)
+    assert r.hung_up == []
+    net.run_for(TICK + 0.1)
+    assert_dropped_for(net, d, r, "did not answer the manifest request", banned=False)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    (None, wire.MANIFEST_TIMEOUT), ("3", 3.0), ("0.5", 0.5),
+    ("0", wire.MANIFEST_TIMEOUT), ("-1", wire.MANIFEST_TIMEOUT), ("soon", wire.MANIFEST_TIMEOUT),
+])
+def test_the_manifest_timeout_knob_takes_positive_seconds_only(value, seconds) -> None:
+    env = {} if value is None else {MANIFEST_TIMEOUT_ENV: value}
+    assert manifest_timeout(env) == seconds
 
 
 def test_requests_nobody_answers_are_cancelled_and_the_silent_peer_dropped() -> None:

@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from .. import wire
+
+MANIFEST_TIMEOUT_ENV = "P2P_MANIFEST_TIMEOUT"
+
+
+def manifest_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """`wire.MANIFEST_TIMEOUT`, or the seconds P2P_MANIFEST_TIMEOUT gives. A knob for tests
+    and the impatient: a peer that never answers costs this long before it is dropped (20 s
+    that end-to-end tests of such peers would otherwise wait out). Not a flag: the default
+    suits every real network, and a value too short drops peers that are merely slow."""
+    value = (os.environ if environ is None else environ).get(MANIFEST_TIMEOUT_ENV, "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return wire.MANIFEST_TIMEOUT
+    return seconds if seconds > 0 else wire.MANIFEST_TIMEOUT
 
 
 @dataclass
@@ -31,3 +50,5 @@ class SwarmConfig:
     "Bytes per second summed over all peers (None: unlimited)."
     connect_timeout: float = 15.0
     "Seconds for one WebRTC connection to open."
+    manifest_timeout: float = field(default_factory=manifest_timeout)
+    "Seconds a peer gets to answer a manifest request (P2P_MANIFEST_TIMEOUT)."

@@ -45,8 +45,11 @@ class SwarmCore:
         max_peers: int = 32,
         max_peers_per_address: int | None = None,
         manifest: Manifest | None = None,
+        manifest_timeout: float = wire.MANIFEST_TIMEOUT,
     ) -> None:
         self.content_hash = content_hash
+        self.manifest_timeout = manifest_timeout
+        "Seconds a peer gets to answer our manifest request before it is dropped."
         self.peer_id = peer_id
         self.peers: dict[str, Peer] = {}
         self.slots = Slots(max_peers, max_peers_per_address)
@@ -389,5 +392,5 @@ class SwarmCore:
                 self._drop(p, None, now)
             else:
                 self._drop(p, f"no handshake within {wire.HANDSHAKE_TIMEOUT:g} s", now, ban=True)
-        elif self.manifest is None and p.manifest.overdue(now):
+        elif self.manifest is None and p.manifest.overdue(now, self.manifest_timeout):
             self._drop(p, "did not answer the manifest request", now, warn=True)
