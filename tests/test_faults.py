@@ -54,8 +54,10 @@ def test_hostile_source_is_dropped_and_download_completes(
 ):
     src = srcfile(tmp_path, 3 * 1024 * 1024)
     # Slow enough that the honest seeder is still busy when the hostile peer gets caught;
-    # a silent peer is only caught after its requests time out (8 s) several times.
-    rate = {"silent": "200k", "liar": "500k"}.get(mode, "1M")
+    # a silent peer is only caught after its requests time out, here after 2 s instead of
+    # 8 (P2P_REQUEST_TIMEOUT; at 8 s the seeder had to be slowed to 200 kB/s, 15 s).
+    rate = {"silent": "500k", "liar": "500k"}.get(mode, "1M")
+    env = {**procs.env, "P2P_REQUEST_TIMEOUT": "2"} if mode == "silent" else procs.env
     if mode == "badmanifest":
         # A manifest is only asked of peers before one is verified: let the liar answer
         # first, alone, then bring the honest seeder.
@@ -67,7 +69,7 @@ def test_hostile_source_is_dropped_and_download_completes(
     else:
         _, link = procs.seed(src, signal_url, "--max-upload-rate", rate)
         bad = hostile(procs, signal_url, src, mode)
-        f = procs.fetch(link, "-o", "out.bin", "--timeout", "30")
+        f = procs.fetch(link, "-o", "out.bin", "--timeout", "30", env=env)
     assert f.wait(120) == 0, f.stderr
     assert sha256(procs.workdir / "out.bin") == sha256(src)
     why = left_reason(f, bad)

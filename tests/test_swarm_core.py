@@ -15,10 +15,16 @@ import pytest
 
 from p2pcli import events as ev
 from p2pcli import wire
+from p2pcli.picker import REQUEST_TIMEOUT
 from p2pcli.slots import BUSY, retry_delay
 from p2pcli.swarm import actions as act
 from p2pcli.swarm.admission import MAX_REDIALS
-from p2pcli.swarm.config import MANIFEST_TIMEOUT_ENV, manifest_timeout
+from p2pcli.swarm.config import (
+    MANIFEST_TIMEOUT_ENV,
+    REQUEST_TIMEOUT_ENV,
+    manifest_timeout,
+    request_timeout,
+)
 from p2pcli.swarm.core import REFUSE_GRACE, TICK
 from tests.helpers.swarm_sim import Net, Node, Raw, Wire, default_picker, make_manifest
 
@@ -223,9 +229,13 @@ def test_a_shorter_manifest_timeout_drops_the_mute_peer_sooner() -> None:
     (None, wire.MANIFEST_TIMEOUT), ("3", 3.0), ("0.5", 0.5),
     ("0", wire.MANIFEST_TIMEOUT), ("-1", wire.MANIFEST_TIMEOUT), ("soon", wire.MANIFEST_TIMEOUT),
 ])
-def test_the_manifest_timeout_knob_takes_positive_seconds_only(value, seconds) -> None:
+def test_the_timeout_knobs_take_positive_seconds_only(value, seconds) -> None:
     env = {} if value is None else {MANIFEST_TIMEOUT_ENV: value}
     assert manifest_timeout(env) == seconds
+    env = {} if value is None else {REQUEST_TIMEOUT_ENV: value}
+    default = seconds == wire.MANIFEST_TIMEOUT
+    assert request_timeout(env) == (REQUEST_TIMEOUT if default else seconds)
+    assert request_timeout({MANIFEST_TIMEOUT_ENV: "3"}) == REQUEST_TIMEOUT
 
 
 def test_requests_nobody_answers_are_cancelled_and_the_silent_peer_dropped() -> None:
