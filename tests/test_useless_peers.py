@@ -64,8 +64,10 @@ def test_downloaders_left_with_the_same_pieces_give_up_and_keep_them(
     (tmp_path / "src").mkdir()
     src = make_file(tmp_path / "src" / "src.bin", 4 * 1024 * 1024)
     seeder, link = procs.seed(src, signal_url, "--max-upload-rate", "400k")
-    fetchers = [procs.fetch(link, "-o", f"out{n}.bin", "--timeout", "4", name=f"fetch{n}")
-                for n in (1, 2)]
+    # The killed seeder goes when its requests time out: 2 s here (P2P_REQUEST_TIMEOUT), not 8.
+    env = {**procs.env, "P2P_REQUEST_TIMEOUT": "2"}
+    fetchers = [procs.fetch(link, "-o", f"out{n}.bin", "--timeout", "4", name=f"fetch{n}",
+                            env=env) for n in (1, 2)]
     for f in fetchers:
         f.wait_for(lambda p: sum(e["event"] == "piece-verified" for e in p.events()) >= 3,
                    60, "a few pieces")
