@@ -164,12 +164,12 @@ class Procs:
         return f"http://127.0.0.1:{port}"
 
     def seed(
-        self, path: Path, signal_url: str | None, *extra: str, name: str = "seed"
+        self, path: Path, signal_url: str | None, *extra: str, name: str = "seed", **kw
     ) -> tuple[Proc, str]:
         args = ["seed", str(path), *LOOPBACK, "--json", *extra]
         if signal_url:
             args += ["--signal", signal_url]
-        p = self.p2p(*args, name=name)
+        p = self.p2p(*args, name=name, **kw)
         link = p.wait_for(lambda p: p.stdout.strip().splitlines()[0] if p.stdout.strip() else None,
                           60, "the link")
         return p, link

@@ -91,7 +91,9 @@ def test_hostile_requester_cannot_hurt_the_seeder(
     procs: Procs, signal_url: str, tmp_path: Path, mode: str, reason: str
 ):
     src = srcfile(tmp_path, 2 * 1024 * 1024)
-    seeder, link = procs.seed(src, signal_url)
+    # A peer that never says hello goes after P2P_HANDSHAKE_TIMEOUT: 3 s here, not 10.
+    env = {**procs.env, "P2P_HANDSHAKE_TIMEOUT": "3"}
+    seeder, link = procs.seed(src, signal_url, env=env)
     bad = hostile(procs, signal_url, src, mode)
     why = seeder.wait_for(lambda p: left_reason(p, bad), 30, f"the seeder to drop {mode}")
     assert reason in why

@@ -20,8 +20,10 @@ from p2pcli.slots import BUSY, retry_delay
 from p2pcli.swarm import actions as act
 from p2pcli.swarm.admission import MAX_REDIALS
 from p2pcli.swarm.config import (
+    HANDSHAKE_TIMEOUT_ENV,
     MANIFEST_TIMEOUT_ENV,
     REQUEST_TIMEOUT_ENV,
+    handshake_timeout,
     manifest_timeout,
     request_timeout,
 )
@@ -236,6 +238,8 @@ def test_the_timeout_knobs_take_positive_seconds_only(value, seconds) -> None:
     default = seconds == wire.MANIFEST_TIMEOUT
     assert request_timeout(env) == (REQUEST_TIMEOUT if default else seconds)
     assert request_timeout({MANIFEST_TIMEOUT_ENV: "3"}) == REQUEST_TIMEOUT
+    env = {} if value is None else {HANDSHAKE_TIMEOUT_ENV: value}
+    assert handshake_timeout(env) == (wire.HANDSHAKE_TIMEOUT if default else seconds)
 
 
 def test_requests_nobody_answers_are_cancelled_and_the_silent_peer_dropped() -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from .. import wire
 from ..picker import REQUEST_TIMEOUT
 
+HANDSHAKE_TIMEOUT_ENV = "P2P_HANDSHAKE_TIMEOUT"
 MANIFEST_TIMEOUT_ENV = "P2P_MANIFEST_TIMEOUT"
 REQUEST_TIMEOUT_ENV = "P2P_REQUEST_TIMEOUT"
 
@@ -26,6 +27,11 @@ def env_seconds(name: str, default: float, environ: Mapping[str, str] | None = N
     except ValueError:
         return default
     return seconds if seconds > 0 else default
+
+
+def handshake_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """`wire.HANDSHAKE_TIMEOUT`, or the seconds P2P_HANDSHAKE_TIMEOUT gives."""
+    return env_seconds(HANDSHAKE_TIMEOUT_ENV, wire.HANDSHAKE_TIMEOUT, environ)
 
 
 def manifest_timeout(environ: Mapping[str, str] | None = None) -> float:
@@ -64,6 +70,8 @@ class SwarmConfig:
     "Bytes per second summed over all peers (None: unlimited)."
     connect_timeout: float = 15.0
     "Seconds for one WebRTC connection to open."
+    handshake_timeout: float = field(default_factory=handshake_timeout)
+    "Seconds from a channel's opening to the peer's handshake (P2P_HANDSHAKE_TIMEOUT)."
     manifest_timeout: float = field(default_factory=manifest_timeout)
     "Seconds a peer gets to answer a manifest request (P2P_MANIFEST_TIMEOUT)."
     request_timeout: float = field(default_factory=request_timeout)

@@ -46,8 +46,11 @@ class SwarmCore:
         max_peers_per_address: int | None = None,
         manifest: Manifest | None = None,
         manifest_timeout: float = wire.MANIFEST_TIMEOUT,
+        handshake_timeout: float = wire.HANDSHAKE_TIMEOUT,
     ) -> None:
         self.content_hash = content_hash
+        self.handshake_timeout = handshake_timeout
+        "Seconds from a channel's opening to the peer's handshake before it is dropped."
         self.manifest_timeout = manifest_timeout
         "Seconds a peer gets to answer our manifest request before it is dropped."
         self.peer_id = peer_id
@@ -387,10 +390,11 @@ class SwarmCore:
             if now >= p.refusing_until:
                 self._drop(p, None, now)
         elif (p.opened_at is not None and p.proto.remote is None
-              and now - p.opened_at >= wire.HANDSHAKE_TIMEOUT):
+              and now - p.opened_at >= self.handshake_timeout):
             if p.left_room:  # it left the room meanwhile (its process died): gone, not hostile
                 self._drop(p, None, now)
             else:
-                self._drop(p, f"no handshake within {wire.HANDSHAKE_TIMEOUT:g} s", now, ban=True)
+                self._drop(p, f"no handshake within {self.handshake_timeout:g} s", now,
+                           ban=True)
         elif self.manifest is None and p.manifest.overdue(now, self.manifest_timeout):
             self._drop(p, "did not answer the manifest request", now, warn=True)
