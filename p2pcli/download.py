@@ -178,7 +178,8 @@ class Download:
         found = await asyncio.to_thread(self.store.scan)
         lengths = [m.piece_length(i) for i in range(m.piece_count)]
         picker = Picker(lengths, min(m.piece_size, DEFAULT_MAX_BLOCK),
-                        sequential=self.to_stdout or self.stream, window=window)
+                        sequential=self.to_stdout or self.stream, window=window,
+                        request_timeout=self.swarm.config.request_timeout)
         picker.strict_priority = self.stream
         for i in found:
             picker.mark_have(i)

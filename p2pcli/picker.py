@@ -19,6 +19,9 @@ import random
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
+REQUEST_TIMEOUT = 8.0
+"Seconds before an unanswered block request goes to another peer (SwarmConfig can change it)."
+
 Block = tuple[int, int, int]  # piece, offset, length
 Peer = Hashable
 
@@ -56,7 +59,7 @@ class Picker:
         *,
         sequential: bool = False,
         window: int | None = None,
-        request_timeout: float = 8.0,
+        request_timeout: float = REQUEST_TIMEOUT,
         endgame_copies: int = 2,
         rng: random.Random | None = None,
     ) -> None:

@@ -111,12 +111,25 @@ class Proc:
             os.killpg(self.p.pid, sig)
 
     def kill(self) -> None:
+        self.terminate()
+        self.reap()
+
+    def terminate(self) -> None:
+        """SIGTERM to its process group, without waiting (it may take a while to close)."""
         if self.p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.p.pid, signal.SIGTERM)
-                self.p.wait(5)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                os.killpg(self.p.pid, signal.SIGKILL)
+
+    def reap(self, deadline: float | None = None) -> None:
+        """Wait for it to exit until `deadline` (default: 5 s from now), SIGKILL it after
+        that, and close its output files."""
+        if self.p.poll() is None:
+            deadline = time.monotonic() + 5 if deadline is None else deadline
+            try:
+                self.p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.p.pid, signal.SIGKILL)
                 self.p.wait(5)
         for f in (self._out, self._err):
             if f:
@@ -151,12 +164,12 @@ class Procs:
         return f"http://127.0.0.1:{port}"
 
     def seed(
-        self, path: Path, signal_url: str | None, *extra: str, name: str = "seed"
+        self, path: Path, signal_url: str | None, *extra: str, name: str = "seed", **kw
     ) -> tuple[Proc, str]:
         args = ["seed", str(path), *LOOPBACK, "--json", *extra]
         if signal_url:
             args += ["--signal", signal_url]
-        p = self.p2p(*args, name=name)
+        p = self.p2p(*args, name=name, **kw)
         link = p.wait_for(lambda p: p.stdout.strip().splitlines()[0] if p.stdout.strip() else None,
                           60, "the link")
         return p, link
@@ -165,8 +178,14 @@ class Procs:
         return self.p2p("fetch", link, *LOOPBACK, "--json", *extra, name=name, **kw)
 
     def stop_all(self) -> None:
-        for p in reversed(self.all):
-            p.kill()
+        # All at once, each with the 5 s it had: one after another, the seconds each takes
+        # to close its links added up in every test's teardown.
+        running = list(reversed(self.all))
+        for p in running:
+            p.terminate()
+        deadline = time.monotonic() + 5
+        for p in running:
+            p.reap(deadline)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -509,7 +509,9 @@ def test_a_tab_waits_quietly_for_a_busy_seeder_and_gets_in_when_a_slot_frees(
               else ["--max-peers", "8", "--max-peers-per-address", "1"])
     with lab(procs, tmp_path) as (net, browser):
         net.serve_signal()
-        seed, seeding = net.seed(data, "--max-upload-rate", "300k", *limits)
+        # Limited so the leech (it downloads forever) costs little CPU; at 1 MB/s, not 300k,
+        # the tab's 2 MiB once it is in take 2 s, not 7.
+        seed, seeding = net.seed(data, "--max-upload-rate", "1M", *limits)
         leech = net.python(HOSTILE, net.signal_url, str(data), "leech", name="leech")
         holder = leech.wait_for(lambda p: p.stdout.strip(), 60, "the leech's id").strip()
         seed.wait_for(lambda p: any(e.get("event") == "peer-joined" and e.get("peer") == holder

@@ -54,8 +54,10 @@ def test_hostile_source_is_dropped_and_download_completes(
 ):
     src = srcfile(tmp_path, 3 * 1024 * 1024)
     # Slow enough that the honest seeder is still busy when the hostile peer gets caught;
-    # a silent peer is only caught after its requests time out (8 s) several times.
-    rate = {"silent": "200k", "liar": "500k"}.get(mode, "1M")
+    # a silent peer is only caught after its requests time out, here after 2 s instead of
+    # 8 (P2P_REQUEST_TIMEOUT; at 8 s the seeder had to be slowed to 200 kB/s, 15 s).
+    rate = {"silent": "500k", "liar": "500k"}.get(mode, "1M")
+    env = {**procs.env, "P2P_REQUEST_TIMEOUT": "2"} if mode == "silent" else procs.env
     if mode == "badmanifest":
         # A manifest is only asked of peers before one is verified: let the liar answer
         # first, alone, then bring the honest seeder.
@@ -67,7 +69,7 @@ def test_hostile_source_is_dropped_and_download_completes(
     else:
         _, link = procs.seed(src, signal_url, "--max-upload-rate", rate)
         bad = hostile(procs, signal_url, src, mode)
-        f = procs.fetch(link, "-o", "out.bin", "--timeout", "30")
+        f = procs.fetch(link, "-o", "out.bin", "--timeout", "30", env=env)
     assert f.wait(120) == 0, f.stderr
     assert sha256(procs.workdir / "out.bin") == sha256(src)
     why = left_reason(f, bad)
@@ -89,7 +91,9 @@ def test_hostile_requester_cannot_hurt_the_seeder(
     procs: Procs, signal_url: str, tmp_path: Path, mode: str, reason: str
 ):
     src = srcfile(tmp_path, 2 * 1024 * 1024)
-    seeder, link = procs.seed(src, signal_url)
+    # A peer that never says hello goes after P2P_HANDSHAKE_TIMEOUT: 3 s here, not 10.
+    env = {**procs.env, "P2P_HANDSHAKE_TIMEOUT": "3"}
+    seeder, link = procs.seed(src, signal_url, env=env)
     bad = hostile(procs, signal_url, src, mode)
     why = seeder.wait_for(lambda p: left_reason(p, bad), 30, f"the seeder to drop {mode}")
     assert reason in why
@@ -133,7 +137,9 @@ def test_last_seeder_killed_fetch_waits_then_exits_no_peers_keeping_part(
 ):
     src = srcfile(tmp_path, 4 * 1024 * 1024)
     seeder, link = procs.seed(src, signal_url, "--max-upload-rate", "500k")
-    f = procs.fetch(link, "-o", "out.bin", "--timeout", "3")
+    # A killed seeder says nothing: it goes when its requests time out, 2 s here, not 8.
+    f = procs.fetch(link, "-o", "out.bin", "--timeout", "3",
+                    env={**procs.env, "P2P_REQUEST_TIMEOUT": "2"})
     f.wait_for(lambda p: sum(e["event"] == "piece-verified" for e in p.events()) >= 20, 60, "20")
     seeder.signal(signal.SIGKILL)
     assert f.wait(90) == 3, f.stderr

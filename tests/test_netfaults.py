@@ -39,9 +39,10 @@ def seed_in(
 
 
 def fetch_in(
-    procs: Procs, lab: netns.Lab, node: netns.Node, link: str, *extra: str, name: str = "fetch"
+    procs: Procs, lab: netns.Lab, node: netns.Node, link: str, *extra: str, name: str = "fetch",
+    **kw
 ) -> Proc:
-    return procs.start(lab.fetch_cmd(node, link, *extra), name)
+    return procs.start(lab.fetch_cmd(node, link, *extra), name, **kw)
 
 
 def signal_id(proc: Proc) -> str:
@@ -81,13 +82,15 @@ def test_peer_cut_off_mid_transfer_is_dropped_and_replaced(
 ):
     cut_ns, other_ns, fetch_ns = lab.add("seed1"), lab.add("seed2"), lab.add("fetch")
     start_signal(procs, lab)
-    src = make_file(tmp_path / "src.bin", SIZE)
-    # Rate-limited so the transfer outlasts the detection (a request unanswered for 8 s by a
-    # peer that sent nothing in those 8 s) by a wide margin: 8 MiB at 2 x 400 kB/s.
+    src = make_file(tmp_path / "src.bin", SIZE // 2)
+    # Rate-limited so the transfer outlasts the detection (a request unanswered for 2 s by a
+    # peer that sent nothing in those 2 s: P2P_REQUEST_TIMEOUT, 8 s by default) by a wide
+    # margin: 4 MiB at 2 x 400 kB/s. (It was 8 MiB against 8 s: 21 s.)
     s1, link = seed_in(procs, lab, cut_ns, src, "--max-upload-rate", "400k", name="seed1")
     s2, _ = seed_in(procs, lab, other_ns, src, "--max-upload-rate", "400k", name="seed2")
     cut_id, other_id = signal_id(s1), signal_id(s2)
-    f = fetch_in(procs, lab, fetch_ns, link, "-o", "out.bin", "--timeout", "60")
+    f = fetch_in(procs, lab, fetch_ns, link, "-o", "out.bin", "--timeout", "60",
+                 env={**procs.env, "P2P_REQUEST_TIMEOUT": "2"})
 
     def both_sending(p: Proc) -> bool:
         senders = {peer for e in verified(p) for peer in e["peers"]}

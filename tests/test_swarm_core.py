@@ -15,9 +15,18 @@ import pytest
 
 from p2pcli import events as ev
 from p2pcli import wire
+from p2pcli.picker import REQUEST_TIMEOUT
 from p2pcli.slots import BUSY, retry_delay
 from p2pcli.swarm import actions as act
 from p2pcli.swarm.admission import MAX_REDIALS
+from p2pcli.swarm.config import (
+    HANDSHAKE_TIMEOUT_ENV,
+    MANIFEST_TIMEOUT_ENV,
+    REQUEST_TIMEOUT_ENV,
+    handshake_timeout,
+    manifest_timeout,
+    request_timeout,
+)
 from p2pcli.swarm.core import REFUSE_GRACE, TICK
 from tests.helpers.swarm_sim import Net, Node, Raw, Wire, default_picker, make_manifest
 
@@ -203,6 +212,34 @@ def test_an_unanswered_manifest_request_drops_the_peer_with_a_warning() -> None:
     net.run_for(TICK + 0.1)
     assert_dropped_for(net, d, r, "did not answer the manifest request", banned=False)
     assert any("did not answer the manifest request" in w for w in d.warnings())
+
+
+def test_a_shorter_manifest_timeout_drops_the_mute_peer_sooner() -> None:
+    # SwarmConfig.manifest_timeout (P2P_MANIFEST_TIMEOUT) reaches the core's deadline.
+    net, _data, m, _ = setup()
+    d = net.downloader("d", m.content_hash)
+    d.core.manifest_timeout = 2.0
+    r = open_raw(net, d, handshake=Wire(m).handshake())
+    r.send("d", wire.encode_have_all())
+    net.run_for(2.0 - 0.05)
+    assert r.hung_up == []
+    net.run_for(TICK + 0.1)
+    assert_dropped_for(net, d, r, "did not answer the manifest request", banned=False)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    (None, wire.MANIFEST_TIMEOUT), ("3", 3.0), ("0.5", 0.5),
+    ("0", wire.MANIFEST_TIMEOUT), ("-1", wire.MANIFEST_TIMEOUT), ("soon", wire.MANIFEST_TIMEOUT),
+])
+def test_the_timeout_knobs_take_positive_seconds_only(value, seconds) -> None:
+    env = {} if value is None else {MANIFEST_TIMEOUT_ENV: value}
+    assert manifest_timeout(env) == seconds
+    env = {} if value is None else {REQUEST_TIMEOUT_ENV: value}
+    default = seconds == wire.MANIFEST_TIMEOUT
+    assert request_timeout(env) == (REQUEST_TIMEOUT if default else seconds)
+    assert request_timeout({MANIFEST_TIMEOUT_ENV: "3"}) == REQUEST_TIMEOUT
+    env = {} if value is None else {HANDSHAKE_TIMEOUT_ENV: value}
+    assert handshake_timeout(env) == (wire.HANDSHAKE_TIMEOUT if default else seconds)
 
 
 def test_requests_nobody_answers_are_cancelled_and_the_silent_peer_dropped() -> None:

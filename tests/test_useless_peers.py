@@ -64,8 +64,10 @@ def test_downloaders_left_with_the_same_pieces_give_up_and_keep_them(
     (tmp_path / "src").mkdir()
     src = make_file(tmp_path / "src" / "src.bin", 4 * 1024 * 1024)
     seeder, link = procs.seed(src, signal_url, "--max-upload-rate", "400k")
-    fetchers = [procs.fetch(link, "-o", f"out{n}.bin", "--timeout", "4", name=f"fetch{n}")
-                for n in (1, 2)]
+    # The killed seeder goes when its requests time out: 2 s here (P2P_REQUEST_TIMEOUT), not 8.
+    env = {**procs.env, "P2P_REQUEST_TIMEOUT": "2"}
+    fetchers = [procs.fetch(link, "-o", f"out{n}.bin", "--timeout", "4", name=f"fetch{n}",
+                            env=env) for n in (1, 2)]
     for f in fetchers:
         f.wait_for(lambda p: sum(e["event"] == "piece-verified" for e in p.events()) >= 3,
                    60, "a few pieces")
@@ -91,7 +93,10 @@ def test_a_peer_that_never_answers_the_manifest_request_is_dropped(
     bad = procs.start([sys.executable, HOSTILE, signal_url, str(src), mode], f"hostile-{mode}")
     bad_id = bad.wait_for(lambda p: p.stdout.strip(), 30, "hostile announce")
     content = hash_file(src, use_cache=False).content_id
-    f = procs.fetch(content, "--signal", signal_url, "--timeout", "4", "-o", "out.bin")
+    # The manifest timeout (20 s) shortened: what is tested is that the peer goes, not when.
+    env = {**procs.env, "P2P_MANIFEST_TIMEOUT": "3"}
+    f = procs.fetch(content, "--signal", signal_url, "--timeout", "4", "-o", "out.bin",
+                    env=env)
     assert f.wait(80) == 3, f.stderr[-3000:]
     left = [e for e in f.events() if e["event"] == "peer-left" and e["peer"] == bad_id]
     assert left and "did not answer the manifest request" in left[0].get("reason", ""), left

@@ -42,11 +42,13 @@ class SwarmCore:
         peer_id: bytes,
         *,
         now: float,
-        max_peers: int = 32,
-        max_peers_per_address: int | None = None,
-        manifest: Manifest | None = None,
+        max_peers: int = 32, max_peers_per_address: int | None = None,
+        manifest: Manifest | None = None, manifest_timeout: float = wire.MANIFEST_TIMEOUT,
+        handshake_timeout: float = wire.HANDSHAKE_TIMEOUT,
     ) -> None:
         self.content_hash = content_hash
+        # Seconds a peer gets for its handshake, and then for our manifest request.
+        self.handshake_timeout, self.manifest_timeout = handshake_timeout, manifest_timeout
         self.peer_id = peer_id
         self.peers: dict[str, Peer] = {}
         self.slots = Slots(max_peers, max_peers_per_address)
@@ -384,10 +386,10 @@ class SwarmCore:
             if now >= p.refusing_until:
                 self._drop(p, None, now)
         elif (p.opened_at is not None and p.proto.remote is None
-              and now - p.opened_at >= wire.HANDSHAKE_TIMEOUT):
+              and now - p.opened_at >= self.handshake_timeout):
             if p.left_room:  # it left the room meanwhile (its process died): gone, not hostile
                 self._drop(p, None, now)
             else:
-                self._drop(p, f"no handshake within {wire.HANDSHAKE_TIMEOUT:g} s", now, ban=True)
-        elif self.manifest is None and p.manifest.overdue(now):
+                self._drop(p, f"no handshake within {self.handshake_timeout:g} s", now, ban=True)
+        elif self.manifest is None and p.manifest.overdue(now, self.manifest_timeout):
             self._drop(p, "did not answer the manifest request", now, warn=True)

@@ -29,8 +29,8 @@ class ManifestFetch:
         self.asked_at = now
         return proto.send_manifest_request(len(self.buf), wire.MANIFEST_CHUNK)
 
-    def overdue(self, now: float) -> bool:
-        return self.asked_at is not None and now - self.asked_at > wire.MANIFEST_TIMEOUT
+    def overdue(self, now: float, timeout: float = wire.MANIFEST_TIMEOUT) -> bool:
+        return self.asked_at is not None and now - self.asked_at > timeout
 
     def received(self, ev: wire.ManifestData, content_hash: bytes) -> Manifest | None:
         """Take one answer: the verified manifest once complete, else None (ask again

@@ -66,6 +66,7 @@ class Swarm:
         self.core = SwarmCore(
             content_hash, os.urandom(16), now=time.monotonic(), manifest=manifest,
             max_peers=config.max_peers, max_peers_per_address=config.max_peers_per_address,
+            manifest_timeout=config.manifest_timeout, handshake_timeout=config.handshake_timeout,
         )
         self.source = source
         self.open_store = open_store
