@@ -111,25 +111,12 @@ class Proc:
             os.killpg(self.p.pid, sig)
 
     def kill(self) -> None:
-        self.terminate()
-        self.reap()
-
-    def terminate(self) -> None:
-        """SIGTERM to its process group, without waiting (it may take a while to close)."""
         if self.p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.p.pid, signal.SIGTERM)
-
-    def reap(self, deadline: float | None = None) -> None:
-        """Wait for it to exit until `deadline` (default: 5 s from now), SIGKILL it after
-        that, and close its output files."""
-        if self.p.poll() is None:
-            deadline = time.monotonic() + 5 if deadline is None else deadline
             try:
-                self.p.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.p.pid, signal.SIGKILL)
+                os.killpg(self.p.pid, signal.SIGTERM)
+                self.p.wait(5)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                os.killpg(self.p.pid, signal.SIGKILL)
                 self.p.wait(5)
         for f in (self._out, self._err):
             if f:
@@ -178,14 +165,8 @@ class Procs:
         return self.p2p("fetch", link, *LOOPBACK, "--json", *extra, name=name, **kw)
 
     def stop_all(self) -> None:
-        # All at once, each with the 5 s it had: one after another, the seconds each takes
-        # to close its links added up in every test's teardown.
-        running = list(reversed(self.all))
-        for p in running:
-            p.terminate()
-        deadline = time.monotonic() + 5
-        for p in running:
-            p.reap(deadline)
+        for p in reversed(self.all):
+            p.kill()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
