@@ -61,8 +61,7 @@ class Swarm:
         limit shared with other uploads of the process (default: this swarm's own)."""
         self.content_hash = content_hash
         self.content_id = content_hash.hex()
-        self.config = config
-        self.emit = emit
+        self.config, self.emit = config, emit
         self.core = SwarmCore(
             content_hash, os.urandom(16), now=time.monotonic(), manifest=manifest,
             max_peers=config.max_peers, max_peers_per_address=config.max_peers_per_address,
