@@ -17,8 +17,7 @@ import time
 
 from . import events as ev
 from .btfetch import BtDownload
-from .btview import TorrentView
-from .errors import NoPeers
+from .btview import TorrentView, no_metadata
 from .events import EventSink
 from .magnet import MagnetLink, TorrentInfo
 
@@ -51,9 +50,7 @@ async def info_magnet(link: MagnetLink, trackers: list[str], *, emit: EventSink,
         while dl.info is None or not dl.peers_seen():
             if time.monotonic() > until:
                 if dl.info is None:
-                    raise NoPeers(f"no BitTorrent peer sent the torrent's metadata within "
-                                  f"{timeout:g} s (is a WebTorrent seeder announcing to "
-                                  "that tracker?)")
+                    raise no_metadata(timeout)
                 break
             await asyncio.sleep(STEP)
         seen: dict[str, bool] = {}

@@ -31,7 +31,7 @@ from . import events as ev
 from .btfetch import BtDownload, Drop, Send
 from .btseed import BtUpload, Serve
 from .btstore import BtSink, TorrentFiles, TorrentStore
-from .btview import Selector
+from .btview import Selector, no_metadata
 from .download import FetchOptions, ReaderGone, check_output_args
 from .errors import NoPeers, UsageError
 from .events import EventSink
@@ -301,8 +301,7 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
         try:
             await asyncio.wait_for(_metadata_or_done(dl, done), timeout)
         except TimeoutError:
-            raise NoPeers(f"no BitTorrent peer sent the torrent's metadata within {timeout:g} s "
-                          "(is a WebTorrent seeder announcing to that tracker?)") from None
+            raise no_metadata(timeout) from None
         await done.wait()
         writer = sink.writer
         if failure and isinstance(failure[0], ReaderGone) and writer is not None:

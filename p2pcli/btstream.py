@@ -25,7 +25,7 @@ from types import SimpleNamespace
 from . import events as ev
 from .btfetch import BtDownload
 from .btstore import BtSink, TorrentStore
-from .btview import TorrentView, selected_pieces
+from .btview import TorrentView, no_metadata, selected_pieces
 from .errors import NoPeers, P2PError, UsageError
 from .events import EventSink
 from .magnet import MagnetLink, TorrentInfo
@@ -237,9 +237,7 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
             if play.wait is not None and play.wait.done():
                 break  # the player quit before the content was found
             if time.monotonic() - st.started > timeout:
-                raise NoPeers(f"no BitTorrent peer sent the torrent's metadata within "
-                              f"{timeout:g} s (is a WebTorrent seeder announcing to that "
-                              "tracker?)")
+                raise no_metadata(timeout)
             await asyncio.sleep(STEP)
         await serving  # its errors are the command's
         m = bts.manifest

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .errors import UsageError
+from .errors import NoPeers, UsageError
 from .magnet import MagnetError, MagnetLink, TorrentInfo, parse_magnet, parse_torrent
 from .manifest import Entry
 
@@ -135,3 +135,10 @@ class Selector:
         if self.chosen is None:
             return info.total_length
         return sum(info.files[k].length for k in self.chosen)
+
+
+def no_metadata(timeout: float) -> NoPeers:
+    """The error of every torrent command (fetch, stream, info) whose magnet got no info
+    dict from any peer within `timeout`."""
+    return NoPeers(f"no BitTorrent peer sent the torrent's metadata within {timeout:g} s "
+                   "(is a WebTorrent seeder announcing to that tracker?)")
