@@ -66,11 +66,12 @@ async def info(target: Target, config: SwarmConfig, emit: EventSink) -> ev.Info:
     swarm = Swarm(target.content_hash, config, emit, open_store=open_store)
     try:
         await swarm.start()
-        core, started = swarm.core, time.monotonic()
+        core = swarm.core
         while not swarm.manifest_ready.is_set():
             if swarm.fatal is not None:
                 raise swarm.fatal
-            if not core.usable_peers() and time.monotonic() - started > config.timeout:
+            # As a fetch's: a peer that only handshook (or said busy) holds nothing off.
+            if core.idle_for(time.monotonic()) > config.timeout:
                 raise no_peers_error(core, config.timeout, swarm.turn_urls())
             await asyncio.sleep(STEP)
         seen: dict[str, bool] = {}

@@ -19,7 +19,7 @@ SANS_IO = [
     "events.py", "swarm/core.py", "swarm/exchange.py", "swarm/peer.py",
     "swarm/manifest_fetch.py", "swarm/rates.py", "swarm/actions.py", "swarm/diagnose.py",
     "rendezvous/wstracker.py", "rendezvous/peerjs.py", "signaling/tracker.py",
-    "selection.py", "swarm/pex.py", "tokenbucket.py",
+    "selection.py", "swarm/pex.py", "tokenbucket.py", "swarm/patience.py",
 ]
 IO_MODULES = {"asyncio", "aiortc", "aioice", "aiohttp", "socketio", "engineio", "time",
               "threading", "socket", "subprocess"}

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import LOOPBACK, ROOT, Procs, make_file, sha256
+from conftest import LOOPBACK, ROOT, Procs, make_file, one_line_error, sha256
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -301,17 +301,24 @@ def test_a_fetch_turned_away_by_a_full_seeder_says_so_not_unreachable(
     _, leech_id = hostile(procs, signal_url, src, "leech", "leech")
     seeder.wait_for(lambda p: any(e["event"] == "status" and e["sent"] for e in p.events()),
                     60, "the seeder to serve the leech")
+    # And a peer that handshakes, gives nothing, and rejoins a second after each drop: when
+    # a handshake counted as help, it (or a busy swarm's stream of newcomers) put the fetch's
+    # --timeout off for ever; the wait below is far shorter than its manifest timeout alone.
+    hostile(procs, signal_url, src, "idle-rejoin", "rejoiner")
     # Both output modes at once (they were two runs of the same seeder, 2 x 19 s): each
     # fetch is turned away on its own, from the same loopback address as the leech.
     fs = {json_mode: fetch(procs, link, "--timeout", "6", json_mode=json_mode,
                            name="fetch-json" if json_mode else "fetch-human")
           for json_mode in (True, False)}
     for json_mode, f in fs.items():
-        assert f.wait(60) == ExitCode.NO_PEERS, f.stderr[-3000:]
+        assert f.wait(40) == ExitCode.NO_PEERS, f.stderr[-3000:]
         err = f.stderr
         assert "no free connection slot" in err and "TURN" not in err, err[-3000:]
+        assert "reachable, but none served us for 6s" in err, err[-3000:]
+        assert "hung up or gave nothing" in err, err[-3000:]
         if not json_mode:
             assert "Traceback" not in err
+            assert one_line_error(f, ExitCode.NO_PEERS)
     assert left_reason(seeder, leech_id) is None  # the useful peer kept its slot
     assert seeder.p.poll() is None
 

@@ -28,6 +28,7 @@ from p2pcli.swarm.config import (
     request_timeout,
 )
 from p2pcli.swarm.core import REFUSE_GRACE, TICK
+from p2pcli.swarm.diagnose import no_peers_error
 from tests.helpers.swarm_sim import Net, Node, Raw, Wire, default_picker, make_manifest
 
 KiB = 1024
@@ -225,6 +226,32 @@ def test_a_shorter_manifest_timeout_drops_the_mute_peer_sooner() -> None:
     assert r.hung_up == []
     net.run_for(TICK + 0.1)
     assert_dropped_for(net, d, r, "did not answer the manifest request", banned=False)
+
+
+def test_only_help_holds_off_a_downloads_timeout_not_handshakes() -> None:
+    # Peers that connect, handshake and hang up, again and again (a busy swarm's other
+    # peers, a peer that rejoins), are no help: `--timeout`'s clock runs on through them.
+    # Manifest bytes are help: the clock restarts, and holds while their sender stays.
+    net, _data, m, _ = setup()
+    d = net.downloader("d", m.content_hash)
+    w, start = Wire(m), net.now
+    for i in range(4):
+        r = open_raw(net, d, f"r{i}", handshake=w.handshake(peer_id=b"hang-up-peer-%03d" % i))
+        assert r.got(wire.Handshake)
+        r.hang_up("d")
+        net.run_for(2.0)
+    assert d.core.idle_for(net.now) == pytest.approx(net.now - start)
+    why = no_peers_error(d.core, 6, []).message
+    assert "found 4 peers" in why and "they connected, then hung up or gave nothing" in why
+    giver = open_raw(net, d, "giver", handshake=w.handshake(peer_id=b"giver-peer-id-01"))
+    giver.send("d", wire.encode_have_all())
+    giver.send("d", w.manifest_data())
+    net.run_for(5.0)  # it sends no block, but is not dropped yet (the request timeout)
+    assert d.core.manifest is not None and "giver" in d.core.peers
+    assert d.core.idle_for(net.now) == 0
+    giver.hang_up("d")
+    net.run_for(3.0)
+    assert 3.0 <= d.core.idle_for(net.now) <= 3.0 + TICK
 
 
 @pytest.mark.parametrize(("value", "seconds"), [

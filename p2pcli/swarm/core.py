@@ -23,6 +23,7 @@ from . import actions as act
 from .admission import Admission
 from .exchange import PieceExchange
 from .manifest_fetch import ManifestRejected, check_late_answer
+from .patience import Patience
 from .peer import Peer, second_connection
 from .pex import PeerExchange
 from .rates import Rate
@@ -67,8 +68,7 @@ class SwarmCore:
         self.connections: dict[str, str] = {}
         "The connection kind of each peer in `received_from` (host/srflx/relay)."
         self.bad_manifests = 0
-        self.last_helpful = now
-        "When a peer that can give us something was last connected."
+        self.patience = Patience(now)  # a download's `--timeout`
         self._opening = False  # a verified manifest arrived; its store is being opened
         self._next_tick = now + TICK
         x = self.pieces
@@ -117,22 +117,21 @@ class SwarmCore:
         return self.bad_manifests + self.pieces.bad_pieces
 
     def wait_from(self, now: float) -> None:
-        """The wait for a helpful peer (a download's `--timeout`) starts now."""
-        self.last_helpful = now
+        """The wait for help (a download's `--timeout`) starts now."""
+        self.patience.restart(now)
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since a peer last gave us something (patience.py): `--timeout`'s clock."""
+        return self.patience.idle_for(bool(self.helpful_peers()), now)
 
     def usable_peers(self) -> list[Peer]:
         return [p for p in self.peers.values() if p.ready]
 
     def helpful_peers(self) -> list[Peer]:
-        """Connected peers that may give us something we lack. Only these hold off a
-        download's `--timeout`: a peer with nothing we need (another downloader waiting
-        for the same manifest, or with the same pieces) must not keep it waiting forever."""
-        return [p for p in self.peers.values() if p.ready and self._can_help(p)]
-
-    def _can_help(self, p: Peer) -> bool:
-        if self.manifest is None:
-            return not p.manifest.unavailable
-        return self.pieces.can_help(p)
+        """Connected peers that gave us something and may give more. Only these hold off
+        `--timeout`: a peer with nothing we need, or that only handshook, must not."""
+        return [p for p in self.peers.values()
+                if p.ready and p.helped and self.pieces.may_help(p)]
 
     def progress(self) -> ev.Progress:
         return ev.Progress(peers=len(self.usable_peers()), received=self.bytes_down,
@@ -205,7 +204,6 @@ class SwarmCore:
             if dup is p:
                 return
         self.pex.handshook(p, now)  # raises for a peer that is not the one introduced
-        self.last_helpful = now
         self.admission.reconnected(p.id)
         self.connections[p.id] = p.connection or "unknown"
         self.out.emit(ev.PeerJoined(peer=p.id, connection=self.connections[p.id], pair=p.pair))
@@ -223,6 +221,7 @@ class SwarmCore:
         self.received_from[p.id] = self.received_from.get(p.id, 0) + n
         p.last_data = now
         self.slots.useful(p.id, now)
+        self.patience.helped(p, now)
         self.pieces.on_block(p, e, now)
 
     def _on_request(self, p: Peer, e: wire.BlockRequested, now: float) -> None:
@@ -268,6 +267,8 @@ class SwarmCore:
             self.bad_manifests += 1
             self.out.emit(ev.ManifestRejected(peer=p.id, reason=str(err)))
             raise wire.ProtocolError(f"sent a bad manifest: {err}") from None
+        if e.total:
+            self.patience.helped(p, now)  # manifest bytes; "none yet" is no help
         if m is not None:
             # `manifest` is set only once the store and picker exist (`store_opened`):
             # until then every peer is treated as before the manifest.
@@ -348,6 +349,7 @@ class SwarmCore:
         if reason:
             self.out.send(p, p.proto.send_close(reason))
         self.pieces.detach(p)
+        self.patience.left(p)
         self.pex.forget(p, reason, now)
         self.out.push(act.Close(p.id, linger=bool(reason)))
         if p.proto.remote is not None or ban or warn:
@@ -366,8 +368,7 @@ class SwarmCore:
         self.up_rate.update(now)
         self.down_rate.update(now)
         self._pace(now)
-        if self.helpful_peers():
-            self.last_helpful = now
+        self.patience.watch(bool(self.helpful_peers()), now)
         for p in list(self.peers.values()):
             self._check_deadlines(p, now)
         self.admission.handle_timer(now, wanting=self.wanting)

@@ -16,13 +16,15 @@ def no_peers_error(core: SwarmCore, timeout: float, turn_urls: list[str]) -> P2P
             "or ask the sender to seed again"
         )
     unopened = core.admission.unopened()
-    if core.manifest is None and core.admission.busy_peers and not unopened:
-        # They answered: the network is fine, their connection slots were all taken.
+    busy = set(core.admission.busy_peers)
+    away = core.patience.unhelpful(core.peers.values()) - busy
+    if core.manifest is None and (busy or away) and not unopened:
+        # They answered: the network is fine, they would not (or could not) serve us.
         return NoPeers(
-            f"found {_peers(len(core.admission.busy_peers))} with {cid}... but they "
-            f"had no free connection slot for {timeout:g}s (each serves at most --max-peers "
-            "peers, and a few per address); try again later, or ask the sender to raise "
-            "--max-peers"
+            f"found {_peers(len(busy | away))} with {cid}... reachable, but none served us "
+            f"for {timeout:g}s: " + _turned_away(busy, away)
+            + "; try again later or with a longer --timeout"
+            + (", or ask the sender to raise --max-peers" if busy else "")
         )
     if core.manifest is None and unopened:
         return NoPeers(
@@ -39,6 +41,14 @@ def no_peers_error(core: SwarmCore, timeout: float, turn_urls: list[str]) -> P2P
             "and that a seeder is running on the same signaling server"
         )
     usable = len(core.usable_peers())
+    stalled = sum(core.pieces.can_help(p) for p in core.usable_peers())
+    if stalled or (busy and not usable):
+        return NoPeers(
+            (f"{_peers(stalled)} with missing pieces stayed connected but sent none"
+             if stalled else f"{_peers(len(busy))} with {cid}... had no free connection slot")
+            + f" for {timeout:g}s; the partial download is kept, run the same command again "
+            "later to resume (or with a longer --timeout)"
+        )
     if usable:
         return NoPeers(
             ("the connected peer lacks" if usable == 1 else f"the {usable} connected peers lack")
@@ -52,6 +62,18 @@ def no_peers_error(core: SwarmCore, timeout: float, turn_urls: list[str]) -> P2P
     )
 
 
-
 def _peers(n: int) -> str:
     return f"{n} peer" if n == 1 else f"{n} peers"
+
+
+def _turned_away(busy: set[str], away: set[str]) -> str:
+    """What the peers that answered did instead of serving us."""
+    def who(n: int) -> str:  # "it"/"they" when one kind of answer, else how many
+        return ("it" if n == 1 else "they") if not (busy and away) else str(n)
+    why = []
+    if busy:
+        why.append(f"{who(len(busy))} had no free connection slot (each serves at most "
+                   "--max-peers peers, and a few per address)")
+    if away:
+        why.append(f"{who(len(away))} connected, then hung up or gave nothing")
+    return ", ".join(why)

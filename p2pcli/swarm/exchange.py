@@ -44,6 +44,12 @@ class PieceExchange:
     def can_serve(self, piece: int) -> bool:
         return self.manifest is not None and (self.picker is None or self.picker.have[piece])
 
+    def may_help(self, p: Peer) -> bool:
+        """Whether `p` may give us something we lack: the manifest, or a piece."""
+        if self.manifest is None:
+            return not p.manifest.unavailable
+        return self.can_help(p)
+
     def can_help(self, p: Peer) -> bool:
         """Whether `p` has a piece we lack and have not given up asking it for."""
         k = self.picker
