@@ -14,6 +14,10 @@ Policy:
 - A piece that fails its SHA-1 costs each peer that sent part of it a strike; a peer that
   sent all of it, or reaches `BAD_PIECE_STRIKES`, is dropped, and the piece is fetched again.
 - We never upload piece data here (a fetch); we answer metadata requests once we have it.
+- `--timeout` counts help (`idle_for`), as p2p's swarm does (swarm/patience.py): metadata
+  or a block arriving, or a peer that has sent one, unchokes us and has a piece we lack
+  staying connected. A peer that connects and keeps us choked, or has nothing we want,
+  holds nothing off.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class _Peer:
     strikes: int = 0
     answered: bool = False
     "Its BitTorrent handshake came (`p2p info` counts these)."
+    helped: bool = False
+    "It sent us metadata or a block."
     metadata_asked: dict[int, float] = field(default_factory=dict)
 
 
@@ -111,6 +117,8 @@ class BtDownload:
         self.received_from: dict[str, int] = {}
         "Piece bytes each peer sent us (peers that left included)."
         self.bad_pieces = 0
+        self.last_help = 0.0
+        "When help last came (`idle_for`); the caller starts the wait with `wait_from`."
         if info is not None:
             self._set_info(info)
 
@@ -148,8 +156,21 @@ class BtDownload:
             return [Drop(peer, str(e))]
         return out + self._schedule(now)
 
+    def wait_from(self, now: float) -> None:
+        """The wait for help (`--timeout`) starts now."""
+        self.last_help = now
+
+    def idle_for(self, now: float) -> float:
+        """Seconds without help: 0 while a peer that sent us something, unchokes us and
+        has a piece we lack is connected, else since help last came."""
+        if any(p.helped and self._may_help(p) for p in self.peers.values()):
+            self.last_help = now
+            return 0.0
+        return now - self.last_help
+
     def tick(self, now: float) -> list[Action]:
         """Requests that timed out go to other peers; slow metadata is asked elsewhere."""
+        self.idle_for(now)  # a helping peer seen now holds the clock until it goes
         if self.picker is not None:
             self.picker.expired(now)
         else:
@@ -244,6 +265,12 @@ class BtDownload:
             self.picker.add_peer(peer, None if p.has_all else self._pieces_of(p))
         return out
 
+    def _may_help(self, p: _Peer) -> bool:
+        k = self.picker
+        if k is None or k.complete or p.choked:
+            return False
+        return p.has_all or any(h and k.wants(i) for i, h in enumerate(p.has or b""))
+
     def _pieces_of(self, p: _Peer) -> list[int] | None:
         if p.has_all:
             return None
@@ -285,8 +312,10 @@ class BtDownload:
                     self.picker.on_reject(peer, block)
         elif isinstance(event, bt.Piece):
             out += self._on_block(peer, p, event)
+            p.helped, self.last_help = True, now
         elif isinstance(event, bt.MetadataData):
             out += self._on_metadata(peer, p, event)
+            p.helped, self.last_help = True, now
         elif isinstance(event, bt.MetadataReject):
             p.metadata_asked.pop(event.piece, None)
         elif isinstance(event, bt.MetadataRequest):

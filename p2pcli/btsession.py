@@ -31,9 +31,9 @@ from . import events as ev
 from .btfetch import BtDownload, Drop, Send
 from .btseed import BtUpload, Serve
 from .btstore import BtSink, TorrentFiles, TorrentStore
-from .btview import Selector, no_metadata
+from .btview import Selector, no_help, no_metadata
 from .download import FetchOptions, ReaderGone, check_output_args
-from .errors import NoPeers, UsageError
+from .errors import UsageError
 from .events import EventSink
 from .magnet import MagnetLink, TorrentInfo, bencode, parse_info
 from .rtc import LinkClosed, PeerLink
@@ -210,16 +210,15 @@ async def _nothing(*_: object) -> None:
 async def _progress(dl: BtDownload, peers: BtPeers, emit: EventSink, timeout: float,
                     failure: list[BaseException], done: asyncio.Event) -> None:
     """A magnet fetch's progress event every TICK; once the metadata is known, give up
-    (NoPeers into `failure`) when every peer has been gone for `timeout`."""
-    last, alone_since = 0, time.monotonic()  # when the last peer left (or the start)
+    (NoPeers into `failure`) after `timeout` without a block (`BtDownload.idle_for`)."""
+    last = 0
+    dl.wait_from(time.monotonic())
     while True:
         await asyncio.sleep(TICK)
-        now = time.monotonic()
-        if peers.links:
-            alone_since = now
-        elif dl.info is not None and now - alone_since > timeout:
-            failure.append(NoPeers(f"every BitTorrent peer left and none came back within "
-                                   f"{timeout:g} s; the download is incomplete"))
+        # Help, not a connection, holds the clock (btfetch.BtDownload.idle_for): a peer
+        # that keeps us choked must not keep the fetch waiting for ever.
+        if dl.info is not None and not dl.complete and dl.idle_for(time.monotonic()) > timeout:
+            failure.append(no_help(len(peers.links), timeout, "download"))
             done.set()
         info = dl.info
         verified = info and dl.picker and dl.picker.n_have

@@ -25,8 +25,8 @@ from types import SimpleNamespace
 from . import events as ev
 from .btfetch import BtDownload
 from .btstore import BtSink, TorrentStore
-from .btview import TorrentView, no_metadata, selected_pieces
-from .errors import NoPeers, P2PError, UsageError
+from .btview import TorrentView, no_help, no_metadata, selected_pieces
+from .errors import P2PError, UsageError
 from .events import EventSink
 from .magnet import MagnetLink, TorrentInfo
 from .manifest import Entry
@@ -283,16 +283,13 @@ def _check(bts: _BtSwarm) -> None:
 async def _report(dl: BtDownload, peers, st: Streamer, emit: EventSink, timeout: float,
                   bts: _BtSwarm) -> None:
     """Progress every REPORT seconds, the stream's fields with it; until the torrent is
-    complete, every peer gone for `timeout` ends the command (NoPeers, exit 3)."""
-    last, alone_since = 0, time.monotonic()
+    complete, `timeout` without a block ends the command (NoPeers, exit 3)."""
+    last = 0
+    dl.wait_from(time.monotonic())
     while True:
         await asyncio.sleep(REPORT)
-        now = time.monotonic()
-        if peers.links or dl.complete:
-            alone_since = now
-        elif now - alone_since > timeout:
-            bts.fail(NoPeers(f"every BitTorrent peer left and none came back within "
-                             f"{timeout:g} s; the stream is incomplete"))
+        if not dl.complete and dl.idle_for(time.monotonic()) > timeout:
+            bts.fail(no_help(len(peers.links), timeout, "stream"))
         info, picker = dl.info, dl.picker
         emit(ev.Progress(peers=len(peers.links), received=dl.bytes_received,
                          rate=int((dl.bytes_received - last) / REPORT), sent=0,

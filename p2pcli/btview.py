@@ -142,3 +142,17 @@ def no_metadata(timeout: float) -> NoPeers:
     dict from any peer within `timeout`."""
     return NoPeers(f"no BitTorrent peer sent the torrent's metadata within {timeout:g} s "
                    "(is a WebTorrent seeder announcing to that tracker?)")
+
+
+def no_help(connected: int, timeout: float, what: str) -> NoPeers:
+    """The error of a torrent fetch or stream (`what`: "download", "stream") that got no
+    block for `timeout` once the metadata was known (btfetch.BtDownload.idle_for), with
+    `connected` peers still connected."""
+    if not connected:
+        return NoPeers(f"every BitTorrent peer left and none came back within {timeout:g} s; "
+                       f"the {what} is incomplete (its .part is kept: run the same command "
+                       "again to resume)")
+    who = "the connected peer" if connected == 1 else f"the {connected} connected peers"
+    return NoPeers(f"{who} sent no piece for {timeout:g} s (they kept us choked, or lack "
+                   f"the missing pieces); the {what} is incomplete (its .part is kept: run "
+                   "the same command again later to resume, or with a longer --timeout)")

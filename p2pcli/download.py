@@ -223,7 +223,9 @@ class Download:
             await self._finish()
             return
         core, timeout = swarm.core, swarm.config.timeout
-        if self.done is None and core.idle_for(time.monotonic()) > timeout:
+        # Complete, only the pipe's reader is awaited: it may take its time.
+        if self.done is None and not core.complete and (
+                core.idle_for(time.monotonic()) > timeout):
             raise no_peers_error(core, timeout, swarm.turn_urls())
         waits = [asyncio.ensure_future(swarm.fatal_event.wait())]
         if self.done is None:

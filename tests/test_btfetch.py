@@ -188,3 +188,30 @@ def test_nothing_is_asked_before_the_store_opens_and_what_it_holds_never():
     assert dl.complete and asked and not set(asked) & set(found)
     assert sorted(dict(dl.take_verified())) == [i for i in range(len(info.pieces))
                                                 if i not in found]
+
+
+def test_the_timeout_counts_blocks_not_peers_that_keep_us_choked():
+    # `--timeout` for a torrent (btsession, btstream) is `idle_for`: a peer that connects,
+    # has every piece and keeps us choked is no help; blocks are, and their sender holds
+    # the clock while it can send more.
+    content, raw, link = setup(size=2_000_000, plen=32768)  # more than one round of requests
+    info = parse_info(raw)
+    dl = BtDownload(link, os.urandom(20), info=info)
+    dl.wait_from(0.0)
+    choker = Seeder(raw, content)
+    dl.connected("choker")
+    every = bt.bitfield(bt.bits_of([True] * len(info.pieces)))
+    assert dl.received("choker", choker.proto.handshake() + every, 1.0) == [
+        Send("choker", bt.interested())]
+    dl.tick(5.0)
+    assert dl.idle_for(9.0) == 9.0
+    giver = Seeder(raw, content)
+    asked = b"".join(a.data for a in dl.connected("giver"))
+    giver.answer(asked)
+    requests = dl.received("giver", giver.proto.handshake() + every + bt.unchoke(), 10.0)
+    reply = b"".join(giver.answer(a.data) for a in requests if isinstance(a, Send))
+    dl.received("giver", reply, 11.0)
+    assert dl.peers["giver"].helped and not dl.complete
+    assert dl.idle_for(20.0) == 0.0  # it sends no more for now, but may
+    dl.disconnected("giver")
+    assert dl.idle_for(26.0) == 6.0
