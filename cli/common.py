@@ -241,6 +241,49 @@ def swarm_config(
     )
 
 
+#: What each command's HASH_OR_LINK may be (a magnet link and a .torrent file are routed
+#: to the BitTorrent session, a code to the wormhole, before the rest is parsed as a link).
+TAKES = {
+    "fetch": ["a p2p:// link", "a watch URL", "a content hash (64 hex digits)",
+              "a magnet: link", "a .torrent file"],
+    "info": ["a p2p:// link", "a watch URL", "a content hash (64 hex digits)",
+             "a magnet: link", "a .torrent file"],
+    "stream": ["a p2p:// link", "a watch URL", "a content hash (64 hex digits)",
+               "a magnet: link", "a .torrent file", "a code from `p2p send`"],
+}
+
+
+def takes(command: str) -> str:
+    """'p2p fetch takes a p2p:// link, ... or a .torrent file': the end of its message
+    when HASH_OR_LINK is none of them."""
+    forms = TAKES[command]
+    return f"p2p {command} takes " + ", ".join(forms[:-1]) + " or " + forms[-1]
+
+
+def parse_target_for(command: str, target: str) -> Target:
+    """HASH_OR_LINK of `command` as a p2p share; UsageError saying what it takes when it is
+    none of them, and what to run when it names a local file or folder (`seed` it)."""
+    import os
+    import shlex
+
+    from p2pcli.errors import InvalidHash, InvalidLink
+    from p2pcli.link import parse_target
+    from p2pcli.wormhole.code import looks_like_code
+
+    try:
+        return parse_target(target, takes(command))
+    except (InvalidLink, InvalidHash):
+        if os.path.exists(target):
+            kind = "folder" if os.path.isdir(target) else "file"
+            raise UsageError(f"{target} is a local {kind}, not a share; to share it run "
+                             f"`p2p seed {shlex.quote(target)}`") from None
+        if looks_like_code(target) and command != "stream":
+            raise UsageError(f"{target!r} looks like a code from `p2p send`: run "
+                             f"`p2p receive {shlex.quote(target)}`; "
+                             + takes(command)) from None
+        raise
+
+
 def target_config(
     target: str,
     signal: str | None,
@@ -249,14 +292,17 @@ def target_config(
     tracker: list[str] | None = None,
     peerjs: list[str] | None = None,
     public: bool = False,
+    *,
+    command: str,
     **kwargs,
 ) -> tuple[Target, SwarmConfig]:
-    """Parse HASH_OR_LINK. Signaling URLs come from --signal, else the link, else (with no
-    tracker either) the default, which a bare hash replaces by a seeder found on the LAN
-    (see `lan_first`). Trackers and PeerJS servers: the flags' and the link's, all of them."""
-    from p2pcli.link import DEFAULT_SIGNAL, parse_target
+    """Parse HASH_OR_LINK of `command`. Signaling URLs come from --signal, else the link,
+    else (with no tracker either) the default, which a bare hash replaces by a seeder found
+    on the LAN (see `lan_first`). Trackers and PeerJS servers: the flags' and the link's,
+    all of them."""
+    from p2pcli.link import DEFAULT_SIGNAL
 
-    t = parse_target(target)
+    t = parse_target_for(command, target)
     tracker, ice_server = with_public(public, tracker, ice_server)
     trackers = list(dict.fromkeys([*parse_trackers(tracker), *t.trackers]))
     servers = list(dict.fromkeys([*parse_peerjs(peerjs), *t.peerjs]))

@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
                           quiet=quiet, json=json, select=tuple(select or ()))
             return
         t, config = target_config(
-            target, signal, ice_server, token, tracker, peerjs, public,
+            target, signal, ice_server, token, tracker, peerjs, public, command="fetch",
             timeout=timeout, retries=retries, max_peers=max_peers,
             max_peers_per_address=max_peers_per_address,
         )

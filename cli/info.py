@@ -69,7 +69,7 @@ def register(app) -> None:
         bt = is_bt_target(target)  # a magnet link or a .torrent: p2pcli/btinfo.py
         if not bt:
             t, config = target_config(
-                target, signal, ice_server, token, tracker, peerjs, public,
+                target, signal, ice_server, token, tracker, peerjs, public, command="info",
                 timeout=timeout, retries=retries, max_peers=32, max_peers_per_address=None,
             )
 

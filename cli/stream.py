@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
             ), timeout=timeout, quiet=quiet, json=json)
             return
         t, config = target_config(
-            target, signal, ice_server, token, tracker, peerjs, public,
+            target, signal, ice_server, token, tracker, peerjs, public, command="stream",
             timeout=timeout, retries=retries, max_peers=max_peers,
             max_peers_per_address=max_peers_per_address,
         )

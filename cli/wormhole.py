@@ -109,6 +109,32 @@ def seed_after_options(seed_after: bool, tries: int | None, public_seed: bool):
     return SeedAfter(tries=1 if tries is None else tries, public=public_seed)
 
 
+def parse_code(code: str):
+    """`receive`'s CODE; a local file or a share link given instead is told where it goes."""
+    import os
+    import shlex
+
+    from p2pcli.errors import UsageError
+    from p2pcli.wormhole.code import CodeError, parse
+
+    try:
+        return parse(code)
+    except CodeError as e:
+        if os.path.exists(code):
+            kind = "folder" if os.path.isdir(code) else "file"
+            raise UsageError(f"{code} is a local {kind}, not a code; to send it run "
+                             f"`p2p send {shlex.quote(code)}`") from None
+        from p2pcli.link import parse_target
+
+        try:
+            parse_target(code)
+        except UsageError:
+            if not code.lower().startswith("magnet:?"):
+                raise e from None
+        raise UsageError(f"{code!r} is a share link, not a code from `p2p send`: run "
+                         f"`p2p fetch {shlex.quote(code)}`") from None
+
+
 def need_yes(yes: bool) -> None:
     from p2pcli.errors import UsageError
 
@@ -262,10 +288,8 @@ def register(app: typer.Typer) -> None:
         With --seed-after it then serves the share on under the same code, to peers that
         prove it only, until Ctrl-C (docs/SECURITY.md: each serving receiver gives a
         guesser its --tries more guesses)."""
-        from p2pcli.wormhole.code import parse
-
         seed = seed_after_options(seed_after, tries, public_seed)
-        parsed = parse(code)  # a typo is said before any traffic
+        parsed = parse_code(code)  # a typo is said before any traffic
         need_yes(yes)
         from p2pcli import patches, runner
 

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, urlsplit
 
-from .errors import InvalidLink
+from .errors import InvalidHash, InvalidLink
 from .manifest import HASH_LEN, parse_content_id
 
 #: The signaling server used when neither the link nor `--signal` names one. Here, not in
@@ -29,6 +29,11 @@ DEFAULT_SIGNAL = "http://127.0.0.1:8080"
 SCHEME = "p2p"
 PEERJS_SCHEMES = ("peerjs", "http", "https", "ws", "wss")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+#: What `parse_target` reads, for the message when a text is none of it (p2pcli/web/js/
+#: link.js says the same). A command that takes more (a magnet link, a code) says so itself.
+ACCEPTED = ("a p2p:// link, a watch URL (http(s)://HOST/watch/HASH) or a content hash "
+            "(64 hex digits)")
 
 
 @dataclass(frozen=True)
@@ -104,17 +109,20 @@ def make_link(
     return f"{SCHEME}://{content_hash.hex()}" + ("?" + "&".join(query) if query else "")
 
 
-def parse_target(text: str) -> Target:
-    """Parse a link, a watch URL or a bare content hash. Raises `InvalidLink`/`InvalidHash`."""
+def parse_target(text: str, expected: str = f"expected {ACCEPTED}") -> Target:
+    """Parse a link, a watch URL or a bare content hash. Raises `InvalidLink`/`InvalidHash`;
+    when `text` is none of these, the message ends with `expected` (what the command
+    at hand takes)."""
     t = text.strip()
     if _HEX64.match(t):
         return Target(parse_content_id(t))
     if "://" not in t:
         if len(t) == 2 * HASH_LEN or t.isalnum():
-            return Target(parse_content_id(t))  # raises InvalidHash with a precise message
-        raise InvalidLink(
-            f"{text!r} is neither a content hash (64 hex digits) nor a p2p:// link"
-        )
+            try:
+                return Target(parse_content_id(t))
+            except InvalidHash as e:  # its precise reason ("got 63"), then what would do
+                raise InvalidHash(f"{e.message}; {expected}") from None
+        raise InvalidLink(f"{text!r} is not a link or a content hash; {expected}")
     try:
         parts = urlsplit(t)
         query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
@@ -135,6 +143,4 @@ def parse_target(text: str) -> Target:
             token = (query.get("token") or [None])[0] or None
             origin = f"{parts.scheme}://{parts.netloc}"
             return Target(bytes.fromhex(m.group(1)), (origin,), None, token)
-    raise InvalidLink(
-        f"{text!r} is not a p2p link: expected p2p://<hash>?signal=<url> or a bare hash"
-    )
+    raise InvalidLink(f"{text!r} is not a p2p link; {expected}")

@@ -56,7 +56,7 @@ def test_swarm_config_and_link_parsing_load_no_network_stack():
     # What the stream command does before it publishes its URL.
     loaded = _modules_after(
         "from p2p_cli.common import target_config\n"
-        "target_config('p2p://' + '0' * 64 + '?name=a.mp4', None, None, None)\n"
+        "target_config('p2p://' + '0' * 64 + '?name=a.mp4', None, None, None, command='stream')\n"
         "import p2pcli.stream\n"
     )
     assert not loaded & {"aiortc", "aioice", "socketio", "engineio", "av"}, loaded

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import P2P
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pcli.errors import ExitCode, InvalidHash, InvalidLink, UsageError
-from p2pcli.link import Target, make_link, parse_target
+from p2pcli.link import ACCEPTED, Target, make_link, parse_target
 
 HASH = bytes(range(32))
 HEX = HASH.hex()  # 000102...1f
+NOT_ONE = "not a link or a content hash; expected a p2p:// link"
 
 
 # -- the link format -----------------------------------------------------------------------
@@ -97,17 +102,17 @@ def test_bare_hash(text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "error", "message"),
     [
-        ("", InvalidLink, "neither a content hash"),
-        ("   ", InvalidLink, "neither a content hash"),
+        ("", InvalidLink, NOT_ONE),
+        ("   ", InvalidLink, NOT_ONE),
         (HEX[:63], InvalidHash, "got 63"),
         ("abc123", InvalidHash, "got 6"),
         (HEX[:63] + "z", InvalidHash, "non-hex"),
         (HEX[:30] + "  " + HEX[:32], InvalidHash, "non-hex"),  # would be 31 bytes
-        ("hello world", InvalidLink, "neither a content hash"),
-        ("not-a-hash", InvalidLink, "neither a content hash"),
-        (f"magnet:?xt=urn:btih:{HEX}", InvalidLink, "neither a content hash"),
+        ("hello world", InvalidLink, NOT_ONE),
+        ("not-a-hash", InvalidLink, NOT_ONE),
+        (f"magnet:?xt=urn:btih:{HEX}", InvalidLink, NOT_ONE),
         (f"ftp://{HEX}", InvalidLink, "not a p2p link"),
-        (f"p2p:/{HEX}", InvalidLink, "neither a content hash"),
+        (f"p2p:/{HEX}", InvalidLink, NOT_ONE),
         (f"p2p://{HEX[:63]}", InvalidLink, "64-hex-digit"),
         (f"p2p://{HEX}0", InvalidLink, "64-hex-digit"),
         (f"p2p://{HEX[:63]}g", InvalidLink, "64-hex-digit"),
@@ -128,10 +133,21 @@ def test_bare_hash(text: str) -> None:
     ],
 )
 def test_malformed_targets_are_rejected(text: str, error: type, message: str) -> None:
-    with pytest.raises(error, match=message) as e:
+    with pytest.raises(error, match=re.escape(message)) as e:
         parse_target(text)
     assert isinstance(e.value, UsageError)
     assert e.value.exit_code == ExitCode.USAGE
+
+
+@pytest.mark.parametrize("text", ["movie.mp4", "abc123", f"ftp://{HEX}", f"http://h/x/{HEX}"])
+def test_a_text_that_is_no_target_ends_with_what_the_command_takes(text: str) -> None:
+    # Each command passes what it takes (cli/common.py: magnet links, codes...).
+    with pytest.raises(UsageError) as e:
+        parse_target(text, "p2p fetch takes X, Y or Z")
+    assert e.value.message.endswith("; p2p fetch takes X, Y or Z"), e.value.message
+    with pytest.raises(UsageError) as e:
+        parse_target(text)
+    assert e.value.message.endswith(f"; expected {ACCEPTED}"), e.value.message
 
 
 # -- properties ----------------------------------------------------------------------------
@@ -212,3 +228,49 @@ def test_trackers_ride_in_tr_beside_signals_and_round_trip() -> None:
 def test_a_tracker_in_a_link_must_be_a_websocket_url(url: str) -> None:
     with pytest.raises(InvalidLink, match="ws:// or wss://"):
         parse_target(f"p2p://{'ab' * 32}?tr={url}")
+
+
+# -- what each command says of a target it cannot take ---------------------------------------
+
+TAKES_BESIDES = {  # every command with a HASH_OR_LINK: what it takes besides p2p's targets
+    "fetch": ["a magnet: link", "a .torrent file"],
+    "info": ["a magnet: link", "a .torrent file"],
+    "stream": ["a magnet: link", "a .torrent file", "a code from `p2p send`"],
+}
+
+
+def one_error(cwd: Path, *args: str) -> str:
+    """Run `p2p ARGS` in `cwd`: it must exit 2 with one `p2p:` line on stderr."""
+    out = subprocess.run([P2P, *args], capture_output=True, text=True, cwd=cwd, timeout=60)
+    lines = out.stderr.splitlines()
+    assert out.returncode == ExitCode.USAGE and len(lines) == 1, out.stderr
+    assert lines[0].startswith("p2p: "), out.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("json_mode", [False, True], ids=["human", "json"])
+@pytest.mark.parametrize("command", list(TAKES_BESIDES))
+def test_a_command_says_what_it_takes_and_that_a_local_file_is_seeded(
+    command: str, json_mode: bool, tmp_path: Path
+) -> None:
+    # `p2p fetch movie.mp4` said only "neither a content hash nor a p2p:// link".
+    (tmp_path / "movie.mp4").write_bytes(b"not a share")
+    mode = ["--json"] if json_mode else []
+    line = one_error(tmp_path, command, "movie.mp4", *mode)
+    assert line == "p2p: movie.mp4 is a local file, not a share; to share it run " \
+        "`p2p seed movie.mp4`"
+    for target in ("missing.mp4", "README"):  # no such file: a link, a hash (6 digits)?
+        line = one_error(tmp_path, command, target, *mode)
+        takes = f"p2p {command} takes a p2p:// link, a watch URL, a content hash (64 hex digits)"
+        assert takes in line and all(form in line for form in TAKES_BESIDES[command]), line
+        assert ("code from" in line) == (command == "stream"), line
+
+
+@pytest.mark.parametrize("json_mode", [False, True], ids=["human", "json"])
+def test_receive_says_where_a_local_file_or_a_share_link_goes(json_mode: bool, tmp_path: Path):
+    (tmp_path / "holiday").mkdir()
+    mode = ["--json"] if json_mode else []
+    assert one_error(tmp_path, "receive", "holiday", *mode) == \
+        "p2p: holiday is a local folder, not a code; to send it run `p2p send holiday`"
+    line = one_error(tmp_path, "receive", f"p2p://{HEX}", *mode)
+    assert line.endswith(f"is a share link, not a code from `p2p send`: run `p2p fetch p2p://{HEX}`")

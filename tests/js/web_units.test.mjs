@@ -525,7 +525,8 @@ test('links, watch URLs and bare hashes', () => {
   const link = `p2p://${h}?signal=http%3A%2F%2F10.0.0.1%3A8080&name=a.mp4&token=s%20t`;
   assert.deepEqual(parseTarget(link), { hash: h, signal: 'http://10.0.0.1:8080', token: 's t' });
   assert.deepEqual(parseTarget(`http://x:1/watch/${h}?token=t`), { hash: h, signal: 'http://x:1', token: 't' });
-  assert.throws(() => parseTarget('hello'), /neither a content hash/);
+  assert.throws(() => parseTarget('hello'), /not a link or a content hash; expected a p2p:\/\/ link, a watch URL/);
+  assert.throws(() => parseTarget('ftp://x'), /not a p2p link; expected a p2p:\/\/ link/);
   assert.throws(() => parseTarget('p2p://abc'), /64-hex-digit/);
   assert.equal(watchPath({ hash: h, signal: 'http://x:1', token: null }, 'http://x:1'), `/watch/${h}`);
   assert.equal(watchPath({ hash: h, signal: 'ws://y:2', token: 'k' }, 'http://x:1'),

@@ -2,6 +2,8 @@
 // bare content hash (docs/PROTOCOL.md section 1.4), and the watch URL for it.
 
 const HEX64 = /^[0-9a-fA-F]{64}$/;
+// What the page reads, as p2pcli/link.py's ACCEPTED says it.
+const EXPECTED = 'expected a p2p:// link, a watch URL (http(s)://HOST/watch/HASH) or a content hash (64 hex digits)';
 
 export class LinkError extends Error {}
 
@@ -10,8 +12,7 @@ export function parseTarget(text) {
   const t = String(text).trim();
   if (HEX64.test(t)) return { hash: t.toLowerCase(), signal: null, token: null };
   if (!t.includes('://')) {
-    throw new LinkError(
-      `"${t.slice(0, 80)}" is neither a content hash (64 hex digits) nor a p2p:// link`);
+    throw new LinkError(`"${t.slice(0, 80)}" is not a link or a content hash; ${EXPECTED}`);
   }
   const scheme = t.slice(0, t.indexOf('://')).toLowerCase();
   if (scheme === 'p2p') {
@@ -33,7 +34,7 @@ export function parseTarget(text) {
     const m = url.pathname.match(/^\/watch\/([0-9a-fA-F]{64})\/?$/);
     if (m) return { hash: m[1].toLowerCase(), signal: url.origin, token: url.searchParams.get('token') };
   }
-  throw new LinkError('expected a p2p://<hash>?signal=<url> link, a watch URL or a bare content hash');
+  throw new LinkError(`"${t.slice(0, 80)}" is not a p2p link; ${EXPECTED}`);
 }
 
 /** The signaling server URL as socket.io-client wants it (http(s), no trailing slash). */
