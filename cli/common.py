@@ -128,7 +128,8 @@ TimeoutOpt = Annotated[
         envvar="P2P_TIMEOUT",
         min=0.0,
         callback=finite,
-        help="Seconds to wait for a usable peer (at start, or after all peers left).",
+        help="Seconds to wait for a peer to send something (the manifest, a piece), at "
+        "start or later; a peer that only connects, or says it is busy, does not count.",
     ),
 ]
 RetriesOpt = Annotated[
