@@ -14,10 +14,10 @@ Policy:
 - A piece that fails its SHA-1 costs each peer that sent part of it a strike; a peer that
   sent all of it, or reaches `BAD_PIECE_STRIKES`, is dropped, and the piece is fetched again.
 - We never upload piece data here (a fetch); we answer metadata requests once we have it.
-- `--timeout` counts help (`idle_for`), as p2p's swarm does (swarm/patience.py): metadata
-  or a block arriving, or a peer that has sent one, unchokes us and has a piece we lack
-  staying connected. A peer that connects and keeps us choked, or has nothing we want,
-  holds nothing off.
+- `--timeout` counts help (`idle_for`): metadata or a block arriving, or a connected peer
+  that has a piece we lack. A peer that keeps us choked still holds the clock: in
+  BitTorrent a newcomer waits in line for an (optimistic) unchoke, 30 s and more with a
+  busy seeder, and webtorrent-cli waits too. A peer with nothing we want holds nothing off.
 """
 
 from __future__ import annotations
@@ -161,9 +161,9 @@ class BtDownload:
         self.last_help = now
 
     def idle_for(self, now: float) -> float:
-        """Seconds without help: 0 while a peer that sent us something, unchokes us and
-        has a piece we lack is connected, else since help last came."""
-        if any(p.helped and self._may_help(p) for p in self.peers.values()):
+        """Seconds without help: 0 while a peer that has a piece we lack is connected
+        (unchoking us or not), else since help last came."""
+        if any(self._may_help(p) for p in self.peers.values()):
             self.last_help = now
             return 0.0
         return now - self.last_help
@@ -267,7 +267,7 @@ class BtDownload:
 
     def _may_help(self, p: _Peer) -> bool:
         k = self.picker
-        if k is None or k.complete or p.choked:
+        if k is None or k.complete:
             return False
         return p.has_all or any(h and k.wants(i) for i, h in enumerate(p.has or b""))
 

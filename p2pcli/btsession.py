@@ -216,7 +216,7 @@ async def _progress(dl: BtDownload, peers: BtPeers, emit: EventSink, timeout: fl
     while True:
         await asyncio.sleep(TICK)
         # Help, not a connection, holds the clock (btfetch.BtDownload.idle_for): a peer
-        # that keeps us choked must not keep the fetch waiting for ever.
+        # with nothing we lack must not keep the fetch waiting for ever.
         if dl.info is not None and not dl.complete and dl.idle_for(time.monotonic()) > timeout:
             failure.append(no_help(len(peers.links), timeout, "download"))
             done.set()

@@ -153,6 +153,6 @@ def no_help(connected: int, timeout: float, what: str) -> NoPeers:
                        f"the {what} is incomplete (its .part is kept: run the same command "
                        "again to resume)")
     who = "the connected peer" if connected == 1 else f"the {connected} connected peers"
-    return NoPeers(f"{who} sent no piece for {timeout:g} s (they kept us choked, or lack "
-                   f"the missing pieces); the {what} is incomplete (its .part is kept: run "
+    return NoPeers(f"{who} sent no piece for {timeout:g} s (they lack the missing "
+                   f"pieces); the {what} is incomplete (its .part is kept: run "
                    "the same command again later to resume, or with a longer --timeout)")

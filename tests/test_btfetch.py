@@ -190,28 +190,34 @@ def test_nothing_is_asked_before_the_store_opens_and_what_it_holds_never():
                                                 if i not in found]
 
 
-def test_the_timeout_counts_blocks_not_peers_that_keep_us_choked():
-    # `--timeout` for a torrent (btsession, btstream) is `idle_for`: a peer that connects,
-    # has every piece and keeps us choked is no help; blocks are, and their sender holds
-    # the clock while it can send more.
-    content, raw, link = setup(size=2_000_000, plen=32768)  # more than one round of requests
+def test_the_timeout_counts_help_and_peers_that_have_what_we_lack():
+    # `--timeout` for a torrent (btsession, btstream) is `idle_for`: a peer with nothing we
+    # lack is no help; blocks are, and so is a peer that has what we lack, even while it
+    # keeps us choked (a newcomer waits in line for an unchoke, as in any BitTorrent swarm).
+    content, raw, link = setup(size=2_000_000, plen=32768)
     info = parse_info(raw)
     dl = BtDownload(link, os.urandom(20), info=info)
     dl.wait_from(0.0)
+    every = bt.bitfield(bt.bits_of([True] * len(info.pieces)))
+    none = bt.bitfield(bt.bits_of([False] * len(info.pieces)))
+    empty = Seeder(raw, content)
+    dl.connected("empty")
+    dl.received("empty", empty.proto.handshake() + none, 1.0)
+    assert dl.idle_for(9.0) == 9.0  # it has nothing we lack
     choker = Seeder(raw, content)
     dl.connected("choker")
-    every = bt.bitfield(bt.bits_of([True] * len(info.pieces)))
-    assert dl.received("choker", choker.proto.handshake() + every, 1.0) == [
+    assert dl.received("choker", choker.proto.handshake() + every, 9.5) == [
         Send("choker", bt.interested())]
-    dl.tick(5.0)
-    assert dl.idle_for(9.0) == 9.0
+    assert dl.idle_for(30.0) == 0.0  # choked, but in line for what we lack
+    dl.disconnected("choker")
+    assert dl.idle_for(36.0) == 6.0
     giver = Seeder(raw, content)
     asked = b"".join(a.data for a in dl.connected("giver"))
     giver.answer(asked)
-    requests = dl.received("giver", giver.proto.handshake() + every + bt.unchoke(), 10.0)
+    requests = dl.received("giver", giver.proto.handshake() + every + bt.unchoke(), 40.0)
     reply = b"".join(giver.answer(a.data) for a in requests if isinstance(a, Send))
-    dl.received("giver", reply, 11.0)
+    dl.received("giver", reply, 41.0)
     assert dl.peers["giver"].helped and not dl.complete
-    assert dl.idle_for(20.0) == 0.0  # it sends no more for now, but may
+    assert dl.idle_for(50.0) == 0.0  # it sends no more for now, but may
     dl.disconnected("giver")
-    assert dl.idle_for(26.0) == 6.0
+    assert dl.idle_for(56.0) == 6.0
