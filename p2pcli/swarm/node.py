@@ -372,9 +372,9 @@ class Swarm:
     async def _verify(self, piece: int, data: bytearray) -> None:
         m, store = self.core.manifest, self.source
         assert m is not None and isinstance(store, PartFile)
-        # One trip to a worker thread for both: each trip costs the event loop a hand-off,
-        # and this runs for every piece.
-        ok = await asyncio.to_thread(_check_and_write, m, store, piece, data)
+        ok = await asyncio.to_thread(m.piece_ok, piece, data)
+        if ok:
+            await asyncio.to_thread(store.write_piece, piece, data)
         self.core.piece_checked(piece, ok, time.monotonic())
         self._drain()
         if ok:
@@ -402,11 +402,3 @@ class Swarm:
 
     def turn_urls(self) -> list[str]:
         return turn_urls(self.config.ice_servers)
-
-
-def _check_and_write(m: Manifest, store: PartFile, piece: int, data: bytearray) -> bool:
-    """In a worker thread: verify a piece against the manifest, store it if it is good."""
-    if not m.piece_ok(piece, data):
-        return False
-    store.write_piece(piece, data)
-    return True
