@@ -109,12 +109,10 @@ DEFAULT_LINK_MTU = 1500  # assumed when the interface's MTU cannot be read
 # not know it ignore it without reporting. The type is unassigned by IANA; an upstream
 # version would ask for one.
 RECEIVE_LIMIT_PARAM = 0x8F50
-# INIT/INIT-ACK parameter "I join split packets" (uint32 version), same skip bits:
+# INIT/INIT-ACK parameter "I join split packets" (uint32 version, 1), same skip bits:
 # the sender may then send an SCTP packet as pieces (`split_packet`) instead of IP
 # fragments, which it does only for packets cut larger than the path turned out to carry.
-# Version 2 adds "and I delay a SACK at most SACK_DELAY": a sender may then use RTO_MIN.
 SPLIT_PARAM = 0x8F51
-QUICK_SACK_VERSION = 2
 # A piece starts with SCTP source port 0, which no SCTP packet has (RFC 9260 section 3.1).
 SPLIT_MARK = b"\x00\x00"
 SPLIT_HEADER = struct.Struct("!2sLBB")  # mark, packet id, piece index, piece count
@@ -125,12 +123,7 @@ PROBE_MAGIC = b"p2p-plpmtud-probe"
 # -- tuning constants ------------------------------------------------------------------------
 
 SACK_EVERY = 2  # packets with new DATA per SACK (RFC 9260 section 6.2: at least every 2nd)
-# Seconds a SACK may wait (RFC 9260 6.2: at most 500 ms, 200 recommended). Short, as
-# libdatachannel's 20 ms and Linux TCP's 40 ms: it must stay well under a tuned sender's
-# RTO_MIN, or a lone packet (a block request) would time out before its SACK came.
-SACK_DELAY = 0.04
-# What a peer that did not say otherwise may take (browsers, stock aiortc: RFC's 200 ms).
-PEER_SACK_DELAY = 0.2
+SACK_DELAY = 0.2  # seconds; RFC 9260 recommends at most 200 ms
 # After a sign of loss, this many packets are each acknowledged at once (Linux TCP's
 # quick-ack count, TCP_MAX_QUICKACKS). A lossy path keeps the sender's window small, and
 # a window of a few packets with half as many SACKs loses all of them far more often
@@ -144,15 +137,6 @@ LOSS_PROBE_MIN_TIMEOUT = 0.01
 # OPEN, a manifest request): under 5% loss one of those is lost in about one start-up in
 # five, and each cost 3 s of a transfer that takes 2.
 RTO_INITIAL = 1.0
-# Smallest retransmission timeout once the round trip is measured: Linux TCP's 200 ms, also
-# what libdatachannel sets in usrsctp (aiortc keeps RFC 9260's 1 s). Under loss, the one
-# chunk resent after a fast retransmit is itself lost now and then, or a tail loss probe
-# is; only T3 recovers it, and at 1 s each such stall cost half of a 256 MiB transfer at
-# 5% loss. Each T3 doubles the RTO (RFC 9260 6.3.3 E2, which aiortc skips) until a new
-# round-trip sample, so a receiver that stalls (a busy machine) is not flooded every 200 ms.
-# Only towards a peer that announced QUICK_SACK_VERSION: one that may hold a SACK for
-# 200 ms (a browser, an older p2p) would see lone packets time out before it answers.
-RTO_MIN = 0.2
 PROBE_TIMEOUT = 1.0  # seconds without a HEARTBEAT-ACK before a probe counts as lost...
 # ...once the round trip is known, PROBE_RTTS of them but at least PROBE_MIN_TIMEOUT. A late
 # answer still confirms its size, so a short timeout costs a resent probe, never a size.
@@ -303,7 +287,7 @@ class TailLossProbe:
     """
 
     min_timeout: float = LOSS_PROBE_MIN_TIMEOUT
-    sack_delay: float = PEER_SACK_DELAY
+    sack_delay: float = SACK_DELAY
     deadline: float | None = None
     """When to probe, None when not armed."""
     probed: bool = False
@@ -808,8 +792,7 @@ class PacketSizer:
 def fallback_bound(rto: float) -> float:
     """Longest a path that stops carrying a packet size can hold DATA back: BLACK_HOLE_T3
     retransmission timeouts to conclude it is a black hole, then one more for the first
-    resend (smaller, or as pieces) to be acknowledged. `rto`: the largest the timer reached
-    (each T3 doubles it)."""
+    resend (smaller, or as pieces) to be acknowledged. aiortc's RTO is at least 1 s."""
     return (BLACK_HOLE_T3 + 1) * rto
 
 
@@ -1095,7 +1078,6 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         self._sizer: PacketSizer | None = None
         self._probe_handle: asyncio.TimerHandle | None = None
         self._peer_joins_pieces = False
-        self._low_rto = False  # RTO_MIN, not aiortc's 1 s (the peer SACKs within SACK_DELAY)
         self._packet_id = 0
         self._t3_strikes = 0
         self._send_stamp = 0  # DATA transmissions so far, first sends and resends alike
@@ -1116,8 +1098,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         super()._set_extensions(params)
         if self._tuned_large:
             params.append((RECEIVE_LIMIT_PARAM, struct.pack("!L", MAX_PACKET)))
-            version = QUICK_SACK_VERSION if self._tuned_sack else 1
-            params.append((SPLIT_PARAM, struct.pack("!L", version)))
+            params.append((SPLIT_PARAM, struct.pack("!L", 1)))
 
     def _get_extensions(self, params: list[tuple[int, bytes]]) -> None:
         super()._get_extensions(params)
@@ -1125,11 +1106,7 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
             if kind == RECEIVE_LIMIT_PARAM and len(value) == 4:
                 self._peer_receive_limit = struct.unpack("!L", value)[0]
             elif kind == SPLIT_PARAM and len(value) == 4:
-                version = struct.unpack("!L", value)[0]
-                self._peer_joins_pieces = version >= 1
-                if version >= QUICK_SACK_VERSION and self._tlp is not None:
-                    self._low_rto = True
-                    self._tlp.sack_delay = SACK_DELAY
+                self._peer_joins_pieces = struct.unpack("!L", value)[0] >= 1
 
     def _set_state(self, state: _sctp.RTCSctpTransport.State) -> None:
         established = (
@@ -1728,21 +1705,13 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         await self._data_channel_flush()
         await self._transmit()
 
-    def _update_rto(self, R: float) -> None:
-        super()._update_rto(R)
-        if self._low_rto:  # a peer that SACKs within SACK_DELAY: Linux TCP's floor, not 1 s
-            self._rto = min(max(RTO_MIN, self._srtt + 4 * self._rttvar), _sctp.SCTP_RTO_MAX)
-
     def _t3_expired(self) -> None:
         # aiortc 1.16 RTCSctpTransport._t3_expired; changed: windows in this association's
-        # packet size, repeated timeouts with large packets fall back to BASE_PACKET, and
-        # (with the lower RTO floor) the timer backs off.
+        # packet size, and repeated timeouts with large packets fall back to BASE_PACKET.
         self._t3_handle = None
         STATS.t3_expiries += 1
         if self._tlp is not None:
             self._tlp.cancel()
-        if self._low_rto:
-            self._rto = min(self._rto * 2, _sctp.SCTP_RTO_MAX)
         self._t3_strikes += 1
         if (
             self._sizer is not None

@@ -242,7 +242,7 @@ class TestDelayedAck:
     def test_every_second_packet(self):
         ack = DelayedAck(quick_left=0)  # past the association's quick start
         assert ack.on_packet(0.0) is False
-        assert ack.deadline == pytest.approx(tuning.SACK_DELAY) and tuning.SACK_DELAY < 0.1
+        assert ack.deadline == pytest.approx(0.2)
         assert ack.on_packet(0.01) is True
         ack.on_sack_sent()
         assert (ack.owed, ack.deadline) == (0, None)
@@ -369,43 +369,6 @@ async def test_retransmission_timer_starts_at_rfc_9260s_one_second():
     tuning.install()
     try:
         assert tuning.TunedSctpTransport(d)._rto == tuning.RTO_INITIAL == 1.0
-    finally:
-        tuning.uninstall()
-
-
-async def test_rto_floor_is_200_ms_only_towards_a_peer_that_sacks_quickly():
-    # aiortc never goes under 1 s; a T3 under loss then stalls a fast transfer for a second.
-    # Towards a peer announcing QUICK_SACK_VERSION (it SACKs within SACK_DELAY) the floor is
-    # Linux TCP's 200 ms, and each T3 doubles the timer until a new round-trip sample.
-    ice = aiortc.RTCIceTransport(aiortc.RTCIceGatherer())
-    d = tuning.TunedDtlsTransport(ice, [dtls.RTCCertificate.generateCertificate()])
-    tuning.install()
-    try:
-        def peer(version: int | None) -> tuning.TunedSctpTransport:
-            t = tuning.TunedSctpTransport(d)
-            if version is not None:
-                t._get_extensions([(tuning.SPLIT_PARAM, struct.pack("!L", version))])
-            return t
-
-        ours = peer(None)
-        params: list[tuple[int, bytes]] = []
-        ours._set_extensions(params)
-        assert (tuning.SPLIT_PARAM, struct.pack("!L", tuning.QUICK_SACK_VERSION)) in params
-        assert tuning.SACK_DELAY * 4 <= tuning.RTO_MIN  # a lone packet's SACK comes first
-
-        for version, floor in ((None, 1.0), (1, 1.0), (tuning.QUICK_SACK_VERSION, 0.2)):
-            t = peer(version)
-            t._update_rto(0.001)
-            assert t._rto == pytest.approx(floor), version
-        t = peer(tuning.QUICK_SACK_VERSION)
-        t._update_rto(0.001)
-        t._t3_expired()
-        t._t3_expired()
-        assert t._rto == pytest.approx(0.8)  # backed off
-        t._update_rto(0.001)
-        assert t._rto == pytest.approx(0.2)  # a new sample brings it back
-        assert peer(1)._tlp.sack_delay == tuning.PEER_SACK_DELAY
-        assert peer(tuning.QUICK_SACK_VERSION)._tlp.sack_delay == tuning.SACK_DELAY
     finally:
         tuning.uninstall()
 
