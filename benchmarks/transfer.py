@@ -140,7 +140,9 @@ class Runner:
             out = Path(spy_dir) / f"{_spy_runs:02d}-{name}.txt"
             self.spies.append(subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(p.pid),
-                 "--rate", os.environ.get("P2P_BENCH_PYSPY_RATE", "200"), *os.environ.get("P2P_BENCH_PYSPY_ARGS", "").split(), "--nonblocking", "--format", "raw", "--output", str(out)],
+                 "--rate", os.environ.get("P2P_BENCH_PYSPY_RATE", "200"),
+                 *os.environ.get("P2P_BENCH_PYSPY_ARGS", "").split(),  # e.g. --gil
+                 "--nonblocking", "--format", "raw", "--output", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         return p
 
