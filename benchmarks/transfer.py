@@ -53,8 +53,12 @@ in the same round. `--repeat N` runs N rounds and adds a table of medians.
 
 Each p2p row also reports the first seeder's SCTP sending side at its exit (from
 p2pcli/aiortc_tuning.py's counters, P2P_TUNING_STATS): `seed_packet`, the packet size it
-last cut messages at, `seed_fast_recoveries` and `seed_t3`. P2P_BENCH_PYSPY=DIR samples
-every p2p process with py-spy (folded stacks, DIR/NN-name.txt): where a slow row's time went.
+last cut messages at, `seed_fast_recoveries` and `seed_t3`; `fetch_t3` is the first
+fetcher's, and in a namespace `udp_rcvbuf_drops` counts datagrams a full socket buffer
+dropped (loss the iptables rule did not add). P2P_BENCH_PYSPY=DIR samples every p2p process
+with py-spy (folded stacks, DIR/NN-name.txt): where a slow row's time went
+(P2P_BENCH_PYSPY_RATE: samples per second, default 200; P2P_BENCH_PYSPY_ARGS: more py-spy
+flags, e.g. `--gil` for only the thread holding the GIL).
 Under loss, compare p2p's `mb_per_s_connected` (manifest to done) with the raw channels:
 they time the transfer alone, and p2p's end-to-end figure carries a second or more of
 process start and connection set-up at 64 MiB.
