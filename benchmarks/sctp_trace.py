@@ -86,11 +86,18 @@ def _wrap(cls, sctp) -> None:
 
     if send_chunk is not None:
         async def _send_chunk(self, chunk):
+            # Both classes are wrapped and the tuned one calls the stock one: log once.
+            if self.__dict__.get("_trace_sending"):
+                return await send_chunk(self, chunk)
             if type(chunk) is sctp.DataChunk:
                 _log(self, "data", chunk.tsn, chunk._sent_count, len(chunk.user_data))
             elif type(chunk) is sctp.SackChunk:
                 _log(self, "sacksent", chunk.cumulative_tsn, len(chunk.gaps))
-            await send_chunk(self, chunk)
+            self._trace_sending = True
+            try:
+                await send_chunk(self, chunk)
+            finally:
+                self._trace_sending = False
         cls._send_chunk = _send_chunk
 
     send_bundle = own.get("_send_bundle")

@@ -53,8 +53,12 @@ in the same round. `--repeat N` runs N rounds and adds a table of medians.
 
 Each p2p row also reports the first seeder's SCTP sending side at its exit (from
 p2pcli/aiortc_tuning.py's counters, P2P_TUNING_STATS): `seed_packet`, the packet size it
-last cut messages at, `seed_fast_recoveries` and `seed_t3`. P2P_BENCH_PYSPY=DIR samples
-every p2p process with py-spy (folded stacks, DIR/NN-name.txt): where a slow row's time went.
+last cut messages at, `seed_fast_recoveries` and `seed_t3`; `fetch_t3` is the first
+fetcher's, and in a namespace `udp_rcvbuf_drops` counts datagrams a full socket buffer
+dropped (loss the iptables rule did not add). P2P_BENCH_PYSPY=DIR samples every p2p process
+with py-spy (folded stacks, DIR/NN-name.txt): where a slow row's time went
+(P2P_BENCH_PYSPY_RATE: samples per second, default 200; P2P_BENCH_PYSPY_ARGS: more py-spy
+flags, e.g. `--gil` for only the thread holding the GIL).
 Under loss, compare p2p's `mb_per_s_connected` (manifest to done) with the raw channels:
 they time the transfer alone, and p2p's end-to-end figure carries a second or more of
 process start and connection set-up at 64 MiB.
@@ -140,7 +144,9 @@ class Runner:
             out = Path(spy_dir) / f"{_spy_runs:02d}-{name}.txt"
             self.spies.append(subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(p.pid),
-                 "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(out)],
+                 "--rate", os.environ.get("P2P_BENCH_PYSPY_RATE", "200"),
+                 *os.environ.get("P2P_BENCH_PYSPY_ARGS", "").split(),  # e.g. --gil
+                 "--nonblocking", "--format", "raw", "--output", str(out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         return p
 
@@ -290,6 +296,11 @@ def p2p_scenario(workdir: Path, src: Path, seeders: int, fetchers: int,
     if st:
         row |= {"seed_packet": st["packet_size"], "seed_fast_recoveries": st["fast_recoveries"],
                 "seed_t3": st["t3_expiries"], "seed_trains": st.get("probe_trains", "-")}
+    # The first fetcher's T3s: its requests time out too (a lone one waits for a
+    # delayed SACK), and a request stream held back starves the transfer.
+    st = r.tuning_stats("fetch0")
+    if st:
+        row["fetch_t3"] = st["t3_expiries"]
     return row
 
 
@@ -463,6 +474,16 @@ def add_ratios(rows: dict[str, dict]) -> None:
                 res[col] = round(res["mb_per_s"] / ref, 2)
 
 
+def udp_counters() -> dict[str, int]:
+    """The Udp line of /proc/net/snmp (this network namespace's), by field name."""
+    try:
+        lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines()
+                 if ln.startswith("Udp:")]
+        return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=False)}
+    except (OSError, IndexError, ValueError):
+        return {}
+
+
 def row_key(name: str, loss: float) -> str:
     return f"{name}@{loss:g}%" if loss else name
 
@@ -485,8 +506,14 @@ def measure(args: argparse.Namespace, size: int, losses: list[float]) -> list[di
                 for name in args.scenarios.split(","):
                     key = row_key(name, loss)
                     load = os.getloadavg()[0]  # other work on the machine skews the row
+                    udp = udp_counters()
                     rows[key] = {**run_scenario(name, workdir, src, size),
                                  "load_1m": round(load, 2)}
+                    if in_netns:
+                        # This namespace's own counters: datagrams a socket buffer dropped
+                        # (a receiver's loop fell behind) are loss the iptables rule did not add.
+                        rows[key]["udp_rcvbuf_drops"] = (
+                            udp_counters().get("RcvbufErrors", 0) - udp.get("RcvbufErrors", 0))
                     print(f"round {i + 1} {key}: {rows[key]}", file=sys.stderr, flush=True)
             add_ratios(rows)
             rounds.append(rows)
@@ -549,7 +576,8 @@ COLS = ["mb_per_s", "x_ndc", "x_bare", "mb_per_s_connected", "wall_s", "seed_cpu
         "seed_cpu_s_per_gib_up", "seed_up_mb_per_s", "seed_share", "fetch_median_mb_per_s",
         "fetch_median_mb_per_s_connected", "fetch_cpu_s_per_gib", "seed_peak_rss_mb",
         "fetch_peak_rss_mb", "refused_by_seed", "refused_by_fetchers", "seed_packet",
-        "seed_fast_recoveries", "seed_t3", "seed_trains", "load_1m"]
+        "seed_fast_recoveries", "seed_t3", "fetch_t3", "seed_trains", "udp_rcvbuf_drops",
+        "load_1m"]
 
 
 def print_table(title: str, rows: dict[str, dict]) -> None:

@@ -16,8 +16,9 @@ decision is a plain function call in tests. Policies, as in libtorrent:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain, islice
 
 REQUEST_TIMEOUT = 8.0
 "Seconds before an unanswered block request goes to another peer (SwarmConfig can change it)."
@@ -83,6 +84,7 @@ class Picker:
         self.priority: list[int] = []  # pieces wanted first, in order (streaming)
         self.strict_priority = False  # while priority pieces are missing, pick nothing else
         self._order: list[int] | None = None
+        self._order_start = 0  # _order[:_order_start] are had or skipped
 
     # -- state from the swarm --------------------------------------------------------------
 
@@ -186,14 +188,17 @@ class Picker:
             return False
 
         urgent = [p for p in self.priority if self.wants(p)]
-        if urgent and self.strict_priority:
-            # A player is waiting: spend no bandwidth elsewhere until its pieces are in.
-            order = urgent
-        else:
-            # Pieces already started come first: finishing them frees memory sooner.
-            order = [*urgent, *self._active.keys(), *self._candidates()]
+        strict = bool(urgent and self.strict_priority)
         prioritized = set(urgent)
         for endgame in (False, True):
+            if strict:
+                # A player is waiting: spend no bandwidth elsewhere until its pieces are in.
+                order: Iterable[int] = urgent
+            else:
+                # Pieces already started come first: finishing them frees memory sooner.
+                # New pieces are looked at lazily: a pick usually wants one block, found
+                # in the first few, and this runs for every block that arrives.
+                order = chain(urgent, list(self._active), self._candidates())
             for piece in order:
                 if not self.wants(piece) or not (has is None or has(piece)):
                     continue
@@ -208,16 +213,28 @@ class Picker:
     def _in_window(self, piece: int) -> bool:
         return self.window is None or piece < self.cursor + self.window
 
-    def _candidates(self) -> list[int]:
+    def _candidates(self) -> Iterator[int]:
+        """Wanted pieces not started yet, best first; lazy (pick stops when it is served)."""
+        active = self._active
+        have, skipped = self.have, self.skipped
         if self.sequential:
             end = self.count if self.window is None else min(self.count, self.cursor + self.window)
-            active = self._active
-            return [p for p in range(self.cursor, end) if self.wants(p) and p not in active]
-        if self._order is None:
+            return (p for p in range(self.cursor, end)
+                    if not have[p] and not skipped[p] and p not in active)
+        order = self._order
+        if order is None:
             # Rarest first, ties broken at random so peers don't all start on the same piece.
             keys = {p: (self.availability[p], self.rng.random()) for p in range(self.count)}
-            self._order = sorted(range(self.count), key=keys.__getitem__)
-        return [p for p in self._order if self.wants(p) and p not in self._active]
+            order = self._order = sorted(range(self.count), key=keys.__getitem__)
+            self._order_start = 0
+        # A piece that is had or skipped stays so: skip the run of them at the front once,
+        # not on every pick (most of the order, late in a download).
+        start = self._order_start
+        while start < len(order) and (have[order[start]] or skipped[order[start]]):
+            start += 1
+        self._order_start = start
+        return (p for p in islice(order, start, None)
+                if not have[p] and not skipped[p] and p not in active)
 
     def _block(self, piece: int, b: int) -> Block:
         off = b * self.block_size

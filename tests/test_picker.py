@@ -131,6 +131,39 @@ def test_rarest_first_follows_departures() -> None:
     assert pieces(p.pick("y", has(0, 1), 1, 0.0)) == [0]  # held by one peer now, 1 by two
 
 
+class CountingBytes(bytearray):
+    """A picker's `have`: counts the pieces a pick looks at."""
+
+    reads = 0
+
+    def __getitem__(self, i):  # type: ignore[override]
+        CountingBytes.reads += 1
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_a_pick_looks_at_a_few_pieces_not_all_of_them(sequential: bool) -> None:
+    # A pick runs for every block that arrives: scanning every piece each time cost 53 us
+    # per block at 1,024 pieces and 200 us at 4,096 (most of them had, late in a download).
+    n = 20_000
+    p = Picker([B] * n, B, sequential=sequential, rng=random.Random(1))
+    p.add_peer("seed", None)
+    p.have = CountingBytes(n)
+    done = 0
+    while done < n // 2:
+        (block,) = p.pick("seed", None, 1, 0.0)
+        complete, _ = p.on_block("seed", block)
+        assert complete
+        p.mark_have(block[0])
+        if sequential:
+            p.set_cursor(block[0] + 1)
+        done += 1
+    CountingBytes.reads = 0
+    picked = p.pick("seed", None, 4, 0.0)
+    assert len(pieces(picked)) == 4 and not any(p.have[b[0]] for b in picked)
+    assert CountingBytes.reads < 50  # the 4 picked and a few more, not 10,000 had pieces
+
+
 def test_peers_that_have_everything_do_not_change_rarity() -> None:
     p = make(2)
     p.add_peer("a", {0, 1})
