@@ -210,6 +210,22 @@ class Picker:
                 break  # normal picks found: no duplicates yet
         return out
 
+    def waiting_for_reader(self) -> bool:
+        """A download with a read-ahead window (a pipe, a player) that has had, received
+        or asked for every block it may ask for: only the reader moving `cursor` (or a
+        request that times out) lets it ask for more."""
+        if self.window is None or self.complete:
+            return False
+        active = self._active
+        for p in range(self.cursor, min(self.count, self.cursor + self.window)):
+            if not self.wants(p):
+                continue
+            st = active.get(p)
+            if st is None or any(not r and not f for r, f in zip(st.received, st.in_flight,
+                                                                strict=True)):
+                return False
+        return True
+
     def _in_window(self, piece: int) -> bool:
         return self.window is None or piece < self.cursor + self.window
 

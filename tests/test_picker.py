@@ -761,3 +761,17 @@ def test_simulated_swarm_completes_and_keeps_every_promise(seed: int) -> None:
         assert "stopped answering requests" in w or "dropped peer liar: sent corrupt" in w, w
     for rej in d.events_of(ev.PieceRejected):
         assert "liar" in rej.peers
+
+
+def test_waiting_for_reader_only_when_the_window_has_nothing_left_to_ask() -> None:
+    p = make(8, sequential=True, window=2)
+    p.add_peer("s", None)
+    assert not p.waiting_for_reader()  # the window's pieces are not asked for yet
+    first = p.pick("s", None, 3, 0.0)
+    assert pieces(first) == [0]
+    assert not p.waiting_for_reader()  # piece 1 is not asked for
+    p.pick("s", None, 100, 0.0)
+    assert p.waiting_for_reader()  # every block of pieces 0 and 1 is in flight
+    p.set_cursor(1)
+    assert not p.waiting_for_reader()  # the reader moved: piece 2 may be asked for
+    assert not make(8).waiting_for_reader()  # no window: never

@@ -254,6 +254,36 @@ def test_only_help_holds_off_a_downloads_timeout_not_handshakes() -> None:
     assert 3.0 <= d.core.idle_for(net.now) <= 3.0 + TICK
 
 
+@pytest.mark.parametrize("churn", ["blip", "evicted"])
+def test_a_paused_reader_does_not_time_out_while_a_peer_has_the_rest(churn: str) -> None:
+    # `fetch -o -` with a paused reader, or a paused player: the read-ahead window is full,
+    # so we ask nobody for anything. A peer that connects then (the seeder after a blip, or
+    # a newcomer after our slot logic dropped the idle ones) cannot help until the reader
+    # moves, and must hold `--timeout`'s clock as one that sent a block would.
+    data = content(12 * 16 * KiB)
+    m = make_manifest(data, 16 * KiB)
+    net = Net()
+    window = partial(default_picker, sequential=True, window=2)
+    if churn == "blip":
+        seeds = [net.seeder("s", data, m)]
+        d = net.downloader("d", m.content_hash, picker=window)
+    else:
+        seeds = [net.seeder(f"s{i}", data, m) for i in range(4)]
+        d = net.downloader("d", m.content_hash, max_peers=2, picker=window)
+    for s in seeds:
+        net.join(s)
+    net.join(d)
+    d.core.wait_from(net.now)
+    net.run(lambda: len(d.pieces) == 2, 10)
+    if churn == "blip":
+        net.run_for(3.0)
+        net.cut("s", "d")
+    for _ in range(40):
+        net.run_for(1.0)
+        assert d.core.idle_for(net.now) < 10.0, sorted(d.core.peers)
+    assert sorted(d.pieces) == [0, 1] and d.core.usable_peers()
+
+
 @pytest.mark.parametrize(("value", "seconds"), [
     (None, wire.MANIFEST_TIMEOUT), ("3", 3.0), ("0.5", 0.5),
     ("0", wire.MANIFEST_TIMEOUT), ("-1", wire.MANIFEST_TIMEOUT), ("soon", wire.MANIFEST_TIMEOUT),

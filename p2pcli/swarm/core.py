@@ -128,10 +128,8 @@ class SwarmCore:
         return [p for p in self.peers.values() if p.ready]
 
     def helpful_peers(self) -> list[Peer]:
-        """Connected peers that gave us something and may give more. Only these hold off
-        `--timeout`: a peer with nothing we need, or that only handshook, must not."""
-        return [p for p in self.peers.values()
-                if p.ready and p.helped and self.pieces.may_help(p)]
+        """The connected peers that hold off `--timeout` (PieceExchange.holding)."""
+        return self.pieces.holding(self.usable_peers())
 
     def progress(self) -> ev.Progress:
         return ev.Progress(peers=len(self.usable_peers()), received=self.bytes_down,

@@ -59,6 +59,18 @@ class PieceExchange:
             return len(p.refused) < k.missing
         return any(k.wants(i) and i not in p.refused for i in p.pieces)
 
+    def holding(self, ready: list[Peer]) -> list[Peer]:
+        """Of the connected peers `ready`, those that hold off a download's `--timeout`: the
+        ones that gave us something and may give more (a peer with nothing we need, or that
+        only handshook, must not). While the read-ahead window is full (a paused pipe reader
+        or player) we ask nobody for anything, so nobody new could help: then any of them
+        that has what we lack holds it."""
+        helped = [p for p in ready if p.helped and self.may_help(p)]
+        k = self.picker
+        if helped or k is None or not k.waiting_for_reader():
+            return helped
+        return [p for p in ready if self.can_help(p)]
+
     def has_everything(self, p: Peer) -> bool:
         """`p` announced every piece (it wants nothing from anyone)."""
         if p.has_all:
