@@ -232,11 +232,13 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
         bts.after()  # a .torrent's metadata is known: its store opens now
         await peers.start()
         serving = asyncio.ensure_future(_serve_http(st, sock))
+        dl.wait_from(time.monotonic())
         while not bts.manifest_ready.is_set():
             _check(bts)
             if play.wait is not None and play.wait.done():
                 break  # the player quit before the content was found
-            if time.monotonic() - st.started > timeout:
+            # Each metadata piece arriving restarts the wait (BtDownload.idle_for).
+            if dl.idle_for(time.monotonic()) > timeout:
                 raise no_metadata(timeout)
             await asyncio.sleep(STEP)
         await serving  # its errors are the command's
