@@ -209,9 +209,10 @@ async def _nothing(*_: object) -> None:
 
 
 async def _progress(dl: BtDownload, peers: BtPeers, emit: EventSink, timeout: float,
-                    failure: list[BaseException], done: asyncio.Event) -> None:
+                    failure: list[BaseException], done: asyncio.Event, pipe: bool) -> None:
     """A magnet fetch's progress event every TICK; once the metadata is known, give up
-    (NoPeers into `failure`) after `timeout` without a block (`BtDownload.idle_for`)."""
+    (NoPeers into `failure`) after `timeout` without a block (`BtDownload.idle_for`).
+    `pipe`: the fetch goes to stdout (nothing is kept to resume from)."""
     last = 0
     dl.wait_from(time.monotonic())
     while True:
@@ -219,7 +220,8 @@ async def _progress(dl: BtDownload, peers: BtPeers, emit: EventSink, timeout: fl
         # Help, not a connection, holds the clock (btfetch.BtDownload.idle_for): a peer
         # with nothing we lack must not keep the fetch waiting for ever.
         if dl.info is not None and not dl.complete and dl.idle_for(time.monotonic()) > timeout:
-            failure.append(no_help(len(peers.links), timeout, "download"))
+            failure.append(no_help(len(peers.links), timeout, "download", pipe=pipe,
+                                   have=dl.picker.n_have if dl.picker else 0))
             done.set()
         info = dl.info
         verified = info and dl.picker and dl.picker.n_have
@@ -296,7 +298,7 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
                                  after=sink.after)
     try:
         sink.after()  # a .torrent's metadata is known: its store opens now
-        peers.spawn(_progress(dl, peers, emit, timeout, failure, done))
+        peers.spawn(_progress(dl, peers, emit, timeout, failure, done, to_stdout))
         await peers.start()
         await await_metadata(dl, timeout, done.is_set)
         await done.wait()

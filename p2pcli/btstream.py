@@ -291,7 +291,8 @@ async def _report(dl: BtDownload, peers, st: Streamer, emit: EventSink, timeout:
     while True:
         await asyncio.sleep(REPORT)
         if not dl.complete and dl.idle_for(time.monotonic()) > timeout:
-            bts.fail(no_help(len(peers.links), timeout, "stream"))
+            bts.fail(no_help(len(peers.links), timeout, "stream",
+                             have=dl.picker.n_have if dl.picker else 0))
         info, picker = dl.info, dl.picker
         emit(ev.Progress(peers=len(peers.links), received=dl.bytes_received,
                          rate=int((dl.bytes_received - last) / REPORT), sent=0,

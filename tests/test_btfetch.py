@@ -260,3 +260,14 @@ def test_metadata_arriving_restarts_the_timeout():
     silent = BtDownload(link, os.urandom(20))
     with pytest.raises(NoPeers, match="metadata"):
         asyncio.run(await_metadata(silent, 0.2))
+
+
+def test_a_torrent_timeouts_error_claims_a_part_only_when_one_holds_something():
+    from p2pcli.btview import no_help
+
+    assert "its .part is kept" in no_help(0, 6, "download", have=3).message
+    for kw in ({"have": 0}, {"have": 3, "pipe": True}):
+        why = no_help(1, 6, "download", **kw).message
+        assert ".part" not in why and "is kept:" not in why, why
+    assert "nothing is kept of a download to stdout" in no_help(1, 6, "download", have=3,
+                                                                 pipe=True).message
