@@ -289,7 +289,8 @@ def test_requests_nobody_answers_are_cancelled_and_the_silent_peer_dropped() -> 
     # At --timeout, the error says what became of the seeder (not "all peers left"), and
     # claims no partial download: not one piece came.
     why = no_peers_error(d.core, 6, []).message
-    assert "1 peer with the missing pieces took our requests and answered none" in why, why
+    assert "1 peer with the missing pieces stopped answering our requests and was dropped" \
+        in why, why
     assert "partial download" not in why and "kept" not in why, why
 
 

@@ -62,8 +62,8 @@ def no_peers_error(core: SwarmCore, timeout: float, turn_urls: list[str], *,
     mute = len(core.patience.stopped_answering)
     if mute:
         return NoPeers(
-            f"{_peers(mute)} with the missing pieces took our requests and answered none (so "
-            f"{'it was' if mute == 1 else 'they were'} dropped), and no other peer came within "
+            f"{_peers(mute)} with the missing pieces stopped answering our requests and "
+            f"{'was' if mute == 1 else 'were'} dropped, and no other peer came within "
             f"{timeout:g}s; " + _again(kept, pipe, "later ", "")
         )
     return NoPeers(
