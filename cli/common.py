@@ -128,8 +128,11 @@ TimeoutOpt = Annotated[
         envvar="P2P_TIMEOUT",
         min=0.0,
         callback=finite,
-        help="Seconds to wait for a peer to send something (the manifest, a piece), at "
-        "start or later; a peer that only connects, or says it is busy, does not count.",
+        help="Seconds to wait for a peer to send something (the manifest, a piece; a "
+        "torrent's metadata or a piece), at start or later. A peer that has sent some and can "
+        "send more holds the clock while connected; one that only connects, says it is busy "
+        "or has nothing we lack does not (a torrent peer with pieces we lack holds it even "
+        "while it keeps us choked).",
     ),
 ]
 RetriesOpt = Annotated[

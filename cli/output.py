@@ -119,8 +119,9 @@ class Reporter:
 
     def __init__(self, *, quiet: bool = False, json: bool = False,
                  wait: float | None = None, qr: bool = False) -> None:
-        """`wait`: the seconds a command waits for a usable peer (fetch, stream and info's
-        --timeout), said when it starts waiting; None for a command that waits forever."""
+        """`wait`: the seconds a command waits for a peer to send something (fetch, stream
+        and info's --timeout), said when it starts waiting; None for a command that waits
+        forever."""
         self.quiet = quiet
         self.json = json
         self.wait = wait

@@ -17,7 +17,7 @@ import time
 
 from . import events as ev
 from .btfetch import BtDownload
-from .btview import TorrentView, no_metadata
+from .btview import TorrentView
 from .events import EventSink
 from .magnet import MagnetLink, TorrentInfo
 
@@ -29,7 +29,7 @@ async def info_magnet(link: MagnetLink, trackers: list[str], *, emit: EventSink,
     """Look `link` up through `trackers`; returns (and emits) the `info` event. NoPeers
     (exit 3) when no peer sent a magnet's metadata within `timeout`; a .torrent whose
     swarm nobody answers is reported with 0 peers (its contents are known)."""
-    from .btsession import BtPeers
+    from .btsession import BtPeers, await_metadata
     from .info import LOOK_SECONDS, info_event
     from .rendezvous.trackerclient import tracker_peer_id
 
@@ -46,12 +46,10 @@ async def info_magnet(link: MagnetLink, trackers: list[str], *, emit: EventSink,
     try:
         await peers.start()
         until = time.monotonic() + timeout
-        # A magnet needs a peer for its metadata; a .torrent only to say who seeds it.
-        while dl.info is None or not dl.peers_seen():
-            if time.monotonic() > until:
-                if dl.info is None:
-                    raise no_metadata(timeout)
-                break
+        # A magnet needs a peer for its metadata (each piece of it restarts the wait);
+        # a .torrent, only to say who seeds it.
+        await await_metadata(dl, timeout)
+        while not dl.peers_seen() and time.monotonic() <= until:
             await asyncio.sleep(STEP)
         seen: dict[str, bool] = {}
         look_until = time.monotonic() + LOOK_SECONDS

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 OPEN_TIMEOUT = 15.0  # seconds for an answered link's channel to open
 TICK = 1.0  # seconds between request-timeout checks
+METADATA_STEP = 0.1  # seconds between looks at whether the metadata came
 STDOUT_WINDOW = 32 * 1024 * 1024  # bytes fetched past the last written, writing to stdout
 
 
@@ -208,9 +209,10 @@ async def _nothing(*_: object) -> None:
 
 
 async def _progress(dl: BtDownload, peers: BtPeers, emit: EventSink, timeout: float,
-                    failure: list[BaseException], done: asyncio.Event) -> None:
+                    failure: list[BaseException], done: asyncio.Event, pipe: bool) -> None:
     """A magnet fetch's progress event every TICK; once the metadata is known, give up
-    (NoPeers into `failure`) after `timeout` without a block (`BtDownload.idle_for`)."""
+    (NoPeers into `failure`) after `timeout` without a block (`BtDownload.idle_for`).
+    `pipe`: the fetch goes to stdout (nothing is kept to resume from)."""
     last = 0
     dl.wait_from(time.monotonic())
     while True:
@@ -218,7 +220,8 @@ async def _progress(dl: BtDownload, peers: BtPeers, emit: EventSink, timeout: fl
         # Help, not a connection, holds the clock (btfetch.BtDownload.idle_for): a peer
         # with nothing we lack must not keep the fetch waiting for ever.
         if dl.info is not None and not dl.complete and dl.idle_for(time.monotonic()) > timeout:
-            failure.append(no_help(len(peers.links), timeout, "download"))
+            failure.append(no_help(len(peers.links), timeout, "download", pipe=pipe,
+                                   have=dl.picker.n_have if dl.picker else 0))
             done.set()
         info = dl.info
         verified = info and dl.picker and dl.picker.n_have
@@ -295,12 +298,9 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
                                  after=sink.after)
     try:
         sink.after()  # a .torrent's metadata is known: its store opens now
-        peers.spawn(_progress(dl, peers, emit, timeout, failure, done))
+        peers.spawn(_progress(dl, peers, emit, timeout, failure, done, to_stdout))
         await peers.start()
-        try:
-            await asyncio.wait_for(_metadata_or_done(dl, done), timeout)
-        except TimeoutError:
-            raise no_metadata(timeout) from None
+        await await_metadata(dl, timeout, done.is_set)
         await done.wait()
         writer = sink.writer
         if failure and isinstance(failure[0], ReaderGone) and writer is not None:
@@ -321,9 +321,17 @@ async def fetch_magnet(link: MagnetLink, trackers: list[str], output: str, *, em
         await peers.close()
 
 
-async def _metadata_or_done(dl: BtDownload, done: asyncio.Event) -> None:
-    while dl.info is None and not done.is_set():
-        await asyncio.sleep(0.1)
+async def await_metadata(dl: BtDownload, timeout: float,
+                         stop: Callable[[], bool] = lambda: False) -> None:
+    """Wait until `dl` knows the torrent's metadata (or `stop()`). Each metadata piece
+    arriving restarts `timeout`, as a block does later (BtDownload.idle_for): a large info
+    dict trickling in from a slow peer is not cut off. NoPeers (btview.no_metadata) after
+    `timeout` without one."""
+    dl.wait_from(time.monotonic())
+    while dl.info is None and not stop():
+        if dl.idle_for(time.monotonic()) > timeout:
+            raise no_metadata(timeout)
+        await asyncio.sleep(METADATA_STEP)
 
 
 def piece_length_for(size: int) -> int:

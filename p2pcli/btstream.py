@@ -232,11 +232,13 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
         bts.after()  # a .torrent's metadata is known: its store opens now
         await peers.start()
         serving = asyncio.ensure_future(_serve_http(st, sock))
+        dl.wait_from(time.monotonic())
         while not bts.manifest_ready.is_set():
             _check(bts)
             if play.wait is not None and play.wait.done():
                 break  # the player quit before the content was found
-            if time.monotonic() - st.started > timeout:
+            # Each metadata piece arriving restarts the wait (BtDownload.idle_for).
+            if dl.idle_for(time.monotonic()) > timeout:
                 raise no_metadata(timeout)
             await asyncio.sleep(STEP)
         await serving  # its errors are the command's
@@ -289,7 +291,8 @@ async def _report(dl: BtDownload, peers, st: Streamer, emit: EventSink, timeout:
     while True:
         await asyncio.sleep(REPORT)
         if not dl.complete and dl.idle_for(time.monotonic()) > timeout:
-            bts.fail(no_help(len(peers.links), timeout, "stream"))
+            bts.fail(no_help(len(peers.links), timeout, "stream",
+                             have=dl.picker.n_have if dl.picker else 0))
         info, picker = dl.info, dl.picker
         emit(ev.Progress(peers=len(peers.links), received=dl.bytes_received,
                          rate=int((dl.bytes_received - last) / REPORT), sent=0,

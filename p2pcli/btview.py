@@ -144,15 +144,23 @@ def no_metadata(timeout: float) -> NoPeers:
                    "(is a WebTorrent seeder announcing to that tracker?)")
 
 
-def no_help(connected: int, timeout: float, what: str) -> NoPeers:
+def no_help(connected: int, timeout: float, what: str, *, have: int = 0,
+            pipe: bool = False) -> NoPeers:
     """The error of a torrent fetch or stream (`what`: "download", "stream") that got no
     block for `timeout` once the metadata was known (btfetch.BtDownload.idle_for), with
-    `connected` peers still connected."""
+    `connected` peers still connected, `have` pieces verified, `pipe`: to stdout (where
+    nothing is kept: a .part is only claimed when there is one with something in it)."""
+    if pipe:
+        again = "nothing is kept of a download to stdout: run the same command again{} to " \
+                "start over"
+    elif have:
+        again = "its .part is kept: run the same command again{} to resume"
+    else:
+        again = "run the same command again{} to retry"
     if not connected:
         return NoPeers(f"every BitTorrent peer left and none came back within {timeout:g} s; "
-                       f"the {what} is incomplete (its .part is kept: run the same command "
-                       "again to resume)")
+                       f"the {what} is incomplete ({again.format('')})")
     who = "the connected peer" if connected == 1 else f"the {connected} connected peers"
     return NoPeers(f"{who} sent no piece for {timeout:g} s (they lack the missing "
-                   f"pieces); the {what} is incomplete (its .part is kept: run "
-                   "the same command again later to resume, or with a longer --timeout)")
+                   f"pieces); the {what} is incomplete ({again.format(' later')}, or with a "
+                   "longer --timeout)")

@@ -226,7 +226,7 @@ class Download:
         # Complete, only the pipe's reader is awaited: it may take its time.
         if self.done is None and not core.complete and (
                 core.idle_for(time.monotonic()) > timeout):
-            raise no_peers_error(core, timeout, swarm.turn_urls())
+            raise no_peers_error(core, timeout, swarm.turn_urls(), pipe=self.to_stdout)
         waits = [asyncio.ensure_future(swarm.fatal_event.wait())]
         if self.done is None:
             waits.append(self.writer if self.writer is not None

@@ -221,3 +221,53 @@ def test_the_timeout_counts_help_and_peers_that_have_what_we_lack():
     assert dl.idle_for(50.0) == 0.0  # it sends no more for now, but may
     dl.disconnected("giver")
     assert dl.idle_for(56.0) == 6.0
+
+
+def test_metadata_arriving_restarts_the_timeout():
+    # btsession.await_metadata (fetch and info; stream's loop likewise): an info dict that
+    # trickles in, each piece within --timeout but the whole in more, is not cut off, and
+    # a peer that then sends nothing more is given up on.
+    import asyncio
+    import time
+
+    import pytest
+
+    from p2pcli.btsession import await_metadata
+    from p2pcli.errors import NoPeers
+
+    content = bytes(28_000_000)
+    raw = make_info("f.bin", content, 16384)  # an info dict of 34 KB: 3 metadata pieces
+    link = MagnetLink(hashlib.sha1(raw).digest())
+    n = -(-len(raw) // bt.METADATA_PIECE)
+    assert n == 3
+    dl = BtDownload(link, os.urandom(20))
+    s = Seeder(raw, content)
+    s.answer(b"".join(a.data for a in dl.connected("s")))
+    dl.received("s", s.proto.handshake() + bt.extended_handshake(len(raw), "seeder"), 0.0)
+    timeout, gap = 1.0, 0.5
+
+    async def trickle() -> None:
+        for i in range(n):
+            await asyncio.sleep(gap)
+            chunk = raw[i * bt.METADATA_PIECE:(i + 1) * bt.METADATA_PIECE]
+            dl.received("s", s.proto.metadata_data(i, len(raw), chunk), time.monotonic())
+
+    async def both() -> None:
+        await asyncio.gather(await_metadata(dl, timeout), trickle())
+
+    asyncio.run(both())
+    assert dl.info is not None and dl.info.raw == raw
+    silent = BtDownload(link, os.urandom(20))
+    with pytest.raises(NoPeers, match="metadata"):
+        asyncio.run(await_metadata(silent, 0.2))
+
+
+def test_a_torrent_timeouts_error_claims_a_part_only_when_one_holds_something():
+    from p2pcli.btview import no_help
+
+    assert "its .part is kept" in no_help(0, 6, "download", have=3).message
+    for kw in ({"have": 0}, {"have": 3, "pipe": True}):
+        why = no_help(1, 6, "download", **kw).message
+        assert ".part" not in why and "is kept:" not in why, why
+    assert "nothing is kept of a download to stdout" in no_help(1, 6, "download", have=3,
+                                                                 pipe=True).message

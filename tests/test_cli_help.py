@@ -77,3 +77,11 @@ def test_unwrap_joins_lines_and_keeps_paragraphs() -> None:
         Three
           four.
         """) == "One two.\n\nThree four."
+
+
+def test_timeouts_help_says_what_holds_the_clock_as_the_readme_does() -> None:
+    # swarm/patience.py and btfetch.BtDownload.idle_for: help holds it, a handshake does
+    # not; a torrent peer with pieces we lack does even while it chokes us.
+    info = next(i for c, f, _, i in census() if (c, f) == ("fetch", "--timeout"))
+    assert "has nothing we lack does not" in info.help and "choked" in info.help
+    assert "does not count" not in info.help

@@ -316,6 +316,47 @@ def test_requests_nobody_answers_are_cancelled_and_the_silent_peer_dropped() -> 
     net.run_for(0.1)
     assert s.events_of(ev.PeerLeft)[-1].peer == "d"  # it heard the CLOSE and let go too
     assert s.warnings() == []
+    # At --timeout, the error says what became of the seeder (not "all peers left"), and
+    # claims no partial download: not one piece came.
+    why = no_peers_error(d.core, 6, []).message
+    assert "1 peer with the missing pieces stopped answering our requests and was dropped" \
+        in why, why
+    assert "partial download" not in why and "kept" not in why, why
+
+
+def test_what_a_timed_out_download_says_is_kept_depends_on_pieces_and_the_pipe() -> None:
+    # A partial download is kept, and resumed by running the command again, only when some
+    # piece came and it goes to a file: to stdout (download.writes_stdout) nothing is.
+    net, _data, m, s = setup(size=64 * 16 * KiB)
+    s.serve_delay = 0.05
+    net.join(s)
+    d = net.downloader("d", m.content_hash)
+    net.join(d)
+    net.run(lambda: len(d.pieces) >= 8, 30)
+    net.leave(s)
+    net.run_for(7.0)
+    assert d.core.idle_for(net.now) > 6
+    to_file = no_peers_error(d.core, 6, []).message
+    assert "all peers left" in to_file and "the partial download is kept" in to_file, to_file
+    to_pipe = no_peers_error(d.core, 6, [], pipe=True).message
+    assert "kept, " not in to_pipe and "nothing is kept of a download to stdout" in to_pipe
+
+
+def test_a_peer_yet_to_send_the_manifest_is_named_so_and_holds_no_timeout_off() -> None:
+    # Still connected, our manifest request pending: not "hung up or gave nothing", and its
+    # pending request does not hold --timeout's clock.
+    net, _data, m, _ = setup()
+    d = net.downloader("d", m.content_hash)
+    d.core.manifest_timeout = 60.0
+    start = net.now
+    r = open_raw(net, d, handshake=Wire(m).handshake())
+    r.send("d", wire.encode_have_all())
+    net.run_for(7.0)
+    assert r.got(wire.ManifestRequested) and "raw" in d.core.peers
+    assert d.core.idle_for(net.now) == pytest.approx(net.now - start)
+    why = no_peers_error(d.core, 6, []).message
+    assert "found 1 peer" in why and "it connected and has not sent the manifest yet" in why
+    assert "hung up" not in why, why
 
 
 # -- hostile peers -----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ class SwarmConfig:
     retries: int = 3
     "Attempts to reach the signaling server."
     timeout: float = 10.0
-    "Seconds to wait for a usable peer before giving up."
+    "Seconds without help (manifest bytes or a block: patience.py) before giving up."
     max_peers: int = 32
     "Connections kept at once."
     max_peers_per_address: int | None = None

@@ -254,5 +254,6 @@ class PieceExchange:
             # A request timed out and the peer sent nothing at all for a whole timeout:
             # it is not slow, it is not answering.
             if p is not None and now - p.last_data >= k.request_timeout:
+                p.unresponsive = True
                 self.drop(p, "stopped answering requests", now, warn=True)
         self.refill_all(now)

@@ -9,7 +9,10 @@ still help, stays connected (a seeder sending slowly is not idle; one that stall
 dropped by the request timeout, and the clock runs again from its last block).
 
 The peers that met us and gave nothing are remembered (ids, a bounded number), so the
-error at the timeout can say the content was found but nobody would give it.
+error at the timeout can say the content was found but nobody would give it; so are those
+dropped for leaving our requests unanswered (a seeder that stalled), so that it can say
+that rather than "all peers left". A peer still connected that has not answered yet is
+only named in that error: an unanswered request holds nothing off.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class Patience:
         "When a peer last gave us something, or one that had was last seen connected."
         self.gave_nothing: set[str] = set()
         "Peers that handshook and left without giving anything (not those that lacked it)."
+        self.stopped_answering: set[str] = set()
+        "Peers dropped for leaving our requests for pieces unanswered (exchange.expire)."
 
     def restart(self, now: float) -> None:
         """The wait starts now (the rendezvous are up)."""
@@ -39,12 +44,15 @@ class Patience:
         p.helped = True
         self.last_help = now
         self.gave_nothing.discard(p.id)
+        self.stopped_answering.discard(p.id)
 
     def left(self, p: Peer) -> None:
-        """`p` is forgotten: note it if it met us and gave nothing it could have."""
-        if (p.proto.remote is not None and not p.helped and not p.manifest.unavailable
-                and len(self.gave_nothing) < MAX_REMEMBERED):
-            self.gave_nothing.add(p.id)
+        """`p` is forgotten: note it if it met us and gave nothing it could have, or if it
+        was dropped for not answering our requests."""
+        if p.unresponsive:
+            _remember(self.stopped_answering, p.id)
+        elif p.proto.remote is not None and not p.helped and not p.manifest.unavailable:
+            _remember(self.gave_nothing, p.id)
 
     def watch(self, helping: bool, now: float) -> None:
         """Called each tick: `helping`, a peer that helped and can help is connected."""
@@ -55,9 +63,15 @@ class Patience:
         """Seconds without help (0 while a helping peer is connected)."""
         return 0.0 if helping else now - self.last_help
 
-    def unhelpful(self, connected: Iterable[Peer]) -> set[str]:
-        """Peers that met us and gave nothing they could have: gone, or still connected
-        (a peer that told us it lacks the manifest is only another downloader)."""
+    def unhelpful(self, connected: Iterable[Peer]) -> tuple[set[str], set[str]]:
+        """Peers that met us and gave nothing they could have: (those gone, those still
+        connected, which have not answered yet). A peer that told us it lacks the manifest
+        is only another downloader: in neither."""
         now_here = {p.id for p in connected
                     if p.ready and not p.helped and not p.manifest.unavailable}
-        return self.gave_nothing | now_here
+        return self.gave_nothing - now_here, now_here
+
+
+def _remember(ids: set[str], peer: str) -> None:
+    if len(ids) < MAX_REMEMBERED:
+        ids.add(peer)

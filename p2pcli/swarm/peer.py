@@ -57,6 +57,8 @@ class Peer:
         "Signaling said it left: once its link ends, it is not redialed."
         self.refusing_until: float | None = None
         "We turned it away with a CLOSE: hang up at this time if it has not."
+        self.unresponsive = False
+        "Dropped for leaving our requests for pieces unanswered (patience.py remembers it)."
         self.helped = False
         "It sent us manifest bytes or a block (a handshake alone is no help: patience.py)."
 
