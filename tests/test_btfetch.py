@@ -244,7 +244,7 @@ def test_metadata_arriving_restarts_the_timeout():
     s = Seeder(raw, content)
     s.answer(b"".join(a.data for a in dl.connected("s")))
     dl.received("s", s.proto.handshake() + bt.extended_handshake(len(raw), "seeder"), 0.0)
-    timeout, gap = 1.0, 0.5
+    timeout, gap = 1.5, 0.6  # 3 gaps exceed the timeout; each leaves 0.9 s for a busy machine
 
     async def trickle() -> None:
         for i in range(n):
