@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         from p2pcli import patches, runner
 
         patches.load_socketio_client()  # before p2pcli.fetch imports socketio
-        from p2pcli.download import check_output_args
+        from p2pcli.download import check_output_args, writes_stdout
         from p2pcli.fetch import FetchOptions, fetch
 
         from .output import Reporter
@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
             runner.run(
                 lan_first(t, signal, lan, config, reporter,
                         lambda: fetch(t, config, opts, reporter)),
-                "interrupted; the partial download is kept: run the same command to resume",
+                _interrupted(writes_stdout(opts)),
             )
         finally:
             reporter.close()
@@ -148,6 +148,14 @@ def _fetch_magnet(target: str, tracker: list[str], output: str | None, *, timeou
         runner.run(lambda: fetch_magnet(link, trackers, output, emit=reporter, timeout=timeout,
                                         force=force, stdout_fd=sys.stdout.fileno(), info=info,
                                         select=select),
-                   "interrupted; the partial download is kept: run the same command to resume")
+                   _interrupted(output == "-"))
     finally:
         reporter.close()
+
+
+def _interrupted(to_stdout: bool) -> str:
+    """The Ctrl-C line: a file's .part is kept; a download to stdout keeps nothing."""
+    if to_stdout:
+        return ("interrupted; nothing is kept of a download to stdout: run the same command "
+                "to start over")
+    return "interrupted; the partial download is kept: run the same command to resume"

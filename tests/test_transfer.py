@@ -209,6 +209,21 @@ def test_interrupted_fetch_resumes(procs: Procs, signal_url: str):
     assert summary["received"] < size
 
 
+def test_an_interrupted_fetch_to_stdout_says_nothing_is_kept(procs: Procs, signal_url: str):
+    # A pipe download keeps no .part (its spool is a temporary ring): the Ctrl-C line must
+    # not promise a resume, as the one of a download to a file does.
+    src = make_file(procs.workdir / "src.bin", 4 * 1024 * 1024)
+    _, link = procs.seed(src, signal_url, "--max-upload-rate", "1M")
+    f = procs.fetch(link, "-o", "-", name="piped", stdout=subprocess.DEVNULL)
+    f.wait_for(lambda p: any(e["event"] == "piece-verified" for e in p.events()), 60,
+               "a first piece")
+    f.signal(signal.SIGINT)
+    assert f.wait(30) == 130, f.stderr
+    line = f.stderr.strip().splitlines()[-1]
+    assert "nothing is kept" in line and "resume" not in line, line
+    assert not list(procs.workdir.glob("*.part"))
+
+
 # -- bad input: one line on stderr, a documented exit code, no traceback ----------------
 
 
