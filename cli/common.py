@@ -132,7 +132,8 @@ TimeoutOpt = Annotated[
         "torrent's metadata or a piece), at start or later. A peer that has sent some and can "
         "send more holds the clock while connected; one that only connects, says it is busy "
         "or has nothing we lack does not (a torrent peer with pieces we lack holds it even "
-        "while it keeps us choked).",
+        "while it keeps us choked, and so does any peer with pieces we lack while a pipe's "
+        "reader is paused and we ask for nothing).",
     ),
 ]
 RetriesOpt = Annotated[

@@ -211,9 +211,10 @@ class Picker:
         return out
 
     def waiting_for_reader(self) -> bool:
-        """A download with a read-ahead window (a pipe, a player) that has had, received
-        or asked for every block it may ask for: only the reader moving `cursor` (or a
-        request that times out) lets it ask for more."""
+        """A download with a read-ahead window (to a pipe, whose reader may be a paused
+        player) that has every block the window allows, received if not yet verified:
+        only the reader moving `cursor` lets it ask for more. A block still in flight
+        does not count: the peer asked for it must answer to hold a timeout off."""
         if self.window is None or self.complete:
             return False
         active = self._active
@@ -221,8 +222,7 @@ class Picker:
             if not self.wants(p):
                 continue
             st = active.get(p)
-            if st is None or any(not r and not f for r, f in zip(st.received, st.in_flight,
-                                                                strict=True)):
+            if st is None or st.n_received < st.n_blocks:
                 return False
         return True
 

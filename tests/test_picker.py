@@ -770,8 +770,11 @@ def test_waiting_for_reader_only_when_the_window_has_nothing_left_to_ask() -> No
     first = p.pick("s", None, 3, 0.0)
     assert pieces(first) == [0]
     assert not p.waiting_for_reader()  # piece 1 is not asked for
-    p.pick("s", None, 100, 0.0)
-    assert p.waiting_for_reader()  # every block of pieces 0 and 1 is in flight
+    blocks = first + p.pick("s", None, 100, 0.0)
+    assert not p.waiting_for_reader()  # every block is in flight: its peer must answer
+    for b in blocks:
+        p.on_block("s", b)
+    assert p.waiting_for_reader()  # pieces 0 and 1 are in, not yet verified
     p.set_cursor(1)
     assert not p.waiting_for_reader()  # the reader moved: piece 2 may be asked for
     assert not make(8).waiting_for_reader()  # no window: never

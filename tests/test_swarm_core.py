@@ -284,6 +284,57 @@ def test_a_paused_reader_does_not_time_out_while_a_peer_has_the_rest(churn: str)
     assert sorted(d.pieces) == [0, 1] and d.core.usable_peers()
 
 
+def test_silent_peers_arriving_one_by_one_do_not_hold_a_pipes_timeout_for_ever() -> None:
+    # The paused-reader rule must not let a peer that was asked and never answers hold the
+    # clock: its blocks are in flight, not received, so the window is not "waiting for the
+    # reader". Peers that claim everything and answer nothing, one after another, end a
+    # pipe download at its timeout as they end a download to a file.
+    data = content(12 * 16 * KiB)
+    m = make_manifest(data, 16 * KiB)
+    net = Net()
+    s = net.seeder("s", data, m)
+    d = net.downloader("d", m.content_hash,
+                       picker=partial(default_picker, sequential=True, window=4))
+    net.join(s)
+    net.join(d)
+    d.core.wait_from(net.now)
+    net.run(lambda: len(d.pieces) >= 4, 30)
+    net.leave(s)
+    net.run_for(0.5)
+    d.core.set_cursor(len(d.pieces) - 1, net.now)  # the reader takes some: room to ask
+    worst = 0.0
+    for i in range(4):
+        r = open_raw(net, d, f"junk{i}",
+                     handshake=Wire(m, peer_id=b"junk-peer-id-%04d" % i).handshake())
+        r.send("d", wire.encode_have_all())
+        for _ in range(9):
+            net.run_for(1.0)
+            worst = max(worst, d.core.idle_for(net.now))
+    assert worst > 30.0
+
+
+def test_a_peer_dropped_before_later_help_is_not_named_for_a_later_timeout() -> None:
+    data = content(64 * 16 * KiB)
+    m = make_manifest(data, 16 * KiB)
+    net = Net()
+    s1 = net.seeder("s1", data, m)
+    s1.serving_stalled = True
+    d = net.downloader("d", m.content_hash)
+    net.join(s1)
+    net.join(d)
+    net.run(lambda: "s1" not in d.core.peers, 30)
+    assert "stopped answering requests" in d.left_reasons("s1")
+    s2 = net.seeder("s2", data, m)
+    s2.serve_delay = 0.05
+    net.join(s2)
+    d.core.admission.peer_listed("s2", net.now)
+    net.run(lambda: len(d.pieces) >= 8, 60)
+    net.leave(s2)
+    net.run_for(7.0)
+    why = no_peers_error(d.core, 6, []).message
+    assert "all peers left" in why and "stopped answering" not in why, why
+
+
 @pytest.mark.parametrize(("value", "seconds"), [
     (None, wire.MANIFEST_TIMEOUT), ("3", 3.0), ("0.5", 0.5),
     ("0", wire.MANIFEST_TIMEOUT), ("-1", wire.MANIFEST_TIMEOUT), ("soon", wire.MANIFEST_TIMEOUT),

@@ -62,9 +62,9 @@ class PieceExchange:
     def holding(self, ready: list[Peer]) -> list[Peer]:
         """Of the connected peers `ready`, those that hold off a download's `--timeout`: the
         ones that gave us something and may give more (a peer with nothing we need, or that
-        only handshook, must not). While the read-ahead window is full (a paused pipe reader
-        or player) we ask nobody for anything, so nobody new could help: then any of them
-        that has what we lack holds it."""
+        only handshook, must not). While the read-ahead window is full (the reader of a pipe
+        download, a player say, is paused) we ask nobody for anything, so nobody new could
+        help: then any of them that has what we lack holds it."""
         helped = [p for p in ready if p.helped and self.may_help(p)]
         k = self.picker
         if helped or k is None or not k.waiting_for_reader():

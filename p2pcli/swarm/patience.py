@@ -44,7 +44,8 @@ class Patience:
         p.helped = True
         self.last_help = now
         self.gave_nothing.discard(p.id)
-        self.stopped_answering.discard(p.id)
+        # Peers dropped before this help are not why a later wait ran out.
+        self.stopped_answering.clear()
 
     def left(self, p: Peer) -> None:
         """`p` is forgotten: note it if it met us and gave nothing it could have, or if it
