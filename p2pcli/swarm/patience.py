@@ -6,7 +6,9 @@ nothing: counting a handshake let a busy swarm, where other peers kept connectin
 peer that rejoined again and again, push a `--timeout 6` past 16 s, and for ever. So the
 clock runs from the last help, and is held only while a peer that has helped us, and can
 still help, stays connected (a seeder sending slowly is not idle; one that stalls is
-dropped by the request timeout, and the clock runs again from its last block).
+dropped by the request timeout, and the clock runs again from its last block). One more
+case holds it: a pipe download whose reader is paused asks for nothing, so any connected
+peer that has what we lack holds it then (the caller decides: PieceExchange.holding).
 
 The peers that met us and gave nothing are remembered (ids, a bounded number), so the
 error at the timeout can say the content was found but nobody would give it; so are those
