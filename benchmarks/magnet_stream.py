@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import P2P, make_file  # noqa: E402
+from conftest import P2P, make_file, stop_group  # noqa: E402
 
 JS = ROOT / "tests" / "js"
 WT = JS / "wt_timing.mjs"
@@ -83,13 +82,7 @@ def p2p_round(magnet: str, work: Path, timeout: float) -> dict:
                 raise RuntimeError("the stream URL gave no byte")
             spawn = time.monotonic() - t0
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(5)
+        stop_group(p, grace=15)
         err.close()
     events = [json.loads(x) for x in (d / "stderr").read_text().splitlines()
               if x.startswith("{")]

@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from conftest import stop_group  # noqa: E402
 from netns import SUBNET, Namespaces, Node, _run, reap_stale, unavailable  # noqa: E402
 
 P2P = str(Path(sys.executable).parent / "p2p")
@@ -78,13 +79,7 @@ class Procs:
 
     def stop_all(self) -> None:
         for p in reversed(self.all):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait(5)
+            stop_group(p)
 
 
 def wait_listening(node: Node, host: str, port: int) -> None:

@@ -216,9 +216,7 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
     try:
         if early is not None:
             # As a p2p stream: the player starts up while aiortc loads and peers are found.
-            url = st.url(early)
-            emit(ev.Serving(url=url, name=early))
-            await play.start(url, st, emit, tasks)
+            await play.show(early, None, st, emit, tasks)
         if opts.before_swarm is not None:
             opts.before_swarm()
         from .btsession import BtPeers
@@ -244,17 +242,12 @@ async def stream_magnet(link: MagnetLink, trackers: list[str], opts: StreamOptio
         await serving  # its errors are the command's
         m = bts.manifest
         if early is None and m is not None:
-            url = st.url(st.file_name or m.name)
-            emit(ev.Serving(url=url, name=st.file_name or m.name, size=st.size))
-            await play.start(url, st, emit, tasks)
+            await play.show(st.file_name or m.name, st.size, st, emit, tasks)
         tasks.append(asyncio.ensure_future(_report(dl, peers, st, emit, timeout, bts)))
         while True:
             _check(bts)
-            if play.wait is not None and play.wait.done():
-                emit(ev.PlayerExited(code=play.wait.result()))
-                play.wait = None
-                if not opts.keep_seeding:
-                    break
+            if play.exited(emit) and not opts.keep_seeding:
+                break
             await asyncio.sleep(STEP)
         return ev.StreamEnded(served=st.bytes_served)
     except asyncio.CancelledError:

@@ -405,9 +405,7 @@ async def stream(
     try:
         if early is not None:
             # The player starts up while the swarm's modules load and peers are found.
-            url = st.url(early)
-            emit(ev.Serving(url=url, name=early))
-            await play.start(url, st, emit, tasks)
+            await play.show(early, None, st, emit, tasks)
         if opts.before_swarm is not None:
             opts.before_swarm()
         from .download import Download, FetchOptions  # aiortc, Socket.IO: most of start-up
@@ -434,17 +432,12 @@ async def stream(
         m = swarm.manifest
         if early is None:
             assert m is not None
-            url = st.url(st.file_name or m.name)
-            emit(ev.Serving(url=url, name=st.file_name or m.name, size=st.size))
-            await play.start(url, st, emit, tasks)
+            await play.show(st.file_name or m.name, st.size, st, emit, tasks)
         tasks.append(asyncio.ensure_future(dl.report(st.progress_fields)))
         while True:
             await dl.step([play.wait] if play.wait is not None else [])
-            if play.wait is not None and play.wait.done():
-                emit(ev.PlayerExited(code=play.wait.result()))
-                play.wait = None
-                if not opts.keep_seeding:
-                    break
+            if play.exited(emit) and not opts.keep_seeding:
+                break
         return ev.StreamEnded(served=st.bytes_served)
     except asyncio.CancelledError:
         # Ctrl-C or SIGTERM once the download is complete (how `--player none` ends) is
@@ -474,6 +467,22 @@ class _Player:
         self.wait: asyncio.Future | None = None
         "Completes with the player's exit code."
         self.private: str | None = None
+
+    async def show(self, name: str, size: int | None, st: Streamer, emit: EventSink,
+                   tasks: list[asyncio.Task]) -> None:
+        """Publish the content's URL (the `serving` event; `size` None before the manifest)
+        and start the player on it."""
+        url = st.url(name)
+        emit(ev.Serving(url=url, name=name, size=size))
+        await self.start(url, st, emit, tasks)
+
+    def exited(self, emit: EventSink) -> bool:
+        """True once, when the player has quit (its `player-exited` event is emitted)."""
+        if self.wait is None or not self.wait.done():
+            return False
+        emit(ev.PlayerExited(code=self.wait.result()))
+        self.wait = None
+        return True
 
     async def start(self, url: str, st: Streamer, emit: EventSink,
                     tasks: list[asyncio.Task]) -> None:

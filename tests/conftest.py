@@ -43,6 +43,20 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
     raise TimeoutError(f"nothing listening on port {port}")
 
 
+def stop_group(p: subprocess.Popen, grace: float = 5) -> None:
+    """Stop `p`, started with `start_new_session`, and its whole process group: SIGTERM,
+    then SIGKILL if it has not exited after `grace` seconds (tests and benchmarks alike)."""
+    if p.poll() is not None:
+        return
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(grace)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait(5)
+
+
 class Proc:
     """A started process whose output goes to files, readable while it runs."""
 
@@ -111,13 +125,7 @@ class Proc:
             os.killpg(self.p.pid, sig)
 
     def kill(self) -> None:
-        if self.p.poll() is None:
-            try:
-                os.killpg(self.p.pid, signal.SIGTERM)
-                self.p.wait(5)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                os.killpg(self.p.pid, signal.SIGKILL)
-                self.p.wait(5)
+        stop_group(self.p)
         for f in (self._out, self._err):
             if f:
                 f.close()
