@@ -3,14 +3,22 @@
 Blocking I/O: callers on an event loop run `hash_file` in a thread (`asyncio.to_thread`).
 hashlib and os.preadv release the GIL, so the loop stays responsive meanwhile, and two
 threads hashing different pieces run in parallel.
+
+Given a `BlockChecks`, hashing also fills in the CRC-32 of every 16 KiB sub-block while
+the bytes are in cache (+~0.15 s of CPU per GiB, against 2,000 MB/s SHA-256 here), and
+the manifest cache keeps them beside the manifest: a seeder's first read of each piece is
+then a CRC check that can run on the event loop, not a second SHA-256 in a thread.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 import time
+import zlib
+from array import array
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +29,7 @@ from platformdirs import user_cache_path
 from . import manifestcache
 from .errors import ManifestError, UsageError
 from .manifest import Manifest, check_name, decode, piece_size_for
+from .store import SUB_BLOCK, BlockChecks
 
 Progress = Callable[[int, int], None]
 """Called as progress(bytes_done, bytes_total) while hashing."""
@@ -70,11 +79,13 @@ def hash_pieces(
     progress: Progress | None = None,
     *,
     workers: int = _WORKERS,
+    crcs: array | None = None,
 ) -> list[bytes]:
     """SHA-256 of each piece of the next `size` bytes of an open binary file.
 
     Files with a descriptor are hashed by `workers` threads, each taking runs of whole
     pieces with positioned reads; other file objects, and small files, in this thread.
+    `crcs`, if given, gets the CRC-32 of each 16 KiB sub-block appended, in order.
     Progress is reported every `_PROGRESS_EVERY` bytes and always once at the end, even
     for an empty file. Raises UsageError if the file ends before `size` bytes.
     """
@@ -82,11 +93,12 @@ def hash_pieces(
     fd = _fileno(fileobj)
     if workers > 1 and fd is not None and hasattr(os, "preadv") and size > _RUN:
         start = fileobj.tell()
-        hashes = _hash_parallel(_fd_reader(fd), start, size, piece_size, progress, workers)
+        hashes = _hash_parallel(_fd_reader(fd), start, size, piece_size, progress, workers,
+                                crcs)
         fileobj.seek(start + size)  # where a sequential reader would have left it
     else:
         view = memoryview(bytearray(min(size, _READ_CHUNK)))
-        hashes = _hash_span(fileobj.readinto, size, piece_size, view, progress)
+        hashes = _hash_span(fileobj.readinto, size, piece_size, view, progress, crcs)
     if progress:
         progress(size, size)
     return hashes
@@ -106,8 +118,10 @@ def _hash_span(
     piece_size: int,
     view: memoryview,
     progress: Progress | None = None,
+    crcs: array | None = None,
 ) -> list[bytes]:
-    """Hash `length` bytes, got by `read(buffer) -> n`, into pieces of `piece_size`.
+    """Hash `length` bytes, got by `read(buffer) -> n`, into pieces of `piece_size`, and
+    into the CRC-32 of each 16 KiB sub-block if `crcs` is given (appended to it).
 
     Reads fill `view` whatever the piece size: small pieces share one read (a read per
     16 KiB piece cost ~10% more CPU), large ones are hashed incrementally (a whole 16 MiB
@@ -116,6 +130,7 @@ def _hash_span(
     hashes: list[bytes] = []
     h = hashlib.sha256()
     filled = 0  # bytes of the current piece already fed to h
+    crc = crc_filled = 0  # the same for the current sub-block (reads may be short)
     done = reported = 0
     while done < length:
         n = read(view[: min(len(view), length - done)])
@@ -131,12 +146,25 @@ def _hash_span(
                 hashes.append(h.digest())
                 h = hashlib.sha256()
                 filled = 0
+        pos = 0
+        while crcs is not None and pos < n:
+            # Pieces are whole sub-blocks (16 KiB .. 16 MiB, powers of two), so sub-blocks
+            # never straddle a piece: only the content's last one may be short.
+            take = min(SUB_BLOCK - crc_filled, n - pos)
+            crc = zlib.crc32(view[pos : pos + take], crc)
+            pos += take
+            crc_filled += take
+            if crc_filled == SUB_BLOCK:
+                crcs.append(crc)
+                crc = crc_filled = 0
         done += n
         if progress and done - reported >= _PROGRESS_EVERY and done < length:
             progress(done, length)
             reported = done
     if filled:
         hashes.append(h.digest())
+    if crcs is not None and crc_filled:
+        crcs.append(crc)
     return hashes
 
 
@@ -151,8 +179,10 @@ def _fd_reader(fd: int) -> PRead:
     return lambda buf, pos: os.preadv(fd, [buf], pos)
 
 
-def _hash_run(pread: PRead, start: int, end: int, piece_size: int) -> list[bytes]:
-    """Hash the bytes [start, end), which hold whole pieces (the last may be short)."""
+def _hash_run(pread: PRead, start: int, end: int, piece_size: int, crcs: bool
+              ) -> tuple[list[bytes], array | None]:
+    """Hash the bytes [start, end), which hold whole pieces (the last may be short), with
+    their sub-blocks' CRC-32 if `crcs`."""
     view = getattr(_buffers, "view", None)
     if view is None:
         view = _buffers.view = memoryview(bytearray(_READ_CHUNK))
@@ -164,31 +194,40 @@ def _hash_run(pread: PRead, start: int, end: int, piece_size: int) -> list[bytes
         pos += n
         return n
 
-    return _hash_span(read, end - start, piece_size, view)
+    out = array("I") if crcs else None
+    return _hash_span(read, end - start, piece_size, view, None, out), out
 
 
 def _hash_parallel(
-    pread: PRead, start: int, size: int, piece_size: int, progress: Progress | None, workers: int
+    pread: PRead, start: int, size: int, piece_size: int, progress: Progress | None, workers: int,
+    crcs: array | None = None,
 ) -> list[bytes]:
     run = max(_RUN, piece_size)  # a multiple of the piece size, so runs hold whole pieces
     hashes: list[bytes] = []
-    pending: deque[Future[list[bytes]]] = deque()
+    pending: deque[Future[tuple[list[bytes], array | None]]] = deque()
+
+    def take(f: Future[tuple[list[bytes], array | None]]) -> None:
+        got, part = f.result()
+        hashes.extend(got)
+        if crcs is not None and part is not None:
+            crcs.extend(part)
+
     reported = 0
     with ThreadPoolExecutor(workers, thread_name_prefix="p2p-hash") as pool:
         try:
             for offset in range(0, size, run):
                 end = min(offset + run, size)
                 pending.append(pool.submit(_hash_run, pread, start + offset, start + end,
-                                           piece_size))
+                                           piece_size, crcs is not None))
                 # A bounded window: a 1 TiB file must not queue 250,000 tasks up front.
                 if len(pending) > 2 * workers:
-                    hashes += pending.popleft().result()
+                    take(pending.popleft())
                     done = min(len(hashes) * piece_size, size)
                     if progress and done - reported >= _PROGRESS_EVERY and done < size:
                         progress(done, size)
                         reported = done
             while pending:
-                hashes += pending.popleft().result()
+                take(pending.popleft())
         finally:
             for f in pending:
                 f.cancel()
@@ -201,11 +240,13 @@ def hash_file(
     *,
     use_cache: bool = True,
     name: str | None = None,
+    checks: BlockChecks | None = None,
 ) -> Manifest:
     """Build the manifest of a file, reusing a cached one if the file is unchanged.
 
     The cache is keyed by absolute path, size, mtime, inode and device, so touching or
-    replacing the file hashes it again.
+    replacing the file hashes it again. `checks`, if given, gets the CRC tables of the
+    pieces (from the hashing, or from the cache beside the manifest) as far as they fit.
     """
     p, st = open_for_seeding(path)
     # The name the user gave, not the symlink's target: `latest.mkv -> v3.mkv` is shared
@@ -231,13 +272,18 @@ def hash_file(
             ):
                 if progress:
                     progress(st.st_size, st.st_size)
+                if checks is not None:
+                    _load_checks(cache_file.with_suffix(CHECKS_SUFFIX), m, checks)
                 return m
         except (OSError, ManifestError):
             pass
     piece_size = piece_size_for(st.st_size)
+    # Tables beyond what `checks` keeps (a file over 64 GiB) would be made and dropped.
+    fits = checks is not None and -(-st.st_size // SUB_BLOCK) * 4 <= checks.max_bytes
+    crcs = array("I") if fits else None
     try:
         with open(p, "rb", buffering=0) as f:
-            hashes = hash_pieces(f, st.st_size, piece_size, progress)
+            hashes = hash_pieces(f, st.st_size, piece_size, progress, crcs=crcs)
     except OSError as e:
         raise UsageError(f"{path}: read failed ({e.strerror})") from None
     after = os.stat(p)
@@ -248,6 +294,46 @@ def hash_file(
         m = Manifest.create(display_name, st.st_size, piece_size, hashes)
     except ManifestError as e:
         raise UsageError(f"{path}: cannot be shared: {e}") from None
+    if crcs is not None and checks is not None:
+        checks.fill(m, crcs)
     if use_cache:
         manifestcache.write(cache_file, m.encode(), time.time())
+        if crcs is not None:
+            manifestcache.write(cache_file.with_suffix(CHECKS_SUFFIX),
+                                _checks_entry(m, crcs), time.time())
     return m
+
+
+CHECKS_SUFFIX = manifestcache.CHECKS_SUFFIX
+
+
+def _checks_entry(m: Manifest, crcs: array) -> bytes:
+    """A cache entry for a file's CRC tables: SHA-256 of (content hash, tables), then the
+    tables (little-endian). The digest ties them to this content and catches a damaged
+    entry, which would otherwise read as a file changed on disk."""
+    data = _little_endian(crcs).tobytes()
+    return hashlib.sha256(m.content_hash + data).digest() + data
+
+
+def _load_checks(path: Path, m: Manifest, checks: BlockChecks) -> None:
+    """Fill `checks` from a cache entry `_checks_entry` wrote, if it is there and sound;
+    without one the seeder makes each table on the piece's first read, as before."""
+    try:
+        entry = manifestcache.read(path)
+    except OSError:
+        return
+    digest, data = entry[:32], entry[32:]
+    if len(data) != BlockChecks.sub_blocks(m) * 4 or (
+            hashlib.sha256(m.content_hash + data).digest() != digest):
+        return
+    crcs = array("I")
+    crcs.frombytes(data)
+    checks.fill(m, _little_endian(crcs))
+
+
+def _little_endian(crcs: array) -> array:
+    """The cache stores CRCs little-endian; swap on a big-endian machine (self-inverse)."""
+    if sys.byteorder == "big":
+        crcs = array("I", crcs)
+        crcs.byteswap()
+    return crcs

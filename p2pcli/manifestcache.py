@@ -5,7 +5,8 @@ Each entry is keyed by path, size, mtime, inode and device, so every edited, mov
 deleted file leaves one behind that nothing will read again: the cache only grew. Now an
 entry used is touched (its mtime is its last use), and each write prunes the least
 recently used entries beyond MAX_ENTRIES or MAX_BYTES, and temporary files a crashed
-writer left behind. `prune_plan` is the policy, on plain (name, size, mtime) tuples.
+writer left behind. A file's CRC tables (`CHECKS_SUFFIX`) are entries like any other.
+`prune_plan` is the policy, on plain (name, size, mtime) tuples.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import contextlib
 import os
 from pathlib import Path
 
-MAX_ENTRIES = 1000
-"Manifests kept at most (one per file or folder seeded; a re-seed of each is instant)."
+MAX_ENTRIES = 2000
+"""Entries kept at most: one manifest per file or folder seeded (a re-seed of each is
+instant), and one entry of CRC tables per file."""
 MAX_BYTES = 256 << 20
 """Bytes kept at most: a manifest is ~32 bytes a piece, 200 kB for a 64 GiB file at 1 MiB
 pieces, so this holds the last thousand shares of any ordinary size."""
@@ -23,14 +25,17 @@ STALE_TMP = 3600.0
 "Seconds after which a writer's temporary file is surely abandoned."
 
 SUFFIX = ".manifest"
+CHECKS_SUFFIX = ".checks"
+"A file's CRC tables (hashing.py), kept and pruned like the manifests."
+_KEPT = (SUFFIX, CHECKS_SUFFIX)
 
 
 def prune_plan(entries: list[tuple[str, int, float]], now: float, *,
                max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> list[str]:
     """Names to delete from (name, size, mtime) entries: stale temporaries, then the least
     recently used manifests until at most `max_entries` and `max_bytes` remain."""
-    doomed = [n for n, _, t in entries if not n.endswith(SUFFIX) and now - t > STALE_TMP]
-    kept = sorted((e for e in entries if e[0].endswith(SUFFIX)), key=lambda e: -e[2])
+    doomed = [n for n, _, t in entries if not n.endswith(_KEPT) and now - t > STALE_TMP]
+    kept = sorted((e for e in entries if e[0].endswith(_KEPT)), key=lambda e: -e[2])
     total = 0
     for i, (name, size, _) in enumerate(kept):
         total += size

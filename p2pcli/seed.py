@@ -8,6 +8,7 @@ so `p2p seed FILE` alone is enough to share a file on a LAN.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import os
 import time
@@ -20,7 +21,7 @@ from .events import EventSink
 from .hashing import Progress, hash_file, open_for_seeding
 from .link import make_link
 from .signaling.web import watch_url
-from .store import SeedFile
+from .store import BlockChecks, SeedFile
 from .swarm import Swarm, SwarmConfig
 from .swarm.limiter import RateLimiter
 from .tree import hash_tree
@@ -83,8 +84,10 @@ async def seed(
     if single:
         open_for_seeding(opts.path)  # fail fast, before any server starts
     started = time.monotonic()
+    checks = BlockChecks()  # a single file's come out of its hashing: no second SHA-256
     if single:
-        manifest, files = await asyncio.to_thread(hash_file, opts.path, progress), []
+        hashing = functools.partial(hash_file, opts.path, progress, checks=checks)
+        manifest, files = await asyncio.to_thread(hashing), []
     else:  # a folder or several files; errors come before any server starts too
         manifest, items = await asyncio.to_thread(hash_tree, paths, progress)
         files = items.files()  # made from lists by C loops, no Item per file
@@ -112,7 +115,7 @@ async def seed(
     if manifest.is_tree:
         source: SeedFile | SeedTree = SeedTree(opts.path, manifest, files)
     else:
-        source = SeedFile(open_for_seeding(opts.path)[0], manifest)
+        source = SeedFile(open_for_seeding(opts.path)[0], manifest, checks=checks)
     swarm = Swarm(manifest.content_hash, config, emit, manifest=manifest, source=source,
                   limiter=limiter)
     announcing: asyncio.Task[mdns.Announcer | None] | None = None

@@ -10,7 +10,13 @@ sub-block is kept for it then, so a later block request re-checks only the sub-b
 it instead of re-hashing its whole piece (up to 16 MiB). A byte changed on disk after it was
 verified is never sent: the read raises `SourceChanged`. Work per block served is the
 bytes under the block (rounded out to 16 KiB), plus one SHA-256 of each piece whose table
-was evicted (the tables are bounded, `MAX_CHECK_BYTES`).
+was evicted (the tables are bounded, `MAX_CHECK_BYTES`). A file just hashed for seeding
+gets its tables from that hashing (hashing.py), so its first reads need no SHA-256 either.
+
+`read_block_nowait` is the exception to "blocking I/O only": it runs on the event loop
+and reads only what the page cache already holds (`RWF_NOWAIT`), else returns None and the
+caller reads in a thread. A thread trip per block served cost the seeder ~1/3 of its CPU
+(benchmarks/README.md, "Under loss, sixth pass").
 
 A `.part` file is opened without following links and resumed only when it is a regular
 file this download made (single link, ours, ending in the trailer `PartFile` writes: its
@@ -35,6 +41,7 @@ from .errors import StorageError, UsageError
 from .manifest import Manifest
 
 SUB_BLOCK = 16 * 1024  # what one CRC covers: a default block request is re-checked alone
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+; elsewhere: threads
 MAX_CHECK_BYTES = 16 * 1024 * 1024  # CRC tables kept: 4 bytes per 16 KiB, 64 GiB of content
 NAME_MAX = 255  # bytes in one file name on every common filesystem
 PART_SUFFIX = ".part"
@@ -155,6 +162,27 @@ class BlockChecks:
                 _, gone = self._tables.popitem(last=False)
                 self._bytes -= len(gone) * gone.itemsize
 
+    def fill(self, manifest: Manifest, crcs: array) -> int:
+        """Take the tables of pieces from `crcs`, the CRC-32 of every 16 KiB sub-block of
+        the content in order (as hashing made them), first piece first, while they fit in
+        `max_bytes`. Returns how many pieces got one; none if `crcs` has the wrong length."""
+        if len(crcs) != self.sub_blocks(manifest):
+            return 0
+        per_piece = manifest.piece_size // SUB_BLOCK
+        at = 0
+        for piece in range(manifest.piece_count):
+            n = min(per_piece, len(crcs) - at)
+            if self._bytes + n * crcs.itemsize > self.max_bytes:
+                return piece
+            self.put(piece, crcs[at : at + n])
+            at += n
+        return manifest.piece_count
+
+    @staticmethod
+    def sub_blocks(manifest: Manifest) -> int:
+        """How many 16 KiB sub-blocks (the last may be short) the content has."""
+        return -(-manifest.size // SUB_BLOCK)
+
     def forget(self, piece: int) -> None:
         with self._lock:
             old = self._tables.pop(piece, None)
@@ -174,10 +202,13 @@ class _VerifiedReads:
     _fd: int
     keeps_pieces = True
     "Pieces once stored stay readable, so they may be offered to peers."
+    one_file = True
+    "`_pread` reads `_fd` at `_offset`: `read_block_nowait` may read the same way."
 
     def _init_checks(self, cache: PieceCache | None, checks: BlockChecks | None) -> None:
         self.cache = cache
         self.checks = checks or BlockChecks()
+        self._nowait = _RWF_NOWAIT is not None and self.one_file
         self.bytes_hashed = 0
         "Bytes run through SHA-256 or CRC-32 so far: the cost of serving, for tests and stats."
         self._count_lock = threading.Lock()
@@ -252,6 +283,37 @@ class _VerifiedReads:
             self.checks.forget(piece)
             raise self._changed(piece)
         return raw[offset - start : offset - start + length]
+
+
+    def read_block_nowait(self, piece: int, offset: int, length: int) -> bytearray | None:
+        """The block, if the page cache holds it and its piece has a CRC table; None to
+        mean "read it in a thread" (`read_block`). Safe on the event loop: it never waits
+        for a disk. A CRC mismatch also returns None: `read_block` then reads again and
+        says what changed."""
+        table = self.checks.get(piece) if self._nowait else None
+        if table is None:
+            return None
+        first = offset // SUB_BLOCK
+        start = first * SUB_BLOCK
+        end = min(self.manifest.piece_length(piece), -(-(offset + length) // SUB_BLOCK) * SUB_BLOCK)
+        buf = bytearray(end - start)
+        try:
+            n = os.preadv(self._fd, [buf], self._offset(piece) + start, _RWF_NOWAIT)
+        except BlockingIOError:  # not all in the page cache: a disk read, for a thread
+            return None
+        except OSError:  # EOPNOTSUPP (a filesystem without it) or a real error: the thread
+            self._nowait = False  # path reads and reports; do not try again
+            return None
+        if n != len(buf):  # partly cached, or the file shrank: the thread path decides
+            return None
+        view = memoryview(buf)
+        for k, at in enumerate(range(0, n, SUB_BLOCK)):
+            if zlib.crc32(view[at : at + SUB_BLOCK]) != table[first + k]:
+                return None
+        self._hashed(n)
+        if start == offset and n == length:
+            return buf  # the usual case: a block on 16 KiB boundaries, no copy
+        return buf[offset - start : offset - start + length]
 
 
 class SeedFile(_VerifiedReads):

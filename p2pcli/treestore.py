@@ -48,6 +48,8 @@ MAX_OPEN = 64  # descriptors a download keeps open: a share may hold 100,000 fil
 class SeedTree(_VerifiedReads):
     """The files of a folder share, being seeded. Every read is checked as for one file."""
 
+    one_file = False  # its reads span files (TreeReader): always in a thread
+
     def __init__(self, root: str, manifest: Manifest, files: list[tuple[str, int]],
                  cache: PieceCache | None = None) -> None:
         self.path = Path(root)
@@ -101,6 +103,8 @@ class TreePart(PartFile):  # a PartFile to the swarm, which stores verified piec
     the selected bytes are written; such a piece cannot be re-read, so it is fetched again
     on resume, and a partial download offers no pieces to peers (`keeps_pieces` False).
     """
+
+    one_file = False  # its reads span the selected files: always in a thread
 
     def __init__(self, base: Path, manifest: Manifest, selected: list[int], *,
                  force: bool = False, hold_shared: bool = False) -> None:

@@ -623,7 +623,7 @@ class PeerProtocol:
         except ValueError:
             raise ValueError(f"answer to block {block} nobody asked for") from None
 
-    def send_piece(self, piece: int, offset: int, data: bytes) -> bytes:
+    def send_piece(self, piece: int, offset: int, data: bytes | bytearray) -> bytes:
         """The PIECE message answering the remote's request for this block."""
         self._take_request((piece, offset, len(data)))
         return encode_piece_header(piece, offset) + data

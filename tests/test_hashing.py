@@ -10,6 +10,8 @@ import hashlib
 import io
 import os
 import random
+import zlib
+from array import array
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from p2pcli import hashing
 from p2pcli.errors import ExitCode, UsageError
 from p2pcli.hashing import cache_dir, hash_file, hash_pieces
 from p2pcli.manifest import Manifest, decode, piece_size_for
+from p2pcli.store import BlockChecks
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -420,3 +423,95 @@ def test_a_file_written_while_it_is_hashed_is_refused(
     monkeypatch.setattr(hashing, "hash_pieces", appending)
     with pytest.raises(UsageError, match="changed while it was being hashed"):
         hash_file(path, use_cache=False)
+
+
+# -- CRC tables made while hashing (what a seeder's first reads check) --------------------
+
+
+def expected_tables(data: bytes, m: Manifest) -> list[list[int]]:
+    """Per piece, the CRC-32 of each 16 KiB sub-block: plain zlib over slices."""
+    out = []
+    for i in range(m.piece_count):
+        chunk = data[i * m.piece_size : (i + 1) * m.piece_size]
+        out.append([zlib.crc32(chunk[j : j + 16 * KiB]) for j in range(0, max(len(chunk), 1),
+                                                                        16 * KiB)])
+    return out
+
+
+def tables(checks: BlockChecks, m: Manifest) -> list[list[int] | None]:
+    return [None if (t := checks.get(i)) is None else list(t) for i in range(m.piece_count)]
+
+
+@pytest.mark.parametrize(
+    "size",
+    # one thread (small), several threads (> 4 MiB runs), a short last sub-block and piece
+    [1, 16 * KiB - 1, 16 * KiB, 100 * KiB + 3, 5 * MiB + 7, 9 * MiB],
+    ids=lambda n: f"{n}B",
+)
+def test_hashing_fills_the_crc_tables_of_every_piece(tmp_path: Path, size: int) -> None:
+    data = pseudo_random(size, seed=size)
+    checks = BlockChecks()
+    m = hash_file(write(tmp_path / "f", data), use_cache=False, checks=checks)
+    assert tables(checks, m) == expected_tables(data, m)
+
+
+@given(size=st.integers(1, 300 * KiB), most=st.integers(1, 40 * KiB))
+@settings(max_examples=40, deadline=None)
+def test_crc_tables_survive_short_reads(size: int, most: int) -> None:
+    data = pseudo_random(size, seed=most)
+    crcs = array("I")
+    hash_pieces(Trickle(data, most), size, 64 * KiB, crcs=crcs)
+    assert list(crcs) == [zlib.crc32(data[j : j + 16 * KiB]) for j in range(0, size, 16 * KiB)]
+
+
+def test_a_cache_hit_brings_the_crc_tables_back(
+    tmp_path: Path, cache: Path, counting: CountingHashPieces
+) -> None:
+    data = pseudo_random(300 * KiB)
+    path = write(tmp_path / "f", data)
+    m = hash_file(path, checks=BlockChecks())
+    assert sorted(p.suffix for p in cache.iterdir()) == [".checks", ".manifest"]
+    again = BlockChecks()
+    assert hash_file(path, checks=again) == m
+    assert counting.calls == 1, "tables from the cache, not from a second read"
+    assert tables(again, m) == expected_tables(data, m)
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "cut short", "delete"])
+def test_a_damaged_crc_entry_is_ignored_not_trusted(
+    tmp_path: Path, cache: Path, damage: str
+) -> None:
+    # A wrong table would make the seeder say the file changed on disk: without a sound
+    # entry there are no tables, and each piece's first read checks it by SHA-256.
+    path = write(tmp_path / "f", pseudo_random(300 * KiB))
+    m = hash_file(path, checks=BlockChecks())
+    [entry] = cache.glob("*.checks")
+    raw = bytearray(entry.read_bytes())
+    if damage == "flip a byte":
+        raw[-1] ^= 1
+        entry.write_bytes(raw)
+    elif damage == "cut short":
+        entry.write_bytes(raw[:-4])
+    else:
+        entry.unlink()
+    again = BlockChecks()
+    assert hash_file(path, checks=again) == m
+    assert tables(again, m) == [None] * m.piece_count
+
+
+def test_tables_of_a_file_too_big_for_the_checks_are_not_made(tmp_path: Path) -> None:
+    # 4 bytes per 16 KiB: a bound of 40 bytes holds 10 sub-blocks, and this file has 20.
+    path = write(tmp_path / "f", pseudo_random(320 * KiB))
+    checks = BlockChecks(max_bytes=40)
+    m = hash_file(path, checks=checks)
+    assert tables(checks, m) == [None] * m.piece_count
+    assert not list(cache_dir().glob("*.checks"))
+
+
+def test_fill_keeps_the_first_pieces_that_fit_and_rejects_a_wrong_length() -> None:
+    m = Manifest.create("f", 4 * 32 * KiB, 32 * KiB, [bytes(32)] * 4)
+    crcs = array("I", range(8))  # two sub-blocks a piece
+    checks = BlockChecks(max_bytes=5 * 4)
+    assert checks.fill(m, crcs) == 2
+    assert tables(checks, m) == [[0, 1], [2, 3], None, None]
+    assert BlockChecks().fill(m, array("I", range(7))) == 0

@@ -26,6 +26,16 @@ def test_abandoned_temporaries_go_and_fresh_ones_stay() -> None:
     assert prune_plan(entries, STALE_TMP * 2) == ["a.tmp123"]
 
 
+def test_crc_tables_are_entries_like_manifests_not_temporaries() -> None:
+    # An old .checks file is a table a re-seed will use, not a crashed writer's leftover;
+    # beyond the bounds it goes in least-recently-used order with the manifests.
+    entries = [("a.checks", 5, 0.0), ("a.manifest", 5, 0.0), ("b.checks", 5, 1.0),
+               ("b.manifest", 5, 1.0), ("c.tmp1", 5, 0.0)]
+    assert prune_plan(entries, STALE_TMP * 2) == ["c.tmp1"]
+    assert sorted(prune_plan(entries, STALE_TMP * 2, max_entries=2)) == [
+        "a.checks", "a.manifest", "c.tmp1"]
+
+
 def test_seeding_prunes_the_cache_and_a_reuse_counts_as_use(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("P2P_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(manifestcache, "MAX_ENTRIES", 3)

@@ -15,7 +15,9 @@ import pytest
 
 from p2pcli.errors import ExitCode, StorageError, UsageError
 from p2pcli.manifest import Manifest
-from p2pcli.store import PART_MAGIC, PartFile, PieceCache, SeedFile, SourceChanged
+from p2pcli.store import PART_MAGIC, BlockChecks, PartFile, PieceCache, SeedFile, SourceChanged
+from p2pcli.tree import hash_tree
+from p2pcli.treestore import SeedTree
 
 PIECE = 16 * 1024
 SIZE = 3 * PIECE + 1000  # four pieces, the last one short
@@ -320,3 +322,88 @@ def test_cache_stays_within_max_bytes_under_random_use() -> None:
         while sum(sizes[j] for j in recent) > 1000 and len(recent) > 1:
             recent.pop(0)
         assert list(cache._items) == recent  # held pieces, least recently used first
+
+
+# -- reads on the event loop (read_block_nowait) ---------------------------------------------
+
+
+def tables_of(content: bytes) -> BlockChecks:
+    """CRC tables as hashing makes them, and no verified copy in a PieceCache."""
+    checks = BlockChecks()
+    for i in range(4):
+        checks.put(i, BlockChecks.table_for(piece(content, i)))
+    return checks
+
+
+def test_a_block_with_a_table_is_read_without_a_thread(seeded: Path, manifest, content) -> None:
+    seed = SeedFile(seeded, manifest)
+    try:
+        assert seed.read_block_nowait(1, 0, PIECE) is None, "no table yet: the thread path"
+        for i in range(4):
+            seed.read_piece(i)  # verified by SHA-256: tables made
+        for i, offset, length in [(0, 0, PIECE), (1, 0, 1000), (2, 5000, 100), (3, 0, 1000),
+                                  (3, 999, 1)]:
+            got = seed.read_block_nowait(i, offset, length)
+            assert got == piece(content, i)[offset : offset + length]
+    finally:
+        seed.close()
+
+
+def test_a_changed_block_is_left_to_the_thread_path_which_says_so(
+    seeded: Path, manifest, content
+) -> None:
+    seed = SeedFile(seeded, manifest, checks=tables_of(content))
+    try:
+        overwrite(seeded, PIECE + 7, b"\x00\x01\x02")
+        assert seed.read_block_nowait(1, 0, 100) is None
+        with pytest.raises(SourceChanged, match="piece 1"):
+            seed.read_block(1, 0, 100)
+    finally:
+        seed.close()
+
+
+def test_a_block_not_in_the_page_cache_is_never_read_on_the_loop(
+    seeded: Path, manifest, content
+) -> None:
+    # RWF_NOWAIT: what is not in memory needs a disk read, which belongs in a thread.
+    seed = SeedFile(seeded, manifest, checks=tables_of(content))
+    try:
+        fd = os.open(seeded, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        assert seed.read_block_nowait(2, 0, PIECE) is None
+        assert seed.read_block(2, 0, PIECE) == piece(content, 2)  # now read from disk
+        assert seed.read_block_nowait(2, 0, PIECE) == piece(content, 2)
+    finally:
+        seed.close()
+
+
+def test_a_downloads_verified_pieces_are_read_on_the_loop(tmp_path: Path, manifest, content
+                                                          ) -> None:
+    part = PartFile(tmp_path / "movie.mkv.part", manifest)
+    try:
+        assert part.read_block_nowait(0, 0, 10) is None
+        part.write_piece(0, piece(content, 0))
+        assert part.read_block_nowait(0, 0, 10) == piece(content, 0)[:10]
+    finally:
+        part.close()
+
+
+def test_a_folder_share_always_reads_in_a_thread(tmp_path: Path) -> None:
+    # Its pieces span files: one descriptor and offset cannot read them.
+    folder = tmp_path / "show"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"a" * 20_000)
+    (folder / "b.bin").write_bytes(b"b" * 30_000)
+    m, items = hash_tree([str(folder)], use_cache=False)
+    tree = SeedTree(str(folder), m, items.files())
+    try:
+        whole = tree.read_piece(0)
+        assert tree.checks.get(0) is not None
+        assert tree.read_block_nowait(0, 0, 100) is None
+        assert tree.read_block(0, 0, 100) == whole[:100]
+    finally:
+        tree.close()

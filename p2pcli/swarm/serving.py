@@ -21,7 +21,8 @@ class Serving:
         p = self.peers.get(peer)
         return None if p is None else p.proto.next_request()
 
-    def piece_message(self, peer: str, block: wire.Block, data: bytes) -> bytes | None:
+    def piece_message(self, peer: str, block: wire.Block, data: bytes | bytearray
+                      ) -> bytes | None:
         """The PIECE answering `block` (None: the peer is gone)."""
         p = self.peers.get(peer)
         return None if p is None else p.proto.send_piece(block[0], block[1], data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
 import logging
 import os
@@ -28,7 +29,7 @@ from ..events import EventSink
 from ..hashing import Progress, hash_file, open_for_seeding
 from ..manifest import Manifest, check_name
 from ..signaling.client import SignalHandlers, SignalingClient
-from ..store import SeedFile, check_output
+from ..store import BlockChecks, SeedFile, check_output
 from ..swarm import Swarm, SwarmConfig
 from ..swarm.meet import MeetHandlers, Meeting
 from ..tree import hash_tree
@@ -356,8 +357,11 @@ async def _hash_share(paths: list[str], emit: EventSink, progress: Progress | No
     started = time.monotonic()
     if len(paths) == 1 and not os.path.isdir(paths[0]):
         open_for_seeding(paths[0])
-        manifest = await asyncio.to_thread(hash_file, paths[0], progress)
-        source: SeedFile | SeedTree = SeedFile(open_for_seeding(paths[0])[0], manifest)
+        checks = BlockChecks()  # from the hashing: see seed.py
+        manifest = await asyncio.to_thread(
+            functools.partial(hash_file, paths[0], progress, checks=checks))
+        source: SeedFile | SeedTree = SeedFile(open_for_seeding(paths[0])[0], manifest,
+                                               checks=checks)
     else:
         manifest, items = await asyncio.to_thread(hash_tree, paths, progress)
         source = SeedTree(paths[0], manifest, [(i.path, i.size) for i in items if not i.folder])
