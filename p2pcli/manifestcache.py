@@ -5,8 +5,9 @@ Each entry is keyed by path, size, mtime, inode and device, so every edited, mov
 deleted file leaves one behind that nothing will read again: the cache only grew. Now an
 entry used is touched (its mtime is its last use), and each write prunes the least
 recently used entries beyond MAX_ENTRIES or MAX_BYTES, and temporary files a crashed
-writer left behind. A file's CRC tables (`CHECKS_SUFFIX`) are entries like any other.
-`prune_plan` is the policy, on plain (name, size, mtime) tuples.
+writer left behind. A file's CRC tables (`CHECKS_SUFFIX`) live beside its manifest, with
+a byte budget of their own, and go with it. `prune_plan` is the policy, on plain (name,
+size, mtime) tuples.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import contextlib
 import os
 from pathlib import Path
 
-MAX_ENTRIES = 2000
-"""Entries kept at most: one manifest per file or folder seeded (a re-seed of each is
-instant), and one entry of CRC tables per file."""
+MAX_ENTRIES = 1000
+"Manifests kept at most (one per file or folder seeded; a re-seed of each is instant)."
 MAX_BYTES = 256 << 20
 """Bytes kept at most: a manifest is ~32 bytes a piece, 200 kB for a 64 GiB file at 1 MiB
 pieces, so this holds the last thousand shares of any ordinary size."""
+MAX_CHECKS_BYTES = 256 << 20
+"""Bytes of CRC tables kept at most, apart from the manifests' budget: 4 bytes per 16 KiB,
+so the tables of 1 TiB of content. Losing a table costs a SHA-256 per piece when serving;
+losing a manifest costs hashing the whole file again, so tables never push one out."""
 STALE_TMP = 3600.0
 "Seconds after which a writer's temporary file is surely abandoned."
 
@@ -31,17 +35,34 @@ _KEPT = (SUFFIX, CHECKS_SUFFIX)
 
 
 def prune_plan(entries: list[tuple[str, int, float]], now: float, *,
-               max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> list[str]:
-    """Names to delete from (name, size, mtime) entries: stale temporaries, then the least
-    recently used manifests until at most `max_entries` and `max_bytes` remain."""
+               max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES,
+               max_checks_bytes: int = MAX_CHECKS_BYTES) -> list[str]:
+    """Names to delete from (name, size, mtime) entries: stale temporaries, the least
+    recently used manifests until at most `max_entries` and `max_bytes` remain, CRC tables
+    whose manifest is gone, and the least recently used tables beyond `max_checks_bytes`."""
     doomed = [n for n, _, t in entries if not n.endswith(_KEPT) and now - t > STALE_TMP]
-    kept = sorted((e for e in entries if e[0].endswith(_KEPT)), key=lambda e: -e[2])
+    manifests = [e for e in entries if e[0].endswith(SUFFIX)]
+    doomed += _beyond(manifests, max_entries, max_bytes)
+    kept = {n.removesuffix(SUFFIX) for n, _, _ in manifests} - {
+        n.removesuffix(SUFFIX) for n in doomed}
+    checks = [e for e in entries if e[0].endswith(CHECKS_SUFFIX)]
+    # A table without its manifest is never read: a re-seed hashes and writes both again.
+    doomed += [n for n, _, _ in checks if n.removesuffix(CHECKS_SUFFIX) not in kept]
+    doomed += _beyond([e for e in checks if e[0].removesuffix(CHECKS_SUFFIX) in kept],
+                      max_entries, max_checks_bytes)
+    return doomed
+
+
+def _beyond(entries: list[tuple[str, int, float]], max_entries: int, max_bytes: int
+            ) -> list[str]:
+    """The least recently used of `entries` beyond `max_entries` or `max_bytes`."""
+    out = []
     total = 0
-    for i, (name, size, _) in enumerate(kept):
+    for i, (name, size, _) in enumerate(sorted(entries, key=lambda e: -e[2])):
         total += size
         if i >= max_entries or total > max_bytes:
-            doomed.append(name)
-    return doomed
+            out.append(name)
+    return out
 
 
 def read(path: Path) -> bytes:
@@ -70,6 +91,7 @@ def prune(folder: Path, now: float) -> None:
                 if e.is_file(follow_symlinks=False):
                     st = e.stat(follow_symlinks=False)
                     entries.append((e.name, st.st_size, st.st_mtime))
-    for name in prune_plan(entries, now, max_entries=MAX_ENTRIES, max_bytes=MAX_BYTES):
+    for name in prune_plan(entries, now, max_entries=MAX_ENTRIES, max_bytes=MAX_BYTES,
+                           max_checks_bytes=MAX_CHECKS_BYTES):
         with contextlib.suppress(OSError):
             os.unlink(folder / name)

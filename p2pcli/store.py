@@ -50,6 +50,19 @@ PART_SUFFIX = ".part"
 PART_MAGIC = b"p2p.part"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# Reads on the event loop (`read_block_nowait`) must not dirty the inode: an atime update
+# can wait on the filesystem's journal. It needs the file's owner; others fall back.
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+def _open_noatime(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+    """os.open with O_NOATIME when allowed (we own the file, or may act as its owner)."""
+    if _NOATIME:
+        try:
+            return os.open(path, flags | _NOATIME, mode)
+        except PermissionError:
+            pass
+    return os.open(path, flags, mode)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
@@ -287,8 +300,9 @@ class _VerifiedReads:
 
     def read_block_nowait(self, piece: int, offset: int, length: int) -> bytearray | None:
         """The block, if the page cache holds it and its piece has a CRC table; None to
-        mean "read it in a thread" (`read_block`). Safe on the event loop: it never waits
-        for a disk. A CRC mismatch also returns None: `read_block` then reads again and
+        mean "read it in a thread" (`read_block`). Safe on the event loop: RWF_NOWAIT
+        never waits for a disk read, and the file is open with O_NOATIME where we may
+        (`_open_noatime`). A CRC mismatch also returns None: `read_block` then reads again and
         says what changed."""
         table = self.checks.get(piece) if self._nowait else None
         if table is None:
@@ -330,7 +344,7 @@ class SeedFile(_VerifiedReads):
         self.manifest = manifest
         self._init_checks(cache or PieceCache(), checks)
         try:
-            self._fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+            self._fd = _open_noatime(path, os.O_RDONLY | _CLOEXEC)
         except OSError as e:
             raise UsageError(f"{path}: cannot open ({e.strerror})") from None
 
@@ -382,7 +396,7 @@ def _open_existing_part(path: Path, m: Manifest, size: int | None = None
     if not stat.S_ISREG(st.st_mode):
         return None, _kind(st.st_mode)
     try:
-        fd = os.open(path, os.O_RDWR | _NOFOLLOW | _NONBLOCK | _CLOEXEC)
+        fd = _open_noatime(path, os.O_RDWR | _NOFOLLOW | _NONBLOCK | _CLOEXEC)
     except OSError as e:
         if e.errno == errno.ELOOP:
             return None, "is a symbolic link"
@@ -413,7 +427,7 @@ def _open_existing_part(path: Path, m: Manifest, size: int | None = None
 def _create_part(path: Path, trailer: tuple[int, bytes] | None, mode: int = 0o644) -> int:
     """Create a new file, never through an existing entry (O_EXCL, O_NOFOLLOW), and write
     `trailer` (offset, bytes) into it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode)
+    fd = _open_noatime(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, mode)
     if trailer is not None:
         at, data = trailer
         try:

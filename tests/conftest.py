@@ -313,3 +313,22 @@ def need(tool: str) -> str:
     if path is None:
         pytest.fail(f"{tool} is not installed; run scripts/test-all, which installs it")
     return path
+
+
+def nowait_reads(directory: Path) -> bool:
+    """Whether files in `directory` take `preadv(RWF_NOWAIT)`, the seeder's reads on the
+    event loop (p2pcli/store.py `read_block_nowait`): Linux 4.14+ on ext4, XFS, btrfs;
+    not tmpfs here (EOPNOTSUPP), nor macOS. Without it the seeder reads in threads."""
+    if not hasattr(os, "RWF_NOWAIT"):
+        return False
+    probe = directory / ".nowait-probe"
+    probe.write_bytes(b"x")  # just written: in the page cache
+    fd = os.open(probe, os.O_RDONLY)
+    try:
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        probe.unlink()

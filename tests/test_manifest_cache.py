@@ -26,14 +26,27 @@ def test_abandoned_temporaries_go_and_fresh_ones_stay() -> None:
     assert prune_plan(entries, STALE_TMP * 2) == ["a.tmp123"]
 
 
-def test_crc_tables_are_entries_like_manifests_not_temporaries() -> None:
-    # An old .checks file is a table a re-seed will use, not a crashed writer's leftover;
-    # beyond the bounds it goes in least-recently-used order with the manifests.
+def test_crc_tables_are_kept_beside_their_manifest_not_taken_for_temporaries() -> None:
     entries = [("a.checks", 5, 0.0), ("a.manifest", 5, 0.0), ("b.checks", 5, 1.0),
                ("b.manifest", 5, 1.0), ("c.tmp1", 5, 0.0)]
     assert prune_plan(entries, STALE_TMP * 2) == ["c.tmp1"]
-    assert sorted(prune_plan(entries, STALE_TMP * 2, max_entries=2)) == [
-        "a.checks", "a.manifest", "c.tmp1"]
+
+
+def test_crc_tables_go_with_their_manifest_and_alone_they_go() -> None:
+    entries = [("a.checks", 5, 0.0), ("a.manifest", 5, 0.0), ("b.checks", 5, 1.0),
+               ("b.manifest", 5, 1.0), ("orphan.checks", 5, 2.0)]
+    assert sorted(prune_plan(entries, 3.0, max_entries=1)) == [
+        "a.checks", "a.manifest", "orphan.checks"]
+
+
+def test_big_crc_tables_never_push_a_manifest_out() -> None:
+    # 64 GiB files: a 128 KiB manifest and 16 MiB of tables each. Tables have a budget of
+    # their own: the oldest tables go, every manifest stays (hashing again costs far more).
+    entries = []
+    for i in range(17):
+        entries += [(f"f{i}.manifest", 128 << 10, float(i)), (f"f{i}.checks", 16 << 20, float(i))]
+    doomed = prune_plan(entries, 20.0, max_checks_bytes=256 << 20)
+    assert doomed == ["f0.checks"]
 
 
 def test_seeding_prunes_the_cache_and_a_reuse_counts_as_use(tmp_path: Path, monkeypatch) -> None:

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import nowait_reads
 
 from p2pcli.errors import ExitCode, StorageError, UsageError
 from p2pcli.manifest import Manifest
@@ -327,6 +328,12 @@ def test_cache_stays_within_max_bytes_under_random_use() -> None:
 # -- reads on the event loop (read_block_nowait) ---------------------------------------------
 
 
+@pytest.fixture
+def nowait(tmp_path: Path) -> None:
+    if not nowait_reads(tmp_path):
+        pytest.skip("this filesystem or OS has no RWF_NOWAIT reads: the seeder uses threads")
+
+
 def tables_of(content: bytes) -> BlockChecks:
     """CRC tables as hashing makes them, and no verified copy in a PieceCache."""
     checks = BlockChecks()
@@ -335,7 +342,8 @@ def tables_of(content: bytes) -> BlockChecks:
     return checks
 
 
-def test_a_block_with_a_table_is_read_without_a_thread(seeded: Path, manifest, content) -> None:
+def test_a_block_with_a_table_is_read_without_a_thread(seeded: Path, manifest, content,
+                                                       nowait: None) -> None:
     seed = SeedFile(seeded, manifest)
     try:
         assert seed.read_block_nowait(1, 0, PIECE) is None, "no table yet: the thread path"
@@ -363,7 +371,7 @@ def test_a_changed_block_is_left_to_the_thread_path_which_says_so(
 
 
 def test_a_block_not_in_the_page_cache_is_never_read_on_the_loop(
-    seeded: Path, manifest, content
+    seeded: Path, manifest, content, nowait: None
 ) -> None:
     # RWF_NOWAIT: what is not in memory needs a disk read, which belongs in a thread.
     seed = SeedFile(seeded, manifest, checks=tables_of(content))
@@ -381,8 +389,8 @@ def test_a_block_not_in_the_page_cache_is_never_read_on_the_loop(
         seed.close()
 
 
-def test_a_downloads_verified_pieces_are_read_on_the_loop(tmp_path: Path, manifest, content
-                                                          ) -> None:
+def test_a_downloads_verified_pieces_are_read_on_the_loop(tmp_path: Path, manifest, content,
+                                                          nowait: None) -> None:
     part = PartFile(tmp_path / "movie.mkv.part", manifest)
     try:
         assert part.read_block_nowait(0, 0, 10) is None
@@ -407,3 +415,21 @@ def test_a_folder_share_always_reads_in_a_thread(tmp_path: Path) -> None:
         assert tree.read_block(0, 0, 100) == whole[:100]
     finally:
         tree.close()
+
+
+def test_without_rwf_nowait_reads_fall_back_to_threads(manifest, content) -> None:
+    # tmpfs answers RWF_NOWAIT with EOPNOTSUPP here: the source stops trying, and every
+    # read goes the thread path, which still serves the right bytes.
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or nowait_reads(shm):
+        pytest.skip("no tmpfs without RWF_NOWAIT here to fall back from")
+    path = shm / f"p2p-test-{os.getpid()}.bin"
+    path.write_bytes(content)
+    seed = SeedFile(path, manifest, checks=tables_of(content))
+    try:
+        assert seed.read_block_nowait(0, 0, 100) is None
+        assert seed._nowait is False, "one EOPNOTSUPP is enough: no syscall per block after"
+        assert seed.read_block(0, 0, 100) == piece(content, 0)[:100]
+    finally:
+        seed.close()
+        path.unlink()

@@ -293,6 +293,24 @@ def test_tree_part_writes_the_tree_and_resumes(tmp_path: Path) -> None:
     TreePart(out, m, select(m, []), force=True).close()
 
 
+def test_a_tree_download_serves_its_pieces_from_threads_only(tmp_path: Path) -> None:
+    # Its pieces span files: the event-loop read (one descriptor, one offset) is not for it.
+    src = make_tree(tmp_path / "t")
+    m, _ = hash_tree([str(src)], use_cache=False)
+    data = concat(src, m)
+    out = tmp_path / "out"
+    out.mkdir()
+    st = TreePart(out, m, select(m, []))
+    try:
+        fill(st, m, data)
+        for i in range(m.piece_count):
+            assert st.checks.get(i) is not None
+            assert st.read_block_nowait(i, 0, 10) is None
+            assert st.read_block(i, 0, 10) == data[i * m.piece_size : i * m.piece_size + 10]
+    finally:
+        st.close()
+
+
 def test_tree_part_selection_writes_only_selected_bytes(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "t")
     m, _ = hash_tree([str(src)], use_cache=False)
