@@ -107,6 +107,16 @@ class PeerLink:
         return {"type": d.type, "sdp": d.sdp}
 
     async def accept_answer(self, answer: dict) -> None:
+        """Take the remote's answer to our offer. An answer when no offer of ours is
+        waiting for one is stale, and ignored: a duplicate, or the answer to an earlier
+        offer of a link this one replaced (a redial), arriving while our new offer is
+        still being made. That is the remote's timing, not a bug (aiortc would raise
+        InvalidStateError, which crashed a 16-fetcher swarm)."""
+        if self.pc.signalingState != "have-local-offer":
+            if self.closed.is_set() or self.pc.signalingState == "closed":
+                raise LinkClosed("peer connection closed during setup")
+            log.info("ignored an answer in signaling state %s", self.pc.signalingState)
+            return
         with self._setup_step():
             await self.pc.setRemoteDescription(_description(answer, "answer"))
 

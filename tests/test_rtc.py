@@ -41,6 +41,23 @@ async def test_offering_and_accepting_on_a_closed_link_is_link_closed():
 
 
 @pytest.mark.timeout(60)
+async def test_a_stale_or_duplicate_answer_is_ignored_not_a_crash():
+    # Found by a 16-fetcher benchmark: a redialled peer's answer to the offer of the link
+    # we replaced came while the new link's offer was still being made ("stable"), and
+    # aiortc's InvalidStateError ended the fetch as an internal error.
+    a, b = PeerLink.create([]), PeerLink.create([])
+    answer = await b.answer_offer(await a.make_offer())
+    fresh = PeerLink.create([])
+    await fresh.accept_answer(answer)  # no offer of its own yet
+    assert fresh.pc.signalingState == "stable"
+    await a.accept_answer(answer)
+    await a.accept_answer(answer)  # the same answer again, through another path
+    assert await a.wait_open(20) and await b.wait_open(20)
+    for link in (a, b, fresh):
+        await link.close()
+
+
+@pytest.mark.timeout(60)
 async def test_two_links_connect_and_carry_a_message_over_loopback():
     a, b = PeerLink.create([]), PeerLink.create([])
     got: list[bytes] = []
