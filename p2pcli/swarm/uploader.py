@@ -56,6 +56,11 @@ class Uploader:
             except LinkClosed:
                 return
             core.block_sent(peer, len(data))
+            # Yield once a block: a read from memory or the page cache, an unlimited upload
+            # and a send under the high-water mark never suspend, and a run of queued
+            # requests would hold up the loop (other peers, SACKs). It also keeps requests
+            # that arrive faster than we answer piling up into the flood limit (wire.py).
+            await asyncio.sleep(0)
 
     async def _read(self, block: tuple[int, int, int]) -> bytes | bytearray | None:
         piece, offset, length = block
