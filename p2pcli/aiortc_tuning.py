@@ -132,6 +132,10 @@ SACK_DELAY = 0.2  # seconds; RFC 9260 recommends at most 200 ms
 SACK_QUICK_AFTER_LOSS = 16
 # Tail loss probe (RFC 8985 section 7): at least this long after the last SACK.
 LOSS_PROBE_MIN_TIMEOUT = 0.01
+# Probes per silence, each after twice the wait of the one before (2, 4, 8 round trips).
+# One was not enough at 5% loss: a lost probe (or its SACK) left a ~5-packet window idle
+# until T3, a second at least, in 2 of 10 rounds (benchmarks/README.md, sixth pass).
+MAX_LOSS_PROBES = 3
 # RFC 9260 section 16's RTO.Initial (aiortc keeps RFC 4960's 3 s). It times the INIT and
 # COOKIE-ECHO resends and any DATA lost before the first RTT sample (the data channel's
 # OPEN, a manifest request): under 5% loss one of those is lost in about one start-up in
@@ -169,11 +173,13 @@ EXPLORE_LIMIT = 0.15
 # tried with data when its probes lose at most TRAIN_MARGIN more than the smaller one's:
 # 5% per IP packet makes that difference ~39% (16 KiB: 12 fragments), 5% per datagram
 # ~0 (standard deviation ~6% at 48 pairs). A train that says no is repeated after
-# TRAIN_EVERY seconds, doubling up to TRAIN_EVERY_MAX (~0.85 MB each time at 16 KiB).
+# TRAIN_EVERY seconds, doubling up to TRAIN_EVERY_MAX (~0.85 MB each time at 16 KiB). At
+# 10 s, the ~3% of trains that say no at 5% per datagram held a transfer at 1388-byte
+# packets for 10 s (24-35 MB/s against 140 for a 256 MiB round, 2 rounds in 20).
 TRAIN_PAIRS = 48
 TRAIN_GAP = 0.002
 TRAIN_MARGIN = 0.12
-TRAIN_EVERY = 10.0
+TRAIN_EVERY = 2.0
 TRAIN_EVERY_MAX = 80.0
 LOSS_MIN_PACKETS = 200  # DATA packets sent before the loss estimate is trusted...
 # ...or this many lost: heavy loss must be acted on within a few dozen packets (at 5% per IP
@@ -282,16 +288,23 @@ class TailLossProbe:
     also drops the window to one packet. Instead, `timeout()` after the last SACK (or the
     first packet sent after a quiet spell) with data still outstanding, `on_timer` says to
     send one packet: new data if there is some (the SACK it draws reports every gap below
-    it), else the last chunk again. One probe per silence; a SACK allows the next one.
+    it), else the last chunk again. Up to `max_probes` per silence, each after twice the
+    wait of the one before, since a probe or its SACK can be lost too; a SACK starts over.
     The congestion window is left alone: a probe is not a loss signal.
     """
 
     min_timeout: float = LOSS_PROBE_MIN_TIMEOUT
     sack_delay: float = SACK_DELAY
+    max_probes: int = MAX_LOSS_PROBES
     deadline: float | None = None
     """When to probe, None when not armed."""
-    probed: bool = False
-    """A probe went out since the last SACK."""
+    probes: int = 0
+    """Probes sent since the last SACK."""
+
+    @property
+    def probed(self) -> bool:
+        """A probe went out since the last SACK."""
+        return self.probes > 0
 
     def timeout(self, srtt: float, outstanding: int) -> float:
         """Two smoothed round trips; plus the peer's SACK delay when only one packet is
@@ -300,24 +313,26 @@ class TailLossProbe:
 
     def on_sack(self, now: float, srtt: float | None, outstanding: int) -> None:
         """A SACK arrived; `outstanding`: DATA chunks sent and not yet acknowledged."""
-        self.probed = False
+        self.probes = 0
         self.deadline = None
         self.on_send(now, srtt, outstanding)
 
     def on_send(self, now: float, srtt: float | None, outstanding: int) -> None:
         """Data went out: arm, unless armed already, probed already or no RTT known."""
-        if self.deadline is None and not self.probed and srtt is not None and outstanding:
+        if self.deadline is None and not self.probes and srtt is not None and outstanding:
             self.deadline = now + self.timeout(srtt, outstanding)
 
     def timer(self) -> float | None:
         return self.deadline
 
-    def on_timer(self, now: float) -> bool:
-        """True: send a probe now."""
+    def on_timer(self, now: float, srtt: float | None = None, outstanding: int = 0) -> bool:
+        """True: send a probe now (and the next one is armed, if any is left)."""
         if self.deadline is None or now < self.deadline:
             return False
+        self.probes += 1
         self.deadline = None
-        self.probed = True
+        if self.probes < self.max_probes and srtt is not None and outstanding:
+            self.deadline = now + self.timeout(srtt, outstanding) * 2 ** self.probes
         return True
 
     def cancel(self) -> None:
@@ -1564,7 +1579,8 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
         self._tlp_handle = None
         if self._tlp is None or self._association_state != self.State.ESTABLISHED:
             return
-        if self._tlp.on_timer(self._loop.time()) and self._sent_queue:
+        if self._tlp.on_timer(self._loop.time(), self._srtt, len(self._sent_queue)) and (
+                self._sent_queue):
             STATS.loss_probes += 1
             self._spawn(self._send_loss_probe())
         self._tlp_arm()

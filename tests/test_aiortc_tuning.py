@@ -326,6 +326,23 @@ class TestTailLossProbe:
         tlp.on_sack(10.2, srtt=0.05, outstanding=3)  # the SACK it drew
         assert tlp.timer() == pytest.approx(10.3)
 
+    def test_a_lost_probe_is_followed_by_more_each_waiting_twice_as_long(self):
+        # At 5% loss a lone probe, or its SACK, is lost often enough to leave a small
+        # window idle until T3 (1 s): up to three probes, after 2, then 4, then 8 trips.
+        tlp = TailLossProbe(min_timeout=0.01)
+        tlp.on_sack(0.0, srtt=0.01, outstanding=4)
+        fired = []
+        now = 0.0
+        while now < 2.0:
+            if tlp.on_timer(now, srtt=0.01, outstanding=5):
+                fired.append(round(now, 3))
+                tlp.on_send(now, srtt=0.01, outstanding=5)  # the probe does not re-arm
+            now = round(now + 0.001, 3)
+        assert fired == [0.02, 0.06, 0.14]
+        assert tlp.timer() is None
+        tlp.on_sack(2.0, srtt=0.01, outstanding=3)  # a SACK starts over
+        assert tlp.probes == 0 and tlp.timer() == pytest.approx(2.02)
+
     def test_a_steady_flow_of_sacks_never_probes(self):
         tlp, now = TailLossProbe(), 0.0
         for _ in range(100):
@@ -888,7 +905,7 @@ class TestProbeTrains:
             judged.append(self.run_train(s, rng, per_ip(0.07), 0.07, judged[-1]))
             assert s.size == 1388
         gaps = [round(b - a) for a, b in itertools.pairwise(judged)]
-        assert gaps == [10, 20, 40]  # plus the train's own ~0.2 s, rounded away
+        assert gaps == [2, 4, 8]  # plus the train's own ~0.2 s, rounded away
 
     @pytest.mark.parametrize("loss", [0.01, 0.05])
     def test_verdicts_are_rarely_wrong(self, loss):
@@ -1107,7 +1124,8 @@ async def test_a_packet_that_fills_a_gap_is_acknowledged_at_once():
 
 async def test_a_sender_whose_sacks_stopped_probes_before_t3():
     # Three chunks out (the initial window), no SACK back: one more goes out after two
-    # round trips, not after T3's 1-3 s with the window back to one packet.
+    # round trips, and another after four more, not after T3's 1-3 s with the window back
+    # to one packet.
     was_installed = tuning.installed()
     tuning.install()
     try:
@@ -1127,7 +1145,9 @@ async def test_a_sender_whose_sacks_stopped_probes_before_t3():
         await t._send(1, 53, bytes(10 * BASE_PACKET))
         assert [tsn for tsn, _ in sent] == [first, first + 1, first + 2]
         await asyncio.sleep(0.1)
-        assert sent[3:] == [(first + 3, 1)]  # new data: its SACK reports every gap
+        # New data (its SACK reports every gap), at 0.02 s and 0.06 s; the third is due
+        # at 0.14 s.
+        assert sent[3:] == [(first + 3, 1), (first + 4, 1)]
         assert t._tlp.probed and t._t3_handle is not None
     finally:
         t._t3_cancel()
