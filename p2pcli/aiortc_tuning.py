@@ -40,8 +40,9 @@ stock peer (stock aiortc, Chromium's dcsctp, usrsctp) sees an ordinary SCTP endp
    advertises no more window than that buffer holds, so a burst no longer overflows the
    socket and costs a loss recovery.
 4. Loss recovery without timeouts: a sender whose SACKs stop with data outstanding sends
-   one probe packet after two round trips (RFC 8985's tail loss probe) instead of waiting
-   for T3, which takes at least 1 s and restarts from a one-packet window. Together with
+   a probe packet after two round trips (RFC 8985's tail loss probe; up to three, after 2,
+   4 and 8 round trips) instead of waiting for T3, which takes at least 1 s and restarts
+   from a one-packet window. Together with
    the quick SACKs after a loss (1.), this is what keeps a lossy path from being slower
    than stock (docs/aiortc-patch.md, "Under loss"). The retransmission timer starts at
    RFC 9260's 1 s, not aiortc's 3 s, for handshake and early DATA losses. A chunk is
