@@ -333,7 +333,9 @@ class TailLossProbe:
         self.probes += 1
         self.deadline = None
         if self.probes < self.max_probes and srtt is not None and outstanding:
-            self.deadline = now + self.timeout(srtt, outstanding) * 2 ** self.probes
+            # No SACK delay from here: the peer answers a probe at once (data after a
+            # gap, or a duplicate).
+            self.deadline = now + max(2 * srtt, self.min_timeout) * 2 ** self.probes
         return True
 
     def cancel(self) -> None:
@@ -1572,9 +1574,17 @@ class TunedSctpTransport(_sctp.RTCSctpTransport):
 
     def _tlp_arm(self) -> None:
         # One timer at most, re-armed when it fires early (as for delayed SACKs): a SACK
-        # moves the deadline thousands of times a second on a fast path.
-        if self._tlp_handle is None and self._tlp.deadline is not None:
-            self._tlp_handle = self._loop.call_at(self._tlp.deadline, self._tlp_timer)
+        # moves the deadline later thousands of times a second on a fast path. It moves
+        # earlier only after probes (the next is armed 4 or 8 round trips out, and the
+        # SACK a probe draws starts over at 2): then the timer is moved.
+        deadline = self._tlp.deadline
+        if deadline is None:
+            return
+        if self._tlp_handle is not None:
+            if self._tlp_handle.when() <= deadline:
+                return
+            self._tlp_handle.cancel()
+        self._tlp_handle = self._loop.call_at(deadline, self._tlp_timer)
 
     def _tlp_timer(self) -> None:
         self._tlp_handle = None

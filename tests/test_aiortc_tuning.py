@@ -322,7 +322,8 @@ class TestTailLossProbe:
         assert tlp.on_timer(10.09) is False
         assert tlp.on_timer(10.1) is True
         tlp.on_send(10.1, srtt=0.05, outstanding=5)  # the probe itself
-        assert tlp.timer() is None and tlp.on_timer(11.0) is False  # one per silence
+        # Called without srtt, on_timer arms no second probe (see the next test).
+        assert tlp.timer() is None and tlp.on_timer(11.0) is False
         tlp.on_sack(10.2, srtt=0.05, outstanding=3)  # the SACK it drew
         assert tlp.timer() == pytest.approx(10.3)
 
@@ -1149,6 +1150,48 @@ async def test_a_sender_whose_sacks_stopped_probes_before_t3():
         # at 0.14 s.
         assert sent[3:] == [(first + 3, 1), (first + 4, 1)]
         assert t._tlp.probed and t._t3_handle is not None
+    finally:
+        t._t3_cancel()
+        if t._tlp_handle is not None:
+            t._tlp_handle.cancel()
+
+
+async def test_the_sack_a_probe_draws_brings_the_next_probe_forward():
+    # After two probes the third is armed 8 round trips out. A SACK then starts over at
+    # two round trips: the pending timer must move, or the next silence's first probe
+    # waits for the old one (found by a review: 0.143 s instead of 0.091 s at 10 ms).
+    was_installed = tuning.installed()
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(SimpleNamespace(state="new"))
+    finally:
+        tuning.install() if was_installed else tuning.uninstall()
+    t._association_state = t.State.ESTABLISHED
+    t._srtt = 0.05
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    sent: list[float] = []
+
+    async def _send_chunk(chunk):
+        sent.append(loop.time() - t0)
+
+    t._send_chunk = _send_chunk
+    first = t._local_tsn
+    try:
+        await t._send(1, 53, bytes(10 * BASE_PACKET))
+        await asyncio.sleep(0.35)  # probes at ~0.1 and ~0.3 s; the third due at ~0.7
+        assert len(sent) == 5
+        sack = sctp.SackChunk()
+        sack.cumulative_tsn = first
+        sack.advertised_rwnd = 1 << 20
+        sack.gaps, sack.duplicates = [], []
+        t._rttvar, t._ssthresh = 0.005, 1 << 20
+        t._sent_queue[0]._sent_count = 2  # no RTT sample: srtt stays 50 ms
+        await t._receive_sack_chunk(sack)
+        due = loop.time() - t0 + 0.1
+        assert t._tlp_handle is not None and t._tlp_handle.when() - t0 <= due + 0.001
+        await asyncio.sleep(0.2)
+        assert len(sent) >= 6 and sent[5] < due + 0.05
     finally:
         t._t3_cancel()
         if t._tlp_handle is not None:
