@@ -84,7 +84,7 @@ async def seed(
     if single:
         open_for_seeding(opts.path)  # fail fast, before any server starts
     started = time.monotonic()
-    checks = BlockChecks()  # a single file's come out of its hashing: no second SHA-256
+    checks = BlockChecks()  # a single file's CRC tables come from its hashing: no 2nd SHA-256
     if single:
         hashing = functools.partial(hash_file, opts.path, progress, checks=checks)
         manifest, files = await asyncio.to_thread(hashing), []
