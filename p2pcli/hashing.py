@@ -273,13 +273,13 @@ def hash_file(
                 if progress:
                     progress(st.st_size, st.st_size)
                 if checks is not None:
-                    _load_checks(cache_file.with_suffix(CHECKS_SUFFIX), m, checks)
+                    _load_checks(cache_file.with_suffix(manifestcache.CHECKS_SUFFIX), m, checks)
                 return m
         except (OSError, ManifestError):
             pass
     piece_size = piece_size_for(st.st_size)
     # Tables beyond what `checks` keeps (a file over 64 GiB) would be made and dropped.
-    fits = checks is not None and -(-st.st_size // SUB_BLOCK) * 4 <= checks.max_bytes
+    fits = checks is not None and BlockChecks.sub_blocks(st.st_size) * 4 <= checks.max_bytes
     crcs = array("I") if fits else None
     try:
         with open(p, "rb", buffering=0) as f:
@@ -299,12 +299,10 @@ def hash_file(
     if use_cache:
         manifestcache.write(cache_file, m.encode(), time.time())
         if crcs is not None:
-            manifestcache.write(cache_file.with_suffix(CHECKS_SUFFIX),
+            manifestcache.write(cache_file.with_suffix(manifestcache.CHECKS_SUFFIX),
                                 _checks_entry(m, crcs), time.time())
     return m
 
-
-CHECKS_SUFFIX = manifestcache.CHECKS_SUFFIX
 
 
 def _checks_entry(m: Manifest, crcs: array) -> bytes:
@@ -323,7 +321,7 @@ def _load_checks(path: Path, m: Manifest, checks: BlockChecks) -> None:
     except OSError:
         return
     digest, data = entry[:32], entry[32:]
-    if len(data) != BlockChecks.sub_blocks(m) * 4 or (
+    if len(data) != BlockChecks.sub_blocks(m.size) * 4 or (
             hashlib.sha256(m.content_hash + data).digest() != digest):
         return
     crcs = array("I")

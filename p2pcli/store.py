@@ -50,6 +50,7 @@ PART_SUFFIX = ".part"
 PART_MAGIC = b"p2p.part"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 # Reads on the event loop (`read_block_nowait`) must not dirty the inode: an atime update
 # can wait on the filesystem's journal. It needs the file's owner; others fall back.
 _NOATIME = getattr(os, "O_NOATIME", 0)
@@ -63,7 +64,6 @@ def _open_noatime(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -
         except PermissionError:
             pass
     return os.open(path, flags, mode)
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def _storage_error(path: Path | str, e: OSError, what: str) -> StorageError:
@@ -179,7 +179,7 @@ class BlockChecks:
         """Take the tables of pieces from `crcs`, the CRC-32 of every 16 KiB sub-block of
         the content in order (as hashing made them), first piece first, while they fit in
         `max_bytes`. Returns how many pieces got one; none if `crcs` has the wrong length."""
-        if len(crcs) != self.sub_blocks(manifest):
+        if len(crcs) != self.sub_blocks(manifest.size):
             return 0
         per_piece = manifest.piece_size // SUB_BLOCK
         at = 0
@@ -192,9 +192,9 @@ class BlockChecks:
         return manifest.piece_count
 
     @staticmethod
-    def sub_blocks(manifest: Manifest) -> int:
-        """How many 16 KiB sub-blocks (the last may be short) the content has."""
-        return -(-manifest.size // SUB_BLOCK)
+    def sub_blocks(size: int) -> int:
+        """How many 16 KiB sub-blocks (the last may be short) `size` bytes of content have."""
+        return -(-size // SUB_BLOCK)
 
     def forget(self, piece: int) -> None:
         with self._lock:
@@ -280,36 +280,32 @@ class _VerifiedReads:
         if table is None:  # first read since it was verified, or its table was evicted
             return self.read_piece(piece)[offset : offset + length]
         # Read the 16 KiB sub-blocks under the request and check each one.
-        piece_len = self.manifest.piece_length(piece)
-        first = offset // SUB_BLOCK
-        start = first * SUB_BLOCK
-        end = min(piece_len, -(-(offset + length) // SUB_BLOCK) * SUB_BLOCK)
+        first, start, end = self._span(piece, offset, length)
         raw = self._pread(end - start, self._offset(piece) + start)
         self._hashed(len(raw))
-        view = memoryview(raw)
-        ok = len(raw) == end - start
-        for k, at in enumerate(range(0, len(raw), SUB_BLOCK)):
-            if not ok:
-                break
-            ok = zlib.crc32(view[at : at + SUB_BLOCK]) == table[first + k]
-        if not ok:
+        if len(raw) != end - start or not _sub_blocks_match(raw, table, first):
             self.checks.forget(piece)
             raise self._changed(piece)
         return raw[offset - start : offset - start + length]
 
+    def _span(self, piece: int, offset: int, length: int) -> tuple[int, int, int]:
+        """The 16 KiB sub-blocks under a block: the first one's index, and the bytes
+        [start, end) of the piece they cover."""
+        first = offset // SUB_BLOCK
+        end = min(self.manifest.piece_length(piece),
+                  -(-(offset + length) // SUB_BLOCK) * SUB_BLOCK)
+        return first, first * SUB_BLOCK, end
 
     def read_block_nowait(self, piece: int, offset: int, length: int) -> bytearray | None:
         """The block, if the page cache holds it and its piece has a CRC table; None to
         mean "read it in a thread" (`read_block`). Safe on the event loop: RWF_NOWAIT
         never waits for a disk read, and the file is open with O_NOATIME where we may
-        (`_open_noatime`). A CRC mismatch also returns None: `read_block` then reads again and
-        says what changed."""
+        (`_open_noatime`). A CRC mismatch also returns None: `read_block` then reads again
+        and says what changed."""
         table = self.checks.get(piece) if self._nowait else None
         if table is None:
             return None
-        first = offset // SUB_BLOCK
-        start = first * SUB_BLOCK
-        end = min(self.manifest.piece_length(piece), -(-(offset + length) // SUB_BLOCK) * SUB_BLOCK)
+        first, start, end = self._span(piece, offset, length)
         buf = bytearray(end - start)
         try:
             n = os.preadv(self._fd, [buf], self._offset(piece) + start, _RWF_NOWAIT)
@@ -318,16 +314,20 @@ class _VerifiedReads:
         except OSError:  # EOPNOTSUPP (a filesystem without it) or a real error: the thread
             self._nowait = False  # path reads and reports; do not try again
             return None
-        if n != len(buf):  # partly cached, or the file shrank: the thread path decides
+        # Partly cached, the file shrank, or changed: the thread path decides and says.
+        if n != len(buf) or not _sub_blocks_match(buf, table, first):
             return None
-        view = memoryview(buf)
-        for k, at in enumerate(range(0, n, SUB_BLOCK)):
-            if zlib.crc32(view[at : at + SUB_BLOCK]) != table[first + k]:
-                return None
         self._hashed(n)
         if start == offset and n == length:
             return buf  # the usual case: a block on 16 KiB boundaries, no copy
         return buf[offset - start : offset - start + length]
+
+
+def _sub_blocks_match(data: bytes | bytearray, table: array, first: int) -> bool:
+    """Each 16 KiB sub-block of `data` has the CRC-32 in `table` from index `first` on."""
+    view = memoryview(data)
+    return all(zlib.crc32(view[at : at + SUB_BLOCK]) == table[first + k]
+               for k, at in enumerate(range(0, len(data), SUB_BLOCK)))
 
 
 class SeedFile(_VerifiedReads):

@@ -1082,6 +1082,19 @@ async def _receive_all(cls, first_tsn: int, chunks: list) -> tuple:
             sorted(t._sack_duplicates), t._advertised_rwnd)
 
 
+def _established_transport() -> tuning.TunedSctpTransport:
+    """A tuned SCTP transport in state ESTABLISHED, with no DTLS under it (tests replace
+    what it would send through), leaving the tuning installed as it found it."""
+    was_installed = tuning.installed()
+    tuning.install()
+    try:
+        t = tuning.TunedSctpTransport(SimpleNamespace(state="new"))
+    finally:
+        tuning.install() if was_installed else tuning.uninstall()
+    t._association_state = t.State.ESTABLISHED
+    return t
+
+
 def _data_packet(t, tsn: int) -> bytes:
     c = sctp.DataChunk(sctp.SCTP_DATA_FIRST_FRAG | sctp.SCTP_DATA_LAST_FRAG)
     c.tsn, c.stream_id, c.stream_seq, c.protocol, c.user_data = tsn, 0, 0, 53, b"x" * 100
@@ -1091,14 +1104,8 @@ def _data_packet(t, tsn: int) -> bytes:
 async def test_a_packet_that_fills_a_gap_is_acknowledged_at_once():
     # RFC 5681 section 4.2 (for TCP): the sender is recovering and waits for this SACK.
     # Delayed, it was the only SACK of a small window: when it was lost too, a T3.
-    was_installed = tuning.installed()
-    tuning.install()
-    try:
-        t = tuning.TunedSctpTransport(SimpleNamespace(state="new"))
-    finally:
-        tuning.install() if was_installed else tuning.uninstall()
+    t = _established_transport()
     t._last_received_tsn = 99
-    t._association_state = t.State.ESTABLISHED
     t._ack.quick_left = 0  # past the association's quick start
     sacks: list[tuple[int, list]] = []
 
@@ -1127,13 +1134,7 @@ async def test_a_sender_whose_sacks_stopped_probes_before_t3():
     # Three chunks out (the initial window), no SACK back: one more goes out after two
     # round trips, and another after four more, not after T3's 1-3 s with the window back
     # to one packet.
-    was_installed = tuning.installed()
-    tuning.install()
-    try:
-        t = tuning.TunedSctpTransport(SimpleNamespace(state="new"))
-    finally:
-        tuning.install() if was_installed else tuning.uninstall()
-    t._association_state = t.State.ESTABLISHED
+    t = _established_transport()
     t._srtt = 0.01
     sent: list[tuple[int, int]] = []
 
@@ -1160,13 +1161,7 @@ async def test_the_sack_a_probe_draws_brings_the_next_probe_forward():
     # After two probes the third is armed 8 round trips out. A SACK then starts over at
     # two round trips: the pending timer must move, or the next silence's first probe
     # waits for the old one (found by a review: 0.143 s instead of 0.091 s at 10 ms).
-    was_installed = tuning.installed()
-    tuning.install()
-    try:
-        t = tuning.TunedSctpTransport(SimpleNamespace(state="new"))
-    finally:
-        tuning.install() if was_installed else tuning.uninstall()
-    t._association_state = t.State.ESTABLISHED
+    t = _established_transport()
     t._srtt = 0.05
     loop = asyncio.get_running_loop()
     t0 = loop.time()

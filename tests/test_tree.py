@@ -258,6 +258,15 @@ def test_picker_skips_unselected_pieces() -> None:
 # -- the tree store ------------------------------------------------------------------------
 
 
+def shared_tree(tmp_path: Path) -> tuple[Path, Manifest, bytes, Path]:
+    """`make_tree`'s tree, its manifest, its bytes in piece order, an empty folder for it."""
+    src = make_tree(tmp_path / "t")
+    m, _ = hash_tree([str(src)], use_cache=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    return src, m, concat(src, m), out
+
+
 def fill(store: TreePart, m: Manifest, data: bytes) -> None:
     for i in range(m.piece_count):
         piece = data[i * m.piece_size : (i + 1) * m.piece_size]
@@ -266,11 +275,7 @@ def fill(store: TreePart, m: Manifest, data: bytes) -> None:
 
 
 def test_tree_part_writes_the_tree_and_resumes(tmp_path: Path) -> None:
-    src = make_tree(tmp_path / "t")
-    m, _ = hash_tree([str(src)], use_cache=False)
-    data = concat(src, m)
-    out = tmp_path / "out"
-    out.mkdir()
+    src, m, data, out = shared_tree(tmp_path)
     st = TreePart(out, m, select(m, []))
     # Half of it, then a crash: a new store finds the pieces on disk.
     for i in range(2):
@@ -295,11 +300,7 @@ def test_tree_part_writes_the_tree_and_resumes(tmp_path: Path) -> None:
 
 def test_a_tree_download_serves_its_pieces_from_threads_only(tmp_path: Path) -> None:
     # Its pieces span files: the event-loop read (one descriptor, one offset) is not for it.
-    src = make_tree(tmp_path / "t")
-    m, _ = hash_tree([str(src)], use_cache=False)
-    data = concat(src, m)
-    out = tmp_path / "out"
-    out.mkdir()
+    _src, m, data, out = shared_tree(tmp_path)
     st = TreePart(out, m, select(m, []))
     try:
         fill(st, m, data)
@@ -312,11 +313,7 @@ def test_a_tree_download_serves_its_pieces_from_threads_only(tmp_path: Path) -> 
 
 
 def test_tree_part_selection_writes_only_selected_bytes(tmp_path: Path) -> None:
-    src = make_tree(tmp_path / "t")
-    m, _ = hash_tree([str(src)], use_cache=False)
-    data = concat(src, m)
-    out = tmp_path / "out"
-    out.mkdir()
+    _src, m, data, out = shared_tree(tmp_path)
     chosen = select(m, ["sub/deeper/x"])
     st = TreePart(out, m, chosen)
     assert not st.keeps_pieces
